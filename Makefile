@@ -1,0 +1,39 @@
+# Two commands do all set-up: `make run` and `make test`. Both (re)build .venv from the lock file.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "ewspipe needs Python 3.11, got %s" % sys.version.split()[0]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+## Build the demo world, import it as snapshots and print the summary + validation report.
+run: $(STAMP)
+	$(BIN)/ewspipe data demo
+
+## Lint, check the import layers, run the whole test suite.
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+
+## Benchmarks (not tests): figures go to docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+## Re-pin every dependency (needs the package registry).
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --extra dev --generate-hashes --no-emit-index-url \
+		--no-emit-find-links --strip-extras -o requirements.lock pyproject.toml
+
+clean:
+	rm -rf $(VENV) .ewspipe .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,122 @@
+"""`ewspipe data ...`: import, generate, download and inspect data snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ewspipe.cli.output import JSON_OPTION, emit, validation_lines
+from ewspipe.panel.ingest import ImportResult, import_panel_file
+from ewspipe.panel.snapshot import Manifest, SnapshotStore
+from ewspipe.panel.summary import summarise
+from ewspipe.settings import Settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Import, generate, download and inspect data snapshots.",
+                  no_args_is_help=True)
+import_app = typer.Typer(help="Import a file as a validated snapshot.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+LEVEL_OPTION = typer.Option(..., "--level", help="Level of analysis: cm or pgm.")
+
+
+def _store(ctx: typer.Context) -> SnapshotStore:
+    settings: Settings = ctx.obj
+    return SnapshotStore(settings.snapshot_dir)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _manifest_lines(m: Manifest) -> list[str]:
+    totals = ", ".join(f"{k} {v:,}" for k, v in m.totals.items())
+    return [
+        f"snapshot {m.id}  ({m.level}, source {m.source.get('kind')}: "
+        f"{m.source.get('file') or m.source.get('url') or m.source.get('name', '')})",
+        f"  rows {m.rows:,}  units {m.units:,} ({m.units_last_month:,} in the last month)  "
+        f"months {m.span}",
+        f"  totals: {totals}",
+        f"  sha256 {m.sha256}  imported {m.imported_at}  fetched {m.fetched_at}",
+    ]
+
+
+def _result_lines(result: ImportResult) -> list[str]:
+    verb = "created" if result.created else "already present (identical content)"
+    return [*_manifest_lines(result.manifest), f"  {verb}", *validation_lines(result.report)]
+
+
+@import_app.command("panel")
+def import_panel(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Parquet or CSV table with month_id, unit and counts."),
+    level: str = LEVEL_OPTION,
+    counts: str | None = typer.Option(
+        None, "--counts", help="Comma-separated count columns (default: every ged_* column)."
+    ),
+    missing: str = typer.Option(
+        "error", "--missing", help="Missing counts: 'error' (refuse) or 'zero' (fill with 0)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Validate an aggregated cm/pgm table and store it as an immutable snapshot."""
+    result = import_panel_file(
+        file, level, _store(ctx), count_columns=_split(counts), missing=missing
+    )
+    emit(result.to_dict(), as_json, lambda: "\n".join(_result_lines(result)))
+
+
+@app.command("list")
+def list_snapshots(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """List stored snapshots, oldest first."""
+    manifests = _store(ctx).list()
+    data = {"snapshots": [m.to_dict() for m in manifests]}
+
+    def human() -> str:
+        if not manifests:
+            return "no snapshots yet; try `ewspipe data demo`"
+        rows = [f"{'id':<22} {'level':<5} {'rows':>10} {'units':>6}  months        source"]
+        for m in manifests:
+            src = m.source.get("file") or m.source.get("url") or m.source.get("kind")
+            rows.append(
+                f"{m.id:<22} {m.level:<5} {m.rows:>10,} {m.units:>6}  "
+                f"{m.first_month}..{m.last_month}  {src}"
+            )
+        return "\n".join(rows)
+
+    emit(data, as_json, human)
+
+
+@app.command("show")
+def show_snapshot(
+    ctx: typer.Context,
+    snapshot: str = typer.Argument(..., help="Snapshot id or a unique prefix of it."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show a snapshot's manifest, validation report and data summary."""
+    store = _store(ctx)
+    manifest = store.get(snapshot)
+    summary = summarise(store.load(manifest.id))
+    data: dict[str, Any] = {"manifest": manifest.to_dict(), "summary": summary}
+
+    def human() -> str:
+        return "\n".join(
+            [*_manifest_lines(manifest), *_summary_lines(summary),
+             *validation_lines(manifest.validation)]
+        )
+
+    emit(data, as_json, human)
+
+
+def _summary_lines(summary: dict[str, Any]) -> list[str]:
+    lines = [f"  summary ({summary['level']}, {summary['span']}):"]
+    for col, s in summary["counts"].items():
+        lines.append(
+            f"    {col:<8} total {s['total']:>12,}  zero share {s['zero_share']:.3f}  "
+            f"max {s['max']:>8,}  units ever > 0 {s['units_ever_nonzero']:>6,}  "
+            f"last month {s['last_month_total']:>8,}"
+        )
+    return lines

@@ -1,0 +1,78 @@
+"""Entry point: global options, sub-command groups, and error -> exit code mapping."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import typer
+
+from ewspipe import __version__
+from ewspipe.cli import data as data_cli
+from ewspipe.cli import partitions as partitions_cli
+from ewspipe.errors import EwspipeError
+from ewspipe.settings import load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ewspipe",
+    help="Conflict early-warning pipeline: data, models, evaluation, releases.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cli.app, name="data")
+app.command("partitions")(partitions_cli.partitions)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ewspipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", help="Settings file (default: $EWSPIPE_CONFIG or ./ewspipe.toml)."
+    ),
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="State directory (overrides ewspipe.toml and $EWSPIPE_STATE_DIR)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    ctx.obj = load_settings(config, state_dir=state_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (0 ok, 1 check failed, 2 bad input or usage)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="ewspipe", standalone_mode=False)
+    except EwspipeError as exc:
+        if as_json:
+            doc = {"error": str(exc), "kind": type(exc).__name__, "exit_code": exc.exit_code}
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

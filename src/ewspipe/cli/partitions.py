@@ -1,0 +1,56 @@
+"""`ewspipe partitions`: show the configured partitions and rolling origins."""
+
+from __future__ import annotations
+
+import typer
+
+from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.panel.months import month_label
+from ewspipe.partitions import RunType
+from ewspipe.settings import Settings
+
+__all__ = ["partitions"]
+
+
+def partitions(
+    ctx: typer.Context,
+    last_observed: int | None = typer.Option(
+        None, "--last-observed", help="Last observed month_id; adds the forecasting partition."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show train/test windows and rolling origins of every run type."""
+    settings: Settings = ctx.obj
+    scheme = settings.partition_scheme()
+    run_types = [RunType.CALIBRATION, RunType.VALIDATION]
+    if last_observed is not None:
+        run_types.append(RunType.FORECASTING)
+    parts = [scheme.partition(rt, last_observed=last_observed) for rt in run_types]
+    data = {
+        "steps": scheme.steps,
+        "sequences": scheme.sequences,
+        "partitions": [
+            {
+                "run_type": p.run_type.value,
+                "train": [p.train.first, p.train.last],
+                "test": [p.test.first, p.test.last],
+                "origins": [s.origin for s in p.rolling_origins()],
+            }
+            for p in parts
+        ],
+    }
+
+    def human() -> str:
+        lines = [f"steps 1..{scheme.steps}, {scheme.sequences} rolling origins"]
+        for p in parts:
+            origins = p.rolling_origins()
+            lines.append(
+                f"{p.run_type.value:<12} train {p.train.first}..{p.train.last} "
+                f"({month_label(p.train.first)}..{month_label(p.train.last)})  "
+                f"test {p.test.first}..{p.test.last} "
+                f"({month_label(p.test.first)}..{month_label(p.test.last)})  "
+                f"origins {origins[0].origin}..{origins[-1].origin}"
+            )
+        return "\n".join(lines)
+
+    emit(data, as_json, human)

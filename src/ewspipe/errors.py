@@ -1,0 +1,56 @@
+"""One exception family; the CLI maps each class to an exit code.
+
+Exit codes follow the architecture: 1 = a check or gate failed, 2 = bad input or usage.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckFailed",
+    "DownloadError",
+    "EwspipeError",
+    "InputError",
+    "PanelError",
+    "SettingsError",
+    "SnapshotNotFound",
+    "StoreError",
+]
+
+
+class EwspipeError(Exception):
+    """Base of every error ewspipe raises on purpose."""
+
+    exit_code: int = 1
+
+
+class InputError(EwspipeError, ValueError):
+    """The user gave us something we cannot use; the message says what and how to fix it."""
+
+    exit_code = 2
+
+
+class PanelError(InputError):
+    """A panel or event file failed validation."""
+
+
+class SettingsError(InputError):
+    """ewspipe.toml (or an option overriding it) is invalid."""
+
+
+class SnapshotNotFound(InputError, KeyError):
+    """No snapshot has the requested id."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DownloadError(InputError):
+    """A remote file could not be fetched (bad version, unreachable host, corrupt archive)."""
+
+
+class StoreError(EwspipeError):
+    """Stored state is inconsistent (e.g. a file no longer matches its recorded hash)."""
+
+
+class CheckFailed(EwspipeError):
+    """A check ran and found a problem."""

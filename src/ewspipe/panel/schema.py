@@ -1,0 +1,466 @@
+"""Panel schema and validation: the boundary every table passes before it is stored.
+
+A :class:`Panel` is a long table indexed by (month_id, unit) with integer, non-negative count
+columns (raw deaths, never logs). :func:`validate_panel` checks everything once and either
+returns a Panel plus a report of the checks it ran, or raises :class:`PanelError` naming the
+source, the column, the first offending rows and how to fix them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from ewspipe.errors import PanelError
+from ewspipe.panel.months import current_month_id, month_label
+from ewspipe.panel.priogrid import N_CELLS
+
+__all__ = [
+    "TIME_COLUMN",
+    "CheckResult",
+    "Level",
+    "MissingPolicy",
+    "Panel",
+    "PanelSpec",
+    "ValidationReport",
+    "validate_panel",
+]
+
+TIME_COLUMN = "month_id"
+COUNT_PATTERN = re.compile(r"^ged_")
+_SHOW_ROWS = 5
+
+
+class Level(StrEnum):
+    CM = "cm"
+    PGM = "pgm"
+
+    @property
+    def unit_column(self) -> str:
+        return "country_id" if self is Level.CM else "priogrid_gid"
+
+    @classmethod
+    def parse(cls, value: str, *, option: str = "--level") -> Level:
+        try:
+            return cls(value)
+        except ValueError:
+            raise PanelError(
+                f"option {option}: unknown level {value!r}; use one of "
+                f"{', '.join(repr(v.value) for v in cls)}"
+            ) from None
+
+
+class MissingPolicy(StrEnum):
+    """What to do with a missing (NaN) count: refuse, or declare that missing means zero."""
+
+    ERROR = "error"
+    ZERO = "zero"
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    level: Level
+    count_columns: tuple[str, ...]
+
+    @property
+    def unit_column(self) -> str:
+        return self.level.unit_column
+
+    @property
+    def index_columns(self) -> tuple[str, str]:
+        return (TIME_COLUMN, self.unit_column)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class ValidationReport:
+    source: str
+    checks: list[CheckResult] = field(default_factory=list)
+    filled_missing: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, detail: str, passed: bool = True) -> None:
+        self.checks.append(CheckResult(name, passed, detail))
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "passed": self.passed,
+            "checks": [c.__dict__ for c in self.checks],
+            "filled_missing": dict(self.filled_missing),
+        }
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A validated panel. ``frame`` is sorted by (month_id, unit) with a RangeIndex."""
+
+    frame: pd.DataFrame
+    spec: PanelSpec
+
+    @property
+    def level(self) -> Level:
+        return self.spec.level
+
+    @property
+    def unit_column(self) -> str:
+        return self.spec.unit_column
+
+    @property
+    def months(self) -> np.ndarray:
+        return self.frame[TIME_COLUMN].to_numpy()
+
+    @property
+    def first_month(self) -> int:
+        return int(self.frame[TIME_COLUMN].iloc[0])
+
+    @property
+    def last_month(self) -> int:
+        return int(self.frame[TIME_COLUMN].iloc[-1])
+
+    @property
+    def units(self) -> np.ndarray:
+        return np.unique(self.frame[self.unit_column].to_numpy())
+
+    def units_in_month(self, month_id: int) -> np.ndarray:
+        """Units with a row in ``month_id``; for the last month this is the forecast entity set."""
+        months = self.frame[TIME_COLUMN].to_numpy()
+        lo, hi = np.searchsorted(months, [month_id, month_id + 1])
+        return self.frame[self.unit_column].to_numpy()[lo:hi].copy()
+
+    def forecast_entities(self) -> np.ndarray:
+        """Units present in the last observed month: the set a forecast must cover."""
+        return self.units_in_month(self.last_month)
+
+    def totals(self) -> dict[str, int]:
+        return {c: int(self.frame[c].sum()) for c in self.spec.count_columns}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _rows_text(df: pd.DataFrame, mask: np.ndarray, columns: list[str]) -> str:
+    """The first offending rows as 'data row N: col=value ...' (1-based, header excluded)."""
+    idx = np.flatnonzero(mask)[:_SHOW_ROWS]
+    shown = [c for c in dict.fromkeys(columns) if c in df.columns]
+    lines = []
+    for i in idx:
+        values = " ".join(f"{c}={df[c].iloc[i]!r}" for c in shown)
+        lines.append(f"    data row {i + 1}: {values}")
+    more = int(mask.sum()) - len(idx)
+    if more > 0:
+        lines.append(f"    ... and {more} more")
+    return "\n".join(lines)
+
+
+def _fail(
+    source: str,
+    column: str | None,
+    problem: str,
+    fix: str,
+    df: pd.DataFrame | None = None,
+    mask: np.ndarray | None = None,
+    show: list[str] | None = None,
+) -> PanelError:
+    where = f"{source}: column '{column}'" if column else source
+    parts = [f"{where}: {problem}"]
+    if df is not None and mask is not None and mask.any():
+        parts.append("  first offending rows (data row = 1-based, header excluded):")
+        parts.append(_rows_text(df, mask, show or [column or ""]))
+    parts.append(f"  Fix: {fix}")
+    return PanelError("\n".join(parts))
+
+
+def _as_numeric(df: pd.DataFrame, column: str, source: str, index_cols: list[str]) -> pd.Series:
+    """The column as numbers, or an error naming the rows holding text."""
+    col = df[column]
+    if pd.api.types.is_bool_dtype(col):
+        raise _fail(source, column, "holds booleans, expected integers", "write integer counts")
+    if pd.api.types.is_numeric_dtype(col):
+        return col.astype("float64") if not pd.api.types.is_integer_dtype(col) else col
+    converted = pd.to_numeric(col, errors="coerce")
+    bad = (converted.isna() & col.notna()).to_numpy()
+    if bad.any():
+        raise _fail(
+            source,
+            column,
+            f"{int(bad.sum())} rows hold text where a number is expected",
+            "replace the text with integers (or leave the cell empty for a missing value)",
+            df,
+            bad,
+            [*index_cols, column],
+        )
+    return converted.astype("float64")
+
+
+def _as_int(
+    df: pd.DataFrame,
+    column: str,
+    source: str,
+    index_cols: list[str],
+    *,
+    allow_missing: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integer values plus the missing mask; floats must be integral and finite."""
+    num = _as_numeric(df, column, source, index_cols)
+    if pd.api.types.is_integer_dtype(num) and not num.hasnans:
+        values = num.to_numpy(dtype=np.int64)
+        return values, np.zeros(len(values), dtype=bool)
+    arr = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = np.isnan(arr)
+    if missing.any() and not allow_missing:
+        raise _fail(
+            source,
+            column,
+            f"{int(missing.sum())} rows have no value",
+            "fill them in; identifiers and months can never be missing",
+            df,
+            missing,
+            [*index_cols, column],
+        )
+    inf = np.isinf(arr)
+    if inf.any():
+        raise _fail(
+            source, column, f"{int(inf.sum())} rows are infinite", "write finite integers",
+            df, inf, [*index_cols, column],
+        )
+    frac = ~missing & (arr != np.floor(np.where(missing, 0, arr)))
+    if frac.any():
+        raise _fail(
+            source,
+            column,
+            f"{int(frac.sum())} rows hold non-integer numbers",
+            "counts and ids are integers; round at the source only if the fractions are "
+            "an artefact (e.g. averaged data), otherwise fix the aggregation",
+            df,
+            frac,
+            [*index_cols, column],
+        )
+    values = np.where(missing, 0, arr).astype(np.int64)
+    return values, missing
+
+
+def _infer_count_columns(df: pd.DataFrame, level: Level) -> tuple[str, ...]:
+    return tuple(c for c in df.columns if COUNT_PATTERN.match(str(c)))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_panel(
+    df: pd.DataFrame,
+    level: Level | str,
+    *,
+    source: str,
+    count_columns: tuple[str, ...] | list[str] | None = None,
+    missing: MissingPolicy | str = MissingPolicy.ERROR,
+    today: date | None = None,
+) -> tuple[Panel, ValidationReport]:
+    """Check a raw table and return it as a Panel with the report of every check.
+
+    Args:
+        df: the table as read from the file (any column order, any index).
+        level: ``cm`` or ``pgm``; decides the unit column.
+        source: how to name the input in messages (usually the file path).
+        count_columns: the count columns; default every column named ``ged_*``.
+        missing: ``error`` (default) refuses missing counts; ``zero`` fills them with 0 and
+            records how many in the report.
+        today: the date that defines "future" months (default: today, UTC).
+
+    Raises:
+        PanelError: on the first failed check, naming column, rows and fix.
+    """
+    level = Level.parse(str(level.value if isinstance(level, Level) else level))
+    try:
+        missing = MissingPolicy(missing)
+    except ValueError:
+        raise PanelError(
+            f"option --missing: unknown policy {missing!r}; use 'error' or 'zero'"
+        ) from None
+    report = ValidationReport(source=source)
+    unit = level.unit_column
+    other = Level.PGM.unit_column if level is Level.CM else Level.CM.unit_column
+
+    # 1. something to validate
+    if len(df.columns) == 0 or len(df) == 0:
+        raise _fail(source, None, "the table has no data rows", "check the file was fully written")
+    df = df.reset_index(drop=True)
+    df.columns = [str(c) for c in df.columns]
+    if len(set(df.columns)) != len(df.columns):
+        dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+        raise _fail(source, dup[0], "the column name appears more than once",
+                    "rename or drop the duplicate column")
+    report.add("readable", f"{len(df):,} rows, {len(df.columns)} columns")
+
+    # 2. required columns for the level
+    for col in (TIME_COLUMN, unit):
+        if col not in df.columns:
+            hint = ""
+            if col == unit and other in df.columns:
+                hint = (f" The file has '{other}', so it looks like a "
+                        f"{'pgm' if level is Level.CM else 'cm'} table: pass "
+                        f"--level {'pgm' if level is Level.CM else 'cm'}.")
+            raise _fail(
+                source,
+                col,
+                f"required column is missing (a {level.value} panel needs "
+                f"'{TIME_COLUMN}' and '{unit}'; found: {', '.join(df.columns)}).{hint}",
+                f"add or rename the column to '{col}'",
+            )
+    if count_columns is None:
+        counts = _infer_count_columns(df, level)
+        if not counts:
+            raise _fail(
+                source,
+                None,
+                f"no count column found (columns named ged_*; found: {', '.join(df.columns)})",
+                "name the count columns ged_sb / ged_ns / ged_os, or list them with --counts",
+            )
+    else:
+        counts = tuple(count_columns)
+        absent = [c for c in counts if c not in df.columns]
+        if absent:
+            raise _fail(source, absent[0], "count column named in --counts is missing "
+                        f"(found: {', '.join(df.columns)})", "fix the --counts list")
+        clash = [c for c in counts if c in (TIME_COLUMN, unit)]
+        if clash:
+            raise _fail(source, clash[0], "an index column cannot be a count column",
+                        "remove it from --counts")
+    report.add("columns", f"index ({TIME_COLUMN}, {unit}); counts {', '.join(counts)}")
+    index_cols = [TIME_COLUMN, unit]
+
+    # 3. index columns: integers, present, in range
+    months, _ = _as_int(df, TIME_COLUMN, source, index_cols)
+    units, _ = _as_int(df, unit, source, index_cols)
+    limit = current_month_id(today)
+    low = months < 1
+    if low.any():
+        raise _fail(source, TIME_COLUMN, f"{int(low.sum())} rows have month_id < 1",
+                    "month_id = (year - 1980) * 12 + month; 1 = Jan 1980", df, low, index_cols)
+    future = months > limit
+    if future.any():
+        looks_like_year = bool(((months >= 1900) & (months <= 2200)).all())
+        fix = (
+            "the values look like calendar years; convert to month_id = (year - 1980) * 12 + month"
+            if looks_like_year
+            else f"drop months after {limit} ({month_label(limit)}, the current month): "
+            "data cannot come from the future; check the month_id formula"
+        )
+        raise _fail(
+            source, TIME_COLUMN,
+            f"{int(future.sum())} rows are in the future (latest allowed {limit} = "
+            f"{month_label(limit)})", fix, df, future, index_cols,
+        )
+    if level is Level.CM:
+        bad_unit = units < 1
+        unit_fix = "country_id is a positive VIEWS country id"
+    else:
+        bad_unit = (units < 1) | (units > N_CELLS)
+        unit_fix = f"priogrid_gid = (row - 1) * 720 + col is in 1..{N_CELLS}"
+    if bad_unit.any():
+        raise _fail(source, unit, f"{int(bad_unit.sum())} rows have an impossible unit id",
+                    unit_fix, df, bad_unit, index_cols)
+    report.add("index", f"months {months.min()}..{months.max()} "
+               f"({month_label(int(months.min()))}..{month_label(int(months.max()))}), "
+               f"no future months")
+
+    # 4. count columns: integer, non-negative, missing per policy
+    count_values: dict[str, np.ndarray] = {}
+    for col in counts:
+        values, miss = _as_int(df, col, source, index_cols,
+                               allow_missing=missing is MissingPolicy.ZERO)
+        if miss.any():
+            report.filled_missing[col] = int(miss.sum())
+        neg = values < 0
+        if neg.any():
+            raise _fail(source, col, f"{int(neg.sum())} rows have negative counts",
+                        "counts are deaths and cannot be negative; correct these rows at the "
+                        "source", df, neg, [*index_cols, col])
+        count_values[col] = values
+    if report.filled_missing:
+        filled = ", ".join(f"{c}: {n:,}" for c, n in report.filled_missing.items())
+        report.add("missing values", f"filled with 0 by declared policy 'zero' ({filled})")
+    else:
+        report.add("missing values", "none")
+    report.add("counts", "integer, non-negative")
+
+    # 5. pgm country membership (optional column)
+    extra_int: dict[str, np.ndarray] = {}
+    if level is Level.PGM and "country_id" in df.columns:
+        cid, _ = _as_int(df, "country_id", source, index_cols)
+        bad = cid < -1
+        if bad.any():
+            raise _fail(source, "country_id", f"{int(bad.sum())} rows have country_id < -1",
+                        "use the VIEWS country id, or -1 for a cell with no country",
+                        df, bad, [*index_cols, "country_id"])
+        extra_int["country_id"] = cid
+
+    # 6. assemble, sort, then check uniqueness and contiguity on sorted arrays
+    frame = df.copy()
+    frame[TIME_COLUMN] = months
+    frame[unit] = units
+    for col, values in {**count_values, **extra_int}.items():
+        frame[col] = values
+    ordered = [TIME_COLUMN, unit, *counts]
+    frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
+    m = frame[TIME_COLUMN].to_numpy()
+    u = frame[unit].to_numpy()
+    in_order = bool(np.all((m[1:] > m[:-1]) | ((m[1:] == m[:-1]) & (u[1:] > u[:-1]))))
+    if not in_order:
+        order = np.lexsort((u, m))
+        frame = frame.iloc[order]
+        m, u = m[order], u[order]
+        dup_sorted = np.zeros(len(m), dtype=bool)
+        same = (m[1:] == m[:-1]) & (u[1:] == u[:-1])
+        dup_sorted[1:] |= same
+        dup_sorted[:-1] |= same
+        if dup_sorted.any():
+            mask = np.zeros(len(m), dtype=bool)
+            mask[order[dup_sorted]] = True
+            raise _fail(
+                source, None,
+                f"{int(mask.sum())} rows share a ({TIME_COLUMN}, {unit}) pair with another row",
+                "each unit has one row per month: drop or aggregate the duplicates",
+                df, mask, [*index_cols, *counts],
+            )
+    frame = frame.reset_index(drop=True)
+    report.add("unique", f"one row per ({TIME_COLUMN}, {unit})")
+
+    grouped = pd.DataFrame({"u": u, "m": m}).groupby("u", sort=True)["m"].agg(
+        ["min", "max", "size"]
+    )
+    gaps = grouped[grouped["max"] - grouped["min"] + 1 != grouped["size"]]
+    if len(gaps):
+        examples = []
+        for unit_id, row in gaps.head(_SHOW_ROWS).iterrows():
+            present = np.unique(m[u == unit_id])
+            missing_months = np.setdiff1d(np.arange(row["min"], row["max"] + 1), present)
+            examples.append(
+                f"    {unit}={unit_id}: rows {row['min']}..{row['max']} but missing "
+                f"{len(missing_months)} months, first {missing_months[:5].tolist()}"
+            )
+        raise PanelError(
+            f"{source}: column '{TIME_COLUMN}': {len(gaps)} units have gaps in their months "
+            "(a unit's months must be contiguous from its first to its last row)\n"
+            + "\n".join(examples)
+            + "\n  Fix: add the missing unit-months (with 0 if nothing happened and your "
+            "source zero-fills), or split the unit into separate ids if it really ceased to exist"
+        )
+    report.add("contiguous", f"{len(grouped):,} units, each with contiguous months")
+
+    spec = PanelSpec(level=level, count_columns=tuple(counts))
+    return Panel(frame=frame, spec=spec), report

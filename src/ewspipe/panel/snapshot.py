@@ -1,0 +1,223 @@
+"""Immutable, content-addressed snapshots of validated panels.
+
+A snapshot is a folder ``<root>/<id>/`` holding ``data.parquet`` and ``manifest.json``. The id
+is derived from the panel's content (level, column names, dtypes, values), so importing the
+same data twice yields the same snapshot and two different panels can never share an id.
+Writes go to a temporary folder that is renamed into place only when complete, so a crash
+never leaves a half-written snapshot visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ewspipe import __version__
+from ewspipe.errors import SnapshotNotFound, StoreError
+from ewspipe.panel.months import month_label
+from ewspipe.panel.schema import Level, Panel, PanelSpec, ValidationReport
+
+__all__ = ["Manifest", "SnapshotStore", "content_hash", "file_sha256"]
+
+DATA_FILE = "data.parquet"
+MANIFEST_FILE = "manifest.json"
+_TMP_PREFIX = ".tmp-"
+_ID_HEX = 16
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hash(panel: Panel) -> str:
+    """sha256 of the panel's meaning, independent of Parquet writer versions."""
+    h = hashlib.sha256()
+    h.update(f"level={panel.level.value};counts={','.join(panel.spec.count_columns)};".encode())
+    for name in panel.frame.columns:
+        col = panel.frame[name]
+        h.update(f"column={name}:{col.dtype};".encode())
+        if pd.api.types.is_numeric_dtype(col):
+            h.update(np.ascontiguousarray(col.to_numpy()).tobytes())
+        else:
+            h.update("\x1f".join("\x00" if pd.isna(v) else str(v) for v in col).encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    id: str
+    sha256: str
+    file_sha256: str
+    level: str
+    source: dict[str, Any]
+    imported_at: str
+    fetched_at: str
+    columns: dict[str, str]
+    count_columns: list[str]
+    rows: int
+    first_month: int
+    last_month: int
+    months: int
+    units: int
+    units_last_month: int
+    totals: dict[str, int]
+    validation: dict[str, Any]
+    ewspipe_version: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def span(self) -> str:
+        return (f"{self.first_month}..{self.last_month} "
+                f"({month_label(self.first_month)}..{month_label(self.last_month)})")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SnapshotStore:
+    """The snapshots below one folder; the only code that reads or writes them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ write
+    def write(
+        self,
+        panel: Panel,
+        report: ValidationReport,
+        *,
+        source: dict[str, Any],
+        fetched_at: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[Manifest, bool]:
+        """Store the panel; returns (manifest, created). An identical panel is not stored twice."""
+        digest = content_hash(panel)
+        snap_id = f"{panel.level.value}-{digest[:_ID_HEX]}"
+        final = self.root / snap_id
+        if (final / MANIFEST_FILE).is_file():
+            return self.get(snap_id), False
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            table = pa.Table.from_pandas(panel.frame, preserve_index=False)
+            pq.write_table(table, tmp / DATA_FILE, compression="zstd")
+            imported = _now()
+            manifest = Manifest(
+                id=snap_id,
+                sha256=digest,
+                file_sha256=file_sha256(tmp / DATA_FILE),
+                level=panel.level.value,
+                source=source,
+                imported_at=imported,
+                fetched_at=fetched_at or imported,
+                columns={c: str(t) for c, t in panel.frame.dtypes.items()},
+                count_columns=list(panel.spec.count_columns),
+                rows=len(panel.frame),
+                first_month=panel.first_month,
+                last_month=panel.last_month,
+                months=panel.last_month - panel.first_month + 1,
+                units=len(panel.units),
+                units_last_month=len(panel.forecast_entities()),
+                totals=panel.totals(),
+                validation=report.to_dict(),
+                ewspipe_version=__version__,
+                extra=extra or {},
+            )
+            manifest_path = tmp / MANIFEST_FILE
+            manifest_path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+            for path in (tmp / DATA_FILE, manifest_path):
+                with path.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if (final / MANIFEST_FILE).is_file():  # a concurrent writer won the race
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return self.get(snap_id), False
+                raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return manifest, True
+
+    # ------------------------------------------------------------------ read
+    def list(self) -> list[Manifest]:
+        """All snapshots, oldest import first."""
+        if not self.root.is_dir():
+            return []
+        found = [
+            self._read_manifest(p / MANIFEST_FILE)
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(_TMP_PREFIX) and (p / MANIFEST_FILE).is_file()
+        ]
+        return sorted(found, key=lambda m: (m.imported_at, m.id))
+
+    def latest(self, level: Level | str) -> Manifest:
+        level = Level(level)
+        of_level = [m for m in self.list() if m.level == level.value]
+        if not of_level:
+            raise SnapshotNotFound(
+                f"no {level.value} snapshot in {self.root}; import one with "
+                f"`ewspipe data import panel FILE --level {level.value}` or `ewspipe data demo`"
+            )
+        return of_level[-1]
+
+    def resolve(self, ref: str) -> str:
+        """Full id from an id or unique prefix (with or without the level)."""
+        ids = [m.id for m in self.list()]
+        if ref in ids:
+            return ref
+        hits = [i for i in ids if i.startswith(ref) or i.split("-", 1)[-1].startswith(ref)]
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            raise SnapshotNotFound(
+                f"no snapshot '{ref}' in {self.root}; `ewspipe data list` shows the ids"
+            )
+        raise SnapshotNotFound(
+            f"snapshot prefix '{ref}' is ambiguous ({', '.join(hits)}); give more characters"
+        )
+
+    def get(self, ref: str) -> Manifest:
+        return self._read_manifest(self.root / self.resolve(ref) / MANIFEST_FILE)
+
+    def load(self, ref: str, *, verify: bool = True) -> Panel:
+        """The stored panel; ``verify`` re-hashes the file against the manifest first."""
+        manifest = self.get(ref)
+        path = self.root / manifest.id / DATA_FILE
+        if verify and file_sha256(path) != manifest.file_sha256:
+            raise StoreError(
+                f"snapshot {manifest.id}: {path} no longer matches its recorded sha256; the "
+                "store was modified. Re-import the source to recreate it."
+            )
+        frame = pq.read_table(path).to_pandas()
+        spec = PanelSpec(level=Level(manifest.level), count_columns=tuple(manifest.count_columns))
+        return Panel(frame=frame, spec=spec)
+
+    @staticmethod
+    def _read_manifest(path: Path) -> Manifest:
+        try:
+            return Manifest(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise StoreError(f"{path}: unreadable snapshot manifest ({exc})") from exc

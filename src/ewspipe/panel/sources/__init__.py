@@ -1,0 +1,1 @@
+"""Where panels come from: aggregated tables, UCDP GED event files, downloads."""
