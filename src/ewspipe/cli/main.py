@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import click
 import typer
 
 from ewspipe import __version__
@@ -63,14 +62,18 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except typer.TyperException as exc:  # usage errors: unknown command, bad option, ...
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+        return int(exc.exit_code)
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +55,7 @@ def read_table(path: Path | str, columns: list[str] | None = None) -> pd.DataFra
             ) from exc
         return table.to_pandas()
     sep = "\t" if path.name.lower().endswith(".tsv") else ","
+    _check_csv_header(path, sep)
     try:
         return pd.read_csv(path, sep=sep, usecols=columns, low_memory=False)
     except pd.errors.EmptyDataError as exc:
@@ -61,3 +65,19 @@ def read_table(path: Path | str, columns: list[str] | None = None) -> pd.DataFra
             f"{path}: the CSV cannot be parsed: {exc}\n"
             "  Fix: check the delimiter (comma), quoting and that the file is complete"
         ) from exc
+
+
+def _check_csv_header(path: Path, sep: str) -> None:
+    """pandas silently renames a repeated header to 'x.1'; refuse it instead."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8") as fh:  # type: ignore[operator]
+            header = next(csv.reader(fh, delimiter=sep), [])
+    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
+        raise PanelError(f"{path}: the CSV header cannot be read: {exc}") from exc
+    repeated = [name for name, n in Counter(header).items() if n > 1]
+    if repeated:
+        raise PanelError(
+            f"{path}: column '{repeated[0]}': the name appears {header.count(repeated[0])} times "
+            "in the header\n  Fix: rename or drop the duplicate column"
+        )

@@ -1,0 +1,3 @@
+from ewspipe.cli.main import entry
+
+entry()

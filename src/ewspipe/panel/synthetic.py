@@ -1,0 +1,502 @@
+"""Synthetic demo world: a cm + pgm panel so the whole pipeline runs offline, anywhere.
+
+The world imitates what matters about the real data for a forecasting pipeline, not reality:
+
+* **cm**: zero-inflated, heavy-tailed, persistent counts. Each country switches between peace
+  and conflict (Markov chain with long episodes); in conflict the log intensity follows an
+  AR(1) with occasional bursts, and deaths are Poisson around it. A few countries split, merge
+  or secede, so the last month's entity set is smaller than the ever-seen set.
+* **pgm**: a round patch of the real 0.5-degree PRIO-GRID lattice centred in Africa, cut into
+  countries that exist in every month. Each country-month total is split into heavy-tailed
+  events placed on cells by a drifting latent field with fading hotspots (the allocation of
+  ``shared/data/pgm_semisynthetic``), so cells are clumped in space and time and sum exactly
+  to the cm totals.
+
+Reproducibility: every random draw comes from a generator keyed by (seed, stream, month_id),
+so the world is byte-identical for the same settings and a longer span only appends months
+(next month's demo extends this month's, as real data would).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy.ndimage import gaussian_filter
+
+from ewspipe.panel.months import last_complete_month_id
+from ewspipe.panel.priogrid import cell_centre, gid_from_rowcol
+from ewspipe.settings import DemoSettings
+
+__all__ = ["COUNT_COLUMNS", "DemoParams", "DemoWorld", "demo_world"]
+
+COUNT_COLUMNS: tuple[str, str, str] = ("ged_sb", "ged_ns", "ged_os")
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+# Independent random streams; month-keyed streams make the world prefix-stable.
+_STATIC, _CM, _PGM = 0, 1, 2
+_INIT_MONTH = 0  # key of the draws that set the state before the first month
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    """Model constants. Tuples hold one value per count column (ged_sb, ged_ns, ged_os)."""
+
+    # --- cm: conflict episodes (Markov switching) and intensity (AR(1) on the log scale)
+    onset_logit: tuple[float, float, float] = (-5.7, -7.6, -6.7)
+    onset_slope: float = 1.5  # how strongly the country's propensity drives onsets
+    onset_boost: float = 2.2  # logit boost of ns/os onsets while sb is in conflict
+    duration_log: tuple[float, float, float] = (3.0, 2.3, 2.5)  # log mean episode months
+    duration_slope: float = 0.6
+    duration_sd: float = 0.5
+    intensity_log: tuple[float, float, float] = (2.0, 0.6, 0.3)  # log deaths / month
+    intensity_slope: float = 0.9
+    intensity_sd: float = 0.8
+    ar_phi: float = 0.85
+    ar_sd: float = 0.55
+    onset_drop: float = 1.0  # episodes start below their country's mean intensity
+    burst_prob: float = 0.02
+    burst_mean: float = 1.6  # mean jump of the log intensity in a burst
+    lull_logit: float = 1.5  # quiet months inside an episode, likelier when intensity is low
+    lull_slope: float = 0.9
+    month_sd: float = 1.0  # month-to-month noise around the AR state: quiet and loud months
+    log_intensity_max: tuple[float, float, float] = (10.4, 8.5, 10.0)  # sb caps near 33,000
+    change_window: tuple[int, int] = (3, 150)  # months after the start with border changes
+    # --- pgm geometry
+    centre_lat: float = 8.0
+    centre_lon: float = 20.0
+    cells_per_country: float = 120.0
+    # --- pgm allocation (the calibrated semi-synthetic model)
+    temperature: float = 0.30
+    kappa: float = 0.9
+    rho: float = 0.95
+    w_regional: float = 0.3
+    sigma_regional: float = 6.0
+    w_static: float = 0.3
+    sigma_local: float = 0.5
+    hotspot_birth: float = 0.2
+    hotspot_amplitude: float = 2.0
+    hotspot_radius: float = 1.0
+    hotspot_halflife: float = 12.0
+    event_log_median: float = 0.47  # event sizes: ceil(lognormal); median 2, mean ~7.5
+    event_log_sd: float = 1.75
+
+
+@dataclass(frozen=True, eq=False)
+class DemoWorld:
+    """The generated panels plus what produced them.
+
+    ``cm`` and ``pgm`` hold raw integer counts (int64) sorted by (month_id, unit); every pgm
+    cell belongs to a country present in every month, and per (country, month) the cells sum
+    exactly to the cm row. ``countries`` lists each country id that occurs in ``cm``.
+    """
+
+    cm: pd.DataFrame
+    pgm: pd.DataFrame
+    countries: pd.DataFrame
+    settings: DemoSettings
+    first_month: int
+    last_month: int
+    params: DemoParams = field(default_factory=DemoParams)
+
+
+# --------------------------------------------------------------------------- randomness
+
+
+def _rng(seed: int, stream: int, key: int) -> np.random.Generator:
+    entropy = [int(seed < 0), abs(int(seed)), stream, key]
+    return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+def _sigmoid(x: FloatArray) -> FloatArray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# --------------------------------------------------------------------------- countries
+
+
+@dataclass(frozen=True)
+class _Roster:
+    """Country ids and lifetimes; index i is country id i + 1."""
+
+    first: IntArray  # first month with a row
+    last: IntArray  # last month with a row (a huge number: never ends)
+    parent: IntArray  # index whose conflict state a successor inherits, -1 for none
+    stable: BoolArray  # exists in every month and never touched by a border change
+
+
+_NEVER = np.iinfo(np.int64).max // 2
+
+
+def _roster(n: int, first_month: int, params: DemoParams, rng: np.random.Generator) -> _Roster:
+    """Base countries 1..n_base, then successor ids in order of appearance (like VIEWS ids).
+
+    Changes fall in a fixed window after ``first_month``, independent of the last month, so
+    the roster of a longer world is the same roster.
+    """
+    n_events = int(np.clip(2 + n // 60, 2, 8))
+    extra = rng.choice(np.array(["split", "merger", "secession"]), n_events - 2)
+    kinds = [str(k) for k in rng.permutation(np.array(["split", "merger", *extra]))]
+    lo, hi = params.change_window
+    months = np.sort(first_month + rng.integers(lo, hi, n_events))
+    n_new = sum(2 if k == "split" else 1 for k in kinds)
+    n_base = n - n_new
+    pool = iter(rng.permutation(n_base).tolist())
+
+    first = np.full(n, first_month, dtype=np.int64)
+    last = np.full(n, _NEVER, dtype=np.int64)
+    parent = np.full(n, -1, dtype=np.int64)
+    touched = np.zeros(n, dtype=bool)
+    new_id = n_base
+    for kind, month in zip(kinds, months, strict=True):
+        n_parents, n_children = {"split": (1, 2), "merger": (2, 1), "secession": (1, 1)}[kind]
+        parents = [next(pool) for _ in range(n_parents)]
+        touched[parents] = True
+        if kind != "secession":
+            last[parents] = month - 1
+        for _ in range(n_children):
+            first[new_id] = month
+            parent[new_id] = parents[0]
+            touched[new_id] = True
+            new_id += 1
+    return _Roster(first=first, last=last, parent=parent, stable=~touched)
+
+
+# --------------------------------------------------------------------------- cm
+
+
+@dataclass(frozen=True)
+class _CountryTraits:
+    propensity: FloatArray  # (n,) latent conflict-proneness
+    p_on: FloatArray  # (3, n) base onset logit
+    p_off: FloatArray  # (3, n) per-month end probability of an episode
+    mu: FloatArray  # (3, n) mean log intensity in conflict
+
+
+def _traits(n: int, params: DemoParams, rng: np.random.Generator) -> _CountryTraits:
+    z = rng.standard_normal(n)
+    onset = np.asarray(params.onset_logit)[:, None] + params.onset_slope * z
+    dur = np.exp(
+        np.asarray(params.duration_log)[:, None]
+        + params.duration_slope * z
+        + params.duration_sd * rng.standard_normal((3, n))
+    )
+    mu = (
+        np.asarray(params.intensity_log)[:, None]
+        + params.intensity_slope * z
+        + params.intensity_sd * rng.standard_normal((3, n))
+    )
+    return _CountryTraits(z, onset, 1.0 / np.clip(dur, 2.0, 600.0), mu)
+
+
+def _simulate_cm(
+    seed: int, months: IntArray, roster: _Roster, traits: _CountryTraits, params: DemoParams
+) -> IntArray:
+    """Counts (3, n_months, n_countries) for every country, alive or not (masked later)."""
+    n = traits.propensity.size
+    boost = np.array([0.0, params.onset_boost, params.onset_boost])[:, None]
+    sd_stat = params.ar_sd / math.sqrt(1.0 - params.ar_phi**2)
+    cap = np.asarray(params.log_intensity_max)[:, None]
+
+    init = _rng(seed, _CM, _INIT_MONTH)
+    p0 = _sigmoid(traits.p_on)
+    share = p0 / (p0 + traits.p_off)
+    state = init.random((3, n)) < share
+    x = traits.mu + sd_stat * init.standard_normal((3, n))
+
+    out = np.zeros((3, months.size, n), dtype=np.int64)
+    starts = roster.parent >= 0
+    for t, month in enumerate(months.tolist()):
+        r = _rng(seed, _CM, month)
+        u = r.random((3, 3, n))
+        eps = r.standard_normal((3, 3, n))
+        jump = r.exponential(params.burst_mean, (3, n))
+
+        born = np.flatnonzero(starts & (roster.first == month))
+        if born.size:  # successors carry on their parent's conflict
+            src = roster.parent[born]
+            state[:, born] = state[:, src]
+            x[:, born] = x[:, src]
+
+        logit = traits.p_on + boost * state[0]
+        p_on = _sigmoid(logit)
+        new_state = np.where(state, u[0] >= traits.p_off, u[0] < p_on)
+        onset = new_state & ~state
+        x = traits.mu + params.ar_phi * (x - traits.mu) + params.ar_sd * eps[0]
+        x += jump * (u[1] < params.burst_prob)
+        x = np.where(onset, traits.mu - params.onset_drop + 0.5 * eps[1], x)
+        x = np.clip(x, traits.mu - 4.0 * sd_stat, traits.mu + 4.0 * sd_stat + 3.0)
+        state = new_state
+        loud = np.minimum(x + params.month_sd * eps[2], cap)
+        lull = u[2] < _sigmoid(params.lull_logit - params.lull_slope * x)
+        lam = np.where(state & ~lull, np.exp(loud), 0.0)
+        out[:, t, :] = r.poisson(lam)
+    return out
+
+
+# --------------------------------------------------------------------------- pgm geometry
+
+
+def _region(n_cells: int, params: DemoParams) -> IntArray:
+    """The n cells nearest the centre (ties by gid): a compact disc of real gids."""
+    crow = (params.centre_lat + 90.0) / 0.5 + 0.5
+    ccol = (params.centre_lon + 180.0) / 0.5 + 0.5
+    radius = math.sqrt(n_cells / math.pi) + 3.0
+    rows = np.arange(math.floor(crow - radius), math.ceil(crow + radius) + 1)
+    cols = np.arange(math.floor(ccol - radius), math.ceil(ccol + radius) + 1)
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    gids = gid_from_rowcol(rr.ravel(), cc.ravel())
+    lat, lon = cell_centre(gids)
+    d2 = ((lat - params.centre_lat) / 0.5) ** 2 + ((lon - params.centre_lon) / 0.5) ** 2
+    chosen = gids[np.lexsort((gids, d2))[:n_cells]]
+    return np.sort(chosen)
+
+
+def _partition(coords: FloatArray, k: int, rng: np.random.Generator) -> IntArray:
+    """Label 0..k'-1 per cell: a power diagram of Lloyd-relaxed seeds (convex blobs, unequal
+    sizes). Empty labels are dropped, so k' <= k."""
+    n = coords.shape[0]
+    seeds = coords[rng.choice(n, size=k, replace=False)].copy()
+    for _ in range(4):
+        labels = _nearest(coords, seeds, np.zeros(k))
+        for j in range(k):
+            members = coords[labels == j]
+            if members.size:
+                seeds[j] = members.mean(axis=0)
+    weights = rng.uniform(0.0, 0.6, k) * (n / k)
+    labels = _nearest(coords, seeds, weights)
+    for _ in range(8):
+        if np.unique(labels).size == k:
+            break
+        weights *= 0.5
+        labels = _nearest(coords, seeds, weights)
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.astype(np.int64)
+
+
+def _nearest(coords: FloatArray, seeds: FloatArray, weights: FloatArray) -> IntArray:
+    d2 = ((coords[:, None, :] - seeds[None, :, :]) ** 2).sum(axis=2) - weights[None, :]
+    return d2.argmin(axis=1).astype(np.int64)
+
+
+def _pick_countries(
+    candidates: IntArray, k: int, propensity: FloatArray, rng: np.random.Generator
+) -> IntArray:
+    """k distinct countries, conflict-prone ones more likely (Gumbel top-k), so the grid has
+    conflict to allocate even in small worlds."""
+    score = 0.8 * propensity[candidates] + rng.gumbel(size=candidates.size)
+    score[np.argmax(propensity[candidates])] = np.inf  # the grid always has a hot spot
+    return candidates[np.argsort(-score, kind="stable")[:k]]
+
+
+# --------------------------------------------------------------------------- pgm allocation
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> FloatArray:
+    """Gaussian-smoothed white noise rescaled to unit variance."""
+    delta = np.zeros((int(8 * sigma) + 3,) * 2)
+    delta[delta.shape[0] // 2, delta.shape[1] // 2] = 1.0
+    norm = math.sqrt(float((gaussian_filter(delta, sigma) ** 2).sum()))
+    return gaussian_filter(rng.standard_normal(shape), sigma) / norm
+
+
+def _event_sizes(r: np.random.Generator, total: int, params: DemoParams) -> IntArray:
+    """Heavy-tailed event sizes adding up to exactly ``total`` (the last one truncated)."""
+    mean = math.exp(params.event_log_median + params.event_log_sd**2 / 2) + 0.5
+    chunks: list[IntArray] = []
+    acc = 0
+    while acc < total:
+        size = int(total / mean * 1.3) + 4
+        draw = np.ceil(
+            np.exp(params.event_log_median + params.event_log_sd * r.standard_normal(size))
+        ).astype(np.int64)
+        chunks.append(draw)
+        acc += int(draw.sum())
+    sizes = np.concatenate(chunks)
+    csum = np.cumsum(sizes)
+    stop = int(np.searchsorted(csum, total))
+    sizes = sizes[: stop + 1].copy()
+    sizes[-1] -= int(csum[stop]) - total
+    return sizes
+
+
+def _allocate_pgm(
+    seed: int,
+    months: IntArray,
+    gids: IntArray,
+    labels: IntArray,
+    totals: IntArray,
+    params: DemoParams,
+    static: np.random.Generator,
+) -> IntArray:
+    """Cell counts (3, n_months, n_cells) whose per-label sums equal ``totals`` (3, m, k)."""
+    n_cells = gids.size
+    k = int(labels.max()) + 1
+    row, col = np.divmod(gids - 1, 720)
+    pad = math.ceil(3 * max(params.sigma_regional, params.sigma_local)) + 2
+    r0, c0 = row.min() - pad, col.min() - pad
+    shape = (int(row.max() - r0 + pad + 1), int(col.max() - c0 + pad + 1))
+    flat = (row - r0) * shape[1] + (col - c0)
+
+    w_r, w = params.w_regional, params.w_static
+    regional = _smooth_noise(static, shape, params.sigma_regional).ravel()[flat]
+    local = _smooth_noise(static, shape, params.sigma_local).ravel()[flat]
+    base = math.sqrt(w_r) * regional + math.sqrt((1 - w_r) * w) * local
+    c_drift = math.sqrt((1 - w_r) * (1 - w))
+    drift = _smooth_noise(_rng(seed, _PGM, _INIT_MONTH), shape, params.sigma_local)
+
+    # cells grouped by label: country j owns order[bounds[j]:bounds[j + 1]]
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    centre_w = np.exp(math.sqrt(w_r) * regional[order] / params.temperature)
+    sizes = np.diff(bounds)
+    seg_sum = np.add.reduceat(centre_w, bounds[:-1])
+    seg_before = np.concatenate([[0.0], np.cumsum(seg_sum)[:-1]])
+    centre_cdf = (np.cumsum(centre_w) - np.repeat(seg_before, sizes)) / np.repeat(seg_sum, sizes)
+
+    owner = np.full(shape[0] * shape[1], -1, dtype=np.int64)
+    owner[flat] = labels
+    span = math.ceil(3 * params.hotspot_radius)
+    dr, dc = np.meshgrid(np.arange(-span, span + 1), np.arange(-span, span + 1), indexing="ij")
+    offsets = (dr * shape[1] + dc).ravel()
+    bump = params.hotspot_amplitude * np.exp(
+        -((dr**2 + dc**2).ravel()) / (2 * params.hotspot_radius**2)
+    )
+    hot = np.zeros(shape[0] * shape[1])
+    fade = 0.5 ** (1.0 / params.hotspot_halflife)
+    innov = math.sqrt(1 - params.rho**2)
+    temp = params.temperature
+    ceiling = params.kappa / temp
+
+    out = np.zeros((3, months.size, n_cells), dtype=np.int64)
+    for t, month in enumerate(months.tolist()):
+        r = _rng(seed, _PGM, month)
+        drift = params.rho * drift + innov * _smooth_noise(r, shape, params.sigma_local)
+        births = np.flatnonzero(r.random(k) < params.hotspot_birth)
+        u_centre = r.random(k)
+        hot *= fade
+        if births.size:
+            pos = [
+                bounds[j] + min(
+                    int(np.searchsorted(centre_cdf[bounds[j] : bounds[j + 1]], u_centre[j])),
+                    int(bounds[j + 1] - bounds[j]) - 1,
+                )
+                for j in births.tolist()
+            ]
+            centres = flat[order[np.asarray(pos)]]
+            idx = centres[:, None] + offsets[None, :]
+            keep = owner[idx] == births[:, None]
+            np.add.at(hot, idx[keep], np.broadcast_to(bump, idx.shape)[keep])
+
+        month_totals = totals[:, t, :]
+        active = np.flatnonzero(month_totals.sum(axis=0) > 0)
+        if active.size == 0:
+            continue
+        latent = base + c_drift * drift.ravel()[flat] + hot[flat]
+        for j in active.tolist():
+            cells = order[bounds[j] : bounds[j + 1]]
+            a = (latent[cells] - latent[cells].max()) / temp
+            p = np.exp(a) / (1.0 + np.exp(a + ceiling))
+            cdf = np.cumsum(p)
+            for c in range(3):
+                total = int(month_totals[c, j])
+                if total == 0:
+                    continue
+                sizes = _event_sizes(r, total, params)
+                where = np.searchsorted(cdf, r.random(sizes.size) * cdf[-1], side="right")
+                np.minimum(where, cells.size - 1, out=where)
+                out[c, t, cells] += np.bincount(where, weights=sizes, minlength=cells.size).astype(
+                    np.int64
+                )
+    return out
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def demo_world(
+    settings: DemoSettings,
+    *,
+    last_month: int | None = None,
+    params: DemoParams | None = None,
+) -> DemoWorld:
+    """Build the demo world for ``settings`` up to ``last_month``.
+
+    ``last_month`` overrides ``settings.last_month``; when both are None it is the last complete
+    calendar month, so the demo grows by one month per month like real data.
+    ``settings.countries`` is the number of country ids ever seen; a few of them start late or
+    end early. ``settings.pgm_cells`` is the exact number of grid cells.
+    """
+    params = params or DemoParams()
+    first = int(settings.first_month)
+    last = last_month if last_month is not None else settings.last_month
+    last = int(last) if last is not None else last_complete_month_id()
+    if last < first:
+        raise ValueError(f"last_month {last} is before first_month {first}")
+    seed = int(settings.seed)
+    n = int(settings.countries)
+    months = np.arange(first, last + 1, dtype=np.int64)
+
+    static = _rng(seed, _STATIC, 0)
+    roster = _roster(n, first, params, static)
+    traits = _traits(n, params, static)
+    gids = _region(int(settings.pgm_cells), params)
+    row, col = np.divmod(gids - 1, 720)
+    coords = np.column_stack([row, col]).astype(np.float64)
+    stable = np.flatnonzero(roster.stable)
+    k_wanted = min(max(3, round(gids.size / params.cells_per_country)), stable.size)
+    labels = _partition(coords, k_wanted, static)
+    k = int(labels.max()) + 1
+    owners = _pick_countries(stable, k, traits.propensity, static)
+
+    counts = _simulate_cm(seed, months, roster, traits, params)
+
+    # cm: only alive country-months
+    alive = (months[:, None] >= roster.first[None, :]) & (months[:, None] <= roster.last[None, :])
+    t_idx, c_idx = np.nonzero(alive)
+    cm = pd.DataFrame(
+        {
+            "month_id": months[t_idx],
+            "country_id": c_idx.astype(np.int64) + 1,
+            **{name: counts[i, t_idx, c_idx] for i, name in enumerate(COUNT_COLUMNS)},
+        }
+    )
+
+    cells = _allocate_pgm(seed, months, gids, labels, counts[:, :, owners], params, static)
+    n_m, n_c = months.size, gids.size
+    pgm = pd.DataFrame(
+        {
+            "month_id": np.repeat(months, n_c),
+            "priogrid_gid": np.tile(gids, n_m),
+            "country_id": np.tile(owners[labels] + 1, n_m),
+            **{name: cells[i].ravel() for i, name in enumerate(COUNT_COLUMNS)},
+        }
+    )
+
+    seen = np.flatnonzero(alive.any(axis=0))
+    has_cells = np.zeros(n, dtype=bool)
+    has_cells[owners] = True
+    countries = pd.DataFrame(
+        {
+            "country_id": seen.astype(np.int64) + 1,
+            "name": [f"Demoland {i + 1}" for i in seen.tolist()],
+            "first_month": roster.first[seen],
+            "last_month": np.minimum(roster.last[seen], last),
+            "has_cells": has_cells[seen],
+        }
+    )
+    return DemoWorld(
+        cm=cm,
+        pgm=pgm,
+        countries=countries,
+        settings=settings,
+        first_month=first,
+        last_month=last,
+        params=params,
+    )

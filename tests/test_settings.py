@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+
+from ewspipe.errors import SettingsError
+from ewspipe.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("EWSPIPE_CONFIG", raising=False)
+    monkeypatch.delenv("EWSPIPE_STATE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_repository_file_equals_defaults():
+    """The committed ewspipe.toml documents the defaults; the two must not drift apart."""
+    from_file = load_settings(REPO / "ewspipe.toml")
+    builtin = load_settings()
+    assert from_file.partitions == builtin.partitions
+    assert from_file.demo == builtin.demo
+    assert from_file.sources == builtin.sources
+    assert from_file.state_dir == REPO / ".ewspipe"
+
+
+def test_relative_state_dir_resolves_against_file(tmp_path):
+    cfg = tmp_path / "sub" / "ewspipe.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('[workspace]\nstate_dir = "st"\n')
+    assert load_settings(cfg).state_dir == cfg.parent / "st"
+
+
+def test_env_overrides(tmp_path, monkeypatch):
+    cfg = tmp_path / "x.toml"
+    cfg.write_text("[demo]\nseed = 7\n")
+    monkeypatch.setenv("EWSPIPE_CONFIG", str(cfg))
+    monkeypatch.setenv("EWSPIPE_STATE_DIR", str(tmp_path / "elsewhere"))
+    s = load_settings()
+    assert s.demo.seed == 7 and s.state_dir == tmp_path / "elsewhere"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[partitons]\nsteps = 3\n", "partitons"),  # typo'd table
+        ("[partitions]\nsteps = 0\n", "partitions.steps"),
+        ("[partitions]\nsequences = 12\n", "need exactly 47"),
+        ("[partitions.calibration]\ntrain = [121, 440]\ntest = [445, 492]\n", "train must end"),
+        ("[demo]\npgm_cells = 20000\n", "demo.pgm_cells"),
+        ("[demo\nseed = 1\n", "not valid TOML"),
+        ("[demo]\nseed = 'abc'\n", "demo.seed"),
+    ],
+)
+def test_invalid_files_name_the_key(tmp_path, text, needle):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(cfg)
+    assert needle in str(info.value)
+    assert str(cfg) in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
