@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ewspipe.errors import PanelError
+from ewspipe.panel.messages import SHOW_ROWS as _SHOW_ROWS
+from ewspipe.panel.messages import row_error as _fail
 from ewspipe.panel.months import current_month_id, month_label
 from ewspipe.panel.priogrid import N_CELLS
 
@@ -33,7 +35,6 @@ __all__ = [
 
 TIME_COLUMN = "month_id"
 COUNT_PATTERN = re.compile(r"^ged_")
-_SHOW_ROWS = 5
 
 
 class Level(StrEnum):
@@ -151,38 +152,6 @@ class Panel:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _rows_text(df: pd.DataFrame, mask: np.ndarray, columns: list[str]) -> str:
-    """The first offending rows as 'data row N: col=value ...' (1-based, header excluded)."""
-    idx = np.flatnonzero(mask)[:_SHOW_ROWS]
-    shown = [c for c in dict.fromkeys(columns) if c in df.columns]
-    lines = []
-    for i in idx:
-        values = " ".join(f"{c}={df[c].iloc[i]!r}" for c in shown)
-        lines.append(f"    data row {i + 1}: {values}")
-    more = int(mask.sum()) - len(idx)
-    if more > 0:
-        lines.append(f"    ... and {more} more")
-    return "\n".join(lines)
-
-
-def _fail(
-    source: str,
-    column: str | None,
-    problem: str,
-    fix: str,
-    df: pd.DataFrame | None = None,
-    mask: np.ndarray | None = None,
-    show: list[str] | None = None,
-) -> PanelError:
-    where = f"{source}: column '{column}'" if column else source
-    parts = [f"{where}: {problem}"]
-    if df is not None and mask is not None and mask.any():
-        parts.append("  first offending rows (data row = 1-based, header excluded):")
-        parts.append(_rows_text(df, mask, show or [column or ""]))
-    parts.append(f"  Fix: {fix}")
-    return PanelError("\n".join(parts))
 
 
 def _as_numeric(df: pd.DataFrame, column: str, source: str, index_cols: list[str]) -> pd.Series:

@@ -20,9 +20,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from ewspipe.errors import PanelError
+from ewspipe.panel.messages import row_error as _fail
 from ewspipe.panel.months import current_month_id, month_id_from_dates, month_label
 from ewspipe.panel.priogrid import gid_from_latlon, queen_neighbours
-from ewspipe.panel.schema import TIME_COLUMN, Level, _fail
+from ewspipe.panel.schema import TIME_COLUMN, Level
 from ewspipe.panel.sources.table import read_table
 
 __all__ = [
@@ -208,6 +209,14 @@ def validate_events(
     today = today or datetime.now(UTC).date()
     df = events.reset_index(drop=True)
     df.columns = [str(c) for c in df.columns]
+    twice = [c for c in (*EVENT_COLUMNS, GID, "id") if list(df.columns).count(c) > 1]
+    if twice:
+        raise _fail(
+            source,
+            twice[0],
+            "the column name appears more than once",
+            "rename or drop the duplicate column",
+        )
     absent = [c for c in EVENT_COLUMNS if c not in df.columns]
     if absent:
         raise _fail(
