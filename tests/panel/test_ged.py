@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 
@@ -18,16 +17,6 @@ from ewspipe.panel.sources.ged import aggregate_events, read_events, validate_ev
 REPO = Path(__file__).resolve().parents[2]
 COUNTS = ["ged_sb", "ged_ns", "ged_os"]
 TODAY = date(2024, 7, 1)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    root = Path(os.environ.get("EWSPIPE_SHARED_DIR", REPO.parent / "shared")) / "data"
-    if not (root / "ucdp_ged_event_samples").is_dir():
-        pytest.skip(
-            f"shared data not found at {root} (set EWSPIPE_SHARED_DIR to the 'shared' directory)"
-        )
-    return root
 
 
 @pytest.fixture(scope="session")

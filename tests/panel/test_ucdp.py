@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import os
 import re
 import socket
-import threading
-import time
 import zipfile
-from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -24,59 +18,6 @@ from ewspipe.panel.sources.ucdp import DEFAULT_GED_URL, download, extract_events
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 5.0
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    root = Path(os.environ.get("EWSPIPE_SHARED_DIR", REPO.parent / "shared")) / "data"
-    if not (root / "ucdp_ged_event_samples").is_dir():
-        pytest.skip(
-            f"shared data not found at {root} (set EWSPIPE_SHARED_DIR to the 'shared' directory)"
-        )
-    return root
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Static files plus two misbehaving endpoints: /slow (never answers in time) and
-    /truncated (promises more bytes than it sends)."""
-
-    def do_GET(self) -> None:
-        if self.path == "/slow":
-            time.sleep(2.0)
-            self.send_response(200)
-            self.end_headers()
-            return
-        if self.path == "/truncated.zip":
-            self.send_response(200)
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            self.wfile.write(b"PK\x03\x04" + b"x" * 100)
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output clean
-        pass
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(base URL, directory it serves) for an HTTP server on 127.0.0.1 and a free port."""
-    root = tmp_path / "served"
-    root.mkdir()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(_Handler, directory=str(root))
-    )
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _leftovers(directory: Path) -> list[str]:

@@ -8,8 +8,10 @@ from typing import Any
 import typer
 
 from ewspipe.cli.output import JSON_OPTION, emit, validation_lines
-from ewspipe.panel.ingest import ImportResult, import_panel_file
+from ewspipe.panel.ingest import ImportResult, import_ged_file, import_panel_file
+from ewspipe.panel.schema import Level
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
+from ewspipe.panel.sources.ucdp import download, extract_events, ged_url
 from ewspipe.panel.summary import summarise
 from ewspipe.settings import Settings
 
@@ -18,7 +20,9 @@ __all__ = ["app"]
 app = typer.Typer(help="Import, generate, download and inspect data snapshots.",
                   no_args_is_help=True)
 import_app = typer.Typer(help="Import a file as a validated snapshot.", no_args_is_help=True)
+pull_app = typer.Typer(help="Download a data release and import it.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+app.add_typer(pull_app, name="pull")
 
 LEVEL_OPTION = typer.Option(..., "--level", help="Level of analysis: cm or pgm.")
 
@@ -157,3 +161,75 @@ def demo(
         return "\n".join(lines)
 
     emit(data, as_json, human)
+
+
+def _levels(value: str) -> tuple[Level, ...]:
+    if value == "both":
+        return (Level.CM, Level.PGM)
+    return (Level.parse(value, option="--level"),)
+
+
+GED_LEVEL_OPTION = typer.Option("both", "--level", help="cm, pgm or both.")
+COUNTRIES_OPTION = typer.Option(
+    None, "--countries",
+    help="Table mapping Gleditsch-Ward codes to your country ids: columns gwcode, country_id "
+    "and optionally first_month, last_month (cm only).",
+)
+FIRST_OPTION = typer.Option(None, "--first-month", help="First month_id of the skeleton.")
+LAST_OPTION = typer.Option(None, "--last-month", help="Last month_id of the skeleton.")
+
+
+def _ged_lines(results: dict[str, ImportResult]) -> str:
+    lines: list[str] = []
+    for r in results.values():
+        lines += [*_result_lines(r), ""]
+    return "\n".join(lines).rstrip()
+
+
+@import_app.command("ged")
+def import_ged(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="UCDP GED event file (CSV or Parquet)."),
+    level: str = GED_LEVEL_OPTION,
+    countries: Path | None = COUNTRIES_OPTION,
+    first_month: int | None = FIRST_OPTION,
+    last_month: int | None = LAST_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Aggregate UCDP GED events to ged_sb/ged_ns/ged_os counts and store the snapshots."""
+    results = import_ged_file(
+        file, _store(ctx), levels=_levels(level), countries=countries,
+        first_month=first_month, last_month=last_month,
+    )
+    emit({lvl: r.to_dict() for lvl, r in results.items()}, as_json, lambda: _ged_lines(results))
+
+
+@pull_app.command("ucdp")
+def pull_ucdp(
+    ctx: typer.Context,
+    version: str = typer.Option(..., "--version", help="GED release, e.g. 24.1 (or 23.0.10)."),
+    url: str | None = typer.Option(
+        None, "--url", help="Download this URL instead of [sources.ucdp] ged_url."
+    ),
+    level: str = GED_LEVEL_OPTION,
+    countries: Path | None = COUNTRIES_OPTION,
+    first_month: int | None = FIRST_OPTION,
+    last_month: int | None = LAST_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Download a UCDP GED release and import it like `data import ged`."""
+    settings: Settings = ctx.obj
+    levels = _levels(level)
+    target = url or ged_url(version, settings.sources.ucdp.ged_url)
+    fetched = download(target, settings.download_dir, timeout=settings.sources.ucdp.timeout_seconds)
+    events = extract_events(fetched.path)
+    results = import_ged_file(
+        events, _store(ctx), levels=levels, countries=countries,
+        first_month=first_month, last_month=last_month,
+        source={"kind": "ucdp_ged_download", "version": version, "url": fetched.url,
+                "download_sha256": fetched.sha256, "download_bytes": fetched.bytes},
+        fetched_at=fetched.fetched_at,
+    )
+    data = {"download": fetched.to_dict(), **{lvl: r.to_dict() for lvl, r in results.items()}}
+    emit(data, as_json, lambda: f"downloaded {fetched.url} ({fetched.bytes:,} bytes, sha256 "
+         f"{fetched.sha256})\n" + _ged_lines(results))
