@@ -27,6 +27,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
+from ewspipe.errors import InputError
 from ewspipe.panel.months import last_complete_month_id
 from ewspipe.panel.priogrid import cell_centre, gid_from_rowcol
 from ewspipe.settings import DemoSettings
@@ -66,7 +67,7 @@ class DemoParams:
     lull_logit: float = 1.5  # quiet months inside an episode, likelier when intensity is low
     lull_slope: float = 0.9
     month_sd: float = 1.0  # month-to-month noise around the AR state: quiet and loud months
-    log_intensity_max: tuple[float, float, float] = (10.4, 8.5, 10.0)  # sb caps near 33,000
+    log_intensity_max: tuple[float, float, float] = (12.2, 9.0, 11.5)  # soft caps, sb ~200,000
     change_window: tuple[int, int] = (3, 150)  # months after the start with border changes
     # --- pgm geometry
     centre_lat: float = 8.0
@@ -84,7 +85,8 @@ class DemoParams:
     hotspot_amplitude: float = 2.0
     hotspot_radius: float = 1.0
     hotspot_halflife: float = 12.0
-    event_log_median: float = 0.47  # event sizes: ceil(lognormal); median 2, mean ~7.5
+    # event sizes ceil(lognormal): median 2, mean ~7.5, like the UCDP Syria events
+    event_log_median: float = 0.47
     event_log_sd: float = 1.75
 
 
@@ -233,7 +235,7 @@ def _simulate_cm(
         x = np.where(onset, traits.mu - params.onset_drop + 0.5 * eps[1], x)
         x = np.clip(x, traits.mu - 4.0 * sd_stat, traits.mu + 4.0 * sd_stat + 3.0)
         state = new_state
-        loud = np.minimum(x + params.month_sd * eps[2], cap)
+        loud = cap - np.logaddexp(0.0, cap - (x + params.month_sd * eps[2]))  # soft ceiling
         lull = u[2] < _sigmoid(params.lull_logit - params.lull_slope * x)
         lam = np.where(state & ~lull, np.exp(loud), 0.0)
         out[:, t, :] = r.poisson(lam)
@@ -290,7 +292,7 @@ def _pick_countries(
 ) -> IntArray:
     """k distinct countries, conflict-prone ones more likely (Gumbel top-k), so the grid has
     conflict to allocate even in small worlds."""
-    score = 0.8 * propensity[candidates] + rng.gumbel(size=candidates.size)
+    score = 0.5 * propensity[candidates] + rng.gumbel(size=candidates.size)
     score[np.argmax(propensity[candidates])] = np.inf  # the grid always has a hot spot
     return candidates[np.argsort(-score, kind="stable")[:k]]
 
@@ -339,7 +341,8 @@ def _allocate_pgm(
     n_cells = gids.size
     k = int(labels.max()) + 1
     row, col = np.divmod(gids - 1, 720)
-    pad = math.ceil(3 * max(params.sigma_regional, params.sigma_local)) + 2
+    span = math.ceil(3 * params.hotspot_radius)
+    pad = max(math.ceil(3 * max(params.sigma_regional, params.sigma_local)), span) + 2
     r0, c0 = row.min() - pad, col.min() - pad
     shape = (int(row.max() - r0 + pad + 1), int(col.max() - c0 + pad + 1))
     flat = (row - r0) * shape[1] + (col - c0)
@@ -354,15 +357,13 @@ def _allocate_pgm(
     # cells grouped by label: country j owns order[bounds[j]:bounds[j + 1]]
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(k + 1))
-    centre_w = np.exp(math.sqrt(w_r) * regional[order] / params.temperature)
-    sizes = np.diff(bounds)
-    seg_sum = np.add.reduceat(centre_w, bounds[:-1])
-    seg_before = np.concatenate([[0.0], np.cumsum(seg_sum)[:-1]])
-    centre_cdf = (np.cumsum(centre_w) - np.repeat(seg_before, sizes)) / np.repeat(seg_sum, sizes)
+    # hotspots start where the regional field is high: cumulative weights, searched per country
+    centre_cum = np.cumsum(np.exp(math.sqrt(w_r) * regional[order] / params.temperature))
+    seg_end = centre_cum[bounds[1:] - 1]
+    seg_start = np.concatenate([[0.0], seg_end[:-1]])
 
     owner = np.full(shape[0] * shape[1], -1, dtype=np.int64)
     owner[flat] = labels
-    span = math.ceil(3 * params.hotspot_radius)
     dr, dc = np.meshgrid(np.arange(-span, span + 1), np.arange(-span, span + 1), indexing="ij")
     offsets = (dr * shape[1] + dc).ravel()
     bump = params.hotspot_amplitude * np.exp(
@@ -382,14 +383,13 @@ def _allocate_pgm(
         u_centre = r.random(k)
         hot *= fade
         if births.size:
-            pos = [
-                bounds[j] + min(
-                    int(np.searchsorted(centre_cdf[bounds[j] : bounds[j + 1]], u_centre[j])),
-                    int(bounds[j + 1] - bounds[j]) - 1,
-                )
-                for j in births.tolist()
-            ]
-            centres = flat[order[np.asarray(pos)]]
+            target = seg_start[births] + u_centre[births] * (seg_end[births] - seg_start[births])
+            pos = np.clip(
+                np.searchsorted(centre_cum, target, side="right"),
+                bounds[births],
+                bounds[births + 1] - 1,
+            )
+            centres = flat[order[pos]]
             idx = centres[:, None] + offsets[None, :]
             keep = owner[idx] == births[:, None]
             np.add.at(hot, idx[keep], np.broadcast_to(bump, idx.shape)[keep])
@@ -411,9 +411,8 @@ def _allocate_pgm(
                 sizes = _event_sizes(r, total, params)
                 where = np.searchsorted(cdf, r.random(sizes.size) * cdf[-1], side="right")
                 np.minimum(where, cells.size - 1, out=where)
-                out[c, t, cells] += np.bincount(where, weights=sizes, minlength=cells.size).astype(
-                    np.int64
-                )
+                placed = np.bincount(where, weights=sizes, minlength=cells.size)
+                out[c, t, cells] += placed.astype(np.int64)
     return out
 
 
@@ -438,11 +437,15 @@ def demo_world(
     last = last_month if last_month is not None else settings.last_month
     last = int(last) if last is not None else last_complete_month_id()
     if last < first:
-        raise ValueError(f"last_month {last} is before first_month {first}")
+        raise InputError(
+            f"demo world: last_month {last} is before first_month {first}; "
+            "pass a last month on or after the first"
+        )
     seed = int(settings.seed)
     n = int(settings.countries)
     months = np.arange(first, last + 1, dtype=np.int64)
 
+    # countries are drawn before the grid, so cm does not depend on pgm_cells
     static = _rng(seed, _STATIC, 0)
     roster = _roster(n, first, params, static)
     traits = _traits(n, params, static)
