@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ewspipe.errors import PanelError
+from ewspipe.panel.columns import integers
 from ewspipe.panel.messages import SHOW_ROWS as _SHOW_ROWS
 from ewspipe.panel.messages import row_error as _fail
 from ewspipe.panel.months import current_month_id, month_label
@@ -154,26 +155,11 @@ class Panel:
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_numeric(df: pd.DataFrame, column: str, source: str, index_cols: list[str]) -> pd.Series:
-    """The column as numbers, or an error naming the rows holding text."""
-    col = df[column]
-    if pd.api.types.is_bool_dtype(col):
-        raise _fail(source, column, "holds booleans, expected integers", "write integer counts")
-    if pd.api.types.is_numeric_dtype(col):
-        return col.astype("float64") if not pd.api.types.is_integer_dtype(col) else col
-    converted = pd.to_numeric(col, errors="coerce")
-    bad = (converted.isna() & col.notna()).to_numpy()
-    if bad.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(bad.sum())} rows hold text where a number is expected",
-            "replace the text with integers (or leave the cell empty for a missing value)",
-            df,
-            bad,
-            [*index_cols, column],
-        )
-    return converted.astype("float64")
+_ID_FIX = "identifiers and months are integers and can never be missing"
+_COUNT_FIX = (
+    "counts are whole numbers of deaths; if fractions come from averaging, fix the "
+    "aggregation rather than rounding here"
+)
 
 
 def _as_int(
@@ -183,44 +169,10 @@ def _as_int(
     index_cols: list[str],
     *,
     allow_missing: bool = False,
+    fix: str = _ID_FIX,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Integer values plus the missing mask; floats must be integral and finite."""
-    num = _as_numeric(df, column, source, index_cols)
-    if pd.api.types.is_integer_dtype(num) and not num.hasnans:
-        values = num.to_numpy(dtype=np.int64)
-        return values, np.zeros(len(values), dtype=bool)
-    arr = num.to_numpy(dtype=np.float64, na_value=np.nan)
-    missing = np.isnan(arr)
-    if missing.any() and not allow_missing:
-        raise _fail(
-            source,
-            column,
-            f"{int(missing.sum())} rows have no value",
-            "fill them in; identifiers and months can never be missing",
-            df,
-            missing,
-            [*index_cols, column],
-        )
-    inf = np.isinf(arr)
-    if inf.any():
-        raise _fail(
-            source, column, f"{int(inf.sum())} rows are infinite", "write finite integers",
-            df, inf, [*index_cols, column],
-        )
-    frac = ~missing & (arr != np.floor(np.where(missing, 0, arr)))
-    if frac.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(frac.sum())} rows hold non-integer numbers",
-            "counts and ids are integers; round at the source only if the fractions are "
-            "an artefact (e.g. averaged data), otherwise fix the aggregation",
-            df,
-            frac,
-            [*index_cols, column],
-        )
-    values = np.where(missing, 0, arr).astype(np.int64)
-    return values, missing
+    return integers(df, column, source, fix=fix, show=[*index_cols, column],
+                    allow_missing=allow_missing)
 
 
 def _infer_count_columns(df: pd.DataFrame, level: Level) -> tuple[str, ...]:
@@ -350,7 +302,7 @@ def validate_panel(
     # 4. count columns: integer, non-negative, missing per policy
     count_values: dict[str, np.ndarray] = {}
     for col in counts:
-        values, miss = _as_int(df, col, source, index_cols,
+        values, miss = _as_int(df, col, source, index_cols, fix=_COUNT_FIX,
                                allow_missing=missing is MissingPolicy.ZERO)
         if miss.any():
             report.filled_missing[col] = int(miss.sum())

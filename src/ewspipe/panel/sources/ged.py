@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ewspipe.errors import PanelError
+from ewspipe.panel.columns import integers, numbers
 from ewspipe.panel.messages import row_error as _fail
 from ewspipe.panel.months import current_month_id, month_id_from_dates, month_label
 from ewspipe.panel.priogrid import gid_from_latlon, queen_neighbours
@@ -55,56 +56,14 @@ def _show(df: pd.DataFrame, column: str) -> list[str]:
 
 
 def _numbers(df: pd.DataFrame, column: str, source: str, fix_text: str) -> npt.NDArray[np.float64]:
-    """The column as float64 (NaN = missing); text and booleans are errors naming the rows."""
-    col = df[column]
-    if pd.api.types.is_bool_dtype(col):
-        raise _fail(source, column, "holds true/false values, expected numbers", fix_text)
-    if not pd.api.types.is_numeric_dtype(col):
-        converted = pd.to_numeric(col, errors="coerce")
-        text = (converted.isna() & col.notna()).to_numpy()
-        if text.any():
-            raise _fail(
-                source,
-                column,
-                f"{int(text.sum())} rows hold text where a number is expected",
-                fix_text,
-                df,
-                text,
-                _show(df, column),
-            )
-        col = converted
-    return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return numbers(df, column, source, fix=fix_text, show=_show(df, column))
 
 
 def _integers(
     df: pd.DataFrame, column: str, source: str, fix_text: str, *, allow_missing: bool = False
 ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
-    """Integer values and the missing mask; missing, infinite or fractional values are errors."""
-    arr = _numbers(df, column, source, fix_text)
-    missing = np.isnan(arr)
-    if missing.any() and not allow_missing:
-        raise _fail(
-            source,
-            column,
-            f"{int(missing.sum())} rows have no value",
-            fix_text,
-            df,
-            missing,
-            _show(df, column),
-        )
-    filled = np.where(missing, 0.0, arr)
-    bad = ~np.isfinite(filled) | (filled != np.floor(filled))
-    if bad.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(bad.sum())} rows hold non-integer numbers",
-            fix_text,
-            df,
-            bad,
-            _show(df, column),
-        )
-    return filled.astype(np.int64), missing
+    return integers(df, column, source, fix=fix_text, show=_show(df, column),
+                    allow_missing=allow_missing)
 
 
 def _dates(df: pd.DataFrame, column: str, source: str, today: date) -> pd.Series:

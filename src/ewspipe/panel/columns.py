@@ -1,0 +1,66 @@
+"""Column coercion at the input boundary: numbers and integers, or an error naming the rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ewspipe.panel.messages import row_error
+
+__all__ = ["integers", "numbers"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def numbers(df: pd.DataFrame, column: str, source: str, *, fix: str, show: list[str]) -> FloatArray:
+    """The column as float64 (NaN = missing); text and booleans are errors naming the rows."""
+    col = df[column]
+    if pd.api.types.is_bool_dtype(col):
+        raise row_error(source, column, "holds booleans (true/false), expected numbers", fix)
+    if not pd.api.types.is_numeric_dtype(col):
+        converted = pd.to_numeric(col, errors="coerce")
+        text = (converted.isna() & col.notna()).to_numpy()
+        if text.any():
+            raise row_error(
+                source, column, f"{int(text.sum())} rows hold text where a number is expected",
+                "replace the text with numbers (or leave the cell empty for a missing value); "
+                + fix, df, text, show,
+            )
+        col = converted
+    return col.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def integers(
+    df: pd.DataFrame,
+    column: str,
+    source: str,
+    *,
+    fix: str,
+    show: list[str],
+    allow_missing: bool = False,
+) -> tuple[IntArray, BoolArray]:
+    """Integer values and the missing mask; missing (unless allowed), infinite or fractional
+    values are errors. Integer columns without missing values take a copy-free fast path."""
+    col = df[column]
+    if pd.api.types.is_integer_dtype(col) and not pd.api.types.is_bool_dtype(col) \
+            and not col.hasnans:
+        values = col.to_numpy(dtype=np.int64)
+        return values, np.zeros(len(values), dtype=bool)
+    arr = numbers(df, column, source, fix=fix, show=show)
+    missing = np.isnan(arr)
+    if missing.any() and not allow_missing:
+        raise row_error(source, column, f"{int(missing.sum())} rows have no value", fix,
+                        df, missing, show)
+    inf = np.isinf(arr)
+    if inf.any():
+        raise row_error(source, column, f"{int(inf.sum())} rows are infinite", fix,
+                        df, inf, show)
+    filled = np.where(missing, 0.0, arr)
+    frac = filled != np.floor(filled)
+    if frac.any():
+        raise row_error(source, column, f"{int(frac.sum())} rows hold non-integer numbers", fix,
+                        df, frac, show)
+    return filled.astype(np.int64), missing
