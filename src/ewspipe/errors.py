@@ -13,6 +13,7 @@ __all__ = [
     "PanelError",
     "SettingsError",
     "SnapshotNotFound",
+    "SpecError",
     "StoreError",
 ]
 
@@ -35,6 +36,10 @@ class PanelError(InputError):
 
 class SettingsError(InputError):
     """ewspipe.toml (or an option overriding it) is invalid."""
+
+
+class SpecError(InputError):
+    """A model or ensemble definition, or a feature expression in it, is invalid."""
 
 
 class SnapshotNotFound(InputError, KeyError):

@@ -1,0 +1,1 @@
+"""Declarative, causal feature transforms computed on whole panels."""

@@ -1,0 +1,83 @@
+"""The design matrix every forecaster consumes: features and target of one panel.
+
+Rows follow the panel: sorted by (month_id, unit), so one month's rows are contiguous.
+The target holds raw counts; any log transform belongs inside a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ewspipe.panel.schema import Level
+
+__all__ = ["Design"]
+
+_KEY_BASE = 1_000_000  # > largest unit id (priogrid_gid <= 259,200; country ids are small)
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """Features ``X`` (n x k, float64) and target ``y`` (n, raw counts) of one panel.
+
+    ``months`` and ``units`` identify each row. Rows are sorted by (month, unit); months of a
+    unit are contiguous (the panel guarantees it). ``X`` may hold NaN where a feature is not
+    yet defined (e.g. a 12-month sum in a unit's first months); learners must cope.
+    """
+
+    level: Level
+    unit_column: str
+    target: str
+    months: npt.NDArray[np.int64]
+    units: npt.NDArray[np.int64]
+    y: npt.NDArray[np.float64]
+    X: npt.NDArray[np.float64]
+    feature_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.months)
+        if not (len(self.units) == len(self.y) == self.X.shape[0] == n):
+            raise ValueError("Design arrays must have the same number of rows")
+        if self.X.shape[1] != len(self.feature_names):
+            raise ValueError("X has a different number of columns than feature_names")
+
+    def __len__(self) -> int:
+        return len(self.months)
+
+    @property
+    def first_month(self) -> int:
+        return int(self.months[0])
+
+    @property
+    def last_month(self) -> int:
+        return int(self.months[-1])
+
+    def month_rows(self, month_id: int) -> slice:
+        """The contiguous rows of one month (empty slice when absent)."""
+        lo, hi = np.searchsorted(self.months, [month_id, month_id + 1])
+        return slice(int(lo), int(hi))
+
+    def keys(self) -> npt.NDArray[np.int64]:
+        """Sorted (month, unit) keys for vectorised row look-ups with np.searchsorted."""
+        return self.months * _KEY_BASE + self.units
+
+    def find_rows(
+        self, months: npt.ArrayLike, units: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Row index of each (month, unit) pair and whether it exists."""
+        keys = self.keys()
+        wanted = np.asarray(months, dtype=np.int64) * _KEY_BASE + np.asarray(units, np.int64)
+        pos = np.searchsorted(keys, wanted)
+        pos_c = np.minimum(pos, len(keys) - 1)
+        found = (pos < len(keys)) & (keys[pos_c] == wanted)
+        return pos_c, found
+
+    def up_to(self, month_id: int) -> Design:
+        """A copy holding only rows with month <= month_id (for causality checks)."""
+        end = int(np.searchsorted(self.months, month_id, side="right"))
+        return Design(
+            self.level, self.unit_column, self.target, self.months[:end], self.units[:end],
+            self.y[:end], self.X[:end], self.feature_names,
+        )

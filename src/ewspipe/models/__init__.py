@@ -1,0 +1,1 @@
+"""Forecasters: one protocol, a registry keyed by the names model files use."""

@@ -1,0 +1,80 @@
+"""The forecaster protocol (scikit-learn style) shared by baselines and learned models.
+
+``__init__`` only stores hyperparameters; ``fit`` validates and learns, returns ``self`` and
+leaves learned state in attributes ending in ``_``; ``predict`` uses only that state and data
+of months <= origin. ``get_params``/``clone`` rebuild an unfitted copy from parameters alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, Protocol, Self, runtime_checkable
+
+from ewspipe.features.design import Design
+from ewspipe.models.forecast import Forecast
+
+__all__ = ["BaseForecaster", "Forecaster", "NotFittedError", "clone"]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """predict() was called before fit()."""
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    def fit(self, design: Design, *, train_last: int) -> Self: ...
+
+    def predict(self, design: Design, *, origin: int, steps: Sequence[int]) -> Forecast: ...
+
+    def get_params(self) -> dict[str, Any]: ...
+
+
+class BaseForecaster:
+    """get_params / set_params / repr from the ``__init__`` signature, as in scikit-learn."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {
+            name: sig.parameters[name].default
+            for name in cls._param_names()
+            if sig.parameters[name].default is not inspect.Parameter.empty
+        }
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"unknown hyperparameter {key!r} for {type(self).__name__}; "
+                    f"valid: {', '.join(sorted(valid))}"
+                )
+            setattr(self, key, value)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not any(k.endswith("_") and not k.startswith("_") for k in vars(self)):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' first."
+            )
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+def clone(model: BaseForecaster) -> BaseForecaster:
+    """An unfitted copy with the same hyperparameters."""
+    return type(model)(**model.get_params())

@@ -1,0 +1,76 @@
+"""Algorithms by the names model files use: ``algorithm = "stepshifter"`` -> a class.
+
+Modules that define algorithms register them with :func:`register`; importing
+``ewspipe.models.registry`` imports those modules so the registry is complete.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from ewspipe.models.base import BaseForecaster
+
+__all__ = ["create", "default_params", "get", "names", "register"]
+
+T = TypeVar("T", bound=type[BaseForecaster])
+_ALGORITHMS: dict[str, type[BaseForecaster]] = {}
+_MODULES = ("ewspipe.models.baselines", "ewspipe.models.stepshifter", "ewspipe.models.hurdle")
+_loaded = False
+
+
+def register(name: str) -> Callable[[T], T]:
+    def deco(cls: T) -> T:
+        if name in _ALGORITHMS and _ALGORITHMS[name] is not cls:
+            raise ValueError(f"algorithm {name!r} registered twice")
+        _ALGORITHMS[name] = cls
+        return cls
+
+    return deco
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        for module in _MODULES:
+            importlib.import_module(module)
+        _loaded = True
+
+
+def names() -> list[str]:
+    _load()
+    return sorted(_ALGORITHMS)
+
+
+def get(name: str) -> type[BaseForecaster]:
+    _load()
+    try:
+        return _ALGORITHMS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _ALGORITHMS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown algorithm {name!r}; known: {', '.join(names())}.{hint}"
+        ) from None
+
+
+def default_params(name: str) -> dict[str, Any]:
+    return get(name).default_params()
+
+
+def create(name: str, params: Mapping[str, Any] | None = None) -> BaseForecaster:
+    """An unfitted forecaster; unknown hyperparameter names are errors naming the key."""
+    cls = get(name)
+    params = dict(params or {})
+    valid = set(cls._param_names())
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown hyperparameter {unknown[0]!r} for algorithm {name!r}; valid: "
+            f"{', '.join(sorted(valid))}.{hint}"
+        )
+    return cls(**params)
