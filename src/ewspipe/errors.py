@@ -10,6 +10,7 @@ __all__ = [
     "DownloadError",
     "EwspipeError",
     "InputError",
+    "IntegrityError",
     "PanelError",
     "SettingsError",
     "SnapshotNotFound",
@@ -55,6 +56,12 @@ class DownloadError(InputError):
 
 class StoreError(EwspipeError):
     """Stored state is inconsistent (e.g. a file no longer matches its recorded hash)."""
+
+
+class IntegrityError(StoreError):
+    """A stored file no longer matches its recorded hash: refuse to use it."""
+
+    exit_code = 2
 
 
 class CheckFailed(EwspipeError):

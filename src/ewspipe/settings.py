@@ -32,6 +32,8 @@ class _Strict(BaseModel):
 
 class WorkspaceSettings(_Strict):
     state_dir: Path = Path(".ewspipe")
+    models_dir: Path = Path("models")
+    ensembles_dir: Path = Path("ensembles")
 
 
 class _TrainTest(_Strict):
@@ -102,6 +104,22 @@ class Settings(_Strict):
         return self.workspace.state_dir
 
     @property
+    def models_dir(self) -> Path:
+        return self.workspace.models_dir
+
+    @property
+    def ensembles_dir(self) -> Path:
+        return self.workspace.ensembles_dir
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    @property
     def snapshot_dir(self) -> Path:
         return self.state_dir / "snapshots"
 
@@ -164,5 +182,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         state_dir = Path(overrides["state_dir"])
     if not state_dir.is_absolute():
         state_dir = (base / state_dir).resolve()
-    workspace = settings.workspace.model_copy(update={"state_dir": state_dir})
+    dirs = {"state_dir": state_dir}
+    for key in ("models_dir", "ensembles_dir"):
+        path = Path(overrides[key]) if overrides.get(key) is not None else getattr(
+            settings.workspace, key)
+        dirs[key] = path if path.is_absolute() else (base / path).resolve()
+    workspace = settings.workspace.model_copy(update=dirs)
     return settings.model_copy(update={"workspace": workspace, "source_file": config_path})

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ewspipe.errors import SnapshotNotFound, StoreError
+from ewspipe.errors import IntegrityError, SnapshotNotFound
 from ewspipe.panel import snapshot as snapshot_mod
 from ewspipe.panel.schema import validate_panel
 from ewspipe.panel.snapshot import SnapshotStore, content_hash
@@ -61,7 +61,7 @@ def test_tampering_is_detected(tmp_path):
     data = tmp_path / manifest.id / "data.parquet"
     other, _ = _panel(seed=5)
     other.frame.to_parquet(data)
-    with pytest.raises(StoreError, match="no longer matches"):
+    with pytest.raises(IntegrityError, match="no longer matches"):
         store.load(manifest.id)
 
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ewspipe import __version__
-from ewspipe.errors import SnapshotNotFound, StoreError
+from ewspipe.errors import IntegrityError, SnapshotNotFound, StoreError
 from ewspipe.panel.months import month_label
 from ewspipe.panel.schema import Level, Panel, PanelSpec, ValidationReport
 
@@ -207,7 +207,7 @@ class SnapshotStore:
         manifest = self.get(ref)
         path = self.root / manifest.id / DATA_FILE
         if verify and file_sha256(path) != manifest.file_sha256:
-            raise StoreError(
+            raise IntegrityError(
                 f"snapshot {manifest.id}: {path} no longer matches its recorded sha256; the "
                 "store was modified. Re-import the source to recreate it."
             )
