@@ -1,0 +1,416 @@
+"""Feature transforms: a registry of small kernels selected by the names model files use.
+
+Kernels see the panel as a dense (month x unit) grid (:class:`Grid`): "k months earlier in the
+same unit" is a row shift, "the same month" is one row, so nothing loops over units and no value
+can leak from one unit into the next. Every kernel at month t reads only rows <= t (causal), and
+returns a new array that is NaN wherever the panel has no row or the feature is undefined.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ewspipe.errors import SpecError
+from ewspipe.panel.priogrid import cell_centre, queen_neighbours
+from ewspipe.panel.schema import TIME_COLUMN, Level, Panel
+
+__all__ = ["Grid", "Param", "Transform", "did_you_mean", "get_transform", "names"]
+
+FloatGrid = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolGrid = npt.NDArray[np.bool_]
+Kernel = Callable[..., FloatGrid]
+Number = int | float
+
+_NAN = np.nan
+_COUNTRY = "country_id"
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """A panel as (months x units) arrays; row i is month ``first_month + i``, column j unit
+    ``units[j]``. ``flat`` places each panel row in the raveled grid (None: the identity, when
+    every month has every unit, as in the full pgm panel)."""
+
+    level: Level
+    first_month: int
+    units: IntArray
+    present: BoolGrid
+    flat: IntArray | None
+    frame: pd.DataFrame
+
+    @classmethod
+    def from_panel(cls, panel: Panel) -> Grid:
+        frame = panel.frame
+        months = frame[TIME_COLUMN].to_numpy(np.int64)
+        units_col = frame[panel.unit_column].to_numpy(np.int64)
+        first = int(months[0])
+        n_months = int(months[-1]) - first + 1
+        units, index = _dense_index(units_col)
+        size = n_months * len(units)
+        flat = None if size == len(frame) else (months - first) * len(units) + index
+        present = np.ones(size, dtype=bool)
+        if flat is not None:
+            present[:] = False
+            present[flat] = True
+        return cls(panel.level, first, units, present.reshape(n_months, len(units)), flat, frame)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.present.shape  # type: ignore[return-value]
+
+    @property
+    def full(self) -> bool:
+        return self.flat is None
+
+    def to_grid(self, values: npt.ArrayLike) -> FloatGrid:
+        """Panel-row values as a new grid, NaN where the panel has no row."""
+        arr = np.asarray(values, dtype=np.float64)
+        if self.flat is None:
+            return arr.reshape(self.shape).copy()
+        out = np.full(self.present.size, _NAN)
+        out[self.flat] = arr
+        return out.reshape(self.shape)
+
+    def to_rows(self, grid: FloatGrid) -> npt.NDArray[np.float64]:
+        """Grid values in panel-row order."""
+        raveled = grid.reshape(-1)
+        return raveled if self.flat is None else raveled[self.flat]
+
+    def column(self, name: str) -> FloatGrid:
+        series = self.frame[name]
+        if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+            raise SpecError(
+                f"column {name!r} is not numeric (dtype {series.dtype}); features are numbers. "
+                "Fix: encode the column as numbers in the panel, or drop it from the features"
+            )
+        return self.to_grid(series.to_numpy(dtype=np.float64, na_value=_NAN))
+
+    def mask(self, grid: FloatGrid) -> FloatGrid:
+        """``grid`` with NaN where the panel has no row (in place; returns it)."""
+        if self.flat is not None:
+            grid[~self.present] = _NAN
+        return grid
+
+    @cached_property
+    def start(self) -> IntArray:
+        """Row of each unit's first month."""
+        return np.argmax(self.present, axis=0).astype(np.int64)
+
+    @cached_property
+    def neighbours(self) -> IntArray:
+        """(units x 8) columns of each unit's queen neighbours in the grid; ``len(units)`` marks
+        a neighbour that is not in the panel (it reads a column of zeros)."""
+        n = len(self.units)
+        src, dst = queen_neighbours(self.units)
+        src_i = np.searchsorted(self.units, src)
+        dst_i = np.searchsorted(self.units, dst)
+        dst_i = np.minimum(dst_i, n - 1)
+        known = self.units[dst_i] == dst
+        src_i, dst_i = src_i[known], dst_i[known]
+        order = np.argsort(src_i, kind="stable")
+        src_i, dst_i = src_i[order], dst_i[order]
+        group_start = np.searchsorted(src_i, src_i)
+        slot = np.arange(len(src_i)) - group_start
+        table = np.full((n, 8), n, dtype=np.int64)
+        table[src_i, slot] = dst_i
+        return table
+
+    @cached_property
+    def countries(self) -> tuple[IntArray, int]:
+        """(grid of dense country indices, -1 for no country or no row; number of countries)."""
+        ids = self.column(_COUNTRY)
+        valid = ~np.isnan(ids) & (ids >= 0)
+        codes = np.full(ids.shape, -1, dtype=np.int64)
+        if not valid.any():
+            return codes, 0
+        uniq, index = _dense_index(ids[valid].astype(np.int64))
+        codes[valid] = index
+        return codes, len(uniq)
+
+
+def _dense_index(values: IntArray) -> tuple[IntArray, IntArray]:
+    """Sorted unique values and each value's position in them; a lookup table when ids are
+    small (always, for country ids and PRIO-GRID gids), which avoids sorting millions of rows."""
+    lo, hi = int(values.min()), int(values.max())
+    if lo >= 0 and hi <= 4 * len(values) + 1_000_000:
+        seen = np.zeros(hi + 1, dtype=bool)
+        seen[values] = True
+        uniq = np.flatnonzero(seen)
+        lookup = np.cumsum(seen) - 1
+        return uniq.astype(np.int64), lookup[values].astype(np.int64)
+    uniq, index = np.unique(values, return_inverse=True)
+    return uniq.astype(np.int64), index.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Param:
+    """A numeric parameter; ``low`` is its lower bound (exclusive when ``low_open``)."""
+
+    name: str
+    kind: type[int] | type[float]
+    default: Number | None = None
+    low: Number | None = None
+    low_open: bool = False
+    why: str = ""
+
+    def describe(self) -> str:
+        return self.name if self.default is None else f"{self.name}={_fmt(self.default)}"
+
+
+@dataclass(frozen=True)
+class Transform:
+    """One named transform: its signature, where it is valid, and its kernel."""
+
+    name: str
+    summary: str
+    example: str
+    kernel: Kernel
+    inputs: int = 1
+    params: tuple[Param, ...] = ()
+    levels: frozenset[Level] = frozenset(Level)
+    needs: tuple[str, ...] = ()
+    column_only: bool = False
+
+    @property
+    def signature(self) -> str:
+        slots = ["x"] * self.inputs + [p.describe() for p in self.params]
+        if self.column_only:
+            slots = ["column", *slots[1:]]
+        return f"{self.name}({', '.join(slots)})"
+
+    @property
+    def n_required(self) -> int:
+        return self.inputs + sum(p.default is None for p in self.params)
+
+    def __call__(self, grid: Grid, *args: FloatGrid | Number) -> FloatGrid:
+        return self.kernel(grid, *args)
+
+
+_TRANSFORMS: dict[str, Transform] = {}
+
+
+def names() -> list[str]:
+    """Every transform name a feature expression may use, sorted."""
+    return sorted(_TRANSFORMS)
+
+
+def get_transform(name: str) -> Transform:
+    """The transform called ``name``.
+
+    Raises:
+        SpecError: unknown name, with the closest valid names and the full list.
+    """
+    try:
+        return _TRANSFORMS[name]
+    except KeyError:
+        raise SpecError(f"unknown transform {name!r}{did_you_mean(name, names())}; valid "
+                        f"transforms: {', '.join(names())}") from None
+
+
+def did_you_mean(word: str, options: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
+    close = difflib.get_close_matches(word, options, n=2, cutoff=0.6)
+    if not close:
+        close = [o for o in options if o.lower() == word.lower()]
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _fmt(value: Number) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _register(
+    name: str, summary: str, example: str, *, inputs: int = 1, params: tuple[Param, ...] = (),
+    levels: frozenset[Level] = frozenset(Level), needs: tuple[str, ...] = (),
+    column_only: bool = False,
+) -> Callable[[Kernel], Kernel]:
+    def add(kernel: Kernel) -> Kernel:
+        _TRANSFORMS[name] = Transform(name, summary, example, kernel, inputs, params, levels,
+                                      needs, column_only)
+        return kernel
+
+    return add
+
+
+_PGM = frozenset({Level.PGM})
+_WINDOW = Param("w", int, low=1, why="a window covers at least one month")
+
+
+# --------------------------------------------------------------------------- time kernels
+
+
+@_register("lag", "the value k months earlier in the same unit", "lag(ged_sb, 1)",
+           params=(Param("k", int, low=0, why="a negative lag would read the future"),))
+def _lag(grid: Grid, x: FloatGrid, k: int) -> FloatGrid:
+    out = np.full_like(x, _NAN)
+    if k < len(x):
+        out[k:] = x[: len(x) - k]
+    return out
+
+
+def _window_sum(x: FloatGrid, w: int) -> FloatGrid:
+    """Sum over months t-w+1..t of one unit; NaN unless all w months have a defined value.
+
+    Cumulative sums run down each unit's own column, so a window's value depends only on that
+    unit's months up to t (exact for counts, and the same whatever follows t)."""
+    months = len(x)
+    out = np.full_like(x, _NAN)
+    if w > months:
+        return out
+    missing = np.isnan(x)
+    total = np.zeros((months + 1, x.shape[1]))
+    np.cumsum(np.where(missing, 0.0, x), axis=0, out=total[1:])
+    holes = np.zeros((months + 1, x.shape[1]), dtype=np.int32)
+    np.cumsum(missing, axis=0, out=holes[1:])
+    sums = total[w:] - total[:-w]
+    sums[(holes[w:] - holes[:-w]) > 0] = _NAN
+    out[w - 1:] = sums
+    return out
+
+
+@_register("msum", "moving sum over the w months ending at t (inclusive), same unit",
+           "msum(ged_sb, 12)", params=(_WINDOW,))
+def _msum(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
+    return _window_sum(x, w)
+
+
+@_register("mmean", "moving mean over the w months ending at t (inclusive), same unit",
+           "mmean(ged_sb, 12)", params=(_WINDOW,))
+def _mmean(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
+    out = _window_sum(x, w)
+    out /= w
+    return out
+
+
+def _time_since(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
+    months = np.arange(len(x), dtype=np.int64)[:, None]
+    last = np.where(x >= threshold, months, -1)  # NaN never reaches a threshold
+    np.maximum.accumulate(last, axis=0, out=last)
+    np.maximum(last, grid.start - 1, out=last)  # never reached: count from the first month
+    out = (months - last).astype(np.float64)
+    out[np.isnan(x)] = _NAN
+    return out
+
+
+@_register("time_since", "months since the unit's value was last >= threshold (0 in such a "
+           "month); never reached: months since the month before the unit's first row",
+           "time_since(ged_sb, 1)", params=(Param("threshold", float),))
+def _time_since_kernel(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
+    return _time_since(grid, x, threshold)
+
+
+@_register("decay", "2 ** (-time_since(x, threshold) / halflife)", "decay(ged_sb, 12)",
+           params=(Param("halflife", float, low=0, low_open=True,
+                         why="a half-life is a positive number of months"),
+                   Param("threshold", float, default=1)))
+def _decay(grid: Grid, x: FloatGrid, halflife: float, threshold: float) -> FloatGrid:
+    out = _time_since(grid, x, threshold)
+    out /= -halflife
+    return np.exp2(out, out=out)
+
+
+# --------------------------------------------------------------------------- pointwise kernels
+
+
+@_register("log1p", "log(1 + x); NaN where x < -1", "log1p(ged_sb)")
+def _log1p(grid: Grid, x: FloatGrid) -> FloatGrid:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.log1p(x)
+    out[x < -1] = _NAN
+    return out
+
+
+@_register("static", "a time-invariant covariate column (checked constant within each unit)",
+           "static(pop)", column_only=True)
+def _static(grid: Grid, x: FloatGrid) -> FloatGrid:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN units are fine here
+        low, high = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
+    varies = np.flatnonzero(~np.isnan(low) & (low != high))
+    if len(varies):
+        j = int(varies[0])
+        raise SpecError(
+            f"static() declares a time-invariant column, but it varies within {len(varies)} "
+            f"unit{'s' if len(varies) > 1 else ''} (e.g. unit {int(grid.units[j])}: "
+            f"{_fmt(low[j])} .. {_fmt(high[j])}). Fix: "
+            "use the bare column name for a time-varying column"
+        )
+    return x.copy()
+
+
+@_register("lat", "latitude of the cell centre (degrees)", "lat()", inputs=0, levels=_PGM)
+def _lat(grid: Grid) -> FloatGrid:
+    lat, _ = cell_centre(grid.units)
+    return grid.mask(np.broadcast_to(lat, grid.shape).copy())
+
+
+@_register("lon", "longitude of the cell centre (degrees)", "lon()", inputs=0, levels=_PGM)
+def _lon(grid: Grid) -> FloatGrid:
+    _, lon = cell_centre(grid.units)
+    return grid.mask(np.broadcast_to(lon, grid.shape).copy())
+
+
+# --------------------------------------------------------------------------- space kernels
+
+
+@_register("splag", "sum of x over the 8 queen neighbours in the same month; neighbours "
+           "without a row (or with x undefined) count as 0", "splag(lag(ged_sb, 1))",
+           levels=_PGM)
+def _splag(grid: Grid, x: FloatGrid) -> FloatGrid:
+    table = grid.neighbours
+    padded = np.zeros((x.shape[0], x.shape[1] + 1))
+    np.copyto(padded[:, :-1], x)
+    padded[np.isnan(padded)] = 0.0
+    out = np.take(padded, table[:, 0], axis=1)
+    for slot in range(1, table.shape[1]):
+        out += np.take(padded, table[:, slot], axis=1)
+    out[np.isnan(x)] = _NAN
+    return out
+
+
+def _country_totals(grid: Grid, x: FloatGrid) -> tuple[FloatGrid, FloatGrid, BoolGrid]:
+    """(sum over the cell's country this month, number of cells summed, cells with a value)."""
+    codes, n_countries = grid.countries
+    own = (codes >= 0) & ~np.isnan(x)
+    width = max(n_countries, 1)
+    keys = np.arange(len(x), dtype=np.int64)[:, None] * width + codes
+    size = len(x) * width
+    sums = np.bincount(keys[own], weights=x[own], minlength=size).astype(np.float64)
+    counts = np.bincount(keys[own], minlength=size).astype(np.float64)
+    safe = np.where(own, keys, 0)
+    return sums[safe], counts[safe], own
+
+
+@_register("country_sum", "sum of x over the cells of the cell's country in the same month "
+           "(country_id -1, no country: NaN)", "country_sum(lag(ged_sb, 1))", levels=_PGM,
+           needs=(_COUNTRY,))
+def _country_sum(grid: Grid, x: FloatGrid) -> FloatGrid:
+    sums, _, own = _country_totals(grid, x)
+    sums[~own] = _NAN
+    return sums
+
+
+@_register("country_mean", "mean of x over the cells of the cell's country in the same month "
+           "(country_id -1, no country: NaN)", "country_mean(lag(ged_sb, 1))", levels=_PGM,
+           needs=(_COUNTRY,))
+def _country_mean(grid: Grid, x: FloatGrid) -> FloatGrid:
+    sums, counts, own = _country_totals(grid, x)
+    sums[own] /= counts[own]
+    sums[~own] = _NAN
+    return sums
+
