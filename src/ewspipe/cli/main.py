@@ -10,6 +10,7 @@ import typer
 
 from ewspipe import __version__
 from ewspipe.cli import data as data_cli
+from ewspipe.cli import models as models_cli
 from ewspipe.cli import partitions as partitions_cli
 from ewspipe.errors import EwspipeError
 from ewspipe.settings import load_settings
@@ -24,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(models_cli.app, name="models")
 app.command("partitions")(partitions_cli.partitions)
 
 
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     as_json = "--json" in args
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="ewspipe", standalone_mode=False)
+        result = command.main(args=args, prog_name="ewspipe", standalone_mode=False)
     except EwspipeError as exc:
         if as_json:
             doc = {"error": str(exc), "kind": type(exc).__name__, "exit_code": exc.exit_code}
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             typer.echo(f"error: {exc.format_message()}", err=True)
         return int(exc.exit_code)
-    return 0
+    # with standalone_mode=False a command's `raise typer.Exit(code)` arrives as the result
+    return result if isinstance(result, int) else 0
 
 
 def entry() -> None:

@@ -1,0 +1,233 @@
+"""`ewspipe models ...`: list, show, create, check and document model definitions.
+
+Exit codes: 0 success; 2 bad input, which includes an invalid model file (`check` prints its
+full report, then exits 2) or an unknown model name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ewspipe.catalog.loader import (
+    Catalog,
+    CheckReport,
+    check_models,
+    display_path,
+    load_catalog,
+)
+from ewspipe.catalog.pages import non_default_hyperparameters, write_pages
+from ewspipe.catalog.rules import Status
+from ewspipe.catalog.scaffold import scaffold_model
+from ewspipe.catalog.spec import ModelSpec, toml_value
+from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.errors import SpecError
+from ewspipe.panel.schema import Level
+from ewspipe.settings import Settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="List, show, create, check and document model definitions.",
+                  no_args_is_help=True)
+
+MODELS_DIR_OPTION = typer.Option(
+    None, "--models-dir",
+    help="Folder of <name>.toml model files (default: [workspace] models_dir, i.e. models/ "
+    "beside ewspipe.toml or in the working directory). Ensemble names are read from "
+    "ensembles/ beside it.",
+)
+
+
+def _dirs(ctx: typer.Context, models_dir: Path | None) -> tuple[Path, Path]:
+    if models_dir is not None:
+        return models_dir, models_dir.parent / "ensembles"
+    settings: Settings = ctx.obj
+    return settings.models_dir, settings.ensembles_dir
+
+
+def _catalog(ctx: typer.Context, models_dir: Path | None) -> Catalog:
+    models, ensembles = _dirs(ctx, models_dir)
+    return load_catalog(models, ensembles_dir=ensembles)
+
+
+def _status(value: str | None) -> Status | None:
+    if value is None:
+        return None
+    try:
+        return Status(value)
+    except ValueError:
+        raise SpecError(
+            f"option --status: unknown status {value!r}; use one of "
+            f"{', '.join(repr(s.value) for s in Status)}"
+        ) from None
+
+
+def _summary(spec: ModelSpec) -> dict[str, Any]:
+    return {"name": spec.name, "level": spec.level.value, "algorithm": spec.algorithm,
+            "target": spec.target, "status": spec.status.value, "owner": spec.owner}
+
+
+@app.command("list")
+def list_models(
+    ctx: typer.Context,
+    level: str | None = typer.Option(None, "--level", help="Only this level: cm or pgm."),
+    status: str | None = typer.Option(
+        None, "--status", help="Only this status: deployed, shadow, baseline or deprecated."
+    ),
+    models_dir: Path | None = MODELS_DIR_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List models (name, level, algorithm, target, status, owner), sorted by name."""
+    lvl = Level.parse(level, option="--level") if level is not None else None
+    sts = _status(status)
+    catalog = _catalog(ctx, models_dir)
+    specs = catalog.filter(level=lvl, status=sts)
+    rows = [_summary(s) for s in specs]
+    data = {"models_dir": display_path(catalog.models_dir), "models": rows,
+            "notes": list(catalog.notes)}
+
+    def human() -> str:
+        if not rows:
+            return "no models match" if catalog.models else (
+                f"no models in {display_path(catalog.models_dir)}; "
+                "create one with `ewspipe models new NAME`")
+        cols = ("name", "level", "algorithm", "target", "status", "owner")
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+        lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
+        lines += ["  ".join(r[c].ljust(widths[c]) for c in cols).rstrip() for r in rows]
+        return "\n".join(lines + [f"note: {n}" for n in catalog.notes])
+
+    emit(data, as_json, human)
+
+
+@app.command("show")
+def show_model(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Model name (adjective_noun)."),
+    models_dir: Path | None = MODELS_DIR_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show a model's full definition, its file and its config hash."""
+    catalog = _catalog(ctx, models_dir)
+    spec = catalog.get(name)
+    non_default = non_default_hyperparameters(spec)
+    data = {
+        "file": display_path(catalog.files[name]),
+        "config_hash": spec.config_hash,
+        "spec": spec.model_dump(mode="json"),
+        "non_default_hyperparameters": non_default,
+    }
+
+    def human() -> str:
+        lines = [
+            f"model {spec.name}  ({data['file']})",
+            f"  config hash   {spec.config_hash}",
+            f"  level         {spec.level.value}",
+            f"  target        {spec.target}",
+            f"  algorithm     {spec.algorithm}",
+            f"  status        {spec.status.value}",
+            f"  owner         {spec.owner}",
+            f"  description   {spec.description}",
+            f"  features      {len(spec.features)}",
+            *(f"    {f}" for f in spec.features),
+            "  hyperparameters (as written; * differs from the default)",
+        ]
+        flat = _flatten(spec.hyperparameters_dict())
+        lines += [
+            f"    {'*' if key in non_default else ' '} {key} = {toml_value(v) or repr(v)}"
+            for key, v in flat.items()
+        ] or ["    (none: all defaults)"]
+        return "\n".join(lines)
+
+    emit(data, as_json, human)
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+@app.command("new")
+def new_model(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="New model name: adjective_noun, e.g. amber_tree."),
+    level: str = typer.Option("cm", "--level", help="cm or pgm."),
+    algorithm: str = typer.Option("stepshifter", "--algorithm", help="A registered algorithm."),
+    owner: str | None = typer.Option(None, "--owner", help="Owner (default: your user name)."),
+    target: str = typer.Option("ged_sb", "--target", help="Count column to forecast."),
+    status: str = typer.Option("shadow", "--status", help="Initial deployment status."),
+    description: str | None = typer.Option(None, "--description", help="One or two sentences."),
+    models_dir: Path | None = MODELS_DIR_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create models/NAME.toml: a valid, commented definition to edit (refuses taken names)."""
+    models, ensembles = _dirs(ctx, models_dir)
+    path = scaffold_model(
+        name, models_dir=models, ensembles_dir=ensembles,
+        level=Level.parse(level, option="--level"), algorithm=algorithm, owner=owner,
+        target=target, status=_status(status) or Status.SHADOW, description=description,
+    )
+    data = {"created": display_path(path), "name": name, "level": level,
+            "algorithm": algorithm, "status": status}
+    emit(data, as_json, lambda: (
+        f"created {display_path(path)}; edit its features, hyperparameters and description, "
+        "then run `ewspipe models check`"))
+
+
+def _check_lines(report: CheckReport) -> list[str]:
+    bad = sum(not f.ok for f in report.files)
+    lines = [f"checked {len(report.files)} model file(s) in {display_path(report.models_dir)}: "
+             f"{len(report.files) - bad} valid, {bad} invalid"]
+    for f in report.files:
+        if f.ok and f.spec is not None:
+            lines.append(f"  ok    {display_path(f.path)}  (config {f.spec.config_hash[:12]})")
+        else:
+            lines.append(f"  FAIL  {display_path(f.path)}")
+            lines += [f"        {p}" for p in f.problems]
+    lines += [f"note: {n}" for n in report.notes]
+    return lines
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    models_dir: Path | None = MODELS_DIR_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Validate every model file and report all problems; exit 2 if any file is invalid."""
+    models, ensembles = _dirs(ctx, models_dir)
+    report = check_models(models, ensembles_dir=ensembles)
+    emit(report.to_dict(), as_json, lambda: "\n".join(_check_lines(report)))
+    if not report.ok:
+        if not as_json:
+            typer.echo(f"error: {len(report.problems)} problem(s) in model files; fix them and "
+                       "re-run `ewspipe models check`", err=True)
+        raise typer.Exit(SpecError.exit_code)
+
+
+@app.command("catalog")
+def catalog_pages(
+    ctx: typer.Context,
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder (default: docs/catalog in the workspace root)."
+    ),
+    models_dir: Path | None = MODELS_DIR_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write the Markdown model catalog: models_cm.md and models_pgm.md."""
+    catalog = _catalog(ctx, models_dir)
+    target = out if out is not None else catalog.models_dir.parent / "docs" / "catalog"
+    paths = write_pages(catalog, target)
+    counts = {lvl.value: len(catalog.filter(level=lvl)) for lvl in Level}
+    data = {"pages": [display_path(p) for p in paths], "models": counts}
+    emit(data, as_json, lambda: "\n".join(
+        f"wrote {display_path(p)} ({counts[lvl.value]} model(s))"
+        for p, lvl in zip(paths, Level, strict=True)))
