@@ -12,6 +12,7 @@ from ewspipe import __version__
 from ewspipe.cli import data as data_cli
 from ewspipe.cli import models as models_cli
 from ewspipe.cli import partitions as partitions_cli
+from ewspipe.cli import runs as runs_cli
 from ewspipe.errors import EwspipeError
 from ewspipe.settings import load_settings
 
@@ -27,6 +28,8 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
 app.command("partitions")(partitions_cli.partitions)
+app.command("evaluate")(runs_cli.evaluate)
+app.command("forecast")(runs_cli.forecast)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,309 @@
+"""Evaluation and forecast runs of named models, with artifacts, predictions and metrics.
+
+Evaluation follows the rolling-origin protocol: each model is fitted once on the partition's
+training window (months <= train end) and predicts steps 1..36 from each of the 13 origins
+using only data up to that origin (DOMAIN.md section 2; the peers do the same). A forecast
+run fits on everything up to the last observed month L and predicts L+1..L+36 for the units
+present in L. Fitted models are stored as artifacts keyed by their inputs and reused when
+nothing changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ewspipe.catalog import Catalog, ModelSpec
+from ewspipe.errors import InputError, SpecError
+from ewspipe.evaluation.schemes import evaluate, join_actuals
+from ewspipe.features.build import build_design
+from ewspipe.features.design import Design
+from ewspipe.models import registry
+from ewspipe.models.base import BaseForecaster
+from ewspipe.models.forecast import Forecast
+from ewspipe.panel.schema import TIME_COLUMN, Level, Panel
+from ewspipe.panel.snapshot import Manifest, SnapshotStore
+from ewspipe.partitions import Partition, RunType
+from ewspipe.provenance import code_version
+from ewspipe.settings import Settings
+from ewspipe.store.artifacts import ArtifactStore
+from ewspipe.store.predictions import write_forecast
+from ewspipe.store.runs import RunStore
+
+__all__ = [
+    "POINT_METRICS",
+    "SAMPLE_METRICS",
+    "ModelResult",
+    "RunResult",
+    "evaluate_models",
+    "forecast_models",
+]
+
+POINT_METRICS = ("mse", "msle", "rmsle", "mae", "pearson", "mcr", "y_hat_bar")
+SAMPLE_METRICS = ("crps", "twcrps", "mis", "coverage", "brier")
+
+
+@dataclass
+class ModelResult:
+    model: str
+    level: str
+    status: str
+    snapshot: str
+    artifact: str
+    reused: bool
+    predictions: str
+    rows: int
+    n_samples: int
+    timings: dict[str, float]
+    metrics: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    kind: str
+    run_type: str
+    path: str
+    models: list[ModelResult] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.record, "path": self.path, "models": [m.to_dict() for m in self.models]}
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def select_models(
+    catalog: Catalog, names: Sequence[str] | None, level: str | None = None
+) -> list[ModelSpec]:
+    """The named models (each must be runnable), or every non-deprecated one."""
+    if names:
+        specs = [catalog.require_runnable(n) for n in names]
+    else:
+        specs = [s for s in catalog if s.status != "deprecated"]
+    if level is not None:
+        lvl = Level.parse(level, option="--level")
+        specs = [s for s in specs if s.level == lvl.value]
+    if not specs:
+        raise InputError(
+            "no model to run: the catalog has no runnable model"
+            + (f" at level {level}" if level else "")
+            + "; add one with `ewspipe models new NAME` or check --model / --level"
+        )
+    return specs
+
+
+def _snapshots_by_level(
+    store: SnapshotStore, specs: Sequence[ModelSpec], refs: Sequence[str] | None
+) -> dict[str, Manifest]:
+    chosen: dict[str, Manifest] = {}
+    for ref in refs or ():
+        manifest = store.get(ref)
+        if manifest.level in chosen:
+            raise InputError(f"option --snapshot: two snapshots given for level {manifest.level}")
+        chosen[manifest.level] = manifest
+    for spec in specs:
+        if spec.level not in chosen:
+            try:
+                chosen[spec.level] = store.latest(spec.level)
+            except InputError as exc:
+                raise InputError(
+                    f"model {spec.name!r} is a {spec.level} model but {exc}; or leave it out "
+                    f"with --level/--model"
+                ) from None
+    return chosen
+
+
+def _design(spec: ModelSpec, panel: Panel, manifest: Manifest) -> Design:
+    try:
+        return build_design(panel, spec.target, list(spec.features))
+    except SpecError as exc:
+        raise SpecError(
+            f"model {spec.name!r} cannot run on snapshot {manifest.id}: {exc}"
+        ) from exc
+
+
+def _check_coverage(spec: ModelSpec, manifest: Manifest, partition: Partition) -> None:
+    last_origin = partition.rolling_origins()[-1].origin
+    if manifest.last_month < last_origin or manifest.first_month > partition.train.last:
+        raise InputError(
+            f"snapshot {manifest.id} covers months {manifest.span}, but the "
+            f"{partition.run_type.value} partition of model {spec.name!r} trains up to "
+            f"{partition.train.last} and forecasts from origins up to {last_origin}; import "
+            "data that covers them or choose another run type"
+        )
+
+
+# --------------------------------------------------------------------------- fit / predict
+
+
+def fit_or_reuse(
+    spec: ModelSpec,
+    design: Design,
+    *,
+    run_type: RunType,
+    train_last: int,
+    snapshot: Manifest,
+    artifacts: ArtifactStore,
+) -> tuple[BaseForecaster, str, bool]:
+    """A fitted model for these inputs: loaded (hash-verified) if stored, else trained."""
+    key = artifacts.key(spec.name, run_type.value, spec.config_hash, snapshot.sha256, train_last)
+    found = artifacts.find(key)
+    if found is not None:
+        return artifacts.load(found), found.directory, True
+    model = registry.create(spec.algorithm, spec.hyperparameters_dict())
+    model.fit(design, train_last=train_last)
+    manifest = artifacts.save(model, key, status=spec.status, snapshot_id=snapshot.id,
+                              snapshot_fetched_at=snapshot.fetched_at)
+    return model, manifest.directory, False
+
+
+def predict_origins(
+    model: BaseForecaster, design: Design, partition: Partition
+) -> Forecast:
+    steps = list(range(1, partition.steps + 1))
+    parts = [model.predict(design, origin=seq.origin, steps=steps)
+             for seq in partition.rolling_origins()]
+    return Forecast.concat(parts)
+
+
+def _actuals(panel: Panel, target: str) -> pd.DataFrame:
+    frame = panel.frame
+    return pd.DataFrame({
+        TIME_COLUMN: frame[TIME_COLUMN].to_numpy(),
+        panel.unit_column: frame[panel.unit_column].to_numpy(),
+        "value": frame[target].to_numpy(),
+    })
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _run(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    kind: str,
+    run_type: RunType,
+    names: Sequence[str] | None,
+    level: str | None,
+    snapshot_refs: Sequence[str] | None,
+) -> RunResult:
+    specs = select_models(catalog, names, level)
+    snapshots = SnapshotStore(settings.snapshot_dir)
+    chosen = _snapshots_by_level(snapshots, specs, snapshot_refs)
+    panels = {lvl: snapshots.load(m.id) for lvl, m in chosen.items()}
+    artifacts = ArtifactStore(settings.artifact_dir)
+    scheme = settings.partition_scheme()
+    runs = RunStore(settings.runs_dir)
+    writer = runs.begin(kind, run_type.value)
+    results: list[ModelResult] = []
+    started = time.time()
+    try:
+        for spec in specs:
+            manifest, panel = chosen[spec.level], panels[spec.level]
+            partition = scheme.partition(
+                run_type, last_observed=manifest.last_month
+                if run_type is RunType.FORECASTING else None,
+            )
+            if run_type is not RunType.FORECASTING:
+                _check_coverage(spec, manifest, partition)
+            t0 = time.perf_counter()
+            design = _design(spec, panel, manifest)
+            t1 = time.perf_counter()
+            model, artifact, reused = fit_or_reuse(
+                spec, design, run_type=run_type, train_last=partition.train.last,
+                snapshot=manifest, artifacts=artifacts,
+            )
+            t2 = time.perf_counter()
+            forecast = predict_origins(model, design, partition)
+            t3 = time.perf_counter()
+            rel = f"predictions/{spec.name}.parquet"
+            write_forecast(forecast, writer.path / rel, metadata={
+                "model": spec.name, "run_type": run_type.value, "snapshot": manifest.id,
+                "config_hash": spec.config_hash, "artifact": artifact, "status": spec.status,
+                "code_commit": code_version().commit, "target": spec.target,
+            })
+            metrics = None
+            if run_type is not RunType.FORECASTING:
+                scored = join_actuals(forecast, _actuals(panel, spec.target))
+                names_ = POINT_METRICS + (SAMPLE_METRICS if forecast.n_samples > 1 else ())
+                metrics = evaluate(scored, names_).to_dict()
+                writer.write_json(f"metrics/{spec.name}.json", metrics)
+            t4 = time.perf_counter()
+            results.append(ModelResult(
+                model=spec.name, level=spec.level, status=spec.status, snapshot=manifest.id,
+                artifact=artifact, reused=reused, predictions=rel, rows=len(forecast),
+                n_samples=forecast.n_samples,
+                timings={"features": t1 - t0, "fit": t2 - t1, "predict": t3 - t2,
+                         "evaluate": t4 - t3},
+                metrics=metrics,
+            ))
+        code = code_version()
+        record = {
+            "run_id": writer.run_id, "kind": kind, "run_type": run_type.value,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "seconds": round(time.time() - started, 3),
+            "snapshots": {lvl: {"id": m.id, "sha256": m.sha256, "fetched_at": m.fetched_at}
+                          for lvl, m in chosen.items()},
+            "code": code.to_dict(),
+            "partition": {lvl: _partition_dict(scheme.partition(
+                run_type, last_observed=m.last_month
+                if run_type is RunType.FORECASTING else None)) for lvl, m in chosen.items()},
+            "models": [r.to_dict() for r in results],
+        }
+        path = writer.commit(record)
+    except BaseException:
+        writer.abort()
+        raise
+    return RunResult(writer.run_id, kind, run_type.value, str(path), results, record)
+
+
+def _partition_dict(p: Partition) -> dict[str, Any]:
+    origins = [s.origin for s in p.rolling_origins()]
+    return {"train": [p.train.first, p.train.last], "test": [p.test.first, p.test.last],
+            "origins": origins, "steps": p.steps}
+
+
+def evaluate_models(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    run_type: RunType | str,
+    names: Sequence[str] | None = None,
+    level: str | None = None,
+    snapshot_refs: Sequence[str] | None = None,
+) -> RunResult:
+    """Rolling-origin evaluation of each model on the calibration or validation partition."""
+    try:
+        rt = RunType(run_type)
+    except ValueError:
+        raise InputError(
+            f"option --run-type: {run_type!r} is not a run type; use calibration or validation"
+        ) from None
+    if rt is RunType.FORECASTING:
+        raise InputError("option --run-type: evaluation runs on calibration or validation; use "
+                         "`ewspipe forecast` for the forecasting run")
+    return _run(settings, catalog, kind="evaluate", run_type=rt, names=names, level=level,
+                snapshot_refs=snapshot_refs)
+
+
+def forecast_models(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    names: Sequence[str] | None = None,
+    level: str | None = None,
+    snapshot_refs: Sequence[str] | None = None,
+) -> RunResult:
+    """Forecast the 36 months after the last observed month for the last month's units."""
+    return _run(settings, catalog, kind="forecast", run_type=RunType.FORECASTING, names=names,
+                level=level, snapshot_refs=snapshot_refs)

@@ -1,0 +1,1 @@
+"""Where results live: model artifacts, predictions and run records, all hash-verified."""

@@ -1,0 +1,157 @@
+"""Fitted models as artifacts: files plus a manifest with provenance and a sha256 per file.
+
+An artifact is keyed by what determines it (model, run type, config hash, data snapshot,
+training window end, code fingerprint); an identical request reuses it instead of training
+again. Loading verifies every file against the manifest *before* deserialising anything, so a
+tampered or corrupted file (pickles included) is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ewspipe.errors import IntegrityError, StoreError
+from ewspipe.models.base import BaseForecaster
+from ewspipe.models.persistence import load_model, save_model
+from ewspipe.panel.snapshot import file_sha256
+from ewspipe.provenance import code_fingerprint, code_version, library_versions, timestamp
+
+__all__ = ["ArtifactKey", "ArtifactManifest", "ArtifactStore"]
+
+MANIFEST = "manifest.json"
+_TMP = ".tmp-"
+
+
+@dataclass(frozen=True)
+class ArtifactKey:
+    model: str
+    run_type: str
+    config_hash: str
+    snapshot_sha256: str
+    train_last: int
+    code: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ArtifactManifest:
+    key: dict[str, Any]
+    digest: str
+    model: str
+    run_type: str
+    status: str
+    snapshot_id: str
+    snapshot_fetched_at: str
+    trained_at: str
+    code_commit: str
+    code_dirty: bool
+    release_tag: str | None
+    libraries: dict[str, str]
+    files: dict[str, str]
+    directory: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @staticmethod
+    def key(model: str, run_type: str, config_hash: str, snapshot_sha256: str,
+            train_last: int) -> ArtifactKey:
+        return ArtifactKey(model, run_type, config_hash, snapshot_sha256, int(train_last),
+                           code_fingerprint())
+
+    def _dir(self, key: ArtifactKey) -> Path:
+        return self.root / key.model / key.run_type
+
+    def find(self, key: ArtifactKey) -> ArtifactManifest | None:
+        """The newest artifact with this key, if one was stored."""
+        base = self._dir(key)
+        if not base.is_dir():
+            return None
+        hits = sorted(p for p in base.glob(f"*_{key.digest[:16]}") if (p / MANIFEST).is_file())
+        return self._read(hits[-1]) if hits else None
+
+    def save(
+        self,
+        model: BaseForecaster,
+        key: ArtifactKey,
+        *,
+        status: str,
+        snapshot_id: str,
+        snapshot_fetched_at: str,
+    ) -> ArtifactManifest:
+        stamp = timestamp()
+        final = self._dir(key) / f"{stamp}_{key.digest[:16]}"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f"{_TMP}{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            written = save_model(model, tmp)
+            files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in written}
+            code = code_version()
+            manifest = ArtifactManifest(
+                key=asdict(key), digest=key.digest, model=key.model, run_type=key.run_type,
+                status=status, snapshot_id=snapshot_id, snapshot_fetched_at=snapshot_fetched_at,
+                trained_at=stamp, code_commit=code.commit, code_dirty=code.dirty,
+                release_tag=code.tag, libraries=library_versions(), files=files,
+                directory=final.relative_to(self.root).as_posix(),
+            )
+            (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+            for path in [*written, tmp / MANIFEST]:
+                with path.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            if final.exists():  # same key in the same second: keep the first
+                shutil.rmtree(tmp)
+                return self._read(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return manifest
+
+    def load(self, manifest: ArtifactManifest) -> BaseForecaster:
+        """Verify every file's sha256, then deserialise."""
+        directory = self.root / manifest.directory
+        for name, expected in manifest.files.items():
+            path = directory / name
+            if not path.is_file():
+                raise IntegrityError(
+                    f"artifact {manifest.directory}: file {name} is missing; delete the artifact "
+                    "folder and rerun to retrain"
+                )
+            if file_sha256(path) != expected:
+                raise IntegrityError(
+                    f"artifact {manifest.directory}: {name} does not match the sha256 in its "
+                    "manifest (tampered or corrupted); refusing to load it. Delete the artifact "
+                    "folder and rerun to retrain."
+                )
+        return load_model(directory)
+
+    def list(self, model: str | None = None) -> list[ArtifactManifest]:
+        if not self.root.is_dir():
+            return []
+        pattern = f"{model}/*/*/{MANIFEST}" if model else f"*/*/*/{MANIFEST}"
+        return [self._read(p.parent) for p in sorted(self.root.glob(pattern))
+                if not p.parent.name.startswith(_TMP)]
+
+    def _read(self, directory: Path) -> ArtifactManifest:
+        try:
+            return ArtifactManifest(**json.loads((directory / MANIFEST).read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise StoreError(
+                f"{directory / MANIFEST}: unreadable artifact manifest ({exc})"
+            ) from exc

@@ -1,0 +1,62 @@
+"""Forecasts on disk: one Parquet file per model and run, samples as a fixed-size list column.
+
+Values are raw counts (the column names say so: ``point``, ``samples``); provenance lives in
+the Parquet key-value metadata so a file read on its own still says where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ewspipe.errors import StoreError
+from ewspipe.models.forecast import INDEX_COLUMNS, Forecast
+
+__all__ = ["read_forecast", "write_forecast"]
+
+_META_KEY = b"ewspipe"
+
+
+def write_forecast(forecast: Forecast, path: Path, *, metadata: dict[str, Any]) -> Path:
+    """Write atomically (temporary name, then rename)."""
+    n, s = forecast.samples.shape
+    columns: dict[str, pa.Array] = {
+        name: pa.array(forecast.frame[name].to_numpy(np.int64)) for name in
+        [*INDEX_COLUMNS, forecast.unit_column]
+    }
+    columns["point"] = pa.array(forecast.point.astype(np.float64))
+    flat = pa.array(np.ascontiguousarray(forecast.samples, dtype=np.float64).ravel())
+    columns["samples"] = pa.FixedSizeListArray.from_arrays(flat, s)
+    table = pa.table(columns)
+    meta = {**metadata, "unit_column": forecast.unit_column, "n_samples": s, "rows": n}
+    table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_forecast(path: Path) -> tuple[Forecast, dict[str, Any]]:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{path}: unreadable forecast file ({exc})") from exc
+    raw = (table.schema.metadata or {}).get(_META_KEY)
+    if raw is None:
+        raise StoreError(f"{path}: not an ewspipe forecast file (no metadata)")
+    meta = json.loads(raw)
+    unit = meta["unit_column"]
+    frame = table.select([*INDEX_COLUMNS, unit]).to_pandas()
+    s = int(meta["n_samples"])
+    samples = table.column("samples").combine_chunks().flatten().to_numpy().reshape(-1, s)
+    point = table.column("point").to_numpy()
+    return Forecast(frame=frame, point=point, samples=samples, unit_column=unit), meta

@@ -1,0 +1,105 @@
+"""Run records: one folder per evaluation or forecast run, made visible only when complete.
+
+A run is assembled in a temporary folder (predictions, metric tables, ``run.json``) and
+renamed into ``runs/<YYYYMMDD_HHMMSS>_<kind>_<run type>_<id>`` at the end, so a crash never
+leaves a half-written run that a reader could mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ewspipe.errors import InputError, StoreError
+from ewspipe.provenance import timestamp
+
+__all__ = ["RunStore", "RunWriter"]
+
+RUN_FILE = "run.json"
+_TMP = ".tmp-"
+
+
+@dataclass
+class RunWriter:
+    """Collects a run's files in a temporary folder; ``commit`` publishes it atomically."""
+
+    store: RunStore
+    run_id: str
+    tmp: Path
+
+    @property
+    def path(self) -> Path:
+        return self.tmp
+
+    def write_json(self, relative: str, data: Any) -> Path:
+        path = self.tmp / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+        return path
+
+    def commit(self, record: dict[str, Any]) -> Path:
+        self.write_json(RUN_FILE, {"run_id": self.run_id, **record})
+        for path in self.tmp.rglob("*"):
+            if path.is_file():
+                with path.open("rb") as fh:
+                    os.fsync(fh.fileno())
+        final = self.store.root / self.run_id
+        os.rename(self.tmp, final)
+        return final
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class RunStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def begin(self, kind: str, run_type: str) -> RunWriter:
+        self.root.mkdir(parents=True, exist_ok=True)
+        run_id = f"{timestamp()}_{kind}_{run_type}_{uuid.uuid4().hex[:6]}"
+        tmp = self.root / f"{_TMP}{run_id}"
+        tmp.mkdir()
+        return RunWriter(self, run_id, tmp)
+
+    def list(self) -> list[dict[str, Any]]:
+        if not self.root.is_dir():
+            return []
+        runs = []
+        for path in sorted(self.root.iterdir()):
+            if path.name.startswith(_TMP) or not (path / RUN_FILE).is_file():
+                continue
+            runs.append(self._read(path))
+        return runs
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        hits = [p for p in self.root.glob(f"*{run_id}*") if not p.name.startswith(_TMP)] \
+            if self.root.is_dir() else []
+        if len(hits) != 1:
+            what = "no run" if not hits else f"{len(hits)} runs"
+            raise InputError(f"{what} match '{run_id}' in {self.root}; list runs with "
+                             "`ewspipe runs list`")
+        return self._read(hits[0])
+
+    def path(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        try:
+            return json.loads((path / RUN_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path / RUN_FILE}: unreadable run record ({exc})") from exc
