@@ -1,0 +1,446 @@
+"""Direct multi-step forecasting ("stepshifter"): one fitted sub-model per step.
+
+Sub-model s learns (features of a unit at month t) -> (target of the same unit at t + s) from
+all pairs with t + s <= train_last; forecasting from origin o applies sub-model s to the
+features at o to predict month o + s. No recursion, no error accumulation (DOMAIN.md 3).
+
+Training pairs for every step come from one vectorised look-up (:func:`training_pairs`): rows
+are sorted by month, so the feature rows of step s are a contiguous block of the design (a view
+of ``X``, no copy) whenever every one of them has a target s months later; otherwise an index
+array selects them.
+
+Hyperparameters (defaults):
+
+- ``learner = "lightgbm"``: a regressor name of :mod:`ewspipe.models.learners`.
+- ``learner_params = None``: dict of the learner's parameters (None = the learner's defaults).
+- ``steps = 36``: sub-models for steps 1..steps; predict refuses other steps.
+- ``log_target = True``: fit on log1p(y) and return expm1 of the prediction, inside the model
+  only; the output is always raw counts (expm1 of a log-scale mean: nearer a median than a
+  mean, which suits MSLE; set False to fit raw counts, e.g. for MSE).
+- ``n_samples = 1``: samples per prediction; 1 = point model (samples[:, 0] == point).
+- ``sampling = "residual"``: how samples are made when n_samples > 1: the binned residual
+  bootstrap of :class:`~ewspipe.models.sampling.ResidualTable`, on the model's scale, mapped
+  to counts and clipped at 0. The point stays the sub-model's prediction.
+- ``residual_bins = 10``: prediction-level bins of the residual bootstrap (1 = unconditional).
+- ``zero_downsample = 1.0``: share in (0, 1] of training pairs with target 0 that are kept
+  (drawn per step, seeded); kept zeros get sample weight 1 / share so the fit stays unbiased.
+  Conflict data are ~85 % (cm) to ~99 % (pgm) zeros, so 0.1 cuts pgm fitting time ~10 times.
+- ``train_window = None``: if set, only pairs whose feature month t >= train_last - window.
+- ``seed = 0``: seeds down-sampling, every sub-model (one derived seed per step) and sampling.
+- ``n_jobs = -1``: steps fitted concurrently in threads (-1 = all CPUs available to the
+  process). Predictions do not depend on it. Learners run single-threaded unless their params
+  say otherwise (e.g. LightGBM ``n_jobs``), so the two levels do not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ewspipe.errors import EwspipeError
+from ewspipe.features.design import Design
+from ewspipe.models import learners
+from ewspipe.models.base import BaseForecaster
+from ewspipe.models.forecast import Forecast
+from ewspipe.models.registry import register
+from ewspipe.models.sampling import (
+    DEFAULT_STEPS,
+    ResidualTable,
+    Rule,
+    assemble,
+    boolean,
+    check_feature_names,
+    check_params,
+    check_steps,
+    check_train_last,
+    entity_rows,
+    float_in,
+    integer,
+    mapping,
+    one_of,
+    optional,
+    step_rng,
+    step_seed,
+)
+
+__all__ = [
+    "DirectMultiStep",
+    "Stepshifter",
+    "TrainingPairs",
+    "downsample_zeros",
+    "n_jobs_rule",
+    "training_pairs",
+]
+
+_Rows = slice | npt.NDArray[np.int64]
+_T = TypeVar("_T")
+_DOWNSAMPLE_KEY = 1_000_001  # rng keys of down-sampling and residual subsets; origins (month
+_RESIDUAL_KEY = 1_000_002  # ids, the other key of step_rng) never reach them
+_MAX_RESIDUAL_PAIRS = 20_000
+
+
+@dataclass(frozen=True)
+class TrainingPairs:
+    """Pairs (feature row at month t, target row at month t + step) of the same unit.
+
+    ``features`` is a slice when the pairs cover a contiguous block of rows (``X[features]``
+    is then a view), else an index array; ``targets`` indexes ``y``.
+    """
+
+    step: int
+    features: _Rows
+    targets: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, keep: npt.NDArray[np.bool_]) -> TrainingPairs:
+        rows = self.features
+        index = np.arange(rows.start, rows.stop)[keep] if isinstance(rows, slice) else rows[keep]
+        return TrainingPairs(self.step, index, self.targets[keep])
+
+
+def training_pairs(
+    design: Design, *, train_last: int, step: int, window: int | None = None
+) -> TrainingPairs:
+    """All pairs of one step whose target month t + step <= train_last and target is finite.
+
+    Args:
+        design: rows sorted by (month, unit).
+        train_last: last month whose target may be used.
+        step: months between features and target (>= 1).
+        window: if set, only feature months t >= train_last - window.
+    """
+    months = design.months
+    hi = int(np.searchsorted(months, train_last - step, side="right"))
+    lo = 0 if window is None else int(np.searchsorted(months, train_last - window, side="left"))
+    lo = min(lo, hi)
+    target, found = design.find_rows(months[lo:hi] + step, design.units[lo:hi])
+    found &= np.isfinite(design.y[target])
+    if found.all():
+        return TrainingPairs(step, slice(lo, hi), target)
+    return TrainingPairs(step, np.flatnonzero(found) + lo, target[found])
+
+
+def downsample_zeros(
+    is_zero: npt.NDArray[np.bool_], share: float, *, seed: int, step: int
+) -> tuple[npt.NDArray[np.bool_] | None, npt.NDArray[np.float64] | None]:
+    """Keep all non-zero pairs and a random ``share`` of zero pairs, weighted 1 / share.
+
+    The draw is seeded by (seed, step), so refitting gives the same subset.
+
+    Returns:
+        (keep mask, weights of the kept pairs), or (None, None) when share >= 1.
+    """
+    if share >= 1.0:
+        return None, None
+    rng = step_rng(seed, _DOWNSAMPLE_KEY, step)
+    keep = ~is_zero | (rng.random(len(is_zero)) < share)
+    return keep, np.where(is_zero[keep], 1.0 / share, 1.0)
+
+
+def n_jobs_rule(value: Any) -> str | None:
+    """Rule of ``n_jobs``: threads fitting steps concurrently, -1 = all available CPUs."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or value == -1)
+    return None if ok else "an integer >= 1, or -1 for all available CPUs"
+
+
+def _workers(n_jobs: int, n_tasks: int) -> int:
+    if n_jobs == -1:
+        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            (os.cpu_count() or 1)
+    return max(1, min(n_jobs, n_tasks))
+
+
+class DirectMultiStep(BaseForecaster):
+    """Protocol plumbing shared by the stepshifter and the hurdle (sub-models per step).
+
+    Subclasses set ``algorithm`` and ``_rules``, implement ``_check_learners``, and set
+    ``params_``, ``trained_steps_`` and ``feature_names_`` in ``fit``.
+    """
+
+    algorithm: ClassVar[str]
+    _rules: ClassVar[dict[str, Rule]]
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], *, dry_run: bool = True) -> dict[str, Any]:
+        """Validate hyperparameters without the user's data (for ``models check``).
+
+        Args:
+            params: hyperparameters, possibly partial (defaults fill the rest).
+            dry_run: also fit each learner once on 64 synthetic rows, so bad learner values
+                are caught now in the library's words (``fit`` skips this).
+
+        Returns:
+            The complete params (defaults filled in).
+
+        Raises:
+            SpecError: unknown key or bad value (named, with the value), unknown learner or
+                learner parameter.
+            MissingDependency: a learner's optional package is missing (with the install hint).
+        """
+        merged = check_params(cls.algorithm, params, cls.default_params(), cls._rules)
+        cls._check_learners(merged, dry_run=dry_run)
+        return merged
+
+    @classmethod
+    def _check_learners(cls, params: dict[str, Any], *, dry_run: bool) -> None:
+        raise NotImplementedError
+
+    def _clear_learned(self) -> None:
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
+
+    def _map_steps(self, fit_step: Callable[[int], _T]) -> dict[int, _T]:
+        """``fit_step`` for steps 1..steps, in ``n_jobs`` threads, keyed by step (1-based).
+
+        Learners release the GIL while fitting; each step is seeded on its own, so the result
+        is the same for any ``n_jobs``. The first failure cancels the steps not yet started.
+        """
+        steps = range(1, self.params_["steps"] + 1)
+        workers = _workers(self.params_["n_jobs"], len(steps))
+        if workers == 1:
+            return {step: fit_step(step) for step in steps}
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {step: pool.submit(fit_step, step) for step in steps}
+            try:
+                return {step: future.result() for step, future in futures.items()}
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    def _pairs(self, design: Design, train_last: int, step: int) -> TrainingPairs:
+        window = self.params_["train_window"]
+        pairs = training_pairs(design, train_last=train_last, step=step, window=window)
+        if len(pairs) == 0:
+            where = f"feature months >= {train_last - window} and " if window else ""
+            raise ValueError(
+                f"{self.algorithm}: step {step} has no training pairs ({where}target months "
+                f"<= train_last {train_last}; the design covers months {design.first_month}.."
+                f"{design.last_month}); lower 'steps', widen 'train_window' or add history"
+            )
+        return pairs
+
+    def _residual_table(
+        self,
+        model: Any,
+        X: npt.NDArray[np.float64],
+        y_model: npt.NDArray[np.float64],
+        weight: npt.NDArray[np.float64] | None,
+        step: int,
+    ) -> ResidualTable:
+        """Training residuals of one step's regressor, from at most 20,000 pairs (a seeded
+        uniform subset, which keeps the weights valid); enough for 500 quantiles per bin."""
+        if len(y_model) > _MAX_RESIDUAL_PAIRS:
+            rng = step_rng(self.params_["seed"], _RESIDUAL_KEY, step)
+            index = np.sort(rng.choice(len(y_model), _MAX_RESIDUAL_PAIRS, replace=False))
+            X, y_model = X[index], y_model[index]
+            weight = None if weight is None else weight[index]
+        predicted = np.asarray(model.predict(X), dtype=np.float64)
+        return ResidualTable.fit(predicted, y_model - predicted, weight,
+                                 bins=self.params_["residual_bins"])
+
+    def _fit_error(self, step: int, role: str, name: str, n: int, exc: Exception) -> EwspipeError:
+        return EwspipeError(
+            f"{self.algorithm}: fitting the {role} {name!r} of step {step} on {n} pairs failed: "
+            f"{type(exc).__name__}: {exc}"
+        )
+
+    def _to_counts(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if not self.params_["log_target"]:
+            return np.maximum(values, 0.0)
+        with np.errstate(over="ignore"):  # an overflow to inf is reported by assemble()
+            return np.maximum(np.expm1(values), 0.0)
+
+    def _to_model_scale(self, y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.log1p(y) if self.params_["log_target"] else y
+
+    def _check_predict(self, design: Design, steps: Sequence[int]) -> npt.NDArray[np.int64]:
+        self._check_fitted()
+        step_arr = check_steps(steps)
+        untrained = [int(s) for s in step_arr if int(s) not in self.trained_steps_]
+        if untrained:
+            top = max(self.trained_steps_)
+            raise ValueError(
+                f"step {untrained[0]} was not trained: this {self.algorithm} has sub-models for "
+                f"steps 1..{top}; set its 'steps' hyperparameter to at least {max(untrained)} "
+                "and refit"
+            )
+        check_feature_names(self.feature_names_, design, self.algorithm)
+        return step_arr
+
+
+@register("stepshifter")
+class Stepshifter(DirectMultiStep):
+    """Direct multi-step regressor: sub-model s maps features at t to the target at t + s.
+
+    Learned state: ``models_`` (dict step -> fitted regressor, steps 1-based),
+    ``residuals_`` (dict step -> ResidualTable, empty when n_samples == 1), ``params_``
+    (validated hyperparameters used by predict), ``feature_names_``, ``train_last_``,
+    ``trained_steps_``, ``n_pairs_`` (dict step -> number of pairs fitted).
+    """
+
+    algorithm = "stepshifter"
+    _rules: ClassVar[dict[str, Rule]] = {
+        "learner": one_of(*learners.regressor_names()),
+        "learner_params": optional(mapping()),
+        "steps": integer(1),
+        "log_target": boolean(),
+        "n_samples": integer(1),
+        "sampling": one_of("residual"),
+        "residual_bins": integer(1),
+        "zero_downsample": float_in(0.0, 1.0, low_open=True),
+        "train_window": optional(integer(1)),
+        "seed": integer(0),
+        "n_jobs": n_jobs_rule,
+    }
+
+    def __init__(
+        self,
+        learner: str = "lightgbm",
+        learner_params: Mapping[str, Any] | None = None,
+        steps: int = 36,
+        log_target: bool = True,
+        n_samples: int = 1,
+        sampling: str = "residual",
+        residual_bins: int = 10,
+        zero_downsample: float = 1.0,
+        train_window: int | None = None,
+        seed: int = 0,
+        n_jobs: int = -1,
+    ) -> None:
+        self.learner = learner
+        self.learner_params = learner_params
+        self.steps = steps
+        self.log_target = log_target
+        self.n_samples = n_samples
+        self.sampling = sampling
+        self.residual_bins = residual_bins
+        self.zero_downsample = zero_downsample
+        self.train_window = train_window
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    @classmethod
+    def _check_learners(cls, params: dict[str, Any], *, dry_run: bool) -> None:
+        learners.check_regressor(params["learner"], params["learner_params"] or {},
+                                 dry_run=dry_run)
+
+    def fit(self, design: Design, *, train_last: int) -> Self:
+        """Fit one sub-model per step on pairs with target month <= ``train_last``.
+
+        Steps are fitted concurrently in ``n_jobs`` threads; the result does not depend on it.
+
+        Raises:
+            SpecError: invalid hyperparameters (named).
+            ValueError: no rows up to ``train_last`` or a step without training pairs.
+            EwspipeError: a learner failed (step and learner named, cause chained).
+        """
+        params = self.check_params(self.get_params(), dry_run=False)
+        check_train_last(design, train_last)
+        self._clear_learned()
+        self.params_ = copy.deepcopy(params)  # later edits of learner_params cannot leak in
+        try:
+            fitted = self._map_steps(lambda step: self._fit_step(design, train_last, step))
+        except BaseException:
+            self._clear_learned()  # no half-fitted model: predict keeps raising NotFittedError
+            raise
+        self.models_ = {step: model for step, (model, _, _) in fitted.items()}
+        self.residuals_ = {
+            step: table for step, (_, table, _) in fitted.items() if table is not None
+        }
+        self.n_pairs_ = {step: n for step, (_, _, n) in fitted.items()}
+        self.trained_steps_ = tuple(fitted)
+        self.feature_names_ = tuple(design.feature_names)
+        self.train_last_ = int(train_last)
+        return self
+
+    def _fit_step(
+        self, design: Design, train_last: int, step: int
+    ) -> tuple[Any, ResidualTable | None, int]:
+        params = self.params_
+        name, seed = params["learner"], params["seed"]
+        pairs = self._pairs(design, train_last, step)
+        target = design.y[pairs.targets]
+        keep, weight = downsample_zeros(target == 0, params["zero_downsample"], seed=seed,
+                                        step=step)
+        if keep is not None:
+            pairs, target = pairs.subset(keep), target[keep]
+        X = design.X[pairs.features]  # a view when the pairs are a block of rows
+        y_model = self._to_model_scale(target)
+        model = learners.make_regressor(name, params["learner_params"] or {},
+                                        seed=step_seed(seed, step))
+        try:
+            learners.fit_learner(model, X, y_model, weight)
+        except Exception as exc:
+            raise self._fit_error(step, "learner", name, len(pairs), exc) from exc
+        table = None
+        if params["n_samples"] > 1:
+            table = self._residual_table(model, X, y_model, weight, step)
+        return model, table, len(pairs)
+
+    def predict(
+        self, design: Design, *, origin: int, steps: Sequence[int] = DEFAULT_STEPS
+    ) -> Forecast:
+        """Apply sub-model s to the features at ``origin`` for each step s.
+
+        Only the design rows of month ``origin`` are read.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ValueError: a step without a sub-model (named), an origin absent from the design, or
+                a design with other features than the fitted ones.
+        """
+        step_arr = self._check_predict(design, steps)
+        rows = entity_rows(design, origin)
+        X = design.X[rows]
+        n_samples = self.params_["n_samples"]
+        point = np.empty((len(step_arr), len(X)))
+        samples = np.empty((len(step_arr), len(X), n_samples)) if n_samples > 1 else None
+        for i, step in enumerate(step_arr):  # over steps, each vectorised over units
+            predicted = np.asarray(self.models_[int(step)].predict(X), dtype=np.float64)
+            point[i] = self._to_counts(predicted)
+            if samples is not None:
+                rng = step_rng(self.params_["seed"], origin, int(step))
+                draws = self.residuals_[int(step)].draw(predicted, n_samples, rng)
+                samples[i] = self._to_counts(draws)
+        return assemble(design, int(origin), step_arr, design.units[rows], point, samples,
+                        algorithm=self.algorithm)
+
+    # ---------------------------------------------------------------- persistence hooks ---
+
+    def _export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+        meta = {
+            "params_": self.params_,
+            "train_last_": self.train_last_,
+            "feature_names_": list(self.feature_names_),
+            "n_pairs_": {str(s): n for s, n in self.n_pairs_.items()},
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for s, table in self.residuals_.items():
+            arrays[f"residual_edges_{s:02d}"] = table.edges
+            arrays[f"residual_table_{s:02d}"] = table.table
+        estimators = {f"step{s:02d}": model for s, model in self.models_.items()}
+        return meta, arrays, estimators
+
+    def _import_state(
+        self, meta: dict[str, Any], arrays: Mapping[str, np.ndarray], estimators: Mapping[str, Any]
+    ) -> None:
+        self.params_ = meta["params_"]
+        self.n_pairs_ = {int(s): int(n) for s, n in meta["n_pairs_"].items()}
+        self.models_ = {s: estimators[f"step{s:02d}"] for s in sorted(self.n_pairs_)}
+        self.residuals_ = {
+            s: ResidualTable(arrays[f"residual_edges_{s:02d}"], arrays[f"residual_table_{s:02d}"])
+            for s in self.models_
+            if f"residual_table_{s:02d}" in arrays
+        }
+        self.trained_steps_ = tuple(self.models_)
+        self.feature_names_ = tuple(meta["feature_names_"])
+        self.train_last_ = int(meta["train_last_"])
