@@ -77,8 +77,16 @@ def _verify_accuracy(stdout: str) -> str:
         problems.append(f"best learned cm model MSLE {best:.4f} > 0.37")
     if problems:
         raise VerificationError("; ".join(problems))
-    table = ", ".join(f"{n} {v:.4f}" for n, v in sorted(msle.items(), key=lambda kv: kv[1]))
-    return f"pooled MSLE, calibration: {table}"
+    models = _models(stdout)
+    rows = [
+        f"| {name} | {models[name]['status']} | {value:.4f} | "
+        f"{REFERENCES.get(name, '')} |"
+        for name, value in sorted(msle.items(), key=lambda kv: kv[1])
+    ]
+    return "\n".join([
+        "| model (calibration, real cm data) | status | pooled MSLE | reference |",
+        "|---|---|---:|---:|", *rows,
+    ])
 
 
 def _verify_pgm(stdout: str) -> str:

@@ -439,7 +439,12 @@ def render_section(result: dict[str, Any], show_machine: bool) -> str:
             f"{r['wall_s']:.2f} s / {r['peak_rss_mib']:.0f} MiB" for r in case["runs"]
         )
         lines += [f"**{case['label']}**: {case['note']}".rstrip(), "", "```sh", case["command"],
-                  "```", "", f"Checked every run: {case['checked']}. Runs: {runs}.", ""]
+                  "```", ""]
+        checked = case["checked"]
+        if "\n" in checked:  # a multi-line account (e.g. a Markdown table) stands on its own
+            lines += [f"Runs: {runs}. Checked every run:", "", checked, ""]
+        else:
+            lines += [f"Checked every run: {checked}. Runs: {runs}.", ""]
     return "\n".join(lines)
 
 
