@@ -13,9 +13,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-## Build the demo world, import it as snapshots and print the summary + validation report.
+## The main job on the embedded default: build and import the demo world (summary and
+## validation report), then train every model and forecast the next 36 months.
 run: $(STAMP)
 	$(BIN)/ewspipe data demo
+	$(BIN)/ewspipe forecast
 
 ## Lint, check the import layers, run the whole test suite.
 test: $(STAMP) lint
