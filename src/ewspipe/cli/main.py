@@ -28,7 +28,7 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
 app.command("partitions")(partitions_cli.partitions)
-app.command("evaluate")(runs_cli.evaluate)
+app.add_typer(runs_cli.evaluate_app, name="evaluate")
 app.command("forecast")(runs_cli.forecast)
 
 

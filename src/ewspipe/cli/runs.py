@@ -6,10 +6,16 @@ import typer
 
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.errors import InputError
 from ewspipe.flows.modelrun import RunResult, evaluate_models, forecast_models
 from ewspipe.settings import Settings
 
-__all__ = ["evaluate", "forecast"]
+__all__ = ["evaluate_app", "forecast"]
+
+evaluate_app = typer.Typer(
+    help="Rolling-origin evaluation of models (13 origins x 36 steps) and run comparisons.",
+    invoke_without_command=True,
+)
 
 MODEL_OPTION = typer.Option(None, "--model", help="Model name (repeatable; default: all "
                             "non-deprecated models).")
@@ -47,16 +53,26 @@ def _lines(result: RunResult, headline: str) -> str:
     return "\n".join(lines)
 
 
+@evaluate_app.callback()
 def evaluate(
     ctx: typer.Context,
-    run_type: str = typer.Option(..., "--run-type", help="calibration or validation."),
+    run_type: str | None = typer.Option(None, "--run-type", help="calibration or validation."),
     model: list[str] | None = MODEL_OPTION,
     level: str | None = LEVEL_OPTION,
     snapshot: list[str] | None = SNAPSHOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Rolling-origin evaluation (13 origins x 36 steps) of models on a partition."""
+    """Rolling-origin evaluation (13 origins x 36 steps) of models on a partition.
+
+    `ewspipe evaluate --run-type calibration` evaluates; `ewspipe evaluate compare A B`
+    compares two stored runs.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     settings: Settings = ctx.obj
+    if run_type is None:
+        raise InputError("option --run-type is required: calibration or validation "
+                         "(or use a sub-command such as `ewspipe evaluate compare`)")
     result = evaluate_models(settings, _catalog(settings), run_type=run_type, names=model,
                              level=level, snapshot_refs=snapshot)
     emit(result.to_dict(), as_json, lambda: _lines(result, "evaluation"))
