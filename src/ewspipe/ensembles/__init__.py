@@ -1,0 +1,1 @@
+"""Ensembles and post-processing: aggregation, pgm -> cm reconciliation, non-negativity."""
