@@ -10,14 +10,23 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from ewspipe.errors import SettingsError
 from ewspipe.partitions import PartitionScheme, Window
 
-__all__ = ["DemoSettings", "Settings", "load_settings"]
+__all__ = ["AlertSettings", "DemoSettings", "DriftSettings",
+           "ReconciliationSettings", "Settings", "load_settings"]
 
 CONFIG_ENV = "EWSPIPE_CONFIG"
 STATE_DIR_ENV = "EWSPIPE_STATE_DIR"
@@ -92,11 +101,216 @@ class SourcesSettings(_Strict):
     ucdp: UcdpSettings = UcdpSettings()
 
 
+# --------------------------------------------------------------------------- drift
+
+DriftThreshold = Annotated[float, Field(gt=0, description="alarm when value / threshold > 1")]
+
+
+class DriftThresholds(_Strict):
+    """One threshold per input-drift detector (names = the ewspipe.drift registry).
+
+    Defaults are tuned on the real cm data; the evidence is in docs/drift_backtest.md.
+    """
+
+    global_missingness: DriftThreshold = 0.05
+    month_missingness: DriftThreshold = 0.05
+    unit_missingness: DriftThreshold = 0.05
+    feature_missingness: DriftThreshold = 0.05
+    global_zeros: DriftThreshold = 0.995
+    month_zeros: DriftThreshold = 0.995
+    unit_zeros: DriftThreshold = 0.99
+    feature_zeros: DriftThreshold = 0.995
+    delta_completeness: DriftThreshold = 1.25
+    delta_zeroes: DriftThreshold = 0.1
+    extreme_values: DriftThreshold = 50.0
+    ks_drift: DriftThreshold = 100.0
+    nonzero_shift: DriftThreshold = 1.0
+    positive_shift: DriftThreshold = 1.0
+
+
+_Override = Annotated[float | None, Field(None, gt=0)]
+
+
+class DriftOverrides(_Strict):
+    """Overrides for one level or run type; unset keys keep the [drift.thresholds] value."""
+
+    fail_level: int | None = Field(None, ge=2)
+    global_missingness: _Override = None
+    month_missingness: _Override = None
+    unit_missingness: _Override = None
+    feature_missingness: _Override = None
+    global_zeros: _Override = None
+    month_zeros: _Override = None
+    unit_zeros: _Override = None
+    feature_zeros: _Override = None
+    delta_completeness: _Override = None
+    delta_zeroes: _Override = None
+    extreme_values: _Override = None
+    ks_drift: _Override = None
+    nonzero_shift: _Override = None
+    positive_shift: _Override = None
+
+
+class DriftSettings(_Strict):
+    """``[drift]``: windows, thresholds and how alarm severities map to alert levels."""
+
+    test_months: int = Field(1, ge=1, le=24)
+    standard_months: int = Field(30, ge=2, le=240)
+    min_standard_months: int = Field(12, ge=1, le=240)
+    min_positives: int = Field(5, ge=2)
+    fail_level: int = Field(3, ge=2)
+    error_level: int = Field(3, ge=2)
+    critical_level: int = Field(10, ge=2)
+    max_alerts: int = Field(10, ge=1)
+    ignore_columns: tuple[str, ...] = ("gwcode",)
+    thresholds: DriftThresholds = DriftThresholds()
+    cm: DriftOverrides = DriftOverrides()
+    pgm: DriftOverrides = DriftOverrides(
+        global_zeros=0.9995, month_zeros=0.9995, feature_zeros=0.9995, extreme_values=300.0,
+        ks_drift=1e4, nonzero_shift=1.25,
+    )
+    calibration: DriftOverrides = DriftOverrides()
+    validation: DriftOverrides = DriftOverrides()
+    forecasting: DriftOverrides = DriftOverrides()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DriftSettings:
+        if self.min_standard_months > self.standard_months:
+            raise ValueError(
+                f"min_standard_months ({self.min_standard_months}) exceeds standard_months "
+                f"({self.standard_months}); lower it or lengthen the standard window"
+            )
+        if self.error_level > self.critical_level:
+            raise ValueError(
+                f"error_level ({self.error_level}) exceeds critical_level "
+                f"({self.critical_level}); the levels must rise"
+            )
+        return self
+
+    def resolve(self, run_type: str, level: str) -> tuple[dict[str, float], int]:
+        """Thresholds and fail level for a run type and level: defaults < level < run type."""
+        thresholds = self.thresholds.model_dump()
+        fail_level = self.fail_level
+        for override in (getattr(self, level), getattr(self, run_type)):
+            for key, value in override.model_dump(exclude_none=True).items():
+                if key == "fail_level":
+                    fail_level = value
+                else:
+                    thresholds[key] = value
+        return thresholds, fail_level
+
+
+# --------------------------------------------------------------------------- alerts
+
+SeverityName = Literal["INFO", "WARNING", "ERROR", "CRITICAL"]
+_NOT_A_NAME = "<not shown: not an environment variable name>"
+
+
+def _mask_env_name(value: Any) -> Any:
+    # a misplaced secret (a webhook URL pasted here) must not reach the error message
+    return value if isinstance(value, str) and value.isidentifier() else _NOT_A_NAME
+
+
+def _check_env_name(value: str) -> str:
+    if not value.isidentifier():
+        raise ValueError(
+            "must be the NAME of an environment variable (letters, digits, _) that holds the "
+            "secret; put the secret itself in the environment, never in ewspipe.toml"
+        )
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_check_env_name), BeforeValidator(_mask_env_name)]
+
+
+class AlertLogSettings(_Strict):
+    min_severity: SeverityName = "INFO"
+    retention_days: int = Field(30, ge=1, le=3650)
+
+
+class WebhookSettings(_Strict):
+    enabled: bool = False
+    min_severity: SeverityName = "ERROR"
+    url_env: EnvName = "EWSPIPE_ALERT_WEBHOOK_URL"
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    retries: int = Field(3, ge=0, le=10)
+    backoff_seconds: float = Field(1.0, ge=0, le=60)
+
+
+class EmailSettings(_Strict):
+    enabled: bool = False
+    min_severity: SeverityName = "CRITICAL"
+    host: str = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True
+    sender: str = "ewspipe@localhost"
+    to: tuple[str, ...] = ()
+    username: str | None = None
+    password_env: EnvName = "EWSPIPE_SMTP_PASSWORD"
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    retries: int = Field(1, ge=0, le=10)
+    backoff_seconds: float = Field(1.0, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _recipients(self) -> EmailSettings:
+        if self.enabled and not self.to:
+            raise ValueError("e-mail alerts are enabled but `to` is empty; list recipients")
+        return self
+
+
+class MlflowAlertSettings(_Strict):
+    min_severity: SeverityName = "WARNING"
+
+
+class AlertSettings(_Strict):
+    """``[alerts]``: where alerts go, by severity. Secrets come only from the environment."""
+
+    log: AlertLogSettings = AlertLogSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    email: EmailSettings = EmailSettings()
+    mlflow: MlflowAlertSettings = MlflowAlertSettings()
+
+
+class TrackingSettings(_Strict):
+    """MLflow tracking of every evaluation and forecast run (offline; ewspipe.store.tracking)."""
+
+    enabled: bool = True
+    uri: str = Field(
+        "", description="MLflow tracking URI; empty: sqlite:///<state_dir>/mlflow.db, "
+        "artifacts in <state_dir>/mlruns"
+    )
+
+
+class ReconciliationSettings(_Strict):
+    """``[reconciliation]``: pgm -> cm reconciliation of ensembles with ``reconcile_with``.
+
+    ``mapping_file`` (relative to ewspipe.toml): a Parquet/CSV table with ``priogrid_gid`` (or
+    ``priogrid_id``), ``country_id`` and optionally ``month_id``. Unset: the pgm panel's own
+    per-month ``country_id`` column is used. Alerts fire per country-month whose rescaling
+    factor is above ``max_factor`` or below ``min_factor``.
+    """
+
+    mapping_file: Path | None = None
+    max_factor: float = Field(10.0, gt=1, allow_inf_nan=False)
+    min_factor: float = Field(0.1, ge=0, lt=1)
+
+    def mapping_path(self, source_file: Path | None) -> Path | None:
+        """``mapping_file`` resolved against the settings file's folder (or the cwd)."""
+        if self.mapping_file is None:
+            return None
+        base = source_file.parent if source_file is not None else Path.cwd()
+        return self.mapping_file if self.mapping_file.is_absolute() else base / self.mapping_file
+
+
 class Settings(_Strict):
     workspace: WorkspaceSettings = WorkspaceSettings()
     partitions: PartitionSettings = PartitionSettings()
     demo: DemoSettings = DemoSettings()
     sources: SourcesSettings = SourcesSettings()
+    reconciliation: ReconciliationSettings = ReconciliationSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    drift: DriftSettings = DriftSettings()
+    alerts: AlertSettings = AlertSettings()
     source_file: Path | None = None
 
     @property

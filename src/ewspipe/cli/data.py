@@ -7,8 +7,15 @@ from typing import Any
 
 import typer
 
+from ewspipe.cli.drift import drift_lines
 from ewspipe.cli.output import JSON_OPTION, emit, validation_lines
-from ewspipe.panel.ingest import ImportResult, import_ged_file, import_panel_file
+from ewspipe.flows.ingest import (
+    CheckedImport,
+    import_demo_checked,
+    import_ged_checked,
+    import_panel_checked,
+)
+from ewspipe.panel.ingest import ImportResult
 from ewspipe.panel.schema import Level
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.panel.sources.ucdp import download, extract_events, ged_url
@@ -48,9 +55,11 @@ def _manifest_lines(m: Manifest) -> list[str]:
     ]
 
 
-def _result_lines(result: ImportResult) -> list[str]:
+def _result_lines(result: ImportResult, checked: CheckedImport | None = None) -> list[str]:
     verb = "created" if result.created else "already present (identical content)"
-    return [*_manifest_lines(result.manifest), f"  {verb}", *validation_lines(result.report)]
+    drift = drift_lines(checked.drift_summary(result.manifest.level)) if checked else []
+    return [*_manifest_lines(result.manifest), f"  {verb}", *validation_lines(result.report),
+            *drift]
 
 
 @import_app.command("panel")
@@ -67,10 +76,12 @@ def import_panel(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Validate an aggregated cm/pgm table and store it as an immutable snapshot."""
-    result = import_panel_file(
-        file, level, _store(ctx), count_columns=_split(counts), missing=missing
+    settings: Settings = ctx.obj
+    checked = import_panel_checked(
+        settings, file, level, count_columns=_split(counts), missing=missing
     )
-    emit(result.to_dict(), as_json, lambda: "\n".join(_result_lines(result)))
+    lvl, result = next(iter(checked.results.items()))
+    emit(checked.to_dict(lvl), as_json, lambda: "\n".join(_result_lines(result, checked)))
 
 
 @app.command("list")
@@ -140,24 +151,23 @@ def demo(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Build the synthetic demo world and import it as cm and pgm snapshots."""
-    from ewspipe.panel.demo import import_demo_world
-
     settings: Settings = ctx.obj
-    results = import_demo_world(
-        settings.demo, _store(ctx),
-        seed=seed, countries=countries, pgm_cells=pgm_cells, last_month=last_month,
+    checked = import_demo_checked(
+        settings, seed=seed, countries=countries, pgm_cells=pgm_cells, last_month=last_month,
     )
+    results = checked.results
     store = _store(ctx)
     summaries = {lvl: summarise(store.load(r.manifest.id)) for lvl, r in results.items()}
     data = {
-        lvl: {**r.to_dict(), "summary": summaries[lvl]} for lvl, r in results.items()
+        lvl: {**checked.to_dict(lvl), "summary": summaries[lvl]} for lvl in results
     }
 
     def human() -> str:
         lines = ["Demo world (synthetic; deterministic by seed)"]
         for lvl, r in results.items():
             lines += ["", *_manifest_lines(r.manifest), *_summary_lines(summaries[lvl]),
-                      *validation_lines(r.report)]
+                      *validation_lines(r.report),
+                      *drift_lines(checked.drift_summary(lvl))]
         return "\n".join(lines)
 
     emit(data, as_json, human)
@@ -179,10 +189,10 @@ FIRST_OPTION = typer.Option(None, "--first-month", help="First month_id of the s
 LAST_OPTION = typer.Option(None, "--last-month", help="Last month_id of the skeleton.")
 
 
-def _ged_lines(results: dict[str, ImportResult]) -> str:
+def _ged_lines(checked: CheckedImport) -> str:
     lines: list[str] = []
-    for r in results.values():
-        lines += [*_result_lines(r), ""]
+    for r in checked.results.values():
+        lines += [*_result_lines(r, checked), ""]
     return "\n".join(lines).rstrip()
 
 
@@ -197,11 +207,13 @@ def import_ged(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Aggregate UCDP GED events to ged_sb/ged_ns/ged_os counts and store the snapshots."""
-    results = import_ged_file(
-        file, _store(ctx), levels=_levels(level), countries=countries,
+    settings: Settings = ctx.obj
+    checked = import_ged_checked(
+        settings, file, levels=_levels(level), countries=countries,
         first_month=first_month, last_month=last_month,
     )
-    emit({lvl: r.to_dict() for lvl, r in results.items()}, as_json, lambda: _ged_lines(results))
+    emit({lvl: checked.to_dict(lvl) for lvl in checked.results}, as_json,
+         lambda: _ged_lines(checked))
 
 
 @pull_app.command("ucdp")
@@ -223,13 +235,14 @@ def pull_ucdp(
     target = url or ged_url(version, settings.sources.ucdp.ged_url)
     fetched = download(target, settings.download_dir, timeout=settings.sources.ucdp.timeout_seconds)
     events = extract_events(fetched.path)
-    results = import_ged_file(
-        events, _store(ctx), levels=levels, countries=countries,
+    checked = import_ged_checked(
+        settings, events, levels=levels, countries=countries,
         first_month=first_month, last_month=last_month,
         source={"kind": "ucdp_ged_download", "version": version, "url": fetched.url,
                 "download_sha256": fetched.sha256, "download_bytes": fetched.bytes},
         fetched_at=fetched.fetched_at,
     )
-    data = {"download": fetched.to_dict(), **{lvl: r.to_dict() for lvl, r in results.items()}}
+    data = {"download": fetched.to_dict(),
+            **{lvl: checked.to_dict(lvl) for lvl in checked.results}}
     emit(data, as_json, lambda: f"downloaded {fetched.url} ({fetched.bytes:,} bytes, sha256 "
-         f"{fetched.sha256})\n" + _ged_lines(results))
+         f"{fetched.sha256})\n" + _ged_lines(checked))

@@ -9,7 +9,9 @@ from pathlib import Path
 import typer
 
 from ewspipe import __version__
+from ewspipe.cli import alerts as alerts_cli
 from ewspipe.cli import data as data_cli
+from ewspipe.cli import drift as drift_cli
 from ewspipe.cli import models as models_cli
 from ewspipe.cli import partitions as partitions_cli
 from ewspipe.cli import runs as runs_cli
@@ -26,6 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(drift_cli.app, name="drift")
+app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(models_cli.app, name="models")
 app.command("partitions")(partitions_cli.partitions)
 app.add_typer(runs_cli.evaluate_app, name="evaluate")

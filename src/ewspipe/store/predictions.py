@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from ewspipe.errors import StoreError
 from ewspipe.models.forecast import INDEX_COLUMNS, Forecast
 
-__all__ = ["read_forecast", "write_forecast"]
+__all__ = ["read_forecast", "read_forecast_metadata", "write_forecast"]
 
 _META_KEY = b"ewspipe"
 
@@ -45,18 +45,37 @@ def write_forecast(forecast: Forecast, path: Path, *, metadata: dict[str, Any]) 
     return path
 
 
-def read_forecast(path: Path) -> tuple[Forecast, dict[str, Any]]:
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{path}: unreadable forecast file ({exc})") from exc
-    raw = (table.schema.metadata or {}).get(_META_KEY)
+def _meta(schema: pa.Schema, path: Path) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(_META_KEY)
     if raw is None:
         raise StoreError(f"{path}: not an ewspipe forecast file (no metadata)")
-    meta = json.loads(raw)
+    meta: dict[str, Any] = json.loads(raw)
+    return meta
+
+
+def read_forecast_metadata(path: Path) -> dict[str, Any]:
+    """A forecast file's provenance, without reading its rows."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{path}: unreadable forecast file ({exc})") from exc
+    return _meta(schema, path)
+
+
+def read_forecast(path: Path, *, samples: bool = True) -> tuple[Forecast, dict[str, Any]]:
+    """The stored forecast; ``samples=False`` skips the sample column (the point stands in)."""
+    meta = read_forecast_metadata(path)
     unit = meta["unit_column"]
+    columns = [*INDEX_COLUMNS, unit, "point", *(["samples"] if samples else [])]
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{path}: unreadable forecast file ({exc})") from exc
     frame = table.select([*INDEX_COLUMNS, unit]).to_pandas()
-    s = int(meta["n_samples"])
-    samples = table.column("samples").combine_chunks().flatten().to_numpy().reshape(-1, s)
     point = table.column("point").to_numpy()
-    return Forecast(frame=frame, point=point, samples=samples, unit_column=unit), meta
+    if samples:
+        s = int(meta["n_samples"])
+        values = table.column("samples").combine_chunks().flatten().to_numpy().reshape(-1, s)
+    else:
+        values = point[:, None]
+    return Forecast(frame=frame, point=point, samples=values, unit_column=unit), meta
