@@ -115,6 +115,13 @@ def _one(workspace: Path) -> str:
     return problems[0]
 
 
+def _model_problem(workspace: Path, stem: str) -> str:
+    """The one problem reported for models/<stem>.toml (ensemble files report their own)."""
+    mine = [p for p in _problems(workspace) if p.startswith(f"models/{stem}.toml")]
+    assert len(mine) == 1, mine
+    return mine[0]
+
+
 # --- a valid catalog ----------------------------------------------------------------------------
 
 
@@ -149,7 +156,10 @@ def test_default_models_dir_is_the_working_directory(workspace: Path) -> None:
 @needs_registry
 def test_lookup_suggests_close_names(workspace: Path) -> None:
     _write(workspace / "models", "amber_tree", AMBER)
-    _write(workspace / "ensembles", "bright_choir", 'name = "bright_choir"\n')
+    _write(workspace / "ensembles", "bright_choir", (
+        'name = "bright_choir"\nlevel = "cm"\ntarget = "ged_sb"\nmembers = ["amber_tree"]\n'
+        'aggregation = "mean"\nstatus = "shadow"\nowner = "tests"\n'
+        'description = "An ensemble of one."\n'))
     catalog = load_catalog(workspace / "models")
     with pytest.raises(SpecError, match=r"no model named 'amber_tre'.*Did you mean 'amber_tree'"):
         catalog.get("amber_tre")
@@ -307,7 +317,7 @@ def test_duplicate_model_names(workspace: Path) -> None:
 def test_name_taken_by_an_ensemble(workspace: Path) -> None:
     _write(workspace / "models", "amber_tree", _model())
     _write(workspace / "ensembles", "amber_tree", 'name = "amber_tree"\nmembers = ["x_y"]\n')
-    msg = _one(workspace)
+    msg = _model_problem(workspace, "amber_tree")
     assert msg.startswith("models/amber_tree.toml: key 'name': 'amber_tree' is also the name of "
                           "ensembles/amber_tree.toml")
     assert "rename one of them" in msg
@@ -317,7 +327,7 @@ def test_name_taken_by_an_ensemble(workspace: Path) -> None:
 def test_broken_ensemble_file_reserves_its_stem(workspace: Path) -> None:
     _write(workspace / "models", "amber_tree", _model())
     _write(workspace / "ensembles", "amber_tree", "name = [")
-    assert "also the name of ensembles/amber_tree.toml" in _one(workspace)
+    assert "also the name of ensembles/amber_tree.toml" in _model_problem(workspace, "amber_tree")
 
 
 @needs_registry

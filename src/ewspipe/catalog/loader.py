@@ -10,8 +10,9 @@ Two entry points share one scan:
 
 Every problem names the file and the key and says how to fix it, e.g.
 ``models/amber_tree.toml: key 'hyperparameters.n_estimatorz': unknown hyperparameter ...``.
-Ensemble files (``ensembles/*.toml``) are read only for their ``name``, because model and
-ensemble names share one namespace.
+Ensemble files (``ensembles/*.toml``) are checked too, by
+:func:`ewspipe.catalog.ensembles.check_ensembles` (members, status rule, reconciliation), and
+their names share one namespace with the models'.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import difflib
 import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -32,6 +33,9 @@ from ewspipe.catalog.spec import ModelSpec, thaw
 from ewspipe.errors import SpecError
 from ewspipe.models import registry
 from ewspipe.panel.schema import Level
+
+if TYPE_CHECKING:  # ensembles.py builds on this module's Problem and file helpers
+    from ewspipe.catalog.ensembles import EnsembleReport, EnsembleSpec
 
 __all__ = [
     "Catalog",
@@ -133,14 +137,16 @@ class CheckReport:
     files: tuple[FileReport, ...]
     ensemble_names: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    ensembles: tuple[EnsembleReport, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return all(f.ok for f in self.files)
+        return all(f.ok for f in self.files) and all(e.ok for e in self.ensembles)
 
     @property
     def problems(self) -> list[Problem]:
-        return [p for f in self.files for p in f.problems]
+        """Every problem: model files first, then ensemble files."""
+        return [p for f in (*self.files, *self.ensembles) for p in f.problems]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,19 +157,24 @@ class CheckReport:
             "files_invalid": sum(not f.ok for f in self.files),
             "problem_count": len(self.problems),
             "files": [f.to_dict() for f in self.files],
+            "ensemble_files_checked": len(self.ensembles),
+            "ensemble_files_invalid": sum(not e.ok for e in self.ensembles),
+            "ensembles": [e.to_dict() for e in self.ensembles],
             "notes": list(self.notes),
         }
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """All valid models, sorted by name, plus the names taken by ensembles."""
+    """All valid models and ensembles, each sorted by name."""
 
     models_dir: Path
     models: Mapping[str, ModelSpec]
     files: Mapping[str, Path]
     ensemble_names: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    ensembles: Mapping[str, EnsembleSpec] = field(default_factory=lambda: MappingProxyType({}))
+    ensemble_files: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self.models.values())
@@ -214,6 +225,21 @@ class Catalog:
         spec = self.get(name)
         require_runnable(spec, path=Path(display_path(self.files[name])))
         return spec
+
+    def get_ensemble(self, name: str) -> EnsembleSpec:
+        """The ensemble called ``name``; SpecError with a did-you-mean when there is none."""
+        try:
+            return self.ensembles[name]
+        except KeyError:
+            pass
+        close = difflib.get_close_matches(name, [*self.ensembles, *self.models], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        if name in self.models:
+            hint = f" {name!r} is a model, not an ensemble." + hint
+        raise SpecError(
+            f"no ensemble named {name!r}; known ensembles: {', '.join(self.ensembles) or 'none'}."
+            f"{hint} `ewspipe models list` shows models and ensembles."
+        )
 
 
 # --- reading files ---------------------------------------------------------------------------
@@ -548,12 +574,21 @@ def check_models(
     if not reports:
         notes.append(f"no model files in {display_path(models)}; create one with "
                      "`ewspipe models new NAME`")
+    files = tuple(_duplicates(reports, ensemble_names))
+    from ewspipe.catalog.ensembles import check_ensembles  # imports this module
+
+    model_files: dict[str, list[Path]] = {}
+    for f in files:
+        model_files.setdefault(f.name or f.path.stem, []).append(f.path)
     return CheckReport(
         models_dir=models,
         ensembles_dir=ensembles,
-        files=tuple(_duplicates(reports, ensemble_names)),
+        files=files,
         ensemble_names=tuple(sorted(ensemble_names)),
         notes=tuple(notes),
+        ensembles=check_ensembles(
+            ensembles, models={f.spec.name: f.spec for f in files if f.spec is not None},
+            model_files=model_files),
     )
 
 
@@ -573,8 +608,12 @@ def load_catalog(
     report = check_models(models_dir, ensembles_dir=ensembles_dir)
     if not report.ok:
         bad = sum(not f.ok for f in report.files)
-        lines = [f"{len(report.problems)} problem(s) in {bad} model file(s) under "
-                 f"{display_path(report.models_dir)}:"]
+        where = f"{bad} model file(s) under {display_path(report.models_dir)}"
+        bad_ensembles = sum(not e.ok for e in report.ensembles)
+        if bad_ensembles:
+            where = (f"{where} and " if bad else "") + (
+                f"{bad_ensembles} ensemble file(s) under {display_path(report.ensembles_dir)}")
+        lines = [f"{len(report.problems)} problem(s) in {where}:"]
         lines += [f"  {p}" for p in report.problems]
         lines.append("Fix them and re-run `ewspipe models check`.")
         raise SpecError("\n".join(lines))
@@ -586,4 +625,8 @@ def load_catalog(
         files=MappingProxyType(dict(sorted(files.items()))),
         ensemble_names=report.ensemble_names,
         notes=report.notes,
+        ensembles=MappingProxyType({e.spec.name: e.spec for e in sorted(
+            report.ensembles, key=lambda e: e.path.name) if e.spec is not None}),
+        ensemble_files=MappingProxyType({e.spec.name: e.path for e in report.ensembles
+                                         if e.spec is not None}),
     )

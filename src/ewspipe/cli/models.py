@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from ewspipe.catalog.ensembles import EnsembleSpec
 from ewspipe.catalog.loader import (
     Catalog,
     CheckReport,
@@ -69,6 +70,13 @@ def _summary(spec: ModelSpec) -> dict[str, Any]:
             "target": spec.target, "status": spec.status.value, "owner": spec.owner}
 
 
+def _ensemble_summary(spec: EnsembleSpec) -> dict[str, Any]:
+    return {"name": spec.name, "kind": "ensemble", "level": spec.level.value,
+            "aggregation": spec.aggregation, "members": list(spec.members),
+            "samples": spec.samples, "reconcile_with": spec.reconcile_with,
+            "target": spec.target, "status": spec.status.value, "owner": spec.owner}
+
+
 @app.command("list")
 def list_models(
     ctx: typer.Context,
@@ -85,18 +93,23 @@ def list_models(
     catalog = _catalog(ctx, models_dir)
     specs = catalog.filter(level=lvl, status=sts)
     rows = [_summary(s) for s in specs]
+    ensembles = [_ensemble_summary(e) for e in catalog.ensembles.values()
+                 if (lvl is None or e.level is lvl) and (sts is None or e.status is sts)]
     data = {"models_dir": display_path(catalog.models_dir), "models": rows,
-            "notes": list(catalog.notes)}
+            "ensembles": ensembles, "notes": list(catalog.notes)}
 
     def human() -> str:
-        if not rows:
+        if not rows and not ensembles:
             return "no models match" if catalog.models else (
                 f"no models in {display_path(catalog.models_dir)}; "
                 "create one with `ewspipe models new NAME`")
+        # ensembles share the table: kind ensemble, "algorithm" = aggregation of N members
+        shown = rows + [{**e, "algorithm": f"ensemble: {e['aggregation']} of "
+                         f"{len(e['members'])}"} for e in ensembles]
         cols = ("name", "level", "algorithm", "target", "status", "owner")
-        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+        widths = {c: max(len(c), *(len(r[c]) for r in shown)) for c in cols}
         lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
-        lines += ["  ".join(r[c].ljust(widths[c]) for c in cols).rstrip() for r in rows]
+        lines += ["  ".join(r[c].ljust(widths[c]) for c in cols).rstrip() for r in shown]
         return "\n".join(lines + [f"note: {n}" for n in catalog.notes])
 
     emit(data, as_json, human)
@@ -109,8 +122,11 @@ def show_model(
     models_dir: Path | None = MODELS_DIR_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show a model's full definition, its file and its config hash."""
+    """Show a model's (or an ensemble's) full definition, its file and its config hash."""
     catalog = _catalog(ctx, models_dir)
+    if name in catalog.ensembles:
+        _show_ensemble(catalog, catalog.ensembles[name], as_json)
+        return
     spec = catalog.get(name)
     non_default = non_default_hyperparameters(spec)
     data = {
@@ -139,6 +155,32 @@ def show_model(
             f"    {'*' if key in non_default else ' '} {key} = {toml_value(v) or repr(v)}"
             for key, v in flat.items()
         ] or ["    (none: all defaults)"]
+        return "\n".join(lines)
+
+    emit(data, as_json, human)
+
+
+def _show_ensemble(catalog: Catalog, spec: EnsembleSpec, as_json: bool) -> None:
+    data = {"kind": "ensemble", "file": display_path(catalog.ensemble_files[spec.name]),
+            "config_hash": spec.config_hash, "spec": spec.model_dump(mode="json")}
+
+    def human() -> str:
+        lines = [
+            f"ensemble {spec.name}  ({data['file']})",
+            f"  config hash     {spec.config_hash}",
+            f"  level           {spec.level.value}",
+            f"  target          {spec.target}",
+            f"  aggregation     {spec.aggregation}",
+            f"  samples         {spec.samples}" + (f" (seed {spec.seed})"
+                                                     if spec.samples == "pool" else ""),
+            f"  reconcile with  {spec.reconcile_with or '-'}",
+            f"  status          {spec.status.value}",
+            f"  owner           {spec.owner}",
+            f"  description     {spec.description}",
+            f"  members         {len(spec.members)} (weight, status)",
+        ]
+        lines += [f"    {m:<20} {spec.weight_of(m):.3f}  {catalog.models[m].status.value}"
+                  for m in spec.members]
         return "\n".join(lines)
 
     emit(data, as_json, human)
@@ -192,6 +234,17 @@ def _check_lines(report: CheckReport) -> list[str]:
         else:
             lines.append(f"  FAIL  {display_path(f.path)}")
             lines += [f"        {p}" for p in f.problems]
+    if report.ensembles:
+        bad_e = sum(not e.ok for e in report.ensembles)
+        lines.append(f"checked {len(report.ensembles)} ensemble file(s) in "
+                     f"{display_path(report.ensembles_dir)}: {len(report.ensembles) - bad_e} "
+                     f"valid, {bad_e} invalid")
+        for e in report.ensembles:
+            if e.ok and e.spec is not None:
+                lines.append(f"  ok    {display_path(e.path)}  (config {e.spec.config_hash[:12]})")
+            else:
+                lines.append(f"  FAIL  {display_path(e.path)}")
+                lines += [f"        {p}" for p in e.problems]
     lines += [f"note: {n}" for n in report.notes]
     return lines
 
@@ -208,7 +261,9 @@ def check(
     emit(report.to_dict(), as_json, lambda: "\n".join(_check_lines(report)))
     if not report.ok:
         if not as_json:
-            typer.echo(f"error: {len(report.problems)} problem(s) in model files; fix them and "
+            which = ("model and ensemble files" if any(not e.ok for e in report.ensembles)
+                     else "model files")
+            typer.echo(f"error: {len(report.problems)} problem(s) in {which}; fix them and "
                        "re-run `ewspipe models check`", err=True)
         raise typer.Exit(SpecError.exit_code)
 

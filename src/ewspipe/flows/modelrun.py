@@ -22,6 +22,7 @@ from ewspipe.errors import InputError, SpecError
 from ewspipe.evaluation.schemes import evaluate, join_actuals
 from ewspipe.features.build import build_design
 from ewspipe.features.design import Design
+from ewspipe.flows.ensemble_run import plan_run, run_ensembles
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
@@ -33,6 +34,7 @@ from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactStore
 from ewspipe.store.predictions import write_forecast
 from ewspipe.store.runs import RunStore
+from ewspipe.store.tracking import track_run
 
 __all__ = [
     "POINT_METRICS",
@@ -60,6 +62,8 @@ class ModelResult:
     n_samples: int
     timings: dict[str, float]
     metrics: dict[str, Any] | None = None
+    kind: str = "model"  # or "ensemble" (flows.ensemble_run)
+    ensemble: dict[str, Any] | None = None  # members, aggregation, reconciliation summary
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -175,6 +179,13 @@ def predict_origins(
     return Forecast.concat(parts)
 
 
+def _score(forecast: Forecast, panel: Panel, target: str) -> dict[str, Any]:
+    """The run's metrics of one forecast against the panel's actuals (JSON-ready)."""
+    scored = join_actuals(forecast, _actuals(panel, target))
+    names_ = POINT_METRICS + (SAMPLE_METRICS if forecast.n_samples > 1 else ())
+    return evaluate(scored, names_).to_dict()
+
+
 def _actuals(panel: Panel, target: str) -> pd.DataFrame:
     frame = panel.frame
     return pd.DataFrame({
@@ -197,7 +208,8 @@ def _run(
     level: str | None,
     snapshot_refs: Sequence[str] | None,
 ) -> RunResult:
-    specs = select_models(catalog, names, level)
+    plan = plan_run(catalog, names, level)  # models incl. ensemble members, then ensembles
+    specs = plan.models
     snapshots = SnapshotStore(settings.snapshot_dir)
     chosen = _snapshots_by_level(snapshots, specs, snapshot_refs)
     panels = {lvl: snapshots.load(m.id) for lvl, m in chosen.items()}
@@ -206,6 +218,7 @@ def _run(
     runs = RunStore(settings.runs_dir)
     writer = runs.begin(kind, run_type.value)
     results: list[ModelResult] = []
+    kept: dict[str, Forecast] = {}  # member forecasts the ensembles aggregate
     started = time.time()
     try:
         for spec in specs:
@@ -234,9 +247,7 @@ def _run(
             })
             metrics = None
             if run_type is not RunType.FORECASTING:
-                scored = join_actuals(forecast, _actuals(panel, spec.target))
-                names_ = POINT_METRICS + (SAMPLE_METRICS if forecast.n_samples > 1 else ())
-                metrics = evaluate(scored, names_).to_dict()
+                metrics = _score(forecast, panel, spec.target)
                 writer.write_json(f"metrics/{spec.name}.json", metrics)
             t4 = time.perf_counter()
             results.append(ModelResult(
@@ -247,6 +258,14 @@ def _run(
                          "evaluate": t4 - t3},
                 metrics=metrics,
             ))
+            if spec.name in plan.needed:
+                kept[spec.name] = forecast
+        ensembles, alerts = run_ensembles(
+            plan, kept, {r.model: r.reused for r in results}, settings=settings,
+            catalog=catalog, run_type=run_type, snapshots=chosen, panels=panels, writer=writer,
+            score=None if run_type is RunType.FORECASTING else _score,
+        )
+        results += [ModelResult(**e.fields()) for e in ensembles]
         code = code_version()
         record = {
             "run_id": writer.run_id, "kind": kind, "run_type": run_type.value,
@@ -259,12 +278,17 @@ def _run(
                 run_type, last_observed=m.last_month
                 if run_type is RunType.FORECASTING else None)) for lvl, m in chosen.items()},
             "models": [r.to_dict() for r in results],
+            "alerts": [a.to_dict() for a in alerts],
         }
         path = writer.commit(record)
     except BaseException:
         writer.abort()
         raise
-    return RunResult(writer.run_id, kind, run_type.value, str(path), results, record)
+    result = RunResult(writer.run_id, kind, run_type.value, str(path), results, record)
+    # MLflow mirror of the committed run; never raises, its outcome travels with the result
+    configs = {s.name: {**s.semantic_dict(), "config_hash": s.config_hash} for s in specs}
+    result.record["tracking"] = track_run(settings, result, configs=configs).to_dict()
+    return result
 
 
 def _partition_dict(p: Partition) -> dict[str, Any]:

@@ -1,0 +1,456 @@
+"""Ensemble definitions (``ensembles/<adjective_noun>.toml``) as frozen, typed specs.
+
+An ensemble combines named models of one level and target (DOMAIN.md sections 3 and 4)::
+
+    name = "steady_chorus"
+    level = "cm"
+    target = "ged_sb"
+    members = ["amber_tree", "amber_pine"]
+    aggregation = "mean"              # mean | median
+    status = "deployed"
+    owner = "forecasting-team"
+    description = "Mean of the deployed cm models."
+
+    [weights]                         # optional, mean only: member -> weight (normalised)
+    amber_tree = 2
+    amber_pine = 1
+
+Optional keys: ``samples`` (``"none"``, default: a point ensemble; ``"pool"``: the members'
+draws are pooled, S per row, weighted by resampling with ``seed``), ``seed`` (default 0) and,
+for a pgm ensemble, ``reconcile_with`` (a cm ensemble of the same target whose forecast the
+cells are rescaled to). Partitions are global (``[partitions]`` in ``ewspipe.toml``), so every
+member is trained and evaluated on the same ones by construction.
+
+Validation (:func:`check_ensembles`, called by the catalog loader) reports every problem of
+every file, each naming the file and the key: TOML syntax, missing/unknown keys and types,
+name rule and name = file stem, names unique across models and ensembles, members that exist
+as models and share the ensemble's level and target, the status rule (members deployed or
+shadow; a deployed ensemble only deployed members; never a deprecated one), weights that name
+exactly the members, and a ``reconcile_with`` that is a cm ensemble of the same target (for a
+deployed ensemble, a deployed one).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from ewspipe.catalog.loader import (
+    _TOML_POSITION,
+    Problem,
+    _got,
+    _key,
+    _toml_files,
+    display_path,
+)
+from ewspipe.catalog.rules import Status, check_ensemble_member, check_name, check_target
+from ewspipe.catalog.spec import ModelSpec, canonical_json
+from ewspipe.ensembles.aggregate import SampleOption, get_aggregation, weighted
+from ewspipe.ensembles.aggregate import names as aggregation_names
+from ewspipe.errors import SpecError
+from ewspipe.panel.schema import Level
+
+__all__ = [
+    "ENSEMBLE_KEYS",
+    "EnsembleReport",
+    "EnsembleSpec",
+    "check_ensemble_text",
+    "check_ensembles",
+]
+
+
+def _name(value: str) -> str:
+    check_name(value)
+    return value
+
+
+MemberName = Annotated[str, AfterValidator(_name)]
+Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class EnsembleSpec(BaseModel):
+    """One ensemble: members + aggregation (+ pooling, reconciliation), with its metadata."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="adjective_noun; equals the file stem")
+    level: Level = Field(description="cm or pgm; every member has this level")
+    target: str = Field(description="count column, e.g. ged_sb; every member forecasts it")
+    members: tuple[MemberName, ...] = Field(min_length=1, description="model names")
+    aggregation: str = Field(description="a registered aggregation: mean or median")
+    status: Status
+    owner: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    weights: Mapping[str, Weight] | None = Field(
+        None, description="member -> weight (> 0) for a weighted mean / weighted pooling")
+    samples: SampleOption = Field(
+        "none", description="none: point ensemble; pool: pool the members' sample draws")
+    seed: int = Field(0, ge=0, description="seed of the pooling draw")
+    reconcile_with: MemberName | None = Field(
+        None, description="pgm only: a cm ensemble whose forecast the cells are rescaled to")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        check_name(value)
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        check_target(value)
+        return value
+
+    @field_validator("aggregation")
+    @classmethod
+    def _aggregation(cls, value: str) -> str:
+        try:
+            get_aggregation(value)
+        except ValueError as exc:  # InputError
+            raise ValueError(f"{exc} Fix: set aggregation to one of them.") from None
+        return value
+
+    @field_validator("owner", "description")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank; write something a reader of the catalog can use")
+        return value
+
+    @field_validator("weights", mode="after")
+    @classmethod
+    def _freeze_weights(cls, value: Mapping[str, float] | None) -> Mapping[str, float] | None:
+        return None if value is None else MappingProxyType(dict(value))
+
+    @field_serializer("weights")
+    def _serialize_weights(self, value: Mapping[str, float] | None) -> dict[str, float] | None:
+        return None if value is None else dict(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnsembleSpec:
+        problems = _consistency(self.model_dump(mode="json"))
+        if problems:
+            raise ValueError("; ".join(f"key '{k}': {m}" for k, m in problems))
+        return self
+
+    def semantic_dict(self) -> dict[str, Any]:
+        """What the ensemble computes: every key except owner, description and status."""
+        return {
+            "name": self.name, "level": self.level.value, "target": self.target,
+            "members": list(self.members), "aggregation": self.aggregation,
+            "weights": dict(self.weights) if self.weights is not None else None,
+            "samples": self.samples, "seed": self.seed, "reconcile_with": self.reconcile_with,
+        }
+
+    @cached_property
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of :meth:`semantic_dict` (status etc. excluded)."""
+        return hashlib.sha256(canonical_json(self.semantic_dict()).encode("ascii")).hexdigest()
+
+    def weight_of(self, member: str) -> float:
+        """The normalised weight of ``member`` (equal weights without a [weights] table)."""
+        if self.weights is None:
+            return 1.0 / len(self.members)
+        return float(self.weights[member]) / math.fsum(self.weights.values())
+
+
+ENSEMBLE_KEYS = tuple(EnsembleSpec.model_fields)
+_EXAMPLES = {
+    "name": ('"steady_chorus"', "the file name without .toml"),
+    "level": ('"cm"', '"cm" or "pgm"'),
+    "target": ('"ged_sb"', "the members' target"),
+    "members": ('["amber_tree", "amber_pine"]', "model names"),
+    "aggregation": ('"mean"', "mean or median"),
+    "status": ('"shadow"', "deployed | shadow | baseline | deprecated"),
+    "owner": ('"your.name@example.org"', "who answers for the ensemble"),
+    "description": ('"What this ensemble adds."', "shown in the catalog"),
+    "samples": ('"pool"', '"none" or "pool"'),
+    "seed": ("0", "an integer >= 0"),
+    "reconcile_with": ('"steady_chorus"', "a cm ensemble"),
+    "weights": ("{amber_tree = 2, amber_pine = 1}", "member -> weight"),
+}
+
+
+def _consistency(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Problems between keys of one file (members, weights, aggregation, reconcile_with)."""
+    out: list[tuple[str, str]] = []
+    members = raw.get("members")
+    names = [m for m in members if isinstance(m, str)] if isinstance(members, list | tuple) else []
+    seen: dict[str, int] = {}
+    for i, m in enumerate(members if isinstance(members, list | tuple) else []):
+        if isinstance(m, str) and m in seen:
+            out.append((f"members[{i}]", f"{m!r} is listed twice (also members[{seen[m]}]); "
+                        "list each member once and use [weights] to weigh it more"))
+        elif isinstance(m, str):
+            seen[m] = i
+    weights = raw.get("weights")
+    if isinstance(weights, Mapping):
+        agg = raw.get("aggregation")
+        if isinstance(agg, str) and agg in aggregation_names() and not weighted(agg):
+            out.append(("weights", f"aggregation {agg!r} takes no weights; remove [weights] or "
+                        "set aggregation = \"mean\" (weights also weigh sample pooling)"))
+        for key in weights:
+            if names and key not in names:
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                out.append((f"weights.{key}", f"{key!r} is not a member ({', '.join(names)});"
+                            f" weights name members only.{hint}"))
+        lacking = [m for m in names if m not in weights]
+        if lacking:
+            out.append(("weights", f"no weight for member(s) {', '.join(map(repr, lacking))}; "
+                        "give every member a weight, or drop [weights] for equal weights"))
+    rec = raw.get("reconcile_with")
+    if isinstance(rec, str):
+        if raw.get("level") == "cm":
+            out.append(("reconcile_with", "only a pgm ensemble is reconciled (with a cm "
+                        "ensemble); remove reconcile_with from this cm ensemble"))
+        if rec == raw.get("name"):
+            out.append(("reconcile_with", "an ensemble cannot be reconciled with itself; name "
+                        "a cm ensemble"))
+    return out
+
+
+def _translate(err: Mapping[str, Any]) -> tuple[str, str]:
+    loc = tuple(err["loc"])
+    key = _key(loc)
+    kind = err["type"]
+    value = err.get("input")
+    top = str(loc[0]) if loc else ""
+    example, note = _EXAMPLES.get(top, ('"..."', ""))
+    if kind == "missing":
+        return key, f"required key is missing; add `{top} = {example}` ({note})"
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(top, ENSEMBLE_KEYS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return key, f"unknown key; allowed keys: {', '.join(ENSEMBLE_KEYS)}.{hint}"
+    if kind == "value_error":
+        return key, str(err.get("ctx", {}).get("error", err["msg"]))
+    if kind == "string_type":
+        return key, f"expected a string, {_got(value)}; write e.g. {top} = {example}"
+    if kind in ("tuple_type", "list_type"):
+        return key, f"expected an array of model names, {_got(value)}; write e.g. {top} = {example}"
+    if kind in ("dict_type", "mapping_type"):
+        return key, f"expected a table, {_got(value)}; write it as a [{top}] section"
+    if kind in ("enum", "literal_error"):
+        expected = err.get("ctx", {}).get("expected", "")
+        return key, f"{_got(value)}; expected one of {expected}"
+    if kind == "too_short" and top == "members":
+        return key, f"an ensemble needs at least one member; write e.g. members = {example}"
+    if kind == "string_too_short":
+        return key, f"must not be empty; write e.g. {top} = {example}"
+    if kind in ("greater_than", "finite_number") and top == "weights":
+        return key, f"a weight must be a finite number > 0, {_got(value)}"
+    return key, f"{err['msg']} ({_got(value)})"
+
+
+@dataclass(frozen=True)
+class EnsembleReport:
+    """The outcome for one ensemble file: its spec when valid, its problems otherwise."""
+
+    path: Path
+    name: str | None
+    spec: EnsembleSpec | None
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": display_path(self.path),
+            "name": self.name,
+            "ok": self.ok,
+            "config_hash": self.spec.config_hash if self.spec is not None and self.ok else None,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+def check_ensemble_text(path: Path, text: str) -> tuple[EnsembleReport, dict[str, Any]]:
+    """Check one ensemble file on its own (everything except other files); the report and
+    the raw TOML table (empty when the TOML is invalid)."""
+    shown = display_path(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = _TOML_POSITION.search(str(exc))
+        line = int(match.group(1)) if match else None
+        if line is None and "end of document" in str(exc):
+            line = text.count("\n") + (0 if text.endswith("\n") else 1)
+        return EnsembleReport(path, None, None, (Problem(
+            shown, None, f"invalid TOML: {exc}; fix the syntax there (strings need double "
+            "quotes, arrays brackets, each key once per table)", line),)), {}
+    problems = [Problem(shown, k, m) for k, m in _consistency(raw)]
+    spec: EnsembleSpec | None = None
+    try:
+        spec = EnsembleSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems += [Problem(shown, *_translate(err)) for err in exc.errors()
+                     if err["loc"]]  # file-wide (consistency) errors are reported above
+    name = raw.get("name")
+    if isinstance(name, str) and name != path.stem:
+        problems.append(Problem(
+            shown, "name",
+            f"{name!r} does not match the file name {path.name}; the file must be called "
+            f"{name}.toml, so rename the file or set name = \"{path.stem}\""))
+    return EnsembleReport(path, name if isinstance(name, str) else None,
+                          spec if not problems else None, tuple(problems)), raw
+
+
+def _member_problems(
+    shown: str, raw: Mapping[str, Any], models: Mapping[str, ModelSpec],
+    model_files: Mapping[str, list[Path]], ensemble_files: Mapping[str, list[Path]],
+) -> list[Problem]:
+    out: list[Problem] = []
+    members = raw.get("members")
+    if not isinstance(members, list):
+        return out
+    level, target, name = raw.get("level"), raw.get("target"), raw.get("name", "?")
+    status_text = raw.get("status")
+    status = Status(status_text) if status_text in {s.value for s in Status} else None
+    for i, member in enumerate(members):
+        if not isinstance(member, str):
+            continue
+        key = f"members[{i}]"
+        spec = models.get(member)
+        if spec is None:
+            if member in model_files:
+                where = ", ".join(display_path(p) for p in model_files[member])
+                out.append(Problem(shown, key, f"member {member!r} is defined in {where}, which "
+                                   "has problems (listed with that file); fix it first"))
+            elif member in ensemble_files:
+                out.append(Problem(shown, key, f"{member!r} is an ensemble; members are models, "
+                                   "so list that ensemble's members here instead"))
+            else:
+                close = difflib.get_close_matches(member, list(models), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                out.append(Problem(shown, key, f"no model named {member!r}; members must be "
+                                   f"models defined in models/.{hint}"))
+            continue
+        if level in {lv.value for lv in Level} and spec.level.value != level:
+            out.append(Problem(shown, key, f"{member!r} is a {spec.level.value} model but this "
+                               f"ensemble is {level}; every member has the ensemble's level"))
+        if isinstance(target, str) and spec.target != target:
+            out.append(Problem(shown, key, f"{member!r} forecasts {spec.target} but this "
+                               f"ensemble's target is {target}; every member forecasts the "
+                               "ensemble's target"))
+        if status is not None and status is not Status.DEPRECATED:
+            try:
+                check_ensemble_member(str(name), status, spec)
+            except SpecError as exc:
+                out.append(Problem(shown, key, str(exc)))
+    return out
+
+
+def _reconcile_problems(
+    shown: str, raw: Mapping[str, Any], ensembles: Mapping[str, EnsembleSpec],
+    ensemble_files: Mapping[str, list[Path]], models: Mapping[str, ModelSpec],
+) -> list[Problem]:
+    rec = raw.get("reconcile_with")
+    if not isinstance(rec, str) or raw.get("level") != "pgm" or rec == raw.get("name"):
+        return []
+    key = "reconcile_with"
+    other = ensembles.get(rec)
+    if other is None:
+        if rec in ensemble_files:
+            where = ", ".join(display_path(p) for p in ensemble_files[rec])
+            return [Problem(shown, key, f"ensemble {rec!r} is defined in {where}, which has "
+                            "problems (listed with that file); fix it first")]
+        if rec in models:
+            return [Problem(shown, key, f"{rec!r} is a model; reconcile_with names a cm "
+                            "ensemble (an ensemble with one member is fine)")]
+        cms = [n for n, e in ensembles.items() if e.level is Level.CM]
+        close = difflib.get_close_matches(rec, cms, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return [Problem(shown, key, f"no ensemble named {rec!r}; cm ensembles: "
+                        f"{', '.join(cms) or 'none'}.{hint}")]
+    out = []
+    if other.level is not Level.CM:
+        out.append(Problem(shown, key, f"{rec!r} is a {other.level.value} ensemble; reconcile "
+                           "with a cm ensemble"))
+    if isinstance(raw.get("target"), str) and other.target != raw["target"]:
+        out.append(Problem(shown, key, f"{rec!r} forecasts {other.target} but this ensemble "
+                           f"forecasts {raw['target']}; reconcile with a cm ensemble of the "
+                           "same target"))
+    status = raw.get("status")
+    if status != Status.DEPRECATED.value and other.status is Status.DEPRECATED:
+        out.append(Problem(shown, key, f"{rec!r} is deprecated and refuses to run; reconcile "
+                           "with a runnable cm ensemble"))
+    elif status == Status.DEPLOYED.value and other.status is not Status.DEPLOYED:
+        out.append(Problem(shown, key, f"a deployed ensemble is reconciled only with a deployed "
+                           f"cm ensemble, but {rec!r} is {other.status.value}; deploy it or "
+                           "change this ensemble's status"))
+    return out
+
+
+def check_ensembles(
+    directory: Path,
+    *,
+    models: Mapping[str, ModelSpec],
+    model_files: Mapping[str, list[Path]],
+) -> tuple[EnsembleReport, ...]:
+    """Check every ``*.toml`` in ``directory`` against each other and the valid models.
+
+    Args:
+        directory: the ensembles folder (missing = no ensembles).
+        models: the valid model specs by name.
+        model_files: every name declared by a model file (valid or not) -> its files.
+
+    Returns:
+        One report per file, sorted by file name; a file is valid when it has no problem.
+    """
+    if not directory.is_dir():
+        return ()
+    first: list[tuple[EnsembleReport, dict[str, Any]]] = []
+    for path in _toml_files(directory):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            first.append((EnsembleReport(path, None, None, (Problem(
+                display_path(path), None, f"not UTF-8 text ({exc}); save it as UTF-8"),)), {}))
+            continue
+        first.append(check_ensemble_text(path, text))
+
+    files: dict[str, list[Path]] = {}
+    for rep, _ in first:
+        files.setdefault(rep.name or rep.path.stem, []).append(rep.path)
+    valid = {rep.spec.name: rep.spec for rep, _ in first if rep.spec is not None}
+
+    reports: list[EnsembleReport] = []
+    for rep, raw in first:
+        shown = display_path(rep.path)
+        problems = list(rep.problems)
+        name = rep.name
+        if name is not None:
+            others = [p for p in files.get(name, []) if p != rep.path] + list(
+                model_files.get(name, []))
+            if others:
+                listed = ", ".join(display_path(p) for p in others)
+                problems.append(Problem(
+                    shown, "name", f"{name!r} is also the name of {listed}; names must be "
+                    "unique across models and ensembles, so rename one of them (file and "
+                    "name key)"))
+        problems += _member_problems(shown, raw, models, model_files, files)
+        problems += _reconcile_problems(shown, raw, valid, files, models)
+        reports.append(EnsembleReport(rep.path, name, rep.spec if not problems else None,
+                                      tuple(problems)))
+    return tuple(reports)
