@@ -179,6 +179,11 @@ def test_evaluate_an_ensemble_reuses_members_and_reconciles(run, workspace):
     assert all(a["run_id"] == doc["run_id"] for a in doc["alerts"])
     n_rec = sum(1 for a in doc["alerts"] if a["source"] == "reconciliation")
     assert n_rec == rec["factor_alerts"] + rec["zero_sum_alerts"]
+    # the same alerts reach the always-on JSONL sink, stamped with the run id
+    logged = [json.loads(line) for line in
+              (workspace / "state" / "alerts.jsonl").read_text().splitlines()]
+    mine = [a for a in logged if a["run_id"] == doc["run_id"]]
+    assert len(mine) == len(doc["alerts"]) and n_rec > 0
     _, meta = read_forecast(run_dir / grid["predictions"])
     assert meta["kind"] == "ensemble" and meta["reconcile_with"] == "steady_chorus"
     assert set(meta["members"]) == {"grid_mean", "last_grid"}

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
+from ewspipe.alerts.records import Alert
+from ewspipe.alerts.router import build_router
 from ewspipe.catalog import Catalog, ModelSpec
 from ewspipe.errors import InputError, SpecError
 from ewspipe.evaluation.schemes import evaluate, join_actuals
@@ -26,7 +28,7 @@ from ewspipe.flows.ensemble_run import plan_run, run_ensembles
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
-from ewspipe.panel.schema import TIME_COLUMN, Level, Panel
+from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.partitions import Partition, RunType
 from ewspipe.provenance import code_version
@@ -42,7 +44,9 @@ __all__ = [
     "ModelResult",
     "RunResult",
     "evaluate_models",
+    "fit_or_reuse",
     "forecast_models",
+    "predict_origins",
 ]
 
 POINT_METRICS = ("mse", "msle", "rmsle", "mae", "pearson", "mcr", "y_hat_bar")
@@ -83,26 +87,6 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- selection
-
-
-def select_models(
-    catalog: Catalog, names: Sequence[str] | None, level: str | None = None
-) -> list[ModelSpec]:
-    """The named models (each must be runnable), or every non-deprecated one."""
-    if names:
-        specs = [catalog.require_runnable(n) for n in names]
-    else:
-        specs = [s for s in catalog if s.status != "deprecated"]
-    if level is not None:
-        lvl = Level.parse(level, option="--level")
-        specs = [s for s in specs if s.level == lvl.value]
-    if not specs:
-        raise InputError(
-            "no model to run: the catalog has no runnable model"
-            + (f" at level {level}" if level else "")
-            + "; add one with `ewspipe models new NAME` or check --model / --level"
-        )
-    return specs
 
 
 def _snapshots_by_level(
@@ -286,9 +270,18 @@ def _run(
         raise
     result = RunResult(writer.run_id, kind, run_type.value, str(path), results, record)
     # MLflow mirror of the committed run; never raises, its outcome travels with the result
-    configs = {s.name: {**s.semantic_dict(), "config_hash": s.config_hash} for s in specs}
+    configs = {s.name: {**s.semantic_dict(), "config_hash": s.config_hash}
+               for s in [*specs, *plan.ensembles]}
     result.record["tracking"] = track_run(settings, result, configs=configs).to_dict()
+    result.record["alert_delivery"] = _deliver(settings, alerts, writer.run_id)
     return result
+
+
+def _deliver(settings: Settings, alerts: Sequence[Alert], run_id: str) -> dict[str, Any]:
+    """Send the run's alerts to the configured sinks (JSONL always); never fails the run."""
+    stamped = [replace(a, run_id=run_id) for a in alerts]
+    with build_router(settings.alerts, settings.state_dir) as router:
+        return router.route(stamped).to_dict()
 
 
 def _partition_dict(p: Partition) -> dict[str, Any]:
