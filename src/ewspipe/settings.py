@@ -293,6 +293,11 @@ class ReconciliationSettings(_Strict):
     mapping_file: Path | None = None
     max_factor: float = Field(10.0, gt=1, allow_inf_nan=False)
     min_factor: float = Field(0.1, ge=0, lt=1)
+    alert_min_deaths: float = Field(
+        1.0, ge=0, allow_inf_nan=False,
+        description="factor alerts only where the country forecast or the cell sum is at "
+        "least this many deaths",
+    )
 
     def mapping_path(self, source_file: Path | None) -> Path | None:
         """``mapping_file`` resolved against the settings file's folder (or the cwd)."""

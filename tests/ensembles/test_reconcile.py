@@ -94,6 +94,17 @@ def test_factor_alerts_beyond_bounds() -> None:
     assert narrow.summary["factor_alerts"] == 0
 
 
+def test_factor_alerts_skip_sub_death_quantities() -> None:
+    grid = _grid([1.0, 0.0, 0.01, 1.0, 1.0, 1.0])
+    cm = _cm([40.0, 0.5, 2.0, 0.05])  # country 8, step 1: 0.01 cells vs 0.5 predicted deaths
+    result = reconcile(grid, cm, OWN, min_deaths=1.0)
+    factor = [a for a in result.alerts if a.details.get("kind") == "factor"]
+    assert [(a.details["country_id"], a.details["month_id"]) for a in factor] == [
+        (7, 101), (8, 102)]
+    # the rescaling itself is unchanged: only the alert is held back
+    np.testing.assert_array_equal(result.forecast.point, reconcile(grid, cm, OWN).forecast.point)
+
+
 def test_zero_grid_sum_with_positive_country_forecast_alerts_and_stays_zero() -> None:
     grid = _grid([0.0, 0.0, 1.0, 2.0, 1.0, 0.0])
     cm = _cm([5.0, 2.0, 4.0, 0.0])  # country 7's cells sum to 0 in step 1, forecast 5

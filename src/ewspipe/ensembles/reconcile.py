@@ -298,6 +298,7 @@ def reconcile(
     *,
     max_factor: float = DEFAULT_MAX_FACTOR,
     min_factor: float = DEFAULT_MIN_FACTOR,
+    min_deaths: float = 0.0,
     outside: Literal["error", "exclude"] = "error",
     grid_model: str = "grid forecast",
     country_model: str = "country forecast",
@@ -310,6 +311,9 @@ def reconcile(
         ownership: cell -> country; a row uses its cell's owner in the row's origin month.
         max_factor, min_factor: alert when ``cm / sum(cells)`` is outside these bounds
             (defaults 10 and 0.1).
+        min_deaths: factor alerts only where the country forecast or the grid sum is at least
+            this many deaths (default 0: every country-month); a factor of 20 between 0.01 and
+            0.2 predicted deaths says nothing about the models.
         outside: what to do with country forecast rows whose country owns no cell of the grid
             forecast at that origin: "error" (default) or "exclude" (dropped, and counted in
             the summary).
@@ -451,7 +455,8 @@ def reconcile(
     })[used].sort_values(["origin", "step", "country_id"], kind="stable").reset_index(drop=True)
     pos_t = table["grid_sum"].to_numpy() > 0
     f_t = table["factor"].to_numpy()
-    beyond = pos_t & ((f_t > max_factor) | (f_t < min_factor))
+    big = np.maximum(table["grid_sum"].to_numpy(), table["country_forecast"].to_numpy())
+    beyond = pos_t & ((f_t > max_factor) | (f_t < min_factor)) & (big >= min_deaths)
     zero_sum = ~pos_t & (table["country_forecast"].to_numpy() > 0)
     alerts += _factor_alerts(table, beyond, label=label, max_factor=max_factor,
                              min_factor=min_factor)

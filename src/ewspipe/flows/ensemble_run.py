@@ -242,7 +242,8 @@ def run_ensembles(
             result = reconcile(
                 forecast, done[spec.reconcile_with], ownership,
                 max_factor=rec_settings.max_factor, min_factor=rec_settings.min_factor,
-                outside="exclude", grid_model=spec.name, country_model=spec.reconcile_with,
+                min_deaths=rec_settings.alert_min_deaths, outside="exclude",
+                grid_model=spec.name, country_model=spec.reconcile_with,
             )
             forecast, summary = result.forecast, result.summary
             raised += list(result.alerts)
