@@ -26,7 +26,7 @@ from ewspipe.errors import SettingsError
 from ewspipe.partitions import PartitionScheme, Window
 
 __all__ = ["AlertSettings", "DemoSettings", "DriftSettings",
-           "ReconciliationSettings", "Settings", "load_settings"]
+           "QaSettings", "ReconciliationSettings", "RunSettings", "Settings", "load_settings"]
 
 CONFIG_ENV = "EWSPIPE_CONFIG"
 STATE_DIR_ENV = "EWSPIPE_STATE_DIR"
@@ -307,6 +307,72 @@ class ReconciliationSettings(_Strict):
         return self.mapping_file if self.mapping_file.is_absolute() else base / self.mapping_file
 
 
+class RunSettings(_Strict):
+    """``[run]``: the monthly run (``ewspipe run``; ewspipe.flows.monthly).
+
+    ``executor``: ``local`` (in-process), ``dask`` (a local Dask cluster, one worker per core)
+    or ``tcp://HOST:PORT`` (an existing Dask scheduler). ``lock_timeout_seconds``: how long a
+    second run on the same environment waits for the lock (0: exit at once). State of an
+    environment lives in ``<state_dir>/<environment>/``; snapshots stay shared. Run records
+    and published-pointer history go to SQLite in that folder, or to PostgreSQL when
+    ``state_url = "postgresql://..."``.
+    """
+
+    executor: str = Field("local", pattern=r"^(local|dask|tcp://[^\s:]+:\d+)$")
+    lock_timeout_seconds: float = Field(0.0, ge=0, le=86400)
+    environment: str = "development"
+    environments: tuple[str, ...] = ("development", "staging", "production")
+    publish_environments: tuple[str, ...] = ("production",)
+    demo_when_empty: bool = True
+    state_url: str = Field("", pattern=r"^(|sqlite:///.+|postgres(ql)?://.+)$")
+
+
+# --------------------------------------------------------------------------- quality assurance
+
+LossMetric = Literal["msle", "mse", "rmsle", "mae"]
+
+
+class OnlineEvalSettings(_Strict):
+    """``[qa.online]``: ``ewspipe online-eval`` (ewspipe.flows.online; rules in
+    docs/online_eval.md). A deployed model or ensemble alerts when its ``metric`` over the last
+    ``window_months`` scored target months is worse than a baseline of its level on the same
+    rows (ERROR), or above mean + ``band_sd`` sd of its own earlier rolling windows (WARNING;
+    needs ``band_min_windows`` earlier windows)."""
+
+    window_months: int = Field(6, ge=1, le=120)
+    metric: LossMetric = "msle"
+    baseline_tolerance: float = Field(0.0, ge=0, allow_inf_nan=False)
+    band_sd: float = Field(2.0, gt=0, allow_inf_nan=False)
+    band_min_windows: int = Field(6, ge=2, le=1000)
+
+
+class OutputDriftSettings(_Strict):
+    """``[qa.output_drift]``: a forecast vs the same model's previous month's forecast, on the
+    (target month, unit) rows both cover (ewspipe.flows.output_drift)."""
+
+    max_total_ratio: float = Field(2.0, gt=1, allow_inf_nan=False)
+    min_total_deaths: float = Field(10.0, ge=0, allow_inf_nan=False)
+    max_unit_jump: float = Field(2.0, gt=0, allow_inf_nan=False)
+    nonzero_threshold: float = Field(0.5, ge=0, allow_inf_nan=False)
+    max_nonzero_share_change: float = Field(0.1, gt=0, le=1)
+    max_alerts: int = Field(10, ge=1)
+    statuses: tuple[Literal["deployed", "shadow", "baseline"], ...] = ("deployed", "shadow")
+
+
+class QaSettings(_Strict):
+    """``[qa]``: freshness guards (ewspipe.flows.guards), online evaluation, output drift.
+
+    The expected last observed month is ``expected_last_month`` when set, else the last
+    complete calendar month minus ``publication_lag_months``.
+    """
+
+    max_snapshot_age_days: float = Field(35.0, gt=0, allow_inf_nan=False)
+    publication_lag_months: int = Field(0, ge=0, le=24)
+    expected_last_month: int | None = Field(None, ge=1)
+    online: OnlineEvalSettings = OnlineEvalSettings()
+    output_drift: OutputDriftSettings = OutputDriftSettings()
+
+
 class Settings(_Strict):
     workspace: WorkspaceSettings = WorkspaceSettings()
     partitions: PartitionSettings = PartitionSettings()
@@ -316,6 +382,8 @@ class Settings(_Strict):
     tracking: TrackingSettings = TrackingSettings()
     drift: DriftSettings = DriftSettings()
     alerts: AlertSettings = AlertSettings()
+    qa: QaSettings = QaSettings()
+    run: RunSettings = RunSettings()
     source_file: Path | None = None
 
     @property

@@ -12,8 +12,12 @@ from ewspipe import __version__
 from ewspipe.cli import alerts as alerts_cli
 from ewspipe.cli import data as data_cli
 from ewspipe.cli import drift as drift_cli
+from ewspipe.cli import forecasts as forecasts_cli
 from ewspipe.cli import models as models_cli
+from ewspipe.cli import online as online_cli
 from ewspipe.cli import partitions as partitions_cli
+from ewspipe.cli import qa as qa_cli
+from ewspipe.cli import run as run_cli
 from ewspipe.cli import runs as runs_cli
 from ewspipe.errors import EwspipeError
 from ewspipe.settings import load_settings
@@ -34,6 +38,10 @@ app.add_typer(models_cli.app, name="models")
 app.command("partitions")(partitions_cli.partitions)
 app.add_typer(runs_cli.evaluate_app, name="evaluate")
 app.command("forecast")(runs_cli.forecast)
+app.command("online-eval")(online_cli.online_eval_command)
+app.add_typer(qa_cli.app, name="qa")
+app.command("run")(run_cli.run)
+app.add_typer(forecasts_cli.app, name="forecasts")
 
 
 def _version(value: bool) -> None:

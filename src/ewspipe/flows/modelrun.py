@@ -25,6 +25,7 @@ from ewspipe.evaluation.schemes import evaluate, join_actuals
 from ewspipe.features.build import build_design
 from ewspipe.features.design import Design
 from ewspipe.flows.ensemble_run import plan_run, run_ensembles
+from ewspipe.flows.output_drift import after_forecast_run
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
@@ -273,6 +274,9 @@ def _run(
     configs = {s.name: {**s.semantic_dict(), "config_hash": s.config_hash}
                for s in [*specs, *plan.ensembles]}
     result.record["tracking"] = track_run(settings, result, configs=configs).to_dict()
+    if kind == "forecast":  # vs the previous month's forecasts; never raises
+        drift_alerts, result.record["output_drift"] = after_forecast_run(settings, writer.run_id)
+        alerts = [*alerts, *drift_alerts]
     result.record["alert_delivery"] = _deliver(settings, alerts, writer.run_id)
     return result
 

@@ -1,0 +1,115 @@
+"""`ewspipe forecasts`: read the prediction store (DuckDB) and the published pointers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.errors import InputError
+from ewspipe.panel.schema import Level
+from ewspipe.settings import Settings
+from ewspipe.store.prediction_store import PredictionStore
+from ewspipe.store.published import PublishedPointers
+from ewspipe.store.statedb import open_state_db
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Stored forecasts of monthly runs, and what is published.",
+                  no_args_is_help=True)
+
+ENV_OPTION = typer.Option(None, "--env", help="Environment (default [run] environment).")
+
+
+def _env(settings: Settings, env: str | None) -> str:
+    name = env or settings.run.environment
+    if name not in settings.run.environments:
+        raise InputError(f"option --env: {name!r} is not an environment; use one of "
+                         f"{', '.join(settings.run.environments)}")
+    return name
+
+
+@app.command("query")
+def query(
+    ctx: typer.Context,
+    level: str = typer.Option(..., "--level", help="cm or pgm."),
+    model: str = typer.Option(..., "--model", help="Model or ensemble name."),
+    month: int | None = typer.Option(None, "--month", help="Forecast month_id (default all)."),
+    run: str | None = typer.Option(None, "--run", help="Store run (default: the latest run "
+                                   "holding the model; with --published the published one)."),
+    published: bool = typer.Option(False, "--published", help="Read the run the published "
+                                   "pointer of this level and the model's target points to."),
+    samples: bool = typer.Option(False, "--samples", help="Include the sample arrays."),
+    env: str | None = ENV_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """One model's stored forecasts (point, optionally samples) for a month."""
+    settings: Settings = ctx.obj
+    name = _env(settings, env)
+    lvl = Level.parse(level, option="--level").value
+    state = settings.state_dir / name
+    if published:
+        db = open_state_db(settings.run.state_url, state)
+        pointers = PublishedPointers(state / "published", db, environment=name)
+        hits = [p for p in (pointers.current(lvl, t.stem) for t in
+                            sorted((state / "published" / lvl).glob("*.json")))
+                if p and model in p["models"]]
+        if not hits:
+            raise InputError(f"no published {lvl} pointer in environment {name!r} includes "
+                             f"{model!r}; run `ewspipe run --env production` first")
+        run = hits[0]["run"]
+    frame = PredictionStore(state / "predictions").query(lvl, model, month=month, run=run,
+                                                         samples=samples)
+    records: list[dict[str, Any]] = frame.to_dict(orient="records")
+    for r in records:
+        if "samples" in r:
+            r["samples"] = [float(x) for x in r["samples"]]
+        r["point"] = float(r["point"])
+    doc = {"level": lvl, "model": model, "month": month, "environment": name,
+           "run": records[0]["run"] if records else run, "rows": len(records),
+           "predictions": records}
+
+    def human() -> str:
+        if not records:
+            return f"no {lvl} forecasts of {model} for month {month}"
+        unit = next(c for c in frame.columns if c in ("country_id", "priogrid_gid"))
+        lines = [f"{model} ({lvl}), run {doc['run']}: {len(records)} rows"]
+        lines += [f"  month {r['month_id']} step {r['step']:>2} {unit} {r[unit]:>6}  "
+                  f"point {r['point']:.3f}" for r in records[:50]]
+        if len(records) > 50:
+            lines.append(f"  ... {len(records) - 50} more (use --json)")
+        return "\n".join(lines)
+
+    emit(doc, as_json, human)
+
+
+@app.command("published")
+def published_cmd(
+    ctx: typer.Context,
+    level: str = typer.Option(..., "--level", help="cm or pgm."),
+    target: str = typer.Option("ged_sb", "--target", help="Target column."),
+    env: str | None = typer.Option("production", "--env", help="Environment."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The published pointer of a level and target, with its history."""
+    settings: Settings = ctx.obj
+    name = _env(settings, env)
+    lvl = Level.parse(level, option="--level").value
+    state = settings.state_dir / name
+    pointers = PublishedPointers(state / "published",
+                                 open_state_db(settings.run.state_url, state), environment=name)
+    doc = {"level": lvl, "target": target, "environment": name,
+           "current": pointers.current(lvl, target), "history": pointers.history(lvl, target)}
+
+    def human() -> str:
+        cur = doc["current"]
+        if cur is None:
+            return f"nothing published for {lvl}/{target} in {name}"
+        lines = [f"{lvl}/{target} ({name}): run {cur['run']}, {', '.join(cur['models'])} "
+                 f"(published {cur['published_at']})", "  history:"]
+        lines += [f"    {h['published_at']}  run {h['run']}  {h['primary']}"
+                  for h in doc["history"]]
+        return "\n".join(lines)
+
+    emit(doc, as_json, human)

@@ -1,0 +1,80 @@
+"""`ewspipe run`: the monthly run (snapshot -> ... -> alerts) on an executor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.flows.monthly import MonthlyRun, run_monthly
+from ewspipe.flows.runner import TaskRecord
+
+__all__ = ["run"]
+
+
+def _progress(event: str, record: TaskRecord, done: int, total: int) -> None:
+    if event == "started":
+        typer.echo(f"[{done:>3}/{total}] start  {record.task}", err=True)
+    elif event == "failed":
+        typer.echo(f"[{done:>3}/{total}] FAILED {record.task}", err=True)
+    else:
+        typer.echo(f"[{done:>3}/{total}] {event:<6} {record.task} ({record.seconds:.2f}s)",
+                   err=True)
+
+
+def _lines(result: MonthlyRun, doc: dict[str, Any]) -> str:
+    lines = [
+        f"Monthly run {result.run_id} ({result.environment}, {result.executor}): "
+        f"{result.status}, {result.seconds:.1f}s",
+        f"  tasks: {len(result.ran)} ran, {len(result.reused)} reused",
+    ]
+    for t in result.tasks:
+        lines.append(f"    {t.task:<32} {t.status:<7} {t.seconds:8.2f}s")
+    for lvl, snap in sorted((doc["snapshots"] or {}).items()):
+        drift = doc["drift"].get(lvl, {})
+        verdict = ("skipped" if drift.get("skipped") else
+                   "FAILED" if drift.get("failed") else "ok")
+        lines.append(f"  {lvl}: snapshot {snap['id']} (last month {snap['last_month']}), "
+                     f"drift {verdict} ({drift.get('alarms', 0)} alarms)")
+    qa = doc["qa"]
+    lines.append("  QA: " + ("passed" if qa["passed"] else "FAILED: " + "; ".join(
+        f"{c['model']}: {', '.join(c['problems'])}" for c in qa["failed"])))
+    alerts = doc["alerts"] or {}
+    lines.append(f"  alerts: {alerts.get('count', 0)} "
+                 + (str(alerts.get("by_source")) if alerts.get("count") else "")
+                 + f" (log {doc['outputs']['alerts_log']})")
+    outs = doc["outputs"]
+    lines.append(f"  predictions: {outs['predictions']} (runs {outs['runs']})")
+    lines.append(f"  report: {outs['report']}")
+    for p in outs["published"] or []:
+        lines.append(f"  published {p['level']}/{p['target']}: {p['primary']} of run {p['run']}"
+                     f" (was {p['previous_run']})")
+    return "\n".join(lines)
+
+
+def run(
+    ctx: typer.Context,
+    env: str | None = typer.Option(None, "--env", help="development (default), staging or "
+                                   "production; only production publishes."),
+    executor: str | None = typer.Option(None, "--executor", help="local (in-process, default),"
+                                        " dask (local cluster, one worker per core) or "
+                                        "tcp://HOST:PORT (an existing Dask scheduler)."),
+    lock_timeout: float | None = typer.Option(None, "--lock-timeout", help="Seconds to wait "
+                                              "when another run holds the environment "
+                                              "(default [run] lock_timeout_seconds)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The monthly run: snapshot, drift, train, forecast, ensembles, QA, store, publish,
+    report, alerts. Re-running reuses every unchanged task; a killed run resumes.
+
+    Exit codes: 0 done; 1 QA failed (nothing published) or the environment is locked by
+    another run; 2 bad option or input.
+    """
+    result = run_monthly(ctx.obj, environment=env, executor=executor,
+                         lock_timeout=lock_timeout, progress=None if quiet else _progress)
+    doc = result.to_dict()
+    emit(doc, as_json, lambda: _lines(result, doc))
+    if result.status != "ok":
+        raise typer.Exit(1)

@@ -1,0 +1,123 @@
+"""What to compute: a graph of plain task functions with named inputs and outputs.
+
+In the spirit of kedro's ``Node``/``Pipeline`` (STYLE.md point 8): a :class:`Task` wraps a
+plain function, names the outputs it consumes (one output name, or a tuple of names that
+arrive as a dict) and its constant parameters, and produces one output named after the task.
+A :class:`Graph` checks at build time that every input is produced by an earlier task and that
+the function accepts exactly those arguments, so a mis-wired graph fails before data moves.
+
+Keys: a task's key is a sha256 over its name, function, parameters, the run's base key
+(config hash and code fingerprint) and the *digests of its input values*. Outputs are small
+JSON documents (paths are relative to the environment's state folder), so identical inputs
+give an identical key in any process or on any worker. How tasks run is
+:mod:`ewspipe.flows.runner`'s business; what they compute is :mod:`ewspipe.flows.tasks`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ewspipe.errors import InputError
+
+__all__ = ["Graph", "Task", "digest"]
+
+InputRef = str | tuple[str, ...]
+
+
+def digest(value: Any) -> str:
+    """sha256 of a JSON-ready value, independent of dict order."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One node: ``func(ctx, key=..., **inputs, **params) -> JSON-ready output``.
+
+    Attributes:
+        name: unique; also the name of its output.
+        func: a module-level function (so Dask can ship it by reference).
+        inputs: argument name -> an output name, or a tuple of output names (passed as a dict
+            output name -> value).
+        params: constant JSON-ready arguments; part of the key.
+        cache: False for tasks that must look at the world each time (snapshot selection);
+            their output still keys everything downstream.
+    """
+
+    name: str
+    func: Callable[..., Any]
+    inputs: Mapping[str, InputRef] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    cache: bool = True
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for ref in self.inputs.values():
+            names += [ref] if isinstance(ref, str) else list(ref)
+        return tuple(names)
+
+    def key(self, base: str, values: Mapping[str, Any]) -> str:
+        """The task's key given the run's base key and the upstream outputs."""
+        return digest({
+            "task": self.name,
+            "func": f"{self.func.__module__}.{self.func.__qualname__}",
+            "params": dict(self.params),
+            "base": base,
+            "inputs": {name: digest(values[name]) for name in sorted(self.upstream)},
+        })
+
+    def arguments(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        args: dict[str, Any] = dict(self.params)
+        for arg, ref in self.inputs.items():
+            args[arg] = values[ref] if isinstance(ref, str) else {r: values[r] for r in ref}
+        return args
+
+
+class Graph:
+    """Tasks in a valid order; every input produced by an earlier task."""
+
+    def __init__(self, tasks: list[Task]) -> None:
+        seen: set[str] = set()
+        for task in tasks:
+            if task.name in seen:
+                raise InputError(f"task graph: two tasks named {task.name!r}")
+            missing = [u for u in task.upstream if u not in seen]
+            if missing:
+                raise InputError(
+                    f"task graph: task {task.name!r} needs {', '.join(missing)}, which no "
+                    "earlier task produces; add those tasks before it"
+                )
+            _check_signature(task)
+            seen.add(task.name)
+        self.tasks = list(tasks)
+        self._by_name = {t.name: t for t in tasks}
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, name: str) -> Task:
+        return self._by_name[name]
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+
+def _check_signature(task: Task) -> None:
+    sig = inspect.signature(task.func)
+    try:
+        sig.bind(None, key="", **{a: None for a in [*task.inputs, *task.params]})
+    except TypeError as exc:
+        raise InputError(
+            f"task graph: task {task.name!r} wires arguments "
+            f"{sorted([*task.inputs, *task.params])} into {task.func.__qualname__}{sig}: {exc}"
+        ) from None

@@ -1,0 +1,208 @@
+"""The monthly run: one task graph from snapshot to alerts, on any executor, resumable.
+
+``snapshot -> drift:<level> -> train:<model> -> forecast:<model> -> ensembles (aggregation,
+post-processing, reconciliation) -> qa -> store -> publish (production only) -> report ->
+alerts``. Models: every deployed and shadow model plus every member of a non-deprecated
+ensemble. Task keys chain the snapshot sha256, the config hash of each model and ensemble,
+the settings that shape results and the code fingerprint, so re-running a month with the
+same code and data recomputes nothing and returns the same outputs (see
+:mod:`ewspipe.flows.runner` for the cache and the lock). State: ``<state_dir>/<env>/``;
+snapshots stay shared in ``<state_dir>/snapshots``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ewspipe.catalog import Catalog, load_catalog
+from ewspipe.catalog.rules import Status
+from ewspipe.errors import InputError
+from ewspipe.flows import tasks
+from ewspipe.flows.ensemble_run import plan_run
+from ewspipe.flows.executors import make_executor, parse_executor
+from ewspipe.flows.graph import Graph, Task, digest
+from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
+from ewspipe.provenance import code_fingerprint, code_version, timestamp
+from ewspipe.settings import Settings
+from ewspipe.store.statedb import open_state_db
+
+__all__ = ["MonthlyRun", "base_key", "build_monthly_graph", "run_monthly"]
+
+Progress = Callable[[str, TaskRecord, int, int], None]
+
+# settings that never change a result: where things live, how alerts travel, executors
+_NOT_IN_KEY = {"workspace", "source_file", "run", "alerts", "tracking", "demo", "sources"}
+
+
+def base_key(settings: Settings, environment: str) -> str:
+    """Config hash of the result-shaping settings plus the code fingerprint."""
+    config = settings.model_dump(mode="json", exclude=_NOT_IN_KEY)
+    return digest({"config": config, "code": code_fingerprint(), "environment": environment})
+
+
+def build_monthly_graph(catalog: Catalog, *, publish: bool) -> Graph:
+    """The monthly run's tasks for this catalog (``publish``: add the publish task)."""
+    plan = plan_run(catalog, None)
+    models = [s for s in plan.models
+              if s.status in (Status.DEPLOYED, Status.SHADOW) or s.name in plan.needed]
+    if not models:
+        raise InputError("the monthly run has nothing to run: no deployed or shadow model and "
+                         "no ensemble; set status = \"deployed\" in a model file")
+    levels = sorted({s.level.value for s in models} | {e.level.value for e in plan.ensembles})
+    graph: list[Task] = [
+        Task("snapshot", tasks.select_snapshots, params={"levels": levels}, cache=False),
+    ]
+    graph += [Task(f"drift:{lvl}", tasks.check_drift, {"snapshots": "snapshot"},
+                   {"level": lvl}) for lvl in levels]
+    for spec in models:
+        params = {"model": spec.name, "config_hash": spec.config_hash}
+        graph.append(Task(f"train:{spec.name}", tasks.train_model, {"snapshots": "snapshot"},
+                          params))
+    for spec in models:
+        params = {"model": spec.name, "config_hash": spec.config_hash}
+        graph.append(Task(f"forecast:{spec.name}", tasks.forecast_model,
+                          {"snapshots": "snapshot", "trained": f"train:{spec.name}"}, params))
+    all_fc = tuple(f"forecast:{s.name}" for s in models)
+    needed = tuple(f"forecast:{m}" for m in sorted(plan.needed))
+    drift = tuple(f"drift:{lvl}" for lvl in levels)
+    graph.append(Task("ensembles", tasks.build_ensembles,
+                      {"snapshots": "snapshot", "forecasts": needed},
+                      {"names": [e.name for e in plan.ensembles],
+                       "config": {e.name: e.config_hash for e in plan.ensembles}}))
+    graph.append(Task("qa", tasks.qa_checks, {"snapshots": "snapshot", "forecasts": all_fc,
+                                              "ensembles": "ensembles"}))
+    graph.append(Task("store", tasks.store_predictions,
+                      {"snapshots": "snapshot", "forecasts": all_fc, "ensembles": "ensembles",
+                       "qa": "qa"}))
+    report_inputs: dict[str, Any] = {
+        "snapshots": "snapshot", "drift": drift, "forecasts": all_fc,
+        "ensembles": "ensembles", "qa": "qa", "stored": "store"}
+    if publish:
+        graph.append(Task("publish", tasks.publish, {"stored": "store", "qa": "qa"}))
+        report_inputs["published"] = "publish"
+    graph.append(Task("report", tasks.write_report, report_inputs))
+    graph.append(Task("alerts", tasks.route_alerts, {"drift": drift, "ensembles": "ensembles",
+                                                     "qa": "qa", "report": "report"}))
+    return Graph(graph)
+
+
+@dataclass
+class MonthlyRun:
+    """What a monthly run did: every task (ran or reused, seconds), its outputs and where
+    they are."""
+
+    run_id: str
+    environment: str
+    executor: str
+    state: Path
+    status: str  # "ok" | "qa_failed"
+    started_at: str
+    seconds: float
+    tasks: list[TaskRecord] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ran(self) -> list[str]:
+        return [t.task for t in self.tasks if t.status == "ran"]
+
+    @property
+    def reused(self) -> list[str]:
+        return [t.task for t in self.tasks if t.status == "reused"]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.outputs
+        stored = out.get("store") or {}
+        report = out.get("report") or {}
+        return {
+            "run_id": self.run_id, "environment": self.environment, "executor": self.executor,
+            "status": self.status, "started_at": self.started_at,
+            "seconds": round(self.seconds, 3), "state": str(self.state),
+            "ran": self.ran, "reused": self.reused,
+            "tasks": [t.to_dict() for t in self.tasks],
+            "snapshots": out.get("snapshot"),
+            "drift": {k.split(":", 1)[1]: {f: v for f, v in d.items() if f != "alerts"}
+                      for k, d in out.items() if k.startswith("drift:")},
+            "qa": {"passed": (out.get("qa") or {}).get("passed"),
+                   "failed": [c for c in (out.get("qa") or {}).get("checks", [])
+                              if not c["passed"]]},
+            "alerts": out.get("alerts"),
+            "outputs": {
+                "predictions": str(self.state / stored.get("root", "predictions")),
+                "runs": stored.get("runs"),
+                "partitions": stored.get("partitions"),
+                "report": str(self.state / report["path"]) if report else None,
+                "published": (out.get("publish") or {}).get("published"),
+                "alerts_log": str(self.state / "alerts.jsonl"),
+            },
+        }
+
+
+def run_monthly(
+    settings: Settings,
+    *,
+    environment: str | None = None,
+    executor: str | None = None,
+    lock_timeout: float | None = None,
+    progress: Progress | None = None,
+    catalog: Catalog | None = None,
+) -> MonthlyRun:
+    """Run (or resume, or reuse) this month's graph in ``environment``.
+
+    Args:
+        settings: workspace settings; ``[run]`` supplies the defaults of the other args.
+        environment: development (default), staging or production; only
+            ``[run] publish_environments`` publish.
+        executor: ``local``, ``dask`` or ``tcp://HOST:PORT``.
+        lock_timeout: seconds to wait for another run on the same environment.
+        progress: called as ``progress(event, record, done, total)`` for each task event.
+
+    Raises:
+        InputError: unknown environment or executor (exit 2).
+        StateLocked: another run holds the environment (exit 1).
+        EwspipeError: whatever a task raised; completed tasks stay cached for the next run.
+    """
+    run_settings = settings.run
+    env = environment or run_settings.environment
+    if env not in run_settings.environments:
+        raise InputError(f"option --env: {env!r} is not an environment; use one of "
+                         f"{', '.join(run_settings.environments)} (ewspipe.toml [run] "
+                         "environments)")
+    spec = parse_executor(executor or run_settings.executor)
+    timeout = run_settings.lock_timeout_seconds if lock_timeout is None else lock_timeout
+    if timeout < 0:
+        raise InputError(f"option --lock-timeout: must be >= 0 seconds, got {timeout}")
+    catalog = catalog or load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+    graph = build_monthly_graph(catalog, publish=env in run_settings.publish_environments)
+    state = settings.state_dir / env
+    ctx = tasks.TaskContext(settings=settings, environment=env, state=state)
+    with EnvironmentLock(state / "run.lock", timeout=timeout, environment=env):
+        db = open_state_db(run_settings.state_url, state)
+        run_id = f"{timestamp()}_{env}_{uuid.uuid4().hex[:6]}"
+        started = time.time()
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+        base = {"run_id": run_id, "environment": env, "started_at": started_at,
+                "executor": spec, "code": code_version().to_dict()}
+        db.record_run({**base, "status": "running"})
+        ex = make_executor(spec)
+        try:
+            done = run_graph(graph, ctx, base_key=base_key(settings, env), executor=ex,
+                             cache=TaskCache(state / "tasks", state), progress=progress)
+        except BaseException as exc:
+            db.record_run({**base, "status": "failed", "error": str(exc),
+                           "finished_at": timestamp()})
+            raise
+        finally:
+            ex.close()
+        qa_passed = bool((done.outputs.get("qa") or {}).get("passed"))
+        result = MonthlyRun(
+            run_id=run_id, environment=env, executor=ex.name, state=state,
+            status="ok" if qa_passed else "qa_failed", started_at=started_at,
+            seconds=time.time() - started, tasks=done.records, outputs=done.outputs,
+        )
+        db.record_run({**base, **result.to_dict(), "finished_at": timestamp()})
+    return result

@@ -1,0 +1,247 @@
+"""Running a :class:`~ewspipe.flows.graph.Graph`: task-result cache, environment lock, loop.
+
+- **Cache.** A finished task's output is stored as ``<state>/tasks/<key[:2]>/<key>.json``,
+  written to a temporary name and renamed, after the task's own files are in place. A task
+  whose key has a record (and whose recorded files still exist) is reused, not run. After a
+  ``kill -9`` the completed tasks have records and the interrupted one has none, so the next
+  run continues from there; task outputs are written temp-then-rename, so none is half
+  visible.
+- **Lock.** One writer per environment: ``fcntl.flock`` on ``<state>/run.lock``, holding the
+  pid. A second run waits up to the timeout, then raises :class:`StateLocked` (exit 1)
+  naming the holder. The kernel drops the lock when its process dies, even by ``kill -9``.
+- **Loop.** Ready tasks (inputs available) are looked up in the cache or submitted to the
+  executor; the driver waits for any to finish and records it. Same loop for every executor.
+
+Test hook: ``EWSPIPE_RUN_PAUSE="<task name>=<seconds>"`` sleeps in that task before it runs
+(used to kill a run mid-way, or to hold the lock, in tests).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ewspipe.errors import EwspipeError, InputError
+from ewspipe.flows.executors import Executor, Handle
+from ewspipe.flows.graph import Graph, Task
+from ewspipe.provenance import timestamp
+
+__all__ = ["EnvironmentLock", "GraphRun", "StateLocked", "TaskCache", "TaskRecord",
+           "run_graph"]
+
+PAUSE_ENV = "EWSPIPE_RUN_PAUSE"
+Progress = Callable[[str, "TaskRecord", int, int], None]
+
+
+class StateLocked(EwspipeError):
+    """Another run holds the environment's lock (exit 1: try again when it has finished)."""
+
+    exit_code = 1
+
+
+class EnvironmentLock:
+    """``with EnvironmentLock(path, timeout=...):`` one writer per state folder."""
+
+    def __init__(self, path: Path, *, timeout: float, environment: str) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self.environment = environment
+        self._fh: Any = None
+
+    def __enter__(self) -> EnvironmentLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.path.open("a+")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "unknown"
+                    fh.close()
+                    raise StateLocked(
+                        f"environment {self.environment!r} is locked by another run (pid "
+                        f"{holder}, lock file {self.path}); wait for it to finish, or pass "
+                        "--lock-timeout SECONDS to wait for it"
+                    ) from None
+                time.sleep(0.2)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()} since {timestamp()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.seek(0)
+            self._fh.truncate()
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+class TaskCache:
+    """Task results by key, under ``root`` (one JSON file each, atomically written)."""
+
+    def __init__(self, root: Path, state: Path) -> None:
+        self.root = Path(root)
+        self.state = Path(state)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            record: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None  # unreadable: recompute (the rename makes this rare)
+        if not all((self.state / p).exists() for p in _paths(record.get("output"))):
+            return None
+        return record
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with tmp.open("w") as fh:
+            fh.write(json.dumps(record, indent=1, sort_keys=True, default=str))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def _paths(value: Any) -> list[str]:
+    """Every value under a ``path`` key of a task output (paths relative to the state)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "path" and isinstance(v, str):
+                found.append(v)
+            else:
+                found += _paths(v)
+    elif isinstance(value, list):
+        for v in value:
+            found += _paths(v)
+    return found
+
+
+@dataclass
+class TaskRecord:
+    task: str
+    key: str
+    status: str  # "ran" | "reused" | "failed" | "started"
+    seconds: float = 0.0
+    output: Any = None
+    finished_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "key": self.key, "status": self.status,
+                "seconds": round(self.seconds, 3), "finished_at": self.finished_at}
+
+
+@dataclass
+class GraphRun:
+    records: list[TaskRecord] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def _execute(func: Callable[..., Any], ctx: Any, key: str, task: str,
+             args: dict[str, Any]) -> tuple[Any, float]:
+    """Run one task (in this process or on a worker); returns (output, seconds)."""
+    pause = os.environ.get(PAUSE_ENV, "")
+    name, _, seconds = pause.rpartition("=")
+    if name == task and seconds:
+        time.sleep(float(seconds))
+    t0 = time.perf_counter()
+    output = func(ctx, key=key, **args)
+    return output, time.perf_counter() - t0
+
+
+def run_graph(
+    graph: Graph,
+    ctx: Any,
+    *,
+    base_key: str,
+    executor: Executor,
+    cache: TaskCache,
+    progress: Progress | None = None,
+) -> GraphRun:
+    """Run every task of ``graph`` once its inputs exist, reusing cached results.
+
+    Raises:
+        whatever a task raised (the first failure; tasks already running are let finish
+        and recorded, nothing new is submitted).
+    """
+    run = GraphRun()
+    total = len(graph)
+    pending: list[Task] = list(graph)
+    running: dict[Any, tuple[Task, str]] = {}
+    failure: BaseException | None = None
+
+    def finish(record: TaskRecord) -> None:
+        run.records.append(record)
+        run.outputs[record.task] = record.output
+        if progress is not None:
+            progress(record.status, record, len(run.records), total)
+
+    while pending or running:
+        progressed = True
+        while progressed and failure is None:
+            progressed = False
+            for task in list(pending):
+                if not all(u in run.outputs for u in task.upstream):
+                    continue
+                pending.remove(task)
+                progressed = True
+                key = task.key(base_key, run.outputs)
+                hit = cache.get(key) if task.cache else None
+                if hit is not None:
+                    finish(TaskRecord(task.name, key, "reused", float(hit.get("seconds", 0.0)),
+                                      hit["output"], hit.get("finished_at")))
+                    continue
+                if progress is not None:
+                    progress("started", TaskRecord(task.name, key, "started"),
+                             len(run.records), total)
+                handle = executor.submit(_execute, task.func, ctx, key, task.name,
+                                         task.arguments(run.outputs))
+                running[handle] = (task, key)
+        if not running:
+            if pending and failure is None:
+                raise InputError(f"task graph stalled: {[t.name for t in pending]} never got "
+                                 "their inputs")
+            break
+        done: list[Handle] = executor.wait(list(running))
+        for handle in done:
+            task, key = running.pop(handle)
+            try:
+                output, seconds = handle.result()
+            except Exception as exc:
+                if failure is None:
+                    failure = exc
+                if progress is not None:
+                    progress("failed", TaskRecord(task.name, key, "failed"),
+                             len(run.records), total)
+                continue
+            record = TaskRecord(task.name, key, "ran", seconds, output, timestamp())
+            if task.cache:
+                cache.put(key, {"task": task.name, "key": key, "output": output,
+                                "seconds": seconds, "finished_at": record.finished_at})
+            finish(record)
+        if failure is not None and not running:
+            break
+    if failure is not None:
+        raise failure
+    return run

@@ -1,0 +1,408 @@
+"""What the monthly run computes: plain task functions, one per node of the graph.
+
+Every task is ``func(ctx, *, key, **inputs, **params) -> output`` where ``output`` is a small
+JSON-ready dict; bulky results (forecasts, ensembles, reports) are files below the
+environment's state folder, named by the task key and written temp-then-rename, and the
+output carries their paths relative to that folder. Tasks never look at the clock or the
+executor for anything that goes into an output (alert times are stamped at delivery), so the
+same inputs give the same outputs in-process and on any Dask worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ewspipe.alerts.records import Alert, Severity
+from ewspipe.alerts.router import build_router
+from ewspipe.catalog import Catalog, load_catalog
+from ewspipe.catalog.rules import Status
+from ewspipe.drift.check import DriftConfig, check_panel
+from ewspipe.errors import InputError, SpecError, StoreError
+from ewspipe.features.build import build_design
+from ewspipe.features.design import Design
+from ewspipe.flows.ensemble_run import plan_run, run_ensembles
+from ewspipe.flows.ingest import import_demo_checked
+from ewspipe.flows.modelrun import fit_or_reuse, predict_origins
+from ewspipe.models.forecast import Forecast
+from ewspipe.panel.schema import Panel
+from ewspipe.panel.snapshot import Manifest, SnapshotStore
+from ewspipe.partitions import Partition, RunType
+from ewspipe.provenance import code_version
+from ewspipe.settings import Settings
+from ewspipe.store.artifacts import ArtifactStore
+from ewspipe.store.prediction_store import PredictionStore
+from ewspipe.store.predictions import read_forecast, write_forecast
+from ewspipe.store.published import PublishedPointers
+from ewspipe.store.runs import RunStore, RunWriter
+from ewspipe.store.statedb import open_state_db
+
+__all__ = [
+    "TaskContext",
+    "build_ensembles",
+    "check_drift",
+    "forecast_model",
+    "publish",
+    "qa_checks",
+    "route_alerts",
+    "select_snapshots",
+    "store_predictions",
+    "train_model",
+    "write_report",
+]
+
+RUN_TYPE = RunType.FORECASTING
+Output = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What every task may read: settings (snapshots shared in ``settings.snapshot_dir``) and
+    the environment's state folder, where everything the run writes goes."""
+
+    settings: Settings
+    environment: str
+    state: Path
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return ArtifactStore(self.state / "artifacts")
+
+    @property
+    def predictions(self) -> PredictionStore:
+        return PredictionStore(self.state / "predictions")
+
+    def catalog(self) -> Catalog:
+        return load_catalog(self.settings.models_dir, ensembles_dir=self.settings.ensembles_dir)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@functools.lru_cache(maxsize=4)
+def _load_panel(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]:
+    store = SnapshotStore(Path(snapshot_dir))
+    return store.get(snapshot_id), store.load(snapshot_id)
+
+
+def _snapshot(ctx: TaskContext, snapshots: Mapping[str, Any], level: str) -> tuple[Manifest, Panel]:
+    return _load_panel(str(ctx.settings.snapshot_dir), snapshots[level]["id"])
+
+
+def _partition(ctx: TaskContext, manifest: Manifest) -> Partition:
+    return ctx.settings.partition_scheme().partition(RUN_TYPE, last_observed=manifest.last_month)
+
+
+def _design(catalog: Catalog, model: str, panel: Panel, manifest: Manifest) -> Design:
+    spec = catalog.models[model]
+    try:
+        return build_design(panel, spec.target, list(spec.features))
+    except SpecError as exc:
+        raise SpecError(f"model {model!r} cannot run on snapshot {manifest.id}: {exc}") from exc
+
+
+def _atomic_dir(final: Path) -> Path:
+    """A fresh temporary folder beside ``final`` (moved into place by :func:`_commit_dir`)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def _commit_dir(tmp: Path, final: Path) -> None:
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+    if final.exists():  # an interrupted earlier attempt finished it: same key, same content
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    os.rename(tmp, final)
+
+
+def _alert_dict(alert: Alert, environment: str) -> dict[str, Any]:
+    data = alert.to_dict()
+    data.pop("time", None)  # stamped at delivery, so outputs stay deterministic
+    data.pop("run_id", None)
+    data["environment"] = environment
+    return data
+
+
+def _items(forecasts: Mapping[str, Output], ensembles: Output) -> list[Output]:
+    return [*(forecasts[k] for k in sorted(forecasts)), *ensembles["ensembles"]]
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def select_snapshots(ctx: TaskContext, *, key: str, levels: list[str]) -> Output:
+    """The latest snapshot per level; the demo world is imported first when there is none
+    at all (and ``[run] demo_when_empty``)."""
+    store = SnapshotStore(ctx.settings.snapshot_dir)
+    if not store.list() and ctx.settings.run.demo_when_empty:
+        import_demo_checked(ctx.settings)
+    chosen: dict[str, Any] = {}
+    for level in levels:
+        m = store.latest(level)
+        chosen[level] = {"id": m.id, "sha256": m.sha256, "first_month": m.first_month,
+                         "last_month": m.last_month, "units_last_month": m.units_last_month}
+    return chosen
+
+
+def check_drift(ctx: TaskContext, *, key: str, snapshots: Output, level: str) -> Output:
+    """Input drift of the snapshot's last month (thresholds of the forecasting run type)."""
+    manifest, panel = _snapshot(ctx, snapshots, level)
+    config = DriftConfig.from_settings(ctx.settings.drift, RUN_TYPE.value, level)
+    try:
+        report = check_panel(panel, config, snapshot=manifest.id)
+    except InputError as exc:  # too little history: reported, not fatal
+        return {"level": level, "snapshot": manifest.id, "skipped": str(exc), "failed": False,
+                "alarms": 0, "alerts": []}
+    return {
+        "level": level, "snapshot": manifest.id, "failed": report.failed,
+        "alarms": len(report.alarms), "max_severity": report.max_severity,
+        "by_detector": report.counts(),
+        "alerts": [_alert_dict(a, ctx.environment) for a in report.alerts()],
+    }
+
+
+def train_model(ctx: TaskContext, *, key: str, snapshots: Output, model: str,
+                config_hash: str) -> Output:
+    """Fit ``model`` on everything up to the last observed month, or reuse its artifact."""
+    catalog = ctx.catalog()
+    spec = catalog.models[model]
+    manifest, panel = _snapshot(ctx, snapshots, spec.level.value)
+    partition = _partition(ctx, manifest)
+    design = _design(catalog, model, panel, manifest)
+    artifacts = ctx.artifacts
+    fit_or_reuse(spec, design, run_type=RUN_TYPE, train_last=partition.train.last,
+                 snapshot=manifest, artifacts=artifacts)
+    akey = artifacts.key(spec.name, RUN_TYPE.value, spec.config_hash, manifest.sha256,
+                         partition.train.last)
+    return {"model": model, "level": spec.level.value, "artifact_key": akey.digest,
+            "train_last": partition.train.last}
+
+
+def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Output,
+                   model: str, config_hash: str) -> Output:
+    """Predict steps 1..36 from the last observed month with the trained artifact."""
+    catalog = ctx.catalog()
+    spec = catalog.models[model]
+    manifest, panel = _snapshot(ctx, snapshots, spec.level.value)
+    partition = _partition(ctx, manifest)
+    artifacts = ctx.artifacts
+    akey = artifacts.key(spec.name, RUN_TYPE.value, spec.config_hash, manifest.sha256,
+                         partition.train.last)
+    found = artifacts.find(akey)
+    if found is None or found.digest != trained["artifact_key"]:
+        raise StoreError(f"model {model!r}: the artifact trained in this run "
+                         f"({trained['artifact_key'][:16]}) is missing from {artifacts.root}")
+    fitted = artifacts.load(found)
+    design = _design(catalog, model, panel, manifest)
+    forecast = predict_origins(fitted, design, partition)
+    rel = f"work/forecasts/{model}/{key[:16]}.parquet"
+    write_forecast(forecast, ctx.state / rel, metadata={
+        "model": model, "kind": "model", "run_type": RUN_TYPE.value, "snapshot": manifest.id,
+        "config_hash": spec.config_hash, "artifact": found.directory,
+        "status": spec.status.value, "code_commit": code_version().commit,
+        "target": spec.target,
+    })
+    return {"model": model, "level": spec.level.value, "status": spec.status.value,
+            "target": spec.target, "kind": "model", "path": rel, "rows": len(forecast),
+            "n_samples": forecast.n_samples}
+
+
+def build_ensembles(ctx: TaskContext, *, key: str, snapshots: Output,
+                    forecasts: Mapping[str, Output], names: list[str],
+                    config: dict[str, str]) -> Output:
+    """Aggregate, post-process and reconcile every ensemble (ewspipe.flows.ensemble_run)."""
+    if not names:
+        return {"ensembles": [], "alerts": []}
+    catalog = ctx.catalog()
+    plan = plan_run(catalog, names)
+    by_model = {out["model"]: out for out in forecasts.values()}
+    members = {m: read_forecast(ctx.state / by_model[m]["path"])[0] for m in plan.needed}
+    levels = sorted({e.level.value for e in plan.ensembles})
+    loaded = {lvl: _snapshot(ctx, snapshots, lvl) for lvl in levels}
+    final = ctx.state / "work" / "ensembles" / key[:16]
+    tmp = _atomic_dir(final)
+    try:
+        writer = RunWriter(store=RunStore(tmp.parent), run_id=f"run-{key[:12]}", tmp=tmp)
+        outcomes, alerts = run_ensembles(
+            plan, members, {}, settings=ctx.settings, catalog=catalog, run_type=RUN_TYPE,
+            snapshots={lvl: m for lvl, (m, _) in loaded.items()},
+            panels={lvl: p for lvl, (_, p) in loaded.items()}, writer=writer, score=None,
+        )
+        _commit_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    rel = final.relative_to(ctx.state).as_posix()
+    return {
+        "ensembles": [{
+            "model": o.model, "level": o.level, "status": o.status,
+            "target": catalog.ensembles[o.model].target, "kind": "ensemble",
+            "path": f"{rel}/{o.predictions}", "rows": o.rows, "n_samples": o.n_samples,
+            "ensemble": o.ensemble,
+        } for o in outcomes],
+        "alerts": [_alert_dict(a, ctx.environment) for a in alerts],
+    }
+
+
+def _qa_one(forecast: Forecast, item: Output, snap: Output, steps: int) -> list[str]:
+    problems = []
+    frame = forecast.frame
+    if not (np.isfinite(forecast.point).all() and np.isfinite(forecast.samples).all()):
+        problems.append("non-finite values")
+    if (forecast.point < 0).any() or (forecast.samples < 0).any():
+        problems.append("negative values")
+    if not (frame["month_id"] == frame["origin"] + frame["step"]).all():
+        problems.append("month_id != origin + step")
+    if set(frame["origin"].unique()) != {snap["last_month"]}:
+        problems.append(f"origin is not the last observed month {snap['last_month']}")
+    if sorted(frame["step"].unique()) != list(range(1, steps + 1)):
+        problems.append(f"steps are not 1..{steps}")
+    units = frame[forecast.unit_column].nunique()
+    if item["kind"] == "model" and units != snap["units_last_month"]:
+        problems.append(f"{units} units, expected the {snap['units_last_month']} of the last "
+                        "observed month")
+    if len(frame) != units * steps:
+        problems.append(f"{len(frame)} rows for {units} units x {steps} steps")
+    return problems
+
+
+def qa_checks(ctx: TaskContext, *, key: str, snapshots: Output,
+              forecasts: Mapping[str, Output], ensembles: Output) -> Output:
+    """Every forecast of the run: finite, non-negative, steps 1..36 from the last observed
+    month, one row per unit of that month and step. Failures block publication."""
+    steps = ctx.settings.partitions.steps
+    checks = []
+    alerts = []
+    for item in _items(forecasts, ensembles):
+        forecast, _ = read_forecast(ctx.state / item["path"])
+        problems = _qa_one(forecast, item, snapshots[item["level"]], steps)
+        checks.append({"model": item["model"], "passed": not problems, "problems": problems})
+        if problems:
+            alerts.append(_alert_dict(Alert(
+                source="qa", severity=Severity.ERROR, offender=item["model"],
+                message=f"QA failed for {item['model']}: {'; '.join(problems)}"),
+                ctx.environment))
+    return {"passed": all(c["passed"] for c in checks), "checks": checks, "alerts": alerts}
+
+
+def store_predictions(ctx: TaskContext, *, key: str, snapshots: Output,
+                      forecasts: Mapping[str, Output], ensembles: Output, qa: Output) -> Output:
+    """Write every forecast into the prediction store, run ``m<last month>-<key>`` per level."""
+    store = ctx.predictions
+    runs = {lvl: f"m{snap['last_month']}-{key[:12]}" for lvl, snap in snapshots.items()}
+    partitions = []
+    for item in _items(forecasts, ensembles):
+        forecast, meta = read_forecast(ctx.state / item["path"])
+        info, _ = store.write(forecast, level=item["level"], run=runs[item["level"]],
+                              model=item["model"], metadata={
+                                  **meta, "environment": ctx.environment,
+                                  "snapshot_sha256": snapshots[item["level"]]["sha256"],
+                                  "qa_passed": qa["passed"]})
+        partitions.append({"model": item["model"], "level": item["level"],
+                           "status": item["status"], "kind": item["kind"],
+                           "target": item["target"], "run": runs[item["level"]],
+                           "path": info.path.relative_to(ctx.state).as_posix()})
+    return {"root": "predictions", "runs": runs, "partitions": partitions}
+
+
+def publish(ctx: TaskContext, *, key: str, stored: Output, qa: Output) -> Output:
+    """Move the "published" pointer of each level and target to this run's deployed
+    forecasts (deployed ensembles first, then deployed models). Refused when QA failed."""
+    if not qa["passed"]:
+        failed = [c["model"] for c in qa["checks"] if not c["passed"]]
+        return {"published": [], "skipped": f"QA failed for {', '.join(failed)}"}
+    groups: dict[tuple[str, str], list[Output]] = {}
+    for part in stored["partitions"]:
+        if part["status"] == Status.DEPLOYED.value:
+            groups.setdefault((part["level"], part["target"]), []).append(part)
+    db = open_state_db(ctx.settings.run.state_url, ctx.state)
+    pointers = PublishedPointers(ctx.state / "published", db, environment=ctx.environment)
+    moved = []
+    for (level, target), parts in sorted(groups.items()):
+        parts = sorted(parts, key=lambda p: (p["kind"] != "ensemble", p["model"]))
+        moved.append(pointers.move({
+            "publish_id": key[:16], "level": level, "target": target, "run": parts[0]["run"],
+            "primary": parts[0]["model"], "models": [p["model"] for p in parts],
+            "published_at": _now(),
+        }))
+    return {"published": moved, "skipped": None if moved else "no deployed model or ensemble"}
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _summary_stats(ctx: TaskContext, item: Output) -> dict[str, Any]:
+    forecast, _ = read_forecast(ctx.state / item["path"], samples=False)
+    first = forecast.frame["step"].to_numpy() == 1
+    total = float(forecast.point[first].sum())
+    return {"model": item["model"], "level": item["level"], "kind": item["kind"],
+            "status": item["status"], "rows": item["rows"],
+            "step1_total": round(total, 3) if math.isfinite(total) else None}
+
+
+def write_report(ctx: TaskContext, *, key: str, snapshots: Output, drift: Mapping[str, Output],
+                 forecasts: Mapping[str, Output], ensembles: Output, qa: Output,
+                 stored: Output, published: Output | None = None) -> Output:
+    """``reports/<key>/report.json`` and ``report.md``: data, drift, forecasts, QA, store."""
+    doc = {
+        "environment": ctx.environment, "snapshots": snapshots,
+        "drift": {d["level"]: {k: v for k, v in d.items() if k != "alerts"}
+                  for d in drift.values()},
+        "forecasts": [_summary_stats(ctx, item) for item in _items(forecasts, ensembles)],
+        "qa": qa, "store": stored, "published": published,
+    }
+    lines = [f"# Monthly run ({ctx.environment})", ""]
+    for lvl, snap in sorted(snapshots.items()):
+        lines.append(f"- {lvl}: snapshot {snap['id']}, months {snap['first_month']}.."
+                     f"{snap['last_month']}, run {stored['runs'][lvl]}")
+    lines += ["", "| model | level | kind | status | rows | step-1 total |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {f['model']} | {f['level']} | {f['kind']} | {f['status']} | {f['rows']} | "
+              f"{f['step1_total']} |" for f in doc["forecasts"]]
+    lines += ["", f"QA: {'passed' if qa['passed'] else 'FAILED'}"]
+    final = ctx.state / "reports" / key[:16]
+    tmp = _atomic_dir(final)
+    (tmp / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    (tmp / "report.md").write_text("\n".join(lines) + "\n")
+    _commit_dir(tmp, final)
+    return {"path": f"reports/{key[:16]}/report.md",
+            "json": f"reports/{key[:16]}/report.json"}
+
+
+def route_alerts(ctx: TaskContext, *, key: str, drift: Mapping[str, Output], ensembles: Output,
+                 qa: Output, report: Output) -> Output:
+    """Deliver the run's alerts (drift, ensembles, QA) through the ``[alerts]`` sinks, once:
+    a re-run reuses this task and sends nothing again."""
+    raw = [*(a for d in drift.values() for a in d["alerts"]), *ensembles["alerts"],
+           *qa["alerts"]]
+    run_id = f"run-{key[:12]}"
+    alerts = [Alert.from_dict({**a, "run_id": run_id}) for a in raw]
+    with build_router(ctx.settings.alerts, ctx.state) as router:
+        delivery = router.route(alerts).to_dict()
+    by_source: dict[str, int] = {}
+    by_severity: dict[str, int] = {}
+    for a in alerts:
+        by_source[a.source] = by_source.get(a.source, 0) + 1
+        by_severity[a.severity.value] = by_severity.get(a.severity.value, 0) + 1
+    return {"count": len(alerts), "by_source": by_source, "by_severity": by_severity,
+            "top": [{"severity": a.severity.value, "source": a.source, "message": a.message}
+                    for a in alerts[:10]],
+            "delivery": delivery, "log": "alerts.jsonl"}

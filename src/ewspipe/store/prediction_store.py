@@ -1,0 +1,189 @@
+"""The prediction store: immutable Parquet partitions ``level=<l>/run=<r>/model=<m>``.
+
+Each partition holds one file, ``part-0.parquet``: the index columns (``origin``, ``step``,
+``month_id``, the unit column), ``point`` as float32 and ``samples`` as a fixed-size list of
+float32 (one row per prediction, never one row per sample). A partition is written into a
+temporary folder next to its final place and renamed, so a reader sees it whole or not at
+all; once written it is never changed (writing the same partition again keeps the first).
+Queries run through DuckDB over the Hive-style layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ewspipe.errors import InputError, StoreError
+from ewspipe.models.forecast import Forecast
+
+__all__ = ["PartitionInfo", "PredictionStore"]
+
+PART_FILE = "part-0.parquet"
+_TMP = ".tmp-"
+_META_KEY = b"ewspipe"
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    level: str
+    run: str
+    model: str
+    path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "run": self.run, "model": self.model,
+                "path": str(self.path)}
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not value or "/" in value or "=" in value or value.startswith("."):
+        raise InputError(f"prediction store: {kind} {value!r} is not a valid partition name; "
+                         "use letters, digits, '_' and '-'")
+    return value
+
+
+def _table(forecast: Forecast, metadata: dict[str, Any]) -> pa.Table:
+    n, s = forecast.samples.shape
+    frame = forecast.frame
+    columns: dict[str, pa.Array] = {
+        "origin": pa.array(frame["origin"].to_numpy(np.int32)),
+        "step": pa.array(frame["step"].to_numpy(np.int16)),
+        "month_id": pa.array(frame["month_id"].to_numpy(np.int32)),
+        forecast.unit_column: pa.array(frame[forecast.unit_column].to_numpy(np.int64)),
+        "point": pa.array(forecast.point.astype(np.float32)),
+    }
+    flat = pa.array(np.ascontiguousarray(forecast.samples, dtype=np.float32).ravel())
+    columns["samples"] = pa.FixedSizeListArray.from_arrays(flat, s)
+    meta = {**metadata, "unit_column": forecast.unit_column, "n_samples": s, "rows": n}
+    return pa.table(columns).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+
+
+class PredictionStore:
+    """Forecasts of every run below one folder; the only code that reads or writes them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def partition_path(self, level: str, run: str, model: str) -> Path:
+        return (self.root / f"level={_check_name('level', level)}"
+                / f"run={_check_name('run', run)}" / f"model={_check_name('model', model)}")
+
+    def write(
+        self, forecast: Forecast, *, level: str, run: str, model: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[PartitionInfo, bool]:
+        """Store one model's forecast of one run; returns the partition and whether it was
+        created (False: it existed already and was left untouched)."""
+        final = self.partition_path(level, run, model)
+        info = PartitionInfo(level, run, model, final / PART_FILE)
+        if (final / PART_FILE).is_file():
+            return info, False
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f"{_TMP}{model}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            table = _table(forecast, {"level": level, "run": run, "model": model,
+                                      **(metadata or {})})
+            pq.write_table(table, tmp / PART_FILE, compression="zstd")
+            with (tmp / PART_FILE).open("rb") as fh:
+                os.fsync(fh.fileno())
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / PART_FILE).is_file():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # a concurrent writer won: keep theirs
+                return info, False
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return info, True
+
+    # ------------------------------------------------------------------ read
+    def partitions(self, level: str | None = None, run: str | None = None,
+                   model: str | None = None) -> list[PartitionInfo]:
+        """Complete partitions, filtered; temporary folders are never listed."""
+        pattern = (f"level={level or '*'}/run={run or '*'}/model={model or '*'}/{PART_FILE}")
+        found = []
+        for path in sorted(self.root.glob(pattern)):
+            lvl, rn, mdl = (p.split("=", 1)[1] for p in path.relative_to(self.root).parts[:3])
+            found.append(PartitionInfo(lvl, rn, mdl, path))
+        return found
+
+    def runs(self, level: str, model: str | None = None) -> list[str]:
+        """Runs holding ``model`` (any model when None), oldest first (by write time)."""
+        parts = self.partitions(level=level, model=model)
+        newest: dict[str, float] = {}
+        for p in parts:
+            newest[p.run] = max(newest.get(p.run, 0.0), p.path.stat().st_mtime)
+        return sorted(newest, key=lambda r: (newest[r], r))
+
+    def metadata(self, level: str, run: str, model: str) -> dict[str, Any]:
+        path = self.partition_path(level, run, model) / PART_FILE
+        try:
+            raw = (pq.read_schema(path).metadata or {}).get(_META_KEY)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{path}: unreadable partition ({exc})") from exc
+        return json.loads(raw) if raw else {}
+
+    def query(
+        self,
+        level: str,
+        model: str,
+        *,
+        month: int | None = None,
+        run: str | None = None,
+        samples: bool = False,
+    ) -> pd.DataFrame:
+        """One model's predictions of one run (default: the latest run holding the model),
+        optionally only for target month ``month``; read with DuckDB.
+
+        Returns:
+            A frame with ``run``, ``model``, origin, step, month_id, the unit column, point
+            (float32) and, with ``samples=True``, ``samples`` (a float32 array per row).
+
+        Raises:
+            InputError: no partition for this level, model and run.
+        """
+        import duckdb
+
+        runs = self.runs(level, model)
+        if not runs:
+            known = sorted({p.model for p in self.partitions(level=level)})
+            raise InputError(
+                f"no stored forecasts of model {model!r} at level {level} in {self.root}; "
+                f"stored models: {', '.join(known) or 'none'} (run `ewspipe run` first)"
+            )
+        chosen = run if run is not None else runs[-1]
+        if chosen not in runs:
+            raise InputError(f"run {chosen!r} holds no forecasts of {model!r} at level {level}; "
+                             f"runs: {', '.join(runs)}")
+        path = self.partition_path(level, chosen, model) / PART_FILE
+        unit = self.metadata(level, chosen, model).get("unit_column", "country_id")
+        cols = f"origin, step, month_id, {unit}, point" + (", samples" if samples else "")
+        sql = f"SELECT ? AS run, ? AS model, {cols} FROM read_parquet(?)"
+        params: list[Any] = [chosen, model, str(path)]
+        if month is not None:
+            sql += " WHERE month_id = ?"
+            params.append(int(month))
+        sql += f" ORDER BY origin, step, {unit}"
+        with duckdb.connect() as con:
+            table = con.sql(sql, params=params).to_arrow_table()
+        frame = table.select([c for c in table.column_names if c != "samples"]).to_pandas()
+        if samples:
+            col = table.column("samples").combine_chunks()
+            s = int(self.metadata(level, chosen, model).get("n_samples", 1))
+            values = np.asarray(col.flatten().to_numpy(zero_copy_only=False),
+                                dtype=np.float32).reshape(-1, s)
+            frame["samples"] = list(values)
+        return frame

@@ -1,0 +1,62 @@
+"""The "published" pointer per level and target: which stored run and models users see.
+
+A pointer is one JSON file ``published/<level>/<target>.json`` replaced atomically (written to
+a temporary name, fsynced, renamed over the old one); every move is appended to the pointer
+history in the state database (:mod:`ewspipe.store.statedb`), so earlier publications can
+be listed and restored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ewspipe.errors import StoreError
+from ewspipe.store.statedb import StateDB
+
+__all__ = ["PublishedPointers"]
+
+
+class PublishedPointers:
+    def __init__(self, root: Path, db: StateDB, *, environment: str) -> None:
+        self.root = Path(root)
+        self.db = db
+        self.environment = environment
+
+    def _path(self, level: str, target: str) -> Path:
+        return self.root / level / f"{target}.json"
+
+    def current(self, level: str, target: str) -> dict[str, Any] | None:
+        path = self._path(level, target)
+        if not path.is_file():
+            return None
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path}: unreadable published pointer ({exc})") from exc
+        return data
+
+    def move(self, pointer: dict[str, Any]) -> dict[str, Any]:
+        """Point ``(level, target)`` at ``pointer['run']``; history first, then the file, so
+        a crash in between leaves the old pointer in place and the move is retried (the
+        history keeps a ``publish_id`` once)."""
+        level, target = pointer["level"], pointer["target"]
+        previous = self.current(level, target)
+        full = {**pointer, "environment": self.environment,
+                "previous_run": previous["run"] if previous else None}
+        self.db.add_pointer(full)
+        path = self._path(level, target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with tmp.open("w") as fh:
+            fh.write(json.dumps(full, indent=2) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return full
+
+    def history(self, level: str, target: str) -> list[dict[str, Any]]:
+        return self.db.pointer_history(level, target, self.environment)

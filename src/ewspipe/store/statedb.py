@@ -1,0 +1,139 @@
+"""Run records and published-pointer history in a small relational store.
+
+SQLite in the environment's state folder by default; PostgreSQL (psycopg 3) when
+``[run] state_url = "postgresql://..."``. Both speak the same schema; statements differ only
+in the parameter placeholder.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ewspipe.errors import InputError, StoreError
+
+__all__ = ["StateDB", "open_state_db"]
+
+_SCHEMA = {
+    "runs": """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        environment TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        record TEXT NOT NULL)""",
+    "pointer_history": """CREATE TABLE IF NOT EXISTS pointer_history (
+        publish_id TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        level TEXT NOT NULL,
+        target TEXT NOT NULL,
+        run TEXT NOT NULL,
+        published_at TEXT NOT NULL,
+        pointer TEXT NOT NULL,
+        PRIMARY KEY (publish_id, environment, level, target))""",
+}
+
+
+class StateDB:
+    """A connection factory plus the few statements ewspipe needs."""
+
+    def __init__(self, url: str, *, sqlite_path: Path | None = None) -> None:
+        self.url = url
+        self.sqlite_path = sqlite_path
+        self.kind = "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
+        self._ph = "%s" if self.kind == "postgresql" else "?"
+        with self._connect() as con:
+            for ddl in _SCHEMA.values():
+                con.execute(ddl)
+
+    @contextmanager
+    def _connect(self) -> Iterator[Any]:
+        if self.kind == "postgresql":
+            try:
+                import psycopg
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise InputError("state_url is a PostgreSQL URL but psycopg is not installed; "
+                                 "pip install 'psycopg[binary]>=3.3'") from exc
+            try:
+                con = psycopg.connect(self.url, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot connect to the state database ({exc}); check "
+                                 "[run] state_url") from exc
+            try:
+                with con:
+                    yield con
+            finally:
+                con.close()
+            return
+        assert self.sqlite_path is not None
+        self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.sqlite_path, timeout=30)
+        try:
+            with con:
+                yield con
+        finally:
+            con.close()
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self._ph)
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._connect() as con:
+            cur = con.execute(self._sql(sql), params)
+            return list(cur.fetchall())
+
+    # ------------------------------------------------------------------ runs
+    def record_run(self, record: dict[str, Any]) -> None:
+        """Insert or update one run record (keyed by ``run_id``)."""
+        params = (record["run_id"], record["environment"], record["started_at"],
+                  record.get("finished_at"), record["status"], json.dumps(record, default=str))
+        with self._connect() as con:
+            con.execute(self._sql(
+                "INSERT INTO runs (run_id, environment, started_at, finished_at, status, record) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+                "finished_at = excluded.finished_at, status = excluded.status, "
+                "record = excluded.record"), params)
+
+    def runs(self, environment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first."""
+        where, params = ("WHERE environment = ?", [environment]) if environment else ("", [])
+        rows = self._rows(f"SELECT record FROM runs {where} ORDER BY started_at DESC, run_id "
+                          f"DESC LIMIT {int(limit)}", params)
+        return [json.loads(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ pointers
+    def add_pointer(self, pointer: dict[str, Any]) -> bool:
+        """Append a pointer move to the history; the same ``publish_id`` twice is kept once."""
+        params = (pointer["publish_id"], pointer["environment"], pointer["level"],
+                  pointer["target"], pointer["run"], pointer["published_at"],
+                  json.dumps(pointer, default=str))
+        with self._connect() as con:
+            cur = con.execute(self._sql(
+                "INSERT INTO pointer_history (publish_id, environment, level, target, run, "
+                "published_at, pointer) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                params)
+            return bool(cur.rowcount)
+
+    def pointer_history(self, level: str, target: str,
+                        environment: str | None = None) -> list[dict[str, Any]]:
+        """Every move of one pointer, oldest first."""
+        sql = "SELECT pointer FROM pointer_history WHERE level = ? AND target = ?"
+        params: list[Any] = [level, target]
+        if environment:
+            sql += " AND environment = ?"
+            params.append(environment)
+        rows = self._rows(sql + " ORDER BY published_at, publish_id", params)
+        return [json.loads(r[0]) for r in rows]
+
+
+def open_state_db(state_url: str, state_dir: Path) -> StateDB:
+    """The state database: ``state_url`` if set, else SQLite ``<state_dir>/state.db``."""
+    if state_url.startswith("sqlite:///"):
+        return StateDB(state_url, sqlite_path=Path(state_url[len("sqlite:///"):]))
+    if state_url:
+        return StateDB(state_url)
+    return StateDB("", sqlite_path=Path(state_dir) / "state.db")
