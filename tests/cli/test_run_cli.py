@@ -154,3 +154,18 @@ def test_concurrent_runs_are_serialised(ws, run, state_dir):
         if holder.poll() is None:
             holder.kill()
         holder.communicate()
+
+
+def test_production_refuses_to_publish_stale_data(run, ws):
+    """A snapshot whose last month is not the expected one is never published."""
+    cfg = ws
+    cfg.write_text(cfg.read_text().replace("expected_last_month = 520",
+                                           "expected_last_month = 521"))
+    res = run("run", "--env", "production", "--json")
+    doc = res.json()
+    assert doc["outputs"]["published"] in (None, [])
+    assert any(t["task"] == "publish" and t["status"] == "ran" for t in doc["tasks"])
+    pub = run("forecasts", "published", "--level", "cm", "--json")
+    assert pub.json().get("current") is None
+    text = run("run", "--env", "production")
+    assert "expected" in text.out and "521" in text.out

@@ -72,5 +72,7 @@ def write_monthly_workspace(root: Path) -> Path:
         extra='reconcile_with = "small_chorus"'))
     cfg = root / "ewspipe.toml"
     cfg.write_text('[workspace]\nstate_dir = "state"\n\n[tracking]\nenabled = false\n\n'
-                   "[demo]\ncountries = 30\npgm_cells = 100\nlast_month = 520\n")
+                   "[demo]\ncountries = 30\npgm_cells = 100\nlast_month = 520\n\n"
+                   # the demo world ends in 520: that is the month production expects here
+                   "[qa]\nexpected_last_month = 520\n")
     return cfg

@@ -147,12 +147,19 @@ def selftest(
                  f"{result.month}, run type {run_type}: clean data quiet"]
         for c in result.cases:
             top = c.top or {}
+            if not c.applicable:
+                lines.append(f"  [n/a] {c.detector:<18} too few positive values in the windows "
+                             "to test it (min_positives)")
+                continue
             lines.append(
                 f"  [ok] {c.detector:<19} fired on {c.perturbation:<20} "
                 f"{c.alarms:>6} alarms, max severity {c.max_severity} "
                 f"(e.g. {top.get('feature')} {top.get('offender')})"
             )
-        lines.append(f"PASS: all {len(result.cases)} detectors fire on their perturbation")
+        tested = sum(c.applicable for c in result.cases)
+        skipped = len(result.cases) - tested
+        lines.append(f"PASS: all {tested} testable detectors fire on their perturbation"
+                     + (f" ({skipped} not applicable to this data)" if skipped else ""))
         return "\n".join(lines)
 
     emit(result.to_dict(), as_json, human)

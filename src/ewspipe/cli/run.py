@@ -47,6 +47,8 @@ def _lines(result: MonthlyRun, doc: dict[str, Any]) -> str:
     outs = doc["outputs"]
     lines.append(f"  predictions: {outs['predictions']} (runs {outs['runs']})")
     lines.append(f"  report: {outs['report']}")
+    if outs.get("not_published"):
+        lines.append(f"  NOT published: {outs['not_published']}")
     for p in outs["published"] or []:
         lines.append(f"  published {p['level']}/{p['target']}: {p['primary']} of run {p['run']}"
                      f" (was {p['previous_run']})")

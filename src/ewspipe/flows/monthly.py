@@ -83,7 +83,9 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool) -> Graph:
         "snapshots": "snapshot", "drift": drift, "forecasts": all_fc,
         "ensembles": "ensembles", "qa": "qa", "stored": "store"}
     if publish:
-        graph.append(Task("publish", tasks.publish, {"stored": "store", "qa": "qa"}))
+        # never cached: whether to publish depends on now (freshness), not only on inputs
+        graph.append(Task("publish", tasks.publish, {"snapshots": "snapshot", "stored": "store",
+                                                     "qa": "qa", "drift": drift}, cache=False))
         report_inputs["published"] = "publish"
     graph.append(Task("report", tasks.write_report, report_inputs))
     graph.append(Task("alerts", tasks.route_alerts, {"drift": drift, "ensembles": "ensembles",
@@ -137,6 +139,7 @@ class MonthlyRun:
                 "partitions": stored.get("partitions"),
                 "report": str(self.state / report["path"]) if report else None,
                 "published": (out.get("publish") or {}).get("published"),
+                "not_published": (out.get("publish") or {}).get("skipped"),
                 "alerts_log": str(self.state / "alerts.jsonl"),
             },
         }

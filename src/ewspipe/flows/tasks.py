@@ -28,10 +28,12 @@ from ewspipe.alerts.router import build_router
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.catalog.rules import Status
 from ewspipe.drift.check import DriftConfig, check_panel
+from ewspipe.drift.selftest import run_selftest
 from ewspipe.errors import InputError, SpecError, StoreError
 from ewspipe.features.build import build_design
 from ewspipe.features.design import Design
 from ewspipe.flows.ensemble_run import plan_run, run_ensembles
+from ewspipe.flows.guards import freshness_report
 from ewspipe.flows.ingest import import_demo_checked
 from ewspipe.flows.modelrun import fit_or_reuse, predict_origins
 from ewspipe.models.forecast import Forecast
@@ -167,12 +169,23 @@ def check_drift(ctx: TaskContext, *, key: str, snapshots: Output, level: str) ->
         report = check_panel(panel, config, snapshot=manifest.id)
     except InputError as exc:  # too little history: reported, not fatal
         return {"level": level, "snapshot": manifest.id, "skipped": str(exc), "failed": False,
-                "alarms": 0, "alerts": []}
+                "alarms": 0, "alerts": [], "selftest": None}
+    # the detectors prove they still work, once per run: each must fire on its perturbation
+    # (alarms on the unperturbed month are this month's drift, reported above, not a fault)
+    selftest = run_selftest(panel, config, snapshot=manifest.id)
+    broken = selftest.insensitive()
+    alerts = [_alert_dict(a, ctx.environment) for a in report.alerts()]
+    if broken:
+        alerts.append(_alert_dict(Alert(
+            source="drift.selftest", severity=Severity.CRITICAL, offender=level,
+            message=f"drift self-test failed on {manifest.id}: " + "; ".join(broken)),
+            ctx.environment))
     return {
         "level": level, "snapshot": manifest.id, "failed": report.failed,
         "alarms": len(report.alarms), "max_severity": report.max_severity,
-        "by_detector": report.counts(),
-        "alerts": [_alert_dict(a, ctx.environment) for a in report.alerts()],
+        "by_detector": report.counts(), "alerts": alerts,
+        "selftest": {"passed": not broken, "failures": broken,
+                     "not_applicable": selftest.not_applicable()},
     }
 
 
@@ -320,12 +333,24 @@ def store_predictions(ctx: TaskContext, *, key: str, snapshots: Output,
     return {"root": "predictions", "runs": runs, "partitions": partitions}
 
 
-def publish(ctx: TaskContext, *, key: str, stored: Output, qa: Output) -> Output:
+def publish(ctx: TaskContext, *, key: str, snapshots: Output, stored: Output, qa: Output,
+            drift: Mapping[str, Output]) -> Output:
     """Move the "published" pointer of each level and target to this run's deployed
-    forecasts (deployed ensembles first, then deployed models). Refused when QA failed."""
+    forecasts (deployed ensembles first, then deployed models). Refused when QA failed, when
+    the drift self-test failed, or when a freshness guard fails (stale snapshot, unexpected
+    last month): a stale forecast must never reach users."""
     if not qa["passed"]:
         failed = [c["model"] for c in qa["checks"] if not c["passed"]]
         return {"published": [], "skipped": f"QA failed for {', '.join(failed)}"}
+    broken = [d["level"] for d in drift.values()
+              if d.get("selftest") is not None and not d["selftest"]["passed"]]
+    if broken:
+        return {"published": [], "skipped": f"drift self-test failed for {', '.join(broken)}"}
+    store = SnapshotStore(ctx.settings.snapshot_dir)
+    guards = freshness_report(
+        ctx.settings, snapshot_manifest=[store.get(s["id"]) for s in snapshots.values()])
+    if not guards.passed:
+        return {"published": [], "skipped": guards.message(), "guards": guards.to_dict()}
     groups: dict[tuple[str, str], list[Output]] = {}
     for part in stored["partitions"]:
         if part["status"] == Status.DEPLOYED.value:
