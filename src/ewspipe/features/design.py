@@ -6,6 +6,7 @@ The target holds raw counts; any log transform belongs inside a model.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,30 @@ class Design:
         pos_c = np.minimum(pos, len(keys) - 1)
         found = (pos < len(keys)) & (keys[pos_c] == wanted)
         return pos_c, found
+
+    def rows_ahead(
+        self, step: int, lo: int = 0, hi: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """For rows ``lo:hi``, the row of the same unit ``step`` months later, if it exists.
+
+        O(1) per row through a dense (month x unit) table of row numbers built once per
+        Design: the stepshifter asks this for every row and each of its 36 steps.
+        """
+        grid, unit_pos = self._row_grid
+        m = self.months[lo:hi] - self.first_month + step
+        ok = (m >= 0) & (m < grid.shape[0])
+        rows = np.full(m.shape, -1, dtype=np.int64)
+        rows[ok] = grid[m[ok], unit_pos[lo:hi][ok]]
+        found = rows >= 0
+        return np.where(found, rows, 0), found
+
+    @functools.cached_property
+    def _row_grid(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        unit_ids, unit_pos = np.unique(self.units, return_inverse=True)
+        n_months = self.last_month - self.first_month + 1 if len(self) else 0
+        grid = np.full((n_months, len(unit_ids)), -1, dtype=np.int64)
+        grid[self.months - self.first_month, unit_pos] = np.arange(len(self), dtype=np.int64)
+        return grid, unit_pos.astype(np.int64)
 
     def up_to(self, month_id: int) -> Design:
         """A copy holding only rows with month <= month_id (for causality checks)."""

@@ -122,7 +122,7 @@ def training_pairs(
     hi = int(np.searchsorted(months, train_last - step, side="right"))
     lo = 0 if window is None else int(np.searchsorted(months, train_last - window, side="left"))
     lo = min(lo, hi)
-    target, found = design.find_rows(months[lo:hi] + step, design.units[lo:hi])
+    target, found = design.rows_ahead(step, lo, hi)
     found &= np.isfinite(design.y[target])
     if found.all():
         return TrainingPairs(step, slice(lo, hi), target)
