@@ -16,6 +16,7 @@ from ewspipe.cli import forecasts as forecasts_cli
 from ewspipe.cli import models as models_cli
 from ewspipe.cli import online as online_cli
 from ewspipe.cli import partitions as partitions_cli
+from ewspipe.cli import prefect as prefect_cli
 from ewspipe.cli import qa as qa_cli
 from ewspipe.cli import run as run_cli
 from ewspipe.cli import runs as runs_cli
@@ -42,6 +43,7 @@ app.command("online-eval")(online_cli.online_eval_command)
 app.add_typer(qa_cli.app, name="qa")
 app.command("run")(run_cli.run)
 app.add_typer(forecasts_cli.app, name="forecasts")
+app.add_typer(prefect_cli.app, name="prefect")
 
 
 def _version(value: bool) -> None:
