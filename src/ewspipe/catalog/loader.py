@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from ewspipe.catalog.rules import NAME_PATTERN, Status, require_runnable
 from ewspipe.catalog.spec import ModelSpec, thaw
+from ewspipe.catalog.sweep import check_space, translate_error
 from ewspipe.errors import SpecError
 from ewspipe.models import registry
 from ewspipe.panel.schema import Level
@@ -310,6 +311,8 @@ def _got(value: Any) -> str:
 def _translate(err: Mapping[str, Any]) -> tuple[str, str]:
     """(key, message with a fix) for one pydantic error."""
     loc = tuple(err["loc"])
+    if loc and loc[0] == "sweep":  # the [sweep] table: its own keys and fixes
+        return translate_error(err)
     key = _key(loc)
     kind = err["type"]
     value = err.get("input")
@@ -476,7 +479,12 @@ def check_model_text(
                 shown, "algorithm", f"{_sentence(str(exc))} Fix: set algorithm to one of them."))
     hyper = raw.get("hyperparameters", {})
     if known_algorithm and isinstance(hyper, dict):
-        problems += [Problem(shown, k, m) for k, m in _check_hyperparameters(algorithm, hyper)]
+        hyper_problems = _check_hyperparameters(algorithm, hyper)
+        problems += [Problem(shown, k, m) for k, m in hyper_problems]
+        if spec is not None and spec.sweep is not None and not hyper_problems:
+            problems += [Problem(shown, k, m) for k, m in check_space(
+                spec.sweep, algorithm, hyper, _check_hyperparameters,
+                defaults=registry.default_params(algorithm))]
 
     features = raw.get("features")
     if isinstance(features, list):

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 from tomlkit.exceptions import ConvertError
 
 from ewspipe.catalog.rules import Status, check_name, check_target
+from ewspipe.catalog.sweep import SweepSpec
 from ewspipe.panel.schema import Level
 
 __all__ = ["SEMANTIC_KEYS", "ModelSpec", "Status", "canonical_json", "thaw", "toml_value"]
@@ -94,6 +95,9 @@ class ModelSpec(BaseModel):
     hyperparameters: Mapping[str, Any] = Field(
         default_factory=dict, description="algorithm parameters; omitted ones take defaults"
     )
+    sweep: SweepSpec | None = Field(
+        None, description="hyperparameter search ([sweep]); not part of the config hash"
+    )
 
     @field_validator("name")
     @classmethod
@@ -143,6 +147,7 @@ class ModelSpec(BaseModel):
         """sha256 (hex) of the canonical JSON of :meth:`semantic_dict`: the model's identity.
 
         Hyperparameters count as written in the file (defaults are not filled in), so the hash
-        changes when the file's meaning changes and not when owner, description or status do.
+        changes when the file's meaning changes and not when owner, description, status or
+        the ``[sweep]`` table do.
         """
         return hashlib.sha256(canonical_json(self.semantic_dict()).encode("ascii")).hexdigest()

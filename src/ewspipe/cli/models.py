@@ -1,4 +1,4 @@
-"""`ewspipe models ...`: list, show, create, check and document model definitions.
+"""`ewspipe models ...`: list, show, create, check, document and tune model definitions.
 
 Exit codes: 0 success; 2 bad input, which includes an invalid model file (`check` prints its
 full report, then exits 2) or an unknown model name.
@@ -30,7 +30,7 @@ from ewspipe.settings import Settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="List, show, create, check and document model definitions.",
+app = typer.Typer(help="List, show, create, check, document and tune model definitions.",
                   no_args_is_help=True)
 
 MODELS_DIR_OPTION = typer.Option(
@@ -155,6 +155,10 @@ def show_model(
             f"    {'*' if key in non_default else ' '} {key} = {toml_value(v) or repr(v)}"
             for key, v in flat.items()
         ] or ["    (none: all defaults)"]
+        if spec.sweep is not None:
+            lines.append(f"  sweep         {len(spec.sweep.space)} searched key(s), "
+                         f"{spec.sweep.trials} trials: `ewspipe models sweep {spec.name}`")
+            lines += [f"    {k}: {d.describe()}" for k, d in spec.sweep.space.items()]
         return "\n".join(lines)
 
     emit(data, as_json, human)
@@ -286,3 +290,92 @@ def catalog_pages(
     emit(data, as_json, lambda: "\n".join(
         f"wrote {display_path(p)} ({counts[lvl.value]} model(s))"
         for p, lvl in zip(paths, Level, strict=True)))
+
+
+def _score(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _sweep_lines(doc: dict[str, Any]) -> str:
+    counts, best = doc["counts"], doc["best"]
+    objective = f"{doc['scheme']} {doc['metric']}"
+    lines = [
+        f"sweep of {doc['model']}: study {doc['study']} ({doc['storage']}), snapshot "
+        f"{doc['snapshot']}",
+        f"  {counts['complete'] + counts['failed']} of {doc['budget']} trials done: "
+        f"{counts['evaluated']} evaluated now ({counts['resumed']} resumed), {counts['kept']} "
+        f"kept from earlier runs, {counts['failed']} failed",
+        f"  objective: {objective} on calibration ({doc['direction']}); "
+        f"{doc['settings']['sampler']} seed {doc['settings']['seed']}, batch "
+        f"{doc['settings']['batch_size']}, executor {doc['executor']}",
+        f"  best trial #{best['trial']}: {doc['metric']} {_score(best['calibration'])} "
+        f"calibration, {_score(best['validation'])} validation (reported, not selected on)",
+    ]
+    lines += [f"    {k} = {toml_value(v) or repr(v)}" for k, v in best["params"].items()]
+    refs = doc["references"]
+    if "current" in refs:
+        cur = refs["current"]
+        lines.append(f"  current definition: {_score(cur['calibration'])} calibration, "
+                     f"{_score(cur.get('validation'))} validation")
+    if "untuned" in refs:
+        lines.append(f"  untuned (searched keys at their defaults): "
+                     f"{_score(refs['untuned']['calibration'])} calibration")
+    lines.append("  top: " + ", ".join(f"#{t['trial']} {_score(t['score'])}"
+                                       for t in doc["top"]))
+    tracking = doc["tracking"]
+    if tracking.get("warning"):
+        lines.append(f"  warning: {tracking['message']}")
+    elif tracking.get("status") == "logged":
+        lines.append(f"  tracked: MLflow experiment {tracking['experiment']}, run "
+                     f"{tracking['parent_run_id']} ({tracking['uri']})")
+    lines += [f"  note: {n}" for n in doc["notes"] if not n.startswith("tracking:")]
+    applied = doc.get("applied")
+    if applied is not None:
+        lines.append(f"  applied to {applied['file']} (config hash "
+                     f"{applied['config_hash'][:12]}); review the diff" if applied["applied"]
+                     else f"  not applied: {applied['reason']}")
+    return "\n".join(lines)
+
+
+@app.command("sweep")
+def sweep_model(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Model name; its file needs a [sweep] table."),
+    trials: int | None = typer.Option(
+        None, "--trials", help="Trial budget (default: [sweep] trials); stored trials count."),
+    executor: str = typer.Option(
+        "local", "--executor",
+        help="local (this process), dask (a local Dask cluster) or tcp://HOST:PORT (a running "
+        "Dask scheduler)."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Concurrent trials: local threads (default 1) or local Dask "
+        "workers."),
+    run_type: str = typer.Option(
+        "calibration", "--run-type", help="Only calibration: tuning on validation is leakage."),
+    snapshot: str | None = typer.Option(
+        None, "--snapshot", help="Data snapshot id (default: the latest of the model's level)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Discard this sweep's stored trials."),
+    apply: bool = typer.Option(
+        False, "--apply", help="Write the best hyperparameters into models/NAME.toml if they "
+        "beat the current definition on calibration (exit 1 if not)."),
+    models_dir: Path | None = MODELS_DIR_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Tune a model's hyperparameters on the calibration partition (Optuna; resumable).
+
+    Each trial is scored like `ewspipe evaluate` (13 rolling origins x 36 steps). The study
+    is stored in <state_dir>/sweeps/NAME.db: an interrupted sweep continues where it stopped.
+    """
+    from ewspipe.flows.sweep import run_sweep  # Optuna and Dask load only when sweeping
+
+    settings: Settings = ctx.obj
+    catalog = _catalog(ctx, models_dir)
+    result = run_sweep(
+        settings, catalog, name, trials=trials, executor=executor, workers=workers,
+        run_type=run_type, snapshot_ref=snapshot, fresh=fresh, apply=apply,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    doc = result.to_dict()
+    emit(doc, as_json, lambda: _sweep_lines(doc))
+    if result.applied is not None and not result.applied["applied"]:
+        raise typer.Exit(1)
