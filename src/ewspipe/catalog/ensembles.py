@@ -37,7 +37,6 @@ import hashlib
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -56,6 +55,7 @@ from pydantic import (
 
 from ewspipe.catalog.loader import (
     _TOML_POSITION,
+    FileReport,
     Problem,
     _got,
     _key,
@@ -262,27 +262,8 @@ def _translate(err: Mapping[str, Any]) -> tuple[str, str]:
     return key, f"{err['msg']} ({_got(value)})"
 
 
-@dataclass(frozen=True)
-class EnsembleReport:
-    """The outcome for one ensemble file: its spec when valid, its problems otherwise."""
-
-    path: Path
-    name: str | None
-    spec: EnsembleSpec | None
-    problems: tuple[Problem, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": display_path(self.path),
-            "name": self.name,
-            "ok": self.ok,
-            "config_hash": self.spec.config_hash if self.spec is not None and self.ok else None,
-            "problems": [p.to_dict() for p in self.problems],
-        }
+EnsembleReport = FileReport["EnsembleSpec"]
+"""The outcome for one ensemble file (the same report as for model files)."""
 
 
 def check_ensemble_text(path: Path, text: str) -> tuple[EnsembleReport, dict[str, Any]]:

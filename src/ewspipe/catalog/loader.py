@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -106,13 +106,22 @@ class Problem:
                 "message": self.message, "text": str(self)}
 
 
+class _Spec(Protocol):
+    @property
+    def config_hash(self) -> str: ...
+
+
+SpecT = TypeVar("SpecT", bound=_Spec)
+
+
 @dataclass(frozen=True)
-class FileReport:
-    """The outcome for one model file: its spec when valid, its problems otherwise."""
+class FileReport(Generic[SpecT]):
+    """The outcome for one model or ensemble file: its spec when valid, its problems
+    otherwise."""
 
     path: Path
     name: str | None
-    spec: ModelSpec | None
+    spec: SpecT | None
     problems: tuple[Problem, ...]
 
     @property
