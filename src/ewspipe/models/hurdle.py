@@ -40,11 +40,8 @@ from ewspipe.models.sampling import (
     ResidualTable,
     Rule,
     assemble,
-    boolean,
     check_train_last,
     entity_rows,
-    float_in,
-    integer,
     mapping,
     one_of,
     optional,
@@ -52,10 +49,10 @@ from ewspipe.models.sampling import (
     step_seed,
 )
 from ewspipe.models.stepshifter import (
+    STEP_RULES,
     DirectMultiStep,
     TrainingPairs,
     downsample_zeros,
-    n_jobs_rule,
 )
 
 __all__ = ["Hurdle"]
@@ -79,15 +76,7 @@ class Hurdle(DirectMultiStep):
         "classifier_params": optional(mapping()),
         "regressor": one_of(*learners.regressor_names()),
         "regressor_params": optional(mapping()),
-        "steps": integer(1),
-        "log_target": boolean(),
-        "n_samples": integer(1),
-        "sampling": one_of("residual"),
-        "residual_bins": integer(1),
-        "zero_downsample": float_in(0.0, 1.0, low_open=True),
-        "train_window": optional(integer(1)),
-        "seed": integer(0),
-        "n_jobs": n_jobs_rule,
+        **STEP_RULES,
     }
 
     def __init__(

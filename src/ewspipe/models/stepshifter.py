@@ -71,6 +71,7 @@ from ewspipe.models.sampling import (
 )
 
 __all__ = [
+    "STEP_RULES",
     "DirectMultiStep",
     "Stepshifter",
     "TrainingPairs",
@@ -157,6 +158,20 @@ def _workers(n_jobs: int, n_tasks: int) -> int:
         n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
             (os.cpu_count() or 1)
     return max(1, min(n_jobs, n_tasks))
+
+
+# Hyperparameters every direct multi-step model shares (stepshifter and hurdle).
+STEP_RULES: dict[str, Rule] = {
+    "steps": integer(1),
+    "log_target": boolean(),
+    "n_samples": integer(1),
+    "sampling": one_of("residual"),
+    "residual_bins": integer(1),
+    "zero_downsample": float_in(0.0, 1.0, low_open=True),
+    "train_window": optional(integer(1)),
+    "seed": integer(0),
+    "n_jobs": n_jobs_rule,
+}
 
 
 class DirectMultiStep(BaseForecaster):
@@ -291,15 +306,7 @@ class Stepshifter(DirectMultiStep):
     _rules: ClassVar[dict[str, Rule]] = {
         "learner": one_of(*learners.regressor_names()),
         "learner_params": optional(mapping()),
-        "steps": integer(1),
-        "log_target": boolean(),
-        "n_samples": integer(1),
-        "sampling": one_of("residual"),
-        "residual_bins": integer(1),
-        "zero_downsample": float_in(0.0, 1.0, low_open=True),
-        "train_window": optional(integer(1)),
-        "seed": integer(0),
-        "n_jobs": n_jobs_rule,
+        **STEP_RULES,
     }
 
     def __init__(
