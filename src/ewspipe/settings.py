@@ -373,6 +373,25 @@ class QaSettings(_Strict):
     output_drift: OutputDriftSettings = OutputDriftSettings()
 
 
+class ReleaseSettings(_Strict):
+    """``[release]``: the development/production sync (``ewspipe release``; ewspipe.release).
+
+    Branch names and the version tag prefix; the staging gates' thresholds live here too.
+    """
+
+    development_branch: str = Field("development", min_length=1)
+    production_branch: str = Field("production", min_length=1)
+    tag_prefix: str = "v"
+
+
+class ApiSettings(_Strict):
+    """``[api]``: ``ewspipe serve`` (ewspipe.api). Read-only unless the token variable is set."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    token_env: EnvName = "EWSPIPE_API_TOKEN"
+
+
 class Settings(_Strict):
     workspace: WorkspaceSettings = WorkspaceSettings()
     partitions: PartitionSettings = PartitionSettings()
@@ -384,6 +403,8 @@ class Settings(_Strict):
     alerts: AlertSettings = AlertSettings()
     qa: QaSettings = QaSettings()
     run: RunSettings = RunSettings()
+    release: ReleaseSettings = ReleaseSettings()
+    api: ApiSettings = ApiSettings()
     source_file: Path | None = None
 
     @property
