@@ -148,3 +148,49 @@ def test_monthly_run_in_process_is_idempotent(workspace):
     records = open_state_db("", state).runs()
     assert [r["run_id"] for r in records] == [again.run_id, first.run_id]
     assert records[0]["status"] == "ok" and records[0]["environment"] == "development"
+
+
+def test_costliest_ready_task_is_submitted_first(tmp_path):
+    """Longest-processing-time first: a cluster's workers stay busy to the end."""
+
+    class Recording(InlineExecutor):
+        def __init__(self) -> None:
+            self.order: list[tuple[str, float]] = []
+
+        def submit(self, fn, *args, priority=0.0):
+            self.order.append((args[3], priority))
+            return super().submit(fn, *args, priority=priority)
+
+    graph = Graph([
+        Task("source", source, params={"n": 1}),
+        Task("cheap", double, {"x": "source"}, cost=1.0),
+        Task("dear", double, {"x": "source"}, cost=72.0),
+        Task("middle", double, {"x": "source"}, cost=18.0),
+    ])
+    ex = Recording()
+    run_graph(graph, None, base_key="b", executor=ex, cache=TaskCache(tmp_path / "t", tmp_path))
+    assert [name for name, _ in ex.order] == ["source", "dear", "middle", "cheap"]
+    assert dict(ex.order)["dear"] == 72.0
+    # the cost orders work only: it is not part of the key
+    assert graph["dear"].key("b", {"source": {"n": 1}}) == Task(
+        "dear", double, {"x": "source"}).key("b", {"source": {"n": 1}})
+
+
+def test_worker_with_other_code_refuses_the_task():
+    from ewspipe.errors import EwspipeError
+    from ewspipe.flows.runner import _execute
+    from ewspipe.provenance import code_fingerprint
+
+    assert _execute(source, None, "k", "source", {"n": 2}, code_fingerprint())[0] == {"n": 2}
+    with pytest.raises(EwspipeError, match="task source: this worker runs other ewspipe code"):
+        _execute(source, None, "k", "source", {"n": 2}, "0" * 64)
+
+
+def test_training_cost_orders_learned_models_before_baselines():
+    from ewspipe.catalog import load_catalog
+    from ewspipe.flows.monthly import training_cost
+
+    repo = Path(__file__).resolve().parents[2]
+    cat = load_catalog(repo / "models", ensembles_dir=repo / "ensembles")
+    cost = {name: training_cost(spec) for name, spec in cat.models.items()}
+    assert cost["twin_gate"] > cost["amber_tree"] > cost["amber_ridge"] > cost["last_value"] == 0

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ewspipe.errors import InputError
+from ewspipe.models.stepshifter import THREADS_ENV
 
 __all__ = ["DaskExecutor", "Executor", "Handle", "InlineExecutor", "make_executor",
            "parse_executor"]
@@ -25,7 +26,7 @@ class Handle(Protocol):
 class Executor(Protocol):
     name: str
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Handle: ...
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0) -> Handle: ...
     def wait(self, handles: Sequence[Handle]) -> list[Handle]: ...
     def close(self) -> None: ...
 
@@ -55,7 +56,7 @@ class InlineExecutor:
 
     name = "local"
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0) -> Handle:
         return _Done(fn, args)
 
     def wait(self, handles: Sequence[Handle]) -> list[Handle]:
@@ -80,8 +81,10 @@ class DaskExecutor:
         self.cluster: Any = None
         if address is None:
             n = workers or os.cpu_count() or 1
+            # one thread per worker, and tasks told so: step threads inside a task would
+            # otherwise oversubscribe the cores the other workers use
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=None)
+                                        dashboard_address=None, env={THREADS_ENV: "1"})
             self.name = f"dask (local cluster, {n} workers)"
             self.client = Client(self.cluster)
         else:
@@ -94,8 +97,10 @@ class DaskExecutor:
                 ) from exc
             self.name = f"dask ({address})"
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
-        handle: Handle = self.client.submit(fn, *args, pure=False)
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0) -> Handle:
+        # Dask runs higher priorities first (integers; scaled so close costs stay apart)
+        handle: Handle = self.client.submit(fn, *args, pure=False,
+                                            priority=round(priority * 1000))
         return handle
 
     def wait(self, handles: Sequence[Handle]) -> list[Handle]:

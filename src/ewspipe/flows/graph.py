@@ -47,6 +47,9 @@ class Task:
         params: constant JSON-ready arguments; part of the key.
         cache: False for tasks that must look at the world each time (snapshot selection);
             their output still keys everything downstream.
+        cost: expected relative run time; among ready tasks the costliest is submitted first
+            (longest-processing-time-first keeps a cluster's workers busy to the end). Not
+            part of the key.
     """
 
     name: str
@@ -54,6 +57,7 @@ class Task:
     inputs: Mapping[str, InputRef] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     cache: bool = True
+    cost: float = 0.0
 
     @property
     def upstream(self) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.catalog.rules import Status
+from ewspipe.catalog.spec import ModelSpec
 from ewspipe.errors import InputError
 from ewspipe.flows import tasks
 from ewspipe.flows.ensemble_run import plan_run
@@ -45,6 +46,27 @@ def base_key(settings: Settings, environment: str) -> str:
     return digest({"config": config, "code": code_fingerprint(), "environment": environment})
 
 
+_TREE_LEARNERS = ("lightgbm", "xgboost", "random_forest", "extra_trees", "hist_gradient_boosting")
+
+
+def training_cost(spec: ModelSpec) -> float:
+    """A rough relative training time, only to order the fan-out (costliest first): learners
+    fitted per step times their size (trees / 100 for tree ensembles, 0.5 for linear ones),
+    36 steps each; baselines cost nothing."""
+    hyper = spec.hyperparameters_dict()
+    pairs = [(hyper.get("learner"), hyper.get("learner_params") or {}),
+             (hyper.get("classifier"), hyper.get("classifier_params") or {}),
+             (hyper.get("regressor"), hyper.get("regressor_params") or {})]
+    cost = 0.0
+    for name, params in pairs:
+        if not isinstance(name, str):
+            continue
+        cost += (float(params.get("n_estimators", 100)) / 100.0 if name in _TREE_LEARNERS
+                 else 0.5)
+    steps = hyper.get("steps", 36)
+    return cost * float(steps if isinstance(steps, int) else 36)
+
+
 def build_monthly_graph(catalog: Catalog, *, publish: bool) -> Graph:
     """The monthly run's tasks for this catalog (``publish``: add the publish task)."""
     plan = plan_run(catalog, None)
@@ -62,7 +84,7 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool) -> Graph:
     for spec in models:
         params = {"model": spec.name, "config_hash": spec.config_hash}
         graph.append(Task(f"train:{spec.name}", tasks.train_model, {"snapshots": "snapshot"},
-                          params))
+                          params, cost=training_cost(spec)))
     for spec in models:
         params = {"model": spec.name, "config_hash": spec.config_hash}
         graph.append(Task(f"forecast:{spec.name}", tasks.forecast_model,

@@ -31,7 +31,7 @@ from typing import Any
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.executors import Executor, Handle
 from ewspipe.flows.graph import Graph, Task
-from ewspipe.provenance import timestamp
+from ewspipe.provenance import code_fingerprint, timestamp
 
 __all__ = ["EnvironmentLock", "GraphRun", "StateLocked", "TaskCache", "TaskRecord",
            "run_graph"]
@@ -159,8 +159,18 @@ class GraphRun:
 
 
 def _execute(func: Callable[..., Any], ctx: Any, key: str, task: str,
-             args: dict[str, Any]) -> tuple[Any, float]:
-    """Run one task (in this process or on a worker); returns (output, seconds)."""
+             args: dict[str, Any], fingerprint: str) -> tuple[Any, float]:
+    """Run one task (in this process or on a worker); returns (output, seconds).
+
+    ``fingerprint`` is the code the run was keyed with: a worker running other code (started
+    before an upgrade, or from another checkout) would key artifacts by that other code and
+    mix results of two versions, so it refuses."""
+    mine = code_fingerprint()
+    if mine != fingerprint:
+        raise EwspipeError(
+            f"task {task}: this worker runs other ewspipe code (source fingerprint "
+            f"{mine[:12]}) than the run ({fingerprint[:12]}); restart the Dask workers from "
+            "the same installation (and do not edit the source while a run is going)")
     pause = os.environ.get(PAUSE_ENV, "")
     name, _, seconds = pause.rpartition("=")
     if name == task and seconds:
@@ -186,6 +196,7 @@ def run_graph(
         and recorded, nothing new is submitted).
     """
     run = GraphRun()
+    fingerprint = code_fingerprint()
     total = len(graph)
     pending: list[Task] = list(graph)
     running: dict[Any, tuple[Task, str]] = {}
@@ -201,7 +212,7 @@ def run_graph(
         progressed = True
         while progressed and failure is None:
             progressed = False
-            for task in list(pending):
+            for task in sorted(pending, key=lambda t: -t.cost):  # stable: graph order on ties
                 if not all(u in run.outputs for u in task.upstream):
                     continue
                 pending.remove(task)
@@ -216,7 +227,8 @@ def run_graph(
                     progress("started", TaskRecord(task.name, key, "started"),
                              len(run.records), total)
                 handle = executor.submit(_execute, task.func, ctx, key, task.name,
-                                         task.arguments(run.outputs))
+                                         task.arguments(run.outputs), fingerprint,
+                                         priority=task.cost)
                 running[handle] = (task, key)
         if not running:
             if pending and failure is None:

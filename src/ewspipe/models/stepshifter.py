@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ewspipe.errors import EwspipeError
+from ewspipe.errors import EwspipeError, InputError
 from ewspipe.features.design import Design
 from ewspipe.models import learners
 from ewspipe.models.base import BaseForecaster
@@ -72,9 +72,11 @@ from ewspipe.models.sampling import (
 
 __all__ = [
     "STEP_RULES",
+    "THREADS_ENV",
     "DirectMultiStep",
     "Stepshifter",
     "TrainingPairs",
+    "available_threads",
     "downsample_zeros",
     "n_jobs_rule",
     "training_pairs",
@@ -153,10 +155,26 @@ def n_jobs_rule(value: Any) -> str | None:
     return None if ok else "an integer >= 1, or -1 for all available CPUs"
 
 
+THREADS_ENV = "EWSPIPE_THREADS"
+
+
+def available_threads() -> int:
+    """Threads one task may use: ``$EWSPIPE_THREADS`` when set (a Dask worker gets its own
+    share this way, so two workers on two cores do not run four threads), else every CPU this
+    process may run on."""
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise InputError(f"environment variable {THREADS_ENV}={raw!r}: must be an integer "
+                             ">= 1 (threads per task); unset it to use every CPU")
+        return int(raw)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+
+
 def _workers(n_jobs: int, n_tasks: int) -> int:
     if n_jobs == -1:
-        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-            (os.cpu_count() or 1)
+        n_jobs = available_threads()
     return max(1, min(n_jobs, n_tasks))
 
 
