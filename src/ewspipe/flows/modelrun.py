@@ -37,7 +37,7 @@ from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactStore
 from ewspipe.store.predictions import write_forecast
 from ewspipe.store.runs import RunStore
-from ewspipe.store.tracking import track_run
+from ewspipe.store.tracking import prefetch_tracking, track_run
 
 __all__ = [
     "POINT_METRICS",
@@ -202,6 +202,7 @@ def _run(
     scheme = settings.partition_scheme()
     runs = RunStore(settings.runs_dir)
     writer = runs.begin(kind, run_type.value)
+    prefetch_tracking(settings)  # MLflow's import and store warm up while the models fit
     results: list[ModelResult] = []
     kept: dict[str, Forecast] = {}  # member forecasts the ensembles aggregate
     started = time.time()

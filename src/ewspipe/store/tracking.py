@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 import time
 import uuid
 import warnings
@@ -60,6 +61,7 @@ __all__ = [
     "TrackingResult",
     "artifact_location",
     "experiment_name",
+    "prefetch_tracking",
     "track_run",
     "tracking_uri",
 ]
@@ -159,6 +161,38 @@ def _short(exc: BaseException, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_prefetch: threading.Thread | None = None
+
+
+def prefetch_tracking(settings: Settings) -> None:
+    """Import MLflow and open an existing store in a background thread, so the ~1.5 s this
+    takes overlaps the run's model fitting instead of adding to it. :func:`track_run` waits
+    for it; a failure here is ignored (track_run meets and reports it)."""
+    global _prefetch
+    if not settings.tracking.enabled or _prefetch is not None:
+        return
+    uri = tracking_uri(settings)
+
+    def warm() -> None:
+        try:
+            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+            # no _quiet_loggers here: logger levels and warning filters are process-wide
+            # and the main thread is using them
+            from mlflow.tracking import MlflowClient
+
+            if uri.startswith(_SQL_SCHEMES):
+                import alembic  # noqa: F401 - the SQL store imports both on first use
+                import sqlalchemy  # noqa: F401
+            store = _sqlite_file(uri)
+            if store is not None and store.is_file():  # never create one from here
+                MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception:  # track_run meets and reports whatever is wrong
+            return
+
+    _prefetch = threading.Thread(target=warm, name="ewspipe-mlflow-prefetch", daemon=True)
+    _prefetch.start()
+
+
 def track_run(
     settings: Settings,
     run_result: TrackedRun,
@@ -182,6 +216,8 @@ def track_run(
     """
     if not settings.tracking.enabled:
         return TrackingResult("disabled", message="tracking is off ([tracking] enabled = false)")
+    if _prefetch is not None:
+        _prefetch.join()
     uri = tracking_uri(settings)
     shown = _display_uri(uri)
     started = time.perf_counter()
