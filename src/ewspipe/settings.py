@@ -369,6 +369,11 @@ class QaSettings(_Strict):
     max_snapshot_age_days: float = Field(35.0, gt=0, allow_inf_nan=False)
     publication_lag_months: int = Field(0, ge=0, le=24)
     expected_last_month: int | None = Field(None, ge=1)
+    max_forecast_factor: float = Field(
+        10.0, gt=1, allow_inf_nan=False,
+        description="the monthly run's QA fails a forecast above this many times the largest "
+        "count of its target ever observed at its level (an exploding model)",
+    )
     online: OnlineEvalSettings = OnlineEvalSettings()
     output_drift: OutputDriftSettings = OutputDriftSettings()
 

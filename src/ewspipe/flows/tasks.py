@@ -272,13 +272,22 @@ def build_ensembles(ctx: TaskContext, *, key: str, snapshots: Output,
     }
 
 
-def _qa_one(forecast: Forecast, item: Output, snap: Output, steps: int) -> list[str]:
+def _qa_one(forecast: Forecast, item: Output, snap: Output, steps: int,
+            ceiling: float) -> list[str]:
     problems = []
     frame = forecast.frame
     if not (np.isfinite(forecast.point).all() and np.isfinite(forecast.samples).all()):
         problems.append("non-finite values")
     if (forecast.point < 0).any() or (forecast.samples < 0).any():
         problems.append("negative values")
+    top = float(np.nanmax(forecast.point, initial=0.0))
+    if top > ceiling:
+        at = int(np.nanargmax(forecast.point))
+        problems.append(
+            f"implausible value {top:,.0f} ({forecast.unit_column} "
+            f"{int(frame[forecast.unit_column].iloc[at])}, month {int(frame['month_id'].iloc[at])})"
+            f" above the ceiling {ceiling:,.0f} ([qa] max_forecast_factor x the largest count "
+            "ever observed at this level)")
     if not (frame["month_id"] == frame["origin"] + frame["step"]).all():
         problems.append("month_id != origin + step")
     if set(frame["origin"].unique()) != {snap["last_month"]}:
@@ -296,14 +305,23 @@ def _qa_one(forecast: Forecast, item: Output, snap: Output, steps: int) -> list[
 
 def qa_checks(ctx: TaskContext, *, key: str, snapshots: Output,
               forecasts: Mapping[str, Output], ensembles: Output) -> Output:
-    """Every forecast of the run: finite, non-negative, steps 1..36 from the last observed
-    month, one row per unit of that month and step. Failures block publication."""
+    """Every forecast of the run: finite, non-negative, plausible (below ``[qa]
+    max_forecast_factor`` times the largest count observed at its level), steps 1..36 from the
+    last observed month, one row per unit of that month and step. Failures block
+    publication."""
     steps = ctx.settings.partitions.steps
+    factor = ctx.settings.qa.max_forecast_factor
     checks = []
     alerts = []
+    observed: dict[tuple[str, str], float] = {}
     for item in _items(forecasts, ensembles):
         forecast, _ = read_forecast(ctx.state / item["path"])
-        problems = _qa_one(forecast, item, snapshots[item["level"]], steps)
+        where = (item["level"], item["target"])
+        if where not in observed:
+            _, panel = _snapshot(ctx, snapshots, item["level"])
+            observed[where] = float(panel.frame[item["target"]].max())
+        ceiling = factor * max(observed[where], 1.0)
+        problems = _qa_one(forecast, item, snapshots[item["level"]], steps, ceiling)
         checks.append({"model": item["model"], "passed": not problems, "problems": problems})
         if problems:
             alerts.append(_alert_dict(Alert(
