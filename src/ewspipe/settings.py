@@ -387,6 +387,17 @@ class ReleaseSettings(_Strict):
     development_branch: str = Field("development", min_length=1)
     production_branch: str = Field("production", min_length=1)
     tag_prefix: str = "v"
+    # staging gates (ewspipe.release.staging; docs/releasing.md)
+    metric: LossMetric = "msle"
+    tolerance: float = Field(0.01, ge=0, allow_inf_nan=False)
+    significance: float = Field(0.05, gt=0, lt=1)
+    drift_fail_severity: SeverityName = "ERROR"
+    diff_max_total_change: float = Field(0.25, gt=0, allow_inf_nan=False)
+    diff_max_unit_change: float = Field(1.0, gt=0, allow_inf_nan=False)
+    diff_top_units: int = Field(10, ge=1, le=1000)
+    test_command: tuple[str, ...] = Field(("python", "-m", "pytest", "-q", "-x"), min_length=1)
+    test_timeout_seconds: float = Field(1800.0, gt=0, le=86400)
+    run_timeout_seconds: float = Field(3600.0, gt=0, le=86400)
 
 
 class ApiSettings(_Strict):
@@ -395,6 +406,18 @@ class ApiSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     token_env: EnvName = "EWSPIPE_API_TOKEN"
+    page_size: int = Field(100, ge=1, le=100_000, description="default ?limit of lists")
+    max_page_size: int = Field(1000, ge=1, le=100_000, description="largest ?limit of lists")
+    max_forecast_rows: int = Field(
+        50_000, ge=1, le=5_000_000,
+        description="default and largest ?limit of forecast rows (one pgm month: 13,110)")
+
+    @model_validator(mode="after")
+    def _page_sizes(self) -> ApiSettings:
+        if self.page_size > self.max_page_size:
+            raise ValueError(f"page_size ({self.page_size}) exceeds max_page_size "
+                             f"({self.max_page_size}); lower it or raise max_page_size")
+        return self
 
 
 class Settings(_Strict):

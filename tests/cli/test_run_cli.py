@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 
-def _load_workspace_writer():
+def _load_workspace_module():
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "flows" / "monthly_workspace.py"
@@ -22,10 +22,12 @@ def _load_workspace_writer():
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.write_monthly_workspace
+    return module
 
 
-write_workspace = _load_workspace_writer()
+_workspace = _load_workspace_module()
+write_workspace = _workspace.write_monthly_workspace
+release_workspace = _workspace.release_workspace  # only a clean production release publishes
 
 
 @pytest.fixture
@@ -52,7 +54,7 @@ def _spawn(ws: Path, state: Path, *args: str, pause: str | None = None,
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_full_run_rerun_and_publish(run, ws):
+def test_full_run_rerun_and_publish(run, ws, state_dir):
     res = run("run", "--json")
     assert res.code == 0, res.err
     doc = res.json()
@@ -67,11 +69,14 @@ def test_full_run_rerun_and_publish(run, ws):
     assert again["ran"] == ["snapshot"]
     assert again["outputs"] == doc["outputs"]
 
+    release_workspace(ws, state_dir)
     prod = run("run", "--env", "production")
     assert prod.code == 0, prod.err
     assert "published cm/ged_sb: small_chorus" in prod.out
     pub = run("forecasts", "published", "--level", "pgm", "--json").json()
     assert pub["current"]["primary"] == "grid_chorus"
+    # each pointer records the release and the data month it was published with (rollback)
+    assert pub["current"]["release"]["tag"] == "v0.1.0" and pub["current"]["last_month"] == 520
     assert [h["run"] for h in pub["history"]] == [pub["current"]["run"]]
 
     q = run("forecasts", "query", "--level", "cm", "--model", "small_chorus", "--month", "521",
@@ -156,11 +161,12 @@ def test_concurrent_runs_are_serialised(ws, run, state_dir):
         holder.communicate()
 
 
-def test_production_refuses_to_publish_stale_data(run, ws):
+def test_production_refuses_to_publish_stale_data(run, ws, state_dir):
     """A snapshot whose last month is not the expected one is never published."""
     cfg = ws
     cfg.write_text(cfg.read_text().replace("expected_last_month = 520",
                                            "expected_last_month = 521"))
+    release_workspace(cfg, state_dir)
     res = run("run", "--env", "production", "--json")
     doc = res.json()
     assert doc["outputs"]["published"] in (None, [])

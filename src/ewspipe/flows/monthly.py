@@ -27,6 +27,7 @@ from ewspipe.flows import tasks
 from ewspipe.flows.ensemble_run import plan_run
 from ewspipe.flows.executors import make_executor, parse_executor
 from ewspipe.flows.graph import Graph, Task, digest
+from ewspipe.flows.release_guard import check_release
 from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
@@ -188,6 +189,8 @@ def run_monthly(
 
     Raises:
         InputError: unknown environment or executor (exit 2).
+        ReleaseGuardFailed: a publishing environment whose workspace is not a clean, completed
+            production release (exit 1; see :mod:`ewspipe.flows.release_guard`).
         StateLocked: another run holds the environment (exit 1).
         EwspipeError: whatever a task raised; completed tasks stay cached for the next run.
     """
@@ -201,8 +204,11 @@ def run_monthly(
     timeout = run_settings.lock_timeout_seconds if lock_timeout is None else lock_timeout
     if timeout < 0:
         raise InputError(f"option --lock-timeout: must be >= 0 seconds, got {timeout}")
+    publish = env in run_settings.publish_environments
+    if publish:
+        check_release(settings)  # fail fast; the publish task checks again before moving
     catalog = catalog or load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
-    graph = build_monthly_graph(catalog, publish=env in run_settings.publish_environments)
+    graph = build_monthly_graph(catalog, publish=publish)
     state = settings.state_dir / env
     ctx = tasks.TaskContext(settings=settings, environment=env, state=state)
     with EnvironmentLock(state / "run.lock", timeout=timeout, environment=env):

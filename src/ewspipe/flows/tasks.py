@@ -36,6 +36,7 @@ from ewspipe.flows.ensemble_run import plan_run, run_ensembles
 from ewspipe.flows.guards import freshness_report
 from ewspipe.flows.ingest import import_demo_checked
 from ewspipe.flows.modelrun import fit_or_reuse, predict_origins
+from ewspipe.flows.release_guard import check_release
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
@@ -356,7 +357,8 @@ def publish(ctx: TaskContext, *, key: str, snapshots: Output, stored: Output, qa
     """Move the "published" pointer of each level and target to this run's deployed
     forecasts (deployed ensembles first, then deployed models). Refused when QA failed, when
     the drift self-test failed, or when a freshness guard fails (stale snapshot, unexpected
-    last month): a stale forecast must never reach users."""
+    last month): a stale forecast must never reach users. Raises ReleaseGuardFailed unless
+    the workspace is a clean, completed production release (each pointer records it)."""
     if not qa["passed"]:
         failed = [c["model"] for c in qa["checks"] if not c["passed"]]
         return {"published": [], "skipped": f"QA failed for {', '.join(failed)}"}
@@ -369,6 +371,7 @@ def publish(ctx: TaskContext, *, key: str, snapshots: Output, stored: Output, qa
         ctx.settings, snapshot_manifest=[store.get(s["id"]) for s in snapshots.values()])
     if not guards.passed:
         return {"published": [], "skipped": guards.message(), "guards": guards.to_dict()}
+    release = check_release(ctx.settings)  # only a clean production release publishes
     groups: dict[tuple[str, str], list[Output]] = {}
     for part in stored["partitions"]:
         if part["status"] == Status.DEPLOYED.value:
@@ -381,7 +384,8 @@ def publish(ctx: TaskContext, *, key: str, snapshots: Output, stored: Output, qa
         moved.append(pointers.move({
             "publish_id": key[:16], "level": level, "target": target, "run": parts[0]["run"],
             "primary": parts[0]["model"], "models": [p["model"] for p in parts],
-            "published_at": _now(),
+            "published_at": _now(), "last_month": snapshots[level]["last_month"],
+            "release": {k: release[k] for k in ("tag", "version", "commit")},
         }))
     return {"published": moved, "skipped": None if moved else "no deployed model or ensemble"}
 

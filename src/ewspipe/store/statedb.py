@@ -35,6 +35,23 @@ _SCHEMA = {
         published_at TEXT NOT NULL,
         pointer TEXT NOT NULL,
         PRIMARY KEY (publish_id, environment, level, target))""",
+    # release ledger (ewspipe.release.ledger): one row per promotion, hotfix or rollback
+    "release_ledger": """CREATE TABLE IF NOT EXISTS release_ledger (
+        version TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        commits TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        completed_at TEXT)""",
+    "staging_reports": """CREATE TABLE IF NOT EXISTS staging_reports (
+        report_id TEXT PRIMARY KEY,
+        candidate_commit TEXT NOT NULL,
+        snapshots TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        report TEXT NOT NULL,
+        recorded_at TEXT NOT NULL)""",
 }
 
 
@@ -128,6 +145,62 @@ class StateDB:
             params.append(environment)
         rows = self._rows(sql + " ORDER BY published_at, publish_id", params)
         return [json.loads(r[0]) for r in rows]
+
+
+    # ------------------------------------------------------------------ release ledger
+    def add_release(self, entry: dict[str, Any]) -> bool:
+        """Insert a ledger entry; an existing ``version`` is kept as it is (returns False)."""
+        params = (entry["version"], entry["kind"], entry["status"],
+                  json.dumps(entry["commits"]), json.dumps(entry["manifest"], default=str),
+                  json.dumps(entry["plan"], default=str), entry["created_at"],
+                  entry.get("completed_at"))
+        with self._connect() as con:
+            cur = con.execute(self._sql(
+                "INSERT INTO release_ledger (version, kind, status, commits, manifest, plan, "
+                "created_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING"), params)
+            return bool(cur.rowcount)
+
+    def complete_release(self, version: str, completed_at: str,
+                         manifest: dict[str, Any] | None = None) -> None:
+        """Mark ``version`` completed (optionally with its final manifest)."""
+        sql = "UPDATE release_ledger SET status = 'completed', completed_at = ?"
+        params: list[Any] = [completed_at]
+        if manifest is not None:
+            sql += ", manifest = ?"
+            params.append(json.dumps(manifest, default=str))
+        with self._connect() as con:
+            con.execute(self._sql(sql + " WHERE version = ?"), [*params, version])
+
+    def releases(self) -> list[dict[str, Any]]:
+        """Every ledger entry, newest first."""
+        rows = self._rows("SELECT version, kind, status, commits, manifest, plan, created_at, "
+                          "completed_at FROM release_ledger ORDER BY created_at DESC, "
+                          "version DESC", [])
+        return [{"version": r[0], "kind": r[1], "status": r[2], "commits": json.loads(r[3]),
+                 "manifest": json.loads(r[4]), "plan": json.loads(r[5]),
+                 "created_at": r[6], "completed_at": r[7]} for r in rows]
+
+    def add_staging_report(self, report_id: str, candidate_commit: str,
+                           snapshots: dict[str, str], passed: bool, report: dict[str, Any],
+                           recorded_at: str) -> None:
+        params = (report_id, candidate_commit, json.dumps(snapshots, sort_keys=True),
+                  int(bool(passed)), json.dumps(report, default=str), recorded_at)
+        with self._connect() as con:
+            con.execute(self._sql(
+                "INSERT INTO staging_reports (report_id, candidate_commit, snapshots, passed, "
+                "report, recorded_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                params)
+
+    def staging_reports(self, candidate_commit: str | None = None,
+                        limit: int = 50) -> list[dict[str, Any]]:
+        """Stored staging reports (the report dicts), newest first."""
+        where, params = (("WHERE candidate_commit = ?", [candidate_commit])
+                         if candidate_commit else ("", []))
+        rows = self._rows(f"SELECT report, recorded_at FROM staging_reports {where} "
+                          f"ORDER BY recorded_at DESC, report_id DESC LIMIT {int(limit)}",
+                          params)
+        return [{**json.loads(r[0]), "recorded_at": r[1]} for r in rows]
 
 
 def open_state_db(state_url: str, state_dir: Path) -> StateDB:

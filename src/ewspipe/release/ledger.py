@@ -1,0 +1,96 @@
+"""The release ledger: every promotion, hotfix and rollback, and every staging report.
+
+It lives in the production environment's state database
+(``open_state_db(settings.run.state_url, settings.state_dir / "production")``, SQLite or
+PostgreSQL), so the evidence sits next to the runs it vouches for. Git tags carry the version;
+the ledger carries the evidence (manifest) and the plan of an operation in progress: an entry
+is written ``pending`` before the first change and marked ``completed`` after the last, which
+is what makes release commands resumable (:mod:`ewspipe.release.steps`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from ewspipe.errors import InputError
+from ewspipe.settings import Settings
+from ewspipe.store.statedb import StateDB, open_state_db
+
+__all__ = ["Ledger", "now_iso"]
+
+KINDS = ("promote", "hotfix", "rollback")
+
+
+def now_iso() -> str:
+    """UTC now with microseconds (orders ledger entries written in the same second)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Ledger:
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, settings: Settings) -> Ledger:
+        return cls(open_state_db(settings.run.state_url, settings.state_dir / "production"))
+
+    # ------------------------------------------------------------------ staging reports
+    def record_staging(self, report: dict[str, Any]) -> str:
+        """Store a staging report (``StagingReport.to_dict()``); returns its id."""
+        try:
+            commit = str(report["candidate_commit"])
+            snapshots = dict(report.get("snapshots") or {})
+            gates = list(report.get("gates") or [])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"staging report lacks {exc}; expected StagingReport.to_dict()") \
+                from exc
+        passed = report.get("passed")
+        if passed is None:
+            passed = all(g.get("status") != "FAIL" for g in gates)
+        body = json.dumps(report, sort_keys=True, default=str)
+        report_id = hashlib.sha256(body.encode()).hexdigest()[:16]
+        self.db.add_staging_report(report_id, commit, snapshots, bool(passed),
+                                   {**report, "passed": bool(passed), "report_id": report_id},
+                                   now_iso())
+        return report_id
+
+    def staging_for(self, commit: str) -> dict[str, Any] | None:
+        """The newest staging report for exactly ``commit``."""
+        found = self.db.staging_reports(commit, limit=1)
+        return found[0] if found else None
+
+    def last_staging(self) -> dict[str, Any] | None:
+        found = self.db.staging_reports(None, limit=1)
+        return found[0] if found else None
+
+    # ------------------------------------------------------------------ releases
+    def begin(self, version: str, kind: str, *, commits: list[str], manifest: dict[str, Any],
+              plan: dict[str, Any]) -> dict[str, Any]:
+        """Write the pending entry for ``version`` (kept as it is when it already exists)."""
+        if kind not in KINDS:
+            raise InputError(f"ledger kind {kind!r}: use one of {', '.join(KINDS)}")
+        self.db.add_release({"version": version, "kind": kind, "status": "pending",
+                             "commits": commits, "manifest": manifest, "plan": plan,
+                             "created_at": now_iso()})
+        entry = self.get(version)
+        assert entry is not None
+        return entry
+
+    def complete(self, version: str, manifest: dict[str, Any] | None = None) -> None:
+        self.db.complete_release(version, now_iso(), manifest)
+
+    def get(self, version: str) -> dict[str, Any] | None:
+        return next((e for e in self.releases() if e["version"] == version), None)
+
+    def releases(self) -> list[dict[str, Any]]:
+        """Every entry, newest first."""
+        return self.db.releases()
+
+    def completed(self) -> list[dict[str, Any]]:
+        return [e for e in self.releases() if e["status"] == "completed"]
+
+    def pending(self) -> list[dict[str, Any]]:
+        return [e for e in self.releases() if e["status"] == "pending"]

@@ -1,0 +1,85 @@
+"""The release manifest: what a release is and the evidence it was let through on.
+
+Written to the ledger and, as JSON, into the annotated tag's message, so the tag alone says
+what was released: version, commits, lock hash, data snapshots, artifact hashes, metrics and
+gate results of the staging report, overrides with their reasons, time and operator.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+from typing import Any
+
+from ewspipe.release.git import Commit, Git
+
+__all__ = ["build_manifest", "lock_hash", "operator", "tag_message"]
+
+
+def lock_hash(git: Git, commit: str) -> str | None:
+    """sha256 of ``requirements.lock`` at ``commit`` (None when the file is absent)."""
+    text = git.show(commit, "requirements.lock")
+    return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+
+
+def operator(git: Git) -> str:
+    """Who released: ``git config user.name``, else $USER, else the login name."""
+    name = git.config("user.name") or os.environ.get("USER")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _artifacts(found: dict[str, Any]) -> dict[str, Any]:
+    hashes = found.get("hashes")
+    return dict(hashes) if isinstance(hashes, dict) else dict(found)
+
+
+def _staging_parts(report: dict[str, Any] | None) -> dict[str, Any]:
+    if not report:
+        return {"staging_report": None, "snapshots": {}, "gates": [], "metrics": {},
+                "artifacts": {}}
+    gates = list(report.get("gates") or [])
+    evidence = {g.get("gate"): g.get("evidence") or {} for g in gates}
+    return {
+        "staging_report": report.get("report_id"),
+        "snapshots": dict(report.get("snapshots") or {}),
+        "gates": [{k: g.get(k) for k in ("gate", "status", "summary")} for g in gates],
+        "metrics": evidence.get("performance", {}),
+        # the inference gate's artifact evidence: per-model hashes when it lists them
+        "artifacts": _artifacts((evidence.get("inference") or {}).get("artifacts") or {}),
+    }
+
+
+def build_manifest(git: Git, *, version: str, tag: str, kind: str, candidate: str,
+                   production_before: str | None, commits: list[Commit],
+                   report: dict[str, Any] | None, overrides: list[dict[str, str]],
+                   created_at: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "version": version,
+        "tag": tag,
+        "kind": kind,
+        "candidate_commit": candidate,
+        "production_before": production_before,
+        "commits": [{"sha": c.sha, "subject": c.subject} for c in commits],
+        "lock_hash": lock_hash(git, candidate),
+        **_staging_parts(report),
+        "overrides": overrides,
+        "created_at": created_at,
+        "operator": operator(git),
+        **(extra or {}),
+    }
+
+
+def tag_message(tag: str, manifest: dict[str, Any]) -> str:
+    """The annotated tag's message: one line, a blank line, the manifest as JSON."""
+    kind = manifest.get("kind", "promote")
+    title = {"rollback": f"Release {tag} (rollback to {manifest.get('rollback_to')})",
+             "hotfix": f"Release {tag} (hotfix {manifest.get('hotfix')})"}.get(
+        kind, f"Release {tag}")
+    return title + "\n\n" + json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"

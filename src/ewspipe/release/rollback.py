@@ -1,0 +1,197 @@
+"""``ewspipe release rollback [VERSION]``: put an earlier release back in production.
+
+History is kept: production gets a new commit (parent: production's head) whose tree equals
+the earlier release's tree, tagged as the next PATCH version with a manifest naming the
+rolled-back and restored versions. Then each published forecasts pointer of the production
+environment moves back to the forecasts that the restored release published for the current
+data month (pointers record the release and the last observed month they were published
+with); where there are none the result says to regenerate them with
+``ewspipe run --env production``. Crash-safe like every release operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ewspipe.errors import CheckFailed, InputError
+from ewspipe.release.context import ReleaseContext
+from ewspipe.release.git import GitFailed
+from ewspipe.release.ledger import now_iso
+from ewspipe.release.manifest import build_manifest, tag_message
+from ewspipe.release.steps import (
+    Operation,
+    Step,
+    pending_for,
+    resume_operation,
+    run_operation,
+)
+from ewspipe.release.version import Bump, Version
+from ewspipe.store.published import PublishedPointers
+
+__all__ = ["rollback"]
+
+REGENERATE = "ewspipe run --env production"
+
+
+def _pointers(ctx: ReleaseContext) -> PublishedPointers:
+    state = ctx.settings.state_dir / "production"
+    return PublishedPointers(state / "published", ctx.ledger.db, environment="production")
+
+
+def _pointer_moves(ctx: ReleaseContext, restore_tag: str, new_tag: str
+                   ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Pointer moves that put ``restore_tag``'s forecasts back, and the pointers that have
+    none for the current data month."""
+    pointers = _pointers(ctx)
+    moves, missing = [], []
+    for path in sorted(pointers.root.glob("*/*.json")):
+        level, target = path.parent.name, path.stem
+        current = pointers.current(level, target)
+        if current is None:
+            continue
+        month = current.get("last_month")
+        found = [p for p in pointers.history(level, target)
+                 if (p.get("release") or {}).get("tag") == restore_tag
+                 and p.get("last_month") == month and not p.get("rollback")]
+        if not found:
+            missing.append(f"{level}/{target} (month {month})")
+            continue
+        chosen = {k: v for k, v in found[-1].items() if k not in ("environment",
+                                                                  "previous_run")}
+        moves.append({**chosen, "publish_id": f"rollback-{new_tag}",
+                      "rollback": {"release": new_tag, "restored": restore_tag,
+                                   "restored_publish_id": found[-1]["publish_id"]}})
+    return moves, missing
+
+
+def _choose_target(ctx: ReleaseContext, version: str | None, current: Version) -> Version:
+    tags = ctx.release_tags()
+    entries = {e["version"]: e for e in ctx.ledger.completed()}
+    if version is not None:
+        target = Version.parse(version, prefix=ctx.prefix, what="VERSION")
+        if target not in tags:
+            raise InputError(f"VERSION {version!r}: no release tag {ctx.tag(target)}; "
+                             f"releases: {', '.join(t for _, t in sorted(tags.items()))}")
+        if target == current:
+            raise InputError(f"VERSION {version!r} is the current production release; name an "
+                             "earlier one")
+        return target
+    effective = current
+    entry = entries.get(str(current))
+    if entry and entry["kind"] == "rollback":
+        effective = Version.parse(entry["manifest"]["rollback_to"], prefix=ctx.prefix)
+    earlier = [v for v, t in tags.items() if v < effective
+               and (entries.get(str(v)) or {}).get("kind") != "rollback"
+               and ctx.git.is_ancestor(t, ctx.prod)]
+    if not earlier:
+        raise CheckFailed(f"no release before {ctx.tag(effective)} to roll back to")
+    return max(earlier)
+
+
+def _plan(ctx: ReleaseContext, version: str | None) -> Operation:
+    git = ctx.git
+    git.require_clean("roll back")
+    if not git.branch_exists(ctx.prod):
+        raise CheckFailed(f"no {ctx.prod} branch: nothing to roll back")
+    git.require_branch([ctx.prod], "roll back")
+    ctx.require_consistent()
+    current = ctx.production_version()
+    if current is None:
+        raise CheckFailed(f"no release on {ctx.prod} to roll back")
+    target = _choose_target(ctx, version, current)
+    current_tag, target_tag = ctx.tag(current), ctx.tag(target)
+    production = git.resolve(ctx.prod)
+    tree = git.tree(target_tag)
+    if git.tree(production) == tree:
+        raise CheckFailed(f"{ctx.prod} already has the tree of {target_tag}; nothing to roll "
+                          "back")
+    new = (ctx.latest_version() or current).bump(Bump.PATCH)
+    new_tag = ctx.tag(new)
+    now = datetime.now(UTC)
+    moves, missing = _pointer_moves(ctx, target_tag, new_tag)
+    manifest = build_manifest(
+        git, version=str(new), tag=new_tag, kind="rollback", candidate=git.resolve(target_tag),
+        production_before=production, commits=[], report=None, overrides=[],
+        created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        extra={"rollback_of": current_tag, "rollback_to": target_tag})
+    plan = {
+        "tag": new_tag, "target_tag": target_tag, "current_tag": current_tag, "tree": tree,
+        "production_before": production, "date": f"@{int(now.timestamp())} +0000",
+        "message": f"revert(release): roll back {ctx.prod} to {target_tag} (was "
+                   f"{current_tag})\n\nThe tree of this commit is the tree of {target_tag}.",
+        "pointer_moves": moves, "pointers_missing": missing, "manifest": manifest,
+        "end_branch": ctx.prod, "planned_at": now_iso(),
+    }
+    return Operation(str(new), "rollback", [], manifest, plan)
+
+
+def _steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
+    git, prod, tag = ctx.git, ctx.prod, plan["tag"]
+    pointers = _pointers(ctx)
+
+    def committed() -> bool:
+        return (git.tree(prod) == plan["tree"]
+                and git.resolve(prod) != plan["production_before"])
+
+    def commit() -> str:
+        sha = git.commit_tree(plan["tree"], plan["production_before"], plan["message"],
+                              date=plan["date"])
+        git.checkout(prod)
+        git.fast_forward(sha)
+        return f"{prod} is now {sha[:12]} with the tree of {plan['target_tag']}"
+
+    def tagged() -> bool:
+        if not git.tag_exists(tag):
+            return False
+        if git.rev(tag) != git.rev(prod):
+            raise GitFailed(f"tag {tag} exists but does not point at {prod}; delete it (`git "
+                            f"tag -d {tag}`) and re-run")
+        return True
+
+    def tag_it() -> str:
+        git.annotated_tag(tag, git.resolve(prod), tag_message(tag, plan["manifest"]))
+        return f"tagged {tag}"
+
+    def moved() -> bool:
+        return all((pointers.current(m["level"], m["target"]) or {}).get("publish_id")
+                   == m["publish_id"] for m in plan["pointer_moves"])
+
+    def move() -> str:
+        done = []
+        for m in plan["pointer_moves"]:
+            if (pointers.current(m["level"], m["target"]) or {}).get("publish_id") \
+                    != m["publish_id"]:
+                pointers.move({**m, "published_at": now_iso()[:19] + "Z"})
+            done.append(f"{m['level']}/{m['target']} -> run {m['run']}")
+        return "published pointers moved back: " + ", ".join(done)
+
+    return [Step("commit", committed, commit), Step("tag", tagged, tag_it),
+            Step("pointers", moved, move)]
+
+
+def _finish(ctx: ReleaseContext, plan: dict[str, Any]) -> dict[str, Any]:
+    ctx.git.checkout(plan["end_branch"])
+    return {**plan["manifest"], "release_commit": ctx.git.resolve(plan["tag"]),
+            "pointers": [{"level": m["level"], "target": m["target"], "run": m["run"]}
+                         for m in plan["pointer_moves"]],
+            "pointers_missing": plan["pointers_missing"]}
+
+
+def rollback(ctx: ReleaseContext, version: str | None = None, *,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Roll production back to ``version`` (default: the release before the current one)."""
+    pending = pending_for(ctx, "rollback", "roll back")
+    op = resume_operation(ctx, pending) if pending is not None else _plan(ctx, version)
+    result = run_operation(ctx, op, lambda plan: _steps(ctx, plan),
+                           lambda plan: _finish(ctx, plan), progress)
+    plan = op.plan
+    regenerate = None
+    if plan["pointers_missing"]:
+        regenerate = (f"no published forecasts of {plan['target_tag']} for the current data "
+                      f"month of {', '.join(plan['pointers_missing'])}; regenerate them with "
+                      f"`{REGENERATE}` (production is at {plan['tag']} now)")
+    return {"command": "rollback", "version": op.version, "tag": plan["tag"],
+            "rolled_back": plan["current_tag"], "restored": plan["target_tag"],
+            "regenerate": regenerate, "resumed": pending is not None, **result}

@@ -1,0 +1,106 @@
+"""The crash-safe step runner behind promote, hotfix finish and rollback.
+
+An operation is planned first (read-only), then written to the ledger as a *pending* entry
+holding its plan, then each step runs only if its ``done`` check says it has not happened
+yet (a merge commit, a tag, a CHANGELOG commit already there is left alone), and the entry is
+marked *completed* last. Killed anywhere, the repository and ledger are either unchanged or
+a re-run of the same command picks up the stored plan and finishes the remaining steps.
+
+Test hook: ``EWSPIPE_RELEASE_CRASH_AT=<step>`` makes the process exit at once with status 137
+right before that step (``begin`` = before the pending entry is written, ``complete`` =
+before it is marked completed). It exists for the crash-safety tests; never set it otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ewspipe.errors import CheckFailed
+from ewspipe.release.context import ReleaseContext
+
+__all__ = ["CRASH_ENV", "Operation", "Step", "crash_point", "pending_for", "resume_operation",
+           "run_operation"]
+
+CRASH_ENV = "EWSPIPE_RELEASE_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """Test hook: exit the process hard at step ``name`` when the crash variable names it."""
+    if os.environ.get(CRASH_ENV) == name:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(137)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    done: Callable[[], bool]
+    do: Callable[[], str | None]  # returns a note for the output (or None)
+
+
+@dataclass
+class Operation:
+    """A planned operation: the ledger entry to write and the steps rebuilt from its plan."""
+
+    version: str
+    kind: str
+    commits: list[str]
+    manifest: dict[str, Any]
+    plan: dict[str, Any]
+
+
+def pending_for(ctx: ReleaseContext, kind: str, command: str) -> dict[str, Any] | None:
+    """The pending entry this command should resume; refuse when another kind is pending."""
+    pending = ctx.ledger.pending()
+    if not pending:
+        return None
+    entry = pending[0]
+    if entry["kind"] != kind or len(pending) > 1:
+        names = ", ".join(f"{e['kind']} of {ctx.prefix}{e['version']}" for e in pending)
+        resume = {"promote": "ewspipe release promote", "hotfix": "ewspipe release hotfix "
+                  "finish", "rollback": "ewspipe release rollback"}[entry["kind"]]
+        raise CheckFailed(f"refusing to {command}: an unfinished operation is pending ({names});"
+                          f" re-run `{resume}` to complete it first")
+    return entry
+
+
+def resume_operation(ctx: ReleaseContext, entry: dict[str, Any]) -> Operation:
+    """The stored operation of a pending entry, after undoing a merge that was interrupted
+    inside git (the step is redone) and checking the worktree is otherwise clean."""
+    ctx.git.abort_merge()
+    ctx.git.require_clean(f"resume the pending {entry['kind']} of {entry['version']}")
+    ctx.require_consistent()
+    return Operation(entry["version"], entry["kind"], entry["commits"], entry["manifest"],
+                     entry["plan"])
+
+
+def run_operation(ctx: ReleaseContext, op: Operation,
+                  build: Callable[[dict[str, Any]], list[Step]],
+                  finish: Callable[[dict[str, Any]], dict[str, Any]],
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write the pending entry (unless resuming), run the steps not done yet, then mark the
+    entry completed with the manifest ``finish(plan)`` returns. Returns the step log and the
+    final manifest."""
+    crash_point("begin")
+    entry = ctx.ledger.begin(op.version, op.kind, commits=op.commits, manifest=op.manifest,
+                             plan=op.plan)
+    plan = entry["plan"]  # a resumed operation follows its stored plan
+    log = []
+    for step in build(plan):
+        crash_point(step.name)
+        if step.done():
+            log.append({"step": step.name, "status": "already done", "note": None})
+            continue
+        if progress:
+            progress(step.name)
+        note = step.do()
+        log.append({"step": step.name, "status": "done", "note": note})
+    crash_point("complete")
+    manifest = finish(plan)
+    ctx.ledger.complete(op.version, manifest)
+    return {"steps": log, "manifest": manifest}
