@@ -18,8 +18,10 @@ from ewspipe.cli import online as online_cli
 from ewspipe.cli import partitions as partitions_cli
 from ewspipe.cli import prefect as prefect_cli
 from ewspipe.cli import qa as qa_cli
+from ewspipe.cli import release as release_cli
 from ewspipe.cli import run as run_cli
 from ewspipe.cli import runs as runs_cli
+from ewspipe.cli import serve as serve_cli
 from ewspipe.errors import EwspipeError
 from ewspipe.settings import load_settings
 
@@ -44,6 +46,8 @@ app.add_typer(qa_cli.app, name="qa")
 app.command("run")(run_cli.run)
 app.add_typer(forecasts_cli.app, name="forecasts")
 app.add_typer(prefect_cli.app, name="prefect")
+app.add_typer(release_cli.app, name="release")
+app.command("serve")(serve_cli.serve)
 
 
 def _version(value: bool) -> None:

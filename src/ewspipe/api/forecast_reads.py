@@ -1,0 +1,124 @@
+"""Reading forecasts for the API: one filtered, paged DuckDB query over one prediction-store
+partition, with quantiles from the samples only when asked.
+
+:class:`~ewspipe.store.prediction_store.PredictionStore` names the partition and its
+metadata; the query itself runs here because the API filters by month range, step and units
+and pages, which ``PredictionStore.query`` does not. One in-memory DuckDB connection per
+process; each request takes a cheap cursor of it (a fresh connection costs ~10 ms).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ewspipe.store.prediction_store import PART_FILE, PredictionStore
+
+__all__ = ["ForecastQuery", "ForecastSlice", "read_forecast_slice"]
+
+_LOCK = threading.Lock()
+_CON: Any = None
+
+
+def _cursor() -> Any:
+    global _CON
+    import duckdb
+
+    with _LOCK:
+        if _CON is None:
+            _CON = duckdb.connect()
+        return _CON.cursor()
+
+
+@dataclass(frozen=True)
+class ForecastQuery:
+    month_from: int | None = None
+    month_to: int | None = None
+    step: int | None = None
+    units: tuple[int, ...] = ()
+    samples: bool = False
+    quantiles: tuple[float, ...] = ()
+    limit: int = 50_000
+    offset: int = 0
+
+
+@dataclass
+class ForecastSlice:
+    """The rows of one page (``table``) and what describes them."""
+
+    table: pa.Table
+    total: int
+    unit_column: str
+    n_samples: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _where(q: ForecastQuery, unit: str) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if q.month_from is not None:
+        clauses.append("month_id >= ?")
+        params.append(q.month_from)
+    if q.month_to is not None:
+        clauses.append("month_id <= ?")
+        params.append(q.month_to)
+    if q.step is not None:
+        clauses.append("step = ?")
+        params.append(q.step)
+    if q.units:
+        clauses.append(f"list_contains(?::BIGINT[], {unit})")
+        params.append(list(q.units))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _quantile_columns(samples: pa.ChunkedArray, n_samples: int,
+                      quantiles: Sequence[float]) -> dict[str, pa.Array]:
+    flat = samples.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    draws = np.asarray(flat, dtype=np.float32).reshape(-1, max(n_samples, 1))
+    if len(draws) == 0:
+        return {f"q{q:g}": pa.array([], pa.float32()) for q in quantiles}
+    values = np.quantile(draws, list(quantiles), axis=1).astype(np.float32)
+    return {f"q{q:g}": pa.array(values[i]) for i, q in enumerate(quantiles)}
+
+
+def read_forecast_slice(store: PredictionStore, level: str, run: str, model: str,
+                        q: ForecastQuery) -> ForecastSlice:
+    """One page of one model's forecasts of one run (the partition must exist).
+
+    Columns: origin, step, month_id, the unit column, point, then ``q<level>`` per quantile
+    and ``samples`` when asked. Rows are ordered by origin, step and unit.
+    """
+    path = store.partition_path(level, run, model) / PART_FILE
+    meta = store.metadata(level, run, model)
+    unit = str(meta.get("unit_column", "country_id"))
+    n_samples = int(meta.get("n_samples", 1))
+    where, params = _where(q, unit)
+    need_samples = q.samples or bool(q.quantiles)
+    cols = f"origin, step, month_id, {unit}, point" + (", samples" if need_samples else "")
+    params = [str(path), *params]
+    cur = _cursor()
+    try:
+        table = cur.sql(
+            f"SELECT {cols} FROM read_parquet(?){where} ORDER BY origin, step, {unit} "
+            "LIMIT ? OFFSET ?", params=[*params, q.limit, q.offset]).to_arrow_table()
+        if q.offset == 0 and table.num_rows < q.limit:
+            total = table.num_rows  # the whole selection fits this page: no count query
+        else:
+            total = int(cur.sql(f"SELECT count(*) FROM read_parquet(?){where}",
+                                params=params).fetchall()[0][0])
+    finally:
+        cur.close()
+    if q.quantiles:
+        for name, column in _quantile_columns(table.column("samples"), n_samples,
+                                              q.quantiles).items():
+            table = table.append_column(name, column)
+    if need_samples and not q.samples:
+        table = table.drop_columns(["samples"])
+    elif q.samples:  # samples last, after the quantiles
+        samples = table.column("samples")
+        table = table.drop_columns(["samples"]).append_column("samples", samples)
+    return ForecastSlice(table, total, unit, n_samples, meta)

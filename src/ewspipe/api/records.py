@@ -1,0 +1,47 @@
+"""Run records for the API: monthly runs (each environment's state database) and evaluation
+and forecast runs (``<state_dir>/runs/<run_id>/run.json``), read without creating state."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ewspipe.api.deps import state_db
+from ewspipe.errors import StoreError
+from ewspipe.settings import Settings
+from ewspipe.store.runs import RUN_FILE, RunStore
+
+__all__ = ["monthly_runs", "stored_run", "stored_runs"]
+
+_MAX_MONTHLY = 100_000
+
+
+def monthly_runs(settings: Settings, env: str | None = None) -> list[dict[str, Any]]:
+    """``ewspipe run`` records, newest first, each with ``kind = "monthly"``."""
+    found: list[dict[str, Any]] = []
+    for name in [env] if env else settings.run.environments:
+        db = state_db(settings, name)
+        if db is not None:
+            found += [{**r, "kind": "monthly"} for r in db.runs(name, limit=_MAX_MONTHLY)]
+    return sorted(found, key=lambda r: (r.get("started_at") or "", r["run_id"]), reverse=True)
+
+
+def stored_runs(settings: Settings, kind: str | None = None) -> list[dict[str, Any]]:
+    """Evaluation (``kind = "evaluate"``) and forecast run records, newest first."""
+    records = RunStore(settings.runs_dir).list()
+    if kind is not None:
+        records = [r for r in records if r.get("kind") == kind]
+    return sorted(records, key=lambda r: (r.get("started_at") or "", r["run_id"]),
+                  reverse=True)
+
+
+def stored_run(settings: Settings, run_id: str) -> dict[str, Any] | None:
+    """One evaluation or forecast run by its exact id, or None."""
+    path = settings.runs_dir / run_id / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}: unreadable run record ({exc})") from exc
+    return record

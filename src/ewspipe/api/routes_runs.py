@@ -1,0 +1,76 @@
+"""``/api/v1/runs``: monthly runs of every environment plus evaluation and forecast runs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from ewspipe.api.deps import (
+    ENV_QUERY,
+    NAME_PATTERN,
+    PageDep,
+    SettingsDep,
+    env_or_default,
+    not_found,
+    page,
+)
+from ewspipe.api.records import monthly_runs, stored_run, stored_runs
+from ewspipe.api.schemas import ErrorBody, Page, RunItem
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["runs"])
+
+_SUMMARY = ("run_id", "kind", "environment", "status", "started_at", "finished_at", "seconds",
+            "run_type", "executor", "code", "snapshots")
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    item = {k: record[k] for k in _SUMMARY if k in record}
+    if record["kind"] == "monthly":
+        outputs = record.get("outputs") or {}
+        item["store_runs"] = outputs.get("runs")
+        item["qa_passed"] = (record.get("qa") or {}).get("passed")
+        item["published"] = [f"{p['level']}/{p['target']}" for p in
+                             outputs.get("published") or []]
+        item["not_published"] = outputs.get("not_published")
+    else:
+        item["models"] = [m.get("model") for m in record.get("models") or []]
+    return item
+
+
+@router.get("/runs", summary="Runs, newest first", response_model=Page[RunItem])
+def get_runs(
+    settings: SettingsDep, paging: PageDep,
+    kind: Literal["monthly", "evaluate", "forecast"] | None = Query(
+        None, description="monthly (`ewspipe run`), evaluate or forecast."),
+    env: str | None = ENV_QUERY,
+    status: str | None = Query(None, max_length=40, description="e.g. ok, qa_failed, failed."),
+) -> dict[str, Any]:
+    """Monthly runs (with ``?env=`` only that environment's) and evaluation and forecast runs
+    (workspace-wide, so left out when ``env`` is given), newest first."""
+    name = env_or_default(settings, env) if env is not None else None
+    records: list[dict[str, Any]] = []
+    if kind in (None, "monthly"):
+        records += monthly_runs(settings, name)
+    if kind != "monthly" and name is None:
+        records += stored_runs(settings, kind)
+    if status is not None:
+        records = [r for r in records if r.get("status") == status]
+    records.sort(key=lambda r: (r.get("started_at") or "", r["run_id"]), reverse=True)
+    return page([_summary(r) for r in records], paging)
+
+
+@router.get("/runs/{run_id}", summary="One run's full record", response_model=RunItem,
+            responses={404: {"model": ErrorBody}})
+def get_run(settings: SettingsDep,
+            run_id: str = Path(..., pattern=NAME_PATTERN, max_length=200)) -> dict[str, Any]:
+    """The whole record of a monthly, evaluation or forecast run (exact id)."""
+    record = stored_run(settings, run_id)
+    if record is not None:
+        return record
+    for monthly in monthly_runs(settings):
+        if monthly["run_id"] == run_id:
+            return monthly
+    not_found("path", "run_id", f"no run {run_id!r}; list runs with GET /api/v1/runs")
