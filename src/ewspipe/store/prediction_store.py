@@ -106,8 +106,10 @@ class PredictionStore:
         try:
             table = _table(forecast, {"level": level, "run": run, "model": model,
                                       **(metadata or {})})
+            # float points and draws are not dictionary-encoded: that only costs time
             pq.write_table(table, tmp / PART_FILE, compression="zstd",
-                           row_group_size=_row_group_rows(forecast))
+                           row_group_size=_row_group_rows(forecast),
+                           use_dictionary=["origin", "step", "month_id", forecast.unit_column])
             with (tmp / PART_FILE).open("rb") as fh:
                 os.fsync(fh.fileno())
             try:
