@@ -321,16 +321,27 @@ def machine_description() -> dict[str, Any]:
     }
 
 
+# what the benchmarks write themselves: changes there do not make the measured code dirty
+_OWN_OUTPUTS = ("benchmarks/results/", "docs/benchmarks.md")
+
+
 def git_revision() -> str | None:
-    """Short commit of the measured tree, '-dirty' when it had uncommitted changes."""
+    """Short commit of the measured tree, '-dirty' when it had uncommitted changes (other
+    than the result files and page a benchmark run itself rewrites)."""
     try:
-        proc = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
-            text=True, timeout=10, check=False,
-        )
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True, timeout=10, check=False)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=REPO, capture_output=True, text=True, timeout=10,
+                                check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return proc.stdout.strip() or None
+    commit = head.stdout.strip()
+    if not commit:
+        return None
+    changed = [line[3:] for line in status.stdout.splitlines()
+               if not line[3:].startswith(_OWN_OUTPUTS)]
+    return f"{commit}-dirty" if changed else commit
 
 
 def write_result(result: dict[str, Any], out_dir: Path) -> Path:
