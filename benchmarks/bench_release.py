@@ -114,7 +114,7 @@ def _verify(stdout: str) -> str:
     statuses = ", ".join(f"{g} {v['status']}" for g, v in gates.items())
     perf = gates["performance"]["summary"]
     return (f"staging passed ({statuses}); {len(items)} forecasts checked; performance: "
-            f"{perf}; ridge_cloud total moved {diff['ridge_cloud']['total_change']:+.1%}")
+            f"{perf}; ridge_cloud total moved {diff['ridge_cloud']['total_change']:+.3%}")
 
 
 def _cases() -> list[Case]:

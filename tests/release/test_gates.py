@@ -13,16 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from staging_repo import commit_all, git, import_demo, import_drifted
 
-from ewspipe.errors import SettingsError
+from ewspipe.errors import InputError, SettingsError
 from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.release.gates import drift_gate, lock_check, sync_gate
+from ewspipe.release.gates import tests_gate as suite_gate  # not collected as a test
 from ewspipe.release.gates_outputs import (
     StoredForecast,
     forecast_diff_gate,
     inference_gate,
     performance_gate,
 )
-from ewspipe.release.sides import CommandResult, settings_text, snapshot_key
+from ewspipe.release.sides import CommandResult, Side, settings_text, snapshot_key
 from ewspipe.release.staging_report import GateResult, StagingReport
 from ewspipe.settings import ReleaseSettings, load_settings
 
@@ -284,3 +285,26 @@ def test_performance_gate_when_an_evaluation_fails() -> None:
     assert both.evidence["run_types"]["validation"]["production_error"] == "data end before 540"
     alone = performance_gate({"calibration": (empty, short)}, {}, RELEASE)
     assert alone.status == "WARN" and "no regression test" in alone.summary
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_tests_gate_runs_the_candidates_suite(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "tests").mkdir(parents=True)
+    (tree / "tests" / "test_one.py").write_text("def test_one():\n    assert 2 + 2 == 5\n")
+    side = Side("candidate", "0" * 40, tree, tmp_path / "state")
+    failed = suite_gate(side, RELEASE, None)
+    assert failed.status == "FAIL" and failed.evidence["exit_code"] == 1
+    assert "1 failed" in failed.summary and "assert (2 + 2) == 5" in failed.evidence["output_tail"]
+    (tree / "tests" / "test_one.py").write_text("def test_one():\n    assert 2 + 2 == 4\n")
+    passed = suite_gate(side, RELEASE, None)
+    assert passed.status == "PASS" and "1 passed" in passed.summary
+    assert passed.evidence["command"] == "python -m pytest -q -x"
+    skipped = suite_gate(side, RELEASE, "CI ran them")
+    assert skipped.status == "SKIP" and skipped.evidence["reason"] == "CI ran them"
+    with pytest.raises(InputError, match="skip_tests_reason"):
+        suite_gate(side, RELEASE, "  ")
+    bare = Side("candidate", "0" * 40, tmp_path, tmp_path / "state")
+    assert suite_gate(bare, RELEASE, None).status == "SKIP"

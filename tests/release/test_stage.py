@@ -197,3 +197,20 @@ def test_malformed_inputs_raise_input_error(world: World, tmp_path: Path) -> Non
         stage(tmp_path / "missing", world.settings)
     with pytest.raises(InputError, match="-x"):
         stage(world.repo, world.settings, candidate="-x")
+
+
+def test_production_never_ran_stages_on_the_latest_snapshot_with_a_warning(
+        world: World, tmp_path: Path) -> None:
+    settings = workspace_settings(world.repo, tmp_path / "state")  # no production run here
+    snapshots = import_demo(settings)
+    bad = ('name = "worse_name"\nlevel = "xx"\ntarget = "ged_sb"\nalgorithm = "zero"\n'
+           'status = "deployed"\nowner = "tests"\ndescription = "x"\nfeatures = []\n')
+    commit_on(world.repo, "feature/level", "development", {"models/worse_name.toml": bad},
+              "feat: a model of no level")  # integrity fails: the pipeline gates are skipped
+    report = stage(world.repo, settings, candidate="feature/level",
+                   skip_tests_reason="not needed")
+    assert report.snapshots == snapshots
+    drift = report.gate("drift")
+    assert drift.status in ("WARN", "FAIL")
+    assert "production never ran" in drift.evidence["snapshot_note"]
+    assert Path(report.json_path).is_relative_to(tmp_path / "state" / "staging")
