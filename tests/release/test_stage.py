@@ -76,6 +76,10 @@ def test_good_change_passes_every_gate(world: World) -> None:
     # reloaded, unless the installed code was edited meanwhile (then retrained: a WARN)
     assert inference["artifacts"]["reloaded"] > 0 or inference["artifacts"]["code_changed"]
     assert not inference["artifacts"]["retrained"]
+    # the release manifest's artifact hashes: each trained model's files, sha256 per file
+    hashes = inference["artifacts"]["hashes"]
+    assert {"small_tree", "small_ridge", "grid_ridge"} <= set(hashes)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes["small_tree"]["files"].values())
     perf = report.gate("performance").evidence["run_types"]["calibration"]
     assert perf["judged"]["small_chorus"]["vs_production"]["verdict"] is not None
     assert set(perf["judged"]["small_chorus"]["baselines"]) == {"zero_floor"}

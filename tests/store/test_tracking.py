@@ -150,6 +150,26 @@ def test_forecast_run_is_logged_without_scores(run, workspace):
     assert child.data.params["algorithm"] == "zero"
 
 
+def test_forecast_run_registers_model_versions_evaluation_does_not(run, workspace):
+    """A release points the ``production`` alias at what it deploys: each forecasting run's
+    model becomes a registered version whose source is its hash-verified artifact."""
+    pytest.importorskip("mlflow")
+    assert run("evaluate", "--run-type", "calibration", "--model", "quick_tree").code == 0
+    client = _client(workspace)
+    assert client.search_model_versions("name = 'quick_tree'") == []
+    first = run("forecast", "--model", "quick_tree", "--json")
+    assert first.code == 0, first.err
+    [version] = client.search_model_versions("name = 'quick_tree'")
+    settings = load_settings(workspace / "ewspipe.toml")
+    artifact = first.json()["models"][0]["artifact"]
+    assert version.source == (settings.artifact_dir / artifact).resolve().as_uri()
+    assert version.run_id == first.json()["tracking"]["model_runs"]["quick_tree"]
+    assert version.tags["ewspipe.run_id"] == first.json()["run_id"]
+    assert len(version.tags["ewspipe.config_hash"]) >= 12
+    assert run("forecast", "--model", "quick_tree").code == 0  # a new run, a new version
+    assert len(client.search_model_versions("name = 'quick_tree'")) == 2
+
+
 def test_tracking_a_run_twice_logs_it_once(run, workspace):
     pytest.importorskip("mlflow")
     from ewspipe.catalog import load_catalog
@@ -249,6 +269,7 @@ def test_an_ensemble_result_logs_its_definition(tmp_path):
         status: str = "shadow"
         snapshot: str = "cm-0123"
         artifact: str = ""
+        predictions: str = "predictions/calm_blend.parquet"
         reused: bool = True
         rows: int = 10
         n_samples: int = 1
@@ -279,6 +300,9 @@ def test_an_ensemble_result_logs_its_definition(tmp_path):
     assert child.data.params["weights.quick_tree"] == "3.0"
     assert child.data.tags["ewspipe.model_kind"] == "ensemble"
     assert child.data.tags["ewspipe.config_hash"] == "c" * 64
+    # an ensemble has no artifact: its registered version points at its predictions
+    [version] = _client_for(settings).search_model_versions("name = 'calm_blend'")
+    assert version.source == (tmp_path / "predictions" / "calm_blend.parquet").as_uri()
 
 
 def _client_for(settings):

@@ -1,9 +1,10 @@
 """MLflow model-registry aliases for the models and ensembles a release deploys.
 
-A model's registered name is its ewspipe name. The monthly run's tracking
-(:mod:`ewspipe.store.tracking`) logs runs but registers no model versions, so a model without
-a registered version is skipped with a note; where a team registers versions itself, the
-newest version gets the alias ``production`` and the tag ``ewspipe.release = <tag>``.
+A model's registered name is its ewspipe name. Every tracked forecasting run
+(``ewspipe forecast``; :mod:`ewspipe.store.tracking`) registers a new version of each model
+(source: its hash-verified artifact) and ensemble (source: its predictions); the newest version
+gets the alias ``production`` and the tag ``ewspipe.release = <tag>``. A model that was never
+forecast with tracking on has no version and is skipped with a note.
 Never fatal: a release is not undone because the tracking store is unreachable.
 """
 

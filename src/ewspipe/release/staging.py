@@ -173,8 +173,31 @@ def _repeat(side: Side, timeout: float, say: Progress) -> tuple[
     ran = (done.doc or {}).get("ran") or []
     info = {"reloaded": sum(str(t).startswith("train:") for t in ran) - len(new),
             "retrained": [k for k in new if _artifact_code(side, k) in codes],
-            "code_changed": [k for k in new if _artifact_code(side, k) not in codes]}
+            "code_changed": [k for k in new if _artifact_code(side, k) not in codes],
+            "hashes": _artifact_hashes(side)}
     return done, _forecasts(side, done), info
+
+
+def _artifact_hashes(side: Side) -> dict[str, dict[str, Any]]:
+    """Per model, the artifact the candidate's run used (its train task's output) and the
+    sha256 of each of its files, as its manifest records them (verified on every load): the
+    release manifest's artifact hashes."""
+    found: dict[str, dict[str, Any]] = {}
+    tasks = side.env_state / "tasks"
+    for path in sorted(tasks.rglob("*.json")) if tasks.is_dir() else ():
+        try:
+            doc = json.loads(path.read_text())
+            if not str(doc.get("task", "")).startswith("train:"):
+                continue
+            model, digest = doc["output"]["model"], doc["output"]["artifact_key"]
+            runs = side.env_state / "artifacts" / model
+            [manifest] = sorted(runs.glob(f"*/*_{digest[:16]}/manifest.json"))[-1:]
+            art = json.loads(manifest.read_text())
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found[model] = {"artifact": art["directory"], "key": digest,
+                        "files": dict(art["files"]), "trained_at": art.get("trained_at")}
+    return found
 
 
 def _artifact_code(side: Side, manifest: str) -> str | None:

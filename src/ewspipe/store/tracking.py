@@ -90,6 +90,7 @@ class TrackedModel(Protocol):
     status: str
     snapshot: str
     artifact: str
+    predictions: str
     reused: bool
     rows: int
     n_samples: int
@@ -382,6 +383,8 @@ def _log_run(
             }).info.run_id
             children[model.model] = current
             _log_model(client, current, model, configs.get(model.model), run_dir)
+            if run.kind == "forecast":
+                _register(client, settings, run, model, current, configs.get(model.model))
             client.set_terminated(current, "FINISHED")
         client.set_terminated(parent, "FINISHED")
     except Exception:
@@ -453,6 +456,37 @@ def _log_model(
     metrics_file = run_dir / "metrics" / f"{model.model}.json"
     if metrics_file.is_file():
         client.log_artifact(run_id, str(metrics_file), "metrics")
+
+
+def _register(
+    client: MlflowClient,
+    settings: Settings,
+    run: TrackedRun,
+    model: TrackedModel,
+    child_run_id: str,
+    config: Mapping[str, Any] | None,
+) -> None:
+    """A forecasting run's model (its hash-verified artifact) or ensemble (its predictions)
+    becomes a new version of the registered model of the same name, so a release can point
+    the ``production`` alias at exactly what it deploys (ewspipe.release.aliases)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(model.model, description="ewspipe model or ensemble "
+                                       f"{model.model} (level {model.level})")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = (settings.artifact_dir / model.artifact if model.artifact
+              else Path(run.path) / model.predictions)
+    client.create_model_version(model.model, source=source.resolve().as_uri(),
+                                run_id=child_run_id, tags={
+                                    "ewspipe.run_id": run.run_id,
+                                    "ewspipe.snapshot": model.snapshot,
+                                    "ewspipe.status": model.status,
+                                    "ewspipe.config_hash": str((config or {}).get(
+                                        "config_hash", "unknown")),
+                                })
 
 
 def _key(text: str) -> str:
