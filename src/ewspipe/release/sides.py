@@ -13,10 +13,12 @@ run sees exactly them and nothing is ever written into the shared store.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
@@ -28,10 +30,26 @@ import tomlkit
 
 from ewspipe.errors import InputError
 
-__all__ = ["STAGING_ENV", "CommandResult", "Side", "settings_text", "snapshot_key"]
+__all__ = ["STAGING_ENV", "CommandResult", "Side", "die_with_parent", "settings_text",
+           "snapshot_key"]
 
 STAGING_ENV = "staging"
 CONFIG_NAME = ".ewspipe-staging.toml"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a staging child, before it runs: ask Linux to send it SIGTERM when the staging
+    process dies, so a staging killed with SIGKILL leaves no side run behind writing to the
+    staging state (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
 
 
 def snapshot_key(snapshots: dict[str, str]) -> str:
@@ -148,7 +166,8 @@ class Side:
                str(self.state), *args, "--json"]
         try:
             done = subprocess.run(cmd, cwd=self.tree, env=self.env(), capture_output=True,
-                                  text=True, timeout=timeout, check=False)
+                                  text=True, timeout=timeout, check=False,
+                                  preexec_fn=die_with_parent)
         except subprocess.TimeoutExpired as exc:
             return CommandResult(tuple(args), -1, None, f"timed out after {timeout:.0f} s "
                                  f"({exc.stderr or ''})")
@@ -163,7 +182,8 @@ class Side:
         """An arbitrary command (the side's test suite) in the tree with the side's code."""
         try:
             done = subprocess.run(command, cwd=self.tree, env=self.env(), capture_output=True,
-                                  text=True, timeout=timeout, check=False)
+                                  text=True, timeout=timeout, check=False,
+                                  preexec_fn=die_with_parent)
         except subprocess.TimeoutExpired:
             return CommandResult(tuple(command), -1, None, f"timed out after {timeout:.0f} s")
         except OSError as exc:
