@@ -195,9 +195,9 @@ def test_malformed_inputs_raise_input_error(world: World, tmp_path: Path) -> Non
         stage(world.repo, world.settings, candidate="no-such-branch")
     with pytest.raises(InputError, match="cm-ffff"):
         stage(world.repo, world.settings, snapshot="cm-ffffffffffff")
-    with pytest.raises(InputError, match="not a git repository"):
+    with pytest.raises(InputError, match="not inside a git repository"):
         stage(tmp_path, world.settings)
-    with pytest.raises(InputError, match="not a folder"):
+    with pytest.raises(InputError, match="does not exist"):
         stage(tmp_path / "missing", world.settings)
     with pytest.raises(InputError, match="-x"):
         stage(world.repo, world.settings, candidate="-x")

@@ -17,9 +17,9 @@ from ewspipe.alerts.records import Severity
 from ewspipe.drift.check import DriftConfig, check_panel
 from ewspipe.errors import InputError
 from ewspipe.panel.schema import Panel
+from ewspipe.release.git import Git
 from ewspipe.release.sides import Side
 from ewspipe.release.staging_report import GateResult
-from ewspipe.release.worktree import blob_id, commits_between, is_ancestor, show_file
 from ewspipe.settings import ReleaseSettings, Settings
 
 __all__ = ["catalog_items", "drift_gate", "integrity_gate", "lock_check", "sync_gate",
@@ -35,6 +35,11 @@ def _tail(text: str, lines: int = _TAIL) -> str:
 # --------------------------------------------------------------------------- 1. sync
 
 
+def _summaries(git: Git, base: str, head: str) -> list[str]:
+    """One line per commit in ``head`` but not in ``base``, newest first."""
+    return [f"{c.short} {c.subject}" for c in git.commits(f"{base}..{head}", merges=True)]
+
+
 def sync_gate(repo: Path, candidate: str, production: str | None, *,
               production_branch: str) -> GateResult:
     """The candidate contains production's head (``git merge-base --is-ancestor``)."""
@@ -43,12 +48,13 @@ def sync_gate(repo: Path, candidate: str, production: str | None, *,
                           "contain (first release)", {"production_branch": production_branch})
     evidence: dict[str, Any] = {"production_commit": production, "candidate_commit": candidate,
                                 "production_branch": production_branch}
-    if is_ancestor(repo, production, candidate):
-        ahead = commits_between(repo, production, candidate)
+    git = Git(repo)
+    if git.is_ancestor(production, candidate):
+        ahead = _summaries(git, production, candidate)
         evidence["commits_ahead"] = ahead[:50]
         return GateResult("sync", "PASS", f"the candidate contains production "
                           f"({production[:12]}) and is {len(ahead)} commit(s) ahead", evidence)
-    missing = commits_between(repo, candidate, production)
+    missing = _summaries(git, candidate, production)
     evidence["missing_production_commits"] = missing[:50]
     return GateResult(
         "sync", "FAIL",
@@ -69,7 +75,8 @@ def lock_check(repo: Path, candidate: str,
                 production: str | None) -> tuple[str, str, dict[str, Any]]:
     """requirements.lock vs pyproject.toml: every declared dependency pinned, and the lock
     changed whenever the declared dependencies did."""
-    pyproject = show_file(repo, candidate, "pyproject.toml")
+    git = Git(repo)
+    pyproject = git.show(candidate, "pyproject.toml")
     if pyproject is None:
         return "PASS", "no pyproject.toml: the product runs the installed ewspipe", {
             "applies": False}
@@ -77,7 +84,7 @@ def lock_check(repo: Path, candidate: str,
         project = tomllib.loads(pyproject).get("project", {})
     except tomllib.TOMLDecodeError as exc:
         return "FAIL", f"pyproject.toml is not valid TOML ({exc})", {"applies": True}
-    lock = show_file(repo, candidate, "requirements.lock")
+    lock = git.show(candidate, "requirements.lock")
     if lock is None:
         return "FAIL", "pyproject.toml declares dependencies but requirements.lock is missing", {
             "applies": True}
@@ -102,9 +109,9 @@ def lock_check(repo: Path, candidate: str,
     evidence: dict[str, Any] = {"applies": True, "pinned": len(pins),
                                 "declared": len(project.get("dependencies", []))}
     if production is not None:
-        same_lock = blob_id(repo, candidate, "requirements.lock") == blob_id(
-            repo, production, "requirements.lock")
-        old = show_file(repo, production, "pyproject.toml")
+        same_lock = git.blob(candidate, "requirements.lock") == git.blob(
+            production, "requirements.lock")
+        old = git.show(production, "pyproject.toml")
         old_deps = tomllib.loads(old).get("project", {}).get("dependencies") if old else None
         evidence["lock_unchanged"] = same_lock
         if same_lock and old_deps is not None and old_deps != project.get("dependencies"):
@@ -164,7 +171,7 @@ def integrity_gate(repo: Path, side: Side, production: str | None, *,
                 problems.append("no deployed model or ensemble: production would publish "
                                 "nothing")
             problems += _ensemble_consistency(items)
-    own_toml = show_file(repo, side.commit, "ewspipe.toml")
+    own_toml = Git(repo).show(side.commit, "ewspipe.toml")
     if own_toml is not None:
         try:
             Settings.model_validate(tomllib.loads(own_toml))

@@ -10,7 +10,11 @@ worktree, wrong branch, a git command that failed) raises :class:`GitFailed` (ex
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +81,10 @@ class Git:
 
     # ------------------------------------------------------------------ refs
     def rev(self, ref: str) -> str | None:
-        """The full commit sha ``ref`` names, or None."""
+        """The full commit sha ``ref`` names, or None (also for a ref that looks like an
+        option: it is never passed to git as one)."""
+        if not ref or ref.startswith("-"):
+            return None
         out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
                              cwd=self.root, capture_output=True, text=True)
         return out.stdout.strip() or None if out.returncode == 0 else None
@@ -156,6 +163,25 @@ class Git:
         out = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=self.root,
                              capture_output=True, text=True)
         return out.stdout if out.returncode == 0 else None
+
+    def blob(self, ref: str, path: str) -> str | None:
+        """Git's object id of ``path`` at ``ref`` (equal ids: identical content), or None."""
+        out = self.run("rev-parse", "--verify", "--quiet", f"{ref}:{path}", check=False)
+        return out.strip() or None
+
+    @contextmanager
+    def worktree(self, commit: str, *, prefix: str = "ewspipe-stage-") -> Iterator[Path]:
+        """``commit`` checked out (detached) in a temporary worktree, removed on exit; the
+        repository's own branches and working tree are never touched."""
+        parent = Path(tempfile.mkdtemp(prefix=prefix))
+        tree = parent / "tree"
+        try:
+            self.run("worktree", "add", "--detach", "--quiet", str(tree), commit)
+            yield tree
+        finally:
+            self.run("worktree", "remove", "--force", str(tree), check=False)
+            shutil.rmtree(parent, ignore_errors=True)
+            self.run("worktree", "prune", check=False)
 
     def ls_tree(self, ref: str, folder: str) -> list[str]:
         out = self.run("ls-tree", "--name-only", f"{ref}", f"{folder.rstrip('/')}/")

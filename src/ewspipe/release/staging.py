@@ -39,6 +39,7 @@ from ewspipe.release.gates_outputs import (
     performance_gate,
     read_run_forecasts,
 )
+from ewspipe.release.git import Git
 from ewspipe.release.sides import (
     STAGING_ENV,
     CommandResult,
@@ -50,7 +51,6 @@ from ewspipe.release.sides import (
 )
 from ewspipe.release.staging_html import render_html
 from ewspipe.release.staging_report import GateResult, StagingReport
-from ewspipe.release.worktree import checkout, repo_root, resolve_commit, show_file
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import open_state_db
 
@@ -230,11 +230,11 @@ def _evaluate(side: Side, run_type: str, snapshots: Mapping[str, str], timeout: 
 
 
 @contextmanager
-def _trees(root: Path, candidate: str, production: str | None) -> Iterator[
+def _trees(git: Git, candidate: str, production: str | None) -> Iterator[
         tuple[Path, Path | None]]:
     with ExitStack() as stack:
-        cand = stack.enter_context(checkout(root, candidate))
-        prod = stack.enter_context(checkout(root, production)) if production else None
+        cand = stack.enter_context(git.worktree(candidate))
+        prod = stack.enter_context(git.worktree(production)) if production else None
         yield cand, prod
 
 
@@ -284,15 +284,13 @@ def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
     """
     say = progress or (lambda _line: None)
     started = _now()
-    root = repo_root(Path(repo))
+    git = Git(Path(repo))
+    root = git.root
     rel = settings.release
     ref = candidate or rel.development_branch
-    cand_sha = resolve_commit(root, ref, what="candidate")
-    try:
-        prod_sha: str | None = resolve_commit(root, rel.production_branch, what="production")
-    except InputError:
-        prod_sha = None
-    prod_toml = show_file(root, prod_sha or cand_sha, "ewspipe.toml")
+    cand_sha = git.resolve(ref, what="candidate")
+    prod_sha = git.rev(rel.production_branch)
+    prod_toml = git.show(prod_sha or cand_sha, "ewspipe.toml")
     production_toml_ok(prod_toml)
     prod_settings = _production_settings(prod_toml)
     gates_cfg = prod_settings.release
@@ -303,7 +301,7 @@ def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
     staging_root = settings.state_dir / "staging"
     timeout = gates_cfg.run_timeout_seconds
 
-    with _trees(root, cand_sha, prod_sha) as (cand_tree, prod_tree):
+    with _trees(git, cand_sha, prod_sha) as (cand_tree, prod_tree):
         probe = Side("candidate", cand_sha, cand_tree, cand_tree.parent / "probe-state")
         probe.config.write_text(config_text, encoding="utf-8")
         say(f"[candidate] {ref} = {cand_sha[:12]}; production = "
