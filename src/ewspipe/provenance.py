@@ -16,7 +16,8 @@ from typing import Any
 
 from ewspipe import __version__
 
-__all__ = ["CodeVersion", "code_fingerprint", "code_version", "library_versions", "timestamp"]
+__all__ = ["CodeVersion", "code_fingerprint", "code_version", "git_output", "library_versions",
+           "timestamp"]
 
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "scipy")
 
@@ -37,23 +38,25 @@ class CodeVersion:
         return f"{text}-dirty" if self.dirty else text
 
 
-def _git(args: list[str], cwd: Path) -> str | None:
+def git_output(cwd: Path, *args: str) -> str | None:
+    """stdout of ``git ARGS`` in ``cwd`` without the trailing newline (leading spaces kept:
+    porcelain output is positional), or None when git fails or is missing."""
     try:
         out = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=True
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip()
+    return out.stdout.rstrip("\n")
 
 
 @functools.cache
 def code_version(repo: Path | None = None) -> CodeVersion:
     """The commit of the checkout holding this package (or ``repo``)."""
     where = repo or Path(__file__).resolve().parent
-    commit = _git(["rev-parse", "HEAD"], where) or "unknown"
-    status = _git(["status", "--porcelain", "--untracked-files=no"], where)
-    tag = _git(["describe", "--tags", "--exact-match", "HEAD"], where) or None
+    commit = git_output(where, "rev-parse", "HEAD") or "unknown"
+    status = git_output(where, "status", "--porcelain", "--untracked-files=no")
+    tag = git_output(where, "describe", "--tags", "--exact-match", "HEAD") or None
     return CodeVersion(commit=commit, dirty=bool(status), tag=tag, package=__version__)
 
 

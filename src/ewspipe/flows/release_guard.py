@@ -12,17 +12,17 @@ file, or the current folder with built-in settings) must have
 
 Otherwise :class:`ReleaseGuardFailed` (exit 1) says which condition failed and how to get a
 release; nothing is published. There is deliberately no setting to turn this off. (Git is
-called directly here: the release layer sits above flows.)
+called through ewspipe.provenance here: the release layer sits above flows.)
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from ewspipe.errors import CheckFailed
+from ewspipe.provenance import git_output
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import open_state_db
 
@@ -37,15 +37,6 @@ class ReleaseGuardFailed(CheckFailed):
     """The workspace is not a clean, recorded production release: do not publish."""
 
 
-def _git(repo: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                             timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.rstrip("\n") if out.returncode == 0 else None
-
-
 def check_release(settings: Settings) -> dict[str, Any]:
     """The release the workspace is at (``tag``, ``version``, ``commit``, ``repo``), or
     :class:`ReleaseGuardFailed` naming what is wrong."""
@@ -53,24 +44,24 @@ def check_release(settings: Settings) -> dict[str, Any]:
     how = _HOW.format(prod=rel.production_branch)
     where = (Path(settings.source_file).resolve().parent if settings.source_file is not None
              else Path.cwd())
-    top = _git(where, "rev-parse", "--show-toplevel")
+    top = git_output(where, "rev-parse", "--show-toplevel")
     if not top:
         raise ReleaseGuardFailed(f"refusing to publish: the workspace {where} is not a git "
                                  f"repository; {how}")
     repo = Path(top)
-    head = _git(repo, "rev-parse", "--verify", "HEAD")
-    prod = _git(repo, "rev-parse", "--verify", f"refs/heads/{rel.production_branch}")
+    head = git_output(repo, "rev-parse", "--verify", "HEAD")
+    prod = git_output(repo, "rev-parse", "--verify", f"refs/heads/{rel.production_branch}")
     if head is None or prod is None or head != prod:
         shown = head[:12] if head else "no commit"
         raise ReleaseGuardFailed(f"refusing to publish: HEAD ({shown}) of {repo} is not the "
                                  f"head of the {rel.production_branch} branch; {how}")
     pattern = re.compile(re.escape(rel.tag_prefix) + r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-    tags = [t for t in (_git(repo, "tag", "--points-at", head) or "").splitlines()
+    tags = [t for t in (git_output(repo, "tag", "--points-at", head) or "").splitlines()
             if pattern.match(t)]
     if not tags:
         raise ReleaseGuardFailed(f"refusing to publish: HEAD ({head[:12]}) of {repo} is not at "
                                  f"a release tag ({rel.tag_prefix}MAJOR.MINOR.PATCH); {how}")
-    dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    dirty = git_output(repo, "status", "--porcelain", "--untracked-files=no")
     if dirty is None or dirty:
         files = ", ".join(line[3:] for line in (dirty or "").splitlines()[:5])
         raise ReleaseGuardFailed(f"refusing to publish: {repo} has uncommitted changes "
