@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -110,3 +111,32 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_db(request, tmp_path):
+    """A state database per test: SQLite and, when a server is given, a fresh PostgreSQL
+    database (dropped afterwards). CI (.ci/run) starts a real PostgreSQL on 127.0.0.1 and sets
+    EWSPIPE_REQUIRE_POSTGRES=1, so there the PostgreSQL half never skips."""
+    from ewspipe.store.statedb import open_state_db
+
+    if request.param == "sqlite":
+        yield open_state_db("", tmp_path)
+        return
+    url = os.environ.get("EWSPIPE_TEST_POSTGRES_URL")
+    if not url:
+        reason = "no PostgreSQL server: set EWSPIPE_TEST_POSTGRES_URL (.ci/run starts one)"
+        if os.environ.get("EWSPIPE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    import psycopg
+
+    name = f"ewspipe_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    base, _, _ = url.rpartition("/")
+    try:
+        yield open_state_db(f"{base}/{name}", tmp_path)
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

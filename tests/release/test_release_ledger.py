@@ -3,43 +3,18 @@ and the cross-check of ledger against git tags."""
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 from release_repo import git, make_repo, open_ctx, release_first
 from tests.flows.monthly_workspace import staging_report
 
 from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.ledger import Ledger
-from ewspipe.store.statedb import open_state_db
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request, tmp_path):
-    """Against SQLite and, when EWSPIPE_TEST_POSTGRES_URL is set, a fresh PostgreSQL database
-    (the pattern of tests/store/test_prediction_store.py)."""
-    if request.param == "sqlite":
-        yield Ledger(open_state_db("", tmp_path))
-        return
-    url = os.environ.get("EWSPIPE_TEST_POSTGRES_URL")
-    if not url:
-        reason = "no PostgreSQL server: set EWSPIPE_TEST_POSTGRES_URL (.ci/run starts one)"
-        if os.environ.get("EWSPIPE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    import psycopg
-
-    name = f"ewspipe_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = url.rpartition("/")
-    try:
-        yield Ledger(open_state_db(f"{base}/{name}", tmp_path))
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
+@pytest.fixture
+def ledger(state_db):
+    """The ledger on SQLite and PostgreSQL (tests/conftest.py ``state_db``)."""
+    return Ledger(state_db)
 
 def test_entries_pending_then_completed_newest_first(ledger):
     ledger.begin("0.1.0", "promote", commits=["a" * 40], manifest={"x": 1}, plan={"tag": "v"})

@@ -4,7 +4,6 @@ published pointers."""
 from __future__ import annotations
 
 import os
-import uuid
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,6 @@ from ewspipe.errors import InputError
 from ewspipe.models.forecast import Forecast
 from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.published import PublishedPointers
-from ewspipe.store.statedb import open_state_db
 
 
 def _forecast(units: int = 3, steps: int = 4, samples: int = 5, shift: float = 0.0) -> Forecast:
@@ -78,35 +76,6 @@ def test_bad_names_and_unknown_run(tmp_path):
     store.write(_forecast(), level="cm", run="r1", model="m")
     with pytest.raises(InputError, match="run 'r9' holds no forecasts"):
         store.query("cm", "m", run="r9")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_db(request, tmp_path):
-    """Each test against SQLite and, when a server is given, a fresh PostgreSQL database.
-
-    CI (.ci/run) starts a real PostgreSQL on 127.0.0.1 and sets EWSPIPE_REQUIRE_POSTGRES=1,
-    so there the PostgreSQL half never skips.
-    """
-    if request.param == "sqlite":
-        yield open_state_db("", tmp_path)
-        return
-    url = os.environ.get("EWSPIPE_TEST_POSTGRES_URL")
-    if not url:
-        reason = "no PostgreSQL server: set EWSPIPE_TEST_POSTGRES_URL (.ci/run starts one)"
-        if os.environ.get("EWSPIPE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    import psycopg
-
-    name = f"ewspipe_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = url.rpartition("/")
-    try:
-        yield open_state_db(f"{base}/{name}", tmp_path)
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_state_db_runs_and_pointer_history(tmp_path, state_db):
