@@ -3,13 +3,11 @@ and forecast runs (``<state_dir>/runs/<run_id>/run.json``), read without creatin
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ewspipe.api.deps import state_db
-from ewspipe.errors import StoreError
 from ewspipe.settings import Settings
-from ewspipe.store.runs import RUN_FILE, RunStore
+from ewspipe.store.runs import RunStore
 
 __all__ = ["monthly_runs", "stored_run", "stored_runs"]
 
@@ -37,11 +35,4 @@ def stored_runs(settings: Settings, kind: str | None = None) -> list[dict[str, A
 
 def stored_run(settings: Settings, run_id: str) -> dict[str, Any] | None:
     """One evaluation or forecast run by its exact id, or None."""
-    path = settings.runs_dir / run_id / RUN_FILE
-    if not path.is_file():
-        return None
-    try:
-        record: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{path}: unreadable run record ({exc})") from exc
-    return record
+    return RunStore(settings.runs_dir).find(run_id)

@@ -97,6 +97,14 @@ class RunStore:
     def path(self, run_id: str) -> Path:
         return self.root / run_id
 
+    def find(self, run_id: str) -> dict[str, Any] | None:
+        """The committed run with exactly this id, or None (no prefix matching, unlike
+        :meth:`get`)."""
+        path = self.path(run_id)
+        if run_id.startswith(_TMP) or not (path / RUN_FILE).is_file():
+            return None
+        return self._read(path)
+
     @staticmethod
     def _read(path: Path) -> dict[str, Any]:
         try:
