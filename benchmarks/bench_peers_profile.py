@@ -61,7 +61,7 @@ PHASES: tuple[tuple[str, str, str], ...] = (
     ("ewspipe.cli.main", "load_settings", "load settings"),
     ("ewspipe.cli.runs", "_catalog", "load + check model catalog"),
     ("ewspipe.panel.snapshot", "SnapshotStore.load", "load snapshot"),
-    ("ewspipe.flows.modelrun", "_design", "features (build_design)"),
+    ("ewspipe.flows.modelrun", "model_design", "features (build_design)"),
     ("ewspipe.flows.modelrun", "fit_or_reuse", "fit (outside the learner)"),
     ("ewspipe.store.artifacts", "ArtifactStore.save", "save artifacts"),
     ("ewspipe.flows.modelrun", "predict_origins", "predict (outside the learner)"),

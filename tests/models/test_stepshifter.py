@@ -86,6 +86,27 @@ def test_train_window_limits_feature_months() -> None:
     assert design.months[pairs.targets].max() == 106
 
 
+def test_a_window_model_reads_no_design_row_before_its_first_design_month() -> None:
+    """Trained on the design cut at first_design_month, a windowed model is the same model:
+    the run builds only that tail (build_design(first_month=...))."""
+    design, _ = lagged_relation(n_months=60, n_units=6)
+    params = {"learner_params": SMALL, "steps": 4, "train_window": 12, "n_samples": 5,
+              "zero_downsample": 0.5, "seed": 3, "n_jobs": 1}
+    train_last = 170
+    first = Stepshifter(**params).first_design_month(train_last)
+    assert first == train_last - 12
+    cut = slice(int(np.searchsorted(design.months, first)), None)
+    tail = Design(design.level, design.unit_column, design.target, design.months[cut],
+                  design.units[cut], design.y[cut], design.X[cut], design.feature_names)
+    a = Stepshifter(**params).fit(design, train_last=train_last)
+    b = Stepshifter(**params).fit(tail, train_last=train_last)
+    fa = a.predict(design, origin=train_last, steps=[1, 2, 3, 4])
+    fb = b.predict(tail, origin=train_last, steps=[1, 2, 3, 4])
+    np.testing.assert_array_equal(fa.point, fb.point)
+    np.testing.assert_array_equal(fa.samples, fb.samples)
+    assert Stepshifter(**{**params, "train_window": None}).first_design_month(train_last) is None
+
+
 def test_downsample_zeros_keeps_all_positives_and_reweights_zeros() -> None:
     rng = np.random.default_rng(0)
     is_zero = rng.random(20_000) < 0.8

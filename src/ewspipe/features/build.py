@@ -21,7 +21,9 @@ from ewspipe.panel.schema import TIME_COLUMN, Panel
 __all__ = ["build_design"]
 
 
-def build_design(panel: Panel, target: str, features: Sequence[str]) -> Design:
+def build_design(
+    panel: Panel, target: str, features: Sequence[str], *, first_month: int | None = None
+) -> Design:
     """Compute ``features`` and the ``target`` on every row of ``panel``.
 
     Args:
@@ -29,6 +31,10 @@ def build_design(panel: Panel, target: str, features: Sequence[str]) -> Design:
         target: a count column of the panel; ``y`` holds it as float64 raw counts.
         features: feature expressions (see :mod:`ewspipe.features.expressions`); a feature
             written twice, in any spelling, becomes one column named canonically.
+        first_month: keep only the rows of this month and later (a model that reads no
+            earlier row asks for this: see ``BaseForecaster.first_design_month``). Features
+            are still computed on the whole history, so every kept value is the same as in
+            the full design; only the copy into ``X`` is spared.
 
     Returns:
         The design; ``X[i, j]`` is NaN where feature j is undefined at row i (e.g. a lag
@@ -52,10 +58,12 @@ def build_design(panel: Panel, target: str, features: Sequence[str]) -> Design:
         check_expression(expr, level=panel.level, columns=frame.columns)
 
     grid = Grid.from_panel(panel)
-    X = np.empty((len(frame), len(exprs)), dtype=np.float64)
+    months = frame[TIME_COLUMN].to_numpy(np.int64)
+    start = 0 if first_month is None else int(np.searchsorted(months, first_month))
+    X = np.empty((len(frame) - start, len(exprs)), dtype=np.float64)
     pending: list[tuple[int, np.ndarray]] = []
     for j, values in _evaluate(grid, exprs):
-        pending.append((j, grid.to_rows(values)))
+        pending.append((j, grid.to_rows(values, start)))
         if len(pending) == _HOLD:
             _write(X, pending)
     _write(X, pending)
@@ -63,9 +71,9 @@ def build_design(panel: Panel, target: str, features: Sequence[str]) -> Design:
         level=panel.level,
         unit_column=panel.unit_column,
         target=target,
-        months=frame[TIME_COLUMN].to_numpy(np.int64, copy=True),
-        units=frame[panel.unit_column].to_numpy(np.int64, copy=True),
-        y=frame[target].to_numpy(np.float64, copy=True),
+        months=months[start:].copy(),
+        units=frame[panel.unit_column].to_numpy(np.int64)[start:].copy(),
+        y=frame[target].to_numpy(np.float64)[start:].copy(),
         X=X,
         feature_names=tuple(e.name for e in exprs),
     )

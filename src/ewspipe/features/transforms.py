@@ -83,10 +83,10 @@ class Grid:
         out[self.flat] = arr
         return out.reshape(self.shape)
 
-    def to_rows(self, grid: FloatGrid) -> npt.NDArray[np.float64]:
-        """Grid values in panel-row order."""
+    def to_rows(self, grid: FloatGrid, start: int = 0) -> npt.NDArray[np.float64]:
+        """Grid values in panel-row order, from panel row ``start`` on."""
         raveled = grid.reshape(-1)
-        return raveled if self.flat is None else raveled[self.flat]
+        return raveled[start:] if self.flat is None else raveled[self.flat[start:]]
 
     def column(self, name: str) -> FloatGrid:
         series = self.frame[name]
@@ -327,11 +327,11 @@ def _decay(grid: Grid, x: FloatGrid, halflife: float, threshold: float) -> Float
 # --------------------------------------------------------------------------- pointwise kernels
 
 
-@_register("log1p", "log(1 + x); NaN where x < -1", "log1p(ged_sb)")
+@_register("log1p", "log(1 + x); NaN where x <= -1", "log1p(ged_sb)")
 def _log1p(grid: Grid, x: FloatGrid) -> FloatGrid:
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.log1p(x)
-    out[x < -1] = _NAN
+    out[x <= -1] = _NAN  # log1p(-1) = -inf would turn moving sums of it into NaN - inf
     return out
 
 

@@ -111,9 +111,17 @@ def _snapshots_by_level(
     return chosen
 
 
-def _design(spec: ModelSpec, panel: Panel, manifest: Manifest) -> Design:
+def model_design(
+    spec: ModelSpec, panel: Panel, manifest: Manifest, *, train_last: int | None = None
+) -> Design:
+    """The design ``spec``'s model reads when trained up to ``train_last``: from the first
+    month it reads on (``BaseForecaster.first_design_month``); all rows without train_last."""
+    first = None
+    if train_last is not None:
+        first = registry.create(spec.algorithm, spec.hyperparameters_dict()) \
+            .first_design_month(train_last)
     try:
-        return build_design(panel, spec.target, list(spec.features))
+        return build_design(panel, spec.target, list(spec.features), first_month=first)
     except SpecError as exc:
         raise SpecError(
             f"model {spec.name!r} cannot run on snapshot {manifest.id}: {exc}"
@@ -216,7 +224,7 @@ def _run(
             if run_type is not RunType.FORECASTING:
                 _check_coverage(spec, manifest, partition)
             t0 = time.perf_counter()
-            design = _design(spec, panel, manifest)
+            design = model_design(spec, panel, manifest, train_last=partition.train.last)
             t1 = time.perf_counter()
             model, artifact, reused = fit_or_reuse(
                 spec, design, run_type=run_type, train_last=partition.train.last,

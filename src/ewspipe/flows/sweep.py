@@ -65,8 +65,8 @@ from ewspipe.flows.modelrun import (
     SAMPLE_METRICS,
     _actuals,
     _check_coverage,
-    _design,
     _snapshots_by_level,
+    model_design,
     predict_origins,
 )
 from ewspipe.models import registry
@@ -858,7 +858,7 @@ def run_sweep(
         result: SweepResult | None = None
         try:
             panel = snapshots.load(manifest.id)
-            context = TrialContext(spec.algorithm, _design(spec, panel, manifest),
+            context = TrialContext(spec.algorithm, model_design(spec, panel, manifest),
                                    _actuals(panel, spec.target), partitions, metric,
                                    sweep.scheme)
             del panel

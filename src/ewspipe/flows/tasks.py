@@ -29,13 +29,11 @@ from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.catalog.rules import Status
 from ewspipe.drift.check import DriftConfig, check_panel
 from ewspipe.drift.selftest import run_selftest
-from ewspipe.errors import InputError, SpecError, StoreError
-from ewspipe.features.build import build_design
-from ewspipe.features.design import Design
+from ewspipe.errors import InputError, StoreError
 from ewspipe.flows.ensemble_run import plan_run, run_ensembles
 from ewspipe.flows.guards import freshness_report
 from ewspipe.flows.ingest import import_demo_checked
-from ewspipe.flows.modelrun import fit_or_reuse, predict_origins
+from ewspipe.flows.modelrun import fit_or_reuse, model_design, predict_origins
 from ewspipe.flows.release_guard import check_release
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import Panel
@@ -104,14 +102,6 @@ def _snapshot(ctx: TaskContext, snapshots: Mapping[str, Any], level: str) -> tup
 
 def _partition(ctx: TaskContext, manifest: Manifest) -> Partition:
     return ctx.settings.partition_scheme().partition(RUN_TYPE, last_observed=manifest.last_month)
-
-
-def _design(catalog: Catalog, model: str, panel: Panel, manifest: Manifest) -> Design:
-    spec = catalog.models[model]
-    try:
-        return build_design(panel, spec.target, list(spec.features))
-    except SpecError as exc:
-        raise SpecError(f"model {model!r} cannot run on snapshot {manifest.id}: {exc}") from exc
 
 
 def _atomic_dir(final: Path) -> Path:
@@ -197,7 +187,7 @@ def train_model(ctx: TaskContext, *, key: str, snapshots: Output, model: str,
     spec = catalog.models[model]
     manifest, panel = _snapshot(ctx, snapshots, spec.level.value)
     partition = _partition(ctx, manifest)
-    design = _design(catalog, model, panel, manifest)
+    design = model_design(spec, panel, manifest, train_last=partition.train.last)
     artifacts = ctx.artifacts
     fit_or_reuse(spec, design, run_type=RUN_TYPE, train_last=partition.train.last,
                  snapshot=manifest, artifacts=artifacts)
@@ -222,7 +212,7 @@ def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Ou
         raise StoreError(f"model {model!r}: the artifact trained in this run "
                          f"({trained['artifact_key'][:16]}) is missing from {artifacts.root}")
     fitted = artifacts.load(found)
-    design = _design(catalog, model, panel, manifest)
+    design = model_design(spec, panel, manifest, train_last=partition.train.last)
     forecast = predict_origins(fitted, design, partition)
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
     write_forecast(forecast, ctx.state / rel, metadata={

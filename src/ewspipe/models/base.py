@@ -64,6 +64,12 @@ class BaseForecaster:
             setattr(self, key, value)
         return self
 
+    def first_design_month(self, train_last: int) -> int | None:
+        """The earliest month whose design rows ``fit(train_last=...)`` and ``predict`` read;
+        None: any. A run builds the design from that month on (``build_design(first_month=)``),
+        so a model trained on a window does not pay for a design of the whole history."""
+        return None
+
     def _check_fitted(self) -> None:
         if not any(k.endswith("_") and not k.startswith("_") for k in vars(self)):
             raise NotFittedError(

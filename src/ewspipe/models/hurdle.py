@@ -169,7 +169,7 @@ class Hurdle(DirectMultiStep):
             seed=step_seed(params["seed"], step, _CLASSIFIER_SEED),
         )
         try:
-            learners.fit_learner(model, design.X[pairs.features], positive.astype(np.int64),
+            learners.fit_learner(model, pairs.rows_of(design.X), positive.astype(np.int64),
                                  weight)
         except Exception as exc:
             raise self._fit_error(step, "classifier", name, len(pairs), exc) from exc
@@ -188,7 +188,7 @@ class Hurdle(DirectMultiStep):
             name, params["regressor_params"] or {},
             seed=step_seed(params["seed"], step, _REGRESSOR_SEED),
         )
-        X = design.X[positives.features]
+        X = positives.rows_of(design.X)
         y_model = self._to_model_scale(design.y[positives.targets])
         try:
             learners.fit_learner(model, X, y_model)

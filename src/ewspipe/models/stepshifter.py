@@ -109,6 +109,12 @@ class TrainingPairs:
         index = np.arange(rows.start, rows.stop)[keep] if isinstance(rows, slice) else rows[keep]
         return TrainingPairs(self.step, index, self.targets[keep])
 
+    def rows_of(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The feature rows of the pairs: a view for a block, else a gather (``np.take``
+        copies whole rows, about 4x faster than ``X[index]`` on a wide row-major matrix)."""
+        rows = self.features
+        return X[rows] if isinstance(rows, slice) else np.take(X, rows, axis=0)
+
 
 def training_pairs(
     design: Design, *, train_last: int, step: int, window: int | None = None
@@ -249,6 +255,12 @@ class DirectMultiStep(BaseForecaster):
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
 
+    def first_design_month(self, train_last: int) -> int | None:
+        """With ``train_window`` set, fit reads feature months >= train_last - window (and
+        their targets, later) and predict reads only its origin, which is later still."""
+        window = self.get_params()["train_window"]
+        return None if window is None else int(train_last) - int(window)
+
     def _pairs(self, design: Design, train_last: int, step: int) -> TrainingPairs:
         window = self.params_["train_window"]
         pairs = training_pairs(design, train_last=train_last, step=step, window=window)
@@ -274,7 +286,7 @@ class DirectMultiStep(BaseForecaster):
         if len(y_model) > _MAX_RESIDUAL_PAIRS:
             rng = step_rng(self.params_["seed"], _RESIDUAL_KEY, step)
             index = np.sort(rng.choice(len(y_model), _MAX_RESIDUAL_PAIRS, replace=False))
-            X, y_model = X[index], y_model[index]
+            X, y_model = np.take(X, index, axis=0), y_model[index]
             weight = None if weight is None else weight[index]
         predicted = np.asarray(model.predict(X), dtype=np.float64)
         return ResidualTable.fit(predicted, y_model - predicted, weight,
@@ -398,7 +410,7 @@ class Stepshifter(DirectMultiStep):
                                         step=step)
         if keep is not None:
             pairs, target = pairs.subset(keep), target[keep]
-        X = design.X[pairs.features]  # a view when the pairs are a block of rows
+        X = pairs.rows_of(design.X)  # a view when the pairs are a block of rows
         y_model = self._to_model_scale(target)
         model = learners.make_regressor(name, params["learner_params"] or {},
                                         seed=step_seed(seed, step))
