@@ -7,7 +7,8 @@ import os
 import pytest
 
 from ewspipe.errors import InputError
-from ewspipe.models.stepshifter import THREADS_ENV, _workers, available_threads
+from ewspipe.models.stepshifter import _workers
+from ewspipe.threads import THREADS_ENV, available_threads
 
 
 def test_budget_defaults_to_the_cpus_of_this_process(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from ewspipe.features.design import Design
 from ewspipe.features.expressions import Call, Column, Expr, check_expression, parse_features
 from ewspipe.features.transforms import FloatGrid, Grid, get_transform
 from ewspipe.panel.schema import TIME_COLUMN, Panel
+from ewspipe.threads import available_threads
 
 __all__ = ["build_design"]
 
@@ -84,13 +86,28 @@ _BLOCK = 1 << 14  # rows per block
 
 
 def _write(X: np.ndarray, pending: list[tuple[int, np.ndarray]]) -> None:
-    """Copy finished columns into the row-major X block by block: one column at a time would
-    stride through all of X once per feature."""
-    for start in range(0, len(X), _BLOCK):
-        block = X[start:start + _BLOCK]
-        for j, values in pending:
-            block[:, j] = values[start:start + _BLOCK]
+    """Copy finished columns into the row-major X block by block (one column at a time would
+    stride through all of X once per feature), in one thread per CPU of the task's budget:
+    the first write into a fresh X also takes the page faults of its memory, hundreds of MB
+    on pgm, and threads share them (numpy copies without the GIL)."""
+    n_blocks = -(-len(X) // _BLOCK)
+    threads = min(available_threads(), n_blocks)
+    if threads <= 1:
+        _write_rows(X, pending, 0, len(X))
+    else:
+        per = -(-n_blocks // threads) * _BLOCK
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(lambda lo: _write_rows(X, pending, lo, min(lo + per, len(X))),
+                          range(0, len(X), per)))
     pending.clear()
+
+
+def _write_rows(X: np.ndarray, pending: list[tuple[int, np.ndarray]], lo: int, hi: int) -> None:
+    for start in range(lo, hi, _BLOCK):
+        stop = min(start + _BLOCK, hi)
+        block = X[start:stop]
+        for j, values in pending:
+            block[:, j] = values[start:stop]
 
 
 def _evaluate(grid: Grid, exprs: Sequence[Expr]) -> Iterator[tuple[int, FloatGrid]]:

@@ -83,6 +83,12 @@ class Design:
         O(1) per row through a dense (month x unit) table of row numbers built once per
         Design: the stepshifter asks this for every row and each of its 36 steps.
         """
+        hi = len(self) if hi is None else hi
+        width = self._width
+        if width:  # every month holds every unit, in one order: the row is step * width on
+            rows = np.arange(lo, hi, dtype=np.int64) + step * width
+            found = (rows >= 0) & (rows < len(self))
+            return np.where(found, rows, 0), found
         grid, unit_pos = self._row_grid
         m = self.months[lo:hi] - self.first_month + step
         ok = (m >= 0) & (m < grid.shape[0])
@@ -90,6 +96,23 @@ class Design:
         rows[ok] = grid[m[ok], unit_pos[lo:hi][ok]]
         found = rows >= 0
         return np.where(found, rows, 0), found
+
+    @functools.cached_property
+    def _width(self) -> int:
+        """Units per month when the design is a full rectangle (each month the same units in
+        the same order, as the full pgm panel), else 0."""
+        n = len(self)
+        if n == 0:
+            return 0
+        width = int(np.searchsorted(self.months, self.first_month, side="right"))
+        if n % width:
+            return 0
+        months = self.months.reshape(-1, width)
+        units = self.units.reshape(-1, width)
+        steps = np.arange(months.shape[0], dtype=np.int64) + self.first_month
+        if not ((months == steps[:, None]).all() and (units == units[0]).all()):
+            return 0
+        return width
 
     @functools.cached_property
     def _row_grid(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ewspipe.errors import InputError
-from ewspipe.models.stepshifter import THREADS_ENV
+from ewspipe.threads import THREADS_ENV
 
 __all__ = ["DaskExecutor", "Executor", "Handle", "InlineExecutor", "make_executor",
            "parse_executor"]

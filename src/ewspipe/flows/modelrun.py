@@ -210,7 +210,6 @@ def _run(
     scheme = settings.partition_scheme()
     runs = RunStore(settings.runs_dir)
     writer = runs.begin(kind, run_type.value)
-    prefetch_tracking(settings)  # MLflow's import and store warm up while the models fit
     results: list[ModelResult] = []
     kept: dict[str, Forecast] = {}  # member forecasts the ensembles aggregate
     started = time.time()
@@ -226,6 +225,9 @@ def _run(
             t0 = time.perf_counter()
             design = model_design(spec, panel, manifest, train_last=partition.train.last)
             t1 = time.perf_counter()
+            # MLflow's import and store warm up while the learners fit (no-op after the first
+            # model); not earlier: the import holds the GIL and would stall building the design
+            prefetch_tracking(settings)
             model, artifact, reused = fit_or_reuse(
                 spec, design, run_type=run_type, train_last=partition.train.last,
                 snapshot=manifest, artifacts=artifacts,

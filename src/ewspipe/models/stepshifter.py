@@ -35,7 +35,6 @@ Hyperparameters (defaults):
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ewspipe.errors import EwspipeError, InputError
+from ewspipe.errors import EwspipeError
 from ewspipe.features.design import Design
 from ewspipe.models import learners
 from ewspipe.models.base import BaseForecaster
@@ -69,14 +68,13 @@ from ewspipe.models.sampling import (
     step_rng,
     step_seed,
 )
+from ewspipe.threads import available_threads
 
 __all__ = [
     "STEP_RULES",
-    "THREADS_ENV",
     "DirectMultiStep",
     "Stepshifter",
     "TrainingPairs",
-    "available_threads",
     "downsample_zeros",
     "n_jobs_rule",
     "training_pairs",
@@ -161,21 +159,6 @@ def n_jobs_rule(value: Any) -> str | None:
     return None if ok else "an integer >= 1, or -1 for all available CPUs"
 
 
-THREADS_ENV = "EWSPIPE_THREADS"
-
-
-def available_threads() -> int:
-    """Threads one task may use: ``$EWSPIPE_THREADS`` when set (a Dask worker gets its own
-    share this way, so two workers on two cores do not run four threads), else every CPU this
-    process may run on."""
-    raw = os.environ.get(THREADS_ENV, "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise InputError(f"environment variable {THREADS_ENV}={raw!r}: must be an integer "
-                             ">= 1 (threads per task); unset it to use every CPU")
-        return int(raw)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
 
 
 def _workers(n_jobs: int, n_tasks: int) -> int:
