@@ -7,9 +7,10 @@ fifteen features on the 5.4-million-row pgm panel stays within a few GiB.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -111,42 +112,71 @@ def _write_rows(X: np.ndarray, pending: list[tuple[int, np.ndarray]], lo: int, h
 
 
 def _evaluate(grid: Grid, exprs: Sequence[Expr]) -> Iterator[tuple[int, FloatGrid]]:
-    """Yield (column, grid values) per feature; shared nodes are computed once and dropped
-    when their last user is done."""
+    """Yield (column, grid values) per feature, in column order; shared nodes are computed
+    once and dropped when their last user is done.
+
+    Features are computed in the task's thread budget (kernels are numpy calls that release
+    the GIL, and the page faults of their fresh grids are shared too); a node is computed by
+    the first thread that needs it, the others wait for it, so every value is the same as in
+    one thread.
+    """
     uses: Counter[str] = Counter(e.name for e in exprs)
     seen: set[str] = set()
     for expr in exprs:
         for node in _unique_nodes(expr, seen):
             if isinstance(node, Call):
                 uses.update(child.name for child in node.inputs)
-    memo: dict[str, FloatGrid] = {}
+    memo: dict[str, Future[FloatGrid]] = {}
+    lock = threading.Lock()
 
     def release(node: Expr) -> None:
-        uses[node.name] -= 1
-        if uses[node.name] == 0:
-            memo.pop(node.name, None)
+        with lock:
+            uses[node.name] -= 1
+            if uses[node.name] == 0:
+                memo.pop(node.name, None)
 
     def value(node: Expr) -> FloatGrid:
-        key = node.name
-        if key in memo:
-            return memo[key]
-        if isinstance(node, Column):
-            out = grid.column(node.column)
-        else:
-            args = [value(child) for child in node.inputs]
-            out = grid.mask(get_transform(node.transform)(grid, *args, *node.params))
-            for child in node.inputs:
-                release(child)
-        memo[key] = out
+        with lock:
+            found = memo.get(node.name)
+            if found is None:
+                mine: Future[FloatGrid] = Future()
+                memo[node.name] = mine
+        if found is not None:
+            return found.result()
+        try:
+            if isinstance(node, Column):
+                out = grid.column(node.column)
+            else:
+                args = [value(child) for child in node.inputs]
+                out = grid.mask(get_transform(node.transform)(grid, *args, *node.params))
+                for child in node.inputs:
+                    release(child)
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        mine.set_result(out)
         return out
 
-    for j, expr in enumerate(exprs):
+    def feature(j: int) -> FloatGrid:
         try:
-            result = value(expr)
+            return value(exprs[j])
         except SpecError as exc:
-            raise SpecError(f"feature {expr.name!r}: {exc}") from exc
-        yield j, result
-        release(expr)
+            raise SpecError(f"feature {exprs[j].name!r}: {exc}") from exc
+
+    threads = min(available_threads(), len(exprs))
+    if threads <= 1:
+        for j, expr in enumerate(exprs):
+            yield j, feature(j)
+            release(expr)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = pool.map(feature, range(len(exprs)))
+        try:
+            for j, expr in enumerate(exprs):
+                yield j, next(results)
+                release(expr)
+        finally:  # on an error: stop the features not yet started
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _unique_nodes(expr: Expr, seen: set[str]) -> Iterator[Expr]:
