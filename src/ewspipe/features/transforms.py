@@ -267,19 +267,25 @@ def _window_sum(x: FloatGrid, w: int) -> FloatGrid:
     """Sum over months t-w+1..t of one unit; NaN unless all w months have a defined value.
 
     Cumulative sums run down each unit's own column, so a window's value depends only on that
-    unit's months up to t (exact for counts, and the same whatever follows t)."""
+    unit's months up to t (exact for counts, and the same whatever follows t). They are
+    accumulated a month (a contiguous row) at a time: numpy's cumsum along axis 0 strides
+    across rows, and its temporaries would be fresh grid-sized memory each."""
     months = len(x)
     out = np.full_like(x, _NAN)
     if w > months:
         return out
-    missing = np.isnan(x)
-    total = np.zeros((months + 1, x.shape[1]))
-    np.cumsum(np.where(missing, 0.0, x), axis=0, out=total[1:])
-    holes = np.zeros((months + 1, x.shape[1]), dtype=np.int32)
-    np.cumsum(missing, axis=0, out=holes[1:])
-    sums = total[w:] - total[:-w]
+    total = np.empty((months + 1, x.shape[1]))
+    holes = np.empty((months + 1, x.shape[1]), dtype=np.int32)
+    total[0] = 0.0
+    holes[0] = 0
+    for t in range(months):
+        row = x[t]
+        missing = np.isnan(row)
+        np.add(total[t], np.where(missing, 0.0, row), out=total[t + 1])
+        np.add(holes[t], missing, out=holes[t + 1])
+    sums = out[w - 1:]
+    np.subtract(total[w:], total[:-w], out=sums)
     sums[(holes[w:] - holes[:-w]) > 0] = _NAN
-    out[w - 1:] = sums
     return out
 
 
@@ -300,7 +306,8 @@ def _mmean(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
 def _time_since(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
     months = np.arange(len(x), dtype=np.int64)[:, None]
     last = np.where(x >= threshold, months, -1)  # NaN never reaches a threshold
-    np.maximum.accumulate(last, axis=0, out=last)
+    for t in range(1, len(last)):  # running maximum down the months, a row at a time
+        np.maximum(last[t - 1], last[t], out=last[t])
     np.maximum(last, grid.start - 1, out=last)  # never reached: count from the first month
     out = (months - last).astype(np.float64)
     out[np.isnan(x)] = _NAN
@@ -372,13 +379,19 @@ def _lon(grid: Grid) -> FloatGrid:
            "without a row (or with x undefined) count as 0", "splag(lag(ged_sb, 1))",
            levels=_PGM)
 def _splag(grid: Grid, x: FloatGrid) -> FloatGrid:
+    # a month (one row) at a time: the gathers stay in cache and the temporaries are small
     table = grid.neighbours
-    padded = np.zeros((x.shape[0], x.shape[1] + 1))
-    np.copyto(padded[:, :-1], x)
-    padded[np.isnan(padded)] = 0.0
-    out = np.take(padded, table[:, 0], axis=1)
-    for slot in range(1, table.shape[1]):
-        out += np.take(padded, table[:, slot], axis=1)
+    out = np.empty_like(x)
+    padded = np.zeros(x.shape[1] + 1)  # the last slot is the 0 read by absent neighbours
+    gathered = np.empty(x.shape[1])
+    for t in range(len(x)):
+        np.copyto(padded[:-1], x[t])
+        padded[np.isnan(padded)] = 0.0
+        row = out[t]
+        np.take(padded, table[:, 0], out=row)
+        for slot in range(1, table.shape[1]):
+            np.take(padded, table[:, slot], out=gathered)
+            row += gathered
     out[np.isnan(x)] = _NAN
     return out
 
