@@ -65,3 +65,12 @@ def test_invalid_files_name_the_key(tmp_path, text, needle):
 def test_missing_config_file(tmp_path):
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_tracking_step_metrics_name_exactly_the_metrics_a_run_scores():
+    from typing import get_args
+
+    from ewspipe.flows.modelrun import POINT_METRICS, SAMPLE_METRICS
+    from ewspipe.settings import RunMetric
+
+    assert set(get_args(RunMetric)) == set(POINT_METRICS + SAMPLE_METRICS)

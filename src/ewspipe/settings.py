@@ -271,6 +271,11 @@ class AlertSettings(_Strict):
     mlflow: MlflowAlertSettings = MlflowAlertSettings()
 
 
+# the metrics an evaluation run scores (flows.modelrun.POINT_METRICS + SAMPLE_METRICS)
+RunMetric = Literal["mse", "msle", "rmsle", "mae", "pearson", "mcr", "y_hat_bar",
+                    "crps", "twcrps", "mis", "coverage", "brier"]
+
+
 class TrackingSettings(_Strict):
     """MLflow tracking of every evaluation and forecast run (offline; ewspipe.store.tracking)."""
 
@@ -278,6 +283,12 @@ class TrackingSettings(_Strict):
     uri: str = Field(
         "", description="MLflow tracking URI; empty: sqlite:///<state_dir>/mlflow.db, "
         "artifacts in <state_dir>/mlruns"
+    )
+    step_metrics: list[RunMetric] = Field(
+        ["msle", "mse", "crps"], description="metrics logged as a series over steps 1..36 "
+        "(MLflow charts them); every metric's pooled value and scheme means are logged "
+        "anyway, and the full tables travel as the metrics JSON artifact. Each series is 36 "
+        "rows per model in MLflow's store, so logging all twelve makes tracking ~4x slower"
     )
 
 

@@ -120,6 +120,8 @@ def test_evaluation_run_is_logged(run, workspace):
                 if g["metric"] == "msle"}
     assert {m.step: m.value for m in history} == pytest.approx(expected)
     metrics = child.data.metrics
+    # default [tracking] step_metrics: msle, mse, crps as series; mae only pooled / means
+    assert "step/mse" in metrics and "step/mae" not in metrics and "pooled/mae" in metrics
     assert metrics["pooled/msle"] == pytest.approx(model["metrics"]["pooled"]["msle"])
     for scheme in ("step", "month", "sequence"):
         assert metrics[f"{scheme}_mean/mse"] == pytest.approx(
@@ -308,3 +310,24 @@ def test_an_ensemble_result_logs_its_definition(tmp_path):
 def _client_for(settings):
     tracking = pytest.importorskip("mlflow.tracking")
     return tracking.MlflowClient(tracking_uri=tracking_uri(settings))
+
+
+def test_step_metrics_choose_the_series_logged(run, workspace):
+    (workspace / "ewspipe.toml").write_text(
+        '[workspace]\nstate_dir = "state"\n[tracking]\nstep_metrics = ["mae"]\n')
+    pytest.importorskip("mlflow")
+    result = run("evaluate", "--run-type", "calibration", "--model", "quick_tree", "--json")
+    assert result.code == 0, result.err
+    doc = result.json()
+    client = _client(workspace)
+    metrics = client.get_run(doc["tracking"]["model_runs"]["quick_tree"]).data.metrics
+    assert len(client.get_metric_history(
+        doc["tracking"]["model_runs"]["quick_tree"], "step/mae")) == 36
+    assert "step/msle" not in metrics and "pooled/msle" in metrics
+
+
+def test_an_unknown_step_metric_is_refused_by_name(workspace):
+    (workspace / "ewspipe.toml").write_text(
+        '[workspace]\nstate_dir = "state"\n[tracking]\nstep_metrics = ["msle", "rmse"]\n')
+    with pytest.raises(SettingsError, match=r"step_metrics.*rmse|rmse.*step_metrics"):
+        load_settings(workspace / "ewspipe.toml")

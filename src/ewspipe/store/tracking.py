@@ -382,7 +382,8 @@ def _log_run(
                 "mlflow.parentRunId": parent,
             }).info.run_id
             children[model.model] = current
-            _log_model(client, current, model, configs.get(model.model), run_dir)
+            _log_model(client, current, model, configs.get(model.model), run_dir,
+                       step_metrics=frozenset(settings.tracking.step_metrics))
             if run.kind == "forecast":
                 _register(client, settings, run, model, current, configs.get(model.model))
             client.set_terminated(current, "FINISHED")
@@ -439,6 +440,8 @@ def _log_model(
     model: TrackedModel,
     config: Mapping[str, Any] | None,
     run_dir: Path,
+    *,
+    step_metrics: frozenset[str],
 ) -> None:
     from mlflow.entities import Metric, Param
 
@@ -447,7 +450,7 @@ def _log_model(
     for lo in range(0, len(items), _MAX_PARAMS):
         client.log_batch(run_id, params=[Param(k, v) for k, v in items[lo:lo + _MAX_PARAMS]])
     now = int(time.time() * 1000)
-    metrics = [Metric(k, v, now, s) for k, v, s in _metrics(model)]
+    metrics = [Metric(k, v, now, s) for k, v, s in _metrics(model, step_metrics)]
     for lo in range(0, len(metrics), _MAX_METRICS):
         client.log_batch(run_id, metrics=metrics[lo:lo + _MAX_METRICS])
     if config is not None:
@@ -534,8 +537,9 @@ def _params(model: TrackedModel, config: Mapping[str, Any] | None) -> dict[str, 
     return {_key(k): _value(v) for k, v in params.items() if v is not None}
 
 
-def _metrics(model: TrackedModel) -> Iterator[tuple[str, float, int]]:
-    """(name, value, step) triples; undefined values (None) are left out."""
+def _metrics(model: TrackedModel, step_metrics: frozenset[str]) -> Iterator[tuple[str, float, int]]:
+    """(name, value, step) triples; undefined values (None) are left out; series over steps
+    only for ``step_metrics`` ([tracking] step_metrics)."""
     yield "rows", float(model.rows), 0
     for phase, seconds in model.timings.items():
         yield f"seconds/{_key(phase)}", float(seconds), 0
@@ -555,5 +559,5 @@ def _metrics(model: TrackedModel) -> Iterator[tuple[str, float, int]]:
         if scheme not in _SERIES:
             continue
         for row in rows:
-            if row["value"] is not None:
+            if row["value"] is not None and row["metric"] in step_metrics:
                 yield f"{scheme}/{_key(row['metric'])}", float(row["value"]), int(row["group"])
