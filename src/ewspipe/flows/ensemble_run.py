@@ -189,6 +189,13 @@ def _ownership(
     )
 
 
+Defer = Callable[..., None]
+
+
+def _now(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    fn(*args, **kwargs)
+
+
 def run_ensembles(
     plan: RunPlan,
     forecasts: Mapping[str, Forecast],
@@ -201,6 +208,7 @@ def run_ensembles(
     panels: Mapping[str, Panel],
     writer: RunWriter,
     score: Score | None,
+    defer: Defer | None = None,
 ) -> tuple[list[EnsembleOutcome], list[Alert]]:
     """Compute, store and score every ensemble of ``plan`` from its members' forecasts.
 
@@ -214,11 +222,14 @@ def run_ensembles(
         snapshots, panels: per level, the snapshot manifest and panel of this run.
         writer: the run being written.
         score: forecast, panel, target -> metrics dict (None for forecast runs).
+        defer: runs a file write, ``defer(fn, *args, **kwargs)``, possibly later in another
+            thread (the caller then waits for it before committing); None: write now.
 
     Returns:
         One outcome per ensemble (in plan order) and every alert raised, stamped with the
         run id.
     """
+    later: Defer = defer if defer is not None else _now
     outcomes: list[EnsembleOutcome] = []
     alerts: list[Alert] = []
     done: dict[str, Forecast] = {}
@@ -254,7 +265,7 @@ def run_ensembles(
         done[spec.name] = forecast
         t1 = time.perf_counter()
         rel = f"predictions/{spec.name}.parquet"
-        write_forecast(forecast, writer.path / rel, metadata={
+        later(write_forecast, forecast, writer.path / rel, metadata={
             "model": spec.name, "kind": "ensemble", "run_type": run_type.value,
             "snapshot": manifest.id, "config_hash": spec.config_hash,
             "members": {m: catalog.models[m].config_hash for m in spec.members},
@@ -265,7 +276,7 @@ def run_ensembles(
         metrics = None
         if score is not None:
             metrics = score(forecast, panel, spec.target)
-            writer.write_json(f"metrics/{spec.name}.json", metrics)
+            later(writer.write_json, f"metrics/{spec.name}.json", metrics)
         t2 = time.perf_counter()
         stamped = [dataclasses.replace(a, run_id=writer.run_id) for a in raised]
         alerts += stamped

@@ -11,7 +11,9 @@ nothing changed.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,7 +38,7 @@ from ewspipe.provenance import code_version
 from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactStore
 from ewspipe.store.predictions import write_forecast
-from ewspipe.store.runs import RunStore
+from ewspipe.store.runs import RunStore, RunWriter
 from ewspipe.store.tracking import prefetch_tracking, track_run
 
 __all__ = [
@@ -213,6 +215,22 @@ def _run(
     results: list[ModelResult] = []
     kept: dict[str, Forecast] = {}  # member forecasts the ensembles aggregate
     started = time.time()
+    # Each fitted model is predicted, written and scored by one background thread while the
+    # main thread builds the next design and fits the next model: those steps run on one core,
+    # and the learners' threads then have the other. The ensembles' writes queue behind them.
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ewspipe-finish")
+    finishing: deque[tuple[ModelSpec, Future[tuple[Forecast, ModelResult]]]] = deque()
+    writes: list[Future[Any]] = []
+
+    def collect(*, block: bool) -> None:
+        """Results of finished models in plan order; a forecast no ensemble needs is let go."""
+        while finishing and (block or finishing[0][1].done()):
+            spec, done = finishing.popleft()
+            forecast, result = done.result()
+            results.append(result)
+            if spec.name in plan.needed:
+                kept[spec.name] = forecast
+
     try:
         for spec in specs:
             manifest, panel = chosen[spec.level], panels[spec.level]
@@ -233,35 +251,26 @@ def _run(
                 snapshot=manifest, artifacts=artifacts,
             )
             t2 = time.perf_counter()
-            forecast = predict_origins(model, design, partition)
-            t3 = time.perf_counter()
-            rel = f"predictions/{spec.name}.parquet"
-            write_forecast(forecast, writer.path / rel, metadata={
-                "model": spec.name, "run_type": run_type.value, "snapshot": manifest.id,
-                "config_hash": spec.config_hash, "artifact": artifact, "status": spec.status,
-                "code_commit": code_version().commit, "target": spec.target,
-            })
-            metrics = None
-            if run_type is not RunType.FORECASTING:
-                metrics = _score(forecast, panel, spec.target)
-                writer.write_json(f"metrics/{spec.name}.json", metrics)
-            t4 = time.perf_counter()
-            results.append(ModelResult(
-                model=spec.name, level=spec.level, status=spec.status, snapshot=manifest.id,
-                artifact=artifact, reused=reused, predictions=rel, rows=len(forecast),
-                n_samples=forecast.n_samples,
-                timings={"features": t1 - t0, "fit": t2 - t1, "predict": t3 - t2,
-                         "evaluate": t4 - t3},
-                metrics=metrics,
-            ))
-            if spec.name in plan.needed:
-                kept[spec.name] = forecast
+            finishing.append((spec, background.submit(
+                _finish, spec, model, design, partition, panel, manifest, writer,
+                run_type=run_type, artifact=artifact, reused=reused,
+                timings={"features": t1 - t0, "fit": t2 - t1},
+            )))
+            del design, model  # the background thread holds them until it is done
+            # a failed model stops the run now, not after the other models
+            _raise_first_failure([done for _, done in finishing])
+            collect(block=False)
+        collect(block=True)
         ensembles, alerts = run_ensembles(
             plan, kept, {r.model: r.reused for r in results}, settings=settings,
             catalog=catalog, run_type=run_type, snapshots=chosen, panels=panels, writer=writer,
             score=None if run_type is RunType.FORECASTING else _score,
+            defer=lambda fn, *args, **kwargs: writes.append(background.submit(fn, *args,
+                                                                               **kwargs)),
         )
         results += [ModelResult(**e.fields()) for e in ensembles]
+        for done in writes:  # a failed write fails the run before anything is committed
+            done.result()
         code = code_version()
         record = {
             "run_id": writer.run_id, "kind": kind, "run_type": run_type.value,
@@ -278,8 +287,14 @@ def _run(
         }
         path = writer.commit(record)
     except BaseException:
+        pending = [done for _, done in finishing] + writes
+        for future in pending:
+            future.cancel()
+        wait(pending)  # nothing may still write into the folder abort removes
         writer.abort()
         raise
+    finally:
+        background.shutdown(wait=True)
     result = RunResult(writer.run_id, kind, run_type.value, str(path), results, record)
     # MLflow mirror of the committed run; never raises, its outcome travels with the result
     configs = {s.name: {**s.semantic_dict(), "config_hash": s.config_hash}
@@ -290,6 +305,50 @@ def _run(
         alerts = [*alerts, *drift_alerts]
     result.record["alert_delivery"] = _deliver(settings, alerts, writer.run_id)
     return result
+
+
+def _finish(
+    spec: ModelSpec,
+    model: BaseForecaster,
+    design: Design,
+    partition: Partition,
+    panel: Panel,
+    manifest: Manifest,
+    writer: RunWriter,
+    *,
+    run_type: RunType,
+    artifact: str,
+    reused: bool,
+    timings: dict[str, float],
+) -> tuple[Forecast, ModelResult]:
+    """Predict every origin of a fitted model, write the forecast and, outside forecasting
+    runs, score it and write its metrics."""
+    t2 = time.perf_counter()
+    forecast = predict_origins(model, design, partition)
+    t3 = time.perf_counter()
+    rel = f"predictions/{spec.name}.parquet"
+    write_forecast(forecast, writer.path / rel, metadata={
+        "model": spec.name, "run_type": run_type.value, "snapshot": manifest.id,
+        "config_hash": spec.config_hash, "artifact": artifact, "status": spec.status,
+        "code_commit": code_version().commit, "target": spec.target,
+    })
+    metrics = None
+    if run_type is not RunType.FORECASTING:
+        metrics = _score(forecast, panel, spec.target)
+        writer.write_json(f"metrics/{spec.name}.json", metrics)
+    t4 = time.perf_counter()
+    return forecast, ModelResult(
+        model=spec.name, level=spec.level, status=spec.status, snapshot=manifest.id,
+        artifact=artifact, reused=reused, predictions=rel, rows=len(forecast),
+        n_samples=forecast.n_samples,
+        timings={**timings, "predict": t3 - t2, "evaluate": t4 - t3}, metrics=metrics,
+    )
+
+
+def _raise_first_failure(futures: Sequence[Future[Any]]) -> None:
+    for done in futures:
+        if done.done() and done.exception() is not None:
+            done.result()
 
 
 def _deliver(settings: Settings, alerts: Sequence[Alert], run_id: str) -> dict[str, Any]:
