@@ -128,6 +128,16 @@ class Grid:
         return table
 
     @cached_property
+    def country_keys(self) -> tuple[IntArray, int]:
+        """(grid of each row's bin for per-country-month sums, number of bins): month t,
+        country c -> t * (n + 1) + c; a row without a country -> the month's spare bin n."""
+        codes, n = self.countries
+        width = n + 1
+        keys = np.where(codes >= 0, codes, n)
+        keys += np.arange(len(keys), dtype=np.int64)[:, None] * width
+        return keys, len(keys) * width
+
+    @cached_property
     def countries(self) -> tuple[IntArray, int]:
         """(grid of dense country indices, -1 for no country or no row; number of countries)."""
         ids = self.column(_COUNTRY)
@@ -379,41 +389,50 @@ def _lon(grid: Grid) -> FloatGrid:
            "without a row (or with x undefined) count as 0", "splag(lag(ged_sb, 1))",
            levels=_PGM)
 def _splag(grid: Grid, x: FloatGrid) -> FloatGrid:
-    # a month (one row) at a time: the gathers stay in cache and the temporaries are small
-    table = grid.neighbours
+    # _ROW_BLOCK months at a time: the gathers stay in cache and the temporaries are small;
+    # every index is valid by construction (the last column is the 0 absent neighbours read),
+    # so take() skips its bounds check (mode="clip")
+    slots = np.ascontiguousarray(grid.neighbours.T)
     out = np.empty_like(x)
-    padded = np.zeros(x.shape[1] + 1)  # the last slot is the 0 read by absent neighbours
-    gathered = np.empty(x.shape[1])
-    for t in range(len(x)):
-        np.copyto(padded[:-1], x[t])
-        padded[np.isnan(padded)] = 0.0
-        row = out[t]
-        np.take(padded, table[:, 0], out=row)
-        for slot in range(1, table.shape[1]):
-            np.take(padded, table[:, slot], out=gathered)
-            row += gathered
+    padded = np.zeros((_ROW_BLOCK, x.shape[1] + 1))
+    gathered = np.empty((_ROW_BLOCK, x.shape[1]))
+    for lo in range(0, len(x), _ROW_BLOCK):
+        hi = min(lo + _ROW_BLOCK, len(x))
+        part, extra, block = padded[:hi - lo], gathered[:hi - lo], out[lo:hi]
+        np.copyto(part[:, :-1], x[lo:hi])
+        part[np.isnan(part)] = 0.0
+        np.take(part, slots[0], axis=1, out=block, mode="clip")
+        for slot in slots[1:]:
+            np.take(part, slot, axis=1, out=extra, mode="clip")
+            block += extra
     out[np.isnan(x)] = _NAN
     return out
 
 
-def _country_totals(grid: Grid, x: FloatGrid) -> tuple[FloatGrid, FloatGrid, BoolGrid]:
-    """(sum over the cell's country this month, number of cells summed, cells with a value)."""
-    codes, n_countries = grid.countries
-    own = (codes >= 0) & ~np.isnan(x)
-    width = max(n_countries, 1)
-    keys = np.arange(len(x), dtype=np.int64)[:, None] * width + codes
-    size = len(x) * width
-    sums = np.bincount(keys[own], weights=x[own], minlength=size).astype(np.float64)
-    counts = np.bincount(keys[own], minlength=size).astype(np.float64)
-    safe = np.where(own, keys, 0)
-    return sums[safe], counts[safe], own
+_ROW_BLOCK = 16  # months per block of the space kernels
+
+
+def _country_totals(
+    grid: Grid, x: FloatGrid, *, counts: bool
+) -> tuple[FloatGrid, FloatGrid | None, BoolGrid]:
+    """(sum over the cell's country this month, number of cells summed if ``counts``, cells
+    with a value). Every row goes into one bincount (rows without a country or a value into a
+    spare bin per month, with weight 0), which spares two boolean gathers of the grid."""
+    keys, size = grid.country_keys
+    own = (grid.countries[0] >= 0) & ~np.isnan(x)
+    sums = np.bincount(keys.reshape(-1), weights=np.where(own, x, 0.0).reshape(-1),
+                       minlength=size)
+    tally = None
+    if counts:
+        tally = np.bincount(keys.reshape(-1), weights=own.reshape(-1), minlength=size)[keys]
+    return sums[keys], tally, own
 
 
 @_register("country_sum", "sum of x over the cells of the cell's country in the same month "
            "(country_id -1, no country: NaN)", "country_sum(lag(ged_sb, 1))", levels=_PGM,
            needs=(_COUNTRY,))
 def _country_sum(grid: Grid, x: FloatGrid) -> FloatGrid:
-    sums, _, own = _country_totals(grid, x)
+    sums, _, own = _country_totals(grid, x, counts=False)
     sums[~own] = _NAN
     return sums
 
@@ -422,7 +441,8 @@ def _country_sum(grid: Grid, x: FloatGrid) -> FloatGrid:
            "(country_id -1, no country: NaN)", "country_mean(lag(ged_sb, 1))", levels=_PGM,
            needs=(_COUNTRY,))
 def _country_mean(grid: Grid, x: FloatGrid) -> FloatGrid:
-    sums, counts, own = _country_totals(grid, x)
+    sums, counts, own = _country_totals(grid, x, counts=True)
+    assert counts is not None
     sums[own] /= counts[own]
     sums[~own] = _NAN
     return sums
