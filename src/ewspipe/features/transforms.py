@@ -278,8 +278,8 @@ def _window_sum(x: FloatGrid, w: int) -> FloatGrid:
 
     Cumulative sums run down each unit's own column, so a window's value depends only on that
     unit's months up to t (exact for counts, and the same whatever follows t). They are
-    accumulated a month (a contiguous row) at a time: numpy's cumsum along axis 0 strides
-    across rows, and its temporaries would be fresh grid-sized memory each."""
+    accumulated a block of months at a time: numpy's cumsum along axis 0 of the whole grid
+    strides across it, and its temporaries would be fresh grid-sized memory each."""
     months = len(x)
     out = np.full_like(x, _NAN)
     if w > months:
@@ -288,11 +288,16 @@ def _window_sum(x: FloatGrid, w: int) -> FloatGrid:
     holes = np.empty((months + 1, x.shape[1]), dtype=np.int32)
     total[0] = 0.0
     holes[0] = 0
-    for t in range(months):
-        row = x[t]
-        missing = np.isnan(row)
-        np.add(total[t], np.where(missing, 0.0, row), out=total[t + 1])
-        np.add(holes[t], missing, out=holes[t + 1])
+    for lo in range(0, months, _ROW_BLOCK):
+        hi = min(lo + _ROW_BLOCK, months)
+        missing = np.isnan(x[lo:hi])
+        np.copyto(total[lo + 1:hi + 1], x[lo:hi])
+        total[lo + 1:hi + 1][missing] = 0.0
+        holes[lo + 1:hi + 1] = missing
+        # the running sum of month lo carries into the block first: sums are added in month
+        # order, the same as one cumulative sum down the whole column
+        np.cumsum(total[lo:hi + 1], axis=0, out=total[lo:hi + 1])
+        np.cumsum(holes[lo:hi + 1], axis=0, out=holes[lo:hi + 1])
     sums = out[w - 1:]
     np.subtract(total[w:], total[:-w], out=sums)
     sums[(holes[w:] - holes[:-w]) > 0] = _NAN
@@ -316,8 +321,9 @@ def _mmean(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
 def _time_since(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
     months = np.arange(len(x), dtype=np.int64)[:, None]
     last = np.where(x >= threshold, months, -1)  # NaN never reaches a threshold
-    for t in range(1, len(last)):  # running maximum down the months, a row at a time
-        np.maximum(last[t - 1], last[t], out=last[t])
+    for lo in range(0, len(last), _ROW_BLOCK):  # running maximum down the months, by blocks
+        block = last[max(lo - 1, 0):lo + _ROW_BLOCK]  # with the last month of the previous one
+        np.maximum.accumulate(block, axis=0, out=block)
     np.maximum(last, grid.start - 1, out=last)  # never reached: count from the first month
     out = (months - last).astype(np.float64)
     out[np.isnan(x)] = _NAN
