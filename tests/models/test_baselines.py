@@ -124,3 +124,25 @@ def test_bad_hyperparameters_fail_in_fit_not_init() -> None:
     assert model.w == -3
     with pytest.raises(SpecError, match="'w'"):
         model.fit(tiny_design(), train_last=104)
+
+
+@pytest.mark.parametrize("model", [Zero(), Locf(), Average(w=2), LogAverage(w=2),
+                                   Conflictology(w=2, n_samples=5, seed=1)],
+                         ids=lambda m: type(m).__name__)
+def test_a_baseline_reads_no_design_row_before_its_first_design_month(model) -> None:
+    """A run builds the design from first_design_month(train_last) on; origins are train_last
+    or later, and every forecast is the same as from the whole design."""
+    design = tiny_design({m: {1: float(m - 100), 2: 2.0 * (m - 100)} for m in range(101, 111)})
+    train_last = 106
+    first = model.first_design_month(train_last)
+    assert first == train_last - getattr(model, "w", 1) + 1
+    cut = slice(int(np.searchsorted(design.months, first)), None)
+    tail = Design(design.level, design.unit_column, design.target, design.months[cut],
+                  design.units[cut], design.y[cut], design.X[cut], design.feature_names)
+    for origin in (train_last, train_last + 2):
+        a = type(model)(**model.get_params()).fit(design, train_last=train_last)
+        b = type(model)(**model.get_params()).fit(tail, train_last=train_last)
+        fa = a.predict(design, origin=origin, steps=[1, 2])
+        fb = b.predict(tail, origin=origin, steps=[1, 2])
+        np.testing.assert_array_equal(fa.point, fb.point)
+        np.testing.assert_array_equal(fa.samples, fb.samples)

@@ -60,16 +60,17 @@ def build_design(
     for expr in exprs:
         check_expression(expr, level=panel.level, columns=frame.columns)
 
-    grid = Grid.from_panel(panel)
     months = frame[TIME_COLUMN].to_numpy(np.int64)
     start = 0 if first_month is None else int(np.searchsorted(months, first_month))
     X = np.empty((len(frame) - start, len(exprs)), dtype=np.float64)
-    pending: list[tuple[int, np.ndarray]] = []
-    for j, values in _evaluate(grid, exprs):
-        pending.append((j, grid.to_rows(values, start)))
-        if len(pending) == _HOLD:
-            _write(X, pending)
-    _write(X, pending)
+    if exprs:  # a baseline's design has no features: no grid to build
+        grid = Grid.from_panel(panel)
+        pending: list[tuple[int, np.ndarray]] = []
+        for j, values in _evaluate(grid, exprs):
+            pending.append((j, grid.to_rows(values, start)))
+            if len(pending) == _HOLD:
+                _write(X, pending)
+        _write(X, pending)
     return Design(
         level=panel.level,
         unit_column=panel.unit_column,

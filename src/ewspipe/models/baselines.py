@@ -106,6 +106,12 @@ class _Baseline(BaseForecaster):
         """Point (steps x units) and samples (steps x units x S, or None) in raw counts."""
         raise NotImplementedError
 
+    def first_design_month(self, train_last: int) -> int | None:
+        """A run's origins are train_last or later, and predict reads the ``w`` months up to
+        its origin (only the origin's rows without a window)."""
+        window = getattr(self, "w", 1)
+        return int(train_last) - int(window) + 1
+
     def _export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
         """Persistence hook (see :mod:`ewspipe.models.persistence`)."""
         return {"train_last_": self.train_last_}, {}, {}
