@@ -337,3 +337,21 @@ def test_first_month_keeps_the_tail_of_the_full_design(case, first):
     np.testing.assert_array_equal(tail.y, full.y[keep])
     np.testing.assert_array_equal(tail.X, full.X[keep])
     assert tail.feature_names == full.feature_names
+
+
+def test_a_full_rectangular_pgm_panel_matches_the_reference():
+    """Every month the same cells (the real pgm panel's shape) takes the grid's short cuts
+    (no row index, integer country ids read directly): values must not change."""
+    cells = [int(gid_from_rowcol(180 + r, 360 + c)) for r in range(3) for c in range(3)]
+    rng = np.random.default_rng(5)
+    rows = [{"month_id": m, "priogrid_gid": g, "ged_sb": int(rng.choice([0, 0, 1, 4, 30])),
+             "country_id": [-1, 7, 7, 9, 9, 9, 12, 12, 7][i] if m % 3 else [7, 7, 7, 9, -1, 9,
+                                                                            12, 12, 7][i]}
+            for m in range(121, 133) for i, g in enumerate(cells)]
+    panel = make_panel(rows, "pgm")
+    features = ["country_sum(ged_sb)", "country_mean(lag(ged_sb, 1))", "splag(ged_sb)",
+                "mmean(ged_sb, 3)", "time_since(ged_sb, 1)"]
+    design = build_design(panel, "ged_sb", features)
+    for j, name in enumerate(design.feature_names):
+        np.testing.assert_allclose(design.X[:, j], reference(panel, parse_expression(name)),
+                                   rtol=1e-12, atol=1e-9, equal_nan=True, err_msg=name)

@@ -57,9 +57,14 @@ class Grid:
         units_col = frame[panel.unit_column].to_numpy(np.int64)
         first = int(months[0])
         n_months = int(months[-1]) - first + 1
-        units, index = _dense_index(units_col)
-        size = n_months * len(units)
-        flat = None if size == len(frame) else (months - first) * len(units) + index
+        full = _full_rectangle(months, units_col, n_months)
+        if full is not None:  # every month the same units: no row index to build
+            units, flat = full, None
+            size = n_months * len(units)
+        else:
+            units, index = _dense_index(units_col)
+            size = n_months * len(units)
+            flat = None if size == len(frame) else (months - first) * len(units) + index
         present = np.ones(size, dtype=bool)
         if flat is not None:
             present[:] = False
@@ -140,14 +145,35 @@ class Grid:
     @cached_property
     def countries(self) -> tuple[IntArray, int]:
         """(grid of dense country indices, -1 for no country or no row; number of countries)."""
-        ids = self.column(_COUNTRY)
-        valid = ~np.isnan(ids) & (ids >= 0)
-        codes = np.full(ids.shape, -1, dtype=np.int64)
-        if not valid.any():
-            return codes, 0
-        uniq, index = _dense_index(ids[valid].astype(np.int64))
-        codes[valid] = index
-        return codes, len(uniq)
+        # shifted ids: 0 = no country (id < 0, missing, or no row), else country id + 1
+        series = self.frame[_COUNTRY]
+        if self.flat is None and pd.api.types.is_integer_dtype(series.dtype) \
+                and not isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
+            shifted = np.maximum(series.to_numpy(np.int64).reshape(self.shape), -1) + 1
+        else:  # rows missing from the grid, or missing ids: through the float grid (NaN)
+            ids = self.column(_COUNTRY)
+            with np.errstate(invalid="ignore"):
+                shifted = np.where(ids >= 0, ids + 1, 0).astype(np.int64)
+        seen = np.bincount(shifted.reshape(-1))[1:] > 0
+        lookup = np.concatenate([[-1], np.cumsum(seen, dtype=np.int64) - 1])
+        return lookup[shifted], int(seen.sum())
+
+
+def _full_rectangle(months: IntArray, units: IntArray, n_months: int) -> IntArray | None:
+    """The units, if every month of these rows (sorted by month, unit) holds the same units
+    in the same order, else None."""
+    if len(units) == 0 or len(units) % n_months:
+        return None
+    width = len(units) // n_months
+    first = units[:width]
+    if width > 1 and not (first[1:] > first[:-1]).all():
+        return None
+    grid_units = units.reshape(n_months, width)
+    grid_months = months.reshape(n_months, width)
+    expected = np.arange(months[0], months[0] + n_months, dtype=np.int64)[:, None]
+    if not ((grid_units == first).all() and (grid_months == expected).all()):
+        return None
+    return first.copy()
 
 
 def _dense_index(values: IntArray) -> tuple[IntArray, IntArray]:
@@ -158,8 +184,8 @@ def _dense_index(values: IntArray) -> tuple[IntArray, IntArray]:
         seen = np.zeros(hi + 1, dtype=bool)
         seen[values] = True
         uniq = np.flatnonzero(seen)
-        lookup = np.cumsum(seen) - 1
-        return uniq.astype(np.int64), lookup[values].astype(np.int64)
+        lookup = np.cumsum(seen, dtype=np.int64) - 1
+        return uniq.astype(np.int64), lookup[values]
     uniq, index = np.unique(values, return_inverse=True)
     return uniq.astype(np.int64), index.astype(np.int64)
 
