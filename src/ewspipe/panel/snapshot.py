@@ -212,7 +212,9 @@ class SnapshotStore:
                 f"snapshot {manifest.id}: {path} no longer matches its recorded sha256; the "
                 "store was modified. Re-import the source to recreate it."
             )
-        frame = pq.read_table(path).to_pandas()
+        # one block per column, each taken over from Arrow as it is converted: no consolidation
+        # copy of the whole panel (5.4M rows on pgm)
+        frame = pq.read_table(path).to_pandas(split_blocks=True, self_destruct=True)
         spec = PanelSpec(level=Level(manifest.level), count_columns=tuple(manifest.count_columns))
         return Panel(frame=frame, spec=spec)
 
