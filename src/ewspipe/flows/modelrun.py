@@ -231,21 +231,37 @@ def _run(
             if spec.name in plan.needed:
                 kept[spec.name] = forecast
 
+    def partition_of(spec: ModelSpec) -> Partition:
+        return scheme.partition(run_type, last_observed=chosen[spec.level].last_month
+                                if run_type is RunType.FORECASTING else None)
+
+    def timed_design(spec: ModelSpec) -> tuple[Design, float]:
+        t = time.perf_counter()
+        design = model_design(spec, panels[spec.level], chosen[spec.level],
+                              train_last=partition_of(spec).train.last)
+        return design, time.perf_counter() - t
+
+    # Cheap designs first, and each next design is built in a thread while the current model
+    # fits; the costliest one (pgm, many features) is then ready when its turn comes. The
+    # record lists the models in plan order whatever the order of fitting.
+    order = sorted(specs, key=lambda sp: len(panels[sp.level].frame) * len(sp.features))
+    designer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ewspipe-design")
+    upcoming: Future[tuple[Design, float]] | None = None
     try:
-        for spec in specs:
+        if run_type is not RunType.FORECASTING:
+            for spec in specs:  # every coverage problem before any work
+                _check_coverage(spec, chosen[spec.level], partition_of(spec))
+        for i, spec in enumerate(order):
             manifest, panel = chosen[spec.level], panels[spec.level]
-            partition = scheme.partition(
-                run_type, last_observed=manifest.last_month
-                if run_type is RunType.FORECASTING else None,
-            )
-            if run_type is not RunType.FORECASTING:
-                _check_coverage(spec, manifest, partition)
-            t0 = time.perf_counter()
-            design = model_design(spec, panel, manifest, train_last=partition.train.last)
-            t1 = time.perf_counter()
+            partition = partition_of(spec)
+            current = upcoming if upcoming is not None else designer.submit(timed_design, spec)
+            design, built = current.result()
+            upcoming = designer.submit(timed_design, order[i + 1]) if i + 1 < len(order) \
+                else None
             # MLflow's import and store warm up while the learners fit (no-op after the first
             # model); not earlier: the import holds the GIL and would stall building the design
             prefetch_tracking(settings)
+            t1 = time.perf_counter()
             model, artifact, reused = fit_or_reuse(
                 spec, design, run_type=run_type, train_last=partition.train.last,
                 snapshot=manifest, artifacts=artifacts,
@@ -254,13 +270,15 @@ def _run(
             finishing.append((spec, background.submit(
                 _finish, spec, model, design, partition, panel, manifest, writer,
                 run_type=run_type, artifact=artifact, reused=reused,
-                timings={"features": t1 - t0, "fit": t2 - t1},
+                timings={"features": built, "fit": t2 - t1},
             )))
             del design, model  # the background thread holds them until it is done
             # a failed model stops the run now, not after the other models
             _raise_first_failure([done for _, done in finishing])
             collect(block=False)
         collect(block=True)
+        rank = {spec.name: i for i, spec in enumerate(specs)}
+        results.sort(key=lambda r: rank[r.model])
         ensembles, alerts = run_ensembles(
             plan, kept, {r.model: r.reused for r in results}, settings=settings,
             catalog=catalog, run_type=run_type, snapshots=chosen, panels=panels, writer=writer,
@@ -291,10 +309,13 @@ def _run(
         for future in pending:
             future.cancel()
         wait(pending)  # nothing may still write into the folder abort removes
+        if upcoming is not None:
+            upcoming.cancel()
         writer.abort()
         raise
     finally:
         background.shutdown(wait=True)
+        designer.shutdown(wait=True, cancel_futures=True)
     result = RunResult(writer.run_id, kind, run_type.value, str(path), results, record)
     # MLflow mirror of the committed run; never raises, its outcome travels with the result
     configs = {s.name: {**s.semantic_dict(), "config_hash": s.config_hash}
