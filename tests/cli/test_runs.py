@@ -185,3 +185,30 @@ def test_reference_values_on_real_cm_data(cli, shared_data, tmp_path):
     assert msle["last_value"] == pytest.approx(0.5635, abs=1e-3)
     assert msle["log_mean"] == pytest.approx(0.391, abs=1e-3)
     assert msle["amber_tree"] <= 0.37
+
+
+@pytest.mark.parametrize("where", ["predict_origins", "write_forecast", "_score"])
+def test_a_failure_in_the_background_finish_commits_nothing(run, workspace, monkeypatch,
+                                                             where):
+    """Predicting, writing and scoring run in a background thread: a failure there still
+    fails the run, names its cause, and leaves no run (and no temporary folder) behind."""
+    from ewspipe.errors import EwspipeError
+    from ewspipe.flows import modelrun
+
+    real = getattr(modelrun, where)
+
+    def failing(*args, **kwargs):
+        forecast_or_model = args[0]
+        name = getattr(forecast_or_model, "learner", None)
+        if name is not None or where != "predict_origins":  # the stepshifter, or any call
+            raise EwspipeError(f"boom in {where}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(modelrun, where, failing)
+    runs = workspace / "state" / "runs"
+    before = sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+    res = run("evaluate", "--run-type", "calibration", "--level", "cm")
+    assert res.code != 0
+    assert f"boom in {where}" in res.err
+    after = sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+    assert after == before
