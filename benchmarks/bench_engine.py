@@ -22,6 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import (
+    CM_FILE,
+    PGM_FILE,
+    REPO,
     Benchmark,
     Case,
     SetupError,
@@ -33,9 +36,6 @@ from benchmarks.harness import (
 
 __all__ = ["BENCHMARKS"]
 
-REPO = Path(__file__).resolve().parents[1]
-CM_FILE = "data/views_ged_cm/views_fat002_ged_sb_cm.parquet"
-PGM_FILE = "data/pgm_semisynthetic/pgm_ged_sb.parquet"
 LEARNED_CM = ("amber_tree", "amber_cloud", "amber_ridge", "ridge_cloud", "twin_gate")
 REFERENCES = {"zero_line": 2.147, "last_value": 0.5635}
 DEPLOYED_ENSEMBLE, SAMPLE_ENSEMBLE, CONFLICTOLOGY = "steady_chorus", "cloudy_chorus", "past_draws"

@@ -12,11 +12,18 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.harness import Benchmark, Case, SetupError, Target, VerificationError, shared_dir
+from benchmarks.harness import (
+    PGM_FILE,
+    Benchmark,
+    Case,
+    SetupError,
+    Target,
+    VerificationError,
+    shared_dir,
+)
 
 __all__ = ["BENCHMARKS", "FEATURES"]
 
-PGM_FILE = "data/pgm_semisynthetic/pgm_ged_sb.parquet"
 PGM_ROWS = 5_440_650
 PGM_CELLS = 13_110
 PGM_TOTAL = 1_755_451

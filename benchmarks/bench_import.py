@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import (
+    CM_FILE,
+    PGM_FILE,
     Benchmark,
     Case,
     SetupError,
@@ -23,11 +25,9 @@ from benchmarks.harness import (
 
 __all__ = ["BENCHMARKS"]
 
-PGM_FILE = "data/pgm_semisynthetic/pgm_ged_sb.parquet"
 PGM_ROWS = 5_440_650
 PGM_TOTALS = {"ged_sb": 1_755_451}
 
-CM_FILE = "data/views_ged_cm/views_fat002_ged_sb_cm.parquet"
 CM_ROWS = 77_945
 CM_TOTALS = {"ged_sb": 2_227_220}
 

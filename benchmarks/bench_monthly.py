@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
+    CM_FILE,
+    PGM_FILE,
     REPO,
     Benchmark,
     Case,
@@ -53,8 +55,6 @@ from benchmarks.harness import (
 
 __all__ = ["BENCHMARKS"]
 
-CM_FILE = "data/views_ged_cm/views_fat002_ged_sb_cm.parquet"
-PGM_FILE = "data/pgm_semisynthetic/pgm_ged_sb.parquet"
 LAST_MONTH = 535
 CELLS, STEPS, SAMPLES = 13_110, 36, 100
 RECONCILE_CM = {"models": ("amber_tree", "amber_ridge"), "ensembles": ("steady_chorus",)}

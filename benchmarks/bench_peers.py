@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
+    CM_FILE,
     REPO,
     Benchmark,
     Case,
@@ -52,7 +53,6 @@ from benchmarks.harness import (
 __all__ = ["BENCHMARKS"]
 
 PEERS_DIR = REPO / "benchmarks" / "peers"
-CM_FILE = "data/views_ged_cm/views_fat002_ged_sb_cm.parquet"
 TARGET = "ged_sb"
 
 # calibration protocol (DOMAIN.md section 2): train 121-444, 13 origins 444..456, 36 steps

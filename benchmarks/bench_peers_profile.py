@@ -35,6 +35,8 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from benchmarks.harness import (  # noqa: E402
+    CM_FILE,
+    PGM_FILE,
     REPO,
     Benchmark,
     Case,
@@ -52,8 +54,6 @@ _HARNESS_MET = "met" in getattr(Case, "__dataclass_fields__", {})
 
 OVERHEAD_TARGET = 0.15
 CATALOG_PHASE = "load + check model catalog"
-CM_FILE = "data/views_ged_cm/views_fat002_ged_sb_cm.parquet"
-PGM_FILE = "data/pgm_semisynthetic/pgm_ged_sb.parquet"
 
 # (module, attribute) -> phase; module functions are looked up at call time, so patching the
 # module attribute reaches every caller that uses the name through the module's globals

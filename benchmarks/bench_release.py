@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
+    CM_FILE,
     REPO,
     Benchmark,
     Case,
@@ -34,7 +35,6 @@ from benchmarks.harness import (
 
 __all__ = ["BENCHMARKS"]
 
-CM_FILE = "data/views_ged_cm/views_fat002_ged_sb_cm.parquet"
 TARGET_S = 300.0
 CHANGED = "models/ridge_cloud.toml"
 

@@ -21,6 +21,8 @@ import shlex
 from pathlib import Path
 
 from benchmarks.harness import (
+    CM_FILE,
+    REPO,
     Benchmark,
     Case,
     SetupError,
@@ -32,8 +34,6 @@ from benchmarks.harness import (
 
 __all__ = ["BENCHMARKS"]
 
-REPO = Path(__file__).resolve().parents[1]
-CM_FILE = "data/views_ged_cm/views_fat002_ged_sb_cm.parquet"
 MODEL = "amber_tree"
 TRIALS = 30
 WORKERS = 2  # two trials at a time in threads: ~20% faster than one on 2 cores, same trials

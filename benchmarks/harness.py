@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
+# the shared data files the benchmarks read, relative to the shared folder (shared_dir())
+CM_FILE = "data/views_ged_cm/views_fat002_ged_sb_cm.parquet"
+PGM_FILE = "data/pgm_semisynthetic/pgm_ged_sb.parquet"
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DOC_PATH = REPO / "docs" / "benchmarks.md"
 SCHEMA_VERSION = 1
