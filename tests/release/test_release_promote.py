@@ -182,3 +182,20 @@ def test_first_release_over_an_untagged_production_branch(tmp_path):
     assert result["steps"][0] == {"step": "merge", "status": "already done", "note": None}
     assert git(repo, "rev-parse", "v0.1.0^{commit}") == git(repo, "rev-parse", "production")
     assert git(repo, "rev-parse", "development") == git(repo, "rev-parse", "production")
+
+
+def test_the_tag_step_is_idempotent_and_refuses_a_foreign_tag(released):
+    """Shared by promote, hotfix finish and rollback: a re-run after a crash finds its own tag
+    done; a tag of that name on another commit is never moved."""
+    from ewspipe.release.git import GitFailed
+    from ewspipe.release.steps import tag_step
+
+    repo, ctx = released
+    step = tag_step(ctx, "v9.9.9", {"version": "9.9.9"})
+    assert not step.done()
+    assert step.do() == "tagged v9.9.9"
+    assert step.done()
+    assert git(repo, "rev-parse", "v9.9.9^{commit}") == git(repo, "rev-parse", "production")
+    git(repo, "tag", "v9.9.8", "development")
+    with pytest.raises(GitFailed, match=r"tag v9\.9\.8 exists but points at .*git tag -d"):
+        tag_step(ctx, "v9.9.8", {"version": "9.9.8"}).done()

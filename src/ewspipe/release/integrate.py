@@ -16,9 +16,7 @@ from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.aliases import set_aliases
 from ewspipe.release.changelog import RELEASE_SUBJECT, has_section, insert_section
 from ewspipe.release.context import ReleaseContext
-from ewspipe.release.git import GitFailed
-from ewspipe.release.manifest import tag_message
-from ewspipe.release.steps import Step
+from ewspipe.release.steps import Step, tag_step
 
 __all__ = ["GATES", "backport_instructions", "deployed_names", "finish_manifest",
            "integrate_steps", "require_staging"]
@@ -114,19 +112,6 @@ def integrate_steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
         sha = git.commit_file("CHANGELOG.md", text, f"{RELEASE_SUBJECT}{tag}")
         return f"CHANGELOG.md updated ({sha[:12]})"
 
-    def tagged() -> bool:
-        if not git.tag_exists(tag):
-            return False
-        if git.rev(tag) != git.rev(prod):
-            raise GitFailed(f"tag {tag} exists but points at {git.rev(tag)}, not at {prod} "
-                            f"({git.rev(prod)}); it was not made by this release. Delete it "
-                            f"(`git tag -d {tag}`) and re-run")
-        return True
-
-    def tag_it() -> str:
-        git.annotated_tag(tag, git.resolve(prod), tag_message(tag, plan["manifest"]))
-        return f"tagged {tag}"
-
     def aliases() -> str:
         found = set_aliases(ctx.settings, plan["models"], tag)
         notes["aliases"] = found
@@ -149,7 +134,7 @@ def integrate_steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
         return f"{tag} merged into {dev}"
 
     return [Step("merge", merged, merge), Step("changelog", changelog_done, changelog),
-            Step("tag", tagged, tag_it), Step("aliases", lambda: False, aliases),
+            tag_step(ctx, tag, plan["manifest"]), Step("aliases", lambda: False, aliases),
             Step("backport", backported, backport)]
 
 

@@ -17,15 +17,15 @@ from typing import Any
 
 from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.context import ReleaseContext
-from ewspipe.release.git import GitFailed
 from ewspipe.release.ledger import now_iso
-from ewspipe.release.manifest import build_manifest, tag_message
+from ewspipe.release.manifest import build_manifest
 from ewspipe.release.steps import (
     Operation,
     Step,
     pending_for,
     resume_operation,
     run_operation,
+    tag_step,
 )
 from ewspipe.release.version import Bump, Version
 from ewspipe.store.published import PublishedPointers
@@ -142,18 +142,6 @@ def _steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
         git.fast_forward(sha)
         return f"{prod} is now {sha[:12]} with the tree of {plan['target_tag']}"
 
-    def tagged() -> bool:
-        if not git.tag_exists(tag):
-            return False
-        if git.rev(tag) != git.rev(prod):
-            raise GitFailed(f"tag {tag} exists but does not point at {prod}; delete it (`git "
-                            f"tag -d {tag}`) and re-run")
-        return True
-
-    def tag_it() -> str:
-        git.annotated_tag(tag, git.resolve(prod), tag_message(tag, plan["manifest"]))
-        return f"tagged {tag}"
-
     def moved() -> bool:
         return all((pointers.current(m["level"], m["target"]) or {}).get("publish_id")
                    == m["publish_id"] for m in plan["pointer_moves"])
@@ -167,7 +155,7 @@ def _steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
             done.append(f"{m['level']}/{m['target']} -> run {m['run']}")
         return "published pointers moved back: " + ", ".join(done)
 
-    return [Step("commit", committed, commit), Step("tag", tagged, tag_it),
+    return [Step("commit", committed, commit), tag_step(ctx, tag, plan["manifest"]),
             Step("pointers", moved, move)]
 
 

@@ -21,9 +21,11 @@ from typing import Any
 
 from ewspipe.errors import CheckFailed
 from ewspipe.release.context import ReleaseContext
+from ewspipe.release.git import GitFailed
+from ewspipe.release.manifest import tag_message
 
 __all__ = ["CRASH_ENV", "Operation", "Step", "crash_point", "pending_for", "resume_operation",
-           "run_operation"]
+           "run_operation", "tag_step"]
 
 CRASH_ENV = "EWSPIPE_RELEASE_CRASH_AT"
 
@@ -41,6 +43,27 @@ class Step:
     name: str
     done: Callable[[], bool]
     do: Callable[[], str | None]  # returns a note for the output (or None)
+
+
+def tag_step(ctx: ReleaseContext, tag: str, manifest: dict[str, Any]) -> Step:
+    """The step that puts the annotated release tag (with its manifest) on production's head;
+    done when the tag is already there, refused when a tag of that name points elsewhere."""
+    git, prod = ctx.git, ctx.prod
+
+    def tagged() -> bool:
+        if not git.tag_exists(tag):
+            return False
+        if git.rev(tag) != git.rev(prod):
+            raise GitFailed(f"tag {tag} exists but points at {git.rev(tag)}, not at {prod} "
+                            f"({git.rev(prod)}); it was not made by this release. Delete it "
+                            f"(`git tag -d {tag}`) and re-run")
+        return True
+
+    def tag_it() -> str:
+        git.annotated_tag(tag, git.resolve(prod), tag_message(tag, manifest))
+        return f"tagged {tag}"
+
+    return Step("tag", tagged, tag_it)
 
 
 @dataclass
