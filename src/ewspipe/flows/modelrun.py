@@ -223,7 +223,8 @@ def _run(
     writes: list[Future[Any]] = []
 
     def collect(*, block: bool) -> None:
-        """Results of finished models in plan order; a forecast no ensemble needs is let go."""
+        """Results of finished models, in fitting order (sorted into plan order at the end);
+        a forecast no ensemble needs is let go here."""
         while finishing and (block or finishing[0][1].done()):
             spec, done = finishing.popleft()
             forecast, result = done.result()
