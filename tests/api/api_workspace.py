@@ -8,7 +8,6 @@ pgm run with samples (for quantiles; no monthly-run record, so it may not be pub
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.flows import monthly_workspace
 
 from ewspipe.cli.main import main
 from ewspipe.models.forecast import Forecast
@@ -26,15 +26,6 @@ TOKEN_ENV = "EWSPIPE_API_TOKEN"
 SAMPLED_RUN = "m520-sampled"
 SAMPLED_MODEL = "sampled_grid"
 N_SAMPLES = 40
-
-
-def _workspace_module():
-    path = Path(__file__).resolve().parents[1] / "flows" / "monthly_workspace.py"
-    spec = importlib.util.spec_from_file_location("monthly_workspace", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -82,15 +73,14 @@ def _sampled_forecast(store: PredictionStore) -> None:
 
 def build_workspace(root: Path) -> Workspace:
     """The whole workspace below ``root`` (about 15 s: git, a release, three runs)."""
-    module = _workspace_module()
-    config = module.write_monthly_workspace(root / "ws")
+    config = monthly_workspace.write_monthly_workspace(root / "ws")
     state = root / "ws" / "state"
     ws = Workspace(config, state, load_settings(config, state_dir=state), {}, {}, {})
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("EWSPIPE_CONFIG", raising=False)
         mp.delenv("EWSPIPE_STATE_DIR", raising=False)
         mp.delenv(TOKEN_ENV, raising=False)
-        ws.tag = module.release_workspace(config, state)
+        ws.tag = monthly_workspace.release_workspace(config, state)
         ws.dev_run = _run_json(ws, "run", "--env", "development", "--quiet")
         ws.prod_run = _run_json(ws, "run", "--env", "production", "--quiet")
         ws.evaluation = _run_json(ws, "evaluate", "--run-type", "calibration", "--model",

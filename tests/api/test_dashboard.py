@@ -4,7 +4,6 @@ empty one; malformed query values answer 422 naming the parameter."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.browser import dashboard_workspace
 
 from ewspipe.alerts.log import AlertLog
 from ewspipe.alerts.records import Alert, Severity
@@ -34,16 +34,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 ENV = "development"
 
 
-def _workspace_module() -> Any:
-    path = Path(__file__).resolve().parents[1] / "browser" / "dashboard_workspace.py"
-    spec = importlib.util.spec_from_file_location("dashboard_workspace_for_api", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-WS = _workspace_module()
+WS = dashboard_workspace
 
 
 @pytest.fixture(scope="module")

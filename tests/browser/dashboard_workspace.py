@@ -12,11 +12,11 @@ development with its staging report in the ledger.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+
+from tests.flows import monthly_workspace
 
 from ewspipe.cli.main import main
 from ewspipe.panel.snapshot import SnapshotStore
@@ -55,15 +55,6 @@ seed = 3
 """
 
 
-def _monthly_workspace() -> Any:
-    path = Path(__file__).resolve().parents[1] / "flows" / "monthly_workspace.py"
-    spec = importlib.util.spec_from_file_location("monthly_workspace_for_dashboard", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def ewspipe(config: Path, *args: str, ok: tuple[int, ...] = (0,)) -> None:
     code = main(["--config", str(config), *args])
     assert code in ok, f"ewspipe {' '.join(args)} exited {code}"
@@ -80,7 +71,7 @@ def _git(root: Path, *args: str) -> str:
 def _release(config: Path) -> str:
     """The first release through the real release code (development promoted to production),
     then one more commit on development and a staging report for it; returns the tag."""
-    tag = str(_monthly_workspace().release_workspace(config, load_settings(config).state_dir))
+    tag = str(monthly_workspace.release_workspace(config, load_settings(config).state_dir))
     root = config.parent
     _git(root, "checkout", "-q", "development")
     (root / "models" / "zero_line.toml").write_text(BASELINE.replace("no fatalities",
@@ -105,7 +96,7 @@ def build_dashboard_workspace(root: Path, *, pgm_cells: int = PGM_CELLS,
                               countries: int = 30) -> Path:
     """Build it below ``root``; returns ewspipe.toml. (Larger worlds make the README
     screenshot: ``pgm_cells=3000, countries=120``.)"""
-    config = _monthly_workspace().write_monthly_workspace(root)
+    config = monthly_workspace.write_monthly_workspace(root)
     config.write_text(config.read_text().replace("pgm_cells = 100", f"pgm_cells = {pgm_cells}")
                       .replace("countries = 30", f"countries = {countries}"))
     (root / "models" / "zero_line.toml").write_text(BASELINE)

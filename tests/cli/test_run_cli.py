@@ -12,22 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-
-def _load_workspace_module():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "flows" / "monthly_workspace.py"
-    spec = importlib.util.spec_from_file_location("monthly_workspace", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_workspace = _load_workspace_module()
-write_workspace = _workspace.write_monthly_workspace
-release_workspace = _workspace.release_workspace  # only a clean production release publishes
+from tests.flows.monthly_workspace import release_workspace  # only a clean release publishes
+from tests.flows.monthly_workspace import write_monthly_workspace as write_workspace
 
 
 @pytest.fixture
