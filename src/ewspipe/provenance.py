@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -16,8 +17,8 @@ from typing import Any
 
 from ewspipe import __version__
 
-__all__ = ["CodeVersion", "code_fingerprint", "code_version", "git_output", "library_versions",
-           "timestamp"]
+__all__ = ["CodeVersion", "code_fingerprint", "code_version", "dependency_versions", "engine_info",
+           "fingerprint_files", "git_output", "library_versions", "timestamp"]
 
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "scipy")
 
@@ -76,15 +77,48 @@ def timestamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M%S")
 
 
+def fingerprint_files(files: Iterable[tuple[str, bytes]]) -> str:
+    """sha256 over ``(relative posix path, bytes)`` of a package's ``*.py`` files, in path
+    order: the one definition of a code fingerprint, for the running package
+    (:func:`code_fingerprint`) and for a package read out of a git tree (release manifests)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel, data in sorted(files, key=lambda item: tuple(item[0].split("/"))):
+        h.update(rel.encode())
+        h.update(data)
+    return h.hexdigest()
+
+
 @functools.cache
 def code_fingerprint() -> str:
     """sha256 over the package's own source files: changes whenever the code does, committed
     or not, so cached results are never reused across code changes."""
-    import hashlib
-
     root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    return fingerprint_files((path.relative_to(root).as_posix(), path.read_bytes())
+                             for path in root.rglob("*.py"))
+
+
+@functools.cache
+def dependency_versions() -> dict[str, str]:
+    """Installed versions of ewspipe's declared core dependencies (extras left out)."""
+    import re
+    from importlib.metadata import requires
+
+    found: dict[str, str] = {}
+    for req in requires("ewspipe") or []:
+        if "extra ==" in req:
+            continue
+        name = re.split(r"[\s<>=!~;\[(]", req, maxsplit=1)[0]
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return dict(sorted(found.items()))
+
+
+def engine_info() -> dict[str, Any]:
+    """The engine this process runs: ewspipe version, source fingerprint and the resolved
+    core dependency versions. A release records it; a production run compares with it."""
+    return {"ewspipe": __version__, "fingerprint": code_fingerprint(),
+            "dependencies": dependency_versions()}
