@@ -164,6 +164,17 @@ class Git:
                              capture_output=True, text=True)
         return out.stdout if out.returncode == 0 else None
 
+    def show_bytes(self, ref: str, path: str) -> bytes | None:
+        """The exact bytes of ``path`` at ``ref`` (None when absent): for hashing."""
+        out = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=self.root,
+                             capture_output=True)
+        return out.stdout if out.returncode == 0 else None
+
+    def ls_files(self, ref: str, folder: str) -> list[str]:
+        """Every file below ``folder`` at ``ref``, recursively (paths from the root)."""
+        out = self.run("ls-tree", "-r", "--name-only", ref, "--", f"{folder.rstrip('/')}/")
+        return [p for p in out.splitlines() if p]
+
     def blob(self, ref: str, path: str) -> str | None:
         """Git's object id of ``path`` at ``ref`` (equal ids: identical content), or None."""
         out = self.run("rev-parse", "--verify", "--quiet", f"{ref}:{path}", check=False)

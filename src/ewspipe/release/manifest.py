@@ -11,11 +11,61 @@ import getpass
 import hashlib
 import json
 import os
+import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from ewspipe.catalog import load_catalog
+from ewspipe.catalog.record import describe_catalog
+from ewspipe.errors import EwspipeError
+from ewspipe.provenance import dependency_versions, engine_info, fingerprint_files
 from ewspipe.release.git import Commit, Git
 
-__all__ = ["build_manifest", "lock_hash", "operator", "tag_message"]
+__all__ = ["build_manifest", "lock_hash", "operator", "release_catalog", "release_engine",
+           "settings_sha256", "tag_message"]
+
+PACKAGE = "src/ewspipe"
+
+
+def release_engine(git: Git, commit: str) -> dict[str, Any]:
+    """The engine a release at ``commit`` runs: the tree's own package when it carries one
+    (``src/ewspipe``; fingerprint of its ``*.py`` files, as the running code computes it),
+    else the installed ewspipe. Dependency versions are the installed ones either way."""
+    files = [p for p in git.ls_files(commit, PACKAGE) if p.endswith(".py")]
+    if not files:
+        return {"source": "installed", **engine_info()}
+    items = [(p[len(PACKAGE) + 1:], git.show_bytes(commit, p) or b"") for p in files]
+    init = git.show(commit, f"{PACKAGE}/__init__.py") or ""
+    found = re.search(r"__version__\s*=\s*[\"']([^\"']+)[\"']", init)
+    return {"source": "tree", "ewspipe": found.group(1) if found else "unknown",
+            "fingerprint": fingerprint_files(items), "dependencies": dependency_versions()}
+
+
+def settings_sha256(git: Git, commit: str) -> str | None:
+    """sha256 of ``ewspipe.toml`` at ``commit`` (None when the tree has none)."""
+    data = git.show_bytes(commit, "ewspipe.toml")
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def release_catalog(git: Git, commit: str, *, models: str = "models",
+                    ensembles: str = "ensembles") -> dict[str, dict[str, Any]]:
+    """:func:`ewspipe.catalog.record.describe_catalog` of the model and ensemble files at
+    ``commit`` (read out of git into a scratch folder; the worktree is not touched). Empty
+    when the files do not load (the integrity gate refuses such a tree anyway)."""
+    with tempfile.TemporaryDirectory(prefix="ewspipe-catalog-") as tmp:
+        root = Path(tmp)
+        for folder in (models, ensembles):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            for path in git.ls_files(commit, folder):
+                dest = root / path
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(git.show_bytes(commit, path) or b"")
+        try:
+            catalog = load_catalog(root / models, ensembles_dir=root / ensembles)
+        except EwspipeError:  # an invalid tree has no catalog to record
+            return {}
+        return describe_catalog(catalog)
 
 
 def lock_hash(git: Git, commit: str) -> str | None:
