@@ -81,12 +81,15 @@ def test_right_token_publishes_with_a_constant_time_compare(writer, workspace, m
     monkeypatch.setattr(hmac, "compare_digest", spy)
     run = workspace.prod_run["outputs"]["runs"]["cm"]
     before = writer.get(f"{URL}/cm/ged_sb").json()["history"]
-    resp = writer.post(f"{URL}/cm/ged_sb", json={"run": run}, headers=_auth())
+    resp = writer.post(f"{URL}/cm/ged_sb", json={"run": run, "requested_by": "duty officer"},
+                       headers=_auth())
     assert resp.status_code == 200, resp.text
     pointer = resp.json()
     assert calls == [(TOKEN.encode(), TOKEN.encode())]
-    assert (pointer["run"], pointer["primary"], pointer["published_by"]) == (
-        run, "small_chorus", "api")
+    assert (pointer["run"], pointer["primary"]) == (run, "small_chorus")
+    assert pointer["published_by"] == {"via": "api", "client": "testclient",
+                                       "requested_by": "duty officer",
+                                       "monthly_run": workspace.prod_run["run_id"]}
     assert pointer["release"]["tag"] == workspace.tag and pointer["last_month"] == 520
     after = writer.get(f"{URL}/cm/ged_sb").json()
     assert len(after["history"]) == len(before) + 1

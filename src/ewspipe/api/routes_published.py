@@ -75,15 +75,20 @@ def _auth(request: Request,
                404: {"model": ErrorBody, "description": "unknown run"},
                409: {"model": ErrorBody, "description": "a publish check failed"}},
 )
-def post_pointer(settings: SettingsDep, level: Literal["cm", "pgm"], target: str = TARGET,
-                 body: PublishRequest = Body(...)) -> dict[str, Any]:
-    """Publish stored run ``run`` for a level and target, with the monthly run's checks:
-    a finished ``ewspipe run`` of a publishing environment whose QA passed, whose drift
-    self-test did not fail and whose snapshots pass the freshness guards, holding a deployed
-    model or ensemble of the target. The move is recorded in the pointer history."""
+def post_pointer(request: Request, settings: SettingsDep, level: Literal["cm", "pgm"],
+                 target: str = TARGET, body: PublishRequest = Body(...)) -> dict[str, Any]:
+    """Publish stored run ``run`` for a level and target, only if the monthly run's publish
+    rule accepts it now: a finished ``ewspipe run`` of a publishing environment, made by the
+    current production release, whose QA passed, whose drift self-test did not fail and
+    whose snapshots pass the freshness guards, holding a deployed model or ensemble of the
+    target, while the workspace is exactly that release. A refusal is a 409 listing every
+    reason. The move is recorded in the pointer history with who asked."""
     name = _env(settings, body.env, "body")
     if name not in settings.run.publish_environments:
         invalid("body", "env", f"{name!r} does not publish; use one of "
                 f"{', '.join(settings.run.publish_environments) or '(none)'} ([run] "
                 "publish_environments)")
-    return move_pointer(settings, name, level, target, body.run)
+    asked = {"client": request.client.host if request.client else None}
+    if body.requested_by:
+        asked["requested_by"] = body.requested_by
+    return move_pointer(settings, name, level, target, body.run, requested_by=asked)

@@ -109,6 +109,9 @@ class PublishRequest(BaseModel):
                      description="prediction-store run to publish, e.g. m520-4ba1bb44b1b7")
     env: str | None = Field(None, description="environment (default: the first publishing "
                             "environment, [run] publish_environments)")
+    requested_by: str | None = Field(None, min_length=1, max_length=200,
+                                     description="who asks for the move (a name or ticket); "
+                                     "recorded on the pointer with the client address")
 
 
 class ModelItem(_Open):

@@ -47,8 +47,15 @@ def _lines(result: MonthlyRun, doc: dict[str, Any]) -> str:
     outs = doc["outputs"]
     lines.append(f"  predictions: {outs['predictions']} (runs {outs['runs']})")
     lines.append(f"  report: {outs['report']}")
-    if outs.get("not_published"):
-        lines.append(f"  NOT published: {outs['not_published']}")
+    if result.release:
+        rel = result.release
+        lines.append(f"  release: {rel['tag']} ({rel['commit'][:12]})" + (
+            f", engine override: {rel['engine_override']['reason']}"
+            if rel.get("engine_override") else ""))
+    if result.status == "not_published":
+        reasons = outs.get("not_published_reasons") or [outs.get("not_published")]
+        lines.append("  NOT PUBLISHED (exit 1):")
+        lines += [f"    - {r}" for r in reasons]
     for p in outs["published"] or []:
         lines.append(f"  published {p['level']}/{p['target']}: {p['primary']} of run {p['run']}"
                      f" (was {p['previous_run']})")
@@ -66,16 +73,23 @@ def run(
                                               "when another run holds the environment "
                                               "(default [run] lock_timeout_seconds)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
+    allow_engine_change: str | None = typer.Option(
+        None, "--allow-engine-change", metavar="REASON",
+        help="Production only: run although the installed ewspipe differs from the engine "
+             "the release validated; the reason is recorded on the run and every pointer."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The monthly run: snapshot, drift, train, forecast, ensembles, QA, store, publish,
     report, alerts. Re-running reuses every unchanged task; a killed run resumes.
 
-    Exit codes: 0 done; 1 QA failed (nothing published) or the environment is locked by
-    another run; 2 bad option or input.
+    Exit codes: 0 done (production: published); 1 QA failed, a production run that
+    published nothing (status not_published, reasons listed, alert sent), a workspace that is
+    not exactly a clean production release, or the environment is locked by another run;
+    2 bad option or input.
     """
     result = run_monthly(ctx.obj, environment=env, executor=executor,
-                         lock_timeout=lock_timeout, progress=None if quiet else _progress)
+                         lock_timeout=lock_timeout, progress=None if quiet else _progress,
+                         allow_engine_change=allow_engine_change)
     doc = result.to_dict()
     emit(doc, as_json, lambda: _lines(result, doc))
     if result.status != "ok":

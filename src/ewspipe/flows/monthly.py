@@ -27,13 +27,14 @@ from ewspipe.flows import tasks
 from ewspipe.flows.ensemble_run import plan_run
 from ewspipe.flows.executors import make_executor, parse_executor
 from ewspipe.flows.graph import Graph, Task, digest
-from ewspipe.flows.release_guard import check_release
+from ewspipe.flows.release_guard import check_release, verify_workspace
 from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import open_state_db
 
-__all__ = ["MonthlyRun", "base_key", "build_monthly_graph", "run_monthly"]
+__all__ = ["MonthlyPlan", "MonthlyRun", "base_key", "build_monthly_graph", "prepare_monthly",
+           "run_monthly", "run_outcome"]
 
 Progress = Callable[[str, TaskRecord, int, int], None]
 
@@ -68,8 +69,10 @@ def training_cost(spec: ModelSpec) -> float:
     return cost * float(steps if isinstance(steps, int) else 36)
 
 
-def build_monthly_graph(catalog: Catalog, *, publish: bool) -> Graph:
-    """The monthly run's tasks for this catalog (``publish``: add the publish task)."""
+def build_monthly_graph(catalog: Catalog, *, publish: bool,
+                        release: dict[str, Any] | None = None) -> Graph:
+    """The monthly run's tasks for this catalog (``publish``: add the publish task, which
+    publishes only under ``release``, the run's verified release record)."""
     plan = plan_run(catalog, None)
     models = [s for s in plan.models
               if s.status in (Status.DEPLOYED, Status.SHADOW) or s.name in plan.needed]
@@ -105,14 +108,18 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool) -> Graph:
     report_inputs: dict[str, Any] = {
         "snapshots": "snapshot", "drift": drift, "forecasts": all_fc,
         "ensembles": "ensembles", "qa": "qa", "stored": "store"}
+    alert_inputs: dict[str, Any] = {"drift": drift, "ensembles": "ensembles", "qa": "qa",
+                                    "report": "report"}
     if publish:
-        # never cached: whether to publish depends on now (freshness), not only on inputs
+        # never cached: whether to publish depends on now (freshness, the release), not only
+        # on inputs; ``release`` is what the run was verified against before it started
         graph.append(Task("publish", tasks.publish, {"snapshots": "snapshot", "stored": "store",
-                                                     "qa": "qa", "drift": drift}, cache=False))
+                                                     "qa": "qa", "drift": drift},
+                          {"release": release}, cache=False))
         report_inputs["published"] = "publish"
+        alert_inputs["published"] = "publish"
     graph.append(Task("report", tasks.write_report, report_inputs))
-    graph.append(Task("alerts", tasks.route_alerts, {"drift": drift, "ensembles": "ensembles",
-                                                     "qa": "qa", "report": "report"}))
+    graph.append(Task("alerts", tasks.route_alerts, alert_inputs))
     return Graph(graph)
 
 
@@ -125,11 +132,12 @@ class MonthlyRun:
     environment: str
     executor: str
     state: Path
-    status: str  # "ok" | "qa_failed"
+    status: str  # "ok" | "qa_failed" | "not_published" (a publishing run that did not)
     started_at: str
     seconds: float
     tasks: list[TaskRecord] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    release: dict[str, Any] | None = None  # the release a publishing run ran under
 
     @property
     def ran(self) -> list[str]:
@@ -145,7 +153,7 @@ class MonthlyRun:
         report = out.get("report") or {}
         return {
             "run_id": self.run_id, "environment": self.environment, "executor": self.executor,
-            "status": self.status, "started_at": self.started_at,
+            "status": self.status, "release": self.release, "started_at": self.started_at,
             "seconds": round(self.seconds, 3), "state": str(self.state),
             "ran": self.ran, "reused": self.reused,
             "tasks": [t.to_dict() for t in self.tasks],
@@ -163,9 +171,58 @@ class MonthlyRun:
                 "report": str(self.state / report["path"]) if report else None,
                 "published": (out.get("publish") or {}).get("published"),
                 "not_published": (out.get("publish") or {}).get("skipped"),
+                "not_published_reasons": (out.get("publish") or {}).get("reasons") or [],
                 "alerts_log": str(self.state / "alerts.jsonl"),
             },
         }
+
+
+@dataclass(frozen=True)
+class MonthlyPlan:
+    """What a monthly run will do, decided before anything runs: its environment, catalog,
+    graph and, for a publishing environment, the verified release it runs under."""
+
+    environment: str
+    catalog: Catalog
+    graph: Graph
+    publish: bool
+    release: dict[str, Any] | None
+
+
+def prepare_monthly(settings: Settings, *, environment: str | None = None,
+                    catalog: Catalog | None = None,
+                    allow_engine_change: str | None = None) -> MonthlyPlan:
+    """Validate the environment and, for a publishing one, refuse unless the workspace is a
+    clean production release running exactly the release's models, settings and engine
+    (:mod:`ewspipe.flows.release_guard`): before any training, not after."""
+    run_settings = settings.run
+    env = environment or run_settings.environment
+    if env not in run_settings.environments:
+        raise InputError(f"option --env: {env!r} is not an environment; use one of "
+                         f"{', '.join(run_settings.environments)} (ewspipe.toml [run] "
+                         "environments)")
+    publish = env in run_settings.publish_environments
+    if allow_engine_change is not None and not publish:
+        raise InputError(f"option --allow-engine-change: environment {env!r} does not publish;"
+                         " the option only applies to a production run")
+    if allow_engine_change is not None and not allow_engine_change.strip():
+        raise InputError("option --allow-engine-change: give the reason (recorded on the run "
+                         "and on every forecast it publishes)")
+    release = check_release(settings) if publish else None
+    catalog = catalog or load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+    verified = (verify_workspace(settings, release, catalog,
+                                 allow_engine_change=allow_engine_change)
+                if release is not None else None)
+    graph = build_monthly_graph(catalog, publish=publish, release=verified)
+    return MonthlyPlan(env, catalog, graph, publish, verified)
+
+
+def run_outcome(plan: MonthlyPlan, outputs: dict[str, Any]) -> str:
+    """``ok``; ``not_published`` for a publishing run that moved no pointer (whatever the
+    reason: QA, guards, release); ``qa_failed`` for another run whose QA failed."""
+    if plan.publish and not (outputs.get("publish") or {}).get("published"):
+        return "not_published"
+    return "ok" if (outputs.get("qa") or {}).get("passed") else "qa_failed"
 
 
 def run_monthly(
@@ -176,6 +233,7 @@ def run_monthly(
     lock_timeout: float | None = None,
     progress: Progress | None = None,
     catalog: Catalog | None = None,
+    allow_engine_change: str | None = None,
 ) -> MonthlyRun:
     """Run (or resume, or reuse) this month's graph in ``environment``.
 
@@ -186,29 +244,29 @@ def run_monthly(
         executor: ``local``, ``dask`` or ``tcp://HOST:PORT``.
         lock_timeout: seconds to wait for another run on the same environment.
         progress: called as ``progress(event, record, done, total)`` for each task event.
+        allow_engine_change: the reason to run production with an engine other than the one
+            the release validated (recorded on the run and on published pointers).
+
+    Returns:
+        The run; ``status`` is ``not_published`` when a publishing environment published
+        nothing (the reasons are in ``to_dict()["outputs"]["not_published_reasons"]``).
 
     Raises:
         InputError: unknown environment or executor (exit 2).
         ReleaseGuardFailed: a publishing environment whose workspace is not a clean, completed
-            production release (exit 1; see :mod:`ewspipe.flows.release_guard`).
+            production release, or differs from it (exit 1; see
+            :mod:`ewspipe.flows.release_guard`).
         StateLocked: another run holds the environment (exit 1).
         EwspipeError: whatever a task raised; completed tasks stay cached for the next run.
     """
     run_settings = settings.run
-    env = environment or run_settings.environment
-    if env not in run_settings.environments:
-        raise InputError(f"option --env: {env!r} is not an environment; use one of "
-                         f"{', '.join(run_settings.environments)} (ewspipe.toml [run] "
-                         "environments)")
     spec = parse_executor(executor or run_settings.executor)
     timeout = run_settings.lock_timeout_seconds if lock_timeout is None else lock_timeout
     if timeout < 0:
         raise InputError(f"option --lock-timeout: must be >= 0 seconds, got {timeout}")
-    publish = env in run_settings.publish_environments
-    if publish:
-        check_release(settings)  # fail fast; the publish task checks again before moving
-    catalog = catalog or load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
-    graph = build_monthly_graph(catalog, publish=publish)
+    plan = prepare_monthly(settings, environment=environment, catalog=catalog,
+                           allow_engine_change=allow_engine_change)
+    env = plan.environment
     state = settings.state_dir / env
     ctx = tasks.TaskContext(settings=settings, environment=env, state=state)
     with EnvironmentLock(state / "run.lock", timeout=timeout, environment=env):
@@ -217,11 +275,11 @@ def run_monthly(
         started = time.time()
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         base = {"run_id": run_id, "environment": env, "started_at": started_at,
-                "executor": spec, "code": code_version().to_dict()}
+                "executor": spec, "code": code_version().to_dict(), "release": plan.release}
         db.record_run({**base, "status": "running"})
         ex = make_executor(spec)
         try:
-            done = run_graph(graph, ctx, base_key=base_key(settings, env), executor=ex,
+            done = run_graph(plan.graph, ctx, base_key=base_key(settings, env), executor=ex,
                              cache=TaskCache(state / "tasks", state), progress=progress)
         except BaseException as exc:
             db.record_run({**base, "status": "failed", "error": str(exc),
@@ -229,11 +287,11 @@ def run_monthly(
             raise
         finally:
             ex.close()
-        qa_passed = bool((done.outputs.get("qa") or {}).get("passed"))
         result = MonthlyRun(
             run_id=run_id, environment=env, executor=ex.name, state=state,
-            status="ok" if qa_passed else "qa_failed", started_at=started_at,
+            status=run_outcome(plan, done.outputs), started_at=started_at,
             seconds=time.time() - started, tasks=done.records, outputs=done.outputs,
+            release=plan.release,
         )
         db.record_run({**base, **result.to_dict(), "finished_at": timestamp()})
     return result

@@ -18,11 +18,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ewspipe.catalog import Catalog, load_catalog
+from ewspipe.catalog import Catalog
 from ewspipe.errors import InputError
 from ewspipe.flows import tasks
 from ewspipe.flows.graph import Task
-from ewspipe.flows.monthly import base_key, build_monthly_graph
+from ewspipe.flows.monthly import base_key, prepare_monthly, run_outcome
 from ewspipe.flows.runner import EnvironmentLock, TaskCache
 from ewspipe.provenance import code_version, timestamp
 from ewspipe.settings import Settings, load_settings
@@ -84,12 +84,9 @@ def _run_flow(settings: Settings, environment: str | None,
     from prefect.utilities.annotations import quote
 
     run_settings = settings.run
-    env = environment or run_settings.environment
-    if env not in run_settings.environments:
-        raise InputError(f"environment {env!r} is not one of "
-                         f"{', '.join(run_settings.environments)} (ewspipe.toml [run])")
-    catalog = catalog or load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
-    graph = build_monthly_graph(catalog, publish=env in run_settings.publish_environments)
+    # the same refusals as `ewspipe run`: environment, release, workspace == release
+    plan = prepare_monthly(settings, environment=environment, catalog=catalog)
+    env, graph = plan.environment, plan.graph
     state = settings.state_dir / env
     ctx = tasks.TaskContext(settings=settings, environment=env, state=state)
     base = base_key(settings, env)
@@ -100,7 +97,7 @@ def _run_flow(settings: Settings, environment: str | None,
         started = time.time()
         record = {"run_id": run_id, "environment": env, "executor": "prefect",
                   "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                  "code": code_version().to_dict()}
+                  "code": code_version().to_dict(), "release": plan.release}
         db.record_run({**record, "status": "running"})
         try:
             futures: dict[str, Any] = {}
@@ -115,9 +112,9 @@ def _run_flow(settings: Settings, environment: str | None,
             db.record_run({**record, "status": "failed", "error": str(exc),
                            "finished_at": timestamp()})
             raise
-        qa = results["qa"]["output"] or {}
         summary = {
-            **record, "status": "ok" if qa.get("passed") else "qa_failed",
+            **record,
+            "status": run_outcome(plan, {n: r["output"] for n, r in results.items()}),
             "seconds": round(time.time() - started, 3),
             "tasks": [{"task": n, "status": r["status"], "seconds": round(r["seconds"], 3),
                        "key": r["key"]} for n, r in results.items()],

@@ -1,32 +1,44 @@
-"""The publish guard: only a clean production release may publish.
+"""The release guard: only a clean production release may publish, and a production run
+runs exactly what that release validated.
 
-Before ``ewspipe run --env production`` (any ``[run] publish_environments``) runs, and again
-inside its publish task, the workspace repository (the git repository holding the settings
+:func:`check_release`: the workspace repository (the git repository holding the settings
 file, or the current folder with built-in settings) must have
 
 * HEAD exactly at a release tag (``[release] tag_prefix`` + MAJOR.MINOR.PATCH),
 * HEAD equal to the head of the production branch (``[release] production_branch``),
 * no uncommitted changes to tracked files,
+* the settings file and the model and ensemble folders inside the repository, and no
+  untracked or git-ignored model, ensemble or settings file there (the loader would read it),
 * a *completed* entry for that version in the release ledger (state database of the
-  production environment).
+  production environment); its manifest is returned.
 
-Otherwise :class:`ReleaseGuardFailed` (exit 1) says which condition failed and how to get a
-release; nothing is published. There is deliberately no setting to turn this off. (Git is
-called through ewspipe.provenance here: the release layer sits above flows.)
+:func:`verify_workspace` then compares what is about to run with that manifest, before any
+training: the model and ensemble set (names, kinds, levels, targets, statuses, config
+hashes), the settings file (sha256) and the engine (ewspipe source fingerprint). Anything
+extra, missing or changed refuses and names the difference; an engine change is allowed only
+with an explicit reason, which is recorded on the run and on every pointer it publishes.
+
+Failures raise :class:`ReleaseGuardFailed` (exit 1). There is deliberately no setting to turn
+this off. (Git is called through ewspipe.provenance here: the release layer sits above flows.)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+from ewspipe.catalog import Catalog
+from ewspipe.catalog.record import catalog_differences, describe_catalog
 from ewspipe.errors import CheckFailed
-from ewspipe.provenance import git_output
+from ewspipe.provenance import code_fingerprint, engine_info, git_output
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import open_state_db
 
-__all__ = ["ReleaseGuardFailed", "check_release"]
+__all__ = ["ReleaseGuardFailed", "catalog_sha256", "check_release", "production_environment",
+           "verify_workspace"]
 
 _HOW = ("only a clean production release may publish: check out the production release "
         "(`git checkout {prod}`), or make one with `ewspipe release stage` and `ewspipe release "
@@ -37,9 +49,63 @@ class ReleaseGuardFailed(CheckFailed):
     """The workspace is not a clean, recorded production release: do not publish."""
 
 
+def production_environment(settings: Settings) -> str:
+    """The environment whose state database holds the release ledger: the first publishing
+    environment (``production`` by default)."""
+    envs = settings.run.publish_environments
+    return envs[0] if envs else "production"
+
+
+def _inside(path: Path, repo: Path) -> bool:
+    try:
+        path.resolve().relative_to(repo.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _stray_files(settings: Settings, repo: Path, how: str) -> None:
+    """Refuse files the run would read that are not exactly the committed release: the
+    settings file and model/ensemble folders outside the repository, and untracked or ignored
+    ``*.toml`` files in those folders (the loader reads every one)."""
+    folders = {"models": settings.models_dir, "ensembles": settings.ensembles_dir}
+    for what, folder in folders.items():
+        if not _inside(folder, repo):
+            raise ReleaseGuardFailed(
+                f"refusing to publish: the {what} folder {folder} is outside the release "
+                f"repository {repo}; production runs only the committed {what} of the "
+                f"release ([workspace] {what}_dir must point inside it); {how}")
+    if settings.source_file is not None:
+        cfg = Path(settings.source_file).resolve()
+        if not _inside(cfg, repo):
+            raise ReleaseGuardFailed(f"refusing to publish: the settings file {cfg} is outside"
+                                     f" the release repository {repo}; {how}")
+        rel = cfg.relative_to(repo.resolve()).as_posix()
+        if git_output(repo, "ls-files", "--error-unmatch", "--", rel) is None:
+            raise ReleaseGuardFailed(f"refusing to publish: the settings file {rel} is not "
+                                     f"committed in {repo}; production runs with the "
+                                     f"release's own settings; {how}")
+    stray: list[str] = []
+    for folder in folders.values():
+        rel = folder.resolve().relative_to(repo.resolve()).as_posix()
+        out = git_output(repo, "ls-files", "--others", "-z", "--", rel) or ""
+        ignored = git_output(repo, "ls-files", "--others", "--ignored", "--exclude-standard",
+                             "-z", "--", rel) or ""
+        for name in (out + "\0" + ignored).split("\0"):
+            if name and name.endswith(".toml") and not Path(name).name.startswith("."):
+                stray.append(name)
+    if stray:
+        listed = ", ".join(sorted(set(stray))[:10])
+        raise ReleaseGuardFailed(
+            f"refusing to publish: {listed} {'is' if len(set(stray)) == 1 else 'are'} not "
+            f"part of the release (untracked or git-ignored, yet the run would load "
+            f"{'it' if len(set(stray)) == 1 else 'them'}); remove or move the file, or commit "
+            "it on development and release it (`ewspipe release stage` / `promote`)")
+
+
 def check_release(settings: Settings) -> dict[str, Any]:
-    """The release the workspace is at (``tag``, ``version``, ``commit``, ``repo``), or
-    :class:`ReleaseGuardFailed` naming what is wrong."""
+    """The release the workspace is at (``tag``, ``version``, ``commit``, ``repo`` and the
+    ledger's ``manifest``), or :class:`ReleaseGuardFailed` naming what is wrong."""
     rel = settings.release
     how = _HOW.format(prod=rel.production_branch)
     where = (Path(settings.source_file).resolve().parent if settings.source_file is not None
@@ -68,13 +134,71 @@ def check_release(settings: Settings) -> dict[str, Any]:
                                  f"({files or 'git status failed'}); a published forecast "
                                  "must come from exactly the released code: commit or stash "
                                  "them, or restore the release")
-    db = open_state_db(settings.run.state_url, settings.state_dir / "production")
-    completed = {e["version"] for e in db.releases() if e["status"] == "completed"}
+    _stray_files(settings, repo, how)
+    db = open_state_db(settings.run.state_url,
+                       settings.state_dir / production_environment(settings))
+    completed = {e["version"]: e for e in db.releases() if e["status"] == "completed"}
     for tag in sorted(tags):
         version = tag[len(rel.tag_prefix):]
         if version in completed:
-            return {"tag": tag, "version": version, "commit": head, "repo": str(repo)}
+            return {"tag": tag, "version": version, "commit": head, "repo": str(repo),
+                    "manifest": completed[version]["manifest"] or {}}
     raise ReleaseGuardFailed(f"refusing to publish: {', '.join(tags)} has no completed entry "
                              "in the release ledger (a tag made by hand, or a release that "
                              "did not finish: re-run the release command or see `ewspipe "
                              "release status`)")
+
+
+def catalog_sha256(record: dict[str, Any]) -> str:
+    """One hash of a catalog record (:func:`ewspipe.catalog.record.describe_catalog`)."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verify_workspace(settings: Settings, release: dict[str, Any], catalog: Catalog, *,
+                     allow_engine_change: str | None = None) -> dict[str, Any]:
+    """What a production run is about to run, checked against ``release['manifest']``
+    (module docstring). Returns the run's release record (tag, version, commit, engine,
+    catalog sha256, and the engine override when one was needed); raises
+    :class:`ReleaseGuardFailed` listing every difference."""
+    manifest = release.get("manifest") or {}
+    tag = release["tag"]
+    problems: list[str] = []
+    actual = describe_catalog(catalog)
+    expected = manifest.get("catalog")
+    if isinstance(expected, dict) and expected:
+        problems += catalog_differences(expected, actual)
+    recorded_settings = manifest.get("settings_sha256")
+    if (recorded_settings and settings.source_file is not None
+            and _sha256(Path(settings.source_file)) != recorded_settings):
+        problems.append(f"the settings file {Path(settings.source_file).name} differs "
+                            f"from the one {tag} released")
+    if problems:
+        raise ReleaseGuardFailed(
+            f"refusing to run production: the workspace is not what {tag} released:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + f"\nrestore the release (`git status`, `git checkout {tag} -- .`) or release "
+            "the change through staging (`ewspipe release stage`, `ewspipe release promote`)")
+    engine = manifest.get("engine") or {}
+    mine = engine_info()
+    override = None
+    if engine.get("fingerprint") != code_fingerprint():
+        what = (f"{tag} was validated with ewspipe {engine.get('ewspipe')} (source "
+                f"{str(engine.get('fingerprint'))[:12]}), this is ewspipe {mine['ewspipe']} "
+                f"(source {mine['fingerprint'][:12]})" if engine else
+                f"{tag} recorded no engine (released before engines were recorded)")
+        if not (allow_engine_change and allow_engine_change.strip()):
+            raise ReleaseGuardFailed(
+                f"refusing to run production: the engine differs from the release: {what}. "
+                "Install the engine the release validated, or release again through staging "
+                "with this engine; to run anyway pass --allow-engine-change REASON (recorded "
+                "on the run and on every forecast it publishes)")
+        override = {"reason": allow_engine_change.strip(), "released": engine or None,
+                    "running": {"ewspipe": mine["ewspipe"], "fingerprint": mine["fingerprint"]}}
+    return {"tag": tag, "version": release["version"], "commit": release["commit"],
+            "engine": {"ewspipe": mine["ewspipe"], "fingerprint": mine["fingerprint"]},
+            "catalog_sha256": catalog_sha256(actual),
+            "engine_override": override}

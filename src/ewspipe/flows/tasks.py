@@ -26,15 +26,14 @@ import numpy as np
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
 from ewspipe.catalog import Catalog, load_catalog
-from ewspipe.catalog.rules import Status
+from ewspipe.catalog.spec import ModelSpec
 from ewspipe.drift.check import DriftConfig, check_panel
 from ewspipe.drift.selftest import run_selftest
 from ewspipe.errors import InputError, StoreError
 from ewspipe.flows.ensemble_run import plan_run, run_ensembles
-from ewspipe.flows.guards import freshness_report
 from ewspipe.flows.ingest import import_demo_checked
 from ewspipe.flows.modelrun import fit_or_reuse, model_design, predict_origins
-from ewspipe.flows.release_guard import check_release
+from ewspipe.flows.publish_policy import decide_publish, deployed_pointers
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
@@ -88,6 +87,16 @@ class TaskContext:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _spec(ctx: TaskContext, model: str, config_hash: str) -> ModelSpec:
+    """The model the graph was built for: its file must not have changed since (a task runs
+    exactly the definition its key names, never one edited mid-run)."""
+    spec = ctx.catalog().models.get(model)
+    if spec is None or spec.config_hash != config_hash:
+        raise InputError(f"model {model!r}: its file {'is gone' if spec is None else 'changed'}"
+                         " while the run was going; run again with the files left alone")
+    return spec
 
 
 @functools.lru_cache(maxsize=4)
@@ -183,8 +192,7 @@ def check_drift(ctx: TaskContext, *, key: str, snapshots: Output, level: str) ->
 def train_model(ctx: TaskContext, *, key: str, snapshots: Output, model: str,
                 config_hash: str) -> Output:
     """Fit ``model`` on everything up to the last observed month, or reuse its artifact."""
-    catalog = ctx.catalog()
-    spec = catalog.models[model]
+    spec = _spec(ctx, model, config_hash)
     manifest, panel = _snapshot(ctx, snapshots, spec.level.value)
     partition = _partition(ctx, manifest)
     design = model_design(spec, panel, manifest, train_last=partition.train.last)
@@ -200,8 +208,7 @@ def train_model(ctx: TaskContext, *, key: str, snapshots: Output, model: str,
 def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Output,
                    model: str, config_hash: str) -> Output:
     """Predict steps 1..36 from the last observed month with the trained artifact."""
-    catalog = ctx.catalog()
-    spec = catalog.models[model]
+    spec = _spec(ctx, model, config_hash)
     manifest, panel = _snapshot(ctx, snapshots, spec.level.value)
     partition = _partition(ctx, manifest)
     artifacts = ctx.artifacts
@@ -343,41 +350,36 @@ def store_predictions(ctx: TaskContext, *, key: str, snapshots: Output,
 
 
 def publish(ctx: TaskContext, *, key: str, snapshots: Output, stored: Output, qa: Output,
-            drift: Mapping[str, Output]) -> Output:
+            drift: Mapping[str, Output], release: Output | None = None) -> Output:
     """Move the "published" pointer of each level and target to this run's deployed
-    forecasts (deployed ensembles first, then deployed models). Refused when QA failed, when
-    the drift self-test failed, or when a freshness guard fails (stale snapshot, unexpected
-    last month): a stale forecast must never reach users. Raises ReleaseGuardFailed unless
-    the workspace is a clean, completed production release (each pointer records it)."""
-    if not qa["passed"]:
-        failed = [c["model"] for c in qa["checks"] if not c["passed"]]
-        return {"published": [], "skipped": f"QA failed for {', '.join(failed)}"}
-    broken = [d["level"] for d in drift.values()
-              if d.get("selftest") is not None and not d["selftest"]["passed"]]
-    if broken:
-        return {"published": [], "skipped": f"drift self-test failed for {', '.join(broken)}"}
-    store = SnapshotStore(ctx.settings.snapshot_dir)
-    guards = freshness_report(
-        ctx.settings, snapshot_manifest=[store.get(s["id"]) for s in snapshots.values()])
-    if not guards.passed:
-        return {"published": [], "skipped": guards.message(), "guards": guards.to_dict()}
-    release = check_release(ctx.settings)  # only a clean production release publishes
-    groups: dict[tuple[str, str], list[Output]] = {}
-    for part in stored["partitions"]:
-        if part["status"] == Status.DEPLOYED.value:
-            groups.setdefault((part["level"], part["target"]), []).append(part)
+    forecasts (deployed ensembles first, then deployed models), only when
+    :func:`ewspipe.flows.publish_policy.decide_publish` allows it (QA, detectors, freshness,
+    a clean release that is exactly what runs, and this run made by it). A refusal is an
+    output, not an error: the run records it as ``not_published`` and alerts."""
+    decision = decide_publish(
+        ctx.settings, environment=ctx.environment, run_release=release,
+        qa_passed=bool(qa["passed"]),
+        qa_failed=[c["model"] for c in qa["checks"] if not c["passed"]],
+        selftest_failed=[d["level"] for d in drift.values()
+                         if d.get("selftest") is not None and not d["selftest"]["passed"]],
+        snapshot_ids=[s["id"] for s in snapshots.values()], catalog=ctx.catalog())
+    if not decision.allowed:
+        return {"published": [], "skipped": decision.message(), "reasons": decision.reasons,
+                "checked_at": decision.checked_at, "guards": decision.guards}
+    assert release is not None  # an allowed decision always has the run's release
     db = open_state_db(ctx.settings.run.state_url, ctx.state)
     pointers = PublishedPointers(ctx.state / "published", db, environment=ctx.environment)
-    moved = []
-    for (level, target), parts in sorted(groups.items()):
-        parts = sorted(parts, key=lambda p: (p["kind"] != "ensemble", p["model"]))
-        moved.append(pointers.move({
-            "publish_id": key[:16], "level": level, "target": target, "run": parts[0]["run"],
-            "primary": parts[0]["model"], "models": [p["model"] for p in parts],
-            "published_at": _now(), "last_month": snapshots[level]["last_month"],
-            "release": {k: release[k] for k in ("tag", "version", "commit")},
-        }))
-    return {"published": moved, "skipped": None if moved else "no deployed model or ensemble"}
+    moves = deployed_pointers(
+        stored["partitions"], last_month={lvl: s["last_month"] for lvl, s in snapshots.items()},
+        release=release, publish_id=f"{key[:12]}-{uuid.uuid4().hex[:8]}",
+        published_at=_now(), published_by={"via": "ewspipe run"})
+    moved = [pointers.move(p) for p in moves]
+    if not moved:
+        return {"published": [], "skipped": "refusing to publish: no deployed model or "
+                "ensemble", "reasons": ["no deployed model or ensemble"],
+                "checked_at": decision.checked_at, "guards": decision.guards}
+    return {"published": moved, "skipped": None, "reasons": [],
+            "checked_at": decision.checked_at, "guards": decision.guards}
 
 
 def _now() -> str:
@@ -425,11 +427,18 @@ def write_report(ctx: TaskContext, *, key: str, snapshots: Output, drift: Mappin
 
 
 def route_alerts(ctx: TaskContext, *, key: str, drift: Mapping[str, Output], ensembles: Output,
-                 qa: Output, report: Output) -> Output:
-    """Deliver the run's alerts (drift, ensembles, QA) through the ``[alerts]`` sinks, once:
-    a re-run reuses this task and sends nothing again."""
+                 qa: Output, report: Output, published: Output | None = None) -> Output:
+    """Deliver the run's alerts (drift, ensembles, QA, a refused publication) through the
+    ``[alerts]`` sinks, once: a re-run reuses this task and sends nothing again (a refused
+    publication is checked anew on each run, so each refusal alerts)."""
     raw = [*(a for d in drift.values() for a in d["alerts"]), *ensembles["alerts"],
            *qa["alerts"]]
+    if published is not None and not published.get("published"):
+        raw.append(_alert_dict(Alert(
+            source="publish", severity=Severity.ERROR, offender=ctx.environment,
+            message=f"{ctx.environment} run did not publish: "
+                    + "; ".join(published.get("reasons") or [str(published.get("skipped"))])),
+            ctx.environment))
     run_id = f"run-{key[:12]}"
     alerts = [Alert.from_dict({**a, "run_id": run_id}) for a in raw]
     with build_router(ctx.settings.alerts, ctx.state) as router:

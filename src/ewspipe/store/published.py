@@ -41,11 +41,24 @@ class PublishedPointers:
 
     def move(self, pointer: dict[str, Any]) -> dict[str, Any]:
         """Point ``(level, target)`` at ``pointer['run']``; history first, then the file, so
-        a crash in between leaves the old pointer in place and the move is retried (the
-        history keeps a ``publish_id`` once)."""
+        a crash in between leaves the old pointer in place. Every move is its own history
+        entry, numbered (``seq``), so publishing A, B, then A again reads A-B-A. A history
+        entry newer than the pointer file never became visible (a crash between the two
+        writes): it is dropped before the next move, so the history's newest entry is always
+        the pointer users see. Retrying the same ``publish_id`` is a no-op."""
         level, target = pointer["level"], pointer["target"]
         previous = self.current(level, target)
-        full = {**pointer, "environment": self.environment,
+        history = self.history(level, target)
+        if previous is not None and previous.get("publish_id") == pointer["publish_id"]:
+            return previous  # this exact move already happened
+        visible = previous.get("publish_id") if previous else None
+        seen = [h.get("publish_id") for h in history]
+        cut = seen.index(visible) + 1 if visible in seen else 0
+        for orphan in history[cut:]:
+            self.db.drop_pointer(orphan["publish_id"], self.environment, level, target)
+        history = history[:cut]
+        seq = max((int(h.get("seq") or 0) for h in history), default=0) + 1
+        full = {**pointer, "environment": self.environment, "seq": max(seq, len(history) + 1),
                 "previous_run": previous["run"] if previous else None}
         self.db.add_pointer(full)
         path = self._path(level, target)

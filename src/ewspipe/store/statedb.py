@@ -135,16 +135,26 @@ class StateDB:
                 params)
             return bool(cur.rowcount)
 
+    def drop_pointer(self, publish_id: str, environment: str, level: str, target: str) -> None:
+        """Remove a history entry that never became the visible pointer (an interrupted
+        move: see ewspipe.store.published)."""
+        with self._connect() as con:
+            con.execute(self._sql(
+                "DELETE FROM pointer_history WHERE publish_id = ? AND environment = ? AND "
+                "level = ? AND target = ?"), (publish_id, environment, level, target))
+
     def pointer_history(self, level: str, target: str,
                         environment: str | None = None) -> list[dict[str, Any]]:
-        """Every move of one pointer, oldest first."""
+        """Every move of one pointer, oldest first: by the move's ``seq`` (entries written
+        before moves were numbered come first, by time)."""
         sql = "SELECT pointer FROM pointer_history WHERE level = ? AND target = ?"
         params: list[Any] = [level, target]
         if environment:
             sql += " AND environment = ?"
             params.append(environment)
         rows = self._rows(sql + " ORDER BY published_at, publish_id", params)
-        return [json.loads(r[0]) for r in rows]
+        found = [json.loads(r[0]) for r in rows]
+        return sorted(found, key=lambda p: int(p.get("seq") or 0))
 
 
     # ------------------------------------------------------------------ release ledger
