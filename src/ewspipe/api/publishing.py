@@ -89,7 +89,7 @@ def move_pointer(settings: Settings, env: str, level: str, target: str, run: str
         raise _refuse(f"run {run!r} stored no deployed {level} model or ensemble of target "
                       f"{target!r}")
     try:
-        lock = EnvironmentLock(settings.state_dir / env / "run.lock", timeout=5.0,
+        lock = EnvironmentLock(settings.state_dir / env / "run.lock", timeout=2.0,
                                environment=env)
         with lock:
             record = _monthly_record(settings, env, level, run)

@@ -1,0 +1,374 @@
+"""Adversarial tests of the production guarantee (README "Releasing", docs/releasing.md
+"The production guarantee"): each case tries to publish something a staged, promoted release
+did not validate, through the CLI or the API, on a scratch git repository, and checks the
+refusal (exit code, message), that nothing was published, and that the records (run
+status, pointer history, alerts) say what actually happened.
+
+One released workspace (the quick monthly workspace promoted to v0.1.0, one production run
+published) serves the cases that only try to break in; each restores the repository after
+itself, and cases that must write state work on a copy of the state folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.flows import monthly_workspace
+
+from ewspipe.api.app import create_app
+from ewspipe.cli.main import main
+from ewspipe.flows.runner import EnvironmentLock
+from ewspipe.panel.ingest import import_frame
+from ewspipe.panel.snapshot import SnapshotStore
+from ewspipe.release.context import ReleaseContext
+from ewspipe.release.promote import promote
+from ewspipe.release.rollback import rollback
+from ewspipe.settings import load_settings
+from ewspipe.store.statedb import open_state_db
+
+TOKEN_ENV = "EWSPIPE_API_TOKEN"
+TOKEN = "adversarial-token-0123456789"
+ROGUE = """
+name = "{name}"
+level = "cm"
+target = "ged_sb"
+algorithm = "locf"
+status = "deployed"
+owner = "mallory"
+description = "Not released."
+features = []
+"""
+
+
+@dataclass
+class Released:
+    config: Path
+    repo: Path
+    state: Path
+    tag: str
+    run: dict
+
+    def cli(self, *args: str, state: Path | None = None,
+            config: Path | None = None) -> tuple[int, dict]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["--config", str(config or self.config), "--state-dir",
+                         str(state or self.state), *args, "--json"])
+        return code, json.loads(out.getvalue())
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=self.repo, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    def pointer(self, state: Path | None = None) -> bytes:
+        return ((state or self.state) / "production" / "published" / "cm" /
+                "ged_sb.json").read_bytes()
+
+    def runs(self, state: Path | None = None) -> list[dict]:
+        db = open_state_db("", (state or self.state) / "production")
+        return db.runs("production", limit=1000)
+
+    def state_copy(self, dest: Path) -> Path:
+        shutil.copytree(self.state, dest, ignore=shutil.ignore_patterns("run.lock"))
+        return dest
+
+
+def _clean_env(mp: pytest.MonkeyPatch) -> None:
+    for name in ("EWSPIPE_CONFIG", "EWSPIPE_STATE_DIR", TOKEN_ENV):
+        mp.delenv(name, raising=False)
+
+
+def _released(root: Path) -> Released:
+    config = monthly_workspace.write_monthly_workspace(root / "ws")
+    state = root / "ws" / "state"
+    tag = monthly_workspace.release_workspace(config, state)
+    ws = Released(config, config.parent, state, tag, {})
+    code, ws.run = ws.cli("run", "--env", "production", "--quiet")
+    assert code == 0, ws.run
+    assert ws.run["status"] == "ok" and ws.run["release"]["tag"] == tag
+    return ws
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        _clean_env(mp)
+        yield _released(tmp_path_factory.mktemp("adversarial"))
+
+
+@pytest.fixture
+def env(monkeypatch):
+    _clean_env(monkeypatch)
+
+
+# ----------------------------------------------------------------- files that are not the release
+
+def _untracked_model(ws: Released) -> tuple[str, str]:
+    (ws.repo / "models" / "rogue_mean.toml").write_text(ROGUE.format(name="rogue_mean"))
+    return "models/rogue_mean.toml", "not part of the release"
+
+
+def _ignored_model(ws: Released) -> tuple[str, str]:
+    with (ws.repo / ".git" / "info" / "exclude").open("a") as fh:
+        fh.write("models/*.local.toml\n")
+    (ws.repo / "models" / "rogue.local.toml").write_text(ROGUE.format(name="rogue_local"))
+    return "models/rogue.local.toml", "untracked or git-ignored"
+
+
+def _modified_model(ws: Released) -> tuple[str, str]:
+    path = ws.repo / "models" / "small_ridge.toml"
+    path.write_text(path.read_text().replace("seed = 7", "seed = 8"))
+    return "models/small_ridge.toml", "uncommitted changes"
+
+
+def _untracked_ensemble(ws: Released) -> tuple[str, str]:
+    (ws.repo / "ensembles" / "rogue_chorus.toml").write_text(
+        monthly_workspace.ENSEMBLE.format(name="rogue_chorus", level="cm",
+                                          members='["small_ridge"]', extra=""))
+    return "ensembles/rogue_chorus.toml", "not part of the release"
+
+
+def _modified_settings(ws: Released) -> tuple[str, str]:
+    ws.config.write_text(ws.config.read_text() + "\n[qa]\nmax_forecast_factor = 1e9\n"
+                         if "[qa]" not in ws.config.read_text() else
+                         ws.config.read_text().replace("[qa]\n", "[qa]\nmax_snapshot_age_days "
+                                                       "= 100000\n"))
+    return "ewspipe.toml", "uncommitted changes"
+
+
+CASES = {"untracked model": _untracked_model, "ignored model": _ignored_model,
+         "modified model": _modified_model, "untracked ensemble": _untracked_ensemble,
+         "modified settings": _modified_settings}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_file_that_is_not_the_release_never_runs_in_production(released, env, case):
+    """Untracked, ignored or edited model, ensemble and settings files: exit 1 naming the
+    file, before any task runs; the pointer and the run records are untouched."""
+    ws = released
+    before_pointer, before_runs = ws.pointer(), len(ws.runs())
+    try:
+        name, why = CASES[case](ws)
+        code, doc = ws.cli("run", "--env", "production", "--quiet")
+    finally:
+        ws.git("checkout", "-q", "--", ".")
+        ws.git("clean", "-q", "-f", "-x", "--", "models", "ensembles")
+        (ws.repo / ".git" / "info" / "exclude").write_text("")
+    assert code == 1, doc
+    assert doc["exit_code"] == 1 and name in doc["error"] and why in doc["error"], doc
+    assert ws.pointer() == before_pointer and len(ws.runs()) == before_runs
+
+
+def test_an_unreleased_settings_file_is_refused(released, env, tmp_path):
+    """`--config` naming an untracked copy of the settings inside the repository, or a
+    settings file outside it: refused, nothing runs."""
+    ws = released
+    local = ws.repo / "ewspipe.local.toml"
+    local.write_text(ws.config.read_text())
+    try:
+        code, doc = ws.cli("run", "--env", "production", config=local)
+    finally:
+        local.unlink()
+    assert code == 1 and "ewspipe.local.toml is not committed" in doc["error"], doc
+    outside = tmp_path / "ewspipe.toml"
+    outside.write_text(ws.config.read_text().replace('state_dir = "state"',
+                                                     f'models_dir = "{ws.repo / "models"}"'))
+    code, doc = ws.cli("run", "--env", "production", config=outside)
+    assert code == 1 and "not a git repository" in doc["error"], doc
+
+
+def test_models_folder_outside_the_repository_is_refused(released, env, tmp_path):
+    """A committed settings file whose models folder points outside the repository."""
+    from ewspipe.flows.release_guard import ReleaseGuardFailed, check_release
+
+    settings = load_settings(ws_config := released.config, state_dir=released.state)
+    elsewhere = tmp_path / "models"
+    shutil.copytree(released.repo / "models", elsewhere)
+    moved = settings.model_copy(update={"workspace": settings.workspace.model_copy(
+        update={"models_dir": elsewhere})})
+    with pytest.raises(ReleaseGuardFailed, match="outside the release repository"):
+        check_release(moved)
+    assert ws_config.is_file()
+
+
+# ----------------------------------------------------------------- refusals are failures
+
+def _cut_snapshots(state: Path) -> None:
+    """Snapshots ending one month early (519 while 520 is expected): stale data."""
+    store = SnapshotStore(state / "snapshots")
+    for level in ("cm", "pgm"):
+        latest = store.latest(level)
+        frame = store.load(latest.id).frame
+        frame = frame[frame["month_id"] < latest.last_month].copy()
+        import_frame(frame, level, store, source={"kind": "test"}, source_name="stale",
+                     count_columns=list(latest.count_columns))
+
+
+def test_stale_data_is_not_published_and_says_so(released, env, tmp_path):
+    """The freshness guard refuses: exit 1, status not_published with the reason in the run
+    record, an ERROR alert in the alert log, the pointer unchanged."""
+    ws = released
+    state = ws.state_copy(tmp_path / "state")
+    _cut_snapshots(state)
+    before = ws.pointer(state)
+    code, doc = ws.cli("run", "--env", "production", "--quiet", state=state)
+    assert code == 1, doc
+    assert doc["status"] == "not_published"
+    reasons = doc["outputs"]["not_published_reasons"]
+    assert any("expected" in r and "519" in r for r in reasons), reasons
+    assert ws.pointer(state) == before
+    assert ws.runs(state)[0]["status"] == "not_published"
+    alerts = [json.loads(line) for line in
+              (state / "production" / "alerts.jsonl").read_text().splitlines()]
+    assert any(a["source"] == "publish" and a["severity"] == "ERROR" for a in alerts)
+
+
+def test_engine_upgrade_after_promotion(released, env, tmp_path):
+    """Another ewspipe than the one the release validated: exit 1 before anything runs;
+    with --allow-engine-change REASON the run publishes and every pointer records why."""
+    import ewspipe
+
+    ws = released
+    state = ws.state_copy(tmp_path / "state")
+    upgraded = tmp_path / "engine" / "ewspipe"
+    shutil.copytree(Path(ewspipe.__file__).parent, upgraded,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with (upgraded / "errors.py").open("a") as fh:
+        fh.write("\n# a newer engine\n")
+    environ = {**os.environ, "PYTHONPATH": str(upgraded.parent)}
+    environ.pop("EWSPIPE_CONFIG", None)
+
+    def run(*extra: str) -> tuple[int, dict]:
+        done = subprocess.run(
+            [sys.executable, "-m", "ewspipe", "--config", str(ws.config), "--state-dir",
+             str(state), "run", "--env", "production", "--quiet", "--json", *extra],
+            capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=600)
+        return done.returncode, json.loads(done.stdout)
+
+    code, doc = run()
+    assert code == 1 and "engine differs from the release" in doc["error"], doc
+    assert len(ws.runs(state)) == len(ws.runs())
+    code, doc = run("--allow-engine-change", "urgent engine fix, revalidated by hand")
+    assert code == 0, doc
+    for pointer in doc["outputs"]["published"]:
+        override = pointer["release"]["engine_override"]
+        assert override["reason"] == "urgent engine fix, revalidated by hand"
+        assert override["running"]["fingerprint"] != override["released"]["fingerprint"]
+
+
+def test_engine_override_is_only_for_production(released, env):
+    code, doc = released.cli("run", "--env", "development", "--allow-engine-change", "x")
+    assert code == 2 and "--allow-engine-change" in doc["error"]
+
+
+# ----------------------------------------------------------------- the API publishes by the rule
+
+@pytest.fixture
+def api(released, monkeypatch):
+    _clean_env(monkeypatch)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    with TestClient(create_app(load_settings(released.config, state_dir=released.state))) as c:
+        yield c
+
+
+def _post(client: TestClient, run: str, level: str = "cm") -> tuple[int, dict]:
+    resp = client.post(f"/api/v1/published/{level}/ged_sb", json={"run": run},
+                       headers={"Authorization": f"Bearer {TOKEN}"})
+    return resp.status_code, resp.json()
+
+
+def test_api_publish_waits_for_no_writer(released, api):
+    """A second writer: while a monthly run holds production, the API refuses (409)."""
+    run = released.run["outputs"]["runs"]["cm"]
+    before = released.pointer()
+    with EnvironmentLock(released.state / "production" / "run.lock", timeout=1,
+                         environment="production"):
+        code, doc = _post(api, run)
+    assert code == 409 and "locked by another run" in doc["detail"], doc
+    assert released.pointer() == before
+
+
+def test_api_refuses_while_the_workspace_is_not_the_release(released, api):
+    run = released.run["outputs"]["runs"]["cm"]
+    before = released.pointer()
+    rogue = released.repo / "models" / "rogue_mean.toml"
+    rogue.write_text(ROGUE.format(name="rogue_mean"))
+    try:
+        code, doc = _post(api, run)
+    finally:
+        rogue.unlink()
+    assert code == 409 and "rogue_mean.toml" in doc["detail"], doc
+    assert released.pointer() == before
+
+
+def test_release_lifecycle_publishes_only_the_current_release(tmp_path, monkeypatch):
+    """Release v0.1.0 and run; release a feature (v0.2.0) and run; roll back (v0.2.1). The
+    API refuses every run not made by the current release (an older release, a rolled-back
+    one), the pointer history reads every move in order (A, B, A, ...) with its newest entry
+    always the visible pointer, and a run of the current release publishes again."""
+    _clean_env(monkeypatch)
+    ws = _released(tmp_path)
+    run_a = ws.run["outputs"]["runs"]["cm"]
+    ctx = ReleaseContext.open(load_settings(ws.config, state_dir=ws.state))
+    ws.git("checkout", "-q", "development")
+    (ws.repo / "models" / "extra_guess.toml").write_text(
+        monthly_workspace.MODEL.format(name="extra_guess", level="cm", algorithm="locf",
+                                       status="shadow", features="[]", hyper=""))
+    ws.git("add", "-A")
+    ws.git("commit", "-q", "-m", "feat: a shadow model")
+    ctx.ledger.record_staging(monthly_workspace.staging_report(
+        ctx.git.resolve("development"), ctx.git.rev("production")))
+    second = promote(ctx)["tag"]
+    ws.git("checkout", "-q", "production")
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    client = TestClient(create_app(load_settings(ws.config, state_dir=ws.state)))
+    code, doc = _post(client, run_a)
+    assert code == 409 and "made by v0.1.0" in doc["detail"] and second in doc["detail"]
+    code, run_b_doc = ws.cli("run", "--env", "production", "--quiet")
+    assert code == 0 and run_b_doc["release"]["tag"] == second, run_b_doc
+    run_b = run_b_doc["outputs"]["runs"]["cm"]
+    assert run_b != run_a
+    result = rollback(ctx)
+    third = result["tag"]
+    assert result["restored"] == "v0.1.0"
+    for run in (run_a, run_b):  # neither was made by the rollback release
+        code, doc = _post(client, run)
+        assert code == 409 and f"production is now {third}" in doc["detail"], doc
+    history = client.get("/api/v1/published/cm/ged_sb").json()
+    runs = [h["run"] for h in history["history"]]
+    assert runs == [run_a, run_b, run_a], runs  # the rollback moved it back: A-B-A
+    assert history["history"][-1]["publish_id"] == history["current"]["publish_id"]
+    # production regenerates under the rollback release (v0.1.0's tree: the same forecasts)
+    code, doc = ws.cli("run", "--env", "production", "--quiet")
+    assert code == 0 and doc["release"]["tag"] == third, doc
+    assert doc["outputs"]["runs"]["cm"] == run_a
+    # new data of the same month: run D publishes, then the API puts A (now made by the
+    # current release) back
+    store = SnapshotStore(ws.state / "snapshots")
+    latest = store.latest("cm")
+    frame = store.load(latest.id).frame.copy()
+    frame.loc[frame.index[0], "ged_sb"] += 1  # a revision of an early month
+    import_frame(frame, "cm", store, source={"kind": "test"}, source_name="revised",
+                 count_columns=list(latest.count_columns))
+    code, doc = ws.cli("run", "--env", "production", "--quiet")
+    assert code == 0, doc["outputs"]["not_published_reasons"]
+    run_d = doc["outputs"]["runs"]["cm"]
+    assert run_d != run_a
+    code, doc = _post(client, run_a)
+    assert code == 200, doc
+    assert doc["release"]["tag"] == third and doc["published_by"]["via"] == "api"
+    history = client.get("/api/v1/published/cm/ged_sb").json()
+    runs = [h["run"] for h in history["history"]]
+    assert runs == [run_a, run_b, run_a, run_a, run_d, run_a], runs
+    assert [h["seq"] for h in history["history"]] == list(range(1, 7))
+    assert history["current"]["run"] == run_a == history["history"][-1]["run"]
