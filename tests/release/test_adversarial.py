@@ -372,3 +372,41 @@ def test_release_lifecycle_publishes_only_the_current_release(tmp_path, monkeypa
     assert runs == [run_a, run_b, run_a, run_a, run_d, run_a], runs
     assert [h["seq"] for h in history["history"]] == list(range(1, 7))
     assert history["current"]["run"] == run_a == history["history"][-1]["run"]
+
+
+# ----------------------------------------------------------------- records stay consistent
+
+def test_an_interrupted_move_never_shows_in_the_history(tmp_path):
+    """A crash between the history row and the pointer file: the row never became the
+    visible pointer, so the next move drops it; retrying a move that did happen is a no-op."""
+    from ewspipe.store.published import PublishedPointers
+
+    db = open_state_db("", tmp_path)
+    pointers = PublishedPointers(tmp_path / "published", db, environment="production")
+
+    def pointer(pid: str, run: str) -> dict:
+        return {"publish_id": pid, "level": "cm", "target": "ged_sb", "run": run,
+                "primary": "m", "models": ["m"], "published_at": "2026-01-01T00:00:00Z"}
+
+    pointers.move(pointer("p1", "A"))
+    db.add_pointer({**pointer("p2", "B"), "environment": "production", "seq": 2})  # crash
+    assert pointers.current("cm", "ged_sb")["run"] == "A"
+    pointers.move(pointer("p3", "C"))
+    assert pointers.move(pointer("p3", "C"))["publish_id"] == "p3"  # a retry: no new entry
+    history = pointers.history("cm", "ged_sb")
+    assert [(h["run"], h["seq"]) for h in history] == [("A", 1), ("C", 2)]
+    assert history[-1]["publish_id"] == pointers.current("cm", "ged_sb")["publish_id"]
+
+
+def test_a_model_file_edited_mid_run_is_not_trained(released, env):
+    """The graph names each model's config hash; a task finding another definition refuses."""
+    from ewspipe.errors import InputError
+    from ewspipe.flows import tasks
+
+    settings = load_settings(released.config, state_dir=released.state)
+    ctx = tasks.TaskContext(settings=settings, environment="development",
+                            state=released.state / "development")
+    spec = ctx.catalog().models["small_ridge"]
+    assert tasks._spec(ctx, "small_ridge", spec.config_hash) is not None
+    with pytest.raises(InputError, match="changed while the run was going"):
+        tasks._spec(ctx, "small_ridge", "0" * 64)
