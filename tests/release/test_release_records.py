@@ -279,6 +279,10 @@ def test_a_feature_and_its_revert_cancel_out(released, style):
     assert [p["sha"] for p in bump["cancelled"]] == [feat]
     section = _section(repo, "v0.1.1")
     assert "fresh_guess" not in section and "1 change reverted" in section
+    # v0.1.1 differs from v0.1.0 only in CHANGELOG.md: nothing a rollback could restore
+    git(repo, "checkout", "-q", "production")
+    with pytest.raises(CheckFailed, match=r"already has the tree of v0.1.0"):
+        rollback(ctx)
 
 
 def test_a_revert_of_an_earlier_release_stays_listed(released):
