@@ -104,9 +104,10 @@ def test_rollback_killed_at_each_step(tmp_path, step):
     _crash(repo, state, step, "rollback")
     result = rollback(ctx)
     assert (result["tag"], result["restored"]) == ("v0.2.1", "v0.1.0")
-    _assert_consistent(ctx, repo, "v0.2.1", changelog_sections=1)  # v0.1.0's CHANGELOG
-    assert git(repo, "rev-parse", "production^{tree}") == git(repo, "rev-parse",
-                                                                  "v0.1.0^{tree}")
+    # append-only: v0.1.0, v0.2.0 and the rollback's own section, each exactly once
+    _assert_consistent(ctx, repo, "v0.2.1", changelog_sections=3)
+    assert "Rolled back to v0.1.0 (was v0.2.0)" in git(repo, "show", "production:CHANGELOG.md")
+    assert git(repo, "diff", "--name-only", "v0.1.0", "production") == "CHANGELOG.md"
     assert git(repo, "rev-list", "--count", "v0.2.0..production") == "1"  # one commit only
 
 

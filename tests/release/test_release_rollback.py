@@ -48,8 +48,12 @@ def test_rollback_restores_tree_and_published_forecasts(two_releases):
     result = rollback(ctx)
     assert (result["tag"], result["rolled_back"], result["restored"]) == \
         ("v0.2.1", "v0.2.0", "v0.1.0")
-    assert git(repo, "rev-parse", "production^{tree}") == git(repo, "rev-parse",
-                                                                  "v0.1.0^{tree}")
+    # v0.1.0's tree, except CHANGELOG.md: production's history plus the rollback's section
+    assert git(repo, "diff", "--name-only", "v0.1.0", "production") == "CHANGELOG.md"
+    changelog = git(repo, "show", "production:CHANGELOG.md")
+    assert changelog.index("## [v0.2.1]") < changelog.index("## [v0.2.0]") < \
+        changelog.index("## [v0.1.0]")
+    assert "Rolled back to v0.1.0 (was v0.2.0)." in changelog
     assert git(repo, "rev-parse", "production^") == before  # history kept, nothing rewritten
     assert git(repo, "rev-parse", "v0.2.1^{commit}") == git(repo, "rev-parse", "production")
     assert "seed = 7" in (repo / "models" / "small_ridge.toml").read_text()
@@ -77,8 +81,11 @@ def test_rollback_restores_tree_and_published_forecasts(two_releases):
         rollback(ctx)
     forward = rollback(ctx, "v0.2.0")
     assert forward["tag"] == "v0.2.2"
-    assert git(repo, "rev-parse", "production^{tree}") == git(repo, "rev-parse",
-                                                                  "v0.2.0^{tree}")
+    assert git(repo, "diff", "--name-only", "v0.2.0", "production") == "CHANGELOG.md"
+    changelog = git(repo, "show", "production:CHANGELOG.md")
+    assert [line.split("]")[0][4:] for line in changelog.splitlines()
+            if line.startswith("## [")] == ["v0.2.2", "v0.2.1", "v0.2.0", "v0.1.0"]
+    assert "Rolled back to v0.2.0 (was v0.2.1)." in changelog
     assert pointers.current("cm", "ged_sb")["run"] == "run-b"
 
 

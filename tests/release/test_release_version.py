@@ -10,7 +10,7 @@ from release_repo import commit_file, git, make_repo
 from ewspipe.errors import InputError
 from ewspipe.release.changelog import has_section, insert_section, render_section
 from ewspipe.release.git import Commit, Git
-from ewspipe.release.version import Bump, Version, decide_bump, parse_commit
+from ewspipe.release.version import Bump, Version, cancel_reverts, decide_bump, parse_commit
 
 versions = st.builds(Version, st.integers(0, 10_000), st.integers(0, 10_000),
                      st.integers(0, 10_000))
@@ -123,3 +123,50 @@ def test_changelog_sections_newest_on_top():
     second = insert_section(first, render_section("v0.2.0", "2026-02-01", commits[:1]))
     assert second.index("## [v0.2.0]") < second.index("## [v0.1.0]")
     assert has_section(second, "v0.1.0") and not has_section(second, "v0.3.0")
+
+
+def _c(sha: str, subject: str, body: str = "") -> Commit:
+    return Commit(sha * 40, subject, body, "me")
+
+
+def test_reverted_pairs_cancel_and_a_revert_of_a_revert_keeps_the_change():
+    feat = _c("a", "feat: model")
+    revert = _c("b", 'Revert "feat: model"', f"This reverts commit {'a' * 40}.")
+    fix = _c("c", "fix: guard")
+    kept, pairs = cancel_reverts([revert, fix, feat])
+    assert kept == [fix] and pairs == [{"sha": feat.sha, "subject": "feat: model",
+                                        "reverted_by": revert.sha}]
+    reapply = _c("d", 'Revert "Revert "feat: model""', f"This reverts commit {'b' * 7}.")
+    kept, _ = cancel_reverts([reapply, revert, feat])
+    assert kept == [feat]  # net effect: the feature ships
+    earlier = _c("e", "revert: model", f"This reverts commit {'9' * 40}.")  # released before
+    assert cancel_reverts([earlier])[0] == [earlier]
+    section = render_section("v1.0.1", "2026-01-01", [earlier, revert, fix, feat])
+    assert "### Reverts\n\n- model (eeeeeee)" in section and "(aaaaaaa)" not in section
+
+
+def test_bump_reasons_name_every_cause_and_engine_steps(repo):
+    g = Git(repo)
+    engine = {"ewspipe": "0.4.2", "fingerprint": "f1", "dependencies": {"numpy": "2.0"}}
+    same = decide_bump(g, g.resolve("production"), g.resolve("development"), [],
+                       engines=(engine, dict(engine)))
+    assert same.bump is Bump.PATCH and same.reasons == ["no feature, model or breaking change"]
+    code = decide_bump(g, g.resolve("production"), g.resolve("development"), [],
+                       engines=(engine, {**engine, "fingerprint": "f2",
+                                         "dependencies": {"numpy": "2.1"}}))
+    assert code.bump is Bump.PATCH
+    assert [r.split(":")[0] for r in code.reasons] == ["engine changed",
+                                                       "engine dependencies changed"]
+    minor = decide_bump(g, g.resolve("production"), g.resolve("development"), [],
+                        engines=(engine, {**engine, "ewspipe": "0.5.0"}))
+    assert minor.bump is Bump.MINOR and minor.reasons == ["engine: ewspipe 0.4.2 -> 0.5.0"]
+    # a shadow model's definition: a PATCH reason; the deployed ones: MINOR, both listed
+    for name, old, new in (("last_value", 'features = []', 'features = ["ged_sb"]'),
+                           ("small_tree", "n_estimators = 10", "n_estimators = 11")):
+        path = repo / "models" / f"{name}.toml"
+        commit_file(repo, f"models/{name}.toml", path.read_text().replace(old, new),
+                    f"fix: {name}")
+    decision = _decide(repo)
+    assert decision.bump is Bump.MINOR
+    assert decision.reasons[0].startswith("deployed model small_tree: definition changed")
+    assert "shadow model last_value: definition changed" in decision.reasons

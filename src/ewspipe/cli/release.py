@@ -33,7 +33,9 @@ app.add_typer(hotfix_app, name="hotfix")
 REPO_OPTION = typer.Option(None, "--repo", help="The product repository (default: the git "
                            "repository holding the settings file).")
 ALLOW_OPTION = typer.Option(None, "--allow", help="Release despite this failed gate (repeat "
-                            "for several); needs --reason, recorded in the manifest.")
+                            "for several; sync, integrity and inference cannot be "
+                            "overridden); needs --reason, recorded in the manifest, the tag "
+                            "and CHANGELOG.md.")
 REASON_OPTION = typer.Option(None, "--reason", help="Why the --allow override is justified.")
 
 

@@ -131,6 +131,42 @@ class Git:
     def tree(self, ref: str) -> str:
         return self.run("rev-parse", f"{ref}^{{tree}}")
 
+    def same_tree(self, a: str, b: str, *, ignore: tuple[str, ...] = ()) -> bool:
+        """Whether the trees of ``a`` and ``b`` (commits or trees) hold the same files, not
+        counting the paths in ``ignore`` (e.g. CHANGELOG.md, which releases append to)."""
+        excludes = [f":(exclude){p}" for p in ignore]
+        out = subprocess.run(["git", "diff", "--quiet", a, b, "--", ".", *excludes],
+                             cwd=self.root, capture_output=True, text=True)
+        if out.returncode not in (0, 1):
+            raise GitFailed(f"git diff {a} {b} failed: {out.stderr.strip()}")
+        return out.returncode == 0
+
+    def merge_tree(self, ours: str, theirs: str) -> str | None:
+        """The tree a merge of ``theirs`` into ``ours`` would produce (computed in memory with
+        ``git merge-tree --write-tree``), or None when it would conflict."""
+        out = subprocess.run(["git", "merge-tree", "--write-tree", ours, theirs],
+                             cwd=self.root, capture_output=True, text=True)
+        if out.returncode == 1:
+            return None
+        if out.returncode != 0:
+            raise GitFailed(f"git merge-tree {ours} {theirs} failed: {out.stderr.strip()}")
+        return out.stdout.splitlines()[0].strip()
+
+    def tree_with_file(self, ref: str, path: str, text: str) -> str:
+        """A tree object equal to ``ref``'s tree with ``path`` holding ``text``: built in a
+        temporary index (GIT_INDEX_FILE), so the user's index and worktree are never touched.
+        The same inputs always give the same tree id."""
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin", "--path", path],
+                              cwd=self.root, input=text, capture_output=True, text=True)
+        if blob.returncode != 0:
+            raise GitFailed(f"git hash-object {path} failed: {blob.stderr.strip()}")
+        with tempfile.TemporaryDirectory(prefix="ewspipe-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self.run("read-tree", f"{ref}^{{tree}}", env=env)
+            self.run("update-index", "--add", "--cacheinfo",
+                     f"100644,{blob.stdout.strip()},{path}", env=env)
+            return self.run("write-tree", env=env)
+
     def ahead_behind(self, left: str, right: str) -> tuple[int, int]:
         """(commits in ``left`` not in ``right``, commits in ``right`` not in ``left``)."""
         out = self.run("rev-list", "--left-right", "--count", f"{left}...{right}")

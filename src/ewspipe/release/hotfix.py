@@ -18,9 +18,11 @@ from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.changelog import is_release_bookkeeping, render_section
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.integrate import (
+    check_overrides,
     deployed_names,
     finish_manifest,
     integrate_steps,
+    require_staged_tree,
     require_staging,
 )
 from ewspipe.release.ledger import now_iso
@@ -66,11 +68,15 @@ def start_hotfix(ctx: ReleaseContext, name: str) -> dict[str, Any]:
 
 def _needs_staging(report: dict[str, Any] | None, production: str, allow: list[str]) -> bool:
     """Stage unless a stored report for the exact commit, made against the current
-    production, fails no gate that ``allow`` does not cover."""
+    production, fails no gate that ``allow`` does not cover and saw the candidate run
+    (inference PASS or WARN)."""
     if report is None or report.get("production_commit") not in (None, production):
         return True
-    failed = {g.get("gate") for g in report.get("gates") or [] if g.get("status") == "FAIL"}
-    return not failed <= set(allow)
+    gates = report.get("gates") or []
+    failed = {g.get("gate") for g in gates if g.get("status") == "FAIL"}
+    ran = any(g.get("gate") == "inference" and g.get("status") in ("PASS", "WARN")
+              for g in gates)
+    return not (failed <= set(allow) and ran)
 
 
 def _plan(ctx: ReleaseContext, stager: Stager | None, allow: list[str],
@@ -98,6 +104,7 @@ def _plan(ctx: ReleaseContext, stager: Stager | None, allow: list[str],
                                              allow):
         ctx.ledger.record_staging(stager(candidate))
     report, overrides = require_staging(ctx, candidate, production, allow, reason)
+    require_staged_tree(ctx, candidate, production)
     commits = [c for c in git.commits(f"{production}..{candidate}")
                if not is_release_bookkeeping(c)]
     base = ctx.latest_version() or Version(0, 0, 0)
@@ -114,7 +121,7 @@ def _plan(ctx: ReleaseContext, stager: Stager | None, allow: list[str],
         "end_branch": ctx.prod, "production_before": production,
         "merge_message": f"release: merge {branch} into {ctx.prod} for {tag}",
         "changelog": render_section(tag, now.strftime("%Y-%m-%d"), commits,
-                                    note=f"Hotfix `{name}`."),
+                                    note=f"Hotfix `{name}`.", overrides=overrides),
         "models": deployed_names(ctx, candidate), "manifest": manifest, "planned_at": now_iso(),
     }
     return Operation(str(version), "hotfix", [c.sha for c in commits], manifest, plan)
@@ -126,8 +133,10 @@ def finish_hotfix(ctx: ReleaseContext, *, stager: Stager | None = None,
     """Release the checked-out hotfix branch as a PATCH version (or finish a pending one).
 
     ``stager(commit)`` runs the staging gates and returns the report dict; it is called only
-    when no passing report for the exact hotfix commit is stored yet.
+    when no passing report for the exact hotfix commit is stored yet. Overrides follow
+    :func:`ewspipe.release.integrate.check_overrides` (sync, integrity, inference: never).
     """
+    check_overrides(list(allow or []), reason)
     pending = pending_for(ctx, "hotfix", "finish a hotfix")
     if pending is not None:
         op = resume_operation(ctx, pending)

@@ -5,6 +5,12 @@ Each step has a ``done`` check on the repository itself, so a re-run after a cra
 what already happened (see :mod:`ewspipe.release.steps`). The plan (a JSON dict stored in the
 ledger) carries everything a step needs: ``tag``, ``candidate``, ``merge_message``,
 ``changelog`` (the rendered section), ``manifest``, ``models``, ``end_branch``.
+
+What a promotion may release (issue 16): a stored staging report for the exact candidate
+whose inference gate passed (PASS or WARN), no failed gate other than those overridden with a
+reason, and sync, integrity and inference never overridden (production must be able to run
+what is released, and it must be the tree that was staged); the tree the merge into production
+produces must equal the candidate's staged tree.
 """
 
 from __future__ import annotations
@@ -14,29 +20,69 @@ from typing import Any
 
 from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.aliases import set_aliases
-from ewspipe.release.changelog import RELEASE_SUBJECT, has_section, insert_section
+from ewspipe.release.changelog import CHANGELOG, RELEASE_SUBJECT, has_section, insert_section
 from ewspipe.release.context import ReleaseContext
+from ewspipe.release.manifest import operator
 from ewspipe.release.steps import Step, tag_step
 
-__all__ = ["GATES", "backport_instructions", "deployed_names", "finish_manifest",
-           "integrate_steps", "require_staging"]
+__all__ = ["GATES", "NOT_OVERRIDABLE", "backport_instructions", "check_overrides",
+           "deployed_names", "finish_manifest", "integrate_steps", "require_staged_tree",
+           "require_staging"]
 
 GATES = ("sync", "integrity", "tests", "inference", "drift", "performance", "forecast_diff")
+
+_RUNNABLE = ("production must be able to run what is released, and a candidate that fails it "
+             "would make `ewspipe run --env production` fail")
+#: Gates no ``--allow`` can override, and why.
+NOT_OVERRIDABLE = {
+    "sync": "the merged tree would not be the tree that was staged (production has commits "
+            "the candidate lacks): merge production into the candidate and stage again",
+    "integrity": f"{_RUNNABLE} (invalid model, ensemble, settings or lock file): fix the "
+                 "candidate and stage again",
+    "inference": f"{_RUNNABLE} (no valid forecasts were produced): fix the candidate and "
+                 "stage again",
+}
+_RUNS = ("PASS", "WARN")  # the inference results that show the candidate runs
+
+
+def check_overrides(allow: list[str], reason: str | None) -> None:
+    """Refuse (bad input) an ``--allow`` that names no gate or a gate that cannot be
+    overridden, or that comes without a reason."""
+    for gate in allow:
+        if gate not in GATES:
+            raise InputError(f"option --allow: {gate!r} is not a gate; use one of "
+                             f"{', '.join(g for g in GATES if g not in NOT_OVERRIDABLE)}")
+        if gate in NOT_OVERRIDABLE:
+            raise InputError(f"option --allow {gate}: the {gate} gate cannot be overridden: "
+                             f"{NOT_OVERRIDABLE[gate]}")
+    if allow and not (reason and reason.strip()):
+        raise InputError("option --allow needs --reason TEXT: an override is recorded with "
+                         "why it was made")
+
+
+def require_staged_tree(ctx: ReleaseContext, candidate: str, production: str | None) -> None:
+    """Refuse unless merging ``candidate`` into ``production`` (computed in memory, nothing
+    changes) gives exactly the candidate's tree, the one staging ran: the release is then
+    provably the tree that was validated (its CHANGELOG commit aside)."""
+    git = ctx.git
+    staged = git.tree(candidate)
+    merged = git.merge_tree(production, candidate) if production is not None else staged
+    if merged != staged:
+        what = ("conflicts" if merged is None else
+                f"gives tree {merged[:12]}, not the staged tree {staged[:12]}")
+        raise CheckFailed(f"refusing to release {candidate[:12]}: merging it into {ctx.prod} "
+                          f"({production[:12] if production else '-'}) {what}, so the release "
+                          "would not be the tree that was staged; merge "
+                          f"{ctx.prod} into the candidate, stage it and promote again")
 
 
 def require_staging(ctx: ReleaseContext, candidate: str, production: str | None,
                     allow: list[str], reason: str | None) -> tuple[dict[str, Any],
                                                                     list[dict[str, str]]]:
     """The stored staging report for exactly ``candidate`` and the overrides it needs;
-    refuse when there is none, when it compared against another production head, or when a
-    gate failed that ``allow`` does not name."""
-    for gate in allow:
-        if gate not in GATES:
-            raise InputError(f"option --allow: {gate!r} is not a gate; use one of "
-                             f"{', '.join(GATES)}")
-    if allow and not (reason and reason.strip()):
-        raise InputError("option --allow needs --reason TEXT: an override is recorded with "
-                         "why it was made")
+    refuse when there is none, when it compared against another production head, when a gate
+    failed that ``allow`` does not name, or when its inference gate did not PASS or WARN."""
+    check_overrides(allow, reason)
     report = ctx.ledger.staging_for(candidate)
     if report is None:
         raise CheckFailed(f"refusing to release {candidate[:12]}: no staging report for this "
@@ -47,18 +93,33 @@ def require_staging(ctx: ReleaseContext, candidate: str, production: str | None,
         raise CheckFailed(f"refusing to release {candidate[:12]}: its staging report compared "
                           f"it with production {staged_against[:12]}, but production is now "
                           f"{production[:12]}; stage it again")
-    failed = [g for g in report.get("gates") or [] if g.get("status") == "FAIL"]
+    gates = list(report.get("gates") or [])
+    failed = [g for g in gates if g.get("status") == "FAIL"]
     blocking = [g for g in failed if g.get("gate") not in allow]
     if blocking:
         lines = [f"  - {g.get('gate')}: {g.get('summary')}" for g in blocking]
+        hint = "\nfix the candidate and stage again"
+        if any(g.get("gate") not in NOT_OVERRIDABLE for g in blocking):
+            hint += (", or override a gate with --allow GATE --reason TEXT (recorded in the "
+                     "release manifest, the tag and CHANGELOG.md; "
+                     f"{', '.join(NOT_OVERRIDABLE)} cannot be overridden)")
         raise CheckFailed(f"refusing to release {candidate[:12]}: its staging report "
                           f"({report.get('report_id')}) failed {len(blocking)} gate"
-                          f"{'s' if len(blocking) != 1 else ''}:\n" + "\n".join(lines)
-                          + "\nfix the candidate and stage again, or override a gate with "
-                          "--allow GATE --reason TEXT (recorded in the release manifest)")
-    statuses = {g.get("gate"): g.get("status") for g in report.get("gates") or []}
-    overrides = [{"gate": gate, "status": str(statuses.get(gate)), "reason": str(reason)}
-                 for gate in allow]
+                          f"{'s' if len(blocking) != 1 else ''}:\n" + "\n".join(lines) + hint)
+    statuses = {g.get("gate"): g.get("status") for g in gates}
+    inference = statuses.get("inference")
+    if inference not in _RUNS:
+        summary = next((g.get("summary") for g in gates if g.get("gate") == "inference"), None)
+        raise CheckFailed(f"refusing to release {candidate[:12]}: the inference gate of its "
+                          f"staging report ({report.get('report_id')}) is "
+                          f"{inference or 'missing'}" + (f" ({summary})" if summary else "")
+                          + ", not PASS or WARN: production must be able to run what is "
+                          "released, so only a candidate seen to forecast can be released "
+                          "(no --allow overrides this); stage it again with the inference "
+                          "gate run")
+    who = operator(ctx.git)
+    overrides = [{"gate": gate, "status": str(statuses.get(gate)), "reason": str(reason),
+                  "operator": who} for gate in allow]
     return report, overrides
 
 
@@ -104,13 +165,18 @@ def integrate_steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
         return f"merged {candidate[:12]} into {prod}"
 
     def changelog_done() -> bool:
-        return has_section(git.show(prod, "CHANGELOG.md"), tag)
+        return has_section(git.show(prod, CHANGELOG), tag)
 
     def changelog() -> str:
+        # append-only: the section goes into production's own history, not the candidate's
+        # copy (which may lack a rollback's section after `git merge -s ours`)
         git.checkout(prod)
-        text = insert_section(git.show(prod, "CHANGELOG.md"), plan["changelog"])
-        sha = git.commit_file("CHANGELOG.md", text, f"{RELEASE_SUBJECT}{tag}")
-        return f"CHANGELOG.md updated ({sha[:12]})"
+        before = plan.get("production_before")
+        history = git.show(before, CHANGELOG) if before else None
+        text = insert_section(history if history is not None else git.show(prod, CHANGELOG),
+                              plan["changelog"])
+        sha = git.commit_file(CHANGELOG, text, f"{RELEASE_SUBJECT}{tag}")
+        return f"{CHANGELOG} updated ({sha[:12]})"
 
     def aliases() -> str:
         found = set_aliases(ctx.settings, plan["models"], tag)

@@ -1,8 +1,11 @@
 """The release manifest: what a release is and the evidence it was let through on.
 
 Written to the ledger and, as JSON, into the annotated tag's message, so the tag alone says
-what was released: version, commits, lock hash, data snapshots, artifact hashes, metrics and
-gate results of the staging report, overrides with their reasons, time and operator.
+what was released: version, commits, lock hash, the engine (ewspipe version, code fingerprint,
+dependency versions), the catalog (every model and ensemble with its config hash), the
+settings' sha256, data snapshots, artifact hashes, metrics and gate results of the staging
+report, overrides with their reasons, time and operator. For a rollback the engine, catalog
+and settings are those of the restored tree.
 """
 
 from __future__ import annotations
@@ -109,7 +112,10 @@ def _staging_parts(report: dict[str, Any] | None) -> dict[str, Any]:
 def build_manifest(git: Git, *, version: str, tag: str, kind: str, candidate: str,
                    production_before: str | None, commits: list[Commit],
                    report: dict[str, Any] | None, overrides: list[dict[str, str]],
-                   created_at: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                   created_at: str, extra: dict[str, Any] | None = None,
+                   engine: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest of releasing the tree of ``candidate`` (for a rollback: the restored
+    release's commit). ``engine`` is :func:`release_engine` of it, when already computed."""
     return {
         "version": version,
         "tag": tag,
@@ -118,7 +124,7 @@ def build_manifest(git: Git, *, version: str, tag: str, kind: str, candidate: st
         "production_before": production_before,
         "commits": [{"sha": c.sha, "subject": c.subject} for c in commits],
         "lock_hash": lock_hash(git, candidate),
-        "engine": release_engine(git, candidate),
+        "engine": engine if engine is not None else release_engine(git, candidate),
         "catalog": release_catalog(git, candidate),
         "settings_sha256": settings_sha256(git, candidate),
         **_staging_parts(report),

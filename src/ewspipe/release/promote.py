@@ -1,7 +1,8 @@
 """``ewspipe release promote``: release a staged development commit to production.
 
 Requires a passing staging report for the exact candidate commit (or failed gates overridden
-with ``--allow GATE --reason TEXT``, recorded); merges the candidate into production
+with ``--allow GATE --reason TEXT``, recorded; sync, integrity and inference cannot be) whose
+merge into production gives exactly the staged tree; merges the candidate into production
 (``--no-ff``; the first release creates the production branch), commits the CHANGELOG.md
 section, tags ``vX.Y.Z`` with the manifest as the tag message, sets MLflow aliases and merges
 the release back into development so development keeps containing production. Crash-safe and
@@ -18,17 +19,19 @@ from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.changelog import is_release_bookkeeping, render_section
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.integrate import (
+    check_overrides,
     deployed_names,
     finish_manifest,
     integrate_steps,
+    require_staged_tree,
     require_staging,
 )
 from ewspipe.release.ledger import now_iso
-from ewspipe.release.manifest import build_manifest
+from ewspipe.release.manifest import build_manifest, release_engine
 from ewspipe.release.steps import Operation, pending_for, resume_operation, run_operation
 from ewspipe.release.version import Bump, Version, decide_bump
 
-__all__ = ["parse_bump", "promote"]
+__all__ = ["parse_bump", "production_engine", "promote"]
 
 
 def parse_bump(text: str | None) -> Bump | None:
@@ -39,6 +42,17 @@ def parse_bump(text: str | None) -> Bump | None:
     except ValueError:
         raise InputError(f"option --bump: {text!r} is not a bump; use major, minor or "
                          "patch (or leave it out for the automatic rule)") from None
+
+
+def production_engine(ctx: ReleaseContext, production: str | None) -> dict[str, Any] | None:
+    """The engine production's current release was validated with: recorded in its ledger
+    manifest (a release before issue 16 has none: then the engine its tree runs now)."""
+    version = ctx.production_version()
+    if version is None or production is None:
+        return None
+    entry = ctx.ledger.get(str(version)) or {}
+    recorded = (entry.get("manifest") or {}).get("engine")
+    return recorded if isinstance(recorded, dict) else release_engine(ctx.git, production)
 
 
 def _plan(ctx: ReleaseContext, candidate_ref: str | None, bump: Bump | None,
@@ -56,11 +70,14 @@ def _plan(ctx: ReleaseContext, candidate_ref: str | None, bump: Bump | None,
         raise CheckFailed(f"nothing to promote: {ref} ({candidate[:12]}) is already contained "
                           f"in {ctx.prod}")
     report, overrides = require_staging(ctx, candidate, production, allow, reason)
+    require_staged_tree(ctx, candidate, production)
     # the first release (no release tag yet) releases everything the candidate holds
     base = production if released else None
     rev_range = f"{base}..{candidate}" if base else candidate
     commits = [c for c in git.commits(rev_range) if not is_release_bookkeeping(c)]
-    decision = decide_bump(git, base, candidate, commits)
+    engine = release_engine(git, candidate)
+    decision = decide_bump(git, base, candidate, commits,
+                           engines=(production_engine(ctx, base), engine))
     chosen = bump or decision.bump
     version = (ctx.latest_version() or Version(0, 0, 0)).bump(chosen)
     tag = ctx.tag(version)
@@ -68,14 +85,15 @@ def _plan(ctx: ReleaseContext, candidate_ref: str | None, bump: Bump | None,
     manifest = build_manifest(
         git, version=str(version), tag=tag, kind="promote", candidate=candidate,
         production_before=production, commits=commits, report=report, overrides=overrides,
-        created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), engine=engine,
         extra={"candidate_ref": ref, "bump": {**decision.to_dict(), "chosen": chosen.value,
                                               "forced": bump is not None}})
     plan = {
         "tag": tag, "candidate": candidate, "candidate_ref": ref, "start_branch": start,
         "end_branch": start, "production_before": production,
         "merge_message": f"release: merge {ref} ({candidate[:12]}) into {ctx.prod} for {tag}",
-        "changelog": render_section(tag, now.strftime("%Y-%m-%d"), commits),
+        "changelog": render_section(tag, now.strftime("%Y-%m-%d"), commits,
+                                    overrides=overrides),
         "models": deployed_names(ctx, candidate), "manifest": manifest, "planned_at": now_iso(),
     }
     return Operation(str(version), "promote", [c.sha for c in commits], manifest, plan)
@@ -87,10 +105,13 @@ def promote(ctx: ReleaseContext, *, candidate: str | None = None, bump: Bump | N
     """Promote ``candidate`` (default: the development branch) or finish a pending promotion.
 
     Raises:
-        InputError: unknown candidate ref, bad --allow gate, --allow without --reason.
+        InputError: unknown candidate ref, bad or not overridable --allow gate, --allow
+            without --reason.
         CheckFailed: dirty worktree, wrong branch, tags and ledger disagree, no or failing
-            staging report, nothing to promote, another operation pending.
+            staging report, inference not PASS/WARN, merged tree not the staged tree,
+            nothing to promote, another operation pending.
     """
+    check_overrides(list(allow or []), reason)
     pending = pending_for(ctx, "promote", "promote")
     if pending is not None:
         op = resume_operation(ctx, pending)

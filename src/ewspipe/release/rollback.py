@@ -1,12 +1,16 @@
 """``ewspipe release rollback [VERSION]``: put an earlier release back in production.
 
 History is kept: production gets a new commit (parent: production's head) whose tree equals
-the earlier release's tree, tagged as the next PATCH version with a manifest naming the
-rolled-back and restored versions. Then each published forecasts pointer of the production
-environment moves back to the forecasts that the restored release published for the current
-data month (pointers record the release and the last observed month they were published
-with); where there are none the result says to regenerate them with
-``ewspipe run --env production``. Crash-safe like every release operation.
+the earlier release's tree except CHANGELOG.md, which stays production's own append-only
+history plus a section for the rollback; it is tagged as the next PATCH version with a
+manifest naming the rolled-back and restored versions (engine, catalog and settings: those of
+the restored tree). The tree is computed in the plan with git plumbing in a temporary index,
+so a resumed rollback commits exactly the planned tree and the user's index is never
+touched. Then each published forecasts pointer of the production environment moves back to
+the forecasts that the restored release published for the current data month (pointers
+record the release and the last observed month they were published with); where there are
+none the result says to regenerate them with ``ewspipe run --env production``.
+Crash-safe like every release operation.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ewspipe.errors import CheckFailed, InputError
+from ewspipe.release.changelog import CHANGELOG, insert_section, render_section
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.ledger import now_iso
 from ewspipe.release.manifest import build_manifest
@@ -103,13 +108,17 @@ def _plan(ctx: ReleaseContext, version: str | None) -> Operation:
     target = _choose_target(ctx, version, current)
     current_tag, target_tag = ctx.tag(current), ctx.tag(target)
     production = git.resolve(ctx.prod)
-    tree = git.tree(target_tag)
-    if git.tree(production) == tree:
+    if git.same_tree(production, target_tag, ignore=(CHANGELOG,)):
         raise CheckFailed(f"{ctx.prod} already has the tree of {target_tag}; nothing to roll "
                           "back")
     new = (ctx.latest_version() or current).bump(Bump.PATCH)
     new_tag = ctx.tag(new)
     now = datetime.now(UTC)
+    # the restored tree, except CHANGELOG.md: production's history plus this rollback
+    section = render_section(new_tag, now.strftime("%Y-%m-%d"), [],
+                             note=f"Rolled back to {target_tag} (was {current_tag}).")
+    tree = git.tree_with_file(target_tag, CHANGELOG,
+                              insert_section(git.show(production, CHANGELOG), section))
     moves, missing = _pointer_moves(ctx, target_tag, new_tag)
     manifest = build_manifest(
         git, version=str(new), tag=new_tag, kind="rollback", candidate=git.resolve(target_tag),
@@ -120,7 +129,9 @@ def _plan(ctx: ReleaseContext, version: str | None) -> Operation:
         "tag": new_tag, "target_tag": target_tag, "current_tag": current_tag, "tree": tree,
         "production_before": production, "date": f"@{int(now.timestamp())} +0000",
         "message": f"revert(release): roll back {ctx.prod} to {target_tag} (was "
-                   f"{current_tag})\n\nThe tree of this commit is the tree of {target_tag}.",
+                   f"{current_tag})\n\nThe tree of this commit is the tree of {target_tag}, "
+                   f"except {CHANGELOG}, which keeps {ctx.prod}'s history and records this "
+                   "rollback.",
         "pointer_moves": moves, "pointers_missing": missing, "manifest": manifest,
         "end_branch": ctx.prod, "planned_at": now_iso(),
     }
@@ -140,7 +151,8 @@ def _steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
                               date=plan["date"])
         git.checkout(prod)
         git.fast_forward(sha)
-        return f"{prod} is now {sha[:12]} with the tree of {plan['target_tag']}"
+        return (f"{prod} is now {sha[:12]} with the tree of {plan['target_tag']} (and "
+                f"{CHANGELOG} recording the rollback)")
 
     def moved() -> bool:
         return all((pointers.current(m["level"], m["target"]) or {}).get("publish_id")
