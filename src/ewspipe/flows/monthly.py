@@ -32,6 +32,7 @@ from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_gra
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import open_state_db
+from ewspipe.store.tracking_monthly import track_monthly_run
 
 __all__ = ["MonthlyRun", "base_key", "build_monthly_graph", "run_monthly"]
 
@@ -130,6 +131,7 @@ class MonthlyRun:
     seconds: float
     tasks: list[TaskRecord] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    tracking: dict[str, Any] | None = None  # where MLflow recorded it (store.tracking_monthly)
 
     @property
     def ran(self) -> list[str]:
@@ -165,6 +167,7 @@ class MonthlyRun:
                 "not_published": (out.get("publish") or {}).get("skipped"),
                 "alerts_log": str(self.state / "alerts.jsonl"),
             },
+            "tracking": self.tracking,
         }
 
 
@@ -236,4 +239,7 @@ def run_monthly(
             seconds=time.time() - started, tasks=done.records, outputs=done.outputs,
         )
         db.record_run({**base, **result.to_dict(), "finished_at": timestamp()})
+    # MLflow record of the stored run ([tracking] enabled); never fatal, once per run id
+    if settings.tracking.enabled:
+        result.tracking = track_monthly_run(settings, {**base, **result.to_dict()}).to_dict()
     return result
