@@ -61,6 +61,7 @@ class Wanted:
     kind: str
     level: str
     tags: dict[str, str]
+    inputs: dict[str, str] = field(default_factory=dict)  # an ensemble's: name -> config hash
 
     def matches(self, tags: dict[str, str]) -> bool:
         keys = (*_MATCH, "ewspipe.inputs_hash") if self.kind == "ensemble" else _MATCH
@@ -116,9 +117,10 @@ def wanted_versions(git: Git, manifest: dict[str, Any], commit: str
                 "ewspipe.snapshot": str(snapshot), "ewspipe.code_fingerprint": fingerprint,
                 "ewspipe.level": level, "ewspipe.model_kind": kind,
                 "ewspipe.ewspipe_version": str(engine.get("ewspipe", "unknown"))}
+        inputs = ensemble_inputs(name, definitions) if kind == "ensemble" else {}
         if kind == "ensemble":
-            tags.update(inputs_tags(ensemble_inputs(name, definitions)))
-        wanted[name] = Wanted(name, kind, level, tags)
+            tags.update(inputs_tags(inputs))
+        wanted[name] = Wanted(name, kind, level, tags, inputs)
     return wanted, notes
 
 
@@ -153,10 +155,10 @@ def _artifact_evidence(settings: Settings, want: Wanted, listed: dict[str, Any]
     return None
 
 
-def _prediction_evidence(settings: Settings, want: Wanted, candidate: str,
-                         wanted: dict[str, Wanted]) -> Path | None:
+def _prediction_evidence(settings: Settings, want: Wanted, candidate: str) -> Path | None:
     """The candidate side's stored predictions of the ensemble ``want`` (newest run first):
-    same config hash, snapshot and member config hashes as the release."""
+    same config hash, snapshot and member config hashes as the release. The side ran the
+    candidate's code on the release's engine, so they were made by that engine."""
     sides = settings.state_dir / "staging" / "sides"
     found: list[tuple[float, Path]] = []
     for side in sides.glob(f"{candidate[:12]}_*"):
@@ -172,17 +174,15 @@ def _prediction_evidence(settings: Settings, want: Wanted, candidate: str,
         members = meta.get("members") or {}
         if (meta.get("config_hash") == want.tags["ewspipe.config_hash"]
                 and meta.get("snapshot") == want.tags["ewspipe.snapshot"]
-                and all(m in wanted and wanted[m].tags["ewspipe.config_hash"] == h
-                        for m, h in members.items())):
+                and members and all(want.inputs.get(m) == h for m, h in members.items())):
             return path
     return None
 
 
-def _evidence(settings: Settings, manifest: dict[str, Any], want: Wanted,
-              wanted: dict[str, Wanted]) -> Path | None:
+def _evidence(settings: Settings, manifest: dict[str, Any], want: Wanted) -> Path | None:
     if want.kind == "ensemble":
         candidate = str(manifest.get("candidate_commit") or "")
-        return _prediction_evidence(settings, want, candidate, wanted) if candidate else None
+        return _prediction_evidence(settings, want, candidate) if candidate else None
     listed = (manifest.get("artifacts") or {}).get(want.name) or {}
     return _artifact_evidence(settings, want, listed if isinstance(listed, dict) else {})
 
@@ -254,7 +254,7 @@ def set_aliases(settings: Settings, manifest: dict[str, Any], tag: str, *, git: 
     wanted, notes = wanted_versions(git, manifest, commit)
     out.notes += notes
     uri = tracking_uri(settings)
-    evidence = {n: _evidence(settings, manifest, w, wanted) for n, w in wanted.items()}
+    evidence = {n: _evidence(settings, manifest, w) for n, w in wanted.items()}
     if not store_exists(uri) and not any(evidence.values()):
         out.notes.append(f"MLflow aliases skipped: no tracking store yet ({Path(uri).name}) "
                          "and no staging evidence to register")
