@@ -19,6 +19,12 @@ Every run that ``flows.modelrun`` commits is mirrored into MLflow once it is sto
   double the logging time for little use). Tags: ewspipe run id,
   model, snapshot, code commit, dirty flag, release tag, environment (default
   "development"), model status. Artifacts: ``config.json`` and the metrics JSON of the run.
+* **Registry.** A forecasting run registers a version of each model (source: its artifact)
+  and ensemble (its predictions) under the model's name, tagged with what made it: config
+  hash, snapshot, code fingerprint, ewspipe version, and an ensemble's inputs
+  (:func:`ensemble_inputs`). A release finds its versions by these tags
+  (:mod:`ewspipe.release.aliases`); the monthly run is tracked by
+  :mod:`ewspipe.store.tracking_monthly`.
 * **Never fatal.** Turned off with ``[tracking] enabled = false``. Without MLflow installed the
   result says "unavailable" with the install hint; any error while logging becomes a
   "failed" result and a logged warning. The run's own outputs are already committed when
@@ -57,12 +63,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INSTALL_HINT",
+    "MANAGED_TAG",
     "TrackedModel",
     "TrackedRun",
     "TrackingResult",
     "artifact_location",
+    "ensemble_inputs",
     "experiment_name",
+    "inputs_tags",
+    "open_client",
     "prefetch_tracking",
+    "quiet_mlflow",
+    "register_version",
+    "require_mlflow",
+    "store_exists",
     "track_run",
     "tracking_uri",
 ]
@@ -178,7 +192,7 @@ def prefetch_tracking(settings: Settings) -> None:
     def warm() -> None:
         try:
             os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-            # no quiet_mlflow here: logger levels and warning filters are process-wide
+            # no _quiet_loggers here: logger levels and warning filters are process-wide
             # and the main thread is using them
             from mlflow.tracking import MlflowClient
 
@@ -231,7 +245,7 @@ def track_run(
         _log.warning(message)
         return TrackingResult("unavailable", uri=shown, message=message)
     try:
-        with quiet_mlflow():
+        with _quiet_loggers():
             client = open_client(uri)
             result = _log_run(client, settings, run_result, configs or {},
                               environment or run_result.record.get("environment")
@@ -280,7 +294,7 @@ def open_client(uri: str) -> MlflowClient:
 
 
 @contextlib.contextmanager
-def quiet_mlflow() -> Iterator[None]:
+def _quiet_loggers() -> Iterator[None]:
     """MLflow and alembic announce table creation at INFO on stderr; keep only warnings, and
     drop the deprecation notices MLflow's own SQLAlchemy use raises (nothing ewspipe can fix)."""
     loggers = [logging.getLogger(name) for name in _QUIET]
@@ -296,6 +310,9 @@ def quiet_mlflow() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+quiet_mlflow = _quiet_loggers  # the public name, for store.tracking_monthly and release
 
 
 _template: bytes | None = None  # a newly initialised, empty SQLite store of this process
