@@ -285,3 +285,13 @@ def test_a_monthly_run_is_tracked_once_and_only_production_registers(history, pr
                                        "environment": "development"})
     assert dev.status == "logged" and "registered" not in dev.message
     assert {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED} == counts
+
+
+def test_release_log_shows_the_versions_production_runs(history, cli):
+    ctx = history["ctx"]
+    log = cli("--config", str(history["repo"] / "ewspipe.toml"), "--state-dir",
+              str(ctx.settings.state_dir), "release", "log")
+    assert log.code == 0, log.err
+    aliases = history["rollback"]["manifest"]["aliases"]
+    line = "    production alias: " + ", ".join(f"{n} v{v}" for n, v in sorted(aliases.items()))
+    assert log.out.splitlines()[1] == line  # under the newest entry, the rollback v0.1.2
