@@ -19,7 +19,7 @@ from ewspipe.release.status import check, status
 from ewspipe.release.steps import CRASH_ENV
 
 INTEGRATE = ["begin", "merge", "changelog", "tag", "aliases", "backport", "complete"]
-ROLLBACK = ["begin", "commit", "tag", "pointers", "complete"]
+ROLLBACK = ["begin", "commit", "tag", "aliases", "pointers", "complete"]
 
 
 def _crash(repo, state, step, *command):

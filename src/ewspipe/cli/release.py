@@ -235,6 +235,10 @@ def log_command(ctx: typer.Context, repo: Path | None = REPO_OPTION,
                          f"{e['created_at']} {man.get('operator', '')}{extra}")
             for o in man.get("overrides") or []:
                 lines.append(f"    override {o['gate']}: {o['reason']}")
+            aliases = man.get("aliases")
+            if isinstance(aliases, dict) and aliases:  # MLflow versions production runs
+                lines.append("    production alias: " + ", ".join(
+                    f"{n} v{v}" for n, v in sorted(aliases.items())))
         return "\n".join(lines)
 
     emit(json.loads(json.dumps(doc, default=str)), as_json, human)

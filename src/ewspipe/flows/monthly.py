@@ -32,6 +32,7 @@ from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_gra
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import open_state_db
+from ewspipe.store.tracking_monthly import track_monthly_run
 
 __all__ = ["MonthlyPlan", "MonthlyRun", "base_key", "build_monthly_graph", "prepare_monthly",
            "run_monthly", "run_outcome"]
@@ -138,6 +139,7 @@ class MonthlyRun:
     tasks: list[TaskRecord] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     release: dict[str, Any] | None = None  # the release a publishing run ran under
+    tracking: dict[str, Any] | None = None  # where MLflow recorded it (store.tracking_monthly)
 
     @property
     def ran(self) -> list[str]:
@@ -174,6 +176,7 @@ class MonthlyRun:
                 "not_published_reasons": (out.get("publish") or {}).get("reasons") or [],
                 "alerts_log": str(self.state / "alerts.jsonl"),
             },
+            "tracking": self.tracking,
         }
 
 
@@ -294,4 +297,7 @@ def run_monthly(
             release=plan.release,
         )
         db.record_run({**base, **result.to_dict(), "finished_at": timestamp()})
+    # MLflow record of the stored run ([tracking] enabled); never fatal, once per run id
+    if settings.tracking.enabled:
+        result.tracking = track_monthly_run(settings, {**base, **result.to_dict()}).to_dict()
     return result

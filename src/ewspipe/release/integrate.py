@@ -179,9 +179,9 @@ def integrate_steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
         return f"{CHANGELOG} updated ({sha[:12]})"
 
     def aliases() -> str:
-        found = set_aliases(ctx.settings, plan["models"], tag)
-        notes["aliases"] = found
-        return "; ".join(found)
+        found = set_aliases(ctx.settings, plan["manifest"], tag, git=git, commit=candidate)
+        notes["aliases"], notes["alias_notes"] = found.aliases, found.notes
+        return "; ".join(found.notes)
 
     def backported() -> bool:
         return (not git.branch_exists(dev) or git.is_ancestor(tag, dev)
@@ -205,7 +205,9 @@ def integrate_steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
 
 
 def finish_manifest(ctx: ReleaseContext, plan: dict[str, Any]) -> dict[str, Any]:
-    """Back on the branch the command started from; the manifest with the release commit."""
+    """Back on the branch the command started from; the manifest with the release commit,
+    the back-port outcome and the MLflow alias map (``aliases``: name -> the registered
+    version production runs; ``alias_notes``: what was done for each)."""
     git, tag = ctx.git, plan["tag"]
     end = plan["end_branch"]
     git.checkout(end if git.branch_exists(end) else ctx.prod)
@@ -218,4 +220,4 @@ def finish_manifest(ctx: ReleaseContext, plan: dict[str, Any]) -> dict[str, Any]
         else:
             backport = {"status": "merged"}
     return {**plan["manifest"], "release_commit": git.resolve(tag), "backport": backport,
-            "aliases": notes.get("aliases", [])}
+            "aliases": notes.get("aliases", {}), "alias_notes": notes.get("alias_notes", [])}

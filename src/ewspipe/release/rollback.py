@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ewspipe.errors import CheckFailed, InputError
+from ewspipe.release.aliases import restored_aliases
 from ewspipe.release.changelog import CHANGELOG, insert_section, render_section
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.ledger import now_iso
@@ -167,8 +168,14 @@ def _steps(ctx: ReleaseContext, plan: dict[str, Any]) -> list[Step]:
             done.append(f"{m['level']}/{m['target']} -> run {m['run']}")
         return "published pointers moved back: " + ", ".join(done)
 
+    def aliases() -> str:  # redone on a resume: it only re-points aliases
+        found = restored_aliases(ctx, plan["target_tag"], tag)
+        notes = plan.setdefault("_notes", {})
+        notes["aliases"], notes["alias_notes"] = found.aliases, found.notes
+        return "; ".join(found.notes)
+
     return [Step("commit", committed, commit), tag_step(ctx, tag, plan["manifest"]),
-            Step("pointers", moved, move)]
+            Step("aliases", lambda: False, aliases), Step("pointers", moved, move)]
 
 
 def _finish(ctx: ReleaseContext, plan: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +183,9 @@ def _finish(ctx: ReleaseContext, plan: dict[str, Any]) -> dict[str, Any]:
     return {**plan["manifest"], "release_commit": ctx.git.resolve(plan["tag"]),
             "pointers": [{"level": m["level"], "target": m["target"], "run": m["run"]}
                          for m in plan["pointer_moves"]],
-            "pointers_missing": plan["pointers_missing"]}
+            "pointers_missing": plan["pointers_missing"],
+            "aliases": plan.get("_notes", {}).get("aliases", {}),
+            "alias_notes": plan.get("_notes", {}).get("alias_notes", [])}
 
 
 def rollback(ctx: ReleaseContext, version: str | None = None, *,

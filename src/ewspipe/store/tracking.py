@@ -19,6 +19,12 @@ Every run that ``flows.modelrun`` commits is mirrored into MLflow once it is sto
   double the logging time for little use). Tags: ewspipe run id,
   model, snapshot, code commit, dirty flag, release tag, environment (default
   "development"), model status. Artifacts: ``config.json`` and the metrics JSON of the run.
+* **Registry.** A forecasting run registers a version of each model (source: its artifact)
+  and ensemble (its predictions) under the model's name, tagged with what made it: config
+  hash, snapshot, code fingerprint, ewspipe version, and an ensemble's inputs
+  (:func:`ensemble_inputs`). A release finds its versions by these tags
+  (:mod:`ewspipe.release.aliases`); the monthly run is tracked by
+  :mod:`ewspipe.store.tracking_monthly`.
 * **Never fatal.** Turned off with ``[tracking] enabled = false``. Without MLflow installed the
   result says "unavailable" with the install hint; any error while logging becomes a
   "failed" result and a logged warning. The run's own outputs are already committed when
@@ -34,6 +40,7 @@ Every run that ``flows.modelrun`` commits is mirrored into MLflow once it is sto
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import logging
@@ -56,12 +63,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INSTALL_HINT",
+    "MANAGED_TAG",
     "TrackedModel",
     "TrackedRun",
     "TrackingResult",
     "artifact_location",
+    "ensemble_inputs",
     "experiment_name",
+    "inputs_tags",
+    "open_client",
     "prefetch_tracking",
+    "quiet_mlflow",
+    "register_version",
+    "require_mlflow",
+    "store_exists",
     "track_run",
     "tracking_uri",
 ]
@@ -223,13 +238,7 @@ def track_run(
     shown = _display_uri(uri)
     started = time.perf_counter()
     try:
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline: no usage pings
-        from mlflow.tracking import MlflowClient
-
-        if uri.startswith(_SQL_SCHEMES):
-            for module in ("sqlalchemy", "alembic"):  # mlflow-skinny's SQL store needs both
-                if importlib.util.find_spec(module) is None:
-                    raise ImportError(f"No module named '{module}'")
+        require_mlflow(uri)
     except ImportError as exc:
         message = (f"MLflow tracking unavailable ({_short(exc, 120)}); run {run_result.run_id} "
                    f"is stored but not tracked. Install it: {INSTALL_HINT}")
@@ -237,12 +246,7 @@ def track_run(
         return TrackingResult("unavailable", uri=shown, message=message)
     try:
         with _quiet_loggers():
-            store = _sqlite_file(uri)
-            fresh = _prepare_sqlite(store) if store is not None else False
-            client = MlflowClient(tracking_uri=uri)
-            if store is not None and fresh:
-                client.search_experiments(max_results=1)  # the store initialises its tables
-                _keep_template(store)
+            client = open_client(uri)
             result = _log_run(client, settings, run_result, configs or {},
                               environment or run_result.record.get("environment")
                               or "development")
@@ -255,6 +259,38 @@ def track_run(
                               seconds=round(time.perf_counter() - started, 3), message=message)
     return TrackingResult(**{**asdict(result), "uri": shown,
                              "seconds": round(time.perf_counter() - started, 3)})
+
+
+def require_mlflow(uri: str) -> None:
+    """Import MLflow (telemetry off: tracking stays offline) and check the SQL store's
+    modules are there; ImportError names what is missing."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow.tracking  # noqa: F401
+
+    if uri.startswith(_SQL_SCHEMES):
+        for module in ("sqlalchemy", "alembic"):  # mlflow-skinny's SQL store needs both
+            if importlib.util.find_spec(module) is None:
+                raise ImportError(f"No module named '{module}'")
+
+
+def store_exists(uri: str) -> bool:
+    """False only for a SQLite store whose file is not there yet (a server always counts)."""
+    store = _sqlite_file(uri)
+    return store is None or store.is_file()
+
+
+def open_client(uri: str) -> MlflowClient:
+    """The client of the store at ``uri``; a new SQLite store is created from the process's
+    template (call inside :func:`quiet_mlflow`, after :func:`require_mlflow`)."""
+    from mlflow.tracking import MlflowClient
+
+    store = _sqlite_file(uri)
+    fresh = _prepare_sqlite(store) if store is not None else False
+    client = MlflowClient(tracking_uri=uri)
+    if store is not None and fresh:
+        client.search_experiments(max_results=1)  # the store initialises its tables
+        _keep_template(store)
+    return client
 
 
 @contextlib.contextmanager
@@ -274,6 +310,9 @@ def _quiet_loggers() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+quiet_mlflow = _quiet_loggers  # the public name, for store.tracking_monthly and release
 
 
 _template: bytes | None = None  # a newly initialised, empty SQLite store of this process
@@ -385,7 +424,8 @@ def _log_run(
             _log_model(client, current, model, configs.get(model.model), run_dir,
                        step_metrics=frozenset(settings.tracking.step_metrics))
             if run.kind == "forecast":
-                _register(client, settings, run, model, current, configs.get(model.model))
+                _register(client, settings, run, model, current,
+                          configs.get(model.model), configs)
             client.set_terminated(current, "FINISHED")
         client.set_terminated(parent, "FINISHED")
     except Exception:
@@ -468,28 +508,87 @@ def _register(
     model: TrackedModel,
     child_run_id: str,
     config: Mapping[str, Any] | None,
+    configs: Mapping[str, Mapping[str, Any]],
 ) -> None:
     """A forecasting run's model (its hash-verified artifact) or ensemble (its predictions)
-    becomes a new version of the registered model of the same name, so a release can point
-    the ``production`` alias at exactly what it deploys (ewspipe.release.aliases)."""
+    becomes a new version of the registered model of the same name, tagged with what
+    determines it (config hash, snapshot, code fingerprint; for an ensemble also the config
+    hashes of everything it combines), so a release can find exactly the version it
+    validated (ewspipe.release.aliases)."""
+    from ewspipe import __version__
+    from ewspipe.provenance import code_fingerprint
+
+    config = config if config is not None else _ensemble(model)
+    source = (settings.artifact_dir / model.artifact if model.artifact
+              else Path(run.path) / model.predictions)
+    tags = {
+        "ewspipe.run_id": run.run_id,
+        "ewspipe.model_kind": str(getattr(model, "kind", "model")),
+        "ewspipe.level": model.level,
+        "ewspipe.snapshot": model.snapshot,
+        "ewspipe.status": model.status,
+        "ewspipe.config_hash": str((config or {}).get("config_hash", "unknown")),
+        "ewspipe.code_fingerprint": code_fingerprint(),
+        "ewspipe.ewspipe_version": __version__,
+        "ewspipe.source": "forecast",
+    }
+    if _ensemble(model) is not None:
+        definitions = {**configs, model.model: config or {}}
+        tags.update(inputs_tags(ensemble_inputs(model.model, definitions)))
+    register_version(client, model.model, source=source.resolve().as_uri(), tags=tags,
+                     run_id=child_run_id, level=model.level)
+
+
+def ensemble_inputs(name: str, definitions: Mapping[str, Mapping[str, Any]]
+                    ) -> dict[str, str]:
+    """Config hash of every model and ensemble the ensemble ``name`` combines, directly
+    (``members``) or through the ensemble it is reconciled with (``reconcile_with``).
+
+    An ensemble's own config hash covers only its definition; two runs of it with a member's
+    hyperparameters changed differ here. ``definitions``: name -> a mapping with
+    ``config_hash`` and, for an ensemble, ``members`` and ``reconcile_with``; a name without
+    one maps to "unknown" (which matches nothing)."""
+    found: dict[str, str] = {}
+    todo = [name]
+    while todo:
+        entry = definitions.get(todo.pop()) or {}
+        links = [*(entry.get("members") or ()), *([entry["reconcile_with"]]
+                                                 if entry.get("reconcile_with") else [])]
+        for dep in map(str, links):
+            if dep not in found and dep != name:
+                found[dep] = str((definitions.get(dep) or {}).get("config_hash", "unknown"))
+                todo.append(dep)
+    return dict(sorted(found.items()))
+
+
+def inputs_tags(inputs: Mapping[str, str]) -> dict[str, str]:
+    """The version tags naming an ensemble's inputs: their names, and one digest of their
+    names and config hashes (matched by a release)."""
+    canonical = json.dumps(sorted(inputs.items()), separators=(",", ":"))
+    return {"ewspipe.inputs": _value(",".join(sorted(inputs))),
+            "ewspipe.inputs_hash": hashlib.sha256(canonical.encode()).hexdigest()}
+
+
+MANAGED_TAG = "ewspipe.managed"
+
+
+def register_version(client: MlflowClient, name: str, *, source: str, tags: Mapping[str, str],
+                     run_id: str | None = None, level: str | None = None) -> str:
+    """A new version of the registered model ``name`` (created, marked as ewspipe's, when
+    it does not exist); returns the version number."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.create_registered_model(model.model, description="ewspipe model or ensemble "
-                                       f"{model.model} (level {model.level})")
+        client.create_registered_model(
+            name, tags={MANAGED_TAG: "true"},
+            description=f"ewspipe model or ensemble {name}"
+                        + (f" (level {level})" if level else ""))
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    source = (settings.artifact_dir / model.artifact if model.artifact
-              else Path(run.path) / model.predictions)
-    client.create_model_version(model.model, source=source.resolve().as_uri(),
-                                run_id=child_run_id, tags={
-                                    "ewspipe.run_id": run.run_id,
-                                    "ewspipe.snapshot": model.snapshot,
-                                    "ewspipe.status": model.status,
-                                    "ewspipe.config_hash": str((config or {}).get(
-                                        "config_hash", "unknown")),
-                                })
+    version = client.create_model_version(name, source=source, run_id=run_id,
+                                          tags={k: _value(v) for k, v in tags.items()})
+    return str(version.version)
 
 
 def _key(text: str) -> str:

@@ -1,0 +1,208 @@
+"""MLflow record of the monthly run (``ewspipe run``): what each environment ran, and for a
+publishing environment (production) which model versions made its forecasts.
+
+* **Every monthly run** (any environment, tracking on) becomes one MLflow run in the
+  experiment ``ewspipe-monthly``, named after the run id. Tags: run id, environment, status,
+  release tag (of the published pointers, or the record's ``release``; "none" otherwise),
+  code fingerprint, ewspipe version, snapshots, QA result, published levels. Metrics: seconds,
+  tasks run and reused, failed QA checks, alerts. Artifacts: ``run.json`` (the run's
+  summary) and the run's report.
+* **A publishing environment's run** (``[run] publish_environments``, production by default)
+  also registers one model version per *deployed* model and ensemble it forecast: source the
+  environment's own artifact (an ensemble: its stored predictions), tags as a forecast run's
+  versions (config hash, snapshot, code fingerprint, ensemble inputs) plus
+  ``ewspipe.source = monthly``, the environment, the monthly run id and the release tag.
+  These versions record what production *ran* (retrained on each month's data); the
+  ``production`` alias stays on the version the release validated
+  (:mod:`ewspipe.release.aliases`), so it keeps meaning "what was staged and promoted".
+  Development and staging runs register nothing: they are not what users receive.
+* **Once, never fatal:** a run id already in the experiment is not logged again; any
+  failure is a "failed" result with a logged warning, the run itself is already stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ewspipe import __version__
+from ewspipe.provenance import code_fingerprint
+from ewspipe.settings import Settings
+from ewspipe.store.prediction_store import PredictionStore
+from ewspipe.store.tracking import (
+    INSTALL_HINT,
+    TrackingResult,
+    _display_uri,
+    _experiment,
+    _short,
+    artifact_location,
+    ensemble_inputs,
+    inputs_tags,
+    open_client,
+    quiet_mlflow,
+    register_version,
+    require_mlflow,
+    tracking_uri,
+)
+
+__all__ = ["MONTHLY_EXPERIMENT", "release_tag_of", "track_monthly_run"]
+
+_log = logging.getLogger(__name__)
+
+MONTHLY_EXPERIMENT = "ewspipe-monthly"
+
+
+def release_tag_of(doc: Mapping[str, Any]) -> str | None:
+    """The release a monthly run ran under: the record's ``release`` (a tag or a dict with
+    ``tag``), else the release its published pointers record."""
+    release = doc.get("release")
+    if isinstance(release, Mapping) and release.get("tag"):
+        return str(release["tag"])
+    if isinstance(release, str) and release:
+        return release
+    for pointer in (doc.get("outputs") or {}).get("published") or []:
+        tag = ((pointer or {}).get("release") or {}).get("tag")
+        if tag:
+            return str(tag)
+    return None
+
+
+def track_monthly_run(settings: Settings, doc: Mapping[str, Any]) -> TrackingResult:
+    """Log a stored monthly run (``MonthlyRun.to_dict()``) to MLflow; see the module doc.
+
+    Never raises for tracking problems: the result says "disabled", "unavailable",
+    "already_logged", "logged" or "failed" (with a logged warning)."""
+    run_id = str(doc.get("run_id"))
+    if not settings.tracking.enabled:
+        return TrackingResult("disabled", message="tracking is off ([tracking] enabled = false)")
+    uri = tracking_uri(settings)
+    shown = _display_uri(uri)
+    started = time.perf_counter()
+    try:
+        require_mlflow(uri)
+    except ImportError as exc:
+        message = (f"MLflow tracking unavailable ({_short(exc, 120)}); monthly run {run_id} "
+                   f"is stored but not tracked. Install it: {INSTALL_HINT}")
+        _log.warning(message)
+        return TrackingResult("unavailable", uri=shown, message=message)
+    try:
+        with quiet_mlflow():
+            result = _log(open_client(uri), settings, doc)
+    except Exception as exc:  # the monthly run is stored; tracking must not undo it
+        message = (f"MLflow tracking of monthly run {run_id} failed "
+                   f"({_display_uri(_short(exc))}); the run is stored in {doc.get('state')}. "
+                   f"Tracking store: {shown}")
+        _log.warning(message)
+        return TrackingResult("failed", uri=shown, message=message,
+                              seconds=round(time.perf_counter() - started, 3))
+    return TrackingResult(result.status, uri=shown, experiment=result.experiment,
+                          experiment_id=result.experiment_id,
+                          parent_run_id=result.parent_run_id, model_runs=result.model_runs,
+                          seconds=round(time.perf_counter() - started, 3),
+                          message=result.message)
+
+
+def _log(client: Any, settings: Settings, doc: Mapping[str, Any]) -> TrackingResult:
+    run_id = str(doc.get("run_id"))
+    experiment_id = _experiment(client, MONTHLY_EXPERIMENT, artifact_location(settings),
+                                "monthly")
+    existing = client.search_runs([experiment_id],
+                                  filter_string=f"tags.`ewspipe.run_id` = '{run_id}'",
+                                  max_results=1)
+    if existing:
+        found = existing[0].info.run_id
+        return TrackingResult("already_logged", experiment=MONTHLY_EXPERIMENT,
+                              experiment_id=experiment_id, parent_run_id=found,
+                              message=f"monthly run {run_id} was already logged as {found}")
+    environment = str(doc.get("environment") or "development")
+    tag = release_tag_of(doc)
+    snapshots = doc.get("snapshots") or {}
+    qa = doc.get("qa") or {}
+    outputs = doc.get("outputs") or {}
+    published = outputs.get("published") or []
+    code = doc.get("code") or {}
+    tags = {
+        "ewspipe.run_id": run_id, "ewspipe.kind": "monthly", "ewspipe.role": "run",
+        "ewspipe.environment": environment, "ewspipe.status": str(doc.get("status")),
+        "ewspipe.release_tag": tag or "none",
+        "ewspipe.code_fingerprint": code_fingerprint(), "ewspipe.ewspipe_version": __version__,
+        "ewspipe.code_commit": str(code.get("commit", "unknown")),
+        "ewspipe.snapshots": ",".join(f"{lvl}:{s.get('id')}" for lvl, s in
+                                      sorted(snapshots.items()) if isinstance(s, Mapping)),
+        "ewspipe.qa_passed": str(qa.get("passed")).lower(),
+        "ewspipe.published": ",".join(sorted(str(p.get("level")) for p in published)) or "none",
+        "mlflow.source.name": "ewspipe",
+    }
+    mlflow_run = client.create_run(experiment_id, run_name=run_id, tags=tags).info.run_id
+    try:
+        _metrics(client, mlflow_run, doc)
+        client.log_text(mlflow_run, json.dumps(dict(doc), indent=2, default=str) + "\n",
+                        "run.json")
+        report = outputs.get("report")
+        if report and Path(report).is_file():
+            client.log_artifact(mlflow_run, str(report), "report")
+        versions: dict[str, str] = {}
+        if environment in settings.run.publish_environments:
+            versions = _register_deployed(client, doc, mlflow_run, tag)
+        client.set_terminated(mlflow_run, "FINISHED")
+    except Exception:
+        client.set_terminated(mlflow_run, "FAILED")
+        raise
+    registered = (f"; registered {', '.join(f'{n} v{v}' for n, v in versions.items())}"
+                  if versions else "")
+    return TrackingResult("logged", experiment=MONTHLY_EXPERIMENT, experiment_id=experiment_id,
+                          parent_run_id=mlflow_run, model_runs={},
+                          message=f"logged to MLflow experiment {MONTHLY_EXPERIMENT} as run "
+                                  f"{mlflow_run}{registered}")
+
+
+def _metrics(client: Any, mlflow_run: str, doc: Mapping[str, Any]) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    alerts = doc.get("alerts") or {}
+    values = {"seconds": float(doc.get("seconds") or 0.0),
+              "tasks_ran": float(len(doc.get("ran") or [])),
+              "tasks_reused": float(len(doc.get("reused") or [])),
+              "qa_failed": float(len((doc.get("qa") or {}).get("failed") or [])),
+              "alerts": float(alerts.get("count", 0) if isinstance(alerts, Mapping) else 0)}
+    client.log_batch(mlflow_run, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
+
+
+def _register_deployed(client: Any, doc: Mapping[str, Any], mlflow_run: str,
+                       tag: str | None) -> dict[str, str]:
+    """A version per deployed model and ensemble this run stored: its metadata (written by
+    the forecast and ensemble tasks) names the artifact, config hash and snapshot."""
+    state = Path(str(doc.get("state")))
+    store = PredictionStore(state / "predictions")
+    parts = (doc.get("outputs") or {}).get("partitions") or []
+    meta = {p["model"]: (p, store.metadata(p["level"], p["run"], p["model"])) for p in parts}
+    definitions = {name: {"config_hash": m.get("config_hash"),
+                          "members": list(m.get("members") or {}),
+                          "reconcile_with": m.get("reconcile_with")}
+                   for name, (_, m) in meta.items()}
+    versions: dict[str, str] = {}
+    for name, (part, m) in sorted(meta.items()):
+        if part.get("status") != "deployed":
+            continue
+        kind = str(part.get("kind", "model"))
+        source = (state / "artifacts" / str(m["artifact"]) if kind == "model" and
+                  m.get("artifact") else state / str(part["path"]))
+        tags = {
+            "ewspipe.run_id": str(doc.get("run_id")), "ewspipe.monthly_run": str(
+                doc.get("run_id")), "ewspipe.source": "monthly",
+            "ewspipe.environment": str(doc.get("environment")), "ewspipe.model_kind": kind,
+            "ewspipe.level": str(part["level"]), "ewspipe.snapshot": str(m.get("snapshot")),
+            "ewspipe.status": "deployed", "ewspipe.config_hash": str(m.get("config_hash")),
+            "ewspipe.code_fingerprint": code_fingerprint(),
+            "ewspipe.ewspipe_version": __version__, "ewspipe.release": tag or "none",
+        }
+        if kind == "ensemble":
+            tags.update(inputs_tags(ensemble_inputs(name, definitions)))
+        versions[name] = register_version(client, name, source=source.resolve().as_uri(),
+                                          tags=tags, run_id=mlflow_run, level=str(part["level"]))
+    return versions

@@ -1,0 +1,297 @@
+"""MLflow as a record of what production runs (issue 16, item 4), against the real SQLite
+store: after promote, hotfix finish and rollback the ``production`` alias of every deployed
+model and ensemble is on a version whose tags equal the release's config hash, snapshot and
+code fingerprint; a feature-branch forecast registered later never gets it; a version
+missing from the registry is registered from the staging evidence (the candidate side's
+artifacts and predictions, laid out by the real ``Side`` and made by a real monthly run).
+
+One scripted history, shared by the tests (module fixture): forecast with tracking on,
+feature-branch forecast, promote v0.1.0, hotfix v0.1.1 (a changed model, only staging
+evidence), rollback v0.1.2 to v0.1.0."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from release_repo import git, make_repo, open_ctx
+from tests.flows.monthly_workspace import staging_report
+
+from ewspipe.catalog import load_catalog
+from ewspipe.flows.ingest import import_demo_checked
+from ewspipe.flows.modelrun import forecast_models
+from ewspipe.flows.monthly import run_monthly
+from ewspipe.provenance import code_fingerprint
+from ewspipe.release.aliases import ALIAS, restored_aliases, set_aliases
+from ewspipe.release.hotfix import finish_hotfix, start_hotfix
+from ewspipe.release.promote import promote
+from ewspipe.release.rollback import rollback
+from ewspipe.release.sides import Side, settings_text, side_state
+from ewspipe.settings import load_settings
+from ewspipe.store.tracking import register_version, tracking_uri
+from ewspipe.store.tracking_monthly import MONTHLY_EXPERIMENT, track_monthly_run
+
+pytest.importorskip("mlflow")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+DEPLOYED = ["grid_chorus", "grid_ridge", "small_chorus", "small_ridge", "small_tree"]
+
+
+def _client(settings):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri(settings))
+
+
+def _aliased(client) -> dict[str, Any]:
+    """name -> the version carrying the alias (None: no alias), for every registered model."""
+    from mlflow.exceptions import MlflowException
+
+    found = {}
+    for rm in client.search_registered_models():
+        try:
+            found[rm.name] = client.get_model_version_by_alias(rm.name, ALIAS)
+        except MlflowException:
+            found[rm.name] = None
+    return found
+
+
+def _expected(repo: Path, ref: str, snaps: dict[str, str]) -> dict[str, dict[str, str]]:
+    """What the release at ``ref`` deploys, from its own files: config hash, snapshot of the
+    level, and the engine (a repository without src/ runs the installed ewspipe)."""
+    tree = repo.parent / f"exp-{ref}"
+    git(repo, "worktree", "add", "-q", "--detach", str(tree), ref)
+    try:
+        catalog = load_catalog(tree / "models", ensembles_dir=tree / "ensembles")
+    finally:
+        git(repo, "worktree", "remove", "--force", str(tree))
+    specs = [*catalog.models.values(), *catalog.ensembles.values()]
+    return {s.name: {"ewspipe.config_hash": s.config_hash,
+                     "ewspipe.snapshot": snaps[s.level.value],
+                     "ewspipe.code_fingerprint": code_fingerprint()}
+            for s in specs if s.status.value == "deployed"}
+
+
+def _side_evidence(ctx, commit: str, snaps: dict[str, str]) -> None:
+    """What `release stage` leaves behind for ``commit``: the candidate side laid out by
+    the real Side (settings, linked snapshots, shared artifact store) and its monthly run."""
+    config = settings_text(ctx.git.show("production", "ewspipe.toml"))
+    staging = ctx.settings.state_dir / "staging"
+    with ctx.git.worktree(commit) as tree:
+        side = Side("candidate", commit, tree, side_state(staging / "sides", commit, config,
+                                                          snaps))
+        side.prepare(config, snaps, ctx.settings.snapshot_dir, staging / "artifacts")
+        done = run_monthly(load_settings(side.config, state_dir=side.state),
+                           environment="staging")
+        assert done.status == "ok" and done.tracking is None  # sides never track
+
+
+def _snap(ctx, client) -> dict[str, Any]:
+    entry = ctx.ledger.releases()[0]
+    return {"manifest": entry["manifest"], "aliased": _aliased(client)}
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-release")
+    repo = make_repo(root)
+    cfg = repo / "ewspipe.toml"
+    cfg.write_text(cfg.read_text().replace("[tracking]\nenabled = false", "[tracking]\n"
+                                           "enabled = true"))
+    git(repo, "commit", "-q", "-am", "chore: track runs")
+    ctx = open_ctx(repo, root / "state")
+    settings = ctx.settings
+    snaps = {lvl: r.manifest.id for lvl, r in import_demo_checked(settings).results.items()}
+    catalog = load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+    forecast_models(settings, catalog, names=["small_chorus", "grid_chorus"])
+    client = _client(settings)
+    # a stale alias on a model the release does not deploy
+    stale = register_version(client, "last_value", source=(root / "x").as_uri(), tags={})
+    client.set_registered_model_alias("last_value", ALIAS, stale)
+    # the issue's repro: a feature branch with a changed hyperparameter, forecast later
+    git(repo, "checkout", "-q", "-b", "feature/ridge")
+    ridge = repo / "models" / "small_ridge.toml"
+    ridge.write_text(ridge.read_text().replace("seed = 7", "seed = 99"))
+    git(repo, "commit", "-q", "-am", "feat: reseed small_ridge")
+    forecast_models(settings, load_catalog(settings.models_dir), names=["small_ridge"])
+    git(repo, "checkout", "-q", "development")
+    feature = max(client.search_model_versions("name = 'small_ridge'"),
+                  key=lambda v: int(v.version))
+
+    states: dict[str, Any] = {"repo": repo, "ctx": ctx, "client": client, "snaps": snaps,
+                              "feature_version": feature}
+    dev = ctx.git.resolve("development")
+    ctx.ledger.record_staging(staging_report(dev, None, snapshots=snaps))
+    promote(ctx)
+    states["promote"] = _snap(ctx, client)
+    states["promote_ref"] = "v0.1.0"
+
+    # hotfix: small_tree changes; nothing registered for it, only the staging evidence
+    start_hotfix(ctx, "tree")
+    tree_file = repo / "models" / "small_tree.toml"
+    tree_file.write_text(tree_file.read_text().replace("n_estimators = 10", "n_estimators = 12"))
+    git(repo, "commit", "-q", "-am", "fix: a bigger small_tree")
+    hotfix = ctx.git.resolve("HEAD")
+    versions_before = {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED}
+    _side_evidence(ctx, hotfix, snaps)
+    ctx.ledger.record_staging(staging_report(hotfix, ctx.git.resolve("production"),
+                                             ref="hotfix/tree", snapshots=snaps))
+    finish_hotfix(ctx)
+    states["hotfix"] = _snap(ctx, client)
+    states["versions_before_hotfix"] = versions_before
+
+    git(repo, "checkout", "-q", "production")
+    done = rollback(ctx)
+    states["rollback"] = _snap(ctx, client)
+    states["rollback_steps"] = [s["step"] for s in done["steps"]]
+    return states
+
+
+def _assert_aliases_match(state, expected, client):
+    aliased = state["aliased"]
+    for name, tags in expected.items():
+        version = aliased.get(name)
+        assert version is not None, f"{name} has no {ALIAS} alias"
+        assert {k: version.tags.get(k) for k in tags} == tags, name
+        assert state["manifest"]["aliases"][name] == str(version.version)
+    assert set(state["manifest"]["aliases"]) == set(expected)
+
+
+def test_promote_puts_the_alias_on_the_validated_versions(history):
+    expected = _expected(history["repo"], "v0.1.0", history["snaps"])
+    assert sorted(expected) == DEPLOYED
+    _assert_aliases_match(history["promote"], expected, history["client"])
+    # the feature branch's later version (changed hyperparameter) does not get the alias
+    feature = history["feature_version"]
+    aliased = history["promote"]["aliased"]["small_ridge"]
+    assert int(feature.version) > int(aliased.version)
+    assert feature.tags["ewspipe.config_hash"] != aliased.tags["ewspipe.config_hash"]
+    assert aliased.tags["ewspipe.source"] == "forecast"
+    # a model the release does not deploy loses the alias; the notes say so
+    assert history["promote"]["aliased"]["last_value"] is None
+    notes = history["promote"]["manifest"]["alias_notes"]
+    assert "last_value: alias production removed (not deployed by v0.1.0)" in notes
+
+
+def test_every_registered_version_says_what_made_it(history):
+    version = history["promote"]["aliased"]["small_chorus"]
+    assert version.tags["ewspipe.code_fingerprint"] == code_fingerprint()
+    assert version.tags["ewspipe.ewspipe_version"]
+    assert version.tags["ewspipe.inputs"] == "small_ridge,small_tree"
+    assert len(version.tags["ewspipe.inputs_hash"]) == 64
+
+
+def test_hotfix_registers_what_staging_validated(history):
+    expected = _expected(history["repo"], "v0.1.1", history["snaps"])
+    _assert_aliases_match(history["hotfix"], expected, history["client"])
+    aliased = history["hotfix"]["aliased"]
+    # small_tree changed: registered from the candidate side's hash-verified artifact;
+    # its ensembles (config unchanged, a member changed) from the side's predictions
+    for name in ("small_tree", "small_chorus", "grid_chorus"):
+        version = aliased[name]
+        assert version.tags["ewspipe.source"] == "staging", name
+        assert version.tags["ewspipe.registered_by"] == "v0.1.1"
+        assert version.source.startswith((history["ctx"].settings.state_dir / "staging")
+                                         .resolve().as_uri())
+    assert "/staging/artifacts/monthly/small_tree/forecasting/" in aliased["small_tree"].source
+    assert aliased["small_chorus"].source.endswith("/model%3Dsmall_chorus/part-0.parquet")
+    # unchanged models keep the version the promotion found
+    for name in ("small_ridge", "grid_ridge"):
+        assert aliased[name].version == history["promote"]["aliased"][name].version
+    counts = {m: len(history["client"].search_model_versions(f"name = '{m}'"))
+              for m in DEPLOYED}
+    added = {m: counts[m] - history["versions_before_hotfix"][m] for m in DEPLOYED}
+    assert added == {"grid_chorus": 1, "grid_ridge": 0, "small_chorus": 1, "small_ridge": 0,
+                     "small_tree": 1}
+
+
+def test_rollback_restores_the_recorded_versions(history):
+    state = history["rollback"]
+    assert history["rollback_steps"] == ["commit", "tag", "aliases", "pointers"]
+    expected = _expected(history["repo"], "v0.1.0", history["snaps"])
+    _assert_aliases_match(state, expected, history["client"])
+    assert state["manifest"]["aliases"] == history["promote"]["manifest"]["aliases"]
+
+
+def test_setting_the_aliases_again_changes_nothing(history):
+    """The aliases step is redone on a resumed release: it finds what it registered."""
+    ctx, client = history["ctx"], history["client"]
+    before = {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED}
+    manifest = ctx.ledger.get("0.1.1")["manifest"]
+    again = set_aliases(ctx.settings, manifest, "v0.1.1", git=ctx.git)
+    assert again.aliases == manifest["aliases"]
+    assert {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED} == before
+    # and the rollback's step, redone, puts production's aliases back where it left them
+    restored = restored_aliases(ctx, "v0.1.0", "v0.1.2")
+    assert restored.aliases == history["rollback"]["manifest"]["aliases"]
+    assert {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED} == before
+
+
+@pytest.fixture(scope="module")
+def production_run(history):
+    """The monthly run of production (at the rollback release v0.1.2), tracked."""
+    before = {m: len(history["client"].search_model_versions(f"name = '{m}'"))
+              for m in DEPLOYED}
+    done = run_monthly(history["ctx"].settings, environment="production")
+    return done.to_dict(), before
+
+
+def test_the_monthly_production_run_is_tracked(history, production_run):
+    doc, before = production_run
+    client, settings = history["client"], history["ctx"].settings
+    tracked = doc["tracking"]
+    assert tracked["status"] == "logged" and tracked["experiment"] == MONTHLY_EXPERIMENT
+    assert doc["outputs"]["published"], doc["outputs"]["not_published"]
+    run = client.get_run(tracked["parent_run_id"])
+    tags = run.data.tags
+    assert tags["ewspipe.run_id"] == doc["run_id"] and tags["ewspipe.environment"] == \
+        "production"
+    assert tags["ewspipe.status"] == doc["status"] and tags["ewspipe.release_tag"] == "v0.1.2"
+    assert tags["ewspipe.code_fingerprint"] == code_fingerprint()
+    assert tags["ewspipe.snapshots"] == ",".join(f"{k}:{v}" for k, v in
+                                                 sorted(history["snaps"].items()))
+    assert run.data.metrics["tasks_ran"] == len(doc["ran"])
+    # one new version per deployed model and ensemble: what production ran this month
+    expected = _expected(history["repo"], "v0.1.2", history["snaps"])
+    production = (settings.state_dir / "production").resolve().as_uri()
+    for name in DEPLOYED:
+        versions = client.search_model_versions(f"name = '{name}'")
+        assert len(versions) == before[name] + 1, name
+        newest = max(versions, key=lambda v: int(v.version))
+        assert newest.run_id == tracked["parent_run_id"]
+        assert newest.tags["ewspipe.source"] == "monthly"
+        assert newest.tags["ewspipe.monthly_run"] == doc["run_id"]
+        assert newest.tags["ewspipe.release"] == "v0.1.2"
+        assert {k: newest.tags[k] for k in expected[name]} == expected[name]
+        assert newest.source.startswith(production)
+    assert "/artifacts/small_tree/forecasting/" in max(
+        client.search_model_versions("name = 'small_tree'"), key=lambda v: int(v.version)).source
+    # the alias stays on what the release validated
+    aliased = _aliased(client)
+    assert {n: str(aliased[n].version) for n in DEPLOYED} == \
+        history["rollback"]["manifest"]["aliases"]
+
+
+def test_a_monthly_run_is_tracked_once_and_only_production_registers(history, production_run):
+    doc, _ = production_run
+    client, settings = history["client"], history["ctx"].settings
+    counts = {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED}
+    again = track_monthly_run(settings, doc)
+    assert again.status == "already_logged"
+    assert again.parent_run_id == doc["tracking"]["parent_run_id"]
+    dev = track_monthly_run(settings, {**doc, "run_id": doc["run_id"] + "-dev",
+                                       "environment": "development"})
+    assert dev.status == "logged" and "registered" not in dev.message
+    assert {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED} == counts
+
+
+def test_release_log_shows_the_versions_production_runs(history, cli):
+    ctx = history["ctx"]
+    log = cli("--config", str(history["repo"] / "ewspipe.toml"), "--state-dir",
+              str(ctx.settings.state_dir), "release", "log")
+    assert log.code == 0, log.err
+    aliases = history["rollback"]["manifest"]["aliases"]
+    line = "    production alias: " + ", ".join(f"{n} v{v}" for n, v in sorted(aliases.items()))
+    assert log.out.splitlines()[1] == line  # under the newest entry, the rollback v0.1.2
