@@ -195,3 +195,22 @@ def test_forecast_runs_keep_their_online_eval(months: Months, tmp_path: Path):
     assert (cfg.parent / "state" / "online" / "summary.json").is_file()
     code, env = other.json("online-eval", "--env", "development", "--no-alerts")
     assert env["source"]["kind"] == "monthly_runs" and len(env["models"]) > 1
+
+
+def test_api_and_dashboard_show_the_monthly_online_evaluation(months: Months):
+    from fastapi.testclient import TestClient
+
+    from ewspipe.api.app import create_app
+
+    code, doc = months.json("online-eval", "--env", "development", "--no-alerts")
+    with TestClient(create_app(load_settings(months.cfg))) as client:
+        resp = client.get("/api/v1/evaluations/online", params={"env": "development"})
+        assert resp.status_code == 200 and resp.json()["digest"] == doc["digest"]
+        # no forecast run was evaluated: the default environment's is the latest
+        assert client.get("/api/v1/evaluations/online").json()["digest"] == doc["digest"]
+        assert client.get("/api/v1/evaluations/online",
+                          params={"env": "staging"}).status_code == 404
+        assert client.get("/api/v1/evaluations/online",
+                          params={"env": "testing"}).status_code == 422
+        dash = client.get("/dashboard/data/online", params={"level": "cm"}).json()
+        assert {"small_chorus", "zero_line"} <= {m["model"] for m in dash["models"]}

@@ -73,8 +73,10 @@ __all__ = [
     "ModelOnline",
     "OnlineEvalResult",
     "forecast_histories",
+    "monthly_histories",
     "online_eval",
     "stack_history",
+    "summary_path",
 ]
 
 ONLINE_DIR = "online"
@@ -604,6 +606,18 @@ def _sources(settings: Settings, environment: str | None,
         "pass --env to choose another environment"]
     return (histories, {"kind": "monthly_runs", "environment": env,
                         "path": str(state / "predictions")}, state, notes)
+
+
+def summary_path(settings: Settings, environment: str | None = None) -> Path:
+    """Where the latest online evaluation's ``summary.json`` is: of ``environment``'s monthly
+    runs; without one, of the ``ewspipe forecast`` runs when that was evaluated, else of the
+    default environment's monthly runs (the same choice as :func:`online_eval`)."""
+    if environment is not None:
+        return settings.state_dir / environment / ONLINE_DIR / SUMMARY_FILE
+    path = settings.state_dir / ONLINE_DIR / SUMMARY_FILE
+    if path.is_file():
+        return path
+    return settings.state_dir / settings.run.environment / ONLINE_DIR / SUMMARY_FILE
 
 
 def online_eval(
