@@ -40,7 +40,8 @@ algorithm = "stepshifter"
 status = "deployed"
 owner = "tests"
 description = "A small ridge stepshifter standing in for the deployed model."
-features = ["ged_sb", "lag(ged_sb, 1)", "mmean(ged_sb, 12)", "time_since(ged_sb, 1)"]
+features = ["log1p(ged_sb)", "mmean(log1p(ged_sb), 3)", "mmean(log1p(ged_sb), 12)",
+            "time_since(ged_sb, 1)"]
 
 [hyperparameters]
 learner = "ridge"
