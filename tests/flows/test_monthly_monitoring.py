@@ -203,6 +203,7 @@ def test_api_and_dashboard_show_the_monthly_online_evaluation(months: Months):
     from ewspipe.api.app import create_app
 
     code, doc = months.json("online-eval", "--env", "development", "--no-alerts")
+    assert code == (1 if doc["alerts"] else 0)
     with TestClient(create_app(load_settings(months.cfg))) as client:
         resp = client.get("/api/v1/evaluations/online", params={"env": "development"})
         assert resp.status_code == 200 and resp.json()["digest"] == doc["digest"]
