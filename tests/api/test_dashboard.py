@@ -125,7 +125,9 @@ def test_overview_lists_environments_runs_and_stored_forecasts(dash: TestClient)
     assert cm["default_model"] == "small_chorus"  # the deployed ensemble
     models = {m["model"]: m for m in cm["models"]}
     assert models["past_draws"]["n_samples"] == 50 and models["past_draws"]["status"] == "shadow"
-    assert "zero_line" not in models  # baselines are not part of the monthly run
+    # baselines are forecast and stored by the monthly run (for online evaluation), shown
+    # with their status; only deployed models and ensembles are published
+    assert models["zero_line"]["status"] == "baseline"
     assert {s["level"] for s in ov["snapshots"]} == {"cm", "pgm"}
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ewspipe.alerts.log import ALERTS_FILE
 from ewspipe.errors import InputError
-from ewspipe.flows.online import ONLINE_DIR, SUMMARY_FILE
+from ewspipe.flows.online import summary_path
 from ewspipe.panel.months import month_label
 from ewspipe.panel.priogrid import CELL_DEGREES, N_COLS
 from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
@@ -383,9 +383,9 @@ def evaluation(settings: Settings, *, level: str, metric: str,
 
 def online(settings: Settings, *, level: str) -> dict[str, Any]:
     """The stored online-evaluation summary of ``level``: by-step scores and assessments."""
-    path = settings.state_dir / ONLINE_DIR / SUMMARY_FILE
-    hint = ("no online evaluation yet: run `ewspipe forecast` each month, then `ewspipe "
-            "online-eval` once the forecast months have been observed")
+    path = summary_path(settings)
+    hint = ("no online evaluation yet: run `ewspipe run` (or `ewspipe forecast`) each month, "
+            "then `ewspipe online-eval` once the forecast months have been observed")
     if not path.is_file():
         return {"level": level, "computed_at": None, "models": [], "hint": hint}
     doc = json.loads(path.read_text())

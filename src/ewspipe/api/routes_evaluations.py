@@ -8,11 +8,20 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from ewspipe.api.deps import NAME_PATTERN, PageDep, SettingsDep, invalid, not_found, page
+from ewspipe.api.deps import (
+    ENV_QUERY,
+    NAME_PATTERN,
+    PageDep,
+    SettingsDep,
+    env_or_default,
+    invalid,
+    not_found,
+    page,
+)
 from ewspipe.api.records import stored_run, stored_runs
 from ewspipe.api.schemas import ErrorBody, EvaluationGroup, EvaluationRun, Page
 from ewspipe.errors import StoreError
-from ewspipe.flows.online import ONLINE_DIR, SUMMARY_FILE
+from ewspipe.flows.online import summary_path
 from ewspipe.settings import Settings
 
 __all__ = ["router"]
@@ -62,10 +71,14 @@ def get_evaluations(
 
 @router.get("/online", summary="The latest online evaluation",
             responses={404: {"model": ErrorBody}})
-def get_online(settings: SettingsDep) -> dict[str, Any]:
-    """Scores of deployed forecasts against the actuals that arrived since
-    (``<state_dir>/online/summary.json``, written by ``ewspipe online-eval``)."""
-    path = settings.state_dir / ONLINE_DIR / SUMMARY_FILE
+def get_online(settings: SettingsDep, env: str | None = ENV_QUERY) -> dict[str, Any]:
+    """Scores of deployed forecasts against the actuals that arrived since, written by
+    ``ewspipe online-eval``: with ``env`` of that environment's monthly runs
+    (``<state_dir>/<env>/online/summary.json``); without it of the forecast runs
+    (``<state_dir>/online/summary.json``), else of the default environment's monthly runs."""
+    if env is not None:
+        env = env_or_default(settings, env)
+    path = summary_path(settings, env)
     if not path.is_file():
         raise HTTPException(404, detail="no online evaluation yet: run `ewspipe online-eval`")
     try:

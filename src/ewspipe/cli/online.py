@@ -2,7 +2,9 @@
 
 Exit codes: 0 when no alert fired, 1 when a deployed model or ensemble alerted (worse than a
 baseline, or above its historical band; ``[qa.online]``), 2 for bad options, unknown
-snapshots or when no forecast run is stored.
+snapshots or environments, or when nothing is stored to evaluate. ``--env ENV`` evaluates the
+monthly runs of ENV (its prediction store); without it the ``ewspipe forecast`` runs, or the
+monthly runs of ``[run] environment`` when no forecast run is stored.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def _f(value: Any) -> str:
 def _lines(result: OnlineEvalResult) -> str:
     rule = result.settings
     metric = rule["metric"]
-    lines = ["Online evaluation"]
+    source = result.source
+    lines = ["Online evaluation of " + (
+        f"the monthly runs of {source['environment']}" if source.get("kind") == "monthly_runs"
+        else "the forecast runs") + f" ({source.get('path')})"]
     for lvl, m in sorted(result.actuals.items()):
         lines.append(f"  actuals {lvl}: snapshot {m.id}, observed through {m.last_month}")
     lines.append(f"  {'model':<20} {'status':<9} {'origins':>11} {'scored':>9} {'pending':>9} "
@@ -71,6 +76,10 @@ def online_eval_command(
     snapshot: list[str] | None = typer.Option(
         None, "--snapshot", help="Actuals: snapshot id per level (repeatable; default: the "
         "newest of each level)."),
+    env: str | None = typer.Option(
+        None, "--env", help="Evaluate the monthly runs (ewspipe run) of this environment "
+        "(default: the ewspipe forecast runs, or when there are none the monthly runs of "
+        "[run] environment)."),
     no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not deliver alerts."),
     steps: bool = typer.Option(True, "--steps/--no-steps", help="Include per-lead-time "
                                "scores in the JSON output."),
@@ -81,10 +90,10 @@ def online_eval_command(
     Scores by model, lead time (step) and target month with the evaluation metrics; compares
     deployed and shadow models on shared rows; alerts when a deployed model or ensemble does
     worse than a baseline or than its own band over the last window_months (qa.online
-    settings). Results go to <state_dir>/online/.
+    settings). Results go to <state_dir>/online/ (monthly runs: <state_dir>/<env>/online/).
     """
     settings: Settings = ctx.obj
-    result = online_eval(settings, snapshot=snapshot, deliver=not no_alerts)
+    result = online_eval(settings, snapshot=snapshot, deliver=not no_alerts, environment=env)
     emit(result.to_dict(steps=steps), as_json, lambda: _lines(result))
     if result.alerts:
         raise typer.Exit(1)

@@ -40,6 +40,10 @@ def _lines(result: MonthlyRun, doc: dict[str, Any]) -> str:
     qa = doc["qa"]
     lines.append("  QA: " + ("passed" if qa["passed"] else "FAILED: " + "; ".join(
         f"{c['model']}: {', '.join(c['problems'])}" for c in qa["failed"])))
+    od = doc.get("output_drift") or {}
+    lines.append("  output drift: " + (od.get("note") or (
+        f"{od.get('compared', 0)} forecasts vs {', '.join(od.get('previous_runs') or [])}, "
+        f"{od.get('alerts', 0)} alerts")) + f" (report {od.get('report')})")
     alerts = doc["alerts"] or {}
     lines.append(f"  alerts: {alerts.get('count', 0)} "
                  + (str(alerts.get("by_source")) if alerts.get("count") else "")

@@ -1,12 +1,15 @@
 """The monthly run: one task graph from snapshot to alerts, on any executor, resumable.
 
 ``snapshot -> drift:<level> -> train:<model> -> forecast:<model> -> ensembles (aggregation,
-post-processing, reconciliation) -> qa -> store -> publish (production only) -> report ->
-alerts``. Models: every deployed and shadow model plus every member of a non-deprecated
-ensemble. Task keys chain the snapshot sha256, the config hash of each model and ensemble,
-the settings that shape results and the code fingerprint, so re-running a month with the
-same code and data recomputes nothing and returns the same outputs (see
-:mod:`ewspipe.flows.runner` for the cache and the lock). State: ``<state_dir>/<env>/``;
+post-processing, reconciliation) -> qa -> store -> output_drift -> publish (production only) ->
+report -> alerts``. Models: every deployed, shadow and baseline model plus every member of a
+non-deprecated ensemble; only deployed ones are published, baselines are there for online
+evaluation (:mod:`ewspipe.flows.online`) to compare with. Output drift compares the stored
+forecasts with the previous monthly run's of the environment
+(:mod:`ewspipe.flows.monitoring_tasks`). Task keys chain the snapshot sha256, the config
+hash of each model and ensemble, the settings that shape results and the code fingerprint,
+so re-running a month with the same code and data recomputes nothing and returns the same
+outputs (see :mod:`ewspipe.flows.runner` for the cache and the lock). State: ``<state_dir>/<env>/``;
 snapshots stay shared in ``<state_dir>/snapshots``.
 """
 
@@ -23,7 +26,7 @@ from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.spec import ModelSpec
 from ewspipe.errors import InputError
-from ewspipe.flows import tasks
+from ewspipe.flows import monitoring_tasks, tasks
 from ewspipe.flows.ensemble_run import plan_run
 from ewspipe.flows.executors import make_executor, parse_executor
 from ewspipe.flows.graph import Graph, Task, digest
@@ -80,6 +83,10 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool,
     if not models:
         raise InputError("the monthly run has nothing to run: no deployed or shadow model and "
                          "no ensemble; set status = \"deployed\" in a model file")
+    # baselines are forecast (QA'd, stored, never published) so that online evaluation has
+    # something to compare the deployed models with, month after month
+    chosen = {s.name for s in models}
+    models += [s for s in plan.models if s.status == Status.BASELINE and s.name not in chosen]
     levels = sorted({s.level.value for s in models} | {e.level.value for e in plan.ensembles})
     graph: list[Task] = [
         Task("snapshot", tasks.select_snapshots, params={"levels": levels}, cache=False),
@@ -106,11 +113,12 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool,
     graph.append(Task("store", tasks.store_predictions,
                       {"snapshots": "snapshot", "forecasts": all_fc, "ensembles": "ensembles",
                        "qa": "qa"}))
+    graph.append(Task("output_drift", monitoring_tasks.check_output_drift, {"stored": "store"}))
     report_inputs: dict[str, Any] = {
         "snapshots": "snapshot", "drift": drift, "forecasts": all_fc,
         "ensembles": "ensembles", "qa": "qa", "stored": "store"}
-    alert_inputs: dict[str, Any] = {"drift": drift, "ensembles": "ensembles", "qa": "qa",
-                                    "report": "report"}
+    alert_inputs: dict[str, Any] = {"drift": (*drift, "output_drift"),
+                                    "ensembles": "ensembles", "qa": "qa", "report": "report"}
     if publish:
         # never cached: whether to publish depends on now (freshness, the release), not only
         # on inputs; ``release`` is what the run was verified against before it started
@@ -120,6 +128,8 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool,
         report_inputs["published"] = "publish"
         alert_inputs["published"] = "publish"
     graph.append(Task("report", tasks.write_report, report_inputs))
+    # route_alerts delivers the "alerts" of every output in its drift input: output drift
+    # (drift of the forecasts) travels with the input drift, once per run like the others
     graph.append(Task("alerts", tasks.route_alerts, alert_inputs))
     return Graph(graph)
 
@@ -165,6 +175,7 @@ class MonthlyRun:
             "qa": {"passed": (out.get("qa") or {}).get("passed"),
                    "failed": [c for c in (out.get("qa") or {}).get("checks", [])
                               if not c["passed"]]},
+            "output_drift": _output_drift_summary(out.get("output_drift"), self.state),
             "alerts": out.get("alerts"),
             "outputs": {
                 "predictions": str(self.state / stored.get("root", "predictions")),
@@ -178,6 +189,23 @@ class MonthlyRun:
             },
             "tracking": self.tracking,
         }
+
+
+def _output_drift_summary(doc: dict[str, Any] | None, state: Path) -> dict[str, Any] | None:
+    """The output-drift task's result without its alert records (they are in ``alerts``)."""
+    if doc is None:
+        return None
+    return {
+        "compared": doc["compared"], "skipped": doc["skipped"],
+        "previous_runs": doc["previous_runs"], "alerts": len(doc["alerts"]),
+        "note": doc["note"], "report": str(state / doc["report"]),
+        "models": [{k: m[k] for k in ("model", "level", "status", "origin", "previous_run",
+                                      "previous_origin", "config_changed", "alerts",
+                                      "skipped")}
+                   | {"total_ratio": (m["change"] or {}).get("total_ratio"),
+                      "max_jump": (m["change"] or {}).get("max_jump")}
+                   for m in doc["models"]],
+    }
 
 
 @dataclass(frozen=True)

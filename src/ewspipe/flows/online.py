@@ -3,7 +3,11 @@ now have actuals, compare deployed and shadow models, alert on a deployed model 
 
 1. **Forecasts.** Every stored forecast run (``kind = "forecast"``) contributes, per model and
    ensemble, one origin: its last observed month. When several runs of a model share an origin
-   (a re-run), the newest run counts and the others are listed as superseded.
+   (a re-run), the newest run counts and the others are listed as superseded. With an
+   environment (``--env``; or when no forecast run is stored, the default one) the monthly
+   runs (``ewspipe run``) of that environment contribute instead, read from its prediction
+   store: every stored partition (deployed, shadow and baseline models, ensembles) is one
+   origin of its model (:func:`monthly_histories`).
 2. **Actuals now.** The newest snapshot of each level (or the ones given). Rows whose target
    month is after the snapshot's last month are *pending* (counted, not scored); rows up to it
    without an actual (a unit that left the panel) are *missing* (counted, not scored).
@@ -17,7 +21,8 @@ now have actuals, compare deployed and shadow models, alert on a deployed model 
    :mod:`ewspipe.evaluation.online` with ``[qa.online]``: worse than a baseline over the last
    ``window_months`` scored target months -> ERROR; above its own historical band -> WARNING.
 
-Results go to ``<state_dir>/online/``: ``scores.parquet`` (model x scheme x group x metric),
+Results go to ``<state_dir>/online/`` (monthly runs: ``<state_dir>/<env>/online/``, alerts to
+that environment's ``alerts.jsonl``): ``scores.parquet`` (model x scheme x group x metric),
 ``cells.parquet`` (model x origin x step x metric; target month = origin + step) and
 ``summary.json``. They are recomputed from scratch on every call, so the same runs and
 actuals give the same tables; alerts are delivered once per distinct input (``digest``).
@@ -29,7 +34,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,7 @@ from ewspipe.panel.months import month_label
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.settings import Settings
+from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.predictions import read_forecast
 from ewspipe.store.runs import RunStore
 
@@ -67,8 +73,10 @@ __all__ = [
     "ModelOnline",
     "OnlineEvalResult",
     "forecast_histories",
+    "monthly_histories",
     "online_eval",
     "stack_history",
+    "summary_path",
 ]
 
 ONLINE_DIR = "online"
@@ -83,13 +91,22 @@ SUMMARY_FILE = "summary.json"
 
 @dataclass(frozen=True)
 class RunRef:
-    """One forecast of one model: the run, its origin and the predictions file."""
+    """One forecast of one model: the run, its origin and the predictions file (a forecast
+    run's file, or a partition of a monthly run's prediction store when ``level`` is set)."""
 
     run_id: str
     origin: int
     order: tuple[str, int, str]  # flows.output_drift.run_order
     path: Path
     status: str
+    level: str | None = None  # set for a prediction-store partition (run = its store run)
+    model: str | None = None
+
+    def read(self, *, samples: bool = True) -> tuple[Forecast, dict[str, Any]]:
+        if self.level is None or self.model is None:
+            return read_forecast(self.path, samples=samples)
+        store = PredictionStore(self.path.parents[3])  # <root>/level=/run=/model=/part-0
+        return store.read(self.level, self.run_id, self.model, samples=samples)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "origin": self.origin, "status": self.status}
@@ -150,20 +167,56 @@ def forecast_histories(runs: RunStore) -> dict[str, ModelHistory]:
     return histories
 
 
+def monthly_histories(store: PredictionStore) -> dict[str, ModelHistory]:
+    """Every model and ensemble of every monthly run in one environment's prediction store,
+    by name: one origin per run (its last observed month), the newest partition of an origin
+    counting (partitions are immutable, so write time orders them) and the others listed as
+    superseded. The status, kind and target are those the partition recorded."""
+    chosen: dict[tuple[str, int], RunRef] = {}
+    meta: dict[tuple[str, int], dict[str, Any]] = {}
+    superseded: dict[str, list[str]] = {}
+    parts = []
+    for part in store.partitions():
+        origins = store.origins(part.level, part.run, part.model)
+        if len(origins) != 1:
+            continue
+        parts.append((part.path.stat().st_mtime_ns, part, origins[0]))
+    for mtime, part, origin in sorted(parts, key=lambda p: (p[0], p[1].run, p[1].model)):
+        info = store.metadata(part.level, part.run, part.model)
+        ref = RunRef(part.run, origin, ("", mtime, part.run), part.path,
+                     str(info.get("status", "")), level=part.level, model=part.model)
+        key = (part.model, origin)
+        if key in chosen:
+            superseded.setdefault(part.model, []).append(chosen[key].run_id)
+        chosen[key], meta[key] = ref, {**info, "level": part.level}
+    histories: dict[str, ModelHistory] = {}
+    for (name, origin), ref in sorted(chosen.items()):
+        info = meta[(name, origin)]
+        hist = histories.get(name)
+        if hist is None:
+            hist = histories[name] = ModelHistory(name, info["level"],
+                                                  str(info.get("kind", "model")), ref.status)
+        hist.runs.append(ref)
+    for name, hist in histories.items():
+        hist.status = max(hist.runs, key=lambda r: r.order).status
+        hist.superseded = sorted(superseded.get(name, []))
+    return histories
+
+
 def stack_history(history: ModelHistory) -> tuple[Forecast, dict[str, Any], list[str]]:
     """The model's forecasts of every origin in one Forecast (origin order), the newest
     file's metadata and notes. Samples are kept when every run has the same number."""
     notes: list[str] = []
     parts, metas = [], []
     for ref in history.runs:
-        forecast, meta = read_forecast(ref.path)
+        forecast, meta = ref.read()
         parts.append(forecast)
         metas.append(meta)
     widths = sorted({p.n_samples for p in parts})
     if len(widths) > 1:
         notes.append(f"runs differ in samples per row ({widths}); scored on point predictions "
                      "only, without sample metrics")
-        parts = [read_forecast(ref.path, samples=False)[0] for ref in history.runs]
+        parts = [ref.read(samples=False)[0] for ref in history.runs]
     targets = sorted({str(m.get("target")) for m in metas})
     if len(targets) > 1:
         notes.append(f"runs differ in target ({', '.join(targets)}); scored against "
@@ -243,6 +296,7 @@ class OnlineEvalResult:
     directory: Path | None = None
     delivery: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pending_rows(self) -> int:
@@ -256,7 +310,7 @@ class OnlineEvalResult:
 
     def to_dict(self, *, steps: bool = True) -> dict[str, Any]:
         return {
-            "computed_at": self.computed_at, "digest": self.digest,
+            "computed_at": self.computed_at, "digest": self.digest, "source": self.source,
             "actuals": {lvl: {"snapshot": m.id, "last_month": m.last_month,
                               "last_month_label": month_label(m.last_month),
                               "fetched_at": m.fetched_at}
@@ -522,12 +576,57 @@ def _previous(directory: Path) -> dict[str, Any] | None:
     return data
 
 
+def _sources(settings: Settings, environment: str | None,
+             ) -> tuple[dict[str, ModelHistory], dict[str, Any], Path, list[str]]:
+    """(histories, source description, folder for results and alerts, notes): the monthly
+    runs of ``environment``; without one the ``ewspipe forecast`` runs, or when none is
+    stored the monthly runs of the default environment."""
+    if environment is not None and environment not in settings.run.environments:
+        raise InputError(f"option --env: {environment!r} is not an environment; use one of "
+                         f"{', '.join(settings.run.environments)} (ewspipe.toml [run] "
+                         "environments)")
+    if environment is None:
+        histories = forecast_histories(RunStore(settings.runs_dir))
+        if histories:
+            return (histories, {"kind": "forecast_runs", "environment": None,
+                                "path": str(settings.runs_dir)}, settings.state_dir, [])
+    env = environment or settings.run.environment
+    state = settings.state_dir / env
+    histories = monthly_histories(PredictionStore(state / "predictions"))
+    if not histories:
+        raise InputError(
+            f"no stored monthly run in {state / 'predictions'}"
+            + ("" if environment else f" and no stored forecast run in {settings.runs_dir}")
+            + f": nothing to evaluate online; run `ewspipe run --env {env}` each month (or "
+            "`ewspipe forecast`), then `ewspipe online-eval"
+            + (f" --env {env}" if environment else "") + "` once actuals arrive"
+        )
+    notes = [] if environment else [
+        f"no stored forecast run: evaluated the monthly runs of {env} ([run] environment); "
+        "pass --env to choose another environment"]
+    return (histories, {"kind": "monthly_runs", "environment": env,
+                        "path": str(state / "predictions")}, state, notes)
+
+
+def summary_path(settings: Settings, environment: str | None = None) -> Path:
+    """Where the latest online evaluation's ``summary.json`` is: of ``environment``'s monthly
+    runs; without one, of the ``ewspipe forecast`` runs when that was evaluated, else of the
+    default environment's monthly runs (the same choice as :func:`online_eval`)."""
+    if environment is not None:
+        return settings.state_dir / environment / ONLINE_DIR / SUMMARY_FILE
+    path = settings.state_dir / ONLINE_DIR / SUMMARY_FILE
+    if path.is_file():
+        return path
+    return settings.state_dir / settings.run.environment / ONLINE_DIR / SUMMARY_FILE
+
+
 def online_eval(
     settings: Settings,
     *,
     snapshot: str | Sequence[str] | None = None,
     deliver: bool = True,
     store: bool = True,
+    environment: str | None = None,
 ) -> OnlineEvalResult:
     """Score every stored forecast against the actuals available now (module docstring).
 
@@ -535,26 +634,23 @@ def online_eval(
         snapshot: the actuals: a snapshot id (or unique prefix) per level; levels not given
             use their newest snapshot.
         deliver: send the alerts to the ``[alerts]`` sinks (once per distinct input).
-        store: write ``<state_dir>/online/`` (scores.parquet, cells.parquet, summary.json).
+        store: write the results (scores.parquet, cells.parquet, summary.json) to
+            ``<state_dir>/online/``, or ``<state_dir>/<env>/online/`` for monthly runs.
+        environment: evaluate the monthly runs (``ewspipe run``) of this environment, from its
+            prediction store. None: the ``ewspipe forecast`` runs, or when none is stored
+            the monthly runs of ``[run] environment``.
 
     Raises:
-        InputError: no forecast run is stored; unknown or ambiguous snapshot; two snapshots of
-            one level.
+        InputError: nothing is stored to evaluate; unknown environment; unknown or ambiguous
+            snapshot; two snapshots of one level.
     """
     refs = [snapshot] if isinstance(snapshot, str) else list(snapshot or [])
-    runs = RunStore(settings.runs_dir)
-    histories = forecast_histories(runs)
-    if not histories:
-        raise InputError(
-            f"no stored forecast run in {settings.runs_dir}: nothing to evaluate online; run "
-            "`ewspipe forecast` each month, then `ewspipe online-eval` once actuals arrive"
-        )
+    histories, source, home, notes = _sources(settings, environment)
     snapshots = SnapshotStore(settings.snapshot_dir)
     actuals = _actual_snapshots(snapshots, refs, {h.level for h in histories.values()})
     panels = {lvl: snapshots.load(m.id) for lvl, m in actuals.items()}
     cache: dict[tuple[str, str], pd.DataFrame] = {}
     models: list[ModelOnline] = []
-    notes: list[str] = []
     alerts: list[Alert] = []
     for name in sorted(histories, key=lambda n: (histories[n].level, n)):
         try:
@@ -566,13 +662,16 @@ def online_eval(
     _assess_all(models, settings)
     comparisons = _compare(models, settings)
     alerts += _alerts(models, settings)
+    if source["environment"] is not None:
+        alerts = [replace(a, environment=source["environment"]) for a in alerts]
     rule = settings.qa.online.model_dump()
     result = OnlineEvalResult(
         actuals=actuals, models=models, comparisons=comparisons, alerts=alerts,
         digest=_digest(actuals, histories, settings), settings=rule,
         computed_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), notes=notes,
+        source=source,
     )
-    directory = settings.state_dir / ONLINE_DIR
+    directory = home / ONLINE_DIR
     previous = _previous(directory)
     if deliver and alerts:
         if previous is not None and previous.get("digest") == result.digest and \
@@ -580,7 +679,7 @@ def online_eval(
             result.delivery = {"delivered": False, "reason": "already delivered for these "
                                "forecasts and actuals (same digest)"}
         else:
-            with build_router(settings.alerts, settings.state_dir) as router:
+            with build_router(settings.alerts, home) as router:
                 result.delivery = {"delivered": True, **router.route(alerts).to_dict()}
     elif deliver:
         result.delivery = {"delivered": True, "alerts": 0, "sinks": {}}

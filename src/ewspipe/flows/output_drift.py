@@ -20,7 +20,9 @@ alerts; the others (baselines such as LOCF move by design) are measured and repo
 
 ``ewspipe forecast`` runs this after every forecast run (the alerts go to the sinks with the
 run's own alerts); ``ewspipe qa output-drift RUN`` runs it on any stored forecast run. The
-report is written to ``<state_dir>/qa/output_drift/<run id>.json``.
+report is written to ``<state_dir>/qa/output_drift/<run id>.json``. The monthly run compares
+its forecasts with the previous monthly run's of the same environment by the same rules
+(:func:`compare_forecasts`; :mod:`ewspipe.flows.monitoring_tasks`).
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
 from ewspipe.errors import InputError
 from ewspipe.evaluation.output_drift import OutputChange, measure_change
+from ewspipe.models.forecast import Forecast
 from ewspipe.panel.months import month_label
 from ewspipe.settings import OutputDriftSettings, Settings
 from ewspipe.store.predictions import read_forecast
 from ewspipe.store.runs import RunStore
 
 __all__ = ["SOURCE", "ModelOutputDrift", "OutputDriftReport", "after_forecast_run",
-           "check_output_drift", "run_order"]
+           "check_output_drift", "compare_forecasts", "run_order"]
 
 SOURCE = "output_drift"
 REPORT_DIR = Path("qa") / "output_drift"
@@ -195,6 +198,24 @@ def _alerts(d: ModelOutputDrift, run_id: str, bounds: OutputDriftSettings) -> li
     return alerts
 
 
+def compare_forecasts(
+    d: ModelOutputDrift, new: tuple[Forecast, dict[str, Any]],
+    old: tuple[Forecast, dict[str, Any]], *, run_id: str, bounds: OutputDriftSettings,
+) -> None:
+    """Measure ``d``'s new forecast against its previous one (each ``(forecast, metadata)``;
+    ``d.previous_run`` and ``d.previous_origin`` already set) and fill in the change, a
+    changed config hash and, for statuses in ``bounds.statuses``, the alerts. Shared by
+    ``ewspipe forecast`` runs and the monthly run's output-drift task."""
+    d.config_changed = new[1].get("config_hash") != old[1].get("config_hash")
+    d.change = measure_change(new[0], old[0], nonzero_threshold=bounds.nonzero_threshold)
+    if d.change.rows == 0:
+        d.skipped = (f"no shared target month (previous origin {d.previous_origin}, now "
+                     f"{d.origin})")
+        return
+    if d.status in bounds.statuses:
+        d.alerts = _alerts(d, run_id, bounds)
+
+
 def _write(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -238,17 +259,10 @@ def check_output_drift(
             continue
         prev_record, prev_entry, d.previous_origin = prev
         d.previous_run = prev_record["run_id"]
-        new, meta_new = read_forecast(runs.path(run_id) / entry["predictions"], samples=False)
-        old, meta_old = read_forecast(runs.path(d.previous_run) / prev_entry["predictions"],
-                                      samples=False)
-        d.config_changed = meta_new.get("config_hash") != meta_old.get("config_hash")
-        d.change = measure_change(new, old, nonzero_threshold=bounds.nonzero_threshold)
-        if d.change.rows == 0:
-            d.skipped = (f"no shared target month (previous origin {d.previous_origin}, now "
-                         f"{d.origin})")
-            continue
-        if d.status in bounds.statuses:
-            d.alerts = _alerts(d, run_id, bounds)
+        new = read_forecast(runs.path(run_id) / entry["predictions"], samples=False)
+        old = read_forecast(runs.path(d.previous_run) / prev_entry["predictions"],
+                            samples=False)
+        compare_forecasts(d, new, old, run_id=run_id, bounds=bounds)
     report = OutputDriftReport(run_id, bounds.model_dump(), models)
     if deliver and report.alerts:
         with build_router(settings.alerts, settings.state_dir) as router:

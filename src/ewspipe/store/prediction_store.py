@@ -143,6 +143,41 @@ class PredictionStore:
             newest[p.run] = max(newest.get(p.run, 0.0), p.path.stat().st_mtime)
         return sorted(newest, key=lambda r: (newest[r], r))
 
+    def read(self, level: str, run: str, model: str, *,
+             samples: bool = True) -> tuple[Forecast, dict[str, Any]]:
+        """One partition as a :class:`Forecast` (int64 index, float64 values widened from the
+        stored float32, so a score of it is a score of what was stored) and its metadata;
+        ``samples=False`` lets the point stand in for the draws."""
+        path = self.partition_path(level, run, model) / PART_FILE
+        meta = self.metadata(level, run, model)
+        unit = str(meta.get("unit_column", "country_id"))
+        columns = ["origin", "step", "month_id", unit, "point", *(["samples"] if samples
+                                                                 else [])]
+        try:
+            table = pq.read_table(path, columns=columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{path}: unreadable partition ({exc})") from exc
+        frame = pd.DataFrame({c: table.column(c).to_numpy().astype(np.int64)
+                              for c in ("origin", "step", "month_id", unit)})
+        point = table.column("point").to_numpy().astype(np.float64)
+        if samples:
+            s = int(meta.get("n_samples", 1))
+            flat = table.column("samples").combine_chunks().flatten().to_numpy()
+            draws = np.asarray(flat, dtype=np.float64).reshape(-1, s)
+        else:
+            draws = point[:, None].copy()
+        return Forecast(frame=frame, point=point, samples=draws, unit_column=unit), meta
+
+    def origins(self, level: str, run: str, model: str) -> list[int]:
+        """The distinct origins (last observed months) of one partition, ascending: a
+        monthly run's forecast has exactly one."""
+        path = self.partition_path(level, run, model) / PART_FILE
+        try:
+            column = pq.read_table(path, columns=["origin"]).column("origin").to_numpy()
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{path}: unreadable partition ({exc})") from exc
+        return [int(o) for o in np.unique(column)]
+
     def metadata(self, level: str, run: str, model: str) -> dict[str, Any]:
         path = self.partition_path(level, run, model) / PART_FILE
         try:
