@@ -410,3 +410,60 @@ def test_a_model_file_edited_mid_run_is_not_trained(released, env):
     assert tasks._spec(ctx, "small_ridge", spec.config_hash) is not None
     with pytest.raises(InputError, match="changed while the run was going"):
         tasks._spec(ctx, "small_ridge", "0" * 64)
+
+
+def test_a_feature_branch_never_publishes(released, env, api):
+    """A feature branch checked out in the production workspace: the CLI run exits 1 before
+    running, the API refuses the stored production run (409); nothing moves."""
+    ws = released
+    before_pointer, before_runs = ws.pointer(), len(ws.runs())
+    ws.git("checkout", "-q", "-b", "feature/bolder-ridge")
+    try:
+        path = ws.repo / "models" / "small_ridge.toml"
+        path.write_text(path.read_text().replace("seed = 7", "seed = 9"))
+        ws.git("commit", "-q", "-am", "feat: a bolder ridge")
+        code, doc = ws.cli("run", "--env", "production", "--quiet")
+        assert code == 1 and "not the head of the production branch" in doc["error"], doc
+        code, body = _post(api, ws.run["outputs"]["runs"]["cm"])
+        assert code == 409 and "not the head of the production branch" in body["detail"]
+    finally:
+        ws.git("checkout", "-q", "production")
+        ws.git("branch", "-q", "-D", "feature/bolder-ridge")
+    assert ws.pointer() == before_pointer and len(ws.runs()) == before_runs
+
+
+def test_a_broken_model_cannot_be_released_with_any_override(released, env, tmp_path):
+    """A candidate whose model file is broken (integrity FAIL, inference SKIP): `promote`
+    with every overridable gate allowed still exits 1; naming integrity or inference is bad
+    input (exit 2); production, its tags and the ledger stay as they were."""
+    from ewspipe.release.context import ReleaseContext
+
+    ws = released
+    ctx = ReleaseContext.open(load_settings(ws.config, state_dir=ws.state))
+    tags_before = ws.git("tag", "--list")
+    prod_before = ws.git("rev-parse", "production")
+    releases_before = len(ctx.ledger.db.releases())
+    ws.git("checkout", "-q", "development")
+    try:
+        (ws.repo / "models" / "small_ridge.toml").write_text("name = 'small_ridge'\nlevel =")
+        ws.git("commit", "-q", "-am", "fix: break a model")
+        report = monthly_workspace.staging_report(
+            ctx.git.resolve("development"), ctx.git.rev("production"), failed=("integrity",))
+        for gate in report["gates"]:
+            if gate["gate"] in ("inference", "performance", "forecast_diff"):
+                gate["status"] = "SKIP"
+        ctx.ledger.record_staging(report)
+        allowed = [a for g in ("tests", "drift", "performance", "forecast_diff")
+                   for a in ("--allow", g)]
+        code, doc = ws.cli("release", "promote", *allowed, "--reason", "ship it")
+        assert code == 1 and "integrity" in doc["error"], doc
+        for gate in ("integrity", "inference"):
+            code, doc = ws.cli("release", "promote", "--allow", gate, "--reason", "ship it")
+            assert code == 2 and "cannot be overridden" in doc["error"], doc
+    finally:
+        ws.git("checkout", "-q", "production")
+    assert ws.git("tag", "--list") == tags_before
+    assert ws.git("rev-parse", "production") == prod_before
+    assert len(ctx.ledger.db.releases()) == releases_before
+    code, doc = ws.cli("run", "--env", "production", "--quiet")
+    assert code == 0 and doc["status"] == "ok", doc
