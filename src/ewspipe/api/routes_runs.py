@@ -35,6 +35,7 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
         item["published"] = [f"{p['level']}/{p['target']}" for p in
                              outputs.get("published") or []]
         item["not_published"] = outputs.get("not_published")
+        item["release"] = (record.get("release") or {}).get("tag")
     else:
         item["models"] = [m.get("model") for m in record.get("models") or []]
     return item
@@ -46,7 +47,8 @@ def get_runs(
     kind: Literal["monthly", "evaluate", "forecast"] | None = Query(
         None, description="monthly (`ewspipe run`), evaluate or forecast."),
     env: str | None = ENV_QUERY,
-    status: str | None = Query(None, max_length=40, description="e.g. ok, qa_failed, failed."),
+    status: str | None = Query(None, max_length=40,
+                               description="e.g. ok, qa_failed, not_published, failed."),
 ) -> dict[str, Any]:
     """Monthly runs (with ``?env=`` only that environment's) and evaluation and forecast runs
     (workspace-wide, so left out when ``env`` is given), newest first."""
