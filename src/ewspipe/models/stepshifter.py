@@ -17,17 +17,6 @@ Hyperparameters (defaults):
 - ``log_target = True``: fit on log1p(y) and return expm1 of the prediction, inside the model
   only; the output is always raw counts (expm1 of a log-scale mean: nearer a median than a
   mean, which suits MSLE; set False to fit raw counts, e.g. for MSE).
-
-**The target bound.** Every prediction (point and samples) is capped at
-``TARGET_BOUND_FACTOR`` (2) x (1 + the largest target of the step's training pairs) - 1
-deaths, applied on the model's own scale before mapping back to counts: with ``log_target``
-the log-scale prediction is clipped to [0, log1p(largest training target) + log 2]. A linear
-learner on log1p(y) extrapolates exponentially (expm1 of a linear function of raw-count
-features): the ridge ``amber_ridge`` predicted 21.9 million deaths for one country-month
-whose largest training month was two orders of magnitude smaller. Clipping keeps every
-learner and every feature set safe, where "features that cannot explode" would constrain
-each model file instead. Tree learners predict means of training targets, so they stay below
-the bound and are unaffected.
 - ``n_samples = 1``: samples per prediction; 1 = point model (samples[:, 0] == point).
 - ``sampling = "residual"``: how samples are made when n_samples > 1: the binned residual
   bootstrap of :class:`~ewspipe.models.sampling.ResidualTable`, on the model's scale, mapped
@@ -41,6 +30,17 @@ the bound and are unaffected.
 - ``n_jobs = -1``: steps fitted concurrently in threads (-1 = all CPUs available to the
   process). Predictions do not depend on it. Learners run single-threaded unless their params
   say otherwise (e.g. LightGBM ``n_jobs``), so the two levels do not oversubscribe the cores.
+
+**The target bound.** Every prediction (point and samples) is capped at
+``TARGET_BOUND_FACTOR`` (2) x (1 + the largest target of the step's training pairs) - 1
+deaths, applied on the model's own scale before mapping back to counts: with ``log_target``
+the log-scale prediction is clipped to [0, log1p(largest training target) + log 2]. A linear
+learner on log1p(y) extrapolates exponentially (expm1 of a linear function of raw-count
+features): the ridge ``amber_ridge`` predicted 21.9 million deaths for Ethiopia in one month
+(actual 4) when the largest month it was trained on had 48,183. Clipping keeps every
+learner and every feature set safe, where "features that cannot explode" would constrain
+each model file instead. Tree learners predict means of training targets, so they stay below
+the bound and are unaffected.
 """
 
 from __future__ import annotations
