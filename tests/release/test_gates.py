@@ -308,3 +308,99 @@ def test_tests_gate_runs_the_candidates_suite(tmp_path: Path) -> None:
         suite_gate(side, RELEASE, "  ")
     bare = Side("candidate", "0" * 40, tmp_path, tmp_path / "state")
     assert suite_gate(bare, RELEASE, None).status == "SKIP"
+
+
+# --------------------------------------------------------------------------- wild forecasts
+
+
+def _evaluation(root: Path, panel, *, wild: float | None = None) -> CommandResult:
+    """A stored evaluation run (``ewspipe evaluate --json``) of a deployed model ``m`` and a
+    zero baseline ``z`` on two origins; ``wild`` replaces one point of ``m``."""
+    from ewspipe.models.forecast import Forecast
+    from ewspipe.store.predictions import write_forecast
+
+    units = np.sort(panel.forecast_entities())
+    frame = panel.frame.set_index(["month_id", "country_id"])["ged_sb"]
+    parts = []
+    for origin in (470, 471):
+        steps = np.repeat(np.arange(1, 37), len(units))
+        parts.append(pd.DataFrame({"origin": origin, "step": steps, "month_id": origin + steps,
+                                   "country_id": np.tile(units, 36)}))
+    index = pd.concat(parts, ignore_index=True)
+    actual = frame.reindex(pd.MultiIndex.from_frame(index[["month_id", "country_id"]]))
+    point = np.nan_to_num(actual.to_numpy(dtype=float)) * 0.8 + 0.5
+    if wild is not None:
+        point[100] = wild
+    models = []
+    for name, values, status, msle in (("m", point, "deployed", 0.3),
+                                       ("z", np.zeros_like(point), "baseline", 2.0)):
+        write_forecast(Forecast(index.copy(), values, values[:, None], "country_id"),
+                       root / "predictions" / f"{name}.parquet",
+                       metadata={"model": name, "target": "ged_sb"})
+        models.append({"model": name, "level": "cm", "kind": "model", "status": status,
+                       "predictions": f"predictions/{name}.parquet",
+                       "metrics": {"pooled": {"msle": msle}}})
+    return CommandResult(("evaluate",), 0, {"run_id": root.name, "path": str(root),
+                                            "models": models}, "")
+
+
+def test_performance_gate_fails_a_candidate_with_one_wild_forecast(demo, tmp_path: Path) -> None:
+    """One forecast above the QA ceiling barely moves the pooled MSLE (so the regression test
+    alone cannot catch it) but FAILS the gate, on whichever partition it appears, named."""
+    settings_, snaps, _ = demo
+    panel = SnapshotStore(settings_.snapshot_dir).load(snaps["cm"])
+    ceiling = 10.0 * max(float(panel.frame["ged_sb"].max()), 1.0)
+    prod = _evaluation(tmp_path / "prod", panel)
+    same = _evaluation(tmp_path / "same", panel)
+    wild = _evaluation(tmp_path / "wild", panel, wild=ceiling * 3)
+    panels = {"cm": (snaps["cm"], panel)}
+    assert performance_gate({"calibration": (same, prod)}, panels, RELEASE).status == "PASS"
+    gate = performance_gate({"calibration": (same, prod), "validation": (wild, prod)}, panels,
+                            RELEASE, max_forecast_factor=10.0)
+    assert gate.status == "FAIL"
+    # the regression rule alone would only have warned: one row is not significant
+    findings = gate.evidence["run_types"]["validation"]["findings"]
+    assert any("m: msle" in f and "not significant" in f for f in findings)
+    [found] = gate.evidence["run_types"]["validation"]["implausible"]
+    row = pd.read_parquet(tmp_path / "wild" / "predictions" / "m.parquet").iloc[100]
+    assert found["model"] == "m" and found["unit"] == row["country_id"]
+    assert found["month_id"] == row["month_id"] and found["value"] == ceiling * 3
+    assert found["ceiling"] == pytest.approx(ceiling)
+    assert gate.summary.startswith(
+        f"validation m: forecast {ceiling * 3:,.0f} for country_id {row['country_id']}, month "
+        f"{row['month_id']}")
+    assert f"ceiling {ceiling:,.0f}" in gate.summary
+    assert gate.evidence["run_types"]["calibration"]["implausible"] == []
+    # a stricter production factor catches a smaller excess
+    strict = _evaluation(tmp_path / "strict", panel, wild=ceiling * 0.5)
+    assert performance_gate({"calibration": (strict, prod)}, panels,
+                            RELEASE).status != "FAIL"
+    assert performance_gate({"calibration": (strict, prod)}, panels, RELEASE,
+                            max_forecast_factor=2.0).status == "FAIL"
+
+
+def test_inference_gate_fails_a_wild_forecast_and_reports_the_pipeline_qa(demo) -> None:
+    settings_, snaps, _ = demo
+    panel = SnapshotStore(settings_.snapshot_dir).load(snaps["cm"])
+    ceiling = 10.0 * float(panel.frame["ged_sb"].max())
+    wild = _forecast(panel)
+    wild.frame.loc[5, "point"] = ceiling * 2
+    gate = _inference(panel, {"m": wild})
+    assert gate.status == "FAIL"
+    [problem] = gate.evidence["items"]["m"]["problems"]
+    assert problem.startswith(f"implausible value {ceiling * 2:,.0f} (country_id "
+                              f"{wild.frame.loc[5, 'unit']}, month")
+    # the pipeline's own QA failed a forecast: the gate says so even when its checks pass
+    good = _forecast(panel)
+    qa = {"passed": False, "failed": [{"model": "m", "passed": False,
+                                       "problems": ["implausible value 9 (country_id 1)"]},
+                                      {"model": "base", "passed": False,
+                                       "problems": ["negative values"]}]}
+    ran = CommandResult(("run",), 1, {"run_id": "r", "qa": qa}, "")
+    items = [{"name": "m", "status": "deployed", "kind": "model"}]
+    gate = inference_gate(items, ran, ran, {"m": good}, {"m": good},
+                          panels={"cm": ("cm-x", panel)}, steps=36, artifacts={})
+    assert gate.status == "FAIL"
+    assert gate.evidence["items"]["m"]["problems"] == [
+        "the pipeline's QA failed: implausible value 9 (country_id 1)"]
+    assert "base: the pipeline's QA failed: negative values" in gate.evidence["failures"]

@@ -75,6 +75,20 @@ def _alert_lines(alerts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _implausible_lines(found: list[dict[str, Any]]) -> list[str]:
+    """Every forecast above the plausibility ceiling, in full: these are never folded away
+    with the other alerts."""
+    if not found:
+        return []
+    lines = [f"  IMPLAUSIBLE forecasts: {len(found)} model(s) above the plausibility ceiling "
+             "([qa] max_forecast_factor x the largest count observed at the level); alerted"]
+    lines += [f"    {f['model']} ({f['kind']}): {f['value']:,.0f} for {f['unit_column']} "
+              f"{f['unit']}, month {f['month_id']} (origin {f['origin']}, step {f['step']}) "
+              f"> ceiling {f['ceiling']:,.0f}; {f['rows_above']:,} row(s) above"
+              for f in found]
+    return lines
+
+
 def _lines(result: RunResult, headline: str) -> str:
     lines = [f"{headline} run {result.run_id} ({result.run_type})", f"  stored in {result.path}"]
     for m in result.models:
@@ -95,6 +109,7 @@ def _lines(result: RunResult, headline: str) -> str:
         months = next(m.metrics["unscored_months"] for m in result.models if m.model == first)
         lines.append(f"  note: {unscored[first]:,} predicted rows per model had no actuals "
                      f"(months {months[0]}..{months[-1]}); they are reported, not scored")
+    lines += _implausible_lines(result.record.get("implausible") or [])
     lines += _alert_lines(result.record.get("alerts") or [])
     tracking = result.record.get("tracking") or {}
     if tracking.get("warning"):

@@ -54,6 +54,7 @@ from ewspipe.store.runs import RunWriter
 __all__ = ["EnsembleOutcome", "RunPlan", "plan_run", "run_ensembles"]
 
 Score = Callable[[Forecast, Panel, str], dict[str, Any]]
+Check = Callable[[Forecast, Panel, str, str], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class EnsembleOutcome:
     metrics: dict[str, Any] | None
     kind: str
     ensemble: dict[str, Any]
+    plausibility: dict[str, Any] | None = None  # from run_ensembles' ``check``
 
     def fields(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -209,6 +211,7 @@ def run_ensembles(
     writer: RunWriter,
     score: Score | None,
     defer: Defer | None = None,
+    check: Check | None = None,
 ) -> tuple[list[EnsembleOutcome], list[Alert]]:
     """Compute, store and score every ensemble of ``plan`` from its members' forecasts.
 
@@ -224,6 +227,9 @@ def run_ensembles(
         score: forecast, panel, target -> metrics dict (None for forecast runs).
         defer: runs a file write, ``defer(fn, *args, **kwargs)``, possibly later in another
             thread (the caller then waits for it before committing); None: write now.
+        check: forecast, panel, target, level -> a finding about the final forecast (the
+            plausibility check of evaluation and forecast runs) kept in the outcome's
+            ``plausibility``; None: no check.
 
     Returns:
         One outcome per ensemble (in plan order) and every alert raised, stamped with the
@@ -286,6 +292,7 @@ def run_ensembles(
             predictions=rel, rows=len(forecast), n_samples=forecast.n_samples,
             timings={"features": 0.0, "fit": 0.0, "predict": t1 - t0, "evaluate": t2 - t1},
             metrics=metrics, kind="ensemble",
+            plausibility=None if check is None else check(forecast, panel, spec.target, level),
             ensemble={
                 "config_hash": spec.config_hash, "members": list(spec.members),
                 "weights": {m: spec.weight_of(m) for m in spec.members},

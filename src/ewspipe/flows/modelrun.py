@@ -6,6 +6,13 @@ using only data up to that origin (DOMAIN.md section 2; the peers do the same). 
 run fits on everything up to the last observed month L and predicts L+1..L+36 for the units
 present in L. Fitted models are stored as artifacts keyed by their inputs and reused when
 nothing changed.
+
+Every model's and ensemble's forecast is held against the monthly QA's plausibility ceiling
+(``[qa] max_forecast_factor`` x the largest count of its target observed at its level,
+:mod:`ewspipe.evaluation.plausibility`): an offender is recorded in the run record
+(``implausible``, and ``plausibility`` on its model entry) and raises an ERROR alert through
+the ``[alerts]`` sinks. The run itself completes and is stored: the staging performance gate
+fails a candidate with an offender.
 """
 
 from __future__ import annotations
@@ -19,10 +26,16 @@ from typing import Any
 
 import pandas as pd
 
-from ewspipe.alerts.records import Alert
+from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
 from ewspipe.catalog import Catalog, ModelSpec
 from ewspipe.errors import InputError, SpecError
+from ewspipe.evaluation.plausibility import (
+    RULE,
+    check_forecast,
+    largest_observed,
+    plausibility_ceiling,
+)
 from ewspipe.evaluation.schemes import evaluate, join_actuals
 from ewspipe.features.build import build_design
 from ewspipe.features.design import Design
@@ -49,6 +62,7 @@ __all__ = [
     "evaluate_models",
     "fit_or_reuse",
     "forecast_models",
+    "plausibility_alerts",
     "predict_origins",
 ]
 
@@ -71,6 +85,7 @@ class ModelResult:
     metrics: dict[str, Any] | None = None
     kind: str = "model"  # or "ensemble" (flows.ensemble_run)
     ensemble: dict[str, Any] | None = None  # members, aggregation, reconciliation summary
+    plausibility: dict[str, Any] | None = None  # the worst point above the ceiling, if any
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -190,6 +205,45 @@ def _actuals(panel: Panel, target: str) -> pd.DataFrame:
     })
 
 
+# --------------------------------------------------------------------------- plausibility
+
+
+def _ceilings(settings: Settings, panels: dict[str, Panel],
+              wanted: set[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    """(level, target) -> the monthly QA's plausibility ceiling on this run's snapshot."""
+    factor = settings.qa.max_forecast_factor
+    return {(lvl, target): plausibility_ceiling(largest_observed(panels[lvl], target), factor)
+            for lvl, target in wanted}
+
+
+def plausibility_alerts(results: Sequence[ModelResult], *, run_id: str,
+                        run_type: str) -> tuple[list[dict[str, Any]], list[Alert]]:
+    """The run's implausible forecasts (one entry per model or ensemble, its worst row) and
+    one ERROR alert for each."""
+    found: list[dict[str, Any]] = []
+    alerts: list[Alert] = []
+    for r in results:
+        if r.plausibility is None:
+            continue
+        item = {"model": r.model, "kind": r.kind, "level": r.level, "status": r.status,
+                **r.plausibility}
+        found.append(item)
+        alerts.append(Alert(
+            source="plausibility", severity=Severity.ERROR, offender=r.model,
+            value=item["value"], threshold=item["ceiling"], run_id=run_id,
+            message=(f"{r.kind} {r.model} ({run_type}): {_implausible_text(item)}"),
+            details={k: item[k] for k in ("unit_column", "unit", "month_id", "origin", "step",
+                                          "rows_above", "level", "status")}))
+    return found, alerts
+
+
+def _implausible_text(item: dict[str, Any]) -> str:
+    return (f"forecast {item['value']:,.0f} for {item['unit_column']} {item['unit']}, month "
+            f"{item['month_id']} (origin {item['origin']}, step {item['step']}) is above the "
+            f"plausibility ceiling {item['ceiling']:,.0f} ({RULE}); {item['rows_above']:,} "
+            "row(s) above it")
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -246,6 +300,8 @@ def _run(
     # smaller panel (cm) go first, so a pgm design (5.4M rows) is ready when its turn comes.
     # The record lists the models in plan order whatever the order of fitting.
     order = sorted(specs, key=lambda sp: len(panels[sp.level].frame))
+    ceilings = _ceilings(settings, panels, {(str(sp.level), sp.target)
+                                            for sp in [*specs, *plan.ensembles]})
     designer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ewspipe-design")
     upcoming: Future[tuple[Design, float]] | None = None
     try:
@@ -272,6 +328,7 @@ def _run(
                 _finish, spec, model, design, partition, panel, manifest, writer,
                 run_type=run_type, artifact=artifact, reused=reused,
                 timings={"features": built, "fit": t2 - t1},
+                ceiling=ceilings[(str(spec.level), spec.target)],
             )))
             del design, model  # the background thread holds them until it is done
             # a failed model stops the run now, not after the other models
@@ -286,8 +343,13 @@ def _run(
             score=None if run_type is RunType.FORECASTING else _score,
             defer=lambda fn, *args, **kwargs: writes.append(background.submit(fn, *args,
                                                                                **kwargs)),
+            check=lambda fc, panel, target, lvl: _plausibility(
+                fc, ceilings[(str(lvl), target)]),
         )
         results += [ModelResult(**e.fields()) for e in ensembles]
+        implausible, raised = plausibility_alerts(results, run_id=writer.run_id,
+                                                  run_type=run_type.value)
+        alerts = [*alerts, *raised]
         for done in writes:  # a failed write fails the run before anything is committed
             done.result()
         code = code_version()
@@ -302,6 +364,10 @@ def _run(
                 run_type, last_observed=m.last_month
                 if run_type is RunType.FORECASTING else None)) for lvl, m in chosen.items()},
             "models": [r.to_dict() for r in results],
+            "plausibility": {"factor": settings.qa.max_forecast_factor, "rule": RULE,
+                             "ceilings": {f"{lvl}/{target}": c
+                                          for (lvl, target), c in sorted(ceilings.items())}},
+            "implausible": implausible,
             "alerts": [a.to_dict() for a in alerts],
         }
         path = writer.commit(record)
@@ -342,9 +408,11 @@ def _finish(
     artifact: str,
     reused: bool,
     timings: dict[str, float],
+    ceiling: float,
 ) -> tuple[Forecast, ModelResult]:
-    """Predict every origin of a fitted model, write the forecast and, outside forecasting
-    runs, score it and write its metrics."""
+    """Predict every origin of a fitted model, write the forecast, hold it against the
+    plausibility ``ceiling`` and, outside forecasting runs, score it and write its
+    metrics."""
     t2 = time.perf_counter()
     forecast = predict_origins(model, design, partition)
     t3 = time.perf_counter()
@@ -364,7 +432,13 @@ def _finish(
         artifact=artifact, reused=reused, predictions=rel, rows=len(forecast),
         n_samples=forecast.n_samples,
         timings={**timings, "predict": t3 - t2, "evaluate": t4 - t3}, metrics=metrics,
+        plausibility=_plausibility(forecast, ceiling),
     )
+
+
+def _plausibility(forecast: Forecast, ceiling: float) -> dict[str, Any] | None:
+    found = check_forecast(forecast, ceiling)
+    return None if found is None else found.to_dict()
 
 
 def _raise_first_failure(futures: Sequence[Future[Any]]) -> None:

@@ -30,6 +30,11 @@ from ewspipe.catalog.spec import ModelSpec
 from ewspipe.drift.check import DriftConfig, check_panel
 from ewspipe.drift.selftest import run_selftest
 from ewspipe.errors import InputError, StoreError
+from ewspipe.evaluation.plausibility import (
+    check_forecast,
+    largest_observed,
+    plausibility_ceiling,
+)
 from ewspipe.flows.ensemble_run import plan_run, run_ensembles
 from ewspipe.flows.ingest import import_demo_checked
 from ewspipe.flows.modelrun import fit_or_reuse, model_design, predict_origins
@@ -278,14 +283,9 @@ def _qa_one(forecast: Forecast, item: Output, snap: Output, steps: int,
         problems.append("non-finite values")
     if (forecast.point < 0).any() or (forecast.samples < 0).any():
         problems.append("negative values")
-    top = float(np.nanmax(forecast.point, initial=0.0))
-    if top > ceiling:
-        at = int(np.nanargmax(forecast.point))
-        problems.append(
-            f"implausible value {top:,.0f} ({forecast.unit_column} "
-            f"{int(frame[forecast.unit_column].iloc[at])}, month {int(frame['month_id'].iloc[at])})"
-            f" above the ceiling {ceiling:,.0f} ([qa] max_forecast_factor x the largest count "
-            "ever observed at this level)")
+    implausible = check_forecast(forecast, ceiling)
+    if implausible is not None:
+        problems.append(implausible.message())
     if not (frame["month_id"] == frame["origin"] + frame["step"]).all():
         problems.append("month_id != origin + step")
     if set(frame["origin"].unique()) != {snap["last_month"]}:
@@ -317,8 +317,8 @@ def qa_checks(ctx: TaskContext, *, key: str, snapshots: Output,
         where = (item["level"], item["target"])
         if where not in observed:
             _, panel = _snapshot(ctx, snapshots, item["level"])
-            observed[where] = float(panel.frame[item["target"]].max())
-        ceiling = factor * max(observed[where], 1.0)
+            observed[where] = largest_observed(panel, item["target"])
+        ceiling = plausibility_ceiling(observed[where], factor)
         problems = _qa_one(forecast, item, snapshots[item["level"]], steps, ceiling)
         checks.append({"model": item["model"], "passed": not problems, "problems": problems})
         if problems:

@@ -15,6 +15,10 @@ point stays P * E.
 A step whose training labels are all one class gets a constant classifier (P = 0 or 1); a step
 without positive pairs gets a regressor predicting 0.
 
+The regressor's predictions (and sample draws) are capped on the model's scale as in the
+stepshifter (``TARGET_BOUND_FACTOR`` x (1 + the largest training target) - 1 deaths, i.e.
+log1p(largest) + log 2 with ``log_target``), so P * E can never extrapolate exponentially.
+
 Hyperparameters (defaults): ``classifier = "lightgbm"``, ``classifier_params = None``,
 ``regressor = "lightgbm"``, ``regressor_params = None`` (nested tables, never split by
 prefix), ``steps = 36``, ``log_target = True``, ``n_samples = 1``, ``sampling = "residual"``,
@@ -53,6 +57,7 @@ from ewspipe.models.stepshifter import (
     DirectMultiStep,
     TrainingPairs,
     downsample_zeros,
+    target_max_from,
 )
 
 __all__ = ["Hurdle"]
@@ -67,7 +72,8 @@ class Hurdle(DirectMultiStep):
     Learned state: ``classifiers_`` and ``regressors_`` (dicts step -> fitted learner, steps
     1-based), ``residuals_`` (dict step -> ResidualTable of the regressor, empty when
     n_samples == 1), ``params_``, ``feature_names_``, ``train_last_``, ``trained_steps_``,
-    ``n_pairs_`` and ``n_positive_`` (dicts step -> count).
+    ``n_pairs_`` and ``n_positive_`` (dicts step -> count), ``target_max_`` (dict step ->
+    largest training target in counts: the base of the regressor's cap).
     """
 
     algorithm = "hurdle"
@@ -138,6 +144,7 @@ class Hurdle(DirectMultiStep):
         self.residuals_ = {step: part[2] for step, part in fitted.items() if part[2] is not None}
         self.n_pairs_ = {step: part[3] for step, part in fitted.items()}
         self.n_positive_ = {step: part[4] for step, part in fitted.items()}
+        self.target_max_ = {step: part[5] for step, part in fitted.items()}
         self.trained_steps_ = tuple(fitted)
         self.feature_names_ = tuple(design.feature_names)
         self.train_last_ = int(train_last)
@@ -145,12 +152,14 @@ class Hurdle(DirectMultiStep):
 
     def _fit_step(
         self, design: Design, train_last: int, step: int
-    ) -> tuple[Any, Any, ResidualTable | None, int, int]:
+    ) -> tuple[Any, Any, ResidualTable | None, int, int, float]:
         pairs = self._pairs(design, train_last, step)
-        positive = design.y[pairs.targets] > 0
+        target = design.y[pairs.targets]
+        positive = target > 0
         classifier = self._fit_classifier(design, pairs, positive, step)
         regressor, table = self._fit_regressor(design, pairs.subset(positive), step)
-        return classifier, regressor, table, len(pairs), int(positive.sum())
+        return (classifier, regressor, table, len(pairs), int(positive.sum()),
+                self._target_max(target))
 
     def _fit_classifier(
         self, design: Design, pairs: TrainingPairs, positive: npt.NDArray[np.bool_], step: int
@@ -225,7 +234,9 @@ class Hurdle(DirectMultiStep):
                 a design with other features than the fitted ones.
         """
         step_arr, rows, proba, magnitude = self._parts(design, origin, steps)
-        point = proba * self._to_counts(magnitude)
+        point = np.empty_like(proba)
+        for i, step in enumerate(step_arr):
+            point[i] = proba[i] * self._to_counts(magnitude[i], int(step))
         n_samples = self.params_["n_samples"]
         samples = None
         if n_samples > 1:
@@ -234,7 +245,7 @@ class Hurdle(DirectMultiStep):
                 rng = step_rng(self.params_["seed"], origin, int(step))
                 occurs = rng.random((point.shape[1], n_samples)) < proba[i][:, None]
                 draws = self.residuals_[int(step)].draw(magnitude[i], n_samples, rng)
-                samples[i] = np.where(occurs, self._to_counts(draws), 0.0)
+                samples[i] = np.where(occurs, self._to_counts(draws, int(step)), 0.0)
         return assemble(design, int(origin), step_arr, design.units[rows], point, samples,
                         algorithm=self.algorithm)
 
@@ -254,6 +265,7 @@ class Hurdle(DirectMultiStep):
             "feature_names_": list(self.feature_names_),
             "n_pairs_": {str(s): n for s, n in self.n_pairs_.items()},
             "n_positive_": {str(s): n for s, n in self.n_positive_.items()},
+            "target_max_": {str(s): v for s, v in self.target_max_.items()},
         }
         arrays: dict[str, np.ndarray] = {}
         for s, table in self.residuals_.items():
@@ -271,6 +283,7 @@ class Hurdle(DirectMultiStep):
         self.params_ = meta["params_"]
         self.n_pairs_ = {int(s): int(n) for s, n in meta["n_pairs_"].items()}
         self.n_positive_ = {int(s): int(n) for s, n in meta["n_positive_"].items()}
+        self.target_max_ = target_max_from(meta)
         steps = sorted(self.n_pairs_)
         self.classifiers_ = {s: estimators[f"classifier_step{s:02d}"] for s in steps}
         self.regressors_ = {s: estimators[f"regressor_step{s:02d}"] for s in steps}

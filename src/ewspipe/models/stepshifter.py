@@ -30,6 +30,17 @@ Hyperparameters (defaults):
 - ``n_jobs = -1``: steps fitted concurrently in threads (-1 = all CPUs available to the
   process). Predictions do not depend on it. Learners run single-threaded unless their params
   say otherwise (e.g. LightGBM ``n_jobs``), so the two levels do not oversubscribe the cores.
+
+**The target bound.** Every prediction (point and samples) is capped at
+``TARGET_BOUND_FACTOR`` (2) x (1 + the largest target of the step's training pairs) - 1
+deaths, applied on the model's own scale before mapping back to counts: with ``log_target``
+the log-scale prediction is clipped to [0, log1p(largest training target) + log 2]. A linear
+learner on log1p(y) extrapolates exponentially (expm1 of a linear function of raw-count
+features): the ridge ``amber_ridge`` predicted 21.9 million deaths for Ethiopia in one month
+(actual 4) when the largest month it was trained on had 48,183. Clipping keeps every
+learner and every feature set safe, where "features that cannot explode" would constrain
+each model file instead. Tree learners predict means of training targets, so they stay below
+the bound and are unaffected.
 """
 
 from __future__ import annotations
@@ -72,11 +83,13 @@ from ewspipe.threads import available_threads
 
 __all__ = [
     "STEP_RULES",
+    "TARGET_BOUND_FACTOR",
     "DirectMultiStep",
     "Stepshifter",
     "TrainingPairs",
     "downsample_zeros",
     "n_jobs_rule",
+    "target_max_from",
     "training_pairs",
 ]
 
@@ -85,6 +98,11 @@ _T = TypeVar("_T")
 _DOWNSAMPLE_KEY = 1_000_001  # rng keys of down-sampling and residual subsets; origins (month
 _RESIDUAL_KEY = 1_000_002  # ids, the other key of step_rng) never reach them
 _MAX_RESIDUAL_PAIRS = 20_000
+#: Predictions are capped at this factor x (1 + the largest training target) - 1 deaths:
+#: log1p(largest) + log(2) on the log scale. Twice the worst month a step was trained on is
+#: already far beyond any forecast worth making, and five times below the monthly QA's
+#: default plausibility ceiling ([qa] max_forecast_factor = 10 x the largest count observed).
+TARGET_BOUND_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,11 @@ def n_jobs_rule(value: Any) -> str | None:
     return None if ok else "an integer >= 1, or -1 for all available CPUs"
 
 
+
+
+def target_max_from(meta: Mapping[str, Any]) -> dict[int, float]:
+    """``target_max_`` from saved metadata (empty for a model saved without it: no cap)."""
+    return {int(s): float(v) for s, v in (meta.get("target_max_") or {}).items()}
 
 
 def _workers(n_jobs: int, n_tasks: int) -> int:
@@ -281,11 +304,31 @@ class DirectMultiStep(BaseForecaster):
             f"{type(exc).__name__}: {exc}"
         )
 
-    def _to_counts(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def _upper_bound(self, step: int) -> float | None:
+        """The model-scale cap of ``step``'s predictions (see the module docstring); None for
+        a model saved before the bound existed (its artifacts are retrained: the code
+        fingerprint is part of their key)."""
+        top = getattr(self, "target_max_", {}).get(int(step))
+        if top is None:
+            return None
+        bound = TARGET_BOUND_FACTOR * (max(float(top), 0.0) + 1.0) - 1.0
+        return float(np.log1p(bound)) if self.params_["log_target"] else bound
+
+    def _to_counts(self, values: npt.NDArray[np.float64], step: int) -> npt.NDArray[np.float64]:
+        """Model-scale predictions of ``step`` -> counts in [0, bound] (NaN stays NaN and is
+        reported by assemble())."""
+        upper = self._upper_bound(step)
+        if upper is not None:
+            values = np.minimum(values, upper)
         if not self.params_["log_target"]:
             return np.maximum(values, 0.0)
-        with np.errstate(over="ignore"):  # an overflow to inf is reported by assemble()
+        with np.errstate(over="ignore"):  # only reachable without a bound; assemble() reports it
             return np.maximum(np.expm1(values), 0.0)
+
+    @staticmethod
+    def _target_max(target: npt.NDArray[np.float64]) -> float:
+        """The largest training target of a step in counts (0 when there is none)."""
+        return float(np.nanmax(target, initial=0.0)) if len(target) else 0.0
 
     def _to_model_scale(self, y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.log1p(y) if self.params_["log_target"] else y
@@ -312,7 +355,8 @@ class Stepshifter(DirectMultiStep):
     Learned state: ``models_`` (dict step -> fitted regressor, steps 1-based),
     ``residuals_`` (dict step -> ResidualTable, empty when n_samples == 1), ``params_``
     (validated hyperparameters used by predict), ``feature_names_``, ``train_last_``,
-    ``trained_steps_``, ``n_pairs_`` (dict step -> number of pairs fitted).
+    ``trained_steps_``, ``n_pairs_`` (dict step -> number of pairs fitted), ``target_max_``
+    (dict step -> largest training target in counts: the base of the prediction cap).
     """
 
     algorithm = "stepshifter"
@@ -372,11 +416,12 @@ class Stepshifter(DirectMultiStep):
         except BaseException:
             self._clear_learned()  # no half-fitted model: predict keeps raising NotFittedError
             raise
-        self.models_ = {step: model for step, (model, _, _) in fitted.items()}
+        self.models_ = {step: model for step, (model, _, _, _) in fitted.items()}
         self.residuals_ = {
-            step: table for step, (_, table, _) in fitted.items() if table is not None
+            step: table for step, (_, table, _, _) in fitted.items() if table is not None
         }
-        self.n_pairs_ = {step: n for step, (_, _, n) in fitted.items()}
+        self.n_pairs_ = {step: n for step, (_, _, n, _) in fitted.items()}
+        self.target_max_ = {step: top for step, (_, _, _, top) in fitted.items()}
         self.trained_steps_ = tuple(fitted)
         self.feature_names_ = tuple(design.feature_names)
         self.train_last_ = int(train_last)
@@ -384,11 +429,12 @@ class Stepshifter(DirectMultiStep):
 
     def _fit_step(
         self, design: Design, train_last: int, step: int
-    ) -> tuple[Any, ResidualTable | None, int]:
+    ) -> tuple[Any, ResidualTable | None, int, float]:
         params = self.params_
         name, seed = params["learner"], params["seed"]
         pairs = self._pairs(design, train_last, step)
         target = design.y[pairs.targets]
+        top = self._target_max(target)  # before down-sampling (which only drops zeros)
         keep, weight = downsample_zeros(target == 0, params["zero_downsample"], seed=seed,
                                         step=step)
         if keep is not None:
@@ -404,7 +450,7 @@ class Stepshifter(DirectMultiStep):
         table = None
         if params["n_samples"] > 1:
             table = self._residual_table(model, X, y_model, weight, step)
-        return model, table, len(pairs)
+        return model, table, len(pairs), top
 
     def predict(
         self, design: Design, *, origin: int, steps: Sequence[int] = DEFAULT_STEPS
@@ -426,11 +472,11 @@ class Stepshifter(DirectMultiStep):
         samples = np.empty((len(step_arr), len(X), n_samples)) if n_samples > 1 else None
         for i, step in enumerate(step_arr):  # over steps, each vectorised over units
             predicted = np.asarray(self.models_[int(step)].predict(X), dtype=np.float64)
-            point[i] = self._to_counts(predicted)
+            point[i] = self._to_counts(predicted, int(step))
             if samples is not None:
                 rng = step_rng(self.params_["seed"], origin, int(step))
                 draws = self.residuals_[int(step)].draw(predicted, n_samples, rng)
-                samples[i] = self._to_counts(draws)
+                samples[i] = self._to_counts(draws, int(step))
         return assemble(design, int(origin), step_arr, design.units[rows], point, samples,
                         algorithm=self.algorithm)
 
@@ -442,6 +488,7 @@ class Stepshifter(DirectMultiStep):
             "train_last_": self.train_last_,
             "feature_names_": list(self.feature_names_),
             "n_pairs_": {str(s): n for s, n in self.n_pairs_.items()},
+            "target_max_": {str(s): v for s, v in self.target_max_.items()},
         }
         arrays: dict[str, np.ndarray] = {}
         for s, table in self.residuals_.items():
@@ -455,6 +502,7 @@ class Stepshifter(DirectMultiStep):
     ) -> None:
         self.params_ = meta["params_"]
         self.n_pairs_ = {int(s): int(n) for s, n in meta["n_pairs_"].items()}
+        self.target_max_ = target_max_from(meta)
         self.models_ = {s: estimators[f"step{s:02d}"] for s in sorted(self.n_pairs_)}
         self.residuals_ = {
             s: ResidualTable(arrays[f"residual_edges_{s:02d}"], arrays[f"residual_table_{s:02d}"])

@@ -3,7 +3,10 @@
 Inputs are what the sides' child processes wrote (prediction store partitions of ``ewspipe
 run``, evaluation runs of ``ewspipe evaluate``), read back here with the store's own formats;
 the judging is plain numpy/pandas plus the Diebold-Mariano comparison of
-:mod:`ewspipe.evaluation.compare`.
+:mod:`ewspipe.evaluation.compare`. Forecast size is judged by the monthly QA's own
+plausibility rule (:mod:`ewspipe.evaluation.plausibility`, ``[qa] max_forecast_factor`` of
+production's settings), recomputed here from the stored forecasts rather than trusted from
+the candidate's own report.
 """
 
 from __future__ import annotations
@@ -22,17 +25,25 @@ import pyarrow.parquet as pq
 
 from ewspipe.errors import EwspipeError
 from ewspipe.evaluation.compare import compare_forecasts
+from ewspipe.evaluation.plausibility import (
+    RULE,
+    check_forecast,
+    check_values,
+    largest_observed,
+    plausibility_ceiling,
+)
 from ewspipe.evaluation.schemes import join_actuals
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.release.sides import CommandResult
 from ewspipe.release.staging_report import GateResult
-from ewspipe.settings import ReleaseSettings
-from ewspipe.store.predictions import read_forecast
+from ewspipe.settings import QaSettings, ReleaseSettings
+from ewspipe.store.predictions import read_forecast, read_forecast_metadata
 
-__all__ = ["StoredForecast", "forecast_diff_gate", "inference_gate", "performance_gate",
-           "read_run_forecasts"]
+__all__ = ["StoredForecast", "forecast_diff_gate", "implausible_forecasts", "inference_gate",
+           "performance_gate", "read_run_forecasts"]
 
 KEYS = ["origin", "step", "month_id", "unit"]
+DEFAULT_FACTOR = QaSettings().max_forecast_factor
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,7 @@ class StoredForecast:
     kind: str
     frame: pd.DataFrame  # origin, step, month_id, unit, point
     samples: np.ndarray  # (rows, samples)
+    target: str = "ged_sb"
 
 
 def _read_partition(path: Path, part: Mapping[str, Any]) -> StoredForecast:
@@ -64,7 +76,7 @@ def _read_partition(path: Path, part: Mapping[str, Any]) -> StoredForecast:
     order = np.lexsort((frame["unit"], frame["step"], frame["origin"]))
     return StoredForecast(part["model"], part["level"], part.get("status", ""),
                           part.get("kind", "model"), frame.iloc[order].reset_index(drop=True),
-                          samples[order])
+                          samples[order], str(part.get("target") or "ged_sb"))
 
 
 def read_run_forecasts(env_state: Path, run_doc: Mapping[str, Any]) -> dict[str, StoredForecast]:
@@ -76,9 +88,21 @@ def read_run_forecasts(env_state: Path, run_doc: Mapping[str, Any]) -> dict[str,
 # --------------------------------------------------------------------------- 4. inference
 
 
-def _problems(fc: StoredForecast, units: np.ndarray, last: int, steps: int) -> list[str]:
+def _implausible(fc: StoredForecast, ceiling: float, unit_column: str) -> str | None:
+    f = fc.frame
+    found = check_values(f["point"].to_numpy(), ceiling=ceiling, unit_column=unit_column,
+                         units=f["unit"].to_numpy(), months=f["month_id"].to_numpy(),
+                         origins=f["origin"].to_numpy(), steps=f["step"].to_numpy())
+    return None if found is None else found.message()
+
+
+def _problems(fc: StoredForecast, units: np.ndarray, last: int, steps: int,
+              ceiling: float, unit_column: str) -> list[str]:
     f = fc.frame
     out = []
+    implausible = _implausible(fc, ceiling, unit_column)
+    if implausible is not None:
+        out.append(implausible)
     if not (np.isfinite(f["point"].to_numpy()).all() and np.isfinite(fc.samples).all()):
         bad = int((~np.isfinite(f["point"].to_numpy())).sum())
         out.append(f"non-finite values ({bad} point rows)")
@@ -127,10 +151,13 @@ def inference_gate(
     panels: Mapping[str, tuple[str, Panel]],
     steps: int,
     artifacts: Mapping[str, Any],
+    max_forecast_factor: float = DEFAULT_FACTOR,
 ) -> GateResult:
     """Every deployed and shadow model and ensemble forecast: the last month's units, steps
-    1..``steps``, months L+1..L+steps, finite, non-negative, unique keys; artifacts reloaded
-    (no retraining) and the repeated run identical to the first."""
+    1..``steps``, months L+1..L+steps, finite, non-negative, unique keys, below the
+    plausibility ceiling (``max_forecast_factor`` x the largest count observed); the
+    pipeline's own QA passed; artifacts reloaded (no retraining) and the repeated run
+    identical to the first."""
     evidence: dict[str, Any] = {"run": first.to_dict(), "steps": steps, "items": {},
                                 "artifacts": dict(artifacts)}
     if forecasts is None:
@@ -140,9 +167,13 @@ def inference_gate(
         where = f" in {', '.join(evidence['failed_tasks'])}" if evidence["failed_tasks"] else ""
         return GateResult("inference", "FAIL", f"the candidate's monthly run failed{where}: "
                           f"{first.error().splitlines()[-1] if first.error() else ''}", evidence)
+    qa_failed: dict[str, list[str]] = {}
     if first.doc and first.doc.get("qa"):
         evidence["pipeline_qa"] = first.doc["qa"]
+        for check in first.doc["qa"].get("failed") or []:
+            qa_failed[str(check.get("model"))] = [str(p) for p in check.get("problems") or []]
     failures: list[str] = []
+    ceilings: dict[tuple[str, str], float] = {}
     for item in expected:
         name = item["name"]
         fc = forecasts.get(name)
@@ -152,7 +183,16 @@ def inference_gate(
                                        "problems": ["no forecast stored"]}
             continue
         sid, panel = panels[fc.level]
-        problems = _problems(fc, panel.forecast_entities(), panel.last_month, steps)
+        key = (fc.level, fc.target)
+        if key not in ceilings:
+            ceilings[key] = plausibility_ceiling(largest_observed(panel, fc.target),
+                                                 max_forecast_factor)
+        problems = _problems(fc, panel.forecast_entities(), panel.last_month, steps,
+                             ceilings[key], panel.unit_column)
+        # the pipeline's own QA refused this forecast: reported even where the gate's checks
+        # agree with the pipeline (the same rule gives the same words; shown once)
+        problems += [f"the pipeline's QA failed: {p}" for p in qa_failed.pop(name, [])
+                     if p not in problems]
         if repeated is not None:
             again = repeated.get(name)
             if again is None:
@@ -166,6 +206,9 @@ def inference_gate(
                                    "level": fc.level, "snapshot": sid, "rows": len(fc.frame),
                                    "problems": problems}
         failures += [f"{name}: {p}" for p in problems]
+    # QA failures of forecasts the gate did not look at (e.g. a baseline)
+    failures += [f"{model}: the pipeline's QA failed: {'; '.join(problems)}"
+                 for model, problems in sorted(qa_failed.items())]
     if repeat is None or repeated is None:
         failures.append("the repeated run did not complete: "
                         + (repeat.error() if repeat is not None else "not run"))
@@ -185,8 +228,8 @@ def inference_gate(
     return GateResult(
         "inference", "PASS",
         f"{len(expected)} deployed/shadow forecasts valid ({steps} steps, last month's units, "
-        f"finite, non-negative); {artifacts.get('reloaded', 0)} artifacts reloaded hash-verified;"
-        " the repeated run is identical", evidence)
+        f"finite, non-negative, plausible); {artifacts.get('reloaded', 0)} artifacts reloaded "
+        "hash-verified; the repeated run is identical", evidence)
 
 
 # --------------------------------------------------------------------------- 6. performance
@@ -238,9 +281,51 @@ def _compare(prod: Mapping[str, Any], cand: Mapping[str, Any], prod_doc: Mapping
             "dm_reason": comp.dm_reason, "rows": comp.n_common}
 
 
+def implausible_forecasts(doc: Mapping[str, Any], panels: Mapping[str, tuple[str, Panel]],
+                          factor: float) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every model and ensemble of a stored evaluation run (``ewspipe evaluate --json``)
+    whose forecast exceeds the plausibility ceiling on ``panels``' snapshot, its worst row
+    each; and the entries that could not be read. Only the point column is read unless it
+    exceeds the ceiling."""
+    found: list[dict[str, Any]] = []
+    unread: list[str] = []
+    ceilings: dict[tuple[str, str], float] = {}
+    root = Path(str(doc.get("path", "")))
+    for entry in doc.get("models", []):
+        name, level = entry.get("model"), entry.get("level")
+        if level not in panels or not entry.get("predictions"):
+            continue
+        path = root / entry["predictions"]
+        try:
+            target = str(read_forecast_metadata(path).get("target") or "ged_sb")
+            key = (level, target)
+            if key not in ceilings:
+                ceilings[key] = plausibility_ceiling(largest_observed(panels[level][1], target),
+                                                     factor)
+            point = pq.read_table(path, columns=["point"]).column("point").to_numpy()
+            if not float(np.nanmax(point, initial=0.0)) > ceilings[key]:
+                continue
+            forecast, _ = read_forecast(path, samples=False)
+        except (EwspipeError, OSError, KeyError, ValueError) as exc:
+            unread.append(f"{name}: {exc}")
+            continue
+        worst = check_forecast(forecast, ceilings[key])
+        if worst is not None:
+            found.append({"model": name, "kind": entry.get("kind", "model"),
+                          "status": entry.get("status"), "level": level, **worst.to_dict()})
+    return found, unread
+
+
+def _implausible_note(run_type: str, item: Mapping[str, Any]) -> str:
+    return (f"{run_type} {item['model']}: forecast {item['value']:,.0f} for "
+            f"{item['unit_column']} {item['unit']}, month {item['month_id']} (origin "
+            f"{item['origin']}, step {item['step']}) above the plausibility ceiling "
+            f"{item['ceiling']:,.0f} ({RULE}; {item['rows_above']:,} row(s) above)")
+
+
 def _run_type_verdict(run_type: str, cand: CommandResult, prod: CommandResult | None,
-                      panels: Mapping[str, tuple[str, Panel]], release: ReleaseSettings
-                      ) -> tuple[str, list[str], dict[str, Any]]:
+                      panels: Mapping[str, tuple[str, Panel]], release: ReleaseSettings,
+                      factor: float) -> tuple[str, list[str], dict[str, Any]]:
     metric = release.metric
     ev: dict[str, Any] = {"candidate_run": cand.to_dict(),
                           "production_run": prod.to_dict() if prod is not None else None}
@@ -254,6 +339,11 @@ def _run_type_verdict(run_type: str, cand: CommandResult, prod: CommandResult | 
         return "FAIL", [f"{run_type}: the candidate's evaluation failed: {last}"], ev
     cand_entries = _entries(cand.doc)
     prod_entries = _entries(prod.doc) if prod_ok and prod is not None and prod.doc else {}
+    # any forecast above the plausibility ceiling fails the candidate, whatever its MSLE
+    implausible, unread = implausible_forecasts(cand.doc, panels, factor)
+    ev["implausible"] = implausible
+    fails: list[str] = [_implausible_note(run_type, item) for item in implausible]
+    fails += [f"{run_type} {u} (plausibility not checked)" for u in unread]
     if not prod_ok:
         ev["production_error"] = prod.error() if prod is not None else "no production branch"
     ev["run_ids"] = {"candidate": cand.doc.get("run_id"),
@@ -268,7 +358,6 @@ def _run_type_verdict(run_type: str, cand: CommandResult, prod: CommandResult | 
             "production": a, "candidate": b,
             "delta": None if a is None or b is None else b - a,
             "relative": None if a is None or b is None or a <= 0 else (b - a) / a}
-    fails: list[str] = []
     warns: list[str] = [] if prod_ok else [f"{run_type}: production could not be evaluated "
                                            f"({ev['production_error']}); no regression test"]
     ev["judged"] = {}
@@ -310,20 +399,28 @@ def _run_type_verdict(run_type: str, cand: CommandResult, prod: CommandResult | 
 
 def performance_gate(evaluations: Mapping[str, tuple[CommandResult, CommandResult | None]],
                      panels: Mapping[str, tuple[str, Panel]],
-                     release: ReleaseSettings) -> GateResult:
+                     release: ReleaseSettings, *,
+                     max_forecast_factor: float = DEFAULT_FACTOR) -> GateResult:
     """Per run type (calibration, optionally validation): the candidate's evaluation vs
-    production's on the same snapshot. FAIL when a deployed ensemble's metric worsens by more
-    than the tolerance with a significant Diebold-Mariano test, or no longer beats every
-    baseline of its level."""
+    production's on the same snapshot. FAIL when any of the candidate's forecasts (model or
+    ensemble, any status) is above the plausibility ceiling (``max_forecast_factor`` x the
+    largest count observed at its level: the monthly QA's rule), when a deployed ensemble's
+    metric worsens by more than the tolerance with a significant Diebold-Mariano test, or
+    no longer beats every baseline of its level."""
     order = {"PASS": 0, "SKIP": 1, "WARN": 2, "FAIL": 3}
     evidence: dict[str, Any] = {"metric": release.metric, "tolerance": release.tolerance,
-                                "significance": release.significance, "run_types": {}}
-    worst, notes = "PASS", []
+                                "significance": release.significance,
+                                "max_forecast_factor": max_forecast_factor, "run_types": {}}
+    worst, notes, wild = "PASS", [], []
     for run_type, (cand, prod) in evaluations.items():
-        status, found, ev = _run_type_verdict(run_type, cand, prod, panels, release)
+        status, found, ev = _run_type_verdict(run_type, cand, prod, panels, release,
+                                              max_forecast_factor)
         evidence["run_types"][run_type] = {"status": status, "findings": found, **ev}
-        notes += found
+        n_wild = len(ev.get("implausible") or [])
+        wild += found[:n_wild]  # implausible forecasts lead the summary
+        notes += found[n_wild:]
         worst = max(worst, status, key=order.__getitem__)
+    notes = wild + notes
     if worst == "PASS":
         judged = [f"{n} {j['vs_production']['relative']:+.1%}" if j.get("vs_production")
                   and j["vs_production"].get("relative") is not None else n

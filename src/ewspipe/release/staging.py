@@ -380,10 +380,13 @@ def _run_gates(cand: Side, prod_tree: Path | None, prod_sha: str | None,
         prod_run, prod_forecasts = (None, None)
         if prod is not None:
             prod_run, prod_forecasts = _monthly(prod, timeout, say)
-        performance = performance_gate(evaluated.result(), panels, gates_cfg)
+        factor = prod_settings.qa.max_forecast_factor
+        performance = performance_gate(evaluated.result(), panels, gates_cfg,
+                                       max_forecast_factor=factor)
     expected = [i for i in items if i["status"] in ("deployed", "shadow")]
     inference = inference_gate(expected, first, repeat, forecasts, repeated, panels=panels,
-                               steps=prod_settings.partitions.steps, artifacts=artifacts)
+                               steps=prod_settings.partitions.steps, artifacts=artifacts,
+                               max_forecast_factor=factor)
     reason = None
     if prod_run is None:
         reason = "no production branch yet"
