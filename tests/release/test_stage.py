@@ -1,7 +1,8 @@
 """stage() end to end on a scripted product repository (real git, real child processes, the
 small demo world): a good change passes every gate, a worse ensemble fails performance, a
 broken model fails inference, a candidate behind production fails sync, an invalid model file
-fails integrity, drifted data fails drift, and bad input is refused."""
+fails integrity, drifted data fails drift, a candidate with one wild forecast fails
+inference and performance and cannot be released, and bad input is refused."""
 
 from __future__ import annotations
 
@@ -218,3 +219,56 @@ def test_production_never_ran_stages_on_the_latest_snapshot_with_a_warning(
     assert drift.status in ("WARN", "FAIL")
     assert "production never ran" in drift.evidence["snapshot_note"]
     assert Path(report.json_path).is_relative_to(tmp_path / "state" / "staging")
+
+
+def test_wild_candidate_fails_and_cannot_be_released(world: World) -> None:
+    """A candidate carrying its own code whose LOCF baseline forecasts a billion deaths for
+    one unit: finite and non-negative, so only the plausibility ceiling catches it. The
+    inference gate (the pipeline's QA) and the performance gate (calibration forecasts) FAIL,
+    and `release promote`, even with the performance gate overridden, exits 1 with nothing
+    released."""
+    import contextlib
+    import io
+    import shutil
+
+    from ewspipe.cli.main import main
+
+    package = copy_package(world.repo)
+    try:
+        source = (package / "models" / "baselines.py").read_text()
+        old = ("        return _per_step(np.bincount(group, values, len(counts)), "
+               "len(steps)), None\n")
+        assert source.count(old) == 1
+        wild = source.replace(old, "        out = np.bincount(group, values, len(counts))\n"
+                              "        out[0] = 1e9\n"
+                              "        return _per_step(out, len(steps)), None\n")
+        files: dict[str, str | None] = {
+            str(p.relative_to(world.repo)): p.read_text() for p in package.rglob("*")
+            if p.is_file() and p.suffix in (".py", ".typed")}
+        files["src/ewspipe/models/baselines.py"] = wild
+    finally:
+        shutil.rmtree(world.repo / "src")
+    sha = commit_on(world.repo, "feature/wild", "development", files, "perf: a bolder LOCF")
+
+    def cli(*args: str) -> tuple[int, dict]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["--config", str(world.repo / "ewspipe.toml"), "--state-dir",
+                         str(world.settings.state_dir), "release", *args, "--json"])
+        return code, json.loads(out.getvalue())
+
+    code, report = cli("stage", "--candidate", "feature/wild", "--skip-tests",
+                       "the suite is the package's own")
+    assert code == 1, report
+    gates = {g["gate"]: g for g in report["gates"]}
+    assert gates["inference"]["status"] == "FAIL"
+    assert "last_value" in gates["inference"]["summary"]
+    assert gates["performance"]["status"] == "FAIL"
+    assert "last_value" in gates["performance"]["summary"]
+    assert "ceiling" in gates["performance"]["summary"]
+    before = git(world.repo, "tag", "--list"), git(world.repo, "rev-parse", "production")
+    code, doc = cli("promote", "--candidate", sha, "--allow", "performance", "--reason",
+                    "it is only a baseline")
+    assert code == 1 and "inference" in doc["error"], doc
+    assert (git(world.repo, "tag", "--list"), git(world.repo, "rev-parse", "production")) \
+        == before
