@@ -467,3 +467,33 @@ def test_a_broken_model_cannot_be_released_with_any_override(released, env, tmp_
     assert len(ctx.ledger.db.releases()) == releases_before
     code, doc = ws.cli("run", "--env", "production", "--quiet")
     assert code == 0 and doc["status"] == "ok", doc
+
+
+def test_an_engine_change_between_stage_and_promote_is_refused(tmp_path, env):
+    """The staging report records the engine that validated the candidate; a promotion
+    under another engine (an upgrade in between) exits 1 and releases nothing."""
+    from tests.release.release_repo import make_repo, open_ctx
+
+    from ewspipe.release.manifest import release_engine
+
+    repo = make_repo(tmp_path)
+    ctx = open_ctx(repo, tmp_path / "state")
+    commit = ctx.git.resolve("development")
+    report = monthly_workspace.staging_report(commit)
+    engine = release_engine(ctx.git, commit)
+    report["engine"] = {**engine, "fingerprint": "0" * 64, "ewspipe": "0.0.9"}
+    ctx.ledger.record_staging(report)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["--config", str(repo / "ewspipe.toml"), "--state-dir",
+                     str(tmp_path / "state"), "release", "promote", "--json"])
+    doc = json.loads(out.getvalue())
+    assert code == 1 and "engine changed since it was staged" in doc["error"], doc
+    assert ctx.git.tag_exists("v0.1.0") is False and not ctx.git.branch_exists("production")
+    report["engine"] = engine  # staged again with this engine: the release goes through
+    ctx.ledger.record_staging({**report, "finished_at": "2026-01-01T00:02:00Z"})
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--config", str(repo / "ewspipe.toml"), "--state-dir",
+                     str(tmp_path / "state"), "release", "promote", "--json"])
+    assert code == 0
+    assert ctx.ledger.db.releases()[0]["manifest"]["engine"] == engine

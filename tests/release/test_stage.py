@@ -260,6 +260,7 @@ def test_wild_candidate_fails_and_cannot_be_released(world: World) -> None:
     code, report = cli("stage", "--candidate", "feature/wild", "--skip-tests",
                        "the suite is the package's own")
     assert code == 1, report
+    assert report["engine"]["source"] == "tree"  # the candidate's own code validated it
     gates = {g["gate"]: g for g in report["gates"]}
     assert gates["inference"]["status"] == "FAIL"
     assert "last_value" in gates["inference"]["summary"]

@@ -22,7 +22,7 @@ from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.aliases import set_aliases
 from ewspipe.release.changelog import CHANGELOG, RELEASE_SUBJECT, has_section, insert_section
 from ewspipe.release.context import ReleaseContext
-from ewspipe.release.manifest import operator
+from ewspipe.release.manifest import operator, release_engine
 from ewspipe.release.steps import Step, tag_step
 
 __all__ = ["GATES", "NOT_OVERRIDABLE", "backport_instructions", "check_overrides",
@@ -117,6 +117,19 @@ def require_staging(ctx: ReleaseContext, candidate: str, production: str | None,
                           "released, so only a candidate seen to forecast can be released "
                           "(no --allow overrides this); stage it again with the inference "
                           "gate run")
+    validated = report.get("engine")
+    if isinstance(validated, dict) and validated.get("fingerprint"):
+        now = release_engine(ctx.git, candidate)
+        changed = [what for what, key in (("source", "fingerprint"),
+                                          ("dependencies", "dependencies"))
+                   if now.get(key) != validated.get(key)]
+        if changed:
+            raise CheckFailed(
+                f"refusing to release {candidate[:12]}: the engine changed since it was staged "
+                f"(ewspipe {validated.get('ewspipe')} -> {now.get('ewspipe')}; "
+                f"{' and '.join(changed)} differ), so the release would not record the engine "
+                "that validated it; stage it again with this engine (`ewspipe release stage "
+                f"--candidate {candidate[:12]}`)")
     who = operator(ctx.git)
     overrides = [{"gate": gate, "status": str(statuses.get(gate)), "reason": str(reason),
                   "operator": who} for gate in allow]

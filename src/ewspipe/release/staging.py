@@ -40,6 +40,7 @@ from ewspipe.release.gates_outputs import (
     read_run_forecasts,
 )
 from ewspipe.release.git import Git
+from ewspipe.release.manifest import release_engine
 from ewspipe.release.sides import (
     STAGING_ENV,
     CommandResult,
@@ -289,6 +290,7 @@ def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
     rel = settings.release
     ref = candidate or rel.development_branch
     cand_sha = git.resolve(ref, what="candidate")
+    engine = release_engine(git, cand_sha)  # what validates the candidate, recorded
     prod_sha = git.rev(rel.production_branch)
     prod_toml = git.show(prod_sha or cand_sha, "ewspipe.toml")
     production_toml_ok(prod_toml)
@@ -339,7 +341,8 @@ def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
     report = StagingReport(
         candidate_commit=cand_sha, candidate_ref=ref, production_commit=prod_sha,
         snapshots=snaps, gates=gates, started_at=started, finished_at=_now(),
-        json_path=str(out / "report.json"), html_path=str(out / "report.html"))
+        json_path=str(out / "report.json"), html_path=str(out / "report.html"),
+        engine=engine)
     _write_report(report)
     say(f"staging {'passed' if report.passed else 'FAILED'}: " + ", ".join(
         f"{g.gate} {g.status}" for g in gates))

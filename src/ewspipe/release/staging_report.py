@@ -50,6 +50,9 @@ class StagingReport:
     finished_at: str
     json_path: str
     html_path: str
+    # the engine the candidate ran with (release.manifest.release_engine); a promotion
+    # refuses when the engine it would record differs (the release was validated by it)
+    engine: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -73,6 +76,7 @@ class StagingReport:
             "gates": [g.to_dict() for g in self.gates],
             "started_at": self.started_at, "finished_at": self.finished_at,
             "json_path": self.json_path, "html_path": self.html_path,
+            "engine": self.engine,
         }
 
     @classmethod
@@ -82,5 +86,5 @@ class StagingReport:
             production_commit=d.get("production_commit"), snapshots=dict(d["snapshots"]),
             gates=tuple(GateResult.from_dict(g) for g in d["gates"]),
             started_at=d["started_at"], finished_at=d["finished_at"],
-            json_path=d["json_path"], html_path=d["html_path"],
+            json_path=d["json_path"], html_path=d["html_path"], engine=d.get("engine"),
         )
