@@ -497,3 +497,30 @@ def test_an_engine_change_between_stage_and_promote_is_refused(tmp_path, env):
                      str(tmp_path / "state"), "release", "promote", "--json"])
     assert code == 0
     assert ctx.ledger.db.releases()[0]["manifest"]["engine"] == engine
+
+
+def test_a_dependency_upgrade_after_promotion_is_refused(released, env, tmp_path):
+    """The engine is ewspipe's source and its resolved dependencies: a release validated with
+    another lightgbm (its ledger manifest says so) does not run until an override says why."""
+    import sqlite3
+
+    ws = released
+    state = ws.state_copy(tmp_path / "state")
+    con = sqlite3.connect(state / "production" / "state.db")
+    with con:
+        row = con.execute("SELECT manifest FROM release_ledger WHERE version = '0.1.0'").fetchone()
+        manifest = json.loads(row[0])
+        installed = manifest["engine"]["dependencies"]["lightgbm"]
+        manifest["engine"]["dependencies"]["lightgbm"] = "3.0.0"
+        con.execute("UPDATE release_ledger SET manifest = ? WHERE version = '0.1.0'",
+                    (json.dumps(manifest),))
+    con.close()
+    code, doc = ws.cli("run", "--env", "production", "--quiet", state=state)
+    assert code == 1 and f"lightgbm 3.0.0 -> {installed}" in doc["error"], doc
+    code, doc = ws.cli("run", "--env", "production", "--quiet", "--allow-engine-change",
+                       "lightgbm security release", state=state)
+    assert code == 0, doc
+    override = doc["release"]["engine_override"]
+    assert override["differences"] == [f"lightgbm 3.0.0 -> {installed}"]
+    assert all(p["release"]["engine_override"]["reason"] == "lightgbm security release"
+               for p in doc["outputs"]["published"])

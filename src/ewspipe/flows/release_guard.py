@@ -33,12 +33,18 @@ from typing import Any
 from ewspipe.catalog import Catalog
 from ewspipe.catalog.record import catalog_differences, describe_catalog
 from ewspipe.errors import CheckFailed
-from ewspipe.provenance import code_fingerprint, engine_info, git_output
+from ewspipe.provenance import engine_info, git_output
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import open_state_db
 
-__all__ = ["ReleaseGuardFailed", "catalog_sha256", "check_release", "production_environment",
-           "verify_workspace"]
+__all__ = [
+    "ReleaseGuardFailed",
+    "catalog_sha256",
+    "check_release",
+    "engine_differences",
+    "production_environment",
+    "verify_workspace",
+]
 
 _HOW = ("only a clean production release may publish: check out the production release "
         "(`git checkout {prod}`), or make one with `ewspipe release stage` and `ewspipe release "
@@ -154,6 +160,23 @@ def catalog_sha256(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
+def engine_differences(released: dict[str, Any], running: dict[str, Any]) -> list[str]:
+    """How the running engine differs from the one a release recorded: its source
+    fingerprint and each core dependency whose installed version changed (empty: the same
+    engine). A release that recorded no engine differs by definition."""
+    if not released:
+        return ["the release recorded no engine"]
+    out = []
+    if released.get("fingerprint") != running.get("fingerprint"):
+        out.append(f"ewspipe source {str(released.get('fingerprint'))[:12]} -> "
+                   f"{str(running.get('fingerprint'))[:12]}")
+    old, new = released.get("dependencies") or {}, running.get("dependencies") or {}
+    for name in sorted(old.keys() | new.keys()):
+        if old.get(name) != new.get(name):
+            out.append(f"{name} {old.get(name, 'absent')} -> {new.get(name, 'absent')}")
+    return out
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -185,10 +208,10 @@ def verify_workspace(settings: Settings, release: dict[str, Any], catalog: Catal
     engine = manifest.get("engine") or {}
     mine = engine_info()
     override = None
-    if engine.get("fingerprint") != code_fingerprint():
-        what = (f"{tag} was validated with ewspipe {engine.get('ewspipe')} (source "
-                f"{str(engine.get('fingerprint'))[:12]}), this is ewspipe {mine['ewspipe']} "
-                f"(source {mine['fingerprint'][:12]})" if engine else
+    differences = engine_differences(engine, mine)
+    if differences:
+        what = (f"{tag} was validated with ewspipe {engine.get('ewspipe')}, this is ewspipe "
+                f"{mine['ewspipe']}: " + "; ".join(differences) if engine else
                 f"{tag} recorded no engine (released before engines were recorded)")
         if not (allow_engine_change and allow_engine_change.strip()):
             raise ReleaseGuardFailed(
@@ -197,7 +220,9 @@ def verify_workspace(settings: Settings, release: dict[str, Any], catalog: Catal
                 "with this engine; to run anyway pass --allow-engine-change REASON (recorded "
                 "on the run and on every forecast it publishes)")
         override = {"reason": allow_engine_change.strip(), "released": engine or None,
-                    "running": {"ewspipe": mine["ewspipe"], "fingerprint": mine["fingerprint"]}}
+                    "running": {"ewspipe": mine["ewspipe"], "fingerprint": mine["fingerprint"],
+                                "dependencies": mine["dependencies"]},
+                    "differences": differences}
     return {"tag": tag, "version": release["version"], "commit": release["commit"],
             "engine": {"ewspipe": mine["ewspipe"], "fingerprint": mine["fingerprint"]},
             "catalog_sha256": catalog_sha256(actual),
