@@ -64,8 +64,13 @@ class Block:
 
 def toml_blocks(path: Path, root: Path = ROOT) -> list[Block]:
     """The ```toml blocks of one Markdown file, each with its fence line and fragment mark."""
+    return [b for lang, b in fenced_blocks(path, root) if lang == "toml"]
+
+
+def fenced_blocks(path: Path, root: Path = ROOT) -> list[tuple[str, Block]]:
+    """Every fenced block of one Markdown file with its info string (lower case, may be "")."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    blocks: list[Block] = []
+    blocks: list[tuple[str, Block]] = []
     i = 0
     while i < len(lines):
         m = FENCE.match(lines[i])
@@ -79,12 +84,21 @@ def toml_blocks(path: Path, root: Path = ROOT) -> list[Block]:
             body.append(lines[i])
             i += 1
         i += 1  # the closing fence
-        if lang != "toml":
-            continue
         before = next((ln.strip() for ln in reversed(lines[:start]) if ln.strip()), "")
-        blocks.append(Block(path.relative_to(root).as_posix(), start + 1, "\n".join(body) + "\n",
-                            bool(FRAGMENT.match(before))))
+        blocks.append((lang, Block(path.relative_to(root).as_posix(), start + 1,
+                                   "\n".join(body) + "\n", bool(FRAGMENT.match(before)))))
     return blocks
+
+
+def looks_like_toml(text: str) -> bool:
+    """Parses as TOML and has a [table] header: an example that should be tagged ```toml."""
+    if not re.search(r"^\s*\[[\w.\"-]+\]\s*$", text, re.MULTILINE):
+        return False
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
 
 
 def doc_files(root: Path = ROOT) -> list[Path]:
@@ -174,6 +188,15 @@ def test_the_docs_have_toml_examples() -> None:
 def test_toml_example_is_valid(block: Block, tmp_path: Path) -> None:
     found = problems(block, tmp_path)
     assert not found, f"{block.where}: the ```toml example is invalid:\n  " + "\n  ".join(found)
+
+
+def test_toml_examples_are_tagged_toml() -> None:
+    """An untagged block of TOML would escape the check above."""
+    untagged = [b.where for f in doc_files() for lang, b in fenced_blocks(f)
+                if lang in ("", "text", "ini", "conf") and looks_like_toml(b.text)]
+    assert not untagged, f"tag these TOML examples ```toml so they are checked: {untagged}"
+    assert looks_like_toml("[qa]\nmax_forecast_factor = 10.0\n")
+    assert not looks_like_toml("models/x.toml: line 4: invalid TOML\n[qa]\n")
 
 
 def test_a_broken_example_is_reported_with_file_and_line(tmp_path: Path) -> None:
