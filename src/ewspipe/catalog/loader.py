@@ -47,6 +47,7 @@ from ewspipe.models import registry
 from ewspipe.panel.schema import Level
 
 __all__ = [
+    "VOCABULARY",
     "Catalog",
     "CheckReport",
     "FeatureCheck",
