@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ewspipe.catalog.loader import check_model_text, feature_parser
+from ewspipe.catalog.rewrite import write_result
 from ewspipe.catalog.sweep import (
     OBJECTIVES,
     SAMPLE_METRICS,
@@ -16,7 +17,6 @@ from ewspipe.catalog.sweep import (
     apply_values,
     flatten_space,
     untuned,
-    write_result,
 )
 from ewspipe.errors import SpecError
 from ewspipe.evaluation.metrics import get_metric, names

@@ -35,7 +35,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
-import tomllib
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -53,14 +52,14 @@ from pydantic import (
     model_validator,
 )
 
-from ewspipe.catalog.loader import (
-    _TOML_POSITION,
+from ewspipe.catalog.files import (
     FileReport,
     Problem,
-    _got,
-    _key,
-    _toml_files,
+    Vocabulary,
     display_path,
+    read_toml,
+    toml_files,
+    translate_error,
 )
 from ewspipe.catalog.rules import Status, check_ensemble_member, check_name, check_target
 from ewspipe.catalog.spec import ModelSpec, canonical_json
@@ -71,6 +70,7 @@ from ewspipe.panel.schema import Level
 
 __all__ = [
     "ENSEMBLE_KEYS",
+    "VOCABULARY",
     "EnsembleReport",
     "EnsembleSpec",
     "check_ensemble_text",
@@ -188,6 +188,16 @@ _EXAMPLES = {
     "reconcile_with": ('"steady_chorus"', "a cm ensemble"),
     "weights": ("{amber_tree = 2, amber_pine = 1}", "member -> weight"),
 }
+VOCABULARY = Vocabulary(
+    keys=ENSEMBLE_KEYS, examples=_EXAMPLES, array_of="model names",
+    special={
+        "too_short:members": "an ensemble needs at least one member; write e.g. "
+                             "members = {example}",
+        "greater_than:weights": "a weight must be a finite number > 0, {got}",
+        "finite_number:weights": "a weight must be a finite number > 0, {got}",
+    },
+)
+"""How :func:`~ewspipe.catalog.files.translate_error` words problems of an ensemble file."""
 
 
 def _consistency(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -229,39 +239,6 @@ def _consistency(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def _translate(err: Mapping[str, Any]) -> tuple[str, str]:
-    loc = tuple(err["loc"])
-    key = _key(loc)
-    kind = err["type"]
-    value = err.get("input")
-    top = str(loc[0]) if loc else ""
-    example, note = _EXAMPLES.get(top, ('"..."', ""))
-    if kind == "missing":
-        return key, f"required key is missing; add `{top} = {example}` ({note})"
-    if kind == "extra_forbidden":
-        close = difflib.get_close_matches(top, ENSEMBLE_KEYS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        return key, f"unknown key; allowed keys: {', '.join(ENSEMBLE_KEYS)}.{hint}"
-    if kind == "value_error":
-        return key, str(err.get("ctx", {}).get("error", err["msg"]))
-    if kind == "string_type":
-        return key, f"expected a string, {_got(value)}; write e.g. {top} = {example}"
-    if kind in ("tuple_type", "list_type"):
-        return key, f"expected an array of model names, {_got(value)}; write e.g. {top} = {example}"
-    if kind in ("dict_type", "mapping_type"):
-        return key, f"expected a table, {_got(value)}; write it as a [{top}] section"
-    if kind in ("enum", "literal_error"):
-        expected = err.get("ctx", {}).get("expected", "")
-        return key, f"{_got(value)}; expected one of {expected}"
-    if kind == "too_short" and top == "members":
-        return key, f"an ensemble needs at least one member; write e.g. members = {example}"
-    if kind == "string_too_short":
-        return key, f"must not be empty; write e.g. {top} = {example}"
-    if kind in ("greater_than", "finite_number") and top == "weights":
-        return key, f"a weight must be a finite number > 0, {_got(value)}"
-    return key, f"{err['msg']} ({_got(value)})"
-
-
 EnsembleReport = FileReport["EnsembleSpec"]
 """The outcome for one ensemble file (the same report as for model files)."""
 
@@ -270,22 +247,15 @@ def check_ensemble_text(path: Path, text: str) -> tuple[EnsembleReport, dict[str
     """Check one ensemble file on its own (everything except other files); the report and
     the raw TOML table (empty when the TOML is invalid)."""
     shown = display_path(path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = _TOML_POSITION.search(str(exc))
-        line = int(match.group(1)) if match else None
-        if line is None and "end of document" in str(exc):
-            line = text.count("\n") + (0 if text.endswith("\n") else 1)
-        return EnsembleReport(path, None, None, (Problem(
-            shown, None, f"invalid TOML: {exc}; fix the syntax there (strings need double "
-            "quotes, arrays brackets, each key once per table)", line),)), {}
+    raw, syntax = read_toml(path, text)
+    if raw is None:
+        return EnsembleReport(path, None, None, (syntax,) if syntax is not None else ()), {}
     problems = [Problem(shown, k, m) for k, m in _consistency(raw)]
     spec: EnsembleSpec | None = None
     try:
         spec = EnsembleSpec.model_validate(raw)
     except ValidationError as exc:
-        problems += [Problem(shown, *_translate(err)) for err in exc.errors()
+        problems += [Problem(shown, *translate_error(err, VOCABULARY)) for err in exc.errors()
                      if err["loc"]]  # file-wide (consistency) errors are reported above
     name = raw.get("name")
     if isinstance(name, str) and name != path.stem:
@@ -402,7 +372,7 @@ def check_ensembles(
     if not directory.is_dir():
         return ()
     first: list[tuple[EnsembleReport, dict[str, Any]]] = []
-    for path in _toml_files(directory):
+    for path in toml_files(directory):
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:

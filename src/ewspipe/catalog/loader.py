@@ -19,26 +19,35 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
+from ewspipe.catalog.ensembles import EnsembleReport, EnsembleSpec, check_ensembles
+from ewspipe.catalog.files import (
+    FileReport,
+    Problem,
+    Vocabulary,
+    declared_names,
+    display_path,
+    read_toml,
+    toml_files,
+    translate_error,
+)
 from ewspipe.catalog.rules import NAME_PATTERN, Status, require_runnable
 from ewspipe.catalog.spec import ModelSpec, thaw
-from ewspipe.catalog.sweep import check_space, translate_error
+from ewspipe.catalog.sweep import VOCABULARY as SWEEP_VOCABULARY
+from ewspipe.catalog.sweep import check_space
 from ewspipe.errors import SpecError
 from ewspipe.models import registry
 from ewspipe.panel.schema import Level
 
-if TYPE_CHECKING:  # ensembles.py builds on this module's Problem and file helpers
-    from ewspipe.catalog.ensembles import EnsembleReport, EnsembleSpec
-
 __all__ = [
+    "VOCABULARY",
     "Catalog",
     "CheckReport",
     "FeatureCheck",
@@ -65,7 +74,13 @@ _EXAMPLES = {  # key -> (example value, note)
     "description": ('"What this model adds, in a sentence or two."', "shown in the catalog"),
 }
 _KEYS = tuple(ModelSpec.model_fields)
-_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+VOCABULARY = Vocabulary(
+    keys=_KEYS, examples=_EXAMPLES,
+    unknown_hint=" Algorithm parameters belong in the [hyperparameters] table.",
+    array_example='["..."]', item_example='"lag(ged_sb, 1)"',
+    tables={"sweep": SWEEP_VOCABULARY},
+)
+"""How :func:`~ewspipe.catalog.files.translate_error` words problems of a model file."""
 _UNKNOWN_HYPER = re.compile(r"unknown hyperparameter '([^']+)'")
 _QUOTED = re.compile(r"'([^']+)'")
 
@@ -74,68 +89,6 @@ def default_models_dir(settings_file: Path | None = None) -> Path:
     """``models/`` beside the settings file, or in the working directory without one."""
     base = settings_file.parent if settings_file is not None else Path.cwd()
     return base / "models"
-
-
-def display_path(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it (``models/x.toml``)."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with one file; ``key`` is dotted (``hyperparameters.learner_params.x``,
-    ``features[2]``) or None for file-level problems such as TOML syntax."""
-
-    file: str
-    key: str | None
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        if self.key is not None:
-            return f"{self.file}: key '{self.key}': {self.message}"
-        if self.line is not None:
-            return f"{self.file}: line {self.line}: {self.message}"
-        return f"{self.file}: {self.message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "key": self.key, "line": self.line,
-                "message": self.message, "text": str(self)}
-
-
-class _Spec(Protocol):
-    @property
-    def config_hash(self) -> str: ...
-
-
-SpecT = TypeVar("SpecT", bound=_Spec)
-
-
-@dataclass(frozen=True)
-class FileReport(Generic[SpecT]):
-    """The outcome for one model or ensemble file: its spec when valid, its problems
-    otherwise."""
-
-    path: Path
-    name: str | None
-    spec: SpecT | None
-    problems: tuple[Problem, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": display_path(self.path),
-            "name": self.name,
-            "ok": self.ok,
-            "config_hash": self.spec.config_hash if self.spec is not None and self.ok else None,
-            "problems": [p.to_dict() for p in self.problems],
-        }
 
 
 @dataclass(frozen=True)
@@ -252,29 +205,7 @@ class Catalog:
         )
 
 
-# --- reading files ---------------------------------------------------------------------------
-
-
-def _toml_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.toml") if p.is_file() and not p.name.startswith("."))
-
-
-def declared_names(directory: Path) -> dict[str, list[Path]]:
-    """``name`` -> files declaring it, read leniently (the file stem when ``name`` is unusable).
-
-    Used for ensembles, which the catalog reads only for their names, and by the scaffold.
-    """
-    names: dict[str, list[Path]] = {}
-    if not directory.is_dir():
-        return names
-    for path in _toml_files(directory):
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            raw = {}
-        name = raw.get("name")
-        names.setdefault(name if isinstance(name, str) else path.stem, []).append(path)
-    return names
+# --- checking files --------------------------------------------------------------------------
 
 
 FeatureCheck = Callable[[str, Level | None], object]
@@ -302,53 +233,6 @@ def feature_parser() -> tuple[FeatureCheck | None, str | None]:
         return expr
 
     return check, None
-
-
-def _key(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _got(value: Any) -> str:
-    kind = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
-            dict: "table"}.get(type(value), type(value).__name__)
-    return f"got {value!r} ({kind})"
-
-
-def _translate(err: Mapping[str, Any]) -> tuple[str, str]:
-    """(key, message with a fix) for one pydantic error."""
-    loc = tuple(err["loc"])
-    if loc and loc[0] == "sweep":  # the [sweep] table: its own keys and fixes
-        return translate_error(err)
-    key = _key(loc)
-    kind = err["type"]
-    value = err.get("input")
-    top = str(loc[0]) if loc else ""
-    example, note = _EXAMPLES.get(top, ('"..."', ""))
-    if kind == "missing":
-        return key, f"required key is missing; add `{top} = {example}` ({note})"
-    if kind == "extra_forbidden":
-        close = difflib.get_close_matches(top, _KEYS, n=1)
-        hint = (f" Did you mean {close[0]!r}?" if close else
-                " Algorithm parameters belong in the [hyperparameters] table.")
-        return key, f"unknown key; allowed keys: {', '.join(_KEYS)}.{hint}"
-    if kind == "value_error":
-        return key, str(err.get("ctx", {}).get("error", err["msg"]))
-    if kind == "string_type":
-        shown = f"{top} = {example}" if len(loc) == 1 else '"lag(ged_sb, 1)"'
-        return key, f"expected a string, {_got(value)}; write e.g. {shown}"
-    if kind in ("tuple_type", "list_type"):
-        return key, f"expected an array of strings, {_got(value)}; write e.g. {top} = [\"...\"]"
-    if kind in ("dict_type", "mapping_type"):
-        return key, f"expected a table, {_got(value)}; write it as a [{top}] section"
-    if kind == "enum":
-        expected = err.get("ctx", {}).get("expected", "")
-        return key, f"{_got(value)}; expected one of {expected}"
-    if kind == "string_too_short":
-        return key, f"must not be empty; write e.g. {top} = {example}"
-    return key, f"{err['msg']} ({_got(value)})"
 
 
 def _sentence(text: str) -> str:
@@ -453,22 +337,15 @@ def check_model_text(
     """
     shown = display_path(path)
     problems: list[Problem] = []
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = _TOML_POSITION.search(str(exc))
-        line = int(match.group(1)) if match else None
-        if line is None and "end of document" in str(exc):
-            line = text.count("\n") + (0 if text.endswith("\n") else 1)
-        return FileReport(path, None, None, (Problem(
-            shown, None, f"invalid TOML: {exc}; fix the syntax there (strings need double "
-            "quotes, arrays brackets, each key once per table)", line),))
+    raw, syntax = read_toml(path, text)
+    if raw is None:
+        return FileReport(path, None, None, (syntax,) if syntax is not None else ())
 
     spec: ModelSpec | None = None
     try:
         spec = ModelSpec.model_validate(raw)
     except ValidationError as exc:
-        problems += [Problem(shown, *_translate(err)) for err in exc.errors()]
+        problems += [Problem(shown, *translate_error(err, VOCABULARY)) for err in exc.errors()]
 
     name = raw.get("name")
     if isinstance(name, str) and NAME_PATTERN.match(name) and name != path.stem:
@@ -579,7 +456,7 @@ def check_models(
     check_feature, note = feature_parser()
     notes = [note] if note else []
     reports: list[FileReport] = []
-    for path in _toml_files(models):
+    for path in toml_files(models):
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
@@ -592,8 +469,6 @@ def check_models(
         notes.append(f"no model files in {display_path(models)}; create one with "
                      "`ewspipe models new NAME`")
     files = tuple(_duplicates(reports, ensemble_names))
-    from ewspipe.catalog.ensembles import check_ensembles  # imports this module
-
     model_files: dict[str, list[Path]] = {}
     for f in files:
         model_files.setdefault(f.name or f.path.stem, []).append(f.path)

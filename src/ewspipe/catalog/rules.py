@@ -9,12 +9,9 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ewspipe.errors import SpecError
-
-if TYPE_CHECKING:
-    from ewspipe.catalog.spec import ModelSpec
 
 __all__ = [
     "NAME_PATTERN",
@@ -28,6 +25,16 @@ __all__ = [
 
 NAME_PATTERN = re.compile(r"^[a-z]+_[a-z]+$")
 TARGET_PATTERN = re.compile(r"^ged_[a-z0-9_]+$")
+
+
+class _Named(Protocol):
+    """What the status rules read of a model spec (kept structural: specs build on rules)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def status(self) -> Status: ...
 
 
 class Status(StrEnum):
@@ -72,7 +79,7 @@ def check_target(target: str) -> None:
     )
 
 
-def require_runnable(spec: ModelSpec, *, path: Path | None = None) -> None:
+def require_runnable(spec: _Named, *, path: Path | None = None) -> None:
     """Raise SpecError if the model is deprecated: deprecated models refuse to run."""
     if spec.status is not Status.DEPRECATED:
         return
@@ -84,7 +91,7 @@ def require_runnable(spec: ModelSpec, *, path: Path | None = None) -> None:
     )
 
 
-def check_ensemble_member(ensemble: str, ensemble_status: Status, member: ModelSpec) -> None:
+def check_ensemble_member(ensemble: str, ensemble_status: Status, member: _Named) -> None:
     """Raise SpecError unless ``member`` may belong to an ensemble with ``ensemble_status``.
 
     Members must be deployed or shadow; a deployed ensemble takes only deployed members.

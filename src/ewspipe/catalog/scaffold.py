@@ -11,13 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from ewspipe.catalog.loader import (
-    check_model_text,
-    declared_names,
-    default_models_dir,
-    display_path,
-    feature_parser,
-)
+from ewspipe.catalog.files import declared_names, display_path
+from ewspipe.catalog.loader import check_model_text, default_models_dir, feature_parser
 from ewspipe.catalog.rules import Status, check_name, check_target
 from ewspipe.catalog.spec import toml_value
 from ewspipe.errors import SpecError

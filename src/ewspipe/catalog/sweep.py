@@ -1,4 +1,5 @@
-"""The ``[sweep]`` table of a model file: a hyperparameter search, and writing its winner back.
+"""The ``[sweep]`` table of a model file: a hyperparameter search (its winner is written back by
+:mod:`ewspipe.catalog.rewrite`).
 
 A model file may say how its hyperparameters are tuned::
 
@@ -23,22 +24,18 @@ The table is validated here into a frozen :class:`SweepSpec` (structure and valu
 the algorithm accepts every value of the space is checked by the catalog loader through
 :func:`check_space`. The sweep is not part of the model's identity: ``config_hash`` ignores
 it, so adding or editing a sweep keeps artifacts valid, while applying its winner
-(:func:`write_result`) changes the hyperparameters and so the hash.
+(:func:`ewspipe.catalog.rewrite.write_result`) changes the hyperparameters and so the hash.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import tomlkit
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -52,21 +49,20 @@ from pydantic import (
     model_validator,
 )
 
-from ewspipe.errors import SpecError
+from ewspipe.catalog.files import Vocabulary, thaw
 
 __all__ = [
     "OBJECTIVES",
     "SAMPLE_METRICS",
     "SCHEMES",
+    "VOCABULARY",
     "Dimension",
     "SweepSpec",
     "apply_values",
     "check_space",
     "flatten_space",
     "get_dotted",
-    "translate_error",
     "untuned",
-    "write_result",
 ]
 
 Direction = Literal["minimize", "maximize"]
@@ -276,7 +272,7 @@ class SweepSpec(BaseModel):
 
     @field_serializer("result")
     def _serialize_result(self, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else _thaw(value)
+        return None if value is None else thaw(value)
 
     def objective(self, n_samples: int) -> tuple[str, Direction]:
         """(metric, direction) to optimise for a model drawing ``n_samples`` per prediction."""
@@ -290,44 +286,29 @@ class SweepSpec(BaseModel):
                 "batch_size": self.batch_size, "startup_trials": self.startup_trials}
 
 
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _thaw(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_thaw(v) for v in value]
-    return value
-
-
 # --------------------------------------------------------------------- errors and checks ---
 
+_TABLE_FORMS = "expected a table, {got}; " + _FORMS.replace("{", "{{").replace("}", "}}")
+_DIMENSION = Vocabulary(
+    keys=_DIMENSION_KEYS, unknown="unknown key in a dimension; allowed: ", array_of="values",
+    examples={"int": ("[7, 63]", ""), "float": ("[0.01, 0.2]", ""),
+              "choices": ("[true, false]", "")},
+)
+VOCABULARY = Vocabulary(
+    keys=_SWEEP_KEYS,
+    examples={"trials": ("30", ""), "seed": ("20240701", ""), "metric": ('"msle"', ""),
+              "scheme": ('"pooled"', ""), "sampler": ('"tpe"', ""), "batch_size": ("4", "")},
+    unknown="unknown key in [sweep]; allowed: ",
+    special={"missing:space": (
+        "required key is missing; add a [sweep.space] table with at least one dimension, "
+        "e.g. learner_params.num_leaves = {{ int = [7, 63], log = true }}")},
+    tables={"space": Vocabulary(
+        special=dict.fromkeys(
+            ("dict_type", "mapping_type", "model_type", "model_attributes_type"), _TABLE_FORMS),
+        any_key=_DIMENSION)},
+)
+"""How :func:`~ewspipe.catalog.files.translate_error` words problems of the [sweep] table."""
 
-def translate_error(err: Mapping[str, Any]) -> tuple[str, str]:
-    """(dotted key, message with a fix) for a pydantic error inside ``[sweep]``."""
-    loc = [str(p) for p in err["loc"]]
-    key = ".".join(loc)
-    kind = err["type"]
-    value = err.get("input")
-    last = loc[-1] if loc else "sweep"
-    in_dimension = len(loc) >= 3 and loc[1] == "space"
-    if kind == "extra_forbidden":
-        allowed = _DIMENSION_KEYS if in_dimension else _SWEEP_KEYS
-        close = difflib.get_close_matches(last, allowed, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        where = "a dimension" if in_dimension else "[sweep]"
-        return key, f"unknown key in {where}; allowed: {', '.join(allowed)}.{hint}"
-    if kind == "missing":
-        return key, ("required key is missing; add a [sweep.space] table with at least one "
-                     "dimension, e.g. learner_params.num_leaves = { int = [7, 63], log = true }")
-    if kind == "value_error":
-        return key, str(err.get("ctx", {}).get("error", err["msg"]))
-    if kind in ("dict_type", "mapping_type", "model_type", "model_attributes_type"):
-        return key, f"expected a table, got {value!r}; {_FORMS}" if in_dimension else \
-            f"expected a table, got {value!r}; write it as a [{key}] section"
-    if kind == "literal_error":
-        return key, f"got {value!r}; expected {err.get('ctx', {}).get('expected', '')}"
-    if kind in ("greater_than_equal", "greater_than"):
-        return key, f"got {value!r}; must be {err['msg'].lower().removeprefix('input should be ')}"
-    return key, f"{err['msg']} (got {value!r})"
 
 
 def get_dotted(params: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
@@ -355,7 +336,7 @@ def _set_dotted(params: dict[str, Any], dotted: str, value: Any) -> None:
 def apply_values(hyperparameters: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """A fresh copy of ``hyperparameters`` with each dotted key of ``values`` set (nested
     tables are created as needed, e.g. a missing ``learner_params``)."""
-    params = _thaw(hyperparameters)
+    params = thaw(hyperparameters)
     for dotted, value in values.items():
         _set_dotted(params, dotted, value)
     return params
@@ -364,7 +345,7 @@ def apply_values(hyperparameters: Mapping[str, Any], values: Mapping[str, Any]) 
 def untuned(hyperparameters: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     """A fresh copy of ``hyperparameters`` without the searched ``keys``, so each takes its
     default: the "untuned" reference a sweep is measured against."""
-    params = _thaw(hyperparameters)
+    params = thaw(hyperparameters)
     for dotted in keys:
         *parents, last = dotted.split(".")
         table: Any = params
@@ -400,7 +381,7 @@ def check_space(
     when a probe fails is each dimension probed alone, so the problem names its key.
     """
     problems: list[tuple[str, str]] = []
-    merged = {**defaults, **_thaw(hyperparameters)}
+    merged = {**defaults, **thaw(hyperparameters)}
     if sweep.metric in SAMPLE_METRICS and "n_samples" not in sweep.space and \
             not (isinstance(merged.get("n_samples"), int) and merged["n_samples"] > 1):
         problems.append(("sweep.metric", (
@@ -436,113 +417,3 @@ def check_space(
             f"a combination of the searched values is rejected by algorithm {algorithm!r}: "
             f"{check(algorithm, apply_values(hyperparameters, corners[0]))[0][1]}")))
     return problems
-
-
-# --------------------------------------------------------------------- writing the winner ---
-
-
-def _table_for(container: Any, parts: list[str]) -> Any:
-    """The (possibly new) tomlkit table at ``parts`` below ``container``."""
-    for part in parts:
-        if part not in container:
-            container[part] = tomlkit.table()
-        container = container[part]
-        if not isinstance(container, Mapping):
-            raise SpecError(f"cannot write below {'.'.join(parts)!r}: it is not a table")
-    return container
-
-
-def _toml_ready(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        table = tomlkit.inline_table()
-        table.update({str(k): _toml_ready(v) for k, v in value.items()})
-        return table
-    if isinstance(value, list | tuple):
-        return [_toml_ready(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
-        return value.item()
-    return value
-
-
-def write_result(
-    path: Path,
-    *,
-    values: Mapping[str, Any],
-    result: Mapping[str, Any],
-    expected_config_hash: str | None = None,
-) -> str:
-    """Write the winning ``values`` into the model file's ``[hyperparameters]`` and the
-    sweep's ``result`` into ``[sweep.result]``, keeping every other line, comment and format.
-
-    Args:
-        path: the model file.
-        values: dotted hyperparameter name -> value.
-        result: what to record (run id, study, trial, scores ...); ``previous`` (the values
-            as written before, for review) is added here.
-        expected_config_hash: refuse (SpecError) when the file on disk no longer has this
-            config hash, i.e. it changed while the sweep ran.
-
-    Returns:
-        The new file's config hash. The new text is validated like every model file before it
-        atomically replaces the old one (temp file + rename); nothing is written on error.
-    """
-    from ewspipe.catalog.loader import check_model_text, display_path, feature_parser
-
-    shown = display_path(path)
-    text = path.read_text(encoding="utf-8")
-    check_feature, _ = feature_parser()
-    before = check_model_text(path, text, check_feature=check_feature)
-    if before.spec is None:
-        raise SpecError(f"{shown} is invalid, so the sweep result is not written: "
-                        + "; ".join(str(p) for p in before.problems))
-    if expected_config_hash is not None and before.spec.config_hash != expected_config_hash:
-        raise SpecError(
-            f"{shown} changed while the sweep ran (config hash {before.spec.config_hash[:12]}, "
-            f"swept {expected_config_hash[:12]}); nothing was written. Re-run the sweep on "
-            "the current file")
-    doc = tomlkit.parse(text)
-    hyper = before.spec.hyperparameters
-    previous = {}
-    for dotted, value in values.items():
-        found, old = get_dotted(hyper, dotted)
-        previous[dotted] = _thaw(old) if found else "default"
-        *parents, last = dotted.split(".")
-        table = _table_for(doc, ["hyperparameters", *parents])
-        table[last] = _toml_ready(value)
-    sweep = _table_for(doc, ["sweep"])
-    record = tomlkit.table()
-    for key, value in {**result, "previous": previous}.items():
-        if value is not None:
-            record.add(key, _toml_ready(value))
-    if "result" in sweep:
-        del sweep["result"]
-    sweep.add("result", record)
-    new_text = tomlkit.dumps(doc)
-
-    after = check_model_text(path, new_text, check_feature=check_feature)
-    expected = apply_values(hyper, values)
-    if after.spec is None or after.spec.hyperparameters_dict() != expected:
-        got = after.spec.hyperparameters_dict() if after.spec is not None else None
-        problems = "; ".join(str(p) for p in after.problems) or (
-            f"hyperparameters would read {got}, expected {expected}")
-        raise SpecError(f"writing the sweep result into {shown} would not give the expected "
-                        f"model ({problems}); nothing was written")
-    _replace(path, new_text)
-    return after.spec.config_hash
-
-
-def _replace(path: Path, text: str) -> None:
-    """Atomically replace ``path`` with ``text`` (temp file in the same folder + rename)."""
-    mode = path.stat().st_mode & 0o777
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.chmod(mode)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-

@@ -50,12 +50,12 @@ import pandas as pd
 
 from ewspipe.catalog import Catalog, ModelSpec
 from ewspipe.catalog.loader import display_path
+from ewspipe.catalog.rewrite import write_result
 from ewspipe.catalog.spec import canonical_json
 from ewspipe.catalog.sweep import (
     SweepSpec,
     apply_values,
     untuned,
-    write_result,
 )
 from ewspipe.errors import EwspipeError, InputError, SpecError
 from ewspipe.evaluation.schemes import evaluate, join_actuals
