@@ -755,6 +755,7 @@ def run_sweep(
             another sweep of the model running; SpecError: no ``[sweep]`` table, an unknown
             or deprecated model; EwspipeError: every trial failed.
     """
+    executor_spec = parse_executor(executor)  # first, as in every command taking --executor
     try:
         rt = RunType(run_type)
     except ValueError:
@@ -771,7 +772,6 @@ def run_sweep(
     budget = sweep.trials if trials is None else trials
     if budget < 1:
         raise InputError(f"option --trials: must be >= 1, got {budget}")
-    executor_spec = parse_executor(executor)
     if workers is not None and workers < 1:
         raise InputError(f"option --workers: must be >= 1, got {workers}")
     say = progress or (lambda _line: None)
