@@ -22,7 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from ewspipe.errors import SettingsError
+from ewspipe.errors import InputError, SettingsError
+from ewspipe.executor_spec import parse_executor
 from ewspipe.partitions import PartitionScheme, Window
 
 __all__ = ["AlertSettings", "DemoSettings", "DriftSettings",
@@ -318,18 +319,27 @@ class ReconciliationSettings(_Strict):
         return self.mapping_file if self.mapping_file.is_absolute() else base / self.mapping_file
 
 
+def _check_executor(value: str) -> str:
+    # the one executor parser (ewspipe.executor_spec), so the file and --executor agree
+    try:
+        return str(parse_executor(value, source="[run] executor"))
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class RunSettings(_Strict):
     """``[run]``: the monthly run (``ewspipe run``; ewspipe.flows.monthly).
 
     ``executor``: ``local`` (in-process), ``dask`` (a local Dask cluster, one worker per core)
-    or ``tcp://HOST:PORT`` (an existing Dask scheduler). ``lock_timeout_seconds``: how long a
+    or a Dask scheduler address, ``tcp://HOST:PORT`` or ``tls://HOST:PORT`` (any scheme in
+    ewspipe.executor_spec.SCHEDULER_SCHEMES). ``lock_timeout_seconds``: how long a
     second run on the same environment waits for the lock (0: exit at once). State of an
     environment lives in ``<state_dir>/<environment>/``; snapshots stay shared. Run records
     and published-pointer history go to SQLite in that folder, or to PostgreSQL when
     ``state_url = "postgresql://..."``.
     """
 
-    executor: str = Field("local", pattern=r"^(local|dask|tcp://[^\s:]+:\d+)$")
+    executor: Annotated[str, AfterValidator(_check_executor)] = "local"
     lock_timeout_seconds: float = Field(0.0, ge=0, le=86400)
     environment: str = "development"
     environments: tuple[str, ...] = ("development", "staging", "production")

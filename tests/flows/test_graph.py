@@ -108,7 +108,7 @@ def test_lock_names_the_holder(tmp_path):
 
 @pytest.mark.parametrize("spec", ["local", "dask", "tcp://127.0.0.1:8786"])
 def test_executor_specs(spec):
-    assert parse_executor(spec) == spec
+    assert str(parse_executor(spec)) == spec
 
 
 @pytest.mark.parametrize("spec", ["threads", "tcp://nohost", "tcp://:8786", ""])

@@ -345,8 +345,8 @@ def sweep_model(
         None, "--trials", help="Trial budget (default: [sweep] trials); stored trials count."),
     executor: str = typer.Option(
         "local", "--executor",
-        help="local (this process), dask (a local Dask cluster) or tcp://HOST:PORT (a running "
-        "Dask scheduler)."),
+        help="local (this process), dask (a local Dask cluster) or a running Dask scheduler: "
+        "tcp://HOST:PORT, tls://HOST:PORT (also ucx, ws, wss)."),
     workers: int | None = typer.Option(
         None, "--workers", help="Concurrent trials: local threads (default 1) or local Dask "
         "workers."),

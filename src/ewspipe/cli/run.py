@@ -70,9 +70,10 @@ def run(
     ctx: typer.Context,
     env: str | None = typer.Option(None, "--env", help="development (default), staging or "
                                    "production; only production publishes."),
-    executor: str | None = typer.Option(None, "--executor", help="local (in-process, default),"
-                                        " dask (local cluster, one worker per core) or "
-                                        "tcp://HOST:PORT (an existing Dask scheduler)."),
+    executor: str | None = typer.Option(None, "--executor", help="local (in-process), dask "
+                                        "(local cluster, one worker per core) or an existing "
+                                        "Dask scheduler: tcp://HOST:PORT, tls://HOST:PORT "
+                                        "(also ucx, ws, wss). Default: [run] executor."),
     lock_timeout: float | None = typer.Option(None, "--lock-timeout", help="Seconds to wait "
                                               "when another run holds the environment "
                                               "(default [run] lock_timeout_seconds)."),

@@ -11,6 +11,7 @@ from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.compare import RunComparison, compare_runs
+from ewspipe.flows.executors import require_in_process
 from ewspipe.flows.modelrun import RunResult, evaluate_models, forecast_models
 from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.settings import Settings
@@ -28,6 +29,11 @@ MODEL_OPTION = typer.Option(None, "--model", help="Model name (repeatable; defau
 LEVEL_OPTION = typer.Option(None, "--level", help="Only models of this level (cm or pgm).")
 SNAPSHOT_OPTION = typer.Option(None, "--snapshot", help="Snapshot id per level (repeatable; "
                                "default: the latest of each level).")
+EXECUTOR_OPTION = typer.Option(
+    "local", "--executor",
+    help="local (in-process threads; the only engine of this command). Parsed like every "
+    "--executor: dask or a scheduler address (tcp://HOST:PORT, tls://HOST:PORT) are refused "
+    "here with exit 2; `ewspipe run` and `ewspipe models sweep` take them.")
 
 
 def _catalog(settings: Settings) -> Catalog:
@@ -129,6 +135,7 @@ def evaluate(
     snapshot: list[str] | None = SNAPSHOT_OPTION,
     report: bool = typer.Option(False, "--report", help="Also write an offline HTML report "
                                 "into the run folder's report/ directory."),
+    executor: str = EXECUTOR_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Rolling-origin evaluation (13 origins x 36 steps) of models on a partition.
@@ -143,8 +150,9 @@ def evaluate(
     if run_type is None:
         raise InputError("option --run-type is required: calibration or validation "
                          "(or use a sub-command such as `ewspipe evaluate compare`)")
+    require_in_process(executor, "ewspipe evaluate")  # before the catalog: bad input first
     result = evaluate_models(settings, _catalog(settings), run_type=run_type, names=model,
-                             level=level, snapshot_refs=snapshot)
+                             level=level, snapshot_refs=snapshot, executor=executor)
     if not report:
         emit(result.to_dict(), as_json, lambda: _lines(result, "evaluation"))
         return
@@ -189,12 +197,14 @@ def forecast(
     model: list[str] | None = MODEL_OPTION,
     level: str | None = LEVEL_OPTION,
     snapshot: list[str] | None = SNAPSHOT_OPTION,
+    executor: str = EXECUTOR_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Forecast the 36 months after the last observed month."""
     settings: Settings = ctx.obj
+    require_in_process(executor, "ewspipe forecast")  # before the catalog: bad input first
     result = forecast_models(settings, _catalog(settings), names=model, level=level,
-                             snapshot_refs=snapshot)
+                             snapshot_refs=snapshot, executor=executor)
     emit(result.to_dict(), as_json, lambda: _lines(result, "forecast"))
 
 

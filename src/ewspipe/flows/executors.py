@@ -2,7 +2,8 @@
 
 All three have the same two operations, so the runner has one code path: ``submit`` a call
 and get a handle, ``wait`` until at least one handle is done. Dask is imported only here and
-only when a Dask executor is asked for.
+only when a Dask executor is asked for. Values are parsed by the one parser,
+:func:`ewspipe.executor_spec.parse_executor` (re-exported here), for every command.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ewspipe.errors import InputError
+from ewspipe.executor_spec import ACCEPTED_FORMS, ExecutorSpec, parse_executor
 from ewspipe.threads import THREADS_ENV
 
-__all__ = ["DaskExecutor", "Executor", "Handle", "InlineExecutor", "make_executor",
-           "parse_executor"]
+__all__ = ["ACCEPTED_FORMS", "DaskExecutor", "Executor", "ExecutorSpec", "Handle",
+           "InlineExecutor", "connect_scheduler", "dask_client_classes", "make_executor",
+           "parse_executor", "require_in_process"]
 
 
 class Handle(Protocol):
@@ -71,13 +74,7 @@ class DaskExecutor:
     when ``address`` is None, else the scheduler at ``address``."""
 
     def __init__(self, address: str | None = None, *, workers: int | None = None) -> None:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise InputError(
-                "option --executor: Dask is not installed; pip install 'distributed>=2026.8' "
-                "or use --executor local"
-            ) from exc
+        Client, LocalCluster = dask_client_classes()
         self.cluster: Any = None
         if address is None:
             n = workers or os.cpu_count() or 1
@@ -88,13 +85,7 @@ class DaskExecutor:
             self.name = f"dask (local cluster, {n} workers)"
             self.client = Client(self.cluster)
         else:
-            try:
-                self.client = Client(address, timeout="20s")
-            except (OSError, TimeoutError) as exc:
-                raise InputError(
-                    f"option --executor: no Dask scheduler answers at {address} ({exc}); start "
-                    "one with `dask scheduler` or use --executor dask"
-                ) from exc
+            self.client = connect_scheduler(address)
             self.name = f"dask ({address})"
 
     def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0) -> Handle:
@@ -115,22 +106,47 @@ class DaskExecutor:
             self.cluster.close()
 
 
-def parse_executor(spec: str) -> str:
-    """Validate ``local``, ``dask`` or ``tcp://HOST:PORT``; return it unchanged."""
-    if spec in ("local", "dask"):
-        return spec
-    if spec.startswith("tcp://"):
-        host, _, port = spec[len("tcp://"):].rpartition(":")
-        if host and port.isdigit():
-            return spec
-    raise InputError(
-        f"option --executor: {spec!r} is not an executor; use local (in-process), dask (a local "
-        "cluster, one worker per core) or tcp://HOST:PORT (an existing Dask scheduler)"
-    )
+def dask_client_classes() -> tuple[Any, Any]:
+    """``distributed.Client`` and ``LocalCluster``, or InputError with the install hint."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise InputError(
+            "option --executor: Dask is not installed; pip install 'distributed>=2026.8' "
+            "or use --executor local"
+        ) from exc
+    return Client, LocalCluster
 
 
-def make_executor(spec: str) -> Executor:
-    spec = parse_executor(spec)
-    if spec == "local":
+def connect_scheduler(address: str, *, timeout: str = "20s") -> Any:
+    """A Client of the running scheduler at ``address``; InputError naming it if none answers
+    (the same message for the monthly run and sweeps)."""
+    client_class, _ = dask_client_classes()
+    try:
+        return client_class(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise InputError(
+            f"option --executor: no Dask scheduler answers at {address} ({detail}); start "
+            "one with `dask scheduler`, or use --executor dask (a local cluster) or local"
+        ) from exc
+
+
+def require_in_process(value: str | ExecutorSpec, command: str) -> ExecutorSpec:
+    """For commands whose engine is the in-process thread scheduler (evaluate, forecast):
+    the value is parsed like everywhere else, then anything but ``local`` is refused."""
+    spec = parse_executor(value)
+    if spec.uses_dask:
+        raise InputError(
+            f"option --executor: `{command}` runs its models in this process (threads) and "
+            f"takes no Dask executor, got {str(spec)!r}; use --executor local, or run on Dask "
+            "with `ewspipe run` (the monthly run) or `ewspipe models sweep`"
+        )
+    return spec
+
+
+def make_executor(spec: str | ExecutorSpec) -> Executor:
+    parsed = parse_executor(spec)
+    if parsed.kind == "local":
         return InlineExecutor()
-    return DaskExecutor(None if spec == "dask" else spec)
+    return DaskExecutor(parsed.address)

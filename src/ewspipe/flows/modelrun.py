@@ -40,6 +40,7 @@ from ewspipe.evaluation.schemes import evaluate, join_actuals
 from ewspipe.features.build import build_design
 from ewspipe.features.design import Design
 from ewspipe.flows.ensemble_run import plan_run, run_ensembles
+from ewspipe.flows.executors import ExecutorSpec, require_in_process
 from ewspipe.flows.output_drift import after_forecast_run
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
@@ -468,8 +469,14 @@ def evaluate_models(
     names: Sequence[str] | None = None,
     level: str | None = None,
     snapshot_refs: Sequence[str] | None = None,
+    executor: str | ExecutorSpec = "local",
 ) -> RunResult:
-    """Rolling-origin evaluation of each model on the calibration or validation partition."""
+    """Rolling-origin evaluation of each model on the calibration or validation partition.
+
+    ``executor`` is parsed like every ``--executor`` and must be ``local``: this engine is the
+    in-process thread scheduler (``ewspipe run`` and sweeps take Dask executors).
+    """
+    require_in_process(executor, "ewspipe evaluate")
     try:
         rt = RunType(run_type)
     except ValueError:
@@ -490,7 +497,12 @@ def forecast_models(
     names: Sequence[str] | None = None,
     level: str | None = None,
     snapshot_refs: Sequence[str] | None = None,
+    executor: str | ExecutorSpec = "local",
 ) -> RunResult:
-    """Forecast the 36 months after the last observed month for the last month's units."""
+    """Forecast the 36 months after the last observed month for the last month's units.
+
+    ``executor`` must be ``local``, as for :func:`evaluate_models`.
+    """
+    require_in_process(executor, "ewspipe forecast")
     return _run(settings, catalog, kind="forecast", run_type=RunType.FORECASTING, names=names,
                 level=level, snapshot_refs=snapshot_refs)

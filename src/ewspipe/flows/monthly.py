@@ -28,7 +28,7 @@ from ewspipe.catalog.spec import ModelSpec
 from ewspipe.errors import InputError
 from ewspipe.flows import monitoring_tasks, tasks
 from ewspipe.flows.ensemble_run import plan_run
-from ewspipe.flows.executors import make_executor, parse_executor
+from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import Graph, Task, digest
 from ewspipe.flows.release_guard import check_release, verify_workspace
 from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
@@ -260,7 +260,7 @@ def run_monthly(
     settings: Settings,
     *,
     environment: str | None = None,
-    executor: str | None = None,
+    executor: str | ExecutorSpec | None = None,
     lock_timeout: float | None = None,
     progress: Progress | None = None,
     catalog: Catalog | None = None,
@@ -272,7 +272,9 @@ def run_monthly(
         settings: workspace settings; ``[run]`` supplies the defaults of the other args.
         environment: development (default), staging or production; only
             ``[run] publish_environments`` publish.
-        executor: ``local``, ``dask`` or ``tcp://HOST:PORT``.
+        executor: ``local``, ``dask`` or a Dask scheduler address (``tcp://HOST:PORT``,
+            ``tls://HOST:PORT``; :func:`ewspipe.flows.executors.parse_executor`); default
+            ``[run] executor``.
         lock_timeout: seconds to wait for another run on the same environment.
         progress: called as ``progress(event, record, done, total)`` for each task event.
         allow_engine_change: the reason to run production with an engine other than the one
@@ -291,7 +293,7 @@ def run_monthly(
         EwspipeError: whatever a task raised; completed tasks stay cached for the next run.
     """
     run_settings = settings.run
-    spec = parse_executor(executor or run_settings.executor)
+    spec = parse_executor(run_settings.executor if executor is None else executor)
     timeout = run_settings.lock_timeout_seconds if lock_timeout is None else lock_timeout
     if timeout < 0:
         raise InputError(f"option --lock-timeout: must be >= 0 seconds, got {timeout}")
@@ -306,7 +308,7 @@ def run_monthly(
         started = time.time()
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         base = {"run_id": run_id, "environment": env, "started_at": started_at,
-                "executor": spec, "code": code_version().to_dict(), "release": plan.release}
+                "executor": str(spec), "code": code_version().to_dict(), "release": plan.release}
         db.record_run({**base, "status": "running"})
         ex = make_executor(spec)
         try:

@@ -20,8 +20,9 @@ rolling origins -> ``join_actuals`` / ``evaluate`` against the panel's actuals.
   Raising ``--trials`` extends a finished sweep.
 * **Executors.** ``local`` evaluates a batch in this process (``workers`` threads, default 1:
   the stepshifter already fits its steps in parallel); ``dask`` starts a local Dask cluster;
-  ``tcp://HOST:PORT`` uses a running Dask scheduler. The design is shipped to the workers once.
-  Dask is imported only for the Dask executors.
+  a scheduler address (``tcp://HOST:PORT``, ``tls://HOST:PORT``, parsed by the one parser in
+  :mod:`ewspipe.executor_spec`) uses a running Dask scheduler. The design is shipped to the
+  workers once. Dask is imported only for the Dask executors.
 * **Tracked.** One MLflow parent run per study (experiment ``ewspipe-sweep``; the same parent
   is reused when the sweep is resumed) with the search space and the best trial, and one child
   run per trial. Tracking problems become a warning in the result; the sweep goes on.
@@ -60,6 +61,12 @@ from ewspipe.catalog.sweep import (
 from ewspipe.errors import EwspipeError, InputError, SpecError
 from ewspipe.evaluation.schemes import evaluate, join_actuals
 from ewspipe.features.design import Design
+from ewspipe.flows.executors import (
+    ExecutorSpec,
+    connect_scheduler,
+    dask_client_classes,
+    parse_executor,
+)
 from ewspipe.flows.modelrun import (
     POINT_METRICS,
     SAMPLE_METRICS,
@@ -100,7 +107,6 @@ __all__ = [
     "TrialOutcome",
     "TrialTask",
     "evaluate_params",
-    "parse_executor",
     "run_sweep",
     "study_storage",
 ]
@@ -251,28 +257,17 @@ class _DaskExecutor:
     """Tasks as Dask futures on a local cluster (``address`` None) or a running scheduler."""
 
     def __init__(self, address: str | None, workers: int | None, batch_size: int = 4) -> None:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError as exc:
-            raise InputError(
-                "option --executor: Dask is not installed (pip install 'dask[distributed]'); "
-                "or use --executor local"
-            ) from exc
+        client_class, local_cluster = dask_client_classes()
         self.name = "dask" if address is None else address
         self.cluster: Any = None
         if address is None:
             self.workers = workers or max(1, min(batch_size, 4, os.cpu_count() or 1))
-            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                        processes=True, dashboard_address=None,
-                                        silence_logs=logging.ERROR)
-            self.client: Any = Client(self.cluster)
+            self.cluster = local_cluster(n_workers=self.workers, threads_per_worker=1,
+                                         processes=True, dashboard_address=None,
+                                         silence_logs=logging.ERROR)
+            self.client: Any = client_class(self.cluster)
         else:
-            try:
-                self.client = Client(address, timeout="20s")
-            except (OSError, TimeoutError) as exc:
-                raise InputError(f"option --executor: no Dask scheduler answers at {address} "
-                                 f"({_short(exc, 200)}); start one or use --executor local"
-                                 ) from exc
+            self.client = connect_scheduler(address)
             self.workers = workers or sum(
                 w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
         self._context: Any = None
@@ -301,24 +296,12 @@ class _DaskExecutor:
                 self.cluster.close()
 
 
-def parse_executor(value: str) -> tuple[str, str | None]:
-    """``local`` | ``dask`` | ``tcp://HOST:PORT`` -> (kind, address); InputError otherwise."""
-    text = value.strip()
-    if text in ("local", "dask"):
-        return text, None
-    if text.startswith(("tcp://", "tls://")) and len(text.split("://", 1)[1]) > 0:
-        return "dask", text
-    raise InputError(f"option --executor: {value!r} is not an executor; use local, dask (a "
-                     "local Dask cluster) or tcp://HOST:PORT (a running Dask scheduler)")
-
-
-def _make_executor(value: str, workers: int | None, batch_size: int) -> _Executor:
-    kind, address = parse_executor(value)
+def _make_executor(spec: ExecutorSpec, workers: int | None, batch_size: int) -> _Executor:
     if workers is not None and workers < 1:
         raise InputError(f"option --workers: must be >= 1, got {workers}")
-    if kind == "local":
+    if spec.kind == "local":
         return _LocalExecutor(workers or 1)
-    return _DaskExecutor(address, workers, batch_size)
+    return _DaskExecutor(spec.address, workers, batch_size)
 
 
 # --------------------------------------------------------------------------- tracking
@@ -740,7 +723,7 @@ def run_sweep(
     name: str,
     *,
     trials: int | None = None,
-    executor: str = "local",
+    executor: str | ExecutorSpec = "local",
     workers: int | None = None,
     run_type: RunType | str = RunType.CALIBRATION,
     snapshot_ref: str | None = None,
@@ -756,7 +739,8 @@ def run_sweep(
         name: the model; its file must have a ``[sweep]`` table.
         trials: the budget (default: ``[sweep] trials``); trials already in the stored study
             count towards it.
-        executor: ``local``, ``dask`` or ``tcp://HOST:PORT``.
+        executor: ``local``, ``dask`` or a Dask scheduler address (``tcp://HOST:PORT``,
+            ``tls://HOST:PORT``; see :func:`ewspipe.flows.executors.parse_executor`).
         workers: concurrent trials (local threads, default 1; local Dask worker processes,
             default the batch size up to 4 and the CPU count).
         run_type: must be calibration; anything else is refused (leakage).
@@ -771,6 +755,7 @@ def run_sweep(
             another sweep of the model running; SpecError: no ``[sweep]`` table, an unknown
             or deprecated model; EwspipeError: every trial failed.
     """
+    executor_spec = parse_executor(executor)  # first, as in every command taking --executor
     try:
         rt = RunType(run_type)
     except ValueError:
@@ -787,7 +772,6 @@ def run_sweep(
     budget = sweep.trials if trials is None else trials
     if budget < 1:
         raise InputError(f"option --trials: must be >= 1, got {budget}")
-    parse_executor(executor)
     if workers is not None and workers < 1:
         raise InputError(f"option --workers: must be >= 1, got {workers}")
     say = progress or (lambda _line: None)
@@ -840,7 +824,7 @@ def run_sweep(
                 "ewspipe.snapshot": manifest.id, "ewspipe.config_hash": spec.config_hash,
                 "ewspipe.code_commit": str(code.commit or "unknown"),
                 "ewspipe.code_dirty": str(bool(code.dirty)).lower(),
-                "ewspipe.budget": str(budget), "ewspipe.executor": executor,
+                "ewspipe.budget": str(budget), "ewspipe.executor": str(executor_spec),
                 "mlflow.source.name": "ewspipe"}
         space = {k: v.model_dump(exclude_none=True, exclude_defaults=True)
                  for k, v in sweep.space.items()}
@@ -851,7 +835,7 @@ def run_sweep(
                   "config_hash": spec.config_hash, "snapshot": manifest.id,
                   **{f"space.{k}": d.describe() for k, d in sweep.space.items()}}
         tracker = _Tracker(settings)
-        run_executor = _make_executor(executor, workers, sweep.batch_size)
+        run_executor = _make_executor(executor_spec, workers, sweep.batch_size)
         run = _Run(spec, sweep, study, study_name, run_executor, tracker, distributions,
                    metric, sweep.scheme, direction, budget, say)
         status = "FAILED"
