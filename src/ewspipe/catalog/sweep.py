@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -52,6 +50,7 @@ from pydantic import (
     model_validator,
 )
 
+from ewspipe.atomic import write_text
 from ewspipe.errors import SpecError
 
 __all__ = [
@@ -533,16 +532,5 @@ def write_result(
 
 def _replace(path: Path, text: str) -> None:
     """Atomically replace ``path`` with ``text`` (temp file in the same folder + rename)."""
-    mode = path.stat().st_mode & 0o777
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.chmod(mode)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(path, text, mode=path.stat().st_mode & 0o777)
 
