@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ewspipe import atomic
 from ewspipe.errors import IntegrityError, SnapshotNotFound
-from ewspipe.panel import snapshot as snapshot_mod
 from ewspipe.panel.schema import validate_panel
 from ewspipe.panel.snapshot import SnapshotStore, content_hash
 
@@ -72,7 +72,7 @@ def test_crash_during_write_leaves_nothing_visible(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(snapshot_mod.os, "rename", boom)
+    monkeypatch.setattr(atomic.os, "rename", boom)  # the commit (ewspipe.atomic) fails
     with pytest.raises(OSError, match="disk full"):
         store.write(panel, report, source={"kind": "test"})
     assert store.list() == []

@@ -7,12 +7,11 @@ from the algorithm's defaults (``registry.default_params``), as dotted keys for 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ewspipe.atomic import write_text
 from ewspipe.catalog.loader import Catalog
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.spec import ModelSpec, thaw, toml_value
@@ -110,18 +109,6 @@ def render_level_page(catalog: Catalog, level: Level | str) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        tmp.chmod(0o644)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_pages(catalog: Catalog, out_dir: Path) -> list[Path]:
     """Write one page per level into ``out_dir`` (created if missing); returns the paths.
 
@@ -132,6 +119,6 @@ def write_pages(catalog: Catalog, out_dir: Path) -> list[Path]:
     paths = []
     for level, filename in PAGE_NAMES.items():
         path = out_dir / filename
-        _write_atomic(path, render_level_page(catalog, level))
+        write_text(path, render_level_page(catalog, level), mode=0o644)
         paths.append(path)
     return paths

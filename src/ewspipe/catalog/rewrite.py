@@ -6,14 +6,13 @@ needs the whole loader to validate the result, while the loader needs the sweep 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 
+from ewspipe.atomic import write_text
 from ewspipe.catalog.files import display_path, thaw
 from ewspipe.catalog.loader import check_model_text, feature_parser
 from ewspipe.catalog.sweep import apply_values, get_dotted
@@ -113,16 +112,4 @@ def write_result(
 
 def _replace(path: Path, text: str) -> None:
     """Atomically replace ``path`` with ``text`` (temp file in the same folder + rename)."""
-    mode = path.stat().st_mode & 0o777
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.chmod(mode)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
+    write_text(path, text, mode=path.stat().st_mode & 0o777)

@@ -7,10 +7,9 @@ written; an existing or reserved name is refused and nothing is written.
 from __future__ import annotations
 
 import getpass
-import os
-import tempfile
 from pathlib import Path
 
+from ewspipe.atomic import write_text
 from ewspipe.catalog.files import declared_names, display_path
 from ewspipe.catalog.loader import check_model_text, default_models_dir, feature_parser
 from ewspipe.catalog.rules import Status, check_name, check_target
@@ -106,28 +105,12 @@ def _default_owner() -> str:
 def _write_new(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically; refuse if ``path`` exists (even in a race)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.chmod(0o644)
-        try:
-            os.link(tmp, path)  # fails if path exists: no clobbering
-        except FileExistsError:
-            raise SpecError(
-                f"{display_path(path)} already exists; pick another name or edit that file"
-            ) from None
-        except OSError:  # file system without hard links
-            if path.exists():
-                raise SpecError(
-                    f"{display_path(path)} already exists; pick another name or edit that file"
-                ) from None
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_text(path, text, mode=0o644, exclusive=True)  # no clobbering, even in a race
+    except FileExistsError:
+        raise SpecError(
+            f"{display_path(path)} already exists; pick another name or edit that file"
+        ) from None
 
 
 def scaffold_model(

@@ -21,10 +21,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ewspipe import __version__
+from ewspipe.atomic import atomic_dir
 from ewspipe.evaluation import plots
 from ewspipe.evaluation.plots import Line
 from ewspipe.evaluation.schemes import Scored, join_actuals
@@ -610,36 +608,12 @@ def render_report(data: ReportData, directory: Path) -> Path:
     return path
 
 
-def _fsync_tree(root: Path) -> None:
-    for path in root.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as fh:
-                os.fsync(fh.fileno())
-
-
 def publish_report(inputs: ReportInputs, run_dir: Path) -> Path:
     """Build and render into a temporary folder of ``run_dir``, then swap it in as
     ``report/``; on any failure the previous report (if any) stays and nothing is left behind.
     Returns the page's path."""
     data = build_report(inputs)
-    token = uuid.uuid4().hex[:8]
-    tmp = run_dir / f".report-tmp-{token}"
-    old = run_dir / f".report-old-{token}"
     final = run_dir / REPORT_DIR
-    tmp.mkdir()
-    try:
+    with atomic_dir(final, replace=True) as tmp:
         render_report(data, tmp)
-        _fsync_tree(tmp)
-        if final.exists():
-            os.rename(final, old)
-        try:
-            os.rename(tmp, final)
-        except BaseException:
-            if old.exists() and not final.exists():
-                os.rename(old, final)
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return final / REPORT_FILE

@@ -16,11 +16,10 @@ nothing to compare and says so; that is not an error.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 from ewspipe.alerts.records import Alert
+from ewspipe.atomic import write_json
 from ewspipe.flows.output_drift import ModelOutputDrift, compare_forecasts
 from ewspipe.flows.tasks import TaskContext
 from ewspipe.store.prediction_store import PredictionStore
@@ -98,10 +97,6 @@ def check_output_drift(ctx: TaskContext, *, key: str, stored: Output) -> Output:
     rel = f"{REPORT_DIR}/{key[:16]}.json"
     path = ctx.state / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_json(path, doc, default=str)
     return {**doc, "compared": len(compared), "skipped": len(models) - len(compared),
             "report": rel}

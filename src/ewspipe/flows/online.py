@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ import pandas as pd
 
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
+from ewspipe.atomic import atomic_file, write_json
 from ewspipe.errors import InputError, StoreError
 from ewspipe.evaluation.online import (
     Assessment,
@@ -539,22 +539,14 @@ def _cells_table(models: list[ModelOnline]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _replace(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _store(directory: Path, result: OnlineEvalResult) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     scores, cells = _scores_table(result.models), _cells_table(result.models)
-    _replace(directory / SCORES_FILE, lambda p: scores.to_parquet(p, index=False))
-    _replace(directory / CELLS_FILE, lambda p: cells.to_parquet(p, index=False))
-    doc = result.to_dict()
-    _replace(directory / SUMMARY_FILE,
-             lambda p: p.write_text(json.dumps(doc, indent=2, default=_json) + "\n"))
+    with atomic_file(directory / SCORES_FILE) as tmp:
+        scores.to_parquet(tmp, index=False)
+    with atomic_file(directory / CELLS_FILE) as tmp:
+        cells.to_parquet(tmp, index=False)
+    write_json(directory / SUMMARY_FILE, result.to_dict(), default=_json)
 
 
 def _json(obj: Any) -> Any:

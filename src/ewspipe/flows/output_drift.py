@@ -27,14 +27,13 @@ its forecasts with the previous monthly run's of the same environment by the sam
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
+from ewspipe.atomic import write_json
 from ewspipe.errors import InputError
 from ewspipe.evaluation.output_drift import OutputChange, measure_change
 from ewspipe.models.forecast import Forecast
@@ -218,9 +217,7 @@ def compare_forecasts(
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, doc)
 
 
 def check_output_drift(

@@ -22,12 +22,12 @@ import fcntl
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ewspipe.atomic import write_text
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.executors import Executor, Handle
 from ewspipe.flows.graph import Graph, Task
@@ -115,12 +115,7 @@ class TaskCache:
     def put(self, key: str, record: dict[str, Any]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        with tmp.open("w") as fh:
-            fh.write(json.dumps(record, indent=1, sort_keys=True, default=str))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
 
 
 def _paths(value: Any) -> list[str]:

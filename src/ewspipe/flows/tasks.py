@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ import numpy as np
 
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
+from ewspipe.atomic import commit_dir, make_temp_dir
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.catalog.spec import ModelSpec
 from ewspipe.drift.check import DriftConfig, check_panel
@@ -118,23 +118,15 @@ def _partition(ctx: TaskContext, manifest: Manifest) -> Partition:
     return ctx.settings.partition_scheme().partition(RUN_TYPE, last_observed=manifest.last_month)
 
 
-def _atomic_dir(final: Path) -> Path:
-    """A fresh temporary folder beside ``final`` (moved into place by :func:`_commit_dir`)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    return tmp
-
-
 def _commit_dir(tmp: Path, final: Path) -> None:
-    for path in tmp.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as fh:
-                os.fsync(fh.fileno())
-    if final.exists():  # an interrupted earlier attempt finished it: same key, same content
+    """Commit ``tmp`` as ``final`` (ewspipe.atomic); removes ``tmp`` on any failure."""
+    try:
+        commit_dir(tmp, final)
+    except FileExistsError:  # an interrupted earlier attempt finished it: same key, same content
         shutil.rmtree(tmp, ignore_errors=True)
-        return
-    os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _alert_dict(alert: Alert, environment: str) -> dict[str, Any]:
@@ -251,7 +243,7 @@ def build_ensembles(ctx: TaskContext, *, key: str, snapshots: Output,
     levels = sorted({e.level.value for e in plan.ensembles})
     loaded = {lvl: _snapshot(ctx, snapshots, lvl) for lvl in levels}
     final = ctx.state / "work" / "ensembles" / key[:16]
-    tmp = _atomic_dir(final)
+    tmp = make_temp_dir(final)
     try:
         writer = RunWriter(store=RunStore(tmp.parent), run_id=f"run-{key[:12]}", tmp=tmp)
         outcomes, alerts = run_ensembles(
@@ -418,9 +410,13 @@ def write_report(ctx: TaskContext, *, key: str, snapshots: Output, drift: Mappin
               f"{f['step1_total']} |" for f in doc["forecasts"]]
     lines += ["", f"QA: {'passed' if qa['passed'] else 'FAILED'}"]
     final = ctx.state / "reports" / key[:16]
-    tmp = _atomic_dir(final)
-    (tmp / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    (tmp / "report.md").write_text("\n".join(lines) + "\n")
+    tmp = make_temp_dir(final)
+    try:
+        (tmp / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        (tmp / "report.md").write_text("\n".join(lines) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     _commit_dir(tmp, final)
     return {"path": f"reports/{key[:16]}/report.md",
             "json": f"reports/{key[:16]}/report.json"}

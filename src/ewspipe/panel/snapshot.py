@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ewspipe import __version__
+from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir
 from ewspipe.errors import IntegrityError, SnapshotNotFound, StoreError
 from ewspipe.panel.months import month_label
 from ewspipe.panel.schema import Level, Panel, PanelSpec, ValidationReport
@@ -33,7 +31,7 @@ __all__ = ["Manifest", "SnapshotStore", "content_hash", "file_sha256"]
 
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = TMP_DIR_PREFIX
 _ID_HEX = 16
 
 
@@ -117,48 +115,37 @@ class SnapshotStore:
         final = self.root / snap_id
         if (final / MANIFEST_FILE).is_file():
             return self.get(snap_id), False
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
-        tmp.mkdir()
         try:
-            table = pa.Table.from_pandas(panel.frame, preserve_index=False)
-            pq.write_table(table, tmp / DATA_FILE, compression="zstd")
-            imported = _now()
-            manifest = Manifest(
-                id=snap_id,
-                sha256=digest,
-                file_sha256=file_sha256(tmp / DATA_FILE),
-                level=panel.level.value,
-                source=source,
-                imported_at=imported,
-                fetched_at=fetched_at or imported,
-                columns={c: str(t) for c, t in panel.frame.dtypes.items()},
-                count_columns=list(panel.spec.count_columns),
-                rows=len(panel.frame),
-                first_month=panel.first_month,
-                last_month=panel.last_month,
-                months=panel.last_month - panel.first_month + 1,
-                units=len(panel.units),
-                units_last_month=len(panel.forecast_entities()),
-                totals=panel.totals(),
-                validation=report.to_dict(),
-                ewspipe_version=__version__,
-                extra=extra or {},
-            )
-            manifest_path = tmp / MANIFEST_FILE
-            manifest_path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-            for path in (tmp / DATA_FILE, manifest_path):
-                with path.open("rb") as fh:
-                    os.fsync(fh.fileno())
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if (final / MANIFEST_FILE).is_file():  # a concurrent writer won the race
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    return self.get(snap_id), False
-                raise
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            with atomic_dir(final) as tmp:
+                table = pa.Table.from_pandas(panel.frame, preserve_index=False)
+                pq.write_table(table, tmp / DATA_FILE, compression="zstd")
+                imported = _now()
+                manifest = Manifest(
+                    id=snap_id,
+                    sha256=digest,
+                    file_sha256=file_sha256(tmp / DATA_FILE),
+                    level=panel.level.value,
+                    source=source,
+                    imported_at=imported,
+                    fetched_at=fetched_at or imported,
+                    columns={c: str(t) for c, t in panel.frame.dtypes.items()},
+                    count_columns=list(panel.spec.count_columns),
+                    rows=len(panel.frame),
+                    first_month=panel.first_month,
+                    last_month=panel.last_month,
+                    months=panel.last_month - panel.first_month + 1,
+                    units=len(panel.units),
+                    units_last_month=len(panel.forecast_entities()),
+                    totals=panel.totals(),
+                    validation=report.to_dict(),
+                    ewspipe_version=__version__,
+                    extra=extra or {},
+                )
+                manifest_path = tmp / MANIFEST_FILE
+                manifest_path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        except FileExistsError:
+            if (final / MANIFEST_FILE).is_file():  # a concurrent writer won the race
+                return self.get(snap_id), False
             raise
         return manifest, True
 

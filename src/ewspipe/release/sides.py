@@ -28,6 +28,7 @@ from typing import Any
 
 import tomlkit
 
+from ewspipe.atomic import atomic_dir, write_text
 from ewspipe.errors import InputError
 
 __all__ = ["STAGING_ENV", "CommandResult", "Side", "die_with_parent", "settings_text",
@@ -150,15 +151,15 @@ class Side:
             dest = target / sid
             if dest.is_dir():
                 continue
-            tmp = target / f".tmp-link-{sid}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for src in (store / sid).iterdir():
-                try:
-                    os.link(src, tmp / src.name)
-                except OSError:  # another file system: a copy keeps the store untouched too
-                    shutil.copy2(src, tmp / src.name)
-            os.rename(tmp, dest)
+            try:
+                with atomic_dir(dest) as tmp:
+                    for src in (store / sid).iterdir():
+                        try:
+                            os.link(src, tmp / src.name)
+                        except OSError:  # another file system: a copy leaves the store as is
+                            shutil.copy2(src, tmp / src.name)
+            except FileExistsError:  # another process linked it meanwhile: same content
+                pass
 
     def ewspipe(self, *args: str, timeout: float) -> CommandResult:
         """``python -m ewspipe --config <staging settings> --state-dir <state> ARGS --json``."""
@@ -202,9 +203,7 @@ class Side:
     def cache(self, name: str, doc: dict[str, Any]) -> None:
         path = self.state / "cache" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, default=str))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(doc, default=str))
 
 
 def side_state(root: Path, commit: str, config_text: str, snapshots: dict[str, str]) -> Path:

@@ -14,10 +14,8 @@ drift, performance, forecast diff (docs/releasing.md). The report goes to
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tomllib
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -28,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ewspipe.atomic import write_text
 from ewspipe.errors import InputError
 from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import SnapshotStore
@@ -256,9 +255,7 @@ def _write_report(report: StagingReport) -> None:
     final.mkdir(parents=True, exist_ok=True)
     for path, text in ((Path(report.json_path), json.dumps(doc, indent=2, default=str) + "\n"),
                        (Path(report.html_path), render_html(doc))):
-        tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, text)
 
 
 def stage(repo: Path, settings: Settings, *, candidate: str | None = None,

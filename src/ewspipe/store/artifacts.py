@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir
 from ewspipe.errors import IntegrityError, StoreError
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.persistence import load_model, save_model
@@ -26,7 +24,7 @@ from ewspipe.provenance import code_fingerprint, code_version, library_versions,
 __all__ = ["ArtifactKey", "ArtifactManifest", "ArtifactStore"]
 
 MANIFEST = "manifest.json"
-_TMP = ".tmp-"
+_TMP = TMP_DIR_PREFIX
 
 
 @dataclass(frozen=True)
@@ -96,31 +94,22 @@ class ArtifactStore:
     ) -> ArtifactManifest:
         stamp = timestamp()
         final = self._dir(key) / f"{stamp}_{key.digest[:16]}"
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f"{_TMP}{uuid.uuid4().hex}"
-        tmp.mkdir()
         try:
-            written = save_model(model, tmp)
-            files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in written}
-            code = code_version()
-            manifest = ArtifactManifest(
-                key=asdict(key), digest=key.digest, model=key.model, run_type=key.run_type,
-                status=status, snapshot_id=snapshot_id, snapshot_fetched_at=snapshot_fetched_at,
-                trained_at=stamp, code_commit=code.commit, code_dirty=code.dirty,
-                release_tag=code.tag, libraries=library_versions(), files=files,
-                directory=final.relative_to(self.root).as_posix(),
-            )
-            (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-            for path in [*written, tmp / MANIFEST]:
-                with path.open("rb") as fh:
-                    os.fsync(fh.fileno())
-            if final.exists():  # same key in the same second: keep the first
-                shutil.rmtree(tmp)
-                return self._read(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            with atomic_dir(final) as tmp:
+                written = save_model(model, tmp)
+                files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in written}
+                code = code_version()
+                manifest = ArtifactManifest(
+                    key=asdict(key), digest=key.digest, model=key.model, run_type=key.run_type,
+                    status=status, snapshot_id=snapshot_id,
+                    snapshot_fetched_at=snapshot_fetched_at, trained_at=stamp,
+                    code_commit=code.commit, code_dirty=code.dirty, release_tag=code.tag,
+                    libraries=library_versions(), files=files,
+                    directory=final.relative_to(self.root).as_posix(),
+                )
+                (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        except FileExistsError:  # same key in the same second: keep the first
+            return self._read(final)
         return manifest
 
     def load(self, manifest: ArtifactManifest) -> BaseForecaster:

@@ -11,9 +11,6 @@ Queries run through DuckDB over the Hive-style layout.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +20,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir
 from ewspipe.errors import InputError, StoreError
 from ewspipe.models.forecast import Forecast
 
 __all__ = ["PartitionInfo", "PredictionStore"]
 
 PART_FILE = "part-0.parquet"
-_TMP = ".tmp-"
+_TMP = TMP_DIR_PREFIX
 _MIN_GROUP_ROWS = 8_192
 _META_KEY = b"ewspipe"
 
@@ -100,28 +98,19 @@ class PredictionStore:
         info = PartitionInfo(level, run, model, final / PART_FILE)
         if (final / PART_FILE).is_file():
             return info, False
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f"{_TMP}{model}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
         try:
-            table = _table(forecast, {"level": level, "run": run, "model": model,
-                                      **(metadata or {})})
-            # float points and draws are not dictionary-encoded: that only costs time
-            pq.write_table(table, tmp / PART_FILE, compression="zstd",
-                           row_group_size=_row_group_rows(forecast),
-                           use_dictionary=["origin", "step", "month_id", forecast.unit_column])
-            with (tmp / PART_FILE).open("rb") as fh:
-                os.fsync(fh.fileno())
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / PART_FILE).is_file():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)  # a concurrent writer won: keep theirs
-                return info, False
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            with atomic_dir(final) as tmp:
+                table = _table(forecast, {"level": level, "run": run, "model": model,
+                                          **(metadata or {})})
+                # float points and draws are not dictionary-encoded: that only costs time
+                pq.write_table(table, tmp / PART_FILE, compression="zstd",
+                               row_group_size=_row_group_rows(forecast),
+                               use_dictionary=["origin", "step", "month_id",
+                                               forecast.unit_column])
+        except FileExistsError:
+            if not (final / PART_FILE).is_file():
+                raise
+            return info, False  # a concurrent writer won: keep theirs
         return info, True
 
     # ------------------------------------------------------------------ read

@@ -7,7 +7,6 @@ the Parquet key-value metadata so a file read on its own still says where it cam
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ewspipe.atomic import atomic_file
 from ewspipe.errors import StoreError
 from ewspipe.models.forecast import INDEX_COLUMNS, Forecast
 
@@ -37,13 +37,10 @@ def write_forecast(forecast: Forecast, path: Path, *, metadata: dict[str, Any]) 
     meta = {**metadata, "unit_column": forecast.unit_column, "n_samples": s, "rows": n}
     table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    # dictionary-encoding float draws only costs time (5x here) and space; keep it for keys
-    pq.write_table(table, tmp, compression="zstd",
-                   use_dictionary=[*INDEX_COLUMNS, forecast.unit_column])
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        # dictionary-encoding float draws only costs time (5x here) and space; keep it for keys
+        pq.write_table(table, tmp, compression="zstd",
+                       use_dictionary=[*INDEX_COLUMNS, forecast.unit_column])
     return path
 
 

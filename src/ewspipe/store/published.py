@@ -9,11 +9,10 @@ be listed and restored.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
+from ewspipe.atomic import write_json
 from ewspipe.errors import StoreError
 from ewspipe.store.statedb import StateDB
 
@@ -63,12 +62,7 @@ class PublishedPointers:
         self.db.add_pointer(full)
         path = self._path(level, target)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        with tmp.open("w") as fh:
-            fh.write(json.dumps(full, indent=2) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_json(path, full)
         return full
 
     def history(self, level: str, target: str) -> list[dict[str, Any]]:

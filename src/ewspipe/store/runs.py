@@ -8,20 +8,20 @@ leaves a half-written run that a reader could mistake for a finished one.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ewspipe.atomic import TMP_DIR_PREFIX, commit_dir, make_temp_dir
 from ewspipe.errors import InputError, StoreError
 from ewspipe.provenance import timestamp
 
 __all__ = ["RunStore", "RunWriter"]
 
 RUN_FILE = "run.json"
-_TMP = ".tmp-"
+_TMP = TMP_DIR_PREFIX
 
 
 @dataclass
@@ -44,12 +44,8 @@ class RunWriter:
 
     def commit(self, record: dict[str, Any]) -> Path:
         self.write_json(RUN_FILE, {"run_id": self.run_id, **record})
-        for path in self.tmp.rglob("*"):
-            if path.is_file():
-                with path.open("rb") as fh:
-                    os.fsync(fh.fileno())
         final = self.store.root / self.run_id
-        os.rename(self.tmp, final)
+        commit_dir(self.tmp, final)
         return final
 
     def abort(self) -> None:
@@ -71,9 +67,7 @@ class RunStore:
     def begin(self, kind: str, run_type: str) -> RunWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         run_id = f"{timestamp()}_{kind}_{run_type}_{uuid.uuid4().hex[:6]}"
-        tmp = self.root / f"{_TMP}{run_id}"
-        tmp.mkdir()
-        return RunWriter(self, run_id, tmp)
+        return RunWriter(self, run_id, make_temp_dir(self.root / run_id))
 
     def list(self) -> list[dict[str, Any]]:
         if not self.root.is_dir():

@@ -49,13 +49,13 @@ import re
 import sqlite3
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ewspipe.atomic import write_bytes
 from ewspipe.settings import Settings
 
 if TYPE_CHECKING:
@@ -330,15 +330,11 @@ def _prepare_sqlite(path: Path) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = not path.exists()
     if fresh and _template is not None:
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(_template)
-        try:
-            os.link(tmp, path)  # never replaces a store another process just created
+        try:  # never replaces a store another process just created
+            write_bytes(path, _template, exclusive=True)
             fresh = False
         except OSError:
             fresh = not path.exists()
-        finally:
-            tmp.unlink()
     connection = sqlite3.connect(path, timeout=5)
     try:
         connection.execute("PRAGMA schema_version").fetchone()

@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import os
 import re
 import shutil
 import string
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from ewspipe.atomic import atomic_file
 from ewspipe.errors import DownloadError
 
 __all__ = [
@@ -39,8 +38,6 @@ DEFAULT_GED_URL = "https://ucdp.uu.se/downloads/ged/ged{compact}-csv.zip"
 _PLACEHOLDERS = frozenset({"version", "compact", "underscored"})
 _VERSION = re.compile(r"^\d{2}\.\d{1,2}(\.\d{1,2})?$")
 _CHUNK = 1 << 20
-_TEMP_PREFIX = ".ewspipe-"
-_TEMP_SUFFIX = ".part"
 _USER_AGENT = "ewspipe (conflict early-warning pipeline; python urllib)"
 
 
@@ -123,15 +120,11 @@ def _file_name(url: str) -> str:
 
 
 @contextlib.contextmanager
-def _temporary_sibling(directory: Path) -> Iterator[tuple[IO[bytes], Path]]:
-    """A temporary file in ``directory``, removed unless the caller renamed it away."""
-    fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=directory)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh, tmp
-    finally:
-        tmp.unlink(missing_ok=True)
+def _temporary_sibling(target: Path) -> Iterator[IO[bytes]]:
+    """An open temporary file beside ``target``, renamed to it on a clean exit and removed on
+    any failure (ewspipe.atomic)."""
+    with atomic_file(target) as tmp, tmp.open("xb") as fh:
+        yield fh
 
 
 def _now_utc() -> str:
@@ -167,16 +160,13 @@ def download(url: str, dest_dir: Path | str, *, timeout: float) -> Download:
     try:
         with (
             urllib.request.urlopen(request, timeout=timeout) as response,
-            _temporary_sibling(dest_dir) as (fh, tmp),
+            _temporary_sibling(target) as fh,
         ):
             expected = response.headers.get("Content-Length")
             while chunk := response.read(_CHUNK):
                 fh.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
             if expected is not None and expected.isdigit() and int(expected) != size:
                 raise DownloadError(
                     f"{url}: the download was cut off ({size:,} of {int(expected):,} bytes); "
@@ -184,7 +174,6 @@ def download(url: str, dest_dir: Path | str, *, timeout: float) -> Download:
                 )
             if size == 0:
                 raise DownloadError(f"{url}: the server sent an empty file; try again later")
-            os.replace(tmp, target)
     except DownloadError:
         raise
     except urllib.error.HTTPError as exc:
@@ -254,11 +243,8 @@ def extract_events(path: Path | str) -> Path:
                 )
             member = max(members, key=lambda m: m.file_size)
             target = path.parent / _safe_name(member.filename, "events.csv")
-            with _temporary_sibling(path.parent) as (fh, tmp):
-                with archive.open(member) as src:
-                    shutil.copyfileobj(src, fh, _CHUNK)
-                fh.close()
-                os.replace(tmp, target)
+            with _temporary_sibling(target) as fh, archive.open(member) as src:
+                shutil.copyfileobj(src, fh, _CHUNK)
     except DownloadError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
