@@ -122,26 +122,33 @@ def test_worse_ensemble_fails_performance(world: World) -> None:
     assert report.gate("tests").evidence["reason"] == "tested on the good change"
 
 
-def test_broken_model_fails_inference(world: World) -> None:
-    """A repository carrying its own code whose LOCF baseline emits NaN for one unit: the
-    candidate's code runs (not the installed package) and the gate catches the NaN."""
+def _locf_patched(world: World, first_unit: str) -> dict[str, str | None]:
+    """The files of a candidate carrying its own ewspipe whose LOCF baseline forecasts
+    ``first_unit`` (a Python expression) for the first unit."""
+    import shutil
+
     package = copy_package(world.repo)
     try:
         source = (package / "models" / "baselines.py").read_text()
         old = ("        return _per_step(np.bincount(group, values, len(counts)), "
                "len(steps)), None\n")
         assert source.count(old) == 1
-        broken = source.replace(old, "        out = np.bincount(group, values, len(counts))\n"
-                                "        out[0] = np.nan\n"
-                                "        return _per_step(out, len(steps)), None\n")
+        patched = source.replace(old, "        out = np.bincount(group, values, len(counts))\n"
+                                 f"        out[0] = {first_unit}\n"
+                                 "        return _per_step(out, len(steps)), None\n")
         files: dict[str, str | None] = {
             str(p.relative_to(world.repo)): p.read_text() for p in package.rglob("*")
             if p.is_file() and p.suffix in (".py", ".typed")}
-        files["src/ewspipe/models/baselines.py"] = broken
+        files["src/ewspipe/models/baselines.py"] = patched
     finally:
-        import shutil
-
         shutil.rmtree(world.repo / "src")
+    return files
+
+
+def test_broken_model_fails_inference(world: World) -> None:
+    """A repository carrying its own code whose LOCF baseline emits NaN for one unit: the
+    candidate's code runs (not the installed package) and the gate catches the NaN."""
+    files = _locf_patched(world, "np.nan")
     commit_on(world.repo, "feature/nan", "development", files, "fix: a faster LOCF")
     report = stage(world.repo, world.settings, candidate="feature/nan",
                    skip_tests_reason="the suite is the package's own")
@@ -229,25 +236,10 @@ def test_wild_candidate_fails_and_cannot_be_released(world: World) -> None:
     released."""
     import contextlib
     import io
-    import shutil
 
     from ewspipe.cli.main import main
 
-    package = copy_package(world.repo)
-    try:
-        source = (package / "models" / "baselines.py").read_text()
-        old = ("        return _per_step(np.bincount(group, values, len(counts)), "
-               "len(steps)), None\n")
-        assert source.count(old) == 1
-        wild = source.replace(old, "        out = np.bincount(group, values, len(counts))\n"
-                              "        out[0] = 1e9\n"
-                              "        return _per_step(out, len(steps)), None\n")
-        files: dict[str, str | None] = {
-            str(p.relative_to(world.repo)): p.read_text() for p in package.rglob("*")
-            if p.is_file() and p.suffix in (".py", ".typed")}
-        files["src/ewspipe/models/baselines.py"] = wild
-    finally:
-        shutil.rmtree(world.repo / "src")
+    files = _locf_patched(world, "1e9")
     sha = commit_on(world.repo, "feature/wild", "development", files, "perf: a bolder LOCF")
 
     def cli(*args: str) -> tuple[int, dict]:
