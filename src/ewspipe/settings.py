@@ -347,6 +347,12 @@ class RunSettings(_Strict):
     demo_when_empty: bool = True
     state_url: str = Field("", pattern=r"^(|sqlite:///.+|postgres(ql)?://.+)$")
 
+    @property
+    def production_environment(self) -> str:
+        """The environment releases serve: the first publishing one (``production`` by
+        default). Its state database holds the release ledger; rollback moves its pointers."""
+        return self.publish_environments[0] if self.publish_environments else "production"
+
 
 # --------------------------------------------------------------------------- quality assurance
 

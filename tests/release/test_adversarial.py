@@ -524,3 +524,20 @@ def test_a_dependency_upgrade_after_promotion_is_refused(released, env, tmp_path
     assert override["differences"] == [f"lightgbm 3.0.0 -> {installed}"]
     assert all(p["release"]["engine_override"]["reason"] == "lightgbm security release"
                for p in doc["outputs"]["published"])
+
+
+def test_a_renamed_production_environment_is_one_place(tmp_path, env):
+    """`[run] publish_environments = ["live"]`: the release ledger, the guard and the pointers
+    all use `live`; nothing is written under a hard-coded `production`."""
+    config = monthly_workspace.write_monthly_workspace(tmp_path / "ws")
+    config.write_text(config.read_text() + '\n[run]\nenvironments = ["development", "live"]\n'
+                      'publish_environments = ["live"]\n')
+    state = tmp_path / "ws" / "state"
+    tag = monthly_workspace.release_workspace(config, state)
+    ws = Released(config, config.parent, state, tag, {})
+    code, doc = ws.cli("run", "--env", "live", "--quiet")
+    assert code == 0 and doc["release"]["tag"] == tag, doc
+    assert [p["level"] for p in doc["outputs"]["published"]] == ["cm", "pgm"]
+    releases = open_state_db("", state / "live").releases()
+    assert [(r["version"], r["status"]) for r in releases] == [("0.1.0", "completed")]
+    assert not (state / "production").exists()

@@ -17,12 +17,11 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/releases", tags=["releases"])
 
-LEDGER_ENV = "production"  # Ledger.open: the production environment's state database
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
 
 def _ledger(settings: Settings) -> Ledger | None:
-    db = state_db(settings, LEDGER_ENV)
+    db = state_db(settings, settings.run.production_environment)  # where Ledger.open looks
     return Ledger(db) if db is not None else None
 
 

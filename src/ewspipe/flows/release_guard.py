@@ -58,8 +58,7 @@ class ReleaseGuardFailed(CheckFailed):
 def production_environment(settings: Settings) -> str:
     """The environment whose state database holds the release ledger: the first publishing
     environment (``production`` by default)."""
-    envs = settings.run.publish_environments
-    return envs[0] if envs else "production"
+    return settings.run.production_environment
 
 
 def _inside(path: Path, repo: Path) -> bool:

@@ -1,7 +1,8 @@
 """The release ledger: every promotion, hotfix and rollback, and every staging report.
 
 It lives in the production environment's state database
-(``open_state_db(settings.run.state_url, settings.state_dir / "production")``, SQLite or
+(``open_state_db(settings.run.state_url, settings.state_dir / <production environment>)``,
+the first of ``[run] publish_environments``, SQLite or
 PostgreSQL), so the evidence sits next to the runs it vouches for. Git tags carry the version;
 the ledger carries the evidence (manifest) and the plan of an operation in progress: an entry
 is written ``pending`` before the first change and marked ``completed`` after the last, which
@@ -35,7 +36,8 @@ class Ledger:
 
     @classmethod
     def open(cls, settings: Settings) -> Ledger:
-        return cls(open_state_db(settings.run.state_url, settings.state_dir / "production"))
+        return cls(open_state_db(settings.run.state_url,
+                                 settings.state_dir / settings.run.production_environment))
 
     # ------------------------------------------------------------------ staging reports
     def record_staging(self, report: dict[str, Any]) -> str:

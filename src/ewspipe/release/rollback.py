@@ -42,8 +42,9 @@ REGENERATE = "ewspipe run --env production"
 
 
 def _pointers(ctx: ReleaseContext) -> PublishedPointers:
-    state = ctx.settings.state_dir / "production"
-    return PublishedPointers(state / "published", ctx.ledger.db, environment="production")
+    env = ctx.settings.run.production_environment
+    return PublishedPointers(ctx.settings.state_dir / env / "published", ctx.ledger.db,
+                             environment=env)
 
 
 def _pointer_moves(ctx: ReleaseContext, restore_tag: str, new_tag: str

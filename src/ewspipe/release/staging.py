@@ -87,10 +87,11 @@ def _named_snapshots(store: SnapshotStore, snapshot: str | None) -> dict[str, st
 
 def _production_snapshots(settings: Settings) -> dict[str, str]:
     """The snapshots of production's newest run that recorded them (empty: never ran)."""
-    env_state = settings.state_dir / "production"
+    env = settings.run.production_environment
+    env_state = settings.state_dir / env
     if not settings.run.state_url and not (env_state / "state.db").is_file():
         return {}  # never create production's state database by looking
-    for record in open_state_db(settings.run.state_url, env_state).runs("production", limit=20):
+    for record in open_state_db(settings.run.state_url, env_state).runs(env, limit=20):
         snaps = record.get("snapshots")
         if isinstance(snaps, dict) and snaps:
             return {lvl: s["id"] for lvl, s in snaps.items() if isinstance(s, dict)}
