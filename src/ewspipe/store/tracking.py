@@ -50,7 +50,7 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -70,6 +70,7 @@ __all__ = [
     "artifact_location",
     "ensemble_inputs",
     "experiment_name",
+    "guarded",
     "inputs_tags",
     "open_client",
     "prefetch_tracking",
@@ -230,30 +231,39 @@ def track_run(
         A ``TrackingResult``; it never raises for tracking problems (status "failed" or
         "unavailable", with a warning logged), so a run's outputs are never lost to tracking.
     """
+    if _prefetch is not None and settings.tracking.enabled:
+        _prefetch.join()
+    return guarded(settings, f"run {run_result.run_id}",
+                   f"the run's outputs are stored in {run_result.path}",
+                   lambda client: _log_run(client, settings, run_result, configs or {},
+                                           environment or run_result.record.get("environment")
+                                           or "development"))
+
+
+def guarded(settings: Settings, what: str, stored: str,
+            log: Callable[[MlflowClient], TrackingResult]) -> TrackingResult:
+    """The frame every tracking call shares: off when ``[tracking] enabled`` is false,
+    "unavailable" without MLflow, "failed" (a logged warning) on any error of ``log``; never
+    raises, since the thing tracked (``what``; ``stored`` says where it is) is already kept.
+    Adds the store's display URI and the seconds taken to ``log``'s result."""
     if not settings.tracking.enabled:
         return TrackingResult("disabled", message="tracking is off ([tracking] enabled = false)")
-    if _prefetch is not None:
-        _prefetch.join()
     uri = tracking_uri(settings)
     shown = _display_uri(uri)
     started = time.perf_counter()
     try:
         require_mlflow(uri)
     except ImportError as exc:
-        message = (f"MLflow tracking unavailable ({_short(exc, 120)}); run {run_result.run_id} "
-                   f"is stored but not tracked. Install it: {INSTALL_HINT}")
+        message = (f"MLflow tracking unavailable ({_short(exc, 120)}); {what} is stored but "
+                   f"not tracked. Install it: {INSTALL_HINT}")
         _log.warning(message)
         return TrackingResult("unavailable", uri=shown, message=message)
     try:
         with _quiet_loggers():
-            client = open_client(uri)
-            result = _log_run(client, settings, run_result, configs or {},
-                              environment or run_result.record.get("environment")
-                              or "development")
-    except Exception as exc:  # tracking must never take the run down with it
-        message = (f"MLflow tracking of run {run_result.run_id} failed "
-                   f"({_display_uri(_short(exc))}); the run's outputs are stored in "
-                   f"{run_result.path}. Tracking store: {shown}")
+            result = log(open_client(uri))
+    except Exception as exc:  # tracking must never take the tracked work down with it
+        message = (f"MLflow tracking of {what} failed ({_display_uri(_short(exc))}); {stored}. "
+                   f"Tracking store: {shown}")
         _log.warning(message)
         return TrackingResult("failed", uri=shown,
                               seconds=round(time.perf_counter() - started, 3), message=message)

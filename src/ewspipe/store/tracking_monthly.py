@@ -34,19 +34,13 @@ from ewspipe.provenance import code_fingerprint
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.tracking import (
-    INSTALL_HINT,
     TrackingResult,
-    _display_uri,
     _experiment,
-    _short,
     artifact_location,
     ensemble_inputs,
+    guarded,
     inputs_tags,
-    open_client,
-    quiet_mlflow,
     register_version,
-    require_mlflow,
-    tracking_uri,
 )
 
 __all__ = ["MONTHLY_EXPERIMENT", "release_tag_of", "track_monthly_run"]
@@ -76,34 +70,9 @@ def track_monthly_run(settings: Settings, doc: Mapping[str, Any]) -> TrackingRes
 
     Never raises for tracking problems: the result says "disabled", "unavailable",
     "already_logged", "logged" or "failed" (with a logged warning)."""
-    run_id = str(doc.get("run_id"))
-    if not settings.tracking.enabled:
-        return TrackingResult("disabled", message="tracking is off ([tracking] enabled = false)")
-    uri = tracking_uri(settings)
-    shown = _display_uri(uri)
-    started = time.perf_counter()
-    try:
-        require_mlflow(uri)
-    except ImportError as exc:
-        message = (f"MLflow tracking unavailable ({_short(exc, 120)}); monthly run {run_id} "
-                   f"is stored but not tracked. Install it: {INSTALL_HINT}")
-        _log.warning(message)
-        return TrackingResult("unavailable", uri=shown, message=message)
-    try:
-        with quiet_mlflow():
-            result = _log(open_client(uri), settings, doc)
-    except Exception as exc:  # the monthly run is stored; tracking must not undo it
-        message = (f"MLflow tracking of monthly run {run_id} failed "
-                   f"({_display_uri(_short(exc))}); the run is stored in {doc.get('state')}. "
-                   f"Tracking store: {shown}")
-        _log.warning(message)
-        return TrackingResult("failed", uri=shown, message=message,
-                              seconds=round(time.perf_counter() - started, 3))
-    return TrackingResult(result.status, uri=shown, experiment=result.experiment,
-                          experiment_id=result.experiment_id,
-                          parent_run_id=result.parent_run_id, model_runs=result.model_runs,
-                          seconds=round(time.perf_counter() - started, 3),
-                          message=result.message)
+    return guarded(settings, f"monthly run {doc.get('run_id')}",
+                   f"the run is stored in {doc.get('state')}",
+                   lambda client: _log(client, settings, doc))
 
 
 def _log(client: Any, settings: Settings, doc: Mapping[str, Any]) -> TrackingResult:
