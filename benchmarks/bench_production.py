@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_release import cm_repository
 from benchmarks.harness import (
     CM_FILE,
     REPO,
@@ -50,16 +51,6 @@ features = []
 """
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def _level(path: Path) -> str:
-    match = re.search(r'^level\s*=\s*"(\w+)"', path.read_text(encoding="utf-8"), re.M)
-    return match.group(1) if match else ""
-
-
 def _released(run_dir: Path) -> tuple[Path, Path]:
     """The released repository and its state folder (real cm data imported)."""
     from ewspipe.release.context import ReleaseContext
@@ -70,28 +61,16 @@ def _released(run_dir: Path) -> tuple[Path, Path]:
     if not data.is_file():
         raise SetupError(f"benchmark input missing: <SHARED>/{CM_FILE} ({data})")
     repo, state = run_dir / "repo", run_dir / "state"
-    repo.mkdir(parents=True)
-    for kind in ("models", "ensembles"):
-        (repo / kind).mkdir()
-        for path in sorted((REPO / kind).glob("*.toml")):
-            if _level(path) == "cm":
-                (repo / kind / path.name).write_text(path.read_text(encoding="utf-8"))
     import pandas as pd
 
     last = int(pd.read_parquet(data, columns=["month_id"])["month_id"].max())
-    settings_text = (REPO / "ewspipe.toml").read_text(encoding="utf-8")
     settings_text, n = re.subn(r"^# expected_last_month = \d+$",
-                               f"expected_last_month = {last}", settings_text, flags=re.M)
+                               f"expected_last_month = {last}",
+                               (REPO / "ewspipe.toml").read_text(encoding="utf-8"), flags=re.M)
     if n != 1:
         raise SetupError("ewspipe.toml: no `# expected_last_month = N` line to set; update "
                          "benchmarks/bench_production.py")
-    (repo / "ewspipe.toml").write_text(settings_text)
-    _git(repo, "init", "-q", "-b", "development")
-    for key, value in (("user.email", "bench@example.org"), ("user.name", "bench"),
-                       ("commit.gpgsign", "false")):
-        _git(repo, "config", key, value)
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "feat: the shipped cm models")
+    cm_repository(repo, "development", settings_text)
     subprocess.run([*ewspipe_command(), "--config", str(repo / "ewspipe.toml"), "--state-dir",
                     str(state), "data", "import", "panel", str(data), "--level", "cm",
                     "--json"], check=True, capture_output=True)
@@ -105,7 +84,8 @@ def _released(run_dir: Path) -> tuple[Path, Path]:
         "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
         "json_path": "report.json", "html_path": "report.html"})
     promote(ctx)
-    _git(repo, "checkout", "-q", "production")
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "production"], check=True,
+                   capture_output=True)
     return repo, state
 
 

@@ -33,7 +33,7 @@ from benchmarks.harness import (
     shared_dir,
 )
 
-__all__ = ["BENCHMARKS"]
+__all__ = ["BENCHMARKS", "cm_repository"]
 
 TARGET_S = 300.0
 CHANGED = "models/ridge_cloud.toml"
@@ -48,22 +48,30 @@ def _level(path: Path) -> str:
     return match.group(1) if match else ""
 
 
-def _repository(dest: Path) -> Path:
-    """The product repository: cm models/ensembles and ewspipe.toml, production and
-    development (one commit ahead)."""
+def cm_repository(dest: Path, branch: str, settings_text: str | None = None) -> Path:
+    """A git repository at ``dest`` holding the repository's cm models and ensembles and
+    ``ewspipe.toml`` (or ``settings_text``), committed on ``branch``."""
     dest.mkdir(parents=True)
     for kind in ("models", "ensembles"):
         (dest / kind).mkdir()
         for path in sorted((REPO / kind).glob("*.toml")):
             if _level(path) == "cm":
                 (dest / kind / path.name).write_text(path.read_text(encoding="utf-8"))
-    (dest / "ewspipe.toml").write_text((REPO / "ewspipe.toml").read_text(encoding="utf-8"))
-    _git(dest, "init", "-q", "-b", "production")
+    (dest / "ewspipe.toml").write_text(
+        settings_text or (REPO / "ewspipe.toml").read_text(encoding="utf-8"))
+    _git(dest, "init", "-q", "-b", branch)
     for key, value in (("user.email", "bench@example.org"), ("user.name", "bench"),
                        ("commit.gpgsign", "false")):
         _git(dest, "config", key, value)
     _git(dest, "add", ".")
     _git(dest, "commit", "-q", "-m", "feat: the shipped cm models")
+    return dest
+
+
+def _repository(dest: Path) -> Path:
+    """The product repository: cm models/ensembles and ewspipe.toml, production and
+    development (one commit ahead)."""
+    cm_repository(dest, "production")
     _git(dest, "checkout", "-q", "-b", "development")
     changed = dest / CHANGED
     text, n = re.subn(r"^alpha = 1\.0$", "alpha = 2.0", changed.read_text(), flags=re.M)
