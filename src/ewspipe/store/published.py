@@ -56,8 +56,7 @@ class PublishedPointers:
         for orphan in history[cut:]:
             self.db.drop_pointer(orphan["publish_id"], self.environment, level, target)
         history = history[:cut]
-        seq = max((int(h.get("seq") or 0) for h in history), default=0) + 1
-        full = {**pointer, "environment": self.environment, "seq": max(seq, len(history) + 1),
+        full = {**pointer, "environment": self.environment, "seq": len(history) + 1,
                 "previous_run": previous["run"] if previous else None}
         self.db.add_pointer(full)
         path = self._path(level, target)
