@@ -269,6 +269,8 @@ def test_engine_upgrade_after_promotion(released, env, tmp_path):
 def test_engine_override_is_only_for_production(released, env):
     code, doc = released.cli("run", "--env", "development", "--allow-engine-change", "x")
     assert code == 2 and "--allow-engine-change" in doc["error"]
+    code, doc = released.cli("run", "--env", "production", "--allow-engine-change", "  ")
+    assert code == 2 and "give the reason" in doc["error"], doc
 
 
 # ----------------------------------------------------------------- the API publishes by the rule
