@@ -18,11 +18,20 @@ rolling origins -> ``join_actuals`` / ``evaluate`` against the panel's actuals.
   continues it: completed trials are kept, trials that were running when the process died are
   evaluated again with their stored parameters, and new trials are proposed up to the budget.
   Raising ``--trials`` extends a finished sweep.
+* **One engine.** Each batch of trials (and the reference evaluations) is a
+  :class:`~ewspipe.flows.graph.Graph` of :func:`trial_task` tasks run by
+  :func:`ewspipe.flows.runner.run_graph`: a task's key covers its parameters, the model's
+  config hash, the snapshot, the partitions, the metric and the code fingerprint, and its
+  result is kept in the runner's :class:`~ewspipe.flows.runner.TaskCache` under
+  ``<state_dir>/sweeps/tasks``. An evaluation with a known key is reused, not recomputed (after
+  an interruption, after ``--fresh``, in another study of the same model). The Optuna
+  ask/tell loop stays in the driver; each result is told as its task finishes.
 * **Executors.** ``local`` evaluates a batch in this process (``workers`` threads, default 1:
   the stepshifter already fits its steps in parallel); ``dask`` starts a local Dask cluster;
   a scheduler address (``tcp://HOST:PORT``, ``tls://HOST:PORT``, parsed by the one parser in
-  :mod:`ewspipe.executor_spec`) uses a running Dask scheduler. The design is shipped to the
-  workers once. Dask is imported only for the Dask executors.
+  :mod:`ewspipe.executor_spec`) uses a running Dask scheduler, through
+  :mod:`ewspipe.flows.executors` as for the monthly run. The design is shipped to the workers
+  once. Dask is imported only for the Dask executors.
 * **Tracked.** One MLflow parent run per study (experiment ``ewspipe-sweep``; the same parent
   is reused when the sweep is resumed) with the search space and the best trial, and one child
   run per trial. Tracking problems become a warning in the result; the sweep goes on.
@@ -40,11 +49,11 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -62,24 +71,29 @@ from ewspipe.errors import EwspipeError, InputError, SpecError
 from ewspipe.evaluation.schemes import evaluate, join_actuals
 from ewspipe.features.design import Design
 from ewspipe.flows.executors import (
+    DaskExecutor,
+    Executor,
     ExecutorSpec,
-    connect_scheduler,
-    dask_client_classes,
+    Handle,
+    make_executor,
     parse_executor,
 )
+from ewspipe.flows.graph import Graph, Task, digest
 from ewspipe.flows.modelrun import (
     POINT_METRICS,
     SAMPLE_METRICS,
     _actuals,
     _check_coverage,
+    _partition_dict,
     _snapshots_by_level,
     model_design,
     predict_origins,
 )
+from ewspipe.flows.runner import TaskCache, TaskRecord, run_graph
 from ewspipe.models import registry
 from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.partitions import Partition, RunType
-from ewspipe.provenance import code_version
+from ewspipe.provenance import code_fingerprint, code_version
 from ewspipe.settings import Settings
 from ewspipe.store.tracking import (
     INSTALL_HINT,
@@ -109,6 +123,8 @@ __all__ = [
     "evaluate_params",
     "run_sweep",
     "study_storage",
+    "sweep_task_dir",
+    "trial_task",
 ]
 
 _log = logging.getLogger(__name__)
@@ -206,102 +222,123 @@ def evaluate_params(context: TrialContext, task: TrialTask) -> TrialOutcome:
                             error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:2000]}")
 
 
-# --------------------------------------------------------------------------- executors
+# --------------------------------------------------------------------------- the graph
 
 
-class _Executor(Protocol):
-    name: str
-    workers: int | None
-
-    def start(self, context: TrialContext) -> None: ...
-    def run(self, tasks: Sequence[TrialTask]) -> Iterator[TrialOutcome]: ...
-    def close(self) -> None: ...
+def trial_task(context: TrialContext, *, key: str, trial: str, params: Mapping[str, Any],
+               partition: str) -> dict[str, Any]:
+    """A graph task: one evaluation as a JSON-ready :class:`TrialOutcome` document, so a
+    result read back from the task cache equals one computed now."""
+    outcome = evaluate_params(context, TrialTask(trial, params, partition))
+    return json.loads(json.dumps(outcome.to_dict(), default=float))
 
 
 class _LocalExecutor:
-    """In this process: one task after another, or ``workers`` threads."""
+    """In this process, for the one runner: ``workers`` threads, or (one worker) each task
+    run in the driver's thread when the runner waits for it. Running in ``wait`` rather than
+    ``submit`` keeps one trial at a time, each recorded before the next starts: an interrupt
+    loses only the trial it hit."""
 
     name = "local"
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
-        self._context: TrialContext | None = None
+        self._pool = None if workers <= 1 else ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="ewspipe-sweep")
 
-    def start(self, context: TrialContext) -> None:
-        self._context = context
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0) -> Handle:
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        return _Deferred(fn, args)
 
-    def run(self, tasks: Sequence[TrialTask]) -> Iterator[TrialOutcome]:
-        context = self._context
-        assert context is not None, "start() first"
-        if self.workers <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                yield evaluate_params(context, task)
-            return
-        pool = ThreadPoolExecutor(max_workers=min(self.workers, len(tasks)),
-                                  thread_name_prefix="ewspipe-sweep")
-        try:
-            pending: set[Future[TrialOutcome]] = {
-                pool.submit(evaluate_params, context, task) for task in tasks}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: f.result().key):
-                    yield future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    def wait(self, handles: Sequence[Handle]) -> list[Handle]:
+        if self._pool is not None:
+            done, _ = wait(handles, return_when=FIRST_COMPLETED)  # type: ignore[arg-type]
+            return [h for h in handles if h in done]
+        first = next(h for h in handles if isinstance(h, _Deferred))
+        first.run()
+        return [first]
 
     def close(self) -> None:
-        self._context = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _DaskExecutor:
-    """Tasks as Dask futures on a local cluster (``address`` None) or a running scheduler."""
+class _Deferred:
+    """A call run when the executor waits for it; its value, or the exception to re-raise."""
 
-    def __init__(self, address: str | None, workers: int | None, batch_size: int = 4) -> None:
-        client_class, local_cluster = dask_client_classes()
-        self.name = "dask" if address is None else address
-        self.cluster: Any = None
-        if address is None:
-            self.workers = workers or max(1, min(batch_size, 4, os.cpu_count() or 1))
-            self.cluster = local_cluster(n_workers=self.workers, threads_per_worker=1,
-                                         processes=True, dashboard_address=None,
-                                         silence_logs=logging.ERROR)
-            self.client: Any = client_class(self.cluster)
-        else:
-            self.client = connect_scheduler(address)
-            self.workers = workers or sum(
-                w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
-        self._context: Any = None
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._call: tuple[Callable[..., Any], tuple[Any, ...]] | None = (fn, args)
+        self._value: Any = None
+        self._error: Exception | None = None
+
+    def run(self) -> None:
+        assert self._call is not None
+        fn, args = self._call
+        try:
+            self._value = fn(*args)
+        except Exception as exc:  # re-raised by result(), like a future
+            self._error = exc
+        self._call = None
+
+    def done(self) -> bool:
+        return self._call is None
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+@dataclass
+class _Engine:
+    """The runner's side of a sweep: executor, task cache, base key and the shipped context."""
+
+    name: str
+    workers: int | None
+    executor: Executor
+    cache: TaskCache
+    base_key: str
+    context: Any = None  # the TrialContext, or its Dask future (shipped to workers once)
 
     def start(self, context: TrialContext) -> None:
-        self._context = self.client.scatter(context, broadcast=True)
+        client = getattr(self.executor, "client", None)
+        self.context = context if client is None else client.scatter(context, broadcast=True)
 
-    def run(self, tasks: Sequence[TrialTask]) -> Iterator[TrialOutcome]:
-        from distributed import as_completed
+    def run(self, tasks: Sequence[TrialTask],
+            record: Callable[[TrialOutcome, bool], None]) -> None:
+        """Evaluate ``tasks`` as one graph; ``record(outcome, reused)`` as each finishes."""
+        if not tasks:
+            return
+        graph = Graph([Task(t.key, trial_task, params={
+            "trial": t.key, "params": dict(t.params), "partition": t.partition})
+            for t in tasks])
 
-        futures = [self.client.submit(evaluate_params, self._context, task, pure=False,
-                                      key=f"ewspipe-sweep-{task.key}-{os.urandom(4).hex()}")
-                   for task in tasks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        def progress(status: str, rec: TaskRecord, _done: int, _total: int) -> None:
+            if status in ("ran", "reused"):
+                record(TrialOutcome(**rec.output), status == "reused")
+
+        run_graph(graph, self.context, base_key=self.base_key, executor=self.executor,
+                  cache=self.cache, progress=progress)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.client.close()
-        if self.cluster is not None:
-            with contextlib.suppress(Exception):
-                self.cluster.close()
+            self.executor.close()
 
 
-def _make_executor(spec: ExecutorSpec, workers: int | None, batch_size: int) -> _Executor:
-    if workers is not None and workers < 1:
-        raise InputError(f"option --workers: must be >= 1, got {workers}")
+def _engine(spec: ExecutorSpec, workers: int | None, batch_size: int, cache: TaskCache,
+            base_key: str) -> _Engine:
     if spec.kind == "local":
-        return _LocalExecutor(workers or 1)
-    return _DaskExecutor(spec.address, workers, batch_size)
+        n = workers or 1
+        return _Engine("local", n, _LocalExecutor(n), cache, base_key)
+    if spec.kind == "dask":
+        n = workers or max(1, min(batch_size, 4, os.cpu_count() or 1))
+        return _Engine("dask", n, DaskExecutor(None, workers=n), cache, base_key)
+    executor = make_executor(spec)
+    client = getattr(executor, "client", None)
+    n = workers or (sum(w.get("nthreads", 1) for w in
+                        client.scheduler_info()["workers"].values()) if client else None)
+    return _Engine(str(spec), n, executor, cache, base_key)
 
 
 # --------------------------------------------------------------------------- tracking
@@ -518,6 +555,7 @@ class SweepResult:
     tracking: dict[str, Any]
     seconds: float
     settings: dict[str, Any]
+    tasks: dict[str, int] = field(default_factory=dict)  # graph tasks "ran" / "reused"
     applied: dict[str, Any] | None = None
 
     @property
@@ -544,6 +582,12 @@ def _better(a: float, b: float, direction: str) -> bool:
 def study_storage(settings: Settings, model: str) -> Path:
     """The SQLite file holding every study of ``model``: ``<state_dir>/sweeps/<model>.db``."""
     return settings.state_dir / "sweeps" / f"{model}.db"
+
+
+def sweep_task_dir(settings: Settings) -> Path:
+    """The runner's task cache of sweeps (one record per evaluated trial, keyed by its
+    parameters, the model config, snapshot, partitions and code): ``<state_dir>/sweeps/tasks``."""
+    return settings.state_dir / "sweeps" / "tasks"
 
 
 @contextlib.contextmanager
@@ -606,11 +650,6 @@ def _sampler(optuna: Any, sweep: SweepSpec, number: int) -> Any:
     return optuna.samplers.TPESampler(**kwargs)
 
 
-def _partition_dict(p: Partition) -> dict[str, Any]:
-    return {"train": [p.train.first, p.train.last], "test": [p.test.first, p.test.last],
-            "origins": [s.origin for s in p.rolling_origins()], "steps": p.steps}
-
-
 def _n_samples(spec: ModelSpec) -> int:
     merged = {**registry.default_params(spec.algorithm), **spec.hyperparameters_dict()}
     value = merged.get("n_samples", 1)
@@ -634,7 +673,7 @@ class _Run:
     sweep: SweepSpec
     study: Any
     study_name: str
-    executor: _Executor
+    executor: _Engine
     tracker: _Tracker
     distributions: dict[str, Any]
     metric: str
@@ -643,6 +682,7 @@ class _Run:
     budget: int
     progress: Callable[[str], None]
     counts: dict[str, int] = field(default_factory=lambda: {"evaluated": 0, "resumed": 0})
+    tasks: dict[str, int] = field(default_factory=lambda: {"ran": 0, "reused": 0})
 
     def best_value(self) -> float | None:
         done = [t for t in self.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
@@ -656,10 +696,14 @@ def _cached(run: _Run, tasks: Sequence[TrialTask]) -> dict[str, dict[str, Any]]:
     """Evaluate the tasks whose result the study does not hold yet; all results by key."""
     attrs = run.study.user_attrs
     todo = [t for t in tasks if f"result:{t.key}" not in attrs]
-    for outcome in run.executor.run(todo):
+
+    def record(outcome: TrialOutcome, reused: bool) -> None:
         run.study.set_user_attr(f"result:{outcome.key}", _outcome_record(outcome))
+        run.tasks["reused" if reused else "ran"] += 1
         shown = f"{outcome.score:.4f}" if outcome.score is not None else f"failed: {outcome.error}"
-        run.progress(f"{outcome.key}: {run.metric} {shown}")
+        run.progress(f"{outcome.key}: {run.metric} {shown}" + (" (reused)" if reused else ""))
+
+    run.executor.run(todo, record)
     attrs = run.study.user_attrs
     return {t.key: attrs[f"result:{t.key}"] for t in tasks}
 
@@ -692,7 +736,8 @@ def _evaluate_batch(optuna: Any, run: _Run, trials: Sequence[Any], resumed: set[
     tasks = [TrialTask(f"trial:{t.number:06d}", _params_of(run, t.params),
                        RunType.CALIBRATION.value) for t in trials]
     by_key = {task.key: t for task, t in zip(tasks, trials, strict=True)}
-    for outcome in run.executor.run(tasks):
+
+    def record(outcome: TrialOutcome, reused: bool) -> None:
         frozen = by_key[outcome.key]
         handle = optuna.trial.Trial(run.study, frozen._trial_id)
         for name, value in (("pooled", outcome.pooled), ("error", outcome.error),
@@ -703,6 +748,7 @@ def _evaluate_batch(optuna: Any, run: _Run, trials: Sequence[Any], resumed: set[
         else:
             run.study.tell(frozen.number, outcome.score)
         run.counts["evaluated"] += 1
+        run.tasks["reused" if reused else "ran"] += 1
         if frozen.number in resumed:
             run.counts["resumed"] += 1
         told = run.study.get_trials(deepcopy=False)[frozen.number]
@@ -714,7 +760,10 @@ def _evaluate_batch(optuna: Any, run: _Run, trials: Sequence[Any], resumed: set[
         finished = sum(t.state.name in ("COMPLETE", "FAIL")
                        for t in run.study.get_trials(deepcopy=False))
         run.progress(f"trial #{frozen.number} ({finished}/{run.budget}): {shown}"
-                     + (f"  best {best:.4f}" if best is not None else "") + f"  ({took:.1f} s)")
+                     + (f"  best {best:.4f}" if best is not None else "")
+                     + ("  (reused)" if reused else f"  ({took:.1f} s)"))
+
+    run.executor.run(tasks, record)
 
 
 def run_sweep(
@@ -835,7 +884,13 @@ def run_sweep(
                   "config_hash": spec.config_hash, "snapshot": manifest.id,
                   **{f"space.{k}": d.describe() for k, d in sweep.space.items()}}
         tracker = _Tracker(settings)
-        run_executor = _make_executor(executor_spec, workers, sweep.batch_size)
+        base_key = digest({  # what a trial's score depends on besides its parameters
+            "model": spec.name, "algorithm": spec.algorithm, "config_hash": spec.config_hash,
+            "snapshot": manifest.sha256, "metric": metric, "scheme": sweep.scheme,
+            "partitions": {k: _partition_dict(p) for k, p in partitions.items()},
+            "code": code_fingerprint()})
+        run_executor = _engine(executor_spec, workers, sweep.batch_size,
+                               TaskCache(sweep_task_dir(settings), settings.state_dir), base_key)
         run = _Run(spec, sweep, study, study_name, run_executor, tracker, distributions,
                    metric, sweep.scheme, direction, budget, say)
         status = "FAILED"
@@ -971,6 +1026,7 @@ def _summarise(run: _Run, study: Any, references: Mapping[str, dict[str, Any]],
         model=run.spec.name, study=run.study_name, storage=display_path(db), snapshot=snapshot,
         metric=run.metric, scheme=run.scheme, direction=run.direction, budget=run.budget,
         executor=run.executor.name, workers=run.executor.workers, counts=counts, best=best,
+        tasks=dict(run.tasks),
         references=refs, top=top, notes=notes, tracking={}, seconds=0.0,
         settings={"seed": sweep.seed, "sampler": sweep.sampler, "batch_size": sweep.batch_size,
                   "startup_trials": sweep.startup_trials,
