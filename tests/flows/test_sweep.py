@@ -4,7 +4,11 @@ failed trials and MLflow tracking."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from ewspipe.catalog import load_catalog
 from ewspipe.cli.main import main
 from ewspipe.errors import InputError, SpecError
 from ewspipe.flows import sweep as sweep_flow
+from ewspipe.flows.runner import PAUSE_ENV
 from ewspipe.flows.sweep import run_sweep, study_storage
 from ewspipe.settings import Settings, load_settings
 
@@ -297,3 +302,66 @@ def test_tracking_failure_warns_and_keeps_the_sweep(workspace, caplog):
     assert result.tracking["status"] == "failed" and result.tracking["warning"]
     assert result.counts["complete"] == 3 and result.best is not None
     assert any("tracking" in n for n in result.notes)
+
+
+def _cached_trials(settings: Settings) -> int:
+    return sum(1 for _ in (settings.state_dir / "sweeps" / "tasks").glob("*/*.json"))
+
+
+def test_killed_sweep_resumes_reusing_its_finished_trials(workspace, monkeypatch):
+    """kill -9 while trial 2 runs (held by the runner's pause hook): the rerun evaluates only
+    trials 2 and 3; with --fresh every evaluation comes from the runner's task cache."""
+    settings = _settings(workspace)
+    env = {**os.environ, PAUSE_ENV: "trial:000002=120",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ewspipe", "--config", str(workspace / "ewspipe.toml"),
+         "models", "sweep", "ridge_line", "--trials", "4"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while _cached_trials(settings) < 4:  # current + untuned references, trials 0 and 1
+            assert proc.poll() is None and time.monotonic() < deadline, "no trials finished"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    real = sweep_flow.evaluate_params
+    calls: list[str] = []
+
+    def counting(context, task):
+        calls.append(task.key)
+        return real(context, task)
+
+    monkeypatch.setattr(sweep_flow, "evaluate_params", counting)
+    resumed = _sweep(workspace, settings=settings, trials=4)
+    assert [k for k in calls if not k.endswith("validation")] == ["trial:000002",
+                                                                  "trial:000003"]
+    assert resumed.counts["complete"] == 4 and resumed.tasks["ran"] == len(calls)
+
+    calls.clear()
+    fresh = _sweep(workspace, settings=settings, trials=4, fresh=True)
+    assert calls == [] and fresh.counts["kept"] == 0 and fresh.counts["evaluated"] == 4
+    assert fresh.tasks == {"ran": 0, "reused": 4 + len(resumed.references) + 2}
+    assert (fresh.top, fresh.best, fresh.references) == \
+        (resumed.top, resumed.best, resumed.references)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                    reason="dask.distributed is not installed")
+def test_scheduler_address_gives_the_same_trials(workspace):
+    """--executor tcp://127.0.0.1:PORT against a running scheduler (one in-process worker)."""
+    from distributed import LocalCluster
+
+    local = _sweep(workspace, trials=2)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://",
+                      host="127.0.0.1", dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        remote = _sweep(workspace, settings=_settings(workspace, state="state2"), trials=2,
+                        executor=address)
+    assert remote.executor == address and remote.workers == 1
+    assert remote.tasks == local.tasks == {"ran": 2 + len(local.references) + 2, "reused": 0}
+    assert (remote.top, remote.best, remote.references) == \
+        (local.top, local.best, local.references)

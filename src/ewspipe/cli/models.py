@@ -299,12 +299,14 @@ def _score(value: Any) -> str:
 def _sweep_lines(doc: dict[str, Any]) -> str:
     counts, best = doc["counts"], doc["best"]
     objective = f"{doc['scheme']} {doc['metric']}"
+    reused = doc.get("tasks", {}).get("reused", 0)
     lines = [
         f"sweep of {doc['model']}: study {doc['study']} ({doc['storage']}), snapshot "
         f"{doc['snapshot']}",
         f"  {counts['complete'] + counts['failed']} of {doc['budget']} trials done: "
         f"{counts['evaluated']} evaluated now ({counts['resumed']} resumed), {counts['kept']} "
-        f"kept from earlier runs, {counts['failed']} failed",
+        f"kept from earlier runs, {counts['failed']} failed"
+        + (f"; {reused} evaluation(s) reused from the task cache" if reused else ""),
         f"  objective: {objective} on calibration ({doc['direction']}); "
         f"{doc['settings']['sampler']} seed {doc['settings']['seed']}, batch "
         f"{doc['settings']['batch_size']}, executor {doc['executor']}",
