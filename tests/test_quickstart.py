@@ -21,7 +21,6 @@ import pytest
 
 from ewspipe.panel.synthetic import demo_world
 from ewspipe.settings import DemoSettings
-from tests.conftest import shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "quickstart.md"
