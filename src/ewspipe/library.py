@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 import pandas as pd
 
@@ -41,9 +42,9 @@ from ewspipe.settings import Settings, load_settings
 
 __all__ = ["Evaluation", "PanelLike", "backtest", "forecast", "load_panel"]
 
-PanelLike = Panel | pd.DataFrame | str | os.PathLike[str]
+PanelLike: TypeAlias = Panel | pd.DataFrame | str | os.PathLike[str]
 """What :func:`backtest` and :func:`forecast` take as data (see :func:`load_panel`)."""
-ModelLike = str | os.PathLike[str] | ModelSpec
+ModelLike: TypeAlias = str | os.PathLike[str] | ModelSpec
 """A catalog model or ensemble name, a model TOML file, or a spec."""
 
 _UNITS = {Level.PGM.unit_column: Level.PGM, Level.CM.unit_column: Level.CM}  # pgm first
@@ -182,7 +183,7 @@ def _fit_predict(spec: ModelSpec, panel: Panel, partition: Partition) -> Forecas
     design = model_design(spec, panel, _memory_manifest(panel),
                           train_last=partition.train.last)
     model = registry.create(spec.algorithm, spec.hyperparameters_dict())
-    model.fit(design, train_last=partition.train.last)
+    model.fit(design, train_last=partition.train.last)  # type: ignore[attr-defined]  # subclasses
     return predict_origins(model, design, partition)
 
 
