@@ -44,4 +44,4 @@ lock: $(STAMP)
 		--no-emit-find-links --strip-extras -o requirements.lock pyproject.toml
 
 clean:
-	rm -rf $(VENV) .ewspipe .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .ewspipe .pytest_cache .ruff_cache .mypy_cache .hypothesis
