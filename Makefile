@@ -19,13 +19,14 @@ run: $(STAMP)
 	$(BIN)/ewspipe data demo
 	$(BIN)/ewspipe run
 
-## Lint, check the import layers, run the whole test suite.
+## Lint, check the import layers and the public API's types (mypy), run the whole test suite.
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ## Benchmarks (not tests): figures go to docs/benchmarks.md. The VIEWS peers install on demand
 ## into benchmarks/peers/.venvs; the two slow ones (views-stepshifter pair, run profile) run once.
@@ -38,8 +39,9 @@ bench: $(STAMP)
 ## Re-pin every dependency (needs the package registry).
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --extra dev --generate-hashes --no-emit-index-url \
+	$(BIN)/pip-compile --quiet --extra dev --extra api --extra dask --extra optuna \
+		--generate-hashes --no-emit-index-url \
 		--no-emit-find-links --strip-extras -o requirements.lock pyproject.toml
 
 clean:
-	rm -rf $(VENV) .ewspipe .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .ewspipe .pytest_cache .ruff_cache .mypy_cache .hypothesis

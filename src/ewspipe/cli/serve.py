@@ -76,8 +76,10 @@ def serve(
     POST /api/v1/published/{level}/{target} accepts `Authorization: Bearer <token>`.
     Exit codes: 0 stopped; 2 bad --host, --port in use, or a bad token.
     """
-    import uvicorn
+    from ewspipe.extras import require
 
+    uvicorn = require("api", "uvicorn", what="ewspipe serve")
+    require("api", "fastapi", what="ewspipe serve")
     from ewspipe.api.app import create_app
 
     settings: Settings = ctx.obj

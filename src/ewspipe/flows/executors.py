@@ -108,14 +108,11 @@ class DaskExecutor:
 
 def dask_client_classes() -> tuple[Any, Any]:
     """``distributed.Client`` and ``LocalCluster``, or InputError with the install hint."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise InputError(
-            "option --executor: Dask is not installed; pip install 'distributed>=2026.8' "
-            "or use --executor local"
-        ) from exc
-    return Client, LocalCluster
+    from ewspipe.extras import require
+
+    distributed = require("dask", "distributed", what="option --executor (Dask)",
+                          alternative="use --executor local")
+    return distributed.Client, distributed.LocalCluster
 
 
 def connect_scheduler(address: str, *, timeout: str = "20s") -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ewspipe.catalog import Catalog
-from ewspipe.errors import InputError
+from ewspipe.extras import MissingExtra, install_hint, require
 from ewspipe.flows import tasks
 from ewspipe.flows.graph import Task
 from ewspipe.flows.monthly import base_key, prepare_monthly, run_outcome
@@ -32,22 +32,13 @@ __all__ = ["FLOW_NAME", "PrefectMissing", "build_prefect_flow", "deploy_monthly"
            "require_prefect", "run_node"]
 
 FLOW_NAME = "ewspipe-monthly"
-INSTALL_HINT = "pip install 'ewspipe[prefect]'"
-
-
-class PrefectMissing(InputError):
-    """Prefect is not installed (exit 2, with the install hint)."""
+INSTALL_HINT = install_hint("prefect")
+PrefectMissing = MissingExtra  # Prefect is not installed (exit 2, with the install hint)
 
 
 def require_prefect() -> Any:
     """The ``prefect`` module, or :class:`PrefectMissing` naming the extra to install."""
-    try:
-        import prefect
-    except ImportError as exc:
-        raise PrefectMissing(
-            f"Prefect is not installed ({exc}); install the extra: {INSTALL_HINT}"
-        ) from None
-    return prefect
+    return require("prefect", "prefect", what="the Prefect flow (ewspipe prefect)")
 
 
 def run_node(node: Task, ctx: tasks.TaskContext, base: str,

@@ -609,11 +609,9 @@ def _locked(path: Path, model: str) -> Iterator[None]:
 
 
 def _optuna() -> Any:
-    try:
-        import optuna
-    except ImportError as exc:
-        raise InputError("sweeps need Optuna, which is not installed; pip install "
-                         "'optuna>=5.0'") from exc
+    from ewspipe.extras import require
+
+    optuna = require("optuna", "optuna", what="ewspipe models sweep")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ewspipe.errors import InputError, StoreError
+from ewspipe.errors import StoreError
+from ewspipe.extras import require
 
 __all__ = ["StateDB", "open_state_db"]
 
@@ -70,11 +71,8 @@ class StateDB:
     @contextmanager
     def _connect(self) -> Iterator[Any]:
         if self.kind == "postgresql":
-            try:
-                import psycopg
-            except ImportError as exc:  # pragma: no cover - depends on the environment
-                raise InputError("state_url is a PostgreSQL URL but psycopg is not installed; "
-                                 "pip install 'psycopg[binary]>=3.3'") from exc
+            psycopg = require("postgres", "psycopg",
+                              what="[run] state_url (a PostgreSQL URL)")
             try:
                 con = psycopg.connect(self.url, connect_timeout=10)
             except psycopg.Error as exc:

@@ -1,0 +1,375 @@
+"""ewspipe as a library: panels, backtests and forecasts in memory, for notebooks.
+
+The same protocol as ``ewspipe evaluate`` / ``ewspipe forecast`` (the rolling-origin
+partitions of the settings, the model's design and learner, the run's metrics) on a panel or
+DataFrame held in memory: no state folder, no snapshot, no stored artifact, no run record.
+Models come from the repository's catalog (``models/``, ``ensembles/``) by name, from a model
+TOML file, or as a :class:`~ewspipe.catalog.ModelSpec`.
+
+    >>> import ewspipe
+    >>> panel = ewspipe.load_panel("cm.parquet")                    # doctest: +SKIP
+    >>> ewspipe.backtest("last_value", panel).msle                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeAlias
+
+import pandas as pd
+
+from ewspipe import __version__
+from ewspipe.catalog import ModelSpec, load_catalog
+from ewspipe.catalog.ensembles import EnsembleSpec
+from ewspipe.catalog.loader import check_model_text, feature_parser
+from ewspipe.ensembles.aggregate import aggregate
+from ewspipe.ensembles.postprocess import check_finite, postprocess
+from ewspipe.errors import InputError, SpecError
+from ewspipe.evaluation.schemes import Evaluation as Scores
+from ewspipe.evaluation.schemes import evaluate, join_actuals
+from ewspipe.flows.ensemble_run import plan_run
+from ewspipe.flows.modelrun import POINT_METRICS, SAMPLE_METRICS, model_design, predict_origins
+from ewspipe.models import registry
+from ewspipe.models.forecast import Forecast
+from ewspipe.panel.schema import TIME_COLUMN, Level, MissingPolicy, Panel, validate_panel
+from ewspipe.panel.snapshot import Manifest
+from ewspipe.panel.sources.table import read_table
+from ewspipe.partitions import Partition, RunType
+from ewspipe.settings import Settings, load_settings
+
+__all__ = ["Evaluation", "PanelLike", "backtest", "forecast", "load_panel"]
+
+PanelLike: TypeAlias = Panel | pd.DataFrame | str | os.PathLike[str]
+"""What :func:`backtest` and :func:`forecast` take as data (see :func:`load_panel`)."""
+ModelLike: TypeAlias = str | os.PathLike[str] | ModelSpec
+"""A catalog model or ensemble name, a model TOML file, or a spec."""
+
+_UNITS = {Level.PGM.unit_column: Level.PGM, Level.CM.unit_column: Level.CM}  # pgm first
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def load_panel(
+    data: PanelLike,
+    level: Level | str | None = None,
+    *,
+    count_columns: list[str] | None = None,
+    missing: MissingPolicy | str = MissingPolicy.ERROR,
+) -> Panel:
+    """A validated :class:`Panel` from a long DataFrame, a VIEWS-style frame indexed by
+    (``month_id``, ``country_id``) or (``month_id``, ``priogrid_gid``), or a Parquet/CSV file.
+
+    The checks are those of ``ewspipe data import panel``. ``level`` (``"cm"``/``"pgm"``) is
+    inferred from the unit column when not given.
+
+    Raises:
+        PanelError: the table fails a check (the message names the column at fault).
+        InputError: the level cannot be told, or contradicts the panel given.
+    """
+    if isinstance(data, Panel):
+        if level is not None and Level.parse(str(level), option="level") is not data.level:
+            raise InputError(f"load_panel: level={level!r} but the panel given is "
+                             f"{data.level.value}; pass level={data.level.value!r} or leave it out")
+        return data
+    if isinstance(data, pd.DataFrame):
+        frame, source = _flat(data), "DataFrame"
+    elif isinstance(data, str | os.PathLike):
+        frame, source = read_table(Path(data)), str(data)
+    else:
+        raise InputError(f"load_panel: cannot read a {type(data).__name__}; pass a pandas "
+                         "DataFrame, a Panel or the path of a Parquet/CSV file")
+    lvl = _level(frame, level, source)
+    panel, _ = validate_panel(frame, lvl, source=source, count_columns=count_columns,
+                              missing=missing)
+    return panel
+
+
+def _flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """Named index levels (VIEWS keeps month_id x unit in the index) become columns."""
+    names = [n for n in frame.index.names if n is not None]
+    if not names:
+        return frame
+    clash = [n for n in names if n in frame.columns]
+    if clash:
+        raise InputError(f"DataFrame: column '{clash[0]}': it is both an index level and a "
+                         "column; drop one of them")
+    return frame.reset_index(level=names)
+
+
+def _level(frame: pd.DataFrame, level: Level | str | None, source: str) -> Level:
+    if level is not None:
+        return Level.parse(str(level), option="level")
+    for column, lvl in _UNITS.items():
+        if column in frame.columns:
+            return lvl
+    raise InputError(
+        f"{source}: column 'country_id' or 'priogrid_gid': neither is present (columns and "
+        f"index levels: {', '.join(map(str, frame.columns))}), so the level cannot be told; "
+        "name the unit column (or index level) country_id for cm or priogrid_gid for pgm, or "
+        "pass level='cm' / level='pgm'"
+    )
+
+
+def _memory_manifest(panel: Panel) -> Manifest:
+    """A manifest for a panel that was never stored (names it in messages as in memory)."""
+    return Manifest(
+        id=f"{panel.level.value}-in-memory", sha256="", file_sha256="", level=panel.level.value,
+        source={"kind": "memory"}, imported_at="", fetched_at="",
+        columns={str(c): str(t) for c, t in panel.frame.dtypes.items()},
+        count_columns=list(panel.spec.count_columns), rows=len(panel.frame),
+        first_month=panel.first_month, last_month=panel.last_month,
+        months=panel.last_month - panel.first_month + 1, units=len(panel.units),
+        units_last_month=len(panel.forecast_entities()), totals=panel.totals(), validation={},
+        ewspipe_version=__version__,
+    )
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to fit for one request: the models, and the ensemble built from them (if any)."""
+
+    models: list[ModelSpec]
+    ensemble: EnsembleSpec | None = None
+
+
+def _plan(model: ModelLike, settings: Settings) -> _Plan:
+    if isinstance(model, ModelSpec):
+        return _Plan([model])
+    text = os.fspath(model)
+    path = Path(text)
+    if text.endswith(".toml") or path.is_file():
+        return _Plan([_spec_from_file(path)])
+    catalog = load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+    plan = plan_run(catalog, [text])  # unknown (did-you-mean) or deprecated: SpecError
+    if not plan.ensembles:
+        return _Plan(plan.models)
+    if len(plan.ensembles) > 1:  # a pgm ensemble reconciled with a cm one needs both panels
+        raise InputError(
+            f"ensemble {text!r} is reconciled with {plan.ensembles[0].name!r}, which needs the "
+            "cm and the pgm panels together; evaluate it with `ewspipe evaluate --model "
+            f"{text}` on imported snapshots"
+        )
+    return _Plan(plan.models, plan.ensembles[0])
+
+
+def _spec_from_file(path: Path) -> ModelSpec:
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist; pass an existing model TOML file "
+                         "or the name of a model in the catalog")
+    check, _ = feature_parser()
+    report = check_model_text(path, path.read_text(encoding="utf-8"), check_feature=check)
+    if report.spec is None or report.problems:
+        raise SpecError("\n".join([f"{path}: invalid model file:",
+                                   *(f"  {p}" for p in report.problems)]))
+    return report.spec
+
+
+def _check_level(name: str, level: Level, panel: Panel) -> None:
+    if level is not panel.level:
+        raise InputError(f"model {name!r} is a {level.value} model but the panel is "
+                         f"{panel.level.value}; pass a {level.value} panel")
+
+
+def _fit_predict(spec: ModelSpec, panel: Panel, partition: Partition) -> Forecast:
+    """Fit on the partition's training window and predict every origin (as modelrun does)."""
+    _check_level(spec.name, spec.level, panel)
+    design = model_design(spec, panel, _memory_manifest(panel),
+                          train_last=partition.train.last)
+    model = registry.create(spec.algorithm, spec.hyperparameters_dict())
+    model.fit(design, train_last=partition.train.last)  # type: ignore[attr-defined]  # subclasses
+    return predict_origins(model, design, partition)
+
+
+def _combine(ensemble: EnsembleSpec, members: Mapping[str, Forecast]) -> Forecast:
+    """The ensemble's forecast from its members', as the evaluation run builds it."""
+    chosen = {m: members[m] for m in ensemble.members}
+    for name, fc in chosen.items():
+        check_finite(fc, model=name)
+    combined = aggregate(chosen, method=ensemble.aggregation,
+                         weights=dict(ensemble.weights) if ensemble.weights else None,
+                         samples=ensemble.samples, seed=ensemble.seed)
+    forecast_, _alerts = postprocess(combined, model=ensemble.name)
+    return forecast_
+
+
+def _partition(settings: Settings, run_type: RunType, panel: Panel) -> Partition:
+    return settings.partition_scheme().partition(
+        run_type, last_observed=panel.last_month if run_type is RunType.FORECASTING else None)
+
+
+def _run_type(partition: RunType | str) -> RunType:
+    try:
+        rt = RunType(partition)
+    except ValueError:
+        rt = None
+    if rt is None or rt is RunType.FORECASTING:
+        raise InputError(f"partition {partition!r}: a backtest runs on 'calibration' or "
+                         "'validation'; use ewspipe.forecast() for the months ahead")
+    return rt
+
+
+def _check_coverage(name: str, panel: Panel, partition: Partition) -> None:
+    last_origin = partition.rolling_origins()[-1].origin
+    if panel.last_month < last_origin or panel.first_month > partition.train.last:
+        raise InputError(
+            f"the panel covers months {panel.first_month}..{panel.last_month}, but the "
+            f"{partition.run_type.value} partition of {name!r} trains up to "
+            f"{partition.train.last} and forecasts from origins up to {last_origin}; pass data "
+            "that covers them or choose the other partition"
+        )
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """A backtest's result: the forecast of every origin and its scores.
+
+    ``metrics`` are the pooled values (raw counts, as ``ewspipe evaluate`` reports them);
+    :meth:`to_frame` has every step-, month- and origin-wise value. An ensemble's members
+    are in ``members``.
+    """
+
+    model: str
+    kind: str  # "model" or "ensemble"
+    level: str
+    run_type: str
+    target: str
+    forecast: Forecast
+    scores: Scores
+    members: Mapping[str, Evaluation] = field(default_factory=dict)
+
+    @property
+    def partition(self) -> str:
+        return self.run_type
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        """Pooled metric -> value (None where undefined)."""
+        return dict(self.scores.pooled)
+
+    def _metric(self, name: str) -> float | None:
+        return self.scores.pooled.get(name)
+
+    @property
+    def msle(self) -> float | None:
+        return self._metric("msle")
+
+    @property
+    def mse(self) -> float | None:
+        return self._metric("mse")
+
+    @property
+    def rmsle(self) -> float | None:
+        return self._metric("rmsle")
+
+    @property
+    def mae(self) -> float | None:
+        return self._metric("mae")
+
+    @property
+    def crps(self) -> float | None:
+        """None for a point forecast (CRPS is scored on samples only)."""
+        return self._metric("crps")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (scheme, group, metric): scheme ``step``, ``month`` or ``sequence``
+        (the origin), with the value, the rows scored and why a value is missing."""
+        frame = self.scores.frame()
+        frame.insert(0, "model", self.model)
+        return frame
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()
+                          if k in ("msle", "mse", "crps") and v is not None)
+        return (f"Evaluation({self.model!r}, {self.kind}, {self.level}, {self.run_type}, "
+                f"{len(self.forecast):,} rows: {shown})")
+
+
+def _score(forecast_: Forecast, panel: Panel, target: str) -> Scores:
+    """The metrics ``ewspipe evaluate`` stores, on the panel's actuals."""
+    frame = panel.frame
+    actuals = pd.DataFrame({
+        TIME_COLUMN: frame[TIME_COLUMN].to_numpy(),
+        panel.unit_column: frame[panel.unit_column].to_numpy(),
+        "value": frame[target].to_numpy(),
+    })
+    names = POINT_METRICS + (SAMPLE_METRICS if forecast_.n_samples > 1 else ())
+    return evaluate(join_actuals(forecast_, actuals), names)
+
+
+def _target(panel: Panel, name: str, target: str) -> None:
+    if target not in panel.frame.columns:
+        raise InputError(f"model {name!r} forecasts column '{target}', which the panel lacks "
+                         f"(counts: {', '.join(panel.spec.count_columns)}); pass a panel with it")
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def backtest(
+    model: ModelLike,
+    data: PanelLike,
+    partition: RunType | str = "calibration",
+    *,
+    settings: Settings | None = None,
+) -> Evaluation:
+    """Evaluate a model or ensemble as ``ewspipe evaluate`` does, in memory.
+
+    Fits once on the partition's training window and predicts steps 1..36 from each of its
+    rolling origins using data up to the origin only; scores every metric of the run.
+
+    Args:
+        model: a model or ensemble name from the catalog, a model TOML file or a ModelSpec.
+        data: a Panel, a DataFrame (long or VIEWS-indexed) or a Parquet/CSV path.
+        partition: ``"calibration"`` (default) or ``"validation"``.
+        settings: partitions and catalog folders; default :func:`load_settings` (the
+            ``ewspipe.toml`` of the working directory, or the built-in defaults).
+    """
+    run_type = _run_type(partition)
+    settings = settings if settings is not None else load_settings()
+    plan = _plan(model, settings)
+    panel = load_panel(data)
+    part = _partition(settings, run_type, panel)
+    head = plan.ensemble or plan.models[0]
+    _check_coverage(head.name, panel, part)
+    results: dict[str, Evaluation] = {}
+    for spec in plan.models:
+        _target(panel, spec.name, spec.target)
+        fc = _fit_predict(spec, panel, part)
+        results[spec.name] = Evaluation(spec.name, "model", spec.level.value, run_type.value,
+                                        spec.target, fc, _score(fc, panel, spec.target))
+    if plan.ensemble is None:
+        return results[plan.models[0].name]
+    ens = plan.ensemble
+    _check_level(ens.name, ens.level, panel)
+    fc = _combine(ens, {name: r.forecast for name, r in results.items()})
+    return Evaluation(ens.name, "ensemble", ens.level.value, run_type.value, ens.target, fc,
+                      _score(fc, panel, ens.target), members=results)
+
+
+def forecast(model: ModelLike, data: PanelLike, *, settings: Settings | None = None) -> Forecast:
+    """Forecast the 36 months after the panel's last month for the units present in it, as
+    ``ewspipe forecast`` does: fitted on every month from the forecasting partition's first
+    training month up to the last one. Arguments as for :func:`backtest`."""
+    settings = settings if settings is not None else load_settings()
+    plan = _plan(model, settings)
+    panel = load_panel(data)
+    part = _partition(settings, RunType.FORECASTING, panel)
+    members: dict[str, Forecast] = {}
+    for spec in plan.models:
+        _target(panel, spec.name, spec.target)
+        members[spec.name] = _fit_predict(spec, panel, part)
+    if plan.ensemble is None:
+        return members[plan.models[0].name]
+    _check_level(plan.ensemble.name, plan.ensemble.level, panel)
+    return _combine(plan.ensemble, members)
+

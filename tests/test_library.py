@@ -1,0 +1,161 @@
+"""ewspipe as a library: the public names, load_panel's inputs and refusals, and backtest /
+forecast giving exactly what `ewspipe evaluate` / `ewspipe forecast` store for the same data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ewspipe
+from ewspipe.catalog import load_catalog
+from ewspipe.errors import InputError, PanelError, SpecError
+from ewspipe.flows.modelrun import evaluate_models, forecast_models
+from ewspipe.panel.ingest import import_frame
+from ewspipe.panel.snapshot import SnapshotStore
+from ewspipe.panel.synthetic import demo_world
+from ewspipe.settings import DemoSettings, Settings, load_settings
+from ewspipe.store.predictions import read_forecast
+
+MODEL = """name = "{name}"
+level = "cm"
+target = "ged_sb"
+algorithm = "{algorithm}"
+features = []
+status = "shadow"
+owner = "tests"
+description = "A cheap model for the library tests."
+"""
+ENSEMBLE = """name = "tiny_chorus"
+level = "cm"
+target = "ged_sb"
+members = ["flat_line", "calm_mean"]
+aggregation = "mean"
+status = "shadow"
+owner = "tests"
+description = "Mean of two cheap models."
+"""
+
+
+@pytest.fixture(scope="module")
+def cm_frame() -> pd.DataFrame:
+    return demo_world(DemoSettings(countries=12, pgm_cells=50)).cm
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("library")
+    (root / "ewspipe.toml").write_text('[workspace]\nstate_dir = "state"\n\n'
+                                       "[tracking]\nenabled = false\n")
+    (root / "models").mkdir()
+    (root / "ensembles").mkdir()
+    for name, algorithm in (("flat_line", "locf"), ("calm_mean", "log_average")):
+        (root / "models" / f"{name}.toml").write_text(MODEL.format(name=name,
+                                                                   algorithm=algorithm))
+    (root / "ensembles" / "tiny_chorus.toml").write_text(ENSEMBLE)
+    return load_settings(root / "ewspipe.toml")
+
+
+def test_import_is_light_and_lists_the_public_names() -> None:
+    code = ("import sys, ewspipe; heavy = [m for m in ('pandas', 'lightgbm', 'ewspipe.library') "
+            "if m in sys.modules]; print(heavy, sorted(ewspipe.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("[] ")
+    for name in ("load_panel", "backtest", "forecast", "Evaluation", "Panel", "Forecast",
+                 "ModelSpec", "load_settings", "Workspace"):
+        assert name in ewspipe.__all__ and name in dir(ewspipe)
+    assert ewspipe.Panel.__module__ == "ewspipe.panel.schema"
+    with pytest.raises(AttributeError, match=r"no attribute 'nothing'"):
+        _ = ewspipe.nothing  # type: ignore[attr-defined]
+
+
+def test_load_panel_takes_views_frames_long_frames_and_files(cm_frame: pd.DataFrame,
+                                                             tmp_path: Path) -> None:
+    long = ewspipe.load_panel(cm_frame)
+    views = ewspipe.load_panel(cm_frame.set_index(["month_id", "country_id"]))
+    assert long.level.value == views.level.value == "cm"
+    pd.testing.assert_frame_equal(long.frame, views.frame)
+    cm_frame.to_csv(tmp_path / "cm.csv", index=False)
+    pd.testing.assert_frame_equal(ewspipe.load_panel(tmp_path / "cm.csv").frame, long.frame)
+    grid = cm_frame.rename(columns={"country_id": "priogrid_gid"})
+    assert ewspipe.load_panel(grid.set_index(["month_id", "priogrid_gid"])).level.value == "pgm"
+    assert ewspipe.load_panel(long) is long
+
+
+def test_load_panel_names_the_column_at_fault(cm_frame: pd.DataFrame) -> None:
+    with pytest.raises(InputError, match=r"'country_id' or 'priogrid_gid'.*level='cm'"):
+        ewspipe.load_panel(cm_frame.rename(columns={"country_id": "gw"}))
+    bad = cm_frame.copy()
+    bad.loc[5, "ged_ns"] = -3
+    with pytest.raises(PanelError, match=r"column 'ged_ns'.*negative"):
+        ewspipe.load_panel(bad)
+    with pytest.raises(InputError, match=r"level='pgm' but the panel given is cm"):
+        ewspipe.load_panel(ewspipe.load_panel(cm_frame), level="pgm")
+
+
+def test_backtest_equals_the_evaluation_run(workspace: Settings,
+                                            cm_frame: pd.DataFrame) -> None:
+    """Same protocol, same numbers: the library vs `ewspipe evaluate`'s stored metrics and
+    forecasts, for a model and an ensemble (members aggregated as the run does)."""
+    import_frame(cm_frame, "cm", SnapshotStore(workspace.snapshot_dir), source={"kind": "test"},
+                 source_name="demo cm")
+    run = evaluate_models(workspace, load_catalog(workspace.models_dir,
+                                                  ensembles_dir=workspace.ensembles_dir),
+                          run_type="calibration", names=["tiny_chorus"])
+    stored = {m.model: m for m in run.models}
+    for name in ("tiny_chorus", "flat_line"):
+        ours = ewspipe.backtest(name, cm_frame, settings=workspace)
+        assert ours.metrics == stored[name].metrics["pooled"]  # type: ignore[index]
+        theirs, _ = read_forecast(Path(run.path) / stored[name].predictions)
+        np.testing.assert_array_equal(ours.forecast.point, theirs.point)
+    chorus = ewspipe.backtest("tiny_chorus", cm_frame, settings=workspace)
+    assert chorus.kind == "ensemble" and set(chorus.members) == {"flat_line", "calm_mean"}
+    assert chorus.partition == "calibration" and chorus.msle == chorus.metrics["msle"]
+    table = chorus.to_frame()
+    assert set(table["scheme"]) == {"step", "month", "sequence"}
+    assert len(table[(table.scheme == "sequence") & (table.metric == "msle")]) == 13
+    assert "msle=" in repr(chorus)
+
+
+def test_forecast_equals_the_forecast_run(workspace: Settings, cm_frame: pd.DataFrame) -> None:
+    import_frame(cm_frame, "cm", SnapshotStore(workspace.snapshot_dir), source={"kind": "test"},
+                 source_name="demo cm")
+    run = forecast_models(workspace, load_catalog(workspace.models_dir,
+                                                  ensembles_dir=workspace.ensembles_dir),
+                          names=["tiny_chorus"])
+    entry = next(m for m in run.models if m.model == "tiny_chorus")
+    theirs, _ = read_forecast(Path(run.path) / entry.predictions)
+    ours = ewspipe.forecast("tiny_chorus", cm_frame, settings=workspace)
+    pd.testing.assert_frame_equal(ours.frame, theirs.frame)
+    np.testing.assert_array_equal(ours.point, theirs.point)
+    assert ours.frame["month_id"].min() == int(cm_frame["month_id"].max()) + 1
+
+
+def test_a_model_file_and_a_spec_run_like_catalog_names(workspace: Settings,
+                                                        cm_frame: pd.DataFrame) -> None:
+    path = workspace.models_dir / "flat_line.toml"
+    by_file = ewspipe.backtest(path, cm_frame, settings=workspace)
+    spec = load_catalog(workspace.models_dir).get("flat_line")
+    assert by_file.metrics == ewspipe.backtest(spec, cm_frame, settings=workspace).metrics
+
+
+def test_refusals_say_what_to_do(workspace: Settings, cm_frame: pd.DataFrame,
+                                 tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"no model or ensemble named 'flat_lime'.*flat_line"):
+        ewspipe.backtest("flat_lime", cm_frame, settings=workspace)
+    with pytest.raises(InputError, match=r"partition 'forecasting'.*ewspipe.forecast"):
+        ewspipe.backtest("flat_line", cm_frame, "forecasting", settings=workspace)
+    with pytest.raises(InputError, match=r"covers months 121..300.*calibration"):
+        ewspipe.backtest("flat_line", cm_frame[cm_frame.month_id <= 300], settings=workspace)
+    broken = tmp_path / "broken_line.toml"
+    broken.write_text(MODEL.format(name="broken_line", algorithm="no_such_algorithm"))
+    with pytest.raises(SpecError, match=r"broken_line.toml: invalid model file"):
+        ewspipe.backtest(broken, cm_frame, settings=workspace)
+    grid = cm_frame.rename(columns={"country_id": "priogrid_gid"})
+    with pytest.raises(InputError, match=r"cm model but the panel is pgm"):
+        ewspipe.backtest("flat_line", grid, settings=workspace)
