@@ -6,7 +6,7 @@ A Dask worker runs a task with ``EWSPIPE_THREADS=1`` and one BLAS thread (Dask's
 through the reconciliation with steady_chorus, copper_chorus). Each case below fits the same
 model on the real cm data or the semi-synthetic pgm data twice, as a Dask worker (budget 1,
 BLAS 1) and as an in-process task (budget 4, BLAS 4, more threads than CPUs is allowed), and
-compares the raw float64 arrays.
+compares the raw float64 arrays; the designs they read are compared the same way.
 """
 
 from __future__ import annotations
@@ -131,3 +131,22 @@ def test_the_blas_limit_is_shared_by_overlapping_blocks_and_restored_by_the_last
         assert _blas_threads() == {1}
         inner.__exit__(None, None, None)
         assert _blas_threads() == {3}
+
+
+@pytest.mark.parametrize("level", ["cm", "pgm"])
+def test_designs_do_not_depend_on_the_thread_budget(
+    level: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feature builder computes features and copies rows in the task's threads."""
+    if level == "cm":
+        path = shared_data / "views_ged_cm" / "views_fat002_ged_sb_cm.parquet"
+        frame = pd.read_parquet(path, columns=["month_id", "country_id", "ged_sb"])
+    else:
+        frame = pd.read_parquet(shared_data / "pgm_semisynthetic" / "pgm_ged_sb_small.parquet")
+    features = CM_FEATURES if level == "cm" else PGM_FEATURES
+    designs = []
+    for threads in (1, 4):
+        monkeypatch.setenv(THREADS_ENV, str(threads))
+        designs.append(_panel_design(frame, level, features))
+    assert np.array_equal(designs[0].X, designs[1].X, equal_nan=True)
+    assert np.array_equal(designs[0].y, designs[1].y)

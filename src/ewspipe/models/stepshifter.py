@@ -29,7 +29,9 @@ Hyperparameters (defaults):
 - ``seed = 0``: seeds down-sampling, every sub-model (one derived seed per step) and sampling.
 - ``n_jobs = -1``: steps fitted concurrently in threads (-1 = all CPUs available to the
   process). Predictions do not depend on it. Learners run single-threaded unless their params
-  say otherwise (e.g. LightGBM ``n_jobs``), so the two levels do not oversubscribe the cores.
+  say otherwise (e.g. LightGBM ``n_jobs``), so the two levels do not oversubscribe the cores;
+  BLAS (the ridge, the logistic) runs one thread while models fit and predict, so predictions
+  do not depend on the task's thread budget or executor either (``ewspipe.threads``).
 
 **The target bound.** Every prediction (point and samples) is capped at
 ``TARGET_BOUND_FACTOR`` (2) x (1 + the largest target of the step's training pairs) - 1
