@@ -59,6 +59,7 @@ from ewspipe.models.stepshifter import (
     downsample_zeros,
     target_max_from,
 )
+from ewspipe.threads import single_threaded_blas
 
 __all__ = ["Hurdle"]
 
@@ -216,9 +217,10 @@ class Hurdle(DirectMultiStep):
         X = design.X[rows]
         proba = np.empty((len(step_arr), len(X)))
         magnitude = np.empty((len(step_arr), len(X)))
-        for i, step in enumerate(step_arr):  # over steps, each vectorised over units
-            proba[i] = learners.positive_proba(self.classifiers_[int(step)], X)
-            magnitude[i] = self.regressors_[int(step)].predict(X)
+        with single_threaded_blas():  # the same sums for any thread budget, as in fit
+            for i, step in enumerate(step_arr):  # over steps, each vectorised over units
+                proba[i] = learners.positive_proba(self.classifiers_[int(step)], X)
+                magnitude[i] = self.regressors_[int(step)].predict(X)
         return step_arr, rows, proba, magnitude
 
     def predict(

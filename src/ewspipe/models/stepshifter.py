@@ -29,7 +29,9 @@ Hyperparameters (defaults):
 - ``seed = 0``: seeds down-sampling, every sub-model (one derived seed per step) and sampling.
 - ``n_jobs = -1``: steps fitted concurrently in threads (-1 = all CPUs available to the
   process). Predictions do not depend on it. Learners run single-threaded unless their params
-  say otherwise (e.g. LightGBM ``n_jobs``), so the two levels do not oversubscribe the cores.
+  say otherwise (e.g. LightGBM ``n_jobs``), so the two levels do not oversubscribe the cores;
+  BLAS (the ridge, the logistic) runs one thread while models fit and predict, so predictions
+  do not depend on the task's thread budget or executor either (``ewspipe.threads``).
 
 **The target bound.** Every prediction (point and samples) is capped at
 ``TARGET_BOUND_FACTOR`` (2) x (1 + the largest target of the step's training pairs) - 1
@@ -79,7 +81,7 @@ from ewspipe.models.sampling import (
     step_rng,
     step_seed,
 )
-from ewspipe.threads import available_threads
+from ewspipe.threads import available_threads, single_threaded_blas
 
 __all__ = [
     "STEP_RULES",
@@ -247,8 +249,14 @@ class DirectMultiStep(BaseForecaster):
         """``fit_step`` for steps 1..steps, in ``n_jobs`` threads, keyed by step (1-based).
 
         Learners release the GIL while fitting; each step is seeded on its own, so the result
-        is the same for any ``n_jobs``. The first failure cancels the steps not yet started.
+        is the same for any ``n_jobs``. BLAS runs one thread meanwhile, so the result is also
+        the same for any thread budget (see ``ewspipe.threads.single_threaded_blas``). The
+        first failure cancels the steps not yet started.
         """
+        with single_threaded_blas():
+            return self._map_steps_in_threads(fit_step)
+
+    def _map_steps_in_threads(self, fit_step: Callable[[int], _T]) -> dict[int, _T]:
         steps = range(1, self.params_["steps"] + 1)
         workers = _workers(self.params_["n_jobs"], len(steps))
         if workers == 1:
@@ -470,13 +478,14 @@ class Stepshifter(DirectMultiStep):
         n_samples = self.params_["n_samples"]
         point = np.empty((len(step_arr), len(X)))
         samples = np.empty((len(step_arr), len(X), n_samples)) if n_samples > 1 else None
-        for i, step in enumerate(step_arr):  # over steps, each vectorised over units
-            predicted = np.asarray(self.models_[int(step)].predict(X), dtype=np.float64)
-            point[i] = self._to_counts(predicted, int(step))
-            if samples is not None:
-                rng = step_rng(self.params_["seed"], origin, int(step))
-                draws = self.residuals_[int(step)].draw(predicted, n_samples, rng)
-                samples[i] = self._to_counts(draws, int(step))
+        with single_threaded_blas():  # the same sums for any thread budget, as in fit
+            for i, step in enumerate(step_arr):  # over steps, each vectorised over units
+                predicted = np.asarray(self.models_[int(step)].predict(X), dtype=np.float64)
+                point[i] = self._to_counts(predicted, int(step))
+                if samples is not None:
+                    rng = step_rng(self.params_["seed"], origin, int(step))
+                    draws = self.residuals_[int(step)].draw(predicted, n_samples, rng)
+                    samples[i] = self._to_counts(draws, int(step))
         return assemble(design, int(origin), step_arr, design.units[rows], point, samples,
                         algorithm=self.algorithm)
 
