@@ -34,6 +34,7 @@ from ewspipe.flows.release_guard import check_release, verify_workspace
 from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
+from ewspipe.store.run_record import MonthlyRunRecord
 from ewspipe.store.statedb import open_state_db
 from ewspipe.store.tracking_monthly import track_monthly_run
 
@@ -159,7 +160,14 @@ class MonthlyRun:
     def reused(self) -> list[str]:
         return [t.task for t in self.tasks if t.status == "reused"]
 
+    def record(self) -> MonthlyRunRecord:
+        """The typed record every reader uses (stored, printed by ``--json``, served)."""
+        return MonthlyRunRecord.from_dict(self._doc())
+
     def to_dict(self) -> dict[str, Any]:
+        return self.record().to_dict()
+
+    def _doc(self) -> dict[str, Any]:
         out = self.outputs
         stored = out.get("store") or {}
         report = out.get("report") or {}
@@ -282,7 +290,7 @@ def run_monthly(
 
     Returns:
         The run; ``status`` is ``not_published`` when a publishing environment published
-        nothing (the reasons are in ``to_dict()["outputs"]["not_published_reasons"]``).
+        nothing (the reasons are in ``record().outputs.not_published_reasons``).
 
     Raises:
         InputError: unknown environment or executor (exit 2).
