@@ -34,6 +34,9 @@ def test_a_finished_record_round_trips_unchanged_and_reads_typed() -> None:
     assert rec.qa is not None and rec.qa.failed_models == ["m1"]
     assert rec.snapshot_ids == {"cm": "cm-1"} and rec.selftest_failed == ["cm"]
     assert rec.outputs.runs == {"cm": "r1"} and rec.outputs.not_published_reasons == ["QA failed"]
+    assert rec.release_tag == "v1.2.0"
+    old = MonthlyRunRecord.from_dict({"run_id": "o", "release": "v0.9.0"})  # an older form
+    assert old.release_tag == "v0.9.0" and old.to_dict() == {"run_id": "o", "release": "v0.9.0"}
 
 
 def test_old_and_unfinished_records_load_with_defaults(tmp_path) -> None:

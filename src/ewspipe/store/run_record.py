@@ -65,7 +65,7 @@ class MonthlyRunRecord(_Part):
     environment: str | None = None
     executor: str | None = None
     status: str | None = None  # running | failed | ok | qa_failed | not_published
-    release: dict[str, Any] | None = None  # the release a publishing run ran under
+    release: dict[str, Any] | str | None = None  # a publishing run's release (old: its tag)
     started_at: str | None = None
     seconds: float | None = None
     state: str | None = None
@@ -101,6 +101,20 @@ class MonthlyRunRecord(_Part):
     def finished(self) -> bool:
         """Ran to the end (``ok``, ``qa_failed`` or ``not_published``)."""
         return self.status not in _UNFINISHED
+
+    @property
+    def release_tag(self) -> str | None:
+        """The release the run ran under: ``release``'s tag, else the one its published
+        pointers record."""
+        if isinstance(self.release, dict) and self.release.get("tag"):
+            return str(self.release["tag"])
+        if isinstance(self.release, str) and self.release:
+            return self.release
+        for pointer in self.outputs.published or []:
+            tag = ((pointer or {}).get("release") or {}).get("tag")
+            if tag:
+                return str(tag)
+        return None
 
     @property
     def qa_passed(self) -> bool | None:
