@@ -26,9 +26,18 @@ class EwspipeError(Exception):
 
 
 class InputError(EwspipeError, ValueError):
-    """The user gave us something we cannot use; the message says what and how to fix it."""
+    """The user gave us something we cannot use; the message says what and how to fix it.
+
+    The message speaks the library's words (``executor 'x' is not ...``); ``parameter`` names
+    the function argument at fault (``"executor"``, ``"run_type"``) so that a front end can
+    name its own spelling of it: the CLI prints ``option --executor: <message>``.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, parameter: str | None = None) -> None:
+        super().__init__(*args)
+        self.parameter = parameter
 
 
 class PanelError(InputError):

@@ -59,11 +59,12 @@ def _scheduler_address(text: str) -> str | None:
     return f"{scheme.lower()}://{host}:{int(port)}"
 
 
-def parse_executor(value: str | ExecutorSpec, *, source: str = "option --executor"
-                   ) -> ExecutorSpec:
-    """Parse an executor value; InputError naming ``source`` and the accepted forms otherwise.
+def parse_executor(value: str | ExecutorSpec, *, source: str | None = None) -> ExecutorSpec:
+    """Parse an executor value; InputError listing the accepted forms otherwise.
 
-    ``source`` is what the message blames (``option --executor``, ``[run] executor``).
+    ``source``: where the value came from, named at the start of the message (``[run]
+    executor``); without it the error's ``parameter`` is ``executor`` (the CLI names its
+    ``--executor`` option).
     """
     if isinstance(value, ExecutorSpec):
         return value
@@ -75,4 +76,7 @@ def parse_executor(value: str | ExecutorSpec, *, source: str = "option --executo
     address = _scheduler_address(text) if text else None
     if address is not None:
         return ExecutorSpec("scheduler", address)
-    raise InputError(f"{source}: {value!r} is not an executor; use {ACCEPTED_FORMS}")
+    problem = f"{value!r} is not an executor; use {ACCEPTED_FORMS}"
+    if source is not None:
+        raise InputError(f"{source}: {problem}")
+    raise InputError(problem, parameter="executor")

@@ -113,8 +113,9 @@ def test_executor_specs(spec):
 
 @pytest.mark.parametrize("spec", ["threads", "tcp://nohost", "tcp://:8786", ""])
 def test_bad_executor_specs(spec):
-    with pytest.raises(InputError, match="--executor"):
+    with pytest.raises(InputError, match="is not an executor") as exc:
         parse_executor(spec)
+    assert exc.value.parameter == "executor"  # the CLI names --executor
 
 
 def test_monthly_graph_shape(workspace):

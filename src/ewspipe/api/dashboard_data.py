@@ -92,10 +92,10 @@ def _run_records(settings: Settings, env: str, env_dir: Path) -> list[dict[str, 
     """The newest monthly-run records; never creates a database that is not there."""
     if not settings.run.state_url and not (env_dir / "state.db").is_file():
         return []
-    records = open_state_db(settings.run.state_url, env_dir).runs(env, limit=5)
-    keep = ("run_id", "status", "started_at", "finished_at", "seconds", "error")
-    return [{**{k: r.get(k) for k in keep}, "qa_passed": (r.get("qa") or {}).get("passed")}
-            for r in records]
+    records = open_state_db(settings.run.state_url, env_dir).run_records(env, limit=5)
+    return [{"run_id": r.run_id, "status": r.status, "started_at": r.started_at,
+             "finished_at": r.finished_at, "seconds": r.seconds, "error": r.error,
+             "qa_passed": r.qa_passed} for r in records]
 
 
 def _stored_levels(env_dir: Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ewspipe.flows.runner import EnvironmentLock, StateLocked
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.published import PublishedPointers
+from ewspipe.store.run_record import MonthlyRunRecord
 
 __all__ = ["current_pointer", "list_pointers", "move_pointer", "pointers_for"]
 
@@ -57,12 +58,11 @@ def _refuse(message: str) -> HTTPException:
     return HTTPException(409, detail=f"refusing to publish: {message}")
 
 
-def _monthly_record(settings: Settings, env: str, level: str, run: str) -> dict[str, Any]:
+def _monthly_record(settings: Settings, env: str, level: str, run: str) -> MonthlyRunRecord:
     db = state_db(settings, env)
-    records = db.runs(env, limit=100_000) if db is not None else []
+    records = db.run_records(env, limit=100_000) if db is not None else []
     for record in records:  # newest first
-        if ((record.get("outputs") or {}).get("runs") or {}).get(level) == run \
-                and record.get("status") not in ("running", "failed"):
+        if (record.outputs.runs or {}).get(level) == run and record.finished:
             return record
     raise _refuse(f"no finished `ewspipe run --env {env}` stored run {run!r} at level {level}; "
                   "only runs of the monthly run are published")
@@ -93,14 +93,12 @@ def move_pointer(settings: Settings, env: str, level: str, target: str, run: str
                                environment=env)
         with lock:
             record = _monthly_record(settings, env, level, run)
-            qa = record.get("qa") or {}
             decision = decide_publish(
-                settings, environment=env, run_release=record.get("release"),
-                qa_passed=bool(qa.get("passed")),
-                qa_failed=[c.get("model", "?") for c in qa.get("failed") or []],
-                selftest_failed=[lvl for lvl, d in (record.get("drift") or {}).items()
-                                 if (d.get("selftest") or {}).get("passed") is False],
-                snapshot_ids=[s["id"] for s in (record.get("snapshots") or {}).values()])
+                settings, environment=env, run_release=record.release,
+                qa_passed=bool(record.qa_passed),
+                qa_failed=record.qa.failed_models if record.qa is not None else [],
+                selftest_failed=record.selftest_failed,
+                snapshot_ids=list(record.snapshot_ids.values()))
             if not decision.allowed:
                 raise _refuse("; ".join(decision.reasons))
             assert decision.release is not None
@@ -108,12 +106,12 @@ def move_pointer(settings: Settings, env: str, level: str, target: str, run: str
             if pointers is None:  # pragma: no cover - a finished run has a state database
                 raise _refuse(f"environment {env!r} has no state database")
             moves = deployed_pointers(
-                stored, last_month={lvl: s.get("last_month") for lvl, s in
-                                    (record.get("snapshots") or {}).items()},
+                stored, last_month={lvl: s.last_month for lvl, s in
+                                    (record.snapshots or {}).items()},
                 release=decision.release, publish_id=f"api-{uuid.uuid4().hex[:12]}",
                 published_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 published_by={"via": "api", **(requested_by or {}),
-                              "monthly_run": record.get("run_id")})
+                              "monthly_run": record.run_id})
             return pointers.move(moves[0])
     except StateLocked as exc:
         raise HTTPException(409, detail=f"refusing to publish now: {exc}") from exc

@@ -7,21 +7,27 @@ from typing import Any
 
 from ewspipe.api.deps import state_db
 from ewspipe.settings import Settings
+from ewspipe.store.run_record import MonthlyRunRecord
 from ewspipe.store.runs import RunStore
 
-__all__ = ["monthly_runs", "stored_run", "stored_runs"]
+__all__ = ["monthly_json", "monthly_runs", "stored_run", "stored_runs"]
 
 _MAX_MONTHLY = 100_000
 
 
-def monthly_runs(settings: Settings, env: str | None = None) -> list[dict[str, Any]]:
-    """``ewspipe run`` records, newest first, each with ``kind = "monthly"``."""
-    found: list[dict[str, Any]] = []
+def monthly_runs(settings: Settings, env: str | None = None) -> list[MonthlyRunRecord]:
+    """``ewspipe run`` records of ``env`` (default: every environment), newest first."""
+    found: list[MonthlyRunRecord] = []
     for name in [env] if env else settings.run.environments:
         db = state_db(settings, name)
         if db is not None:
-            found += [{**r, "kind": "monthly"} for r in db.runs(name, limit=_MAX_MONTHLY)]
-    return sorted(found, key=lambda r: (r.get("started_at") or "", r["run_id"]), reverse=True)
+            found += db.run_records(name, limit=_MAX_MONTHLY)
+    return sorted(found, key=lambda r: (r.started_at or "", r.run_id), reverse=True)
+
+
+def monthly_json(record: MonthlyRunRecord) -> dict[str, Any]:
+    """A monthly run's record as the API serves it: as stored, with ``kind = "monthly"``."""
+    return {**record.to_dict(), "kind": "monthly"}
 
 
 def stored_runs(settings: Settings, kind: str | None = None) -> list[dict[str, Any]]:

@@ -15,8 +15,9 @@ from ewspipe.api.deps import (
     not_found,
     page,
 )
-from ewspipe.api.records import monthly_runs, stored_run, stored_runs
+from ewspipe.api.records import monthly_json, monthly_runs, stored_run, stored_runs
 from ewspipe.api.schemas import ErrorBody, Page, RunItem
+from ewspipe.store.run_record import MonthlyRunRecord
 
 __all__ = ["router"]
 
@@ -27,17 +28,22 @@ _SUMMARY = ("run_id", "kind", "environment", "status", "started_at", "finished_a
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation or forecast run's list item."""
     item = {k: record[k] for k in _SUMMARY if k in record}
-    if record["kind"] == "monthly":
-        outputs = record.get("outputs") or {}
-        item["store_runs"] = outputs.get("runs")
-        item["qa_passed"] = (record.get("qa") or {}).get("passed")
-        item["published"] = [f"{p['level']}/{p['target']}" for p in
-                             outputs.get("published") or []]
-        item["not_published"] = outputs.get("not_published")
-        item["release"] = (record.get("release") or {}).get("tag")
-    else:
-        item["models"] = [m.get("model") for m in record.get("models") or []]
+    item["models"] = [m.get("model") for m in record.get("models") or []]
+    return item
+
+
+def _monthly_summary(record: MonthlyRunRecord) -> dict[str, Any]:
+    """A monthly run's list item."""
+    doc = monthly_json(record)
+    item = {k: doc[k] for k in _SUMMARY if k in doc}
+    outputs = record.outputs
+    item["store_runs"] = outputs.runs
+    item["qa_passed"] = record.qa_passed
+    item["published"] = [f"{p['level']}/{p['target']}" for p in outputs.published or []]
+    item["not_published"] = outputs.not_published
+    item["release"] = (record.release or {}).get("tag")
     return item
 
 
@@ -53,15 +59,15 @@ def get_runs(
     """Monthly runs (with ``?env=`` only that environment's) and evaluation and forecast runs
     (workspace-wide, so left out when ``env`` is given), newest first."""
     name = env_or_default(settings, env) if env is not None else None
-    records: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
     if kind in (None, "monthly"):
-        records += monthly_runs(settings, name)
+        items += [_monthly_summary(r) for r in monthly_runs(settings, name)
+                  if status is None or r.status == status]
     if kind != "monthly" and name is None:
-        records += stored_runs(settings, kind)
-    if status is not None:
-        records = [r for r in records if r.get("status") == status]
-    records.sort(key=lambda r: (r.get("started_at") or "", r["run_id"]), reverse=True)
-    return page([_summary(r) for r in records], paging)
+        items += [_summary(r) for r in stored_runs(settings, kind)
+                  if status is None or r.get("status") == status]
+    items.sort(key=lambda r: (r.get("started_at") or "", r["run_id"]), reverse=True)
+    return page(items, paging)
 
 
 @router.get("/runs/{run_id}", summary="One run's full record", response_model=RunItem,
@@ -73,6 +79,6 @@ def get_run(settings: SettingsDep,
     if record is not None:
         return record
     for monthly in monthly_runs(settings):
-        if monthly["run_id"] == run_id:
-            return monthly
+        if monthly.run_id == run_id:
+            return monthly_json(monthly)
     not_found("path", "run_id", f"no run {run_id!r}; list runs with GET /api/v1/runs")

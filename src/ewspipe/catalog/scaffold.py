@@ -160,7 +160,7 @@ def scaffold_model(
     try:
         registry.get(algorithm)
     except ValueError as exc:
-        raise SpecError(f"option --algorithm: {exc}") from None
+        raise SpecError(str(exc), parameter="algorithm") from None
 
     models = models_dir if models_dir is not None else default_models_dir()
     ensembles = ensembles_dir if ensembles_dir is not None else models.parent / "ensembles"

@@ -22,10 +22,10 @@ from ewspipe.cli import release as release_cli
 from ewspipe.cli import run as run_cli
 from ewspipe.cli import runs as runs_cli
 from ewspipe.cli import serve as serve_cli
-from ewspipe.errors import EwspipeError
+from ewspipe.errors import EwspipeError, InputError
 from ewspipe.settings import load_settings
 
-__all__ = ["app", "main"]
+__all__ = ["app", "error_message", "main", "option_name"]
 
 app = typer.Typer(
     name="ewspipe",
@@ -72,6 +72,23 @@ def _root(
     ctx.obj = load_settings(config, state_dir=state_dir)
 
 
+# library argument -> CLI option, where the option is not the argument with dashes
+_OPTIONS = {"environment": "env"}
+
+
+def option_name(parameter: str) -> str:
+    """The CLI option that sets the library argument ``parameter`` (``run_type`` ->
+    ``--run-type``, ``environment`` -> ``--env``)."""
+    return "--" + _OPTIONS.get(parameter, parameter).replace("_", "-")
+
+
+def error_message(exc: EwspipeError) -> str:
+    """The message the CLI prints: a library :class:`InputError` about one of its arguments
+    is said about the option that set it (``option --run-type: unknown run type ...``)."""
+    parameter = exc.parameter if isinstance(exc, InputError) else None
+    return f"option {option_name(parameter)}: {exc}" if parameter else str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (0 ok, 1 check failed, 2 bad input or usage)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -81,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         result = command.main(args=args, prog_name="ewspipe", standalone_mode=False)
     except EwspipeError as exc:
         if as_json:
-            doc = {"error": str(exc), "kind": type(exc).__name__, "exit_code": exc.exit_code}
+            doc = {"error": error_message(exc), "kind": type(exc).__name__,
+                   "exit_code": exc.exit_code}
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {error_message(exc)}", err=True)
         return exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code)

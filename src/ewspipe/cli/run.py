@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.flows.monthly import MonthlyRun, run_monthly
 from ewspipe.flows.runner import TaskRecord
+from ewspipe.store.run_record import MonthlyRunRecord
 
 __all__ = ["run"]
 
@@ -23,7 +22,7 @@ def _progress(event: str, record: TaskRecord, done: int, total: int) -> None:
                    err=True)
 
 
-def _lines(result: MonthlyRun, doc: dict[str, Any]) -> str:
+def _lines(result: MonthlyRun, rec: MonthlyRunRecord) -> str:
     lines = [
         f"Monthly run {result.run_id} ({result.environment}, {result.executor}): "
         f"{result.status}, {result.seconds:.1f}s",
@@ -31,36 +30,37 @@ def _lines(result: MonthlyRun, doc: dict[str, Any]) -> str:
     ]
     for t in result.tasks:
         lines.append(f"    {t.task:<32} {t.status:<7} {t.seconds:8.2f}s")
-    for lvl, snap in sorted((doc["snapshots"] or {}).items()):
-        drift = doc["drift"].get(lvl, {})
+    for lvl, snap in sorted((rec.snapshots or {}).items()):
+        drift = rec.drift.get(lvl, {})
         verdict = ("skipped" if drift.get("skipped") else
                    "FAILED" if drift.get("failed") else "ok")
-        lines.append(f"  {lvl}: snapshot {snap['id']} (last month {snap['last_month']}), "
+        lines.append(f"  {lvl}: snapshot {snap.id} (last month {snap.last_month}), "
                      f"drift {verdict} ({drift.get('alarms', 0)} alarms)")
-    qa = doc["qa"]
-    lines.append("  QA: " + ("passed" if qa["passed"] else "FAILED: " + "; ".join(
-        f"{c['model']}: {', '.join(c['problems'])}" for c in qa["failed"])))
-    od = doc.get("output_drift") or {}
+    qa = rec.qa
+    assert qa is not None  # a finished run's record always has its QA
+    lines.append("  QA: " + ("passed" if qa.passed else "FAILED: " + "; ".join(
+        f"{c['model']}: {', '.join(c['problems'])}" for c in qa.failed)))
+    od = rec.output_drift or {}
     lines.append("  output drift: " + (od.get("note") or (
         f"{od.get('compared', 0)} forecasts vs {', '.join(od.get('previous_runs') or [])}, "
         f"{od.get('alerts', 0)} alerts")) + f" (report {od.get('report')})")
-    alerts = doc["alerts"] or {}
+    alerts = rec.alerts or {}
+    outs = rec.outputs
     lines.append(f"  alerts: {alerts.get('count', 0)} "
                  + (str(alerts.get("by_source")) if alerts.get("count") else "")
-                 + f" (log {doc['outputs']['alerts_log']})")
-    outs = doc["outputs"]
-    lines.append(f"  predictions: {outs['predictions']} (runs {outs['runs']})")
-    lines.append(f"  report: {outs['report']}")
+                 + f" (log {outs.alerts_log})")
+    lines.append(f"  predictions: {outs.predictions} (runs {outs.runs})")
+    lines.append(f"  report: {outs.report}")
     if result.release:
         rel = result.release
         lines.append(f"  release: {rel['tag']} ({rel['commit'][:12]})" + (
             f", engine override: {rel['engine_override']['reason']}"
             if rel.get("engine_override") else ""))
     if result.status == "not_published":
-        reasons = outs.get("not_published_reasons") or [outs.get("not_published")]
+        reasons = outs.not_published_reasons or [outs.not_published]
         lines.append("  NOT PUBLISHED (exit 1):")
         lines += [f"    - {r}" for r in reasons]
-    for p in outs["published"] or []:
+    for p in outs.published or []:
         lines.append(f"  published {p['level']}/{p['target']}: {p['primary']} of run {p['run']}"
                      f" (was {p['previous_run']})")
     return "\n".join(lines)
@@ -95,7 +95,7 @@ def run(
     result = run_monthly(ctx.obj, environment=env, executor=executor,
                          lock_timeout=lock_timeout, progress=None if quiet else _progress,
                          allow_engine_change=allow_engine_change)
-    doc = result.to_dict()
-    emit(doc, as_json, lambda: _lines(result, doc))
+    record = result.record()
+    emit(record.to_dict(), as_json, lambda: _lines(result, record))
     if result.status != "ok":
         raise typer.Exit(1)

@@ -71,8 +71,8 @@ class DriftConfig:
         """
         if run_type not in RUN_TYPES:
             raise InputError(
-                f"option --run-type: unknown run type {run_type!r}; use one of "
-                f"{', '.join(RUN_TYPES)}"
+                f"unknown run type {run_type!r}; use one of {', '.join(RUN_TYPES)}",
+                parameter="run_type",
             )
         if level not in LEVELS:
             raise InputError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")

@@ -34,6 +34,7 @@ from ewspipe.flows.release_guard import check_release, verify_workspace
 from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
+from ewspipe.store.run_record import MonthlyRunRecord
 from ewspipe.store.statedb import open_state_db
 from ewspipe.store.tracking_monthly import track_monthly_run
 
@@ -159,7 +160,14 @@ class MonthlyRun:
     def reused(self) -> list[str]:
         return [t.task for t in self.tasks if t.status == "reused"]
 
+    def record(self) -> MonthlyRunRecord:
+        """The typed record every reader uses (stored, printed by ``--json``, served)."""
+        return MonthlyRunRecord.from_dict(self._doc())
+
     def to_dict(self) -> dict[str, Any]:
+        return self.record().to_dict()
+
+    def _doc(self) -> dict[str, Any]:
         out = self.outputs
         stored = out.get("store") or {}
         report = out.get("report") or {}
@@ -229,16 +237,16 @@ def prepare_monthly(settings: Settings, *, environment: str | None = None,
     run_settings = settings.run
     env = environment or run_settings.environment
     if env not in run_settings.environments:
-        raise InputError(f"option --env: {env!r} is not an environment; use one of "
+        raise InputError(f"{env!r} is not an environment; use one of "
                          f"{', '.join(run_settings.environments)} (ewspipe.toml [run] "
-                         "environments)")
+                         "environments)", parameter="environment")
     publish = env in run_settings.publish_environments
     if allow_engine_change is not None and not publish:
-        raise InputError(f"option --allow-engine-change: environment {env!r} does not publish;"
-                         " the option only applies to a production run")
+        raise InputError(f"environment {env!r} does not publish; an engine change is only "
+                         "allowed for a production run", parameter="allow_engine_change")
     if allow_engine_change is not None and not allow_engine_change.strip():
-        raise InputError("option --allow-engine-change: give the reason (recorded on the run "
-                         "and on every forecast it publishes)")
+        raise InputError("give the reason for the engine change (recorded on the run and on "
+                         "every forecast it publishes)", parameter="allow_engine_change")
     release = check_release(settings) if publish else None
     catalog = catalog or load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
     verified = (verify_workspace(settings, release, catalog,
@@ -282,7 +290,7 @@ def run_monthly(
 
     Returns:
         The run; ``status`` is ``not_published`` when a publishing environment published
-        nothing (the reasons are in ``to_dict()["outputs"]["not_published_reasons"]``).
+        nothing (the reasons are in ``record().outputs.not_published_reasons``).
 
     Raises:
         InputError: unknown environment or executor (exit 2).
@@ -296,7 +304,8 @@ def run_monthly(
     spec = parse_executor(run_settings.executor if executor is None else executor)
     timeout = run_settings.lock_timeout_seconds if lock_timeout is None else lock_timeout
     if timeout < 0:
-        raise InputError(f"option --lock-timeout: must be >= 0 seconds, got {timeout}")
+        raise InputError(f"lock timeout must be >= 0 seconds, got {timeout}",
+                         parameter="lock_timeout")
     plan = prepare_monthly(settings, environment=environment, catalog=catalog,
                            allow_engine_change=allow_engine_change)
     env = plan.environment

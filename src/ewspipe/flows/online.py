@@ -339,9 +339,9 @@ def _actual_snapshots(
     for ref in refs:
         manifest = store.get(ref)
         if manifest.level in chosen:
-            raise InputError(f"option --snapshot: two snapshots given for level "
-                             f"{manifest.level} ({chosen[manifest.level].id}, {manifest.id}); "
-                             "give one per level")
+            raise InputError(f"two snapshots given for level {manifest.level} "
+                             f"({chosen[manifest.level].id}, {manifest.id}); give one per level",
+                             parameter="snapshot")
         chosen[manifest.level] = manifest
     for level in sorted(levels - set(chosen)):
         ofs = [m for m in store.list() if m.level == level]
@@ -574,9 +574,9 @@ def _sources(settings: Settings, environment: str | None,
     runs of ``environment``; without one the ``ewspipe forecast`` runs, or when none is
     stored the monthly runs of the default environment."""
     if environment is not None and environment not in settings.run.environments:
-        raise InputError(f"option --env: {environment!r} is not an environment; use one of "
+        raise InputError(f"{environment!r} is not an environment; use one of "
                          f"{', '.join(settings.run.environments)} (ewspipe.toml [run] "
-                         "environments)")
+                         "environments)", parameter="environment")
     if environment is None:
         histories = forecast_histories(RunStore(settings.runs_dir))
         if histories:

@@ -34,17 +34,20 @@ def import_demo_world(
     try:
         settings = DemoSettings.model_validate({**demo.model_dump(), **overrides})
     except ValidationError as exc:
+        errors = exc.errors()
         problems = "; ".join(
-            f"option --{'-'.join(str(p) for p in err['loc']).replace('_', '-')} "
-            f"(or [demo] {'.'.join(str(p) for p in err['loc'])}): {err['msg']}, "
-            f"got {err.get('input')!r}"
-            for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])} (argument or [demo] setting): "
+            f"{err['msg']}, got {err.get('input')!r}"
+            for err in errors
         )
-        raise InputError(f"demo world: {problems}") from exc
+        # one bad argument: the CLI names the option that gave it
+        names = {str(err["loc"][0]) for err in errors if err["loc"]}
+        parameter = names.pop() if len(names) == 1 and names <= set(overrides) else None
+        raise InputError(f"demo world: {problems}", parameter=parameter) from exc
     if settings.last_month is not None and settings.last_month < settings.first_month:
         raise InputError(
-            f"option --last-month: {settings.last_month} is before the first month "
-            f"{settings.first_month}; pass a later month_id"
+            f"last month {settings.last_month} is before the first month "
+            f"{settings.first_month}; pass a later month_id", parameter="last_month"
         )
     world = demo_world(settings)
     params = {

@@ -210,7 +210,8 @@ def validate_panel(
         missing = MissingPolicy(missing)
     except ValueError:
         raise PanelError(
-            f"option --missing: unknown policy {missing!r}; use 'error' or 'zero'"
+            f"unknown missing-value policy {missing!r}; use 'error' or 'zero'",
+            parameter="missing",
         ) from None
     report = ValidationReport(source=source)
     unit = level.unit_column

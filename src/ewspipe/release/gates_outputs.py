@@ -38,6 +38,7 @@ from ewspipe.release.sides import CommandResult
 from ewspipe.release.staging_report import GateResult
 from ewspipe.settings import QaSettings, ReleaseSettings
 from ewspipe.store.predictions import read_forecast, read_forecast_metadata
+from ewspipe.store.run_record import MonthlyRunRecord
 
 __all__ = ["StoredForecast", "forecast_diff_gate", "implausible_forecasts", "inference_gate",
            "performance_gate", "read_run_forecasts"]
@@ -79,9 +80,9 @@ def _read_partition(path: Path, part: Mapping[str, Any]) -> StoredForecast:
                           samples[order], str(part.get("target") or "ged_sb"))
 
 
-def read_run_forecasts(env_state: Path, run_doc: Mapping[str, Any]) -> dict[str, StoredForecast]:
+def read_run_forecasts(env_state: Path, run: MonthlyRunRecord) -> dict[str, StoredForecast]:
     """Every partition a monthly run (``ewspipe run --json``) stored, by model name."""
-    parts = (run_doc.get("outputs") or {}).get("partitions") or []
+    parts = run.outputs.partitions or []
     return {p["model"]: _read_partition(env_state / p["path"], p) for p in parts}
 
 
@@ -168,9 +169,10 @@ def inference_gate(
         return GateResult("inference", "FAIL", f"the candidate's monthly run failed{where}: "
                           f"{first.error().splitlines()[-1] if first.error() else ''}", evidence)
     qa_failed: dict[str, list[str]] = {}
-    if first.doc and first.doc.get("qa"):
-        evidence["pipeline_qa"] = first.doc["qa"]
-        for check in first.doc["qa"].get("failed") or []:
+    run = MonthlyRunRecord.from_output(first.doc)
+    if run is not None and run.qa is not None:
+        evidence["pipeline_qa"] = run.qa.model_dump(exclude_unset=True)
+        for check in run.qa.failed:
             qa_failed[str(check.get("model"))] = [str(p) for p in check.get("problems") or []]
     failures: list[str] = []
     ceilings: dict[tuple[str, str], float] = {}

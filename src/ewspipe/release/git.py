@@ -89,12 +89,14 @@ class Git:
                              cwd=self.root, capture_output=True, text=True)
         return out.stdout.strip() or None if out.returncode == 0 else None
 
-    def resolve(self, ref: str, *, what: str = "ref") -> str:
-        """Like :meth:`rev` but an unknown ref is bad input."""
+    def resolve(self, ref: str, *, what: str = "ref", parameter: str | None = None) -> str:
+        """Like :meth:`rev` but an unknown ref is bad input (``parameter``: the argument
+        that gave it, see :class:`ewspipe.errors.InputError`)."""
         sha = self.rev(ref)
         if sha is None:
             raise InputError(f"{what} {ref!r} is not a branch, tag or commit of {self.root}; "
-                             "check the name with `git branch -a` / `git tag`")
+                             "check the name with `git branch -a` / `git tag`",
+                             parameter=parameter)
         return sha
 
     def head(self) -> str | None:

@@ -50,14 +50,15 @@ def check_overrides(allow: list[str], reason: str | None) -> None:
     overridden, or that comes without a reason."""
     for gate in allow:
         if gate not in GATES:
-            raise InputError(f"option --allow: {gate!r} is not a gate; use one of "
-                             f"{', '.join(g for g in GATES if g not in NOT_OVERRIDABLE)}")
+            raise InputError(f"{gate!r} is not a gate; use one of "
+                             f"{', '.join(g for g in GATES if g not in NOT_OVERRIDABLE)}",
+                             parameter="allow")
         if gate in NOT_OVERRIDABLE:
-            raise InputError(f"option --allow {gate}: the {gate} gate cannot be overridden: "
-                             f"{NOT_OVERRIDABLE[gate]}")
+            raise InputError(f"the {gate} gate cannot be overridden: {NOT_OVERRIDABLE[gate]}",
+                             parameter="allow")
     if allow and not (reason and reason.strip()):
-        raise InputError("option --allow needs --reason TEXT: an override is recorded with "
-                         "why it was made")
+        raise InputError("an override needs a reason: it is recorded with why it was made",
+                         parameter="reason")
 
 
 def require_staged_tree(ctx: ReleaseContext, candidate: str, production: str | None) -> None:

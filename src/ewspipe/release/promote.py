@@ -40,8 +40,8 @@ def parse_bump(text: str | None) -> Bump | None:
     try:
         return Bump(text.lower())
     except ValueError:
-        raise InputError(f"option --bump: {text!r} is not a bump; use major, minor or "
-                         "patch (or leave it out for the automatic rule)") from None
+        raise InputError(f"{text!r} is not a bump; use major, minor or patch (or none for "
+                         "the automatic rule)", parameter="bump") from None
 
 
 def production_engine(ctx: ReleaseContext, production: str | None) -> dict[str, Any] | None:
@@ -63,7 +63,7 @@ def _plan(ctx: ReleaseContext, candidate_ref: str | None, bump: Bump | None,
     start = git.require_branch([ctx.prod, ctx.dev] if has_prod else [ctx.dev], "promote")
     ctx.require_consistent()
     ref = candidate_ref or ctx.dev
-    candidate = git.resolve(ref, what="option --candidate:")
+    candidate = git.resolve(ref, what="candidate", parameter="candidate")
     production = git.resolve(ctx.prod) if has_prod else None
     released = ctx.production_version() is not None
     if released and production is not None and git.is_ancestor(candidate, production):

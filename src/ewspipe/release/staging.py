@@ -52,6 +52,7 @@ from ewspipe.release.sides import (
 from ewspipe.release.staging_html import render_html
 from ewspipe.release.staging_report import GateResult, StagingReport
 from ewspipe.settings import Settings
+from ewspipe.store.run_record import MonthlyRunRecord
 from ewspipe.store.statedb import open_state_db
 
 __all__ = ["GateResult", "StagingReport", "stage"]
@@ -91,10 +92,9 @@ def _production_snapshots(settings: Settings) -> dict[str, str]:
     env_state = settings.state_dir / env
     if not settings.run.state_url and not (env_state / "state.db").is_file():
         return {}  # never create production's state database by looking
-    for record in open_state_db(settings.run.state_url, env_state).runs(env, limit=20):
-        snaps = record.get("snapshots")
-        if isinstance(snaps, dict) and snaps:
-            return {lvl: s["id"] for lvl, s in snaps.items() if isinstance(s, dict)}
+    for record in open_state_db(settings.run.state_url, env_state).run_records(env, limit=20):
+        if record.snapshot_ids:
+            return record.snapshot_ids
     return {}
 
 
@@ -132,10 +132,10 @@ def _artifact_files(side: Side) -> dict[str, tuple[int, int]]:
 
 
 def _forecasts(side: Side, result: CommandResult) -> dict[str, StoredForecast] | None:
-    doc = result.doc or {}
-    if result.returncode not in (0, 1) or "run_id" not in doc:
+    run = MonthlyRunRecord.from_output(result.doc)
+    if result.returncode not in (0, 1) or run is None:
         return None
-    return read_run_forecasts(side.env_state, doc)
+    return read_run_forecasts(side.env_state, run)
 
 
 def _monthly(side: Side, timeout: float, say: Progress) -> tuple[CommandResult,
@@ -171,7 +171,8 @@ def _repeat(side: Side, timeout: float, say: Progress) -> tuple[
     # a new artifact under a new code fingerprint means the code itself changed while staging
     # (an edited installation), not that reloading failed: reported, judged separately
     codes = {_artifact_code(side, k) for k in before if k.endswith("manifest.json")}
-    ran = (done.doc or {}).get("ran") or []
+    run = MonthlyRunRecord.from_output(done.doc)
+    ran = run.ran if run is not None else []
     info = {"reloaded": sum(str(t).startswith("train:") for t in ran) - len(new),
             "retrained": [k for k in new if _artifact_code(side, k) in codes],
             "code_changed": [k for k in new if _artifact_code(side, k) not in codes],

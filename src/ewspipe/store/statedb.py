@@ -16,6 +16,7 @@ from typing import Any
 
 from ewspipe.errors import StoreError
 from ewspipe.extras import require
+from ewspipe.store.run_record import MonthlyRunRecord
 
 __all__ = ["StateDB", "open_state_db"]
 
@@ -102,8 +103,10 @@ class StateDB:
             return list(cur.fetchall())
 
     # ------------------------------------------------------------------ runs
-    def record_run(self, record: dict[str, Any]) -> None:
+    def record_run(self, record: MonthlyRunRecord | dict[str, Any]) -> None:
         """Insert or update one run record (keyed by ``run_id``)."""
+        if isinstance(record, MonthlyRunRecord):
+            record = record.to_dict()
         params = (record["run_id"], record["environment"], record["started_at"],
                   record.get("finished_at"), record["status"], json.dumps(record, default=str))
         with self._connect() as con:
@@ -119,6 +122,11 @@ class StateDB:
         rows = self._rows(f"SELECT record FROM runs {where} ORDER BY started_at DESC, run_id "
                           f"DESC LIMIT {int(limit)}", params)
         return [json.loads(r[0]) for r in rows]
+
+    def run_records(self, environment: str | None = None,
+                    limit: int = 50) -> list[MonthlyRunRecord]:
+        """:meth:`runs`, typed (newest first)."""
+        return [MonthlyRunRecord.from_dict(r) for r in self.runs(environment, limit)]
 
     # ------------------------------------------------------------------ pointers
     def add_pointer(self, pointer: dict[str, Any]) -> bool:

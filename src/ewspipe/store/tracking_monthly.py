@@ -33,6 +33,7 @@ from ewspipe import __version__
 from ewspipe.provenance import code_fingerprint
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
+from ewspipe.store.run_record import MonthlyRunRecord
 from ewspipe.store.tracking import (
     TrackingResult,
     _experiment,
@@ -50,33 +51,30 @@ _log = logging.getLogger(__name__)
 MONTHLY_EXPERIMENT = "ewspipe-monthly"
 
 
-def release_tag_of(doc: Mapping[str, Any]) -> str | None:
-    """The release a monthly run ran under: the record's ``release`` (a tag or a dict with
-    ``tag``), else the release its published pointers record."""
-    release = doc.get("release")
-    if isinstance(release, Mapping) and release.get("tag"):
-        return str(release["tag"])
-    if isinstance(release, str) and release:
-        return release
-    for pointer in (doc.get("outputs") or {}).get("published") or []:
-        tag = ((pointer or {}).get("release") or {}).get("tag")
-        if tag:
-            return str(tag)
-    return None
+def release_tag_of(doc: Mapping[str, Any] | MonthlyRunRecord) -> str | None:
+    """The release a monthly run ran under (:attr:`MonthlyRunRecord.release_tag`)."""
+    return _record(doc).release_tag
 
 
-def track_monthly_run(settings: Settings, doc: Mapping[str, Any]) -> TrackingResult:
-    """Log a stored monthly run (``MonthlyRun.to_dict()``) to MLflow; see the module doc.
+def _record(doc: Mapping[str, Any] | MonthlyRunRecord) -> MonthlyRunRecord:
+    return doc if isinstance(doc, MonthlyRunRecord) else MonthlyRunRecord.from_dict(dict(doc))
+
+
+def track_monthly_run(settings: Settings,
+                      doc: Mapping[str, Any] | MonthlyRunRecord) -> TrackingResult:
+    """Log a stored monthly run (its record, or the record's dict) to MLflow; see the
+    module doc.
 
     Never raises for tracking problems: the result says "disabled", "unavailable",
     "already_logged", "logged" or "failed" (with a logged warning)."""
-    return guarded(settings, f"monthly run {doc.get('run_id')}",
-                   f"the run is stored in {doc.get('state')}",
-                   lambda client: _log(client, settings, doc))
+    record = _record(doc)
+    return guarded(settings, f"monthly run {record.run_id}",
+                   f"the run is stored in {record.state}",
+                   lambda client: _log(client, settings, record))
 
 
-def _log(client: Any, settings: Settings, doc: Mapping[str, Any]) -> TrackingResult:
-    run_id = str(doc.get("run_id"))
+def _log(client: Any, settings: Settings, rec: MonthlyRunRecord) -> TrackingResult:
+    run_id = rec.run_id
     experiment_id = _experiment(client, MONTHLY_EXPERIMENT, artifact_location(settings),
                                 "monthly")
     existing = client.search_runs([experiment_id],
@@ -87,36 +85,33 @@ def _log(client: Any, settings: Settings, doc: Mapping[str, Any]) -> TrackingRes
         return TrackingResult("already_logged", experiment=MONTHLY_EXPERIMENT,
                               experiment_id=experiment_id, parent_run_id=found,
                               message=f"monthly run {run_id} was already logged as {found}")
-    environment = str(doc.get("environment") or "development")
-    tag = release_tag_of(doc)
-    snapshots = doc.get("snapshots") or {}
-    qa = doc.get("qa") or {}
-    outputs = doc.get("outputs") or {}
-    published = outputs.get("published") or []
-    code = doc.get("code") or {}
+    environment = rec.environment or "development"
+    tag = rec.release_tag
+    published = rec.outputs.published or []
+    code = rec.code or {}
     tags = {
         "ewspipe.run_id": run_id, "ewspipe.kind": "monthly", "ewspipe.role": "run",
-        "ewspipe.environment": environment, "ewspipe.status": str(doc.get("status")),
+        "ewspipe.environment": environment, "ewspipe.status": str(rec.status),
         "ewspipe.release_tag": tag or "none",
         "ewspipe.code_fingerprint": code_fingerprint(), "ewspipe.ewspipe_version": __version__,
         "ewspipe.code_commit": str(code.get("commit", "unknown")),
-        "ewspipe.snapshots": ",".join(f"{lvl}:{s.get('id')}" for lvl, s in
-                                      sorted(snapshots.items()) if isinstance(s, Mapping)),
-        "ewspipe.qa_passed": str(qa.get("passed")).lower(),
+        "ewspipe.snapshots": ",".join(f"{lvl}:{sid}" for lvl, sid in
+                                      sorted(rec.snapshot_ids.items())),
+        "ewspipe.qa_passed": str(rec.qa_passed).lower(),
         "ewspipe.published": ",".join(sorted(str(p.get("level")) for p in published)) or "none",
         "mlflow.source.name": "ewspipe",
     }
     mlflow_run = client.create_run(experiment_id, run_name=run_id, tags=tags).info.run_id
     try:
-        _metrics(client, mlflow_run, doc)
-        client.log_text(mlflow_run, json.dumps(dict(doc), indent=2, default=str) + "\n",
+        _metrics(client, mlflow_run, rec)
+        client.log_text(mlflow_run, json.dumps(rec.to_dict(), indent=2, default=str) + "\n",
                         "run.json")
-        report = outputs.get("report")
+        report = rec.outputs.report
         if report and Path(report).is_file():
             client.log_artifact(mlflow_run, str(report), "report")
         versions: dict[str, str] = {}
         if environment in settings.run.publish_environments:
-            versions = _register_deployed(client, doc, mlflow_run, tag)
+            versions = _register_deployed(client, rec, mlflow_run, tag)
         client.set_terminated(mlflow_run, "FINISHED")
     except Exception:
         client.set_terminated(mlflow_run, "FAILED")
@@ -129,26 +124,26 @@ def _log(client: Any, settings: Settings, doc: Mapping[str, Any]) -> TrackingRes
                                   f"{mlflow_run}{registered}")
 
 
-def _metrics(client: Any, mlflow_run: str, doc: Mapping[str, Any]) -> None:
+def _metrics(client: Any, mlflow_run: str, rec: MonthlyRunRecord) -> None:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    alerts = doc.get("alerts") or {}
-    values = {"seconds": float(doc.get("seconds") or 0.0),
-              "tasks_ran": float(len(doc.get("ran") or [])),
-              "tasks_reused": float(len(doc.get("reused") or [])),
-              "qa_failed": float(len((doc.get("qa") or {}).get("failed") or [])),
-              "alerts": float(alerts.get("count", 0) if isinstance(alerts, Mapping) else 0)}
+    alerts = rec.alerts or {}
+    values = {"seconds": float(rec.seconds or 0.0),
+              "tasks_ran": float(len(rec.ran)),
+              "tasks_reused": float(len(rec.reused)),
+              "qa_failed": float(len(rec.qa.failed) if rec.qa is not None else 0),
+              "alerts": float(alerts.get("count", 0))}
     client.log_batch(mlflow_run, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
 
 
-def _register_deployed(client: Any, doc: Mapping[str, Any], mlflow_run: str,
+def _register_deployed(client: Any, rec: MonthlyRunRecord, mlflow_run: str,
                        tag: str | None) -> dict[str, str]:
     """A version per deployed model and ensemble this run stored: its metadata (written by
     the forecast and ensemble tasks) names the artifact, config hash and snapshot."""
-    state = Path(str(doc.get("state")))
+    state = Path(str(rec.state))
     store = PredictionStore(state / "predictions")
-    parts = (doc.get("outputs") or {}).get("partitions") or []
+    parts = rec.outputs.partitions or []
     meta = {p["model"]: (p, store.metadata(p["level"], p["run"], p["model"])) for p in parts}
     definitions = {name: {"config_hash": m.get("config_hash"),
                           "members": list(m.get("members") or {}),
@@ -162,9 +157,9 @@ def _register_deployed(client: Any, doc: Mapping[str, Any], mlflow_run: str,
         source = (state / "artifacts" / str(m["artifact"]) if kind == "model" and
                   m.get("artifact") else state / str(part["path"]))
         tags = {
-            "ewspipe.run_id": str(doc.get("run_id")), "ewspipe.monthly_run": str(
-                doc.get("run_id")), "ewspipe.source": "monthly",
-            "ewspipe.environment": str(doc.get("environment")), "ewspipe.model_kind": kind,
+            "ewspipe.run_id": rec.run_id, "ewspipe.monthly_run": rec.run_id,
+            "ewspipe.source": "monthly", "ewspipe.environment": str(rec.environment),
+            "ewspipe.model_kind": kind,
             "ewspipe.level": str(part["level"]), "ewspipe.snapshot": str(m.get("snapshot")),
             "ewspipe.status": "deployed", "ewspipe.config_hash": str(m.get("config_hash")),
             "ewspipe.code_fingerprint": code_fingerprint(),

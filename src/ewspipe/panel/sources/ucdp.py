@@ -74,8 +74,8 @@ def ged_url(version: str, template: str = DEFAULT_GED_URL) -> str:
     version = version.strip()
     if not _VERSION.match(version):
         raise DownloadError(
-            f"option --version: {version!r} is not a UCDP version; use NN.N for a GED release "
-            "(e.g. 24.1) or NN.N.N for a Candidate release (e.g. 24.0.10)"
+            f"{version!r} is not a UCDP version; use NN.N for a GED release "
+            "(e.g. 24.1) or NN.N.N for a Candidate release (e.g. 24.0.10)", parameter="version"
         )
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
