@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
+from ewspipe.arrays import Floats, Ints
 from ewspipe.errors import InputError
 from ewspipe.models.forecast import INDEX_COLUMNS, Forecast
 
@@ -35,9 +35,6 @@ __all__ = [
     "pool_samples",
     "weighted",
 ]
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 #: ``(members x rows) values, normalised weights or None -> (rows,) values``.
 Aggregation = Callable[[Floats, Floats | None], Floats]

@@ -35,6 +35,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ewspipe.arrays import Floats, Ints
 from ewspipe.errors import InputError
 
 __all__ = [
@@ -63,8 +64,6 @@ __all__ = [
     "names",
 ]
 
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 Input = Literal["point", "samples"]
 Finished = tuple[Floats, list[str]]  # value per group (NaN where undefined), reason ("" if defined)
 
@@ -203,7 +202,6 @@ def _covered(rows: _Rows, alpha: float) -> Floats:
 
 def _p_exceed(rows: _Rows, tau: float) -> Floats:
     return np.count_nonzero(rows.sorted > tau, axis=1) / rows.sorted.shape[1]
-
 
 def _brier(rows: _Rows, tau: float) -> Floats:
     return (_p_exceed(rows, tau) - (rows.y > tau)) ** 2
@@ -619,7 +617,6 @@ class RankMetric(Metric):
         bounds = np.concatenate([[0], np.cumsum(np.bincount(row_group, minlength=groups.size))])
         out = [self.score(event[order[a:b]], p[order[a:b]]) for a, b in pairwise(bounds)]
         return np.array([v for v, _ in out]), [r for _, r in out]
-
 
 def _one_class(event: npt.NDArray[np.bool_], tau: float) -> str:
     if event.all():
