@@ -42,7 +42,6 @@ from types import MappingProxyType
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -61,8 +60,8 @@ from ewspipe.catalog.files import (
     toml_files,
     translate_error,
 )
-from ewspipe.catalog.rules import Status, check_ensemble_member, check_name, check_target
-from ewspipe.catalog.spec import ModelSpec, canonical_json
+from ewspipe.catalog.rules import Status, check_ensemble_member
+from ewspipe.catalog.spec import ModelSpec, Name, Target, Text, canonical_json
 from ewspipe.ensembles.aggregate import SampleOption, get_aggregation, weighted
 from ewspipe.ensembles.aggregate import names as aggregation_names
 from ewspipe.errors import SpecError
@@ -78,12 +77,7 @@ __all__ = [
 ]
 
 
-def _name(value: str) -> str:
-    check_name(value)
-    return value
-
-
-MemberName = Annotated[str, AfterValidator(_name)]
+MemberName = Name
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
@@ -92,14 +86,14 @@ class EnsembleSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="adjective_noun; equals the file stem")
+    name: Name = Field(description="adjective_noun; equals the file stem")
     level: Level = Field(description="cm or pgm; every member has this level")
-    target: str = Field(description="count column, e.g. ged_sb; every member forecasts it")
+    target: Target = Field(description="count column, e.g. ged_sb; every member forecasts it")
     members: tuple[MemberName, ...] = Field(min_length=1, description="model names")
     aggregation: str = Field(description="a registered aggregation: mean or median")
     status: Status
-    owner: str = Field(min_length=1)
-    description: str = Field(min_length=1)
+    owner: Text = Field(min_length=1)
+    description: Text = Field(min_length=1)
     weights: Mapping[str, Weight] | None = Field(
         None, description="member -> weight (> 0) for a weighted mean / weighted pooling")
     samples: SampleOption = Field(
@@ -108,18 +102,6 @@ class EnsembleSpec(BaseModel):
     reconcile_with: MemberName | None = Field(
         None, description="pgm only: a cm ensemble whose forecast the cells are rescaled to")
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        check_name(value)
-        return value
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, value: str) -> str:
-        check_target(value)
-        return value
-
     @field_validator("aggregation")
     @classmethod
     def _aggregation(cls, value: str) -> str:
@@ -127,13 +109,6 @@ class EnsembleSpec(BaseModel):
             get_aggregation(value)
         except ValueError as exc:  # InputError
             raise ValueError(f"{exc} Fix: set aggregation to one of them.") from None
-        return value
-
-    @field_validator("owner", "description")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank; write something a reader of the catalog can use")
         return value
 
     @field_validator("weights", mode="after")
