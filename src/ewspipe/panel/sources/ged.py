@@ -66,6 +66,16 @@ def _integers(
                     allow_missing=allow_missing)
 
 
+def _check_rows(
+    df: pd.DataFrame, source: str, column: str, bad: npt.NDArray[np.bool_], problem: str,
+    fix_text: str,
+) -> None:
+    """Raise naming the rows where ``bad`` holds: "<count> rows <problem>", then the fix."""
+    if bad.any():
+        raise _fail(source, column, f"{int(bad.sum())} rows {problem}", fix_text, df, bad,
+                    _show(df, column))
+
+
 def _dates(df: pd.DataFrame, column: str, source: str, today: date) -> pd.Series:
     """Naive UTC datetimes; missing, unparseable and future dates are errors naming the rows."""
     col = df[column]
@@ -200,46 +210,18 @@ def validate_events(
         source,
         "type_of_violence is 1 (state-based), 2 (non-state) or 3 (one-sided)",
     )
-    bad_type = ~np.isin(tov, list(TYPE_COLUMNS))
-    if bad_type.any():
-        raise _fail(
-            source,
-            "type_of_violence",
-            f"{int(bad_type.sum())} rows have a type other than 1, 2 or 3",
-            "type_of_violence is 1 (state-based), 2 (non-state) or 3 (one-sided); "
-            "correct or drop these rows",
-            df,
-            bad_type,
-            _show(df, "type_of_violence"),
-        )
+    _check_rows(df, source, "type_of_violence", ~np.isin(tov, list(TYPE_COLUMNS)),
+                "have a type other than 1, 2 or 3",
+                "type_of_violence is 1 (state-based), 2 (non-state) or 3 (one-sided); "
+                "correct or drop these rows")
 
     best_fix = "best is UCDP's best estimate of deaths: a non-negative integer for every event"
     best, _ = _integers(df, "best", source, best_fix)
-    negative = best < 0
-    if negative.any():
-        raise _fail(
-            source,
-            "best",
-            f"{int(negative.sum())} rows have negative deaths",
-            best_fix,
-            df,
-            negative,
-            _show(df, "best"),
-        )
+    _check_rows(df, source, "best", best < 0, "have negative deaths", best_fix)
 
     gw_fix = "country_id is the Gleditsch-Ward code of the event's country (e.g. 652 = Syria)"
     country, _ = _integers(df, "country_id", source, gw_fix)
-    bad_gw = country < 1
-    if bad_gw.any():
-        raise _fail(
-            source,
-            "country_id",
-            f"{int(bad_gw.sum())} rows have a code below 1",
-            gw_fix,
-            df,
-            bad_gw,
-            _show(df, "country_id"),
-        )
+    _check_rows(df, source, "country_id", country < 1, "have a code below 1", gw_fix)
 
     start = _dates(df, "date_start", source, today)
     lat = _coordinates(df, "latitude", 90.0, source)
