@@ -87,40 +87,13 @@ def _dates(df: pd.DataFrame, column: str, source: str, today: date) -> pd.Series
     else:
         parsed = pd.to_datetime(col, errors="coerce", format="ISO8601", utc=True)
     parsed = parsed.dt.tz_localize(None)
-    missing = col.isna().to_numpy()
-    if missing.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(missing.sum())} rows have no date",
-            fix_text,
-            df,
-            missing,
-            _show(df, column),
-        )
-    unreadable = parsed.isna().to_numpy()
-    if unreadable.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(unreadable.sum())} rows cannot be read as a date",
-            fix_text,
-            df,
-            unreadable,
-            _show(df, column),
-        )
+    _check_rows(df, source, column, col.isna().to_numpy(), "have no date", fix_text)
+    _check_rows(df, source, column, parsed.isna().to_numpy(), "cannot be read as a date",
+                fix_text)
     future = (parsed >= pd.Timestamp(today) + pd.Timedelta(days=1)).to_numpy()
-    if future.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(future.sum())} rows start after today ({today.isoformat()})",
-            "events cannot start in the future: check the date format (day/month swapped?) "
-            "or drop these rows",
-            df,
-            future,
-            _show(df, column),
-        )
+    _check_rows(df, source, column, future, f"start after today ({today.isoformat()})",
+                "events cannot start in the future: check the date format (day/month swapped?) "
+                "or drop these rows")
     return parsed
 
 
@@ -129,31 +102,13 @@ def _coordinates(
 ) -> npt.NDArray[np.float64]:
     fix_text = f"{column} is in decimal degrees within [-{limit:g}, {limit:g}] (WGS84)"
     arr = _numbers(df, column, source, fix_text)
-    missing = np.isnan(arr)
-    if missing.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(missing.sum())} rows have no value",
-            f"{fix_text}; every GED event has coordinates",
-            df,
-            missing,
-            _show(df, column),
-        )
-    bad = ~np.isfinite(arr) | (arr < -limit) | (arr > limit)
-    if bad.any():
-        hint = ""
-        if column == "latitude" and "longitude" in df.columns:
-            hint = " (latitude and longitude swapped?)"
-        raise _fail(
-            source,
-            column,
-            f"{int(bad.sum())} rows are outside [-{limit:g}, {limit:g}]{hint}",
-            fix_text,
-            df,
-            bad,
-            _show(df, column),
-        )
+    _check_rows(df, source, column, np.isnan(arr), "have no value",
+                f"{fix_text}; every GED event has coordinates")
+    hint = ""
+    if column == "latitude" and "longitude" in df.columns:
+        hint = " (latitude and longitude swapped?)"
+    _check_rows(df, source, column, ~np.isfinite(arr) | (arr < -limit) | (arr > limit),
+                f"are outside [-{limit:g}, {limit:g}]{hint}", fix_text)
     return arr
 
 
