@@ -32,7 +32,6 @@ deployed ensemble, a deployed one).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import math
 from collections.abc import Mapping
@@ -64,7 +63,7 @@ from ewspipe.catalog.rules import Status, check_ensemble_member
 from ewspipe.catalog.spec import ModelSpec, Name, Target, Text, canonical_json
 from ewspipe.ensembles.aggregate import SampleOption, get_aggregation, weighted
 from ewspipe.ensembles.aggregate import names as aggregation_names
-from ewspipe.errors import SpecError
+from ewspipe.errors import SpecError, did_you_mean
 from ewspipe.panel.schema import Level
 
 __all__ = [
@@ -195,8 +194,7 @@ def _consistency(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
                         "set aggregation = \"mean\" (weights also weigh sample pooling)"))
         for key in weights:
             if names and key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(str(key), names)
                 out.append((f"weights.{key}", f"{key!r} is not a member ({', '.join(names)});"
                             f" weights name members only.{hint}"))
         lacking = [m for m in names if m not in weights]
@@ -267,8 +265,7 @@ def _member_problems(
                 out.append(Problem(shown, key, f"{member!r} is an ensemble; members are models, "
                                    "so list that ensemble's members here instead"))
             else:
-                close = difflib.get_close_matches(member, list(models), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(member, list(models))
                 out.append(Problem(shown, key, f"no model named {member!r}; members must be "
                                    f"models defined in models/.{hint}"))
             continue
@@ -305,8 +302,7 @@ def _reconcile_problems(
             return [Problem(shown, key, f"{rec!r} is a model; reconcile_with names a cm "
                             "ensemble (an ensemble with one member is fine)")]
         cms = [n for n, e in ensembles.items() if e.level is Level.CM]
-        close = difflib.get_close_matches(rec, cms, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(rec, cms)
         return [Problem(shown, key, f"no ensemble named {rec!r}; cm ensembles: "
                         f"{', '.join(cms) or 'none'}.{hint}")]
     out = []

@@ -13,7 +13,6 @@ months and units it lacks. Rows are matched by key, not by position.
 
 from __future__ import annotations
 
-import difflib
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
@@ -21,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from ewspipe.arrays import Floats, Ints
-from ewspipe.errors import InputError
+from ewspipe.errors import InputError, did_you_mean
 from ewspipe.models.forecast import INDEX_COLUMNS, Forecast
 
 __all__ = [
@@ -76,8 +75,7 @@ def get_aggregation(name: str) -> Aggregation:
     try:
         return _AGGREGATIONS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _AGGREGATIONS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, _AGGREGATIONS)
         raise InputError(
             f"unknown aggregation {name!r}; valid: {', '.join(names())}.{hint}"
         ) from None
