@@ -72,13 +72,10 @@ def weighted(name: str) -> bool:
 
 def get_aggregation(name: str) -> Aggregation:
     """The aggregation called ``name``; InputError with a did-you-mean otherwise."""
-    try:
-        return _AGGREGATIONS[name]
-    except KeyError:
-        hint = did_you_mean(name, _AGGREGATIONS)
-        raise InputError(
-            f"unknown aggregation {name!r}; valid: {', '.join(names())}.{hint}"
-        ) from None
+    if name not in _AGGREGATIONS:
+        raise InputError(f"unknown aggregation {name!r}; valid: {', '.join(names())}."
+                         f"{did_you_mean(name, _AGGREGATIONS)}")
+    return _AGGREGATIONS[name]
 
 
 # --- alignment -------------------------------------------------------------------------------

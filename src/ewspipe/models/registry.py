@@ -46,13 +46,10 @@ def names() -> list[str]:
 
 def get(name: str) -> type[BaseForecaster]:
     _load()
-    try:
-        return _ALGORITHMS[name]
-    except KeyError:
-        hint = did_you_mean(name, _ALGORITHMS)
-        raise ValueError(
-            f"unknown algorithm {name!r}; known: {', '.join(names())}.{hint}"
-        ) from None
+    if name not in _ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(names())}."
+                         f"{did_you_mean(name, _ALGORITHMS)}")
+    return _ALGORITHMS[name]
 
 
 def default_params(name: str) -> dict[str, Any]:
