@@ -21,10 +21,9 @@ from ewspipe.api.deps import (
     NAME_PATTERN,
     SettingsDep,
     env_or_default,
-    invalid,
-    not_found,
     publish_environment,
 )
+from ewspipe.api.errors import invalid, not_found
 from ewspipe.api.forecast_reads import ForecastQuery, ForecastSlice, read_forecast_slice
 from ewspipe.api.publishing import current_pointer
 from ewspipe.api.schemas import ErrorBody, ForecastPage

@@ -13,11 +13,10 @@ from ewspipe.api.deps import (
     PageDep,
     SettingsDep,
     env_or_default,
-    invalid,
-    not_found,
     page,
     publish_environment,
 )
+from ewspipe.api.errors import invalid, not_found
 from ewspipe.api.publishing import list_pointers, move_pointer, pointers_for
 from ewspipe.api.routes_forecasts import TARGET_PATTERN
 from ewspipe.api.schemas import ErrorBody, Page, Pointer, PointerHistory, PublishRequest
