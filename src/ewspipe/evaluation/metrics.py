@@ -86,24 +86,17 @@ class _Term:
     param: float = 0.0
 
 
+@dataclass(eq=False)
 class _Rows:
-    """One chunk of rows, with the derived arrays that several terms share computed once."""
+    """One chunk of rows, with the derived arrays that several terms share computed once:
+    actuals, point predictions, sorted samples, a scratch buffer, cell codes, references."""
 
-    def __init__(
-        self,
-        actual: Floats,
-        point: Floats | None,
-        ordered: Floats | None,
-        scratch: Floats | None,
-        cell: npt.NDArray[np.intp] | None,
-        refs: tuple[Floats, Floats] | None,
-    ) -> None:
-        self.y = actual
-        self._x = point
-        self._sorted = ordered
-        self._scratch = scratch
-        self.cell = cell
-        self._refs = refs
+    y: Floats
+    _x: Floats | None
+    _sorted: Floats | None
+    _scratch: Floats | None
+    cell: npt.NDArray[np.intp] | None
+    _refs: tuple[Floats, Floats] | None
 
     @property
     def x(self) -> Floats:
