@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
-from ewspipe.api.errors import invalid
+from ewspipe.api.errors import invalid, not_found
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import StateDB, open_state_db
 
@@ -24,6 +24,7 @@ __all__ = [
     "page",
     "page_params",
     "publish_environment",
+    "publishing_env",
     "state_db",
 ]
 
@@ -83,6 +84,17 @@ def publish_environment(settings: Settings) -> str | None:
     """Where published pointers live: the first of ``[run] publish_environments``."""
     envs = [e for e in settings.run.publish_environments if e in settings.run.environments]
     return envs[0] if envs else None
+
+
+def publishing_env(settings: Settings, env: str | None, *, where: str = "query",
+                   fix: str = "pass env") -> str:
+    """``env`` checked, by default the first publishing environment; a 404 ending in ``fix``
+    when no environment publishes."""
+    default = publish_environment(settings)
+    if env is None and default is None:
+        not_found(where, "env", "no environment publishes ([run] publish_environments is "
+                  f"empty); {fix}")
+    return env_or_default(settings, env, default, where=where)
 
 
 def state_db(settings: Settings, env: str) -> StateDB | None:

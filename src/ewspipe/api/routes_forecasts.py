@@ -22,6 +22,7 @@ from ewspipe.api.deps import (
     SettingsDep,
     env_or_default,
     publish_environment,
+    publishing_env,
 )
 from ewspipe.api.errors import invalid, not_found
 from ewspipe.api.forecast_reads import ForecastQuery, ForecastSlice, read_forecast_slice
@@ -103,11 +104,7 @@ def _resolve(settings: Settings, level: str, target: str, model: str | None, run
              env: str | None) -> tuple[str, str, str, bool]:
     """(environment, run, model, published) of the request."""
     if run is None:
-        default = publish_environment(settings)
-        if env is None and default is None:
-            not_found("query", "env", "no environment publishes ([run] publish_environments "
-                      "is empty); pass ?env= and ?run=")
-        name = env_or_default(settings, env, default)
+        name = publishing_env(settings, env, fix="pass ?env= and ?run=")
         pointer = current_pointer(settings, name, level, target)
         if pointer is None:
             not_found("path", "target", f"nothing published for {level}/{target} in "
