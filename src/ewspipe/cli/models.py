@@ -13,14 +13,8 @@ from typing import Any
 import typer
 
 from ewspipe.catalog.ensembles import EnsembleSpec
-from ewspipe.catalog.files import FileReport
-from ewspipe.catalog.loader import (
-    Catalog,
-    CheckReport,
-    check_models,
-    display_path,
-    load_catalog,
-)
+from ewspipe.catalog.files import FileReport, display_path
+from ewspipe.catalog.loader import Catalog, CheckReport, check_models, load_catalog
 from ewspipe.catalog.pages import non_default_hyperparameters, write_pages
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
