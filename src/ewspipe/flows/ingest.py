@@ -18,7 +18,7 @@ from ewspipe.alerts.router import DeliveryReport, build_router
 from ewspipe.drift.check import DriftConfig, DriftReport, check_panel
 from ewspipe.errors import InputError
 from ewspipe.panel.ingest import ImportResult, import_ged_file, import_panel_file
-from ewspipe.panel.schema import Level, MissingPolicy, Panel, ValidationReport
+from ewspipe.panel.schema import Level, MissingPolicy, Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.settings import Settings
 
@@ -51,32 +51,21 @@ class DriftCheckingStore(SnapshotStore):
         self.reports: dict[str, DriftReport] = {}
         self.skipped: dict[str, str] = {}
 
-    def write(
-        self,
-        panel: Panel,
-        report: ValidationReport,
-        *,
-        source: dict[str, Any],
-        fetched_at: str | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> tuple[Manifest, bool]:
+    def _annotate(self, panel: Panel) -> dict[str, Any]:
         level = panel.level.value
         config = DriftConfig.from_settings(self.settings.drift, self.run_type, level)
         try:
             drift = check_panel(panel, config)
         except InputError as exc:  # too little history: report, do not block the import
             self.skipped[level] = str(exc)
-            summary: dict[str, Any] = {"skipped": str(exc), "run_type": self.run_type}
-        else:
-            self.reports[level] = drift
-            summary = drift.summary()
-        manifest, created = super().write(
-            panel, report, source=source, fetched_at=fetched_at,
-            extra={**(extra or {}), "drift": summary},
-        )
+            return {"drift": {"skipped": str(exc), "run_type": self.run_type}}
+        self.reports[level] = drift
+        return {"drift": drift.summary()}
+
+    def _stored(self, panel: Panel, manifest: Manifest) -> None:
+        level = panel.level.value
         if level in self.reports:
             self.reports[level].snapshot = manifest.id
-        return manifest, created
 
 
 @dataclass
