@@ -30,6 +30,7 @@ __all__ = [
     "fsync_dir",
     "fsync_file",
     "fsync_tree",
+    "json_default",
     "make_temp_dir",
     "temp_path",
     "write_bytes",
@@ -152,6 +153,16 @@ def write_json(
     newline), atomically."""
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default) + "\n"
     write_text(path, text)
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps``'s ``default`` for the records we store: NumPy scalars as Python
+    numbers, paths as strings; anything else is a TypeError naming its type."""
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def make_temp_dir(final: Path) -> Path:

@@ -5,6 +5,9 @@ Exit codes follow the architecture: 1 = a check or gate failed, 2 = bad input or
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "CheckFailed",
     "DownloadError",
@@ -16,6 +19,7 @@ __all__ = [
     "SnapshotNotFound",
     "SpecError",
     "StoreError",
+    "did_you_mean",
 ]
 
 
@@ -75,3 +79,10 @@ class IntegrityError(StoreError):
 
 class CheckFailed(EwspipeError):
     """A check ran and found a problem."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``choices``, or "" when none is close: the
+    tail of an "unknown name" message."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""

@@ -170,9 +170,45 @@ class LogFileSink:
 # ------------------------------------------------------------------ webhook
 
 Sleep = Callable[[float], None]
+#: One delivery attempt: None when delivered, else (the error, whether another attempt can help).
+Attempt = Callable[[], tuple[str, bool] | None]
 
 
-class WebhookSink:
+class _RetryingSink:
+    """What the network sinks share: a timeout per attempt and up to ``retries`` more attempts
+    after the first, ``backoff_seconds`` * 2**(n-1) apart. Never raises."""
+
+    name: str
+
+    def __init__(self, *, timeout: float, retries: int, backoff_seconds: float,
+                 sleep: Sleep) -> None:
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self._sleep = sleep
+
+    def _deliver(self, n_alerts: int, attempt_once: Attempt, what: str,
+                 secrets: Sequence[str | None]) -> SinkResult:
+        """Call ``attempt_once`` until it delivers, fails for good or the retries run out;
+        a failure says ``what`` failed, with ``secrets`` redacted."""
+        error = "no attempt made"
+        attempt = 0
+        for attempt in range(1, self.retries + 2):
+            failure = attempt_once()
+            if failure is None:
+                return SinkResult(self.name, n_alerts, attempts=attempt)
+            error, retry = failure
+            if not retry or attempt > self.retries:
+                break
+            self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        return SinkResult(
+            self.name, 0, _redact(f"{what} failed after {attempt} attempt"
+                                  f"{'s' if attempt != 1 else ''}: {error}", secrets),
+            attempts=attempt,
+        )
+
+
+class WebhookSink(_RetryingSink):
     """POSTs ``{"text": digest}`` (Slack-compatible) to the URL in ``$<url_env>``.
 
     Retries connection errors, timeouts, 5xx, 408 and 429 up to ``retries`` times with
@@ -191,11 +227,9 @@ class WebhookSink:
         backoff_seconds: float = 1.0,
         sleep: Sleep = time.sleep,
     ) -> None:
+        super().__init__(timeout=timeout, retries=retries, backoff_seconds=backoff_seconds,
+                         sleep=sleep)
         self.url_env = url_env
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff_seconds = backoff_seconds
-        self._sleep = sleep
 
     def deliver(self, alerts: Sequence[Alert]) -> SinkResult:
         url = os.environ.get(self.url_env, "").strip()
@@ -206,45 +240,34 @@ class WebhookSink:
             return SinkResult(self.name, 0, f"${self.url_env} does not hold an http(s) URL",
                               attempts=0)
         body = json.dumps({"text": digest(alerts)}).encode()
-        error = "no attempt made"
-        attempt = 0
-        for attempt in range(1, self.retries + 2):
-            retry = True
-            try:
-                request = urllib.request.Request(
-                    url, data=body, method="POST",
-                    headers={"Content-Type": "application/json",
-                             "User-Agent": "ewspipe-alerts"},
-                )
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    response.read()
-                return SinkResult(self.name, len(alerts), attempts=attempt)
-            except urllib.error.HTTPError as exc:
-                error = f"HTTP {exc.code} {exc.reason}"
-                retry = exc.code >= 500 or exc.code in (408, 429)
-            except urllib.error.URLError as exc:
-                error = f"connection failed: {exc.reason}"
-            except TimeoutError:
-                error = f"no answer within {self.timeout:g} s"
-            except (OSError, http.client.HTTPException) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            except ValueError as exc:  # a malformed URL: retrying cannot help
-                error = f"invalid URL ({type(exc).__name__}: {exc})"
-                retry = False
-            if not retry or attempt > self.retries:
-                break
-            self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
-        return SinkResult(
-            self.name, 0, _redact(f"webhook delivery failed after {attempt} attempt"
-                                  f"{'s' if attempt != 1 else ''}: {error}", [url]),
-            attempts=attempt,
-        )
+        return self._deliver(len(alerts), lambda: self._post(url, body), "webhook delivery",
+                             [url])
+
+    def _post(self, url: str, body: bytes) -> tuple[str, bool] | None:
+        try:
+            request = urllib.request.Request(
+                url, data=body, method="POST",
+                headers={"Content-Type": "application/json", "User-Agent": "ewspipe-alerts"},
+            )
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+            return None
+        except urllib.error.HTTPError as exc:
+            return f"HTTP {exc.code} {exc.reason}", exc.code >= 500 or exc.code in (408, 429)
+        except urllib.error.URLError as exc:
+            return f"connection failed: {exc.reason}", True
+        except TimeoutError:
+            return f"no answer within {self.timeout:g} s", True
+        except (OSError, http.client.HTTPException) as exc:
+            return f"{type(exc).__name__}: {exc}", True
+        except ValueError as exc:  # a malformed URL: retrying cannot help
+            return f"invalid URL ({type(exc).__name__}: {exc})", False
 
 
 # ------------------------------------------------------------------ e-mail
 
 
-class EmailSink:
+class EmailSink(_RetryingSink):
     """Sends one e-mail per batch over SMTP (optionally STARTTLS, optionally logging in with
     the password in ``$<password_env>``). Never raises; the password is never shown."""
 
@@ -265,6 +288,8 @@ class EmailSink:
         backoff_seconds: float = 1.0,
         sleep: Sleep = time.sleep,
     ) -> None:
+        super().__init__(timeout=timeout, retries=retries, backoff_seconds=backoff_seconds,
+                         sleep=sleep)
         self.host = host
         self.port = port
         self.sender = sender
@@ -272,10 +297,6 @@ class EmailSink:
         self.starttls = starttls
         self.username = username
         self.password_env = password_env
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff_seconds = backoff_seconds
-        self._sleep = sleep
 
     def message(self, alerts: Sequence[Alert]) -> EmailMessage:
         text = digest(alerts, limit=200)
@@ -294,28 +315,20 @@ class EmailSink:
             return SinkResult(self.name, 0, f"${self.password_env} is not set; export the SMTP "
                               "password there", attempts=0)
         msg = self.message(alerts)
-        error = "no attempt made"
-        attempt = 0
-        for attempt in range(1, self.retries + 2):
-            try:
-                with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                    if self.starttls:
-                        smtp.starttls(context=ssl.create_default_context())
-                    if self.username and password:
-                        smtp.login(self.username, password)
-                    smtp.send_message(msg)
-                return SinkResult(self.name, len(alerts), attempts=attempt)
-            except (smtplib.SMTPException, OSError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            if attempt > self.retries:
-                break
-            self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
-        return SinkResult(
-            self.name, 0,
-            _redact(f"e-mail via {self.host}:{self.port} failed after {attempt} attempt"
-                    f"{'s' if attempt != 1 else ''}: {error}", [password]),
-            attempts=attempt,
-        )
+        return self._deliver(len(alerts), lambda: self._send(msg, password),
+                             f"e-mail via {self.host}:{self.port}", [password])
+
+    def _send(self, msg: EmailMessage, password: str | None) -> tuple[str, bool] | None:
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.username and password:
+                    smtp.login(self.username, password)
+                smtp.send_message(msg)
+            return None
+        except (smtplib.SMTPException, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}", True
 
 
 # ------------------------------------------------------------------ MLflow

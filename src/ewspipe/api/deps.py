@@ -1,14 +1,15 @@
-"""What every route shares: the settings, errors that name the parameter, pagination, the
-environment parameter and read-only access to an environment's state database."""
+"""What every route shares: the settings, pagination, the environment parameter and read-only
+access to an environment's state database (errors that name the parameter: api/errors.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, Query, Request
 
+from ewspipe.api.errors import invalid, not_found
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import StateDB, open_state_db
 
@@ -17,15 +18,13 @@ __all__ = [
     "NAME_PATTERN",
     "PageDep",
     "PageParams",
-    "ParamError",
     "SettingsDep",
     "env_or_default",
     "get_settings",
-    "invalid",
-    "not_found",
     "page",
     "page_params",
     "publish_environment",
+    "publishing_env",
     "state_db",
 ]
 
@@ -40,23 +39,6 @@ def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-class ParamError(HTTPException):
-    """A 422 shaped like FastAPI's own validation errors: ``detail[0].loc`` names the
-    parameter and ``msg`` says what is wrong and how to fix it."""
-
-    def __init__(self, where: str, name: str, message: str) -> None:
-        super().__init__(422, detail=[{"loc": [where, name], "type": "value_error",
-                                       "msg": f"{where} parameter '{name}': {message}"}])
-
-
-def invalid(where: str, name: str, message: str) -> NoReturn:
-    raise ParamError(where, name, message)
-
-
-def not_found(where: str, name: str, message: str) -> NoReturn:
-    raise HTTPException(404, detail=f"{where} parameter '{name}': {message}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +84,17 @@ def publish_environment(settings: Settings) -> str | None:
     """Where published pointers live: the first of ``[run] publish_environments``."""
     envs = [e for e in settings.run.publish_environments if e in settings.run.environments]
     return envs[0] if envs else None
+
+
+def publishing_env(settings: Settings, env: str | None, *, where: str = "query",
+                   fix: str = "pass env") -> str:
+    """``env`` checked, by default the first publishing environment; a 404 ending in ``fix``
+    when no environment publishes."""
+    default = publish_environment(settings)
+    if env is None and default is None:
+        not_found(where, "env", "no environment publishes ([run] publish_environments is "
+                  f"empty); {fix}")
+    return env_or_default(settings, env, default, where=where)
 
 
 def state_db(settings: Settings, env: str) -> StateDB | None:

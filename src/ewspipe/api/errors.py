@@ -1,14 +1,17 @@
 """Our own exceptions as HTTP answers: bad input 422, inconsistent stored state 500, each
-with the message that names what is at fault (never a bare traceback)."""
+with the message that names what is at fault (never a bare traceback); and the 422/404
+answers routes raise naming the parameter at fault."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from typing import NoReturn
+
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from ewspipe.errors import EwspipeError, InputError
 
-__all__ = ["install_error_handlers"]
+__all__ = ["ParamError", "install_error_handlers", "invalid", "not_found"]
 
 
 async def _ewspipe_error(request: Request, exc: Exception) -> JSONResponse:
@@ -20,3 +23,20 @@ async def _ewspipe_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EwspipeError, _ewspipe_error)
+
+
+class ParamError(HTTPException):
+    """A 422 shaped like FastAPI's own validation errors: ``detail[0].loc`` names the
+    parameter and ``msg`` says what is wrong and how to fix it."""
+
+    def __init__(self, where: str, name: str, message: str) -> None:
+        super().__init__(422, detail=[{"loc": [where, name], "type": "value_error",
+                                       "msg": f"{where} parameter '{name}': {message}"}])
+
+
+def invalid(where: str, name: str, message: str) -> NoReturn:
+    raise ParamError(where, name, message)
+
+
+def not_found(where: str, name: str, message: str) -> NoReturn:
+    raise HTTPException(404, detail=f"{where} parameter '{name}': {message}")

@@ -16,7 +16,8 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from ewspipe.api.deps import not_found, state_db
+from ewspipe.api.deps import state_db
+from ewspipe.api.errors import not_found
 from ewspipe.flows.publish_policy import decide_publish, deployed_pointers
 from ewspipe.flows.runner import EnvironmentLock, StateLocked
 from ewspipe.settings import Settings

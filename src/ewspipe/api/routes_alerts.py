@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from ewspipe.alerts.log import AlertLog, parse_since
 from ewspipe.alerts.records import Severity
-from ewspipe.api.deps import ENV_QUERY, PageDep, SettingsDep, env_or_default, invalid, page
+from ewspipe.api.deps import ENV_QUERY, PageDep, SettingsDep, env_or_default, page
+from ewspipe.api.errors import invalid
 from ewspipe.api.schemas import AlertItem, Page
 from ewspipe.errors import InputError
 

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 
-from ewspipe.api.deps import NAME_PATTERN, PageDep, SettingsDep, not_found, page
+from ewspipe.api.deps import NAME_PATTERN, PageDep, SettingsDep, page
+from ewspipe.api.errors import not_found
 from ewspipe.api.schemas import ErrorBody, ModelItem, Page
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.errors import SpecError

@@ -8,16 +8,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from ewspipe.api.deps import (
-    ENV_QUERY,
-    NAME_PATTERN,
-    PageDep,
-    SettingsDep,
-    env_or_default,
-    invalid,
-    not_found,
-    page,
-)
+from ewspipe.api.deps import ENV_QUERY, NAME_PATTERN, PageDep, SettingsDep, env_or_default, page
+from ewspipe.api.errors import invalid, not_found
 from ewspipe.api.records import stored_run, stored_runs
 from ewspipe.api.schemas import ErrorBody, EvaluationGroup, EvaluationRun, Page
 from ewspipe.errors import StoreError

@@ -21,10 +21,10 @@ from ewspipe.api.deps import (
     NAME_PATTERN,
     SettingsDep,
     env_or_default,
-    invalid,
-    not_found,
     publish_environment,
+    publishing_env,
 )
+from ewspipe.api.errors import invalid, not_found
 from ewspipe.api.forecast_reads import ForecastQuery, ForecastSlice, read_forecast_slice
 from ewspipe.api.publishing import current_pointer
 from ewspipe.api.schemas import ErrorBody, ForecastPage
@@ -104,11 +104,7 @@ def _resolve(settings: Settings, level: str, target: str, model: str | None, run
              env: str | None) -> tuple[str, str, str, bool]:
     """(environment, run, model, published) of the request."""
     if run is None:
-        default = publish_environment(settings)
-        if env is None and default is None:
-            not_found("query", "env", "no environment publishes ([run] publish_environments "
-                      "is empty); pass ?env= and ?run=")
-        name = env_or_default(settings, env, default)
+        name = publishing_env(settings, env, fix="pass ?env= and ?run=")
         pointer = current_pointer(settings, name, level, target)
         if pointer is None:
             not_found("path", "target", f"nothing published for {level}/{target} in "

@@ -8,20 +8,11 @@ from fastapi import APIRouter, Body, Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
 from ewspipe.api.auth import bearer, require_token
-from ewspipe.api.deps import (
-    ENV_QUERY,
-    PageDep,
-    SettingsDep,
-    env_or_default,
-    invalid,
-    not_found,
-    page,
-    publish_environment,
-)
+from ewspipe.api.deps import ENV_QUERY, PageDep, SettingsDep, page, publishing_env
+from ewspipe.api.errors import invalid, not_found
 from ewspipe.api.publishing import list_pointers, move_pointer, pointers_for
 from ewspipe.api.routes_forecasts import TARGET_PATTERN
 from ewspipe.api.schemas import ErrorBody, Page, Pointer, PointerHistory, PublishRequest
-from ewspipe.settings import Settings
 
 __all__ = ["router"]
 
@@ -30,20 +21,12 @@ router = APIRouter(prefix="/api/v1/published", tags=["published"])
 TARGET = Path(..., pattern=TARGET_PATTERN, max_length=64, description="Target, e.g. ged_sb.")
 
 
-def _env(settings: Settings, env: str | None, where: str = "query") -> str:
-    default = publish_environment(settings)
-    if env is None and default is None:
-        not_found(where, "env", "no environment publishes ([run] publish_environments is "
-                  "empty); pass env")
-    return env_or_default(settings, env, default, where=where)
-
-
 @router.get("", summary="Current published pointers", response_model=Page[Pointer])
 def get_pointers(settings: SettingsDep, paging: PageDep,
                  env: str | None = ENV_QUERY) -> dict[str, Any]:
     """Every level and target's published pointer in an environment (default: the first of
     ``[run] publish_environments``)."""
-    return page(list_pointers(settings, _env(settings, env)), paging)
+    return page(list_pointers(settings, publishing_env(settings, env)), paging)
 
 
 @router.get("/{level}/{target}", summary="One published pointer and its history",
@@ -51,7 +34,7 @@ def get_pointers(settings: SettingsDep, paging: PageDep,
 def get_pointer(settings: SettingsDep, level: Literal["cm", "pgm"], target: str = TARGET,
                 env: str | None = ENV_QUERY) -> dict[str, Any]:
     """The run and models users see for a level and target, and every earlier move."""
-    name = _env(settings, env)
+    name = publishing_env(settings, env)
     pointers = pointers_for(settings, name)
     current = pointers.current(level, target) if pointers is not None else None
     if pointers is None or current is None:
@@ -83,7 +66,7 @@ def post_pointer(request: Request, settings: SettingsDep, level: Literal["cm", "
     whose snapshots pass the freshness guards, holding a deployed model or ensemble of the
     target, while the workspace is exactly that release. A refusal is a 409 listing every
     reason. The move is recorded in the pointer history with who asked."""
-    name = _env(settings, body.env, "body")
+    name = publishing_env(settings, body.env, where="body")
     if name not in settings.run.publish_environments:
         invalid("body", "env", f"{name!r} does not publish; use one of "
                 f"{', '.join(settings.run.publish_environments) or '(none)'} ([run] "

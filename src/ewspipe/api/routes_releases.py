@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from ewspipe.api.deps import PageDep, SettingsDep, not_found, page, state_db
+from ewspipe.api.deps import PageDep, SettingsDep, page, state_db
+from ewspipe.api.errors import not_found
 from ewspipe.api.schemas import ErrorBody, Page, ReleaseItem
 from ewspipe.release.ledger import Ledger
 from ewspipe.settings import Settings

@@ -6,15 +6,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from ewspipe.api.deps import (
-    ENV_QUERY,
-    NAME_PATTERN,
-    PageDep,
-    SettingsDep,
-    env_or_default,
-    not_found,
-    page,
-)
+from ewspipe.api.deps import ENV_QUERY, NAME_PATTERN, PageDep, SettingsDep, env_or_default, page
+from ewspipe.api.errors import not_found
 from ewspipe.api.records import monthly_json, monthly_runs, stored_run, stored_runs
 from ewspipe.api.schemas import ErrorBody, Page, RunItem
 from ewspipe.store.run_record import MonthlyRunRecord

@@ -32,7 +32,6 @@ deployed ensemble, a deployed one).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import math
 from collections.abc import Mapping
@@ -42,7 +41,6 @@ from types import MappingProxyType
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -61,11 +59,11 @@ from ewspipe.catalog.files import (
     toml_files,
     translate_error,
 )
-from ewspipe.catalog.rules import Status, check_ensemble_member, check_name, check_target
-from ewspipe.catalog.spec import ModelSpec, canonical_json
+from ewspipe.catalog.rules import Status, check_ensemble_member
+from ewspipe.catalog.spec import ModelSpec, Name, Target, Text, canonical_json
 from ewspipe.ensembles.aggregate import SampleOption, get_aggregation, weighted
 from ewspipe.ensembles.aggregate import names as aggregation_names
-from ewspipe.errors import SpecError
+from ewspipe.errors import SpecError, did_you_mean
 from ewspipe.panel.schema import Level
 
 __all__ = [
@@ -78,12 +76,7 @@ __all__ = [
 ]
 
 
-def _name(value: str) -> str:
-    check_name(value)
-    return value
-
-
-MemberName = Annotated[str, AfterValidator(_name)]
+MemberName = Name
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
@@ -92,14 +85,14 @@ class EnsembleSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="adjective_noun; equals the file stem")
+    name: Name = Field(description="adjective_noun; equals the file stem")
     level: Level = Field(description="cm or pgm; every member has this level")
-    target: str = Field(description="count column, e.g. ged_sb; every member forecasts it")
+    target: Target = Field(description="count column, e.g. ged_sb; every member forecasts it")
     members: tuple[MemberName, ...] = Field(min_length=1, description="model names")
     aggregation: str = Field(description="a registered aggregation: mean or median")
     status: Status
-    owner: str = Field(min_length=1)
-    description: str = Field(min_length=1)
+    owner: Text = Field(min_length=1)
+    description: Text = Field(min_length=1)
     weights: Mapping[str, Weight] | None = Field(
         None, description="member -> weight (> 0) for a weighted mean / weighted pooling")
     samples: SampleOption = Field(
@@ -108,18 +101,6 @@ class EnsembleSpec(BaseModel):
     reconcile_with: MemberName | None = Field(
         None, description="pgm only: a cm ensemble whose forecast the cells are rescaled to")
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        check_name(value)
-        return value
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, value: str) -> str:
-        check_target(value)
-        return value
-
     @field_validator("aggregation")
     @classmethod
     def _aggregation(cls, value: str) -> str:
@@ -127,13 +108,6 @@ class EnsembleSpec(BaseModel):
             get_aggregation(value)
         except ValueError as exc:  # InputError
             raise ValueError(f"{exc} Fix: set aggregation to one of them.") from None
-        return value
-
-    @field_validator("owner", "description")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank; write something a reader of the catalog can use")
         return value
 
     @field_validator("weights", mode="after")
@@ -220,8 +194,7 @@ def _consistency(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
                         "set aggregation = \"mean\" (weights also weigh sample pooling)"))
         for key in weights:
             if names and key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(str(key), names)
                 out.append((f"weights.{key}", f"{key!r} is not a member ({', '.join(names)});"
                             f" weights name members only.{hint}"))
         lacking = [m for m in names if m not in weights]
@@ -292,8 +265,7 @@ def _member_problems(
                 out.append(Problem(shown, key, f"{member!r} is an ensemble; members are models, "
                                    "so list that ensemble's members here instead"))
             else:
-                close = difflib.get_close_matches(member, list(models), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(member, list(models))
                 out.append(Problem(shown, key, f"no model named {member!r}; members must be "
                                    f"models defined in models/.{hint}"))
             continue
@@ -330,8 +302,7 @@ def _reconcile_problems(
             return [Problem(shown, key, f"{rec!r} is a model; reconcile_with names a cm "
                             "ensemble (an ensemble with one member is fine)")]
         cms = [n for n, e in ensembles.items() if e.level is Level.CM]
-        close = difflib.get_close_matches(rec, cms, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(rec, cms)
         return [Problem(shown, key, f"no ensemble named {rec!r}; cm ensembles: "
                         f"{', '.join(cms) or 'none'}.{hint}")]
     out = []

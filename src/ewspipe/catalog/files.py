@@ -11,13 +11,14 @@ one :func:`translate_error` serves them all, driven by a :class:`Vocabulary` per
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
+
+from ewspipe.errors import did_you_mean
 
 __all__ = [
     "FileReport",
@@ -220,8 +221,7 @@ def translate_error(err: Mapping[str, Any], vocabulary: Vocabulary) -> tuple[str
     if kind == "missing":
         return key, f"required key is missing; add `{top} = {example}` ({note})"
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(top, vocab.keys, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else vocab.unknown_hint
+        hint = did_you_mean(top, vocab.keys) or vocab.unknown_hint
         return key, f"{vocab.unknown}{', '.join(vocab.keys)}.{hint}"
     if kind == "value_error":
         return key, str(err.get("ctx", {}).get("error", err["msg"]))

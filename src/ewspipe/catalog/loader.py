@@ -17,7 +17,6 @@ their names share one namespace with the models'.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from ewspipe.catalog.rules import NAME_PATTERN, Status, require_runnable
 from ewspipe.catalog.spec import ModelSpec, thaw
 from ewspipe.catalog.sweep import VOCABULARY as SWEEP_VOCABULARY
 from ewspipe.catalog.sweep import check_space
-from ewspipe.errors import SpecError
+from ewspipe.errors import SpecError, did_you_mean
 from ewspipe.models import registry
 from ewspipe.panel.schema import Level
 
@@ -157,8 +156,7 @@ class Catalog:
             return self.models[name]
         except KeyError:
             pass
-        close = difflib.get_close_matches(name, self.models, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, self.models)
         if name in self.ensemble_names:
             hint = f" {name!r} is an ensemble, not a model." + hint
         known = ", ".join(self.models) or "none"
@@ -195,8 +193,7 @@ class Catalog:
             return self.ensembles[name]
         except KeyError:
             pass
-        close = difflib.get_close_matches(name, [*self.ensembles, *self.models], n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, [*self.ensembles, *self.models])
         if name in self.models:
             hint = f" {name!r} is a model, not an ensemble." + hint
         raise SpecError(

@@ -14,10 +14,10 @@ import json
 from collections.abc import Mapping
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
 import tomlkit
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer, field_validator
 from tomlkit.exceptions import ConvertError
 
 from ewspipe.catalog.rules import Status, check_name, check_target
@@ -75,6 +75,28 @@ def canonical_json(data: Any) -> str:
     )
 
 
+def _checked_name(value: str) -> str:
+    check_name(value)
+    return value
+
+
+def _checked_target(value: str) -> str:
+    check_target(value)
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank; write something a reader of the catalog can use")
+    return value
+
+
+#: The checked field types models and ensembles share (their messages name the fix).
+Name = Annotated[str, AfterValidator(_checked_name)]
+Target = Annotated[str, AfterValidator(_checked_target)]
+Text = Annotated[str, AfterValidator(_not_blank)]
+
+
 class ModelSpec(BaseModel):
     """One model: algorithm + hyperparameters + features + target + level, with its metadata.
 
@@ -84,39 +106,20 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="adjective_noun; equals the file stem")
+    name: Name = Field(description="adjective_noun; equals the file stem")
     level: Level = Field(description="cm or pgm")
-    target: str = Field(description="count column to forecast, e.g. ged_sb")
+    target: Target = Field(description="count column to forecast, e.g. ged_sb")
     algorithm: str = Field(description="a registered algorithm name, e.g. stepshifter")
     features: tuple[str, ...] = Field(description="feature expressions; empty for baselines")
     status: Status
-    owner: str = Field(min_length=1)
-    description: str = Field(min_length=1)
+    owner: Text = Field(min_length=1)
+    description: Text = Field(min_length=1)
     hyperparameters: Mapping[str, Any] = Field(
         default_factory=dict, description="algorithm parameters; omitted ones take defaults"
     )
     sweep: SweepSpec | None = Field(
         None, description="hyperparameter search ([sweep]); not part of the config hash"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        check_name(value)
-        return value
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, value: str) -> str:
-        check_target(value)
-        return value
-
-    @field_validator("owner", "description")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank; write something a reader of the catalog can use")
-        return value
 
     @field_validator("hyperparameters", mode="after")
     @classmethod

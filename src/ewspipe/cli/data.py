@@ -11,11 +11,11 @@ from ewspipe.cli.drift import drift_lines
 from ewspipe.cli.output import JSON_OPTION, emit, validation_lines
 from ewspipe.flows.ingest import (
     CheckedImport,
+    checked_import,
     import_demo_checked,
-    import_ged_checked,
     import_panel_checked,
 )
-from ewspipe.panel.ingest import ImportResult
+from ewspipe.panel.ingest import ImportResult, import_ged_file
 from ewspipe.panel.schema import Level
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.panel.sources.ucdp import download, extract_events, ged_url
@@ -208,10 +208,9 @@ def import_ged(
 ) -> None:
     """Aggregate UCDP GED events to ged_sb/ged_ns/ged_os counts and store the snapshots."""
     settings: Settings = ctx.obj
-    checked = import_ged_checked(
-        settings, file, levels=_levels(level), countries=countries,
-        first_month=first_month, last_month=last_month,
-    )
+    checked = checked_import(settings, lambda store: import_ged_file(
+        file, store, levels=_levels(level), countries=countries, first_month=first_month,
+        last_month=last_month))
     emit({lvl: checked.to_dict(lvl) for lvl in checked.results}, as_json,
          lambda: _ged_lines(checked))
 
@@ -235,13 +234,11 @@ def pull_ucdp(
     target = url or ged_url(version, settings.sources.ucdp.ged_url)
     fetched = download(target, settings.download_dir, timeout=settings.sources.ucdp.timeout_seconds)
     events = extract_events(fetched.path)
-    checked = import_ged_checked(
-        settings, events, levels=levels, countries=countries,
-        first_month=first_month, last_month=last_month,
-        source={"kind": "ucdp_ged_download", "version": version, "url": fetched.url,
-                "download_sha256": fetched.sha256, "download_bytes": fetched.bytes},
-        fetched_at=fetched.fetched_at,
-    )
+    source = {"kind": "ucdp_ged_download", "version": version, "url": fetched.url,
+              "download_sha256": fetched.sha256, "download_bytes": fetched.bytes}
+    checked = checked_import(settings, lambda store: import_ged_file(
+        events, store, levels=levels, countries=countries, first_month=first_month,
+        last_month=last_month, source=source, fetched_at=fetched.fetched_at))
     data = {"download": fetched.to_dict(),
             **{lvl: checked.to_dict(lvl) for lvl in checked.results}}
     emit(data, as_json, lambda: f"downloaded {fetched.url} ({fetched.bytes:,} bytes, sha256 "

@@ -30,6 +30,18 @@ def _env(settings: Settings, env: str | None) -> str:
     return name
 
 
+def _scope(ctx: typer.Context, env: str | None, level: str) -> tuple[Settings, str, str]:
+    """The settings, the environment's name and the level's value a command reads."""
+    settings: Settings = ctx.obj
+    return settings, _env(settings, env), Level.parse(level, option="--level").value
+
+
+def _pointers(settings: Settings, name: str) -> PublishedPointers:
+    state = settings.state_dir / name
+    return PublishedPointers(state / "published", open_state_db(settings.run.state_url, state),
+                             environment=name)
+
+
 @app.command("query")
 def query(
     ctx: typer.Context,
@@ -45,13 +57,10 @@ def query(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """One model's stored forecasts (point, optionally samples) for a month."""
-    settings: Settings = ctx.obj
-    name = _env(settings, env)
-    lvl = Level.parse(level, option="--level").value
+    settings, name, lvl = _scope(ctx, env, level)
     state = settings.state_dir / name
     if published:
-        db = open_state_db(settings.run.state_url, state)
-        pointers = PublishedPointers(state / "published", db, environment=name)
+        pointers = _pointers(settings, name)
         hits = [p for p in (pointers.current(lvl, t.stem) for t in
                             sorted((state / "published" / lvl).glob("*.json")))
                 if p and model in p["models"]]
@@ -93,12 +102,8 @@ def published_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The published pointer of a level and target, with its history."""
-    settings: Settings = ctx.obj
-    name = _env(settings, env)
-    lvl = Level.parse(level, option="--level").value
-    state = settings.state_dir / name
-    pointers = PublishedPointers(state / "published",
-                                 open_state_db(settings.run.state_url, state), environment=name)
+    settings, name, lvl = _scope(ctx, env, level)
+    pointers = _pointers(settings, name)
     doc = {"level": lvl, "target": target, "environment": name,
            "current": pointers.current(lvl, target), "history": pointers.history(lvl, target)}
 

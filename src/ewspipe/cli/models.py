@@ -6,19 +6,15 @@ full report, then exits 2) or an unknown model name.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ewspipe.catalog.ensembles import EnsembleSpec
-from ewspipe.catalog.loader import (
-    Catalog,
-    CheckReport,
-    check_models,
-    display_path,
-    load_catalog,
-)
+from ewspipe.catalog.files import FileReport, display_path
+from ewspipe.catalog.loader import Catalog, CheckReport, check_models, load_catalog
 from ewspipe.catalog.pages import non_default_hyperparameters, write_pages
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
@@ -228,27 +224,24 @@ def new_model(
         "then run `ewspipe models check`"))
 
 
-def _check_lines(report: CheckReport) -> list[str]:
-    bad = sum(not f.ok for f in report.files)
-    lines = [f"checked {len(report.files)} model file(s) in {display_path(report.models_dir)}: "
-             f"{len(report.files) - bad} valid, {bad} invalid"]
-    for f in report.files:
+def _file_lines(kind: str, files: Sequence[FileReport[Any]], folder: Path) -> list[str]:
+    """The checked files of one kind: a count line, then ok (with config hash) or FAIL."""
+    bad = sum(not f.ok for f in files)
+    lines = [f"checked {len(files)} {kind} file(s) in {display_path(folder)}: "
+             f"{len(files) - bad} valid, {bad} invalid"]
+    for f in files:
         if f.ok and f.spec is not None:
             lines.append(f"  ok    {display_path(f.path)}  (config {f.spec.config_hash[:12]})")
         else:
             lines.append(f"  FAIL  {display_path(f.path)}")
             lines += [f"        {p}" for p in f.problems]
+    return lines
+
+
+def _check_lines(report: CheckReport) -> list[str]:
+    lines = _file_lines("model", report.files, report.models_dir)
     if report.ensembles:
-        bad_e = sum(not e.ok for e in report.ensembles)
-        lines.append(f"checked {len(report.ensembles)} ensemble file(s) in "
-                     f"{display_path(report.ensembles_dir)}: {len(report.ensembles) - bad_e} "
-                     f"valid, {bad_e} invalid")
-        for e in report.ensembles:
-            if e.ok and e.spec is not None:
-                lines.append(f"  ok    {display_path(e.path)}  (config {e.spec.config_hash[:12]})")
-            else:
-                lines.append(f"  FAIL  {display_path(e.path)}")
-                lines += [f"        {p}" for p in e.problems]
+        lines += _file_lines("ensemble", report.ensembles, report.ensembles_dir)
     lines += [f"note: {n}" for n in report.notes]
     return lines
 

@@ -36,6 +36,8 @@ ALLOW_OPTION = typer.Option(None, "--allow", help="Release despite this failed g
                             "for several; sync, integrity and inference cannot be "
                             "overridden); needs --reason, recorded in the manifest, the tag "
                             "and CHANGELOG.md.")
+CANDIDATE_OPTION = typer.Option(None, "--candidate", help="Branch, tag or commit to stage or "
+                                "promote (default: the development branch).")
 REASON_OPTION = typer.Option(None, "--reason", help="Why the --allow override is justified.")
 
 
@@ -114,8 +116,7 @@ def check_command(ctx: typer.Context, repo: Path | None = REPO_OPTION,
 @app.command("stage")
 def stage_command(
     ctx: typer.Context,
-    candidate: str | None = typer.Option(None, "--candidate", help="Branch, tag or commit to "
-                                         "stage (default: the development branch)."),
+    candidate: str | None = CANDIDATE_OPTION,
     snapshot: str | None = typer.Option(None, "--snapshot", help="Snapshot id(s), comma-"
                                         "separated (default: production's last run's)."),
     skip_tests: str | None = typer.Option(None, "--skip-tests", help="Skip the tests gate; "
@@ -155,8 +156,7 @@ def promote_command(
     ctx: typer.Context,
     bump: str | None = typer.Option(None, "--bump", help="major, minor or patch (default: "
                                     "decided from the changes)."),
-    candidate: str | None = typer.Option(None, "--candidate", help="The staged ref "
-                                         "(default: the development branch)."),
+    candidate: str | None = CANDIDATE_OPTION,
     allow: list[str] | None = ALLOW_OPTION,
     reason: str | None = REASON_OPTION,
     repo: Path | None = REPO_OPTION,

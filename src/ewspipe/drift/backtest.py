@@ -27,6 +27,11 @@ _LEVELS = (Severity.WARNING, Severity.ERROR, Severity.CRITICAL)
 _QUANTILES = (0.5, 0.9, 0.99)
 
 
+def _share(count: int, months: int) -> float:
+    """``count`` as a share of ``months`` (0 when no month was tested)."""
+    return count / months if months else 0.0
+
+
 @dataclass
 class DetectorStats:
     """One detector over all back-tested months."""
@@ -50,12 +55,11 @@ class DetectorStats:
             "detector": self.detector,
             "threshold": self.threshold,
             "months_fired": self.months_fired,
-            "share_fired": self.months_fired / months if months else 0.0,
+            "share_fired": _share(self.months_fired, months),
             "months_failing": self.months_failing,
-            "share_failing": self.months_failing / months if months else 0.0,
+            "share_failing": _share(self.months_failing, months),
             "by_level": dict(self.by_level),
-            "share_by_level": {k: v / months if months else 0.0
-                               for k, v in self.by_level.items()},
+            "share_by_level": {k: _share(v, months) for k, v in self.by_level.items()},
             "alarms": self.alarms,
             "value_quantiles": {**quantiles,
                                 "max": float(finite.max()) if len(finite) else None},
@@ -89,9 +93,9 @@ class BacktestResult:
             "standard_months": self.standard_months,
             "fail_level": self.fail_level,
             "quiet_months": self.quiet_months,
-            "share_quiet": self.quiet_months / n if n else 0.0,
+            "share_quiet": _share(self.quiet_months, n),
             "failing_months": self.failing_months,
-            "share_failing": self.failing_months / n if n else 0.0,
+            "share_failing": _share(self.failing_months, n),
             "detectors": {k: v.to_dict(n) for k, v in self.detectors.items()},
         }
 

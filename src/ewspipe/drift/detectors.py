@@ -221,18 +221,30 @@ def _positives(w: Windows, i: int) -> tuple[FloatArray, FloatArray]:
     return t[t > 0], s[s > 0]  # NaN > 0 is False
 
 
-def _ks_drift(w: Windows, min_positives: int) -> list[Measurement]:
+def _per_positives(
+    w: Windows, min_positives: int, measure: Callable[[FloatArray, FloatArray], float]
+) -> list[Measurement]:
+    """``measure(test, standard)`` of each feature's positive values; NaN (not measurable)
+    where either window has fewer than ``min_positives`` of them."""
     out = []
     for i, f in enumerate(w.features):
         pos_t, pos_s = _positives(w, i)
         if min(len(pos_t), len(pos_s)) < min_positives:
             out.append(_global(f, np.nan))
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p = float(stats.ks_2samp(pos_t, pos_s, method="asymp").pvalue)
-        out.append(_global(f, 1.0 / max(p, _P_FLOOR)))
+        else:
+            out.append(_global(f, measure(pos_t, pos_s)))
     return out
+
+
+def _ks_inverse_p(pos_t: FloatArray, pos_s: FloatArray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ks_2samp(pos_t, pos_s, method="asymp").pvalue)
+    return 1.0 / max(p, _P_FLOOR)
+
+
+def _ks_drift(w: Windows, min_positives: int) -> list[Measurement]:
+    return _per_positives(w, min_positives, _ks_inverse_p)
 
 
 def _logit(k: FloatArray, n: FloatArray, scale: FloatArray) -> FloatArray:
@@ -256,15 +268,8 @@ def _nonzero_shift(w: Windows, _: int) -> list[Measurement]:
 
 
 def _positive_shift(w: Windows, min_positives: int) -> list[Measurement]:
-    out = []
-    for i, f in enumerate(w.features):
-        pos_t, pos_s = _positives(w, i)
-        if min(len(pos_t), len(pos_s)) < min_positives:
-            out.append(_global(f, np.nan))
-            continue
-        distance = stats.wasserstein_distance(np.log1p(pos_t), np.log1p(pos_s))
-        out.append(_global(f, float(distance)))
-    return out
+    return _per_positives(w, min_positives, lambda pos_t, pos_s: float(
+        stats.wasserstein_distance(np.log1p(pos_t), np.log1p(pos_s))))
 
 
 # ------------------------------------------------------------------ registry

@@ -13,15 +13,14 @@ months and units it lacks. Rows are matched by key, not by position.
 
 from __future__ import annotations
 
-import difflib
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
-from ewspipe.errors import InputError
+from ewspipe.arrays import Floats, Ints
+from ewspipe.errors import InputError, did_you_mean
 from ewspipe.models.forecast import INDEX_COLUMNS, Forecast
 
 __all__ = [
@@ -35,9 +34,6 @@ __all__ = [
     "pool_samples",
     "weighted",
 ]
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 #: ``(members x rows) values, normalised weights or None -> (rows,) values``.
 Aggregation = Callable[[Floats, Floats | None], Floats]
@@ -76,14 +72,10 @@ def weighted(name: str) -> bool:
 
 def get_aggregation(name: str) -> Aggregation:
     """The aggregation called ``name``; InputError with a did-you-mean otherwise."""
-    try:
-        return _AGGREGATIONS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _AGGREGATIONS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise InputError(
-            f"unknown aggregation {name!r}; valid: {', '.join(names())}.{hint}"
-        ) from None
+    if name not in _AGGREGATIONS:
+        raise InputError(f"unknown aggregation {name!r}; valid: {', '.join(names())}."
+                         f"{did_you_mean(name, _AGGREGATIONS)}")
+    return _AGGREGATIONS[name]
 
 
 # --- alignment -------------------------------------------------------------------------------

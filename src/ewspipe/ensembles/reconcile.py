@@ -42,6 +42,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ewspipe.alerts import Alert, Severity
+from ewspipe.arrays import Floats, Ints
 from ewspipe.ensembles.postprocess import check_finite, clip_negative
 from ewspipe.errors import InputError
 from ewspipe.models.forecast import Forecast
@@ -60,9 +61,6 @@ __all__ = [
     "read_ownership",
     "reconcile",
 ]
-
-Ints = npt.NDArray[np.int64]
-Floats = npt.NDArray[np.float64]
 
 SOURCE = "reconciliation"
 NO_COUNTRY = -1  # the cell belongs to no country (sea, disputed, no data)
@@ -252,7 +250,6 @@ def _zero_sum_alerts(t: pd.DataFrame, mask: npt.NDArray[np.bool_], *, label: str
         )
         for r in t.loc[mask].itertuples(index=False)
     ]
-
 
 def _sample_factors(
     samples: Floats, pos: Ints, mapped: npt.NDArray[np.bool_], target: Floats, n_keys: int,

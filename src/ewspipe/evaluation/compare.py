@@ -40,6 +40,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
+from ewspipe.arrays import Floats
 from ewspipe.errors import InputError
 from ewspipe.evaluation.metrics import Metric, accumulate, get_metric
 from ewspipe.evaluation.schemes import SCHEMES, Evaluation, PointSource, Scored, evaluate
@@ -65,7 +66,6 @@ Verdict = Literal["B better", "A better", "no significant difference"]
 LOSS_METRICS = frozenset({"mse", "msle", "rmsle", "mae", "crps", "twcrps", "mis", "brier"})
 
 _CHUNK = 1 << 16
-Floats = npt.NDArray[np.float64]
 
 
 # --- the test --------------------------------------------------------------------------------
@@ -334,7 +334,6 @@ def _row_keys(a: Scored, b: Scored) -> tuple[npt.NDArray[np.int64], npt.NDArray[
     else:  # implausible id ranges: let numpy number the distinct rows instead
         code = np.unique(np.column_stack(cols), axis=0, return_inverse=True)[1].astype(np.int64)
     return code[: len(a)], code[len(a):]
-
 
 def _unique_keys(keys: npt.NDArray[np.int64], side: str) -> None:
     ordered = np.sort(keys)

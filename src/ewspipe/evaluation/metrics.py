@@ -35,6 +35,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ewspipe.arrays import Floats, Ints
 from ewspipe.errors import InputError
 
 __all__ = [
@@ -63,8 +64,6 @@ __all__ = [
     "names",
 ]
 
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 Input = Literal["point", "samples"]
 Finished = tuple[Floats, list[str]]  # value per group (NaN where undefined), reason ("" if defined)
 
@@ -87,24 +86,17 @@ class _Term:
     param: float = 0.0
 
 
+@dataclass(eq=False)
 class _Rows:
-    """One chunk of rows, with the derived arrays that several terms share computed once."""
+    """One chunk of rows, with the derived arrays that several terms share computed once:
+    actuals, point predictions, sorted samples, a scratch buffer, cell codes, references."""
 
-    def __init__(
-        self,
-        actual: Floats,
-        point: Floats | None,
-        ordered: Floats | None,
-        scratch: Floats | None,
-        cell: npt.NDArray[np.intp] | None,
-        refs: tuple[Floats, Floats] | None,
-    ) -> None:
-        self.y = actual
-        self._x = point
-        self._sorted = ordered
-        self._scratch = scratch
-        self.cell = cell
-        self._refs = refs
+    y: Floats
+    _x: Floats | None
+    _sorted: Floats | None
+    _scratch: Floats | None
+    cell: npt.NDArray[np.intp] | None
+    _refs: tuple[Floats, Floats] | None
 
     @property
     def x(self) -> Floats:
@@ -203,7 +195,6 @@ def _covered(rows: _Rows, alpha: float) -> Floats:
 
 def _p_exceed(rows: _Rows, tau: float) -> Floats:
     return np.count_nonzero(rows.sorted > tau, axis=1) / rows.sorted.shape[1]
-
 
 def _brier(rows: _Rows, tau: float) -> Floats:
     return (_p_exceed(rows, tau) - (rows.y > tau)) ** 2
@@ -619,7 +610,6 @@ class RankMetric(Metric):
         bounds = np.concatenate([[0], np.cumsum(np.bincount(row_group, minlength=groups.size))])
         out = [self.score(event[order[a:b]], p[order[a:b]]) for a, b in pairwise(bounds)]
         return np.array([v for v, _ in out]), [r for _, r in out]
-
 
 def _one_class(event: npt.NDArray[np.bool_], tau: float) -> str:
     if event.all():

@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
+from ewspipe.arrays import Ints, Mask
 from ewspipe.errors import InputError
 from ewspipe.evaluation.metrics import Grouping, Metric, accumulate, finish, get_metric
 from ewspipe.evaluation.schemes import Scored, evaluate
@@ -59,9 +59,6 @@ __all__ = [
     "take",
     "window_score",
 ]
-
-Ints = npt.NDArray[np.int64]
-Mask = npt.NDArray[np.bool_]
 
 
 # --- rows ------------------------------------------------------------------------------------
@@ -258,7 +255,6 @@ class Assessment:
 def scored_months(scored: Scored) -> list[int]:
     """The target months in which ``scored`` has rows, ascending."""
     return [int(m) for m in np.unique(scored.month_id)]
-
 
 def assess(
     model: str,

@@ -22,12 +22,11 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ewspipe.arrays import Floats
 from ewspipe.panel.months import month_label
 from ewspipe.panel.priogrid import CELL_DEGREES, rowcol_from_gid
 
 __all__ = ["Line", "calibration_figure", "error_map_figure", "metric_figure"]
-
-Floats = npt.NDArray[np.float64]
 
 STYLE: dict[str, Any] = {
     "font.family": "DejaVu Sans",

@@ -33,6 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ewspipe import __version__
+from ewspipe.arrays import Floats
 from ewspipe.atomic import atomic_dir
 from ewspipe.evaluation import plots
 from ewspipe.evaluation.plots import Line
@@ -71,8 +72,6 @@ SCHEME_VIEWS = (("step", "step-wise mean"), ("month", "month-wise mean"),
                 ("sequence", "sequence-wise mean"))
 CALIBRATION_EDGES = 10.0 ** np.arange(0.0, 7.01, 0.25) - 1.0  # bins on a log1p scale, 0 first
 MIN_BIN_ROWS = 10
-
-Floats = npt.NDArray[np.float64]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -157,10 +156,8 @@ class ReportData:
     record: Mapping[str, Any]
     sections: list[LevelSection]
 
-
 def _metric_base(label: str) -> str:
     return label.split("(", 1)[0]
-
 
 def _coverage_target(label: str) -> float:
     found = re.search(r"alpha=([0-9.eE+-]+)", label)
@@ -204,7 +201,6 @@ def _series(metrics: Mapping[str, Any], scheme: str, label: str) -> tuple[Floats
                  dtype=np.float64)
     order = np.argsort(x, kind="stable")
     return x[order], y[order]
-
 
 def _curves(models: Sequence[ModelInput], labels: Sequence[str]) -> dict[
         str, tuple[list[Line], list[Line]]]:
@@ -257,7 +253,6 @@ def calibration_bins(point: Floats, actual: Floats) -> tuple[Floats, Floats, npt
     pred = np.bincount(idx, weights=point, minlength=len(n)) / safe
     obs = np.bincount(idx, weights=actual, minlength=len(n)) / safe
     return pred[keep], obs[keep], n[keep]
-
 
 def cell_msle(scored: Scored, model: str) -> CellErrors:
     gid, inverse = np.unique(scored.unit, return_inverse=True)

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ewspipe.arrays import Floats, Ints
 from ewspipe.errors import InputError
 from ewspipe.evaluation.metrics import (
     CellSums,
@@ -43,9 +44,6 @@ Scheme = Literal["step", "month", "sequence"]
 PointSource = Literal["point", "sample_mean"]
 SCHEMES: tuple[Scheme, ...] = ("step", "month", "sequence")
 MAX_CELLS = 10_000_000  # (origin span) x (max step); beyond this the origins are not a protocol
-
-Ints = npt.NDArray[np.int64]
-Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,6 +10,7 @@ on each validated panel just before it is written and stores the summary in the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from typing import Any
 from ewspipe.alerts.router import DeliveryReport, build_router
 from ewspipe.drift.check import DriftConfig, DriftReport, check_panel
 from ewspipe.errors import InputError
-from ewspipe.panel.ingest import ImportResult, import_ged_file, import_panel_file
-from ewspipe.panel.schema import Level, MissingPolicy, Panel, ValidationReport
+from ewspipe.panel.ingest import ImportResult, import_panel_file
+from ewspipe.panel.schema import Level, MissingPolicy, Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.settings import Settings
 
@@ -26,9 +27,9 @@ __all__ = [
     "CheckedImport",
     "DriftCheckingStore",
     "check_snapshot",
+    "checked_import",
     "emit_alerts",
     "import_demo_checked",
-    "import_ged_checked",
     "import_panel_checked",
 ]
 
@@ -51,32 +52,21 @@ class DriftCheckingStore(SnapshotStore):
         self.reports: dict[str, DriftReport] = {}
         self.skipped: dict[str, str] = {}
 
-    def write(
-        self,
-        panel: Panel,
-        report: ValidationReport,
-        *,
-        source: dict[str, Any],
-        fetched_at: str | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> tuple[Manifest, bool]:
+    def _annotate(self, panel: Panel) -> dict[str, Any]:
         level = panel.level.value
         config = DriftConfig.from_settings(self.settings.drift, self.run_type, level)
         try:
             drift = check_panel(panel, config)
         except InputError as exc:  # too little history: report, do not block the import
             self.skipped[level] = str(exc)
-            summary: dict[str, Any] = {"skipped": str(exc), "run_type": self.run_type}
-        else:
-            self.reports[level] = drift
-            summary = drift.summary()
-        manifest, created = super().write(
-            panel, report, source=source, fetched_at=fetched_at,
-            extra={**(extra or {}), "drift": summary},
-        )
+            return {"drift": {"skipped": str(exc), "run_type": self.run_type}}
+        self.reports[level] = drift
+        return {"drift": drift.summary()}
+
+    def _stored(self, panel: Panel, manifest: Manifest) -> None:
+        level = panel.level.value
         if level in self.reports:
             self.reports[level].snapshot = manifest.id
-        return manifest, created
 
 
 @dataclass
@@ -127,24 +117,14 @@ def import_panel_checked(
     return _finish(store, {result.manifest.level: result}, settings)
 
 
-def import_ged_checked(
-    settings: Settings,
-    path: Path,
-    *,
-    levels: tuple[Level, ...] = (Level.CM, Level.PGM),
-    countries: Path | None = None,
-    first_month: int | None = None,
-    last_month: int | None = None,
-    source: dict[str, Any] | None = None,
-    fetched_at: str | None = None,
+def checked_import(
+    settings: Settings, run: Callable[[SnapshotStore], dict[str, ImportResult]]
 ) -> CheckedImport:
-    """:func:`ewspipe.panel.ingest.import_ged_file` (also behind ``data pull``) plus drift."""
+    """``run(store)``, an import of :mod:`ewspipe.panel.ingest` (e.g.
+    ``import_ged_file(path, store, ...)``, also behind ``data pull``), into a store that
+    drift-checks every level it writes; then the alarms are routed as alerts."""
     store = DriftCheckingStore(settings.snapshot_dir, settings)
-    results = import_ged_file(
-        path, store, levels=levels, countries=countries, first_month=first_month,
-        last_month=last_month, source=source, fetched_at=fetched_at,
-    )
-    return _finish(store, results, settings)
+    return _finish(store, run(store), settings)
 
 
 def import_demo_checked(

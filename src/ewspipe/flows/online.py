@@ -43,7 +43,7 @@ import pandas as pd
 
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
-from ewspipe.atomic import atomic_file, write_json
+from ewspipe.atomic import atomic_file, json_default, write_json
 from ewspipe.errors import InputError, StoreError
 from ewspipe.evaluation.online import (
     Assessment,
@@ -59,7 +59,7 @@ from ewspipe.flows.modelrun import POINT_METRICS, SAMPLE_METRICS
 from ewspipe.flows.output_drift import run_order
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.months import month_label
-from ewspipe.panel.schema import TIME_COLUMN, Panel
+from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
@@ -350,15 +350,6 @@ def _actual_snapshots(
     return chosen
 
 
-def _actuals_frame(panel: Panel, target: str) -> pd.DataFrame:
-    frame = panel.frame
-    return pd.DataFrame({
-        TIME_COLUMN: frame[TIME_COLUMN].to_numpy(),
-        panel.unit_column: frame[panel.unit_column].to_numpy(),
-        "value": frame[target].to_numpy(),
-    })
-
-
 # --------------------------------------------------------------------------- the flow
 
 
@@ -390,7 +381,7 @@ def _score_model(
         return out
     key = (hist.level, target)
     if key not in cache:
-        cache[key] = _actuals_frame(panel, target)
+        cache[key] = panel.actuals(target)
     scored = join_actuals(due, cache[key])
     out.missing = scored.n_unscored
     if len(scored) == 0:
@@ -546,15 +537,7 @@ def _store(directory: Path, result: OnlineEvalResult) -> None:
         scores.to_parquet(tmp, index=False)
     with atomic_file(directory / CELLS_FILE) as tmp:
         cells.to_parquet(tmp, index=False)
-    write_json(directory / SUMMARY_FILE, result.to_dict(), default=_json)
-
-
-def _json(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    write_json(directory / SUMMARY_FILE, result.to_dict(), default=json_default)
 
 
 def _previous(directory: Path) -> dict[str, Any] | None:

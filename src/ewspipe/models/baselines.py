@@ -56,6 +56,9 @@ class _Baseline(BaseForecaster):
     algorithm: ClassVar[str]
     _rules: ClassVar[dict[str, Rule]] = {}
 
+    def __init__(self) -> None:
+        pass  # no hyperparameters unless a subclass declares them
+
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         """Validate hyperparameters without data (for ``models check``).
@@ -158,9 +161,6 @@ class Zero(_Baseline):
 
     algorithm = "zero"
 
-    def __init__(self) -> None:
-        pass
-
     def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
         return np.zeros((len(steps), rows.stop - rows.start)), None
 
@@ -171,45 +171,55 @@ class Locf(_Baseline):
 
     algorithm = "locf"
 
-    def __init__(self) -> None:
-        pass
-
     def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
         values, group, counts = self._window(design, origin, rows, 1)
         return _per_step(np.bincount(group, values, len(counts)), len(steps)), None
 
 
-@register("average")
-class Average(_Baseline):
-    """Mean of the target over the last ``w`` months up to the origin (default 12)."""
+class _WindowMean(_Baseline):
+    """The mean of the target over the last ``w`` months up to the origin (default 12), taken
+    on the scale :meth:`_to_scale` maps counts to and mapped back by :meth:`_from_scale`."""
 
-    algorithm = "average"
     _rules: ClassVar[dict[str, Rule]] = {"w": integer(1)}
 
     def __init__(self, w: int = 12) -> None:
         self.w = w
 
+    @staticmethod
+    def _to_scale(values: _Array) -> _Array:
+        return values
+
+    @staticmethod
+    def _from_scale(values: _Array) -> _Array:
+        return values
+
     def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
         values, group, counts = self._window(design, origin, rows, self.w)
-        mean = np.bincount(group, values, len(counts)) / counts
-        return _per_step(mean, len(steps)), None
+        mean = np.bincount(group, self._to_scale(values), len(counts)) / counts
+        return _per_step(self._from_scale(mean), len(steps)), None
+
+
+@register("average")
+class Average(_WindowMean):
+    """Mean of the target over the last ``w`` months up to the origin (default 12)."""
+
+    algorithm = "average"
 
 
 @register("log_average")
-class LogAverage(_Baseline):
+class LogAverage(_WindowMean):
     """expm1 of the mean of log1p(y) over the last ``w`` months (default 12): a geometric-type
     mean that one extreme month cannot dominate. Output in raw counts."""
 
     algorithm = "log_average"
-    _rules: ClassVar[dict[str, Rule]] = {"w": integer(1)}
 
-    def __init__(self, w: int = 12) -> None:
-        self.w = w
+    @staticmethod
+    def _to_scale(values: _Array) -> _Array:
+        return np.log1p(values)
 
-    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
-        values, group, counts = self._window(design, origin, rows, self.w)
-        mean_log = np.bincount(group, np.log1p(values), len(counts)) / counts
-        return _per_step(np.expm1(mean_log), len(steps)), None
+    @staticmethod
+    def _from_scale(values: _Array) -> _Array:
+        return np.expm1(values)
 
 
 @register("conflictology")

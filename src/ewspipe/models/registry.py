@@ -6,11 +6,11 @@ Modules that define algorithms register them with :func:`register`; importing
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from ewspipe.errors import did_you_mean
 from ewspipe.models.base import BaseForecaster
 
 __all__ = ["create", "default_params", "get", "names", "register"]
@@ -46,14 +46,10 @@ def names() -> list[str]:
 
 def get(name: str) -> type[BaseForecaster]:
     _load()
-    try:
-        return _ALGORITHMS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _ALGORITHMS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"unknown algorithm {name!r}; known: {', '.join(names())}.{hint}"
-        ) from None
+    if name not in _ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(names())}."
+                         f"{did_you_mean(name, _ALGORITHMS)}")
+    return _ALGORITHMS[name]
 
 
 def default_params(name: str) -> dict[str, Any]:
@@ -67,8 +63,7 @@ def create(name: str, params: Mapping[str, Any] | None = None) -> BaseForecaster
     valid = set(cls._param_names())
     unknown = sorted(set(params) - valid)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], valid, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(unknown[0], valid)
         raise ValueError(
             f"unknown hyperparameter {unknown[0]!r} for algorithm {name!r}; valid: "
             f"{', '.join(sorted(valid))}.{hint}"

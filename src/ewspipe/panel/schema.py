@@ -144,6 +144,15 @@ class Panel:
         lo, hi = np.searchsorted(months, [month_id, month_id + 1])
         return self.frame[self.unit_column].to_numpy()[lo:hi].copy()
 
+    def actuals(self, target: str) -> pd.DataFrame:
+        """``month_id``, the unit column and ``value`` (the ``target`` counts): the long frame
+        forecasts are scored against."""
+        return pd.DataFrame({
+            TIME_COLUMN: self.frame[TIME_COLUMN].to_numpy(),
+            self.unit_column: self.frame[self.unit_column].to_numpy(),
+            "value": self.frame[target].to_numpy(),
+        })
+
     def forecast_entities(self) -> np.ndarray:
         """Units present in the last observed month: the set a forecast must cover."""
         return self.units_in_month(self.last_month)

@@ -109,7 +109,24 @@ class SnapshotStore:
         fetched_at: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> tuple[Manifest, bool]:
-        """Store the panel; returns (manifest, created). An identical panel is not stored twice."""
+        """Store the panel; returns (manifest, created). An identical panel is not stored twice.
+
+        A subclass adds to the manifest's ``extra`` with :meth:`_annotate` and sees every
+        written (or already stored) manifest in :meth:`_stored`."""
+        extra = {**(extra or {}), **self._annotate(panel)}
+        manifest, created = self._store(panel, report, source, fetched_at, extra)
+        self._stored(panel, manifest)
+        return manifest, created
+
+    def _annotate(self, panel: Panel) -> dict[str, Any]:
+        """Entries for the manifest's ``extra`` (none here)."""
+        return {}
+
+    def _stored(self, panel: Panel, manifest: Manifest) -> None:
+        """Called with the manifest of every write, new or already stored."""
+
+    def _store(self, panel: Panel, report: ValidationReport, source: dict[str, Any],
+               fetched_at: str | None, extra: dict[str, Any]) -> tuple[Manifest, bool]:
         digest = content_hash(panel)
         snap_id = f"{panel.level.value}-{digest[:_ID_HEX]}"
         final = self.root / snap_id
@@ -139,7 +156,7 @@ class SnapshotStore:
                     totals=panel.totals(),
                     validation=report.to_dict(),
                     ewspipe_version=__version__,
-                    extra=extra or {},
+                    extra=extra,
                 )
                 manifest_path = tmp / MANIFEST_FILE
                 manifest_path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")

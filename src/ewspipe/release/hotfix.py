@@ -17,17 +17,10 @@ from typing import Any
 from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.changelog import is_release_bookkeeping, render_section
 from ewspipe.release.context import ReleaseContext
-from ewspipe.release.integrate import (
-    check_overrides,
-    deployed_names,
-    finish_manifest,
-    integrate_steps,
-    require_staged_tree,
-    require_staging,
-)
+from ewspipe.release.integrate import deployed_names, integrate, require_staged
 from ewspipe.release.ledger import now_iso
 from ewspipe.release.manifest import build_manifest
-from ewspipe.release.steps import Operation, pending_for, resume_operation, run_operation
+from ewspipe.release.steps import Operation
 from ewspipe.release.version import Bump, Version
 
 __all__ = ["HOTFIX_PREFIX", "finish_hotfix", "start_hotfix"]
@@ -103,8 +96,7 @@ def _plan(ctx: ReleaseContext, stager: Stager | None, allow: list[str],
     if stager is not None and _needs_staging(ctx.ledger.staging_for(candidate), production,
                                              allow):
         ctx.ledger.record_staging(stager(candidate))
-    report, overrides = require_staging(ctx, candidate, production, allow, reason)
-    require_staged_tree(ctx, candidate, production)
+    report, overrides = require_staged(ctx, candidate, production, allow, reason)
     commits = [c for c in git.commits(f"{production}..{candidate}")
                if not is_release_bookkeeping(c)]
     base = ctx.latest_version() or Version(0, 0, 0)
@@ -136,13 +128,7 @@ def finish_hotfix(ctx: ReleaseContext, *, stager: Stager | None = None,
     when no passing report for the exact hotfix commit is stored yet. Overrides follow
     :func:`ewspipe.release.integrate.check_overrides` (sync, integrity, inference: never).
     """
-    check_overrides(list(allow or []), reason)
-    pending = pending_for(ctx, "hotfix", "finish a hotfix")
-    if pending is not None:
-        op = resume_operation(ctx, pending)
-    else:
-        op = _plan(ctx, stager, list(allow or []), reason)
-    result = run_operation(ctx, op, lambda plan: integrate_steps(ctx, plan),
-                           lambda plan: finish_manifest(ctx, plan), progress)
-    return {"command": "hotfix finish", "version": op.version, "tag": op.plan["tag"],
-            "resumed": pending is not None, **result}
+    done = integrate(ctx, "hotfix", "finish a hotfix",
+                     lambda: _plan(ctx, stager, list(allow or []), reason),
+                     allow=allow, reason=reason, progress=progress)
+    return {"command": "hotfix finish", **done}

@@ -16,6 +16,7 @@ produces must equal the candidate's staged tree.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 from ewspipe.errors import CheckFailed, InputError
@@ -23,11 +24,11 @@ from ewspipe.release.aliases import set_aliases
 from ewspipe.release.changelog import CHANGELOG, RELEASE_SUBJECT, has_section, insert_section
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.manifest import operator, release_engine
-from ewspipe.release.steps import Step, tag_step
+from ewspipe.release.steps import Operation, Step, resume_or_run, tag_step
 
 __all__ = ["GATES", "NOT_OVERRIDABLE", "backport_instructions", "check_overrides",
-           "deployed_names", "finish_manifest", "integrate_steps", "require_staged_tree",
-           "require_staging"]
+           "deployed_names", "finish_manifest", "integrate", "integrate_steps", "require_staged",
+           "require_staged_tree", "require_staging"]
 
 GATES = ("sync", "integrity", "tests", "inference", "drift", "performance", "forecast_diff")
 
@@ -137,6 +138,16 @@ def require_staging(ctx: ReleaseContext, candidate: str, production: str | None,
     return report, overrides
 
 
+def require_staged(ctx: ReleaseContext, candidate: str, production: str | None,
+                   allow: list[str], reason: str | None) -> tuple[dict[str, Any],
+                                                                   list[dict[str, str]]]:
+    """:func:`require_staging` then :func:`require_staged_tree`: the checks every release
+    (promotion or hotfix) passes before it is planned. Returns the report and overrides."""
+    report, overrides = require_staging(ctx, candidate, production, allow, reason)
+    require_staged_tree(ctx, candidate, production)
+    return report, overrides
+
+
 def deployed_names(ctx: ReleaseContext, commit: str) -> list[str]:
     """Deployed models and ensembles at ``commit`` (what the release puts in front of users)."""
     names = []
@@ -235,3 +246,16 @@ def finish_manifest(ctx: ReleaseContext, plan: dict[str, Any]) -> dict[str, Any]
             backport = {"status": "merged"}
     return {**plan["manifest"], "release_commit": git.resolve(tag), "backport": backport,
             "aliases": notes.get("aliases", {}), "alias_notes": notes.get("alias_notes", [])}
+
+
+def integrate(ctx: ReleaseContext, kind: str, doing: str, plan: Callable[[], Operation], *,
+              allow: list[str] | None, reason: str | None,
+              progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """What ``promote`` and ``hotfix finish`` share: check the overrides, resume the pending
+    ``kind`` operation or start the one ``plan()`` makes, and run its integration steps.
+    Returns the version, tag, whether it resumed and the steps' result."""
+    check_overrides(list(allow or []), reason)
+    op, resumed, result = resume_or_run(ctx, kind, doing, plan,
+                                        lambda p: integrate_steps(ctx, p),
+                                        lambda p: finish_manifest(ctx, p), progress)
+    return {"version": op.version, "tag": op.plan["tag"], "resumed": resumed, **result}

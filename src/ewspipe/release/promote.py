@@ -18,17 +18,10 @@ from typing import Any
 from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.changelog import is_release_bookkeeping, render_section
 from ewspipe.release.context import ReleaseContext
-from ewspipe.release.integrate import (
-    check_overrides,
-    deployed_names,
-    finish_manifest,
-    integrate_steps,
-    require_staged_tree,
-    require_staging,
-)
+from ewspipe.release.integrate import deployed_names, integrate, require_staged
 from ewspipe.release.ledger import now_iso
 from ewspipe.release.manifest import build_manifest, release_engine
-from ewspipe.release.steps import Operation, pending_for, resume_operation, run_operation
+from ewspipe.release.steps import Operation
 from ewspipe.release.version import Bump, Version, decide_bump
 
 __all__ = ["parse_bump", "production_engine", "promote"]
@@ -69,8 +62,7 @@ def _plan(ctx: ReleaseContext, candidate_ref: str | None, bump: Bump | None,
     if released and production is not None and git.is_ancestor(candidate, production):
         raise CheckFailed(f"nothing to promote: {ref} ({candidate[:12]}) is already contained "
                           f"in {ctx.prod}")
-    report, overrides = require_staging(ctx, candidate, production, allow, reason)
-    require_staged_tree(ctx, candidate, production)
+    report, overrides = require_staged(ctx, candidate, production, allow, reason)
     # the first release (no release tag yet) releases everything the candidate holds
     base = production if released else None
     rev_range = f"{base}..{candidate}" if base else candidate
@@ -111,13 +103,7 @@ def promote(ctx: ReleaseContext, *, candidate: str | None = None, bump: Bump | N
             staging report, inference not PASS/WARN, merged tree not the staged tree,
             nothing to promote, another operation pending.
     """
-    check_overrides(list(allow or []), reason)
-    pending = pending_for(ctx, "promote", "promote")
-    if pending is not None:
-        op = resume_operation(ctx, pending)
-    else:
-        op = _plan(ctx, candidate, bump, list(allow or []), reason)
-    result = run_operation(ctx, op, lambda plan: integrate_steps(ctx, plan),
-                           lambda plan: finish_manifest(ctx, plan), progress)
-    return {"command": "promote", "version": op.version, "tag": op.plan["tag"],
-            "resumed": pending is not None, **result}
+    done = integrate(ctx, "promote", "promote",
+                     lambda: _plan(ctx, candidate, bump, list(allow or []), reason),
+                     allow=allow, reason=reason, progress=progress)
+    return {"command": "promote", **done}

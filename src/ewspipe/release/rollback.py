@@ -25,14 +25,7 @@ from ewspipe.release.changelog import CHANGELOG, insert_section, render_section
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.ledger import now_iso
 from ewspipe.release.manifest import build_manifest
-from ewspipe.release.steps import (
-    Operation,
-    Step,
-    pending_for,
-    resume_operation,
-    run_operation,
-    tag_step,
-)
+from ewspipe.release.steps import Operation, Step, resume_or_run, tag_step
 from ewspipe.release.version import Bump, Version
 from ewspipe.store.published import PublishedPointers
 
@@ -192,10 +185,9 @@ def _finish(ctx: ReleaseContext, plan: dict[str, Any]) -> dict[str, Any]:
 def rollback(ctx: ReleaseContext, version: str | None = None, *,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Roll production back to ``version`` (default: the release before the current one)."""
-    pending = pending_for(ctx, "rollback", "roll back")
-    op = resume_operation(ctx, pending) if pending is not None else _plan(ctx, version)
-    result = run_operation(ctx, op, lambda plan: _steps(ctx, plan),
-                           lambda plan: _finish(ctx, plan), progress)
+    op, resumed, result = resume_or_run(ctx, "rollback", "roll back", lambda: _plan(ctx, version),
+                                        lambda plan: _steps(ctx, plan),
+                                        lambda plan: _finish(ctx, plan), progress)
     plan = op.plan
     regenerate = None
     if plan["pointers_missing"]:
@@ -204,4 +196,4 @@ def rollback(ctx: ReleaseContext, version: str | None = None, *,
                       f"`{REGENERATE}` (production is at {plan['tag']} now)")
     return {"command": "rollback", "version": op.version, "tag": plan["tag"],
             "rolled_back": plan["current_tag"], "restored": plan["target_tag"],
-            "regenerate": regenerate, "resumed": pending is not None, **result}
+            "regenerate": regenerate, "resumed": resumed, **result}

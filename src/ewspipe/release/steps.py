@@ -127,3 +127,16 @@ def run_operation(ctx: ReleaseContext, op: Operation,
     manifest = finish(plan)
     ctx.ledger.complete(op.version, manifest)
     return {"steps": log, "manifest": manifest}
+
+
+def resume_or_run(ctx: ReleaseContext, kind: str, command: str, plan: Callable[[], Operation],
+                  build: Callable[[dict[str, Any]], list[Step]],
+                  finish: Callable[[dict[str, Any]], dict[str, Any]],
+                  progress: Callable[[str], None] | None = None,
+                  ) -> tuple[Operation, bool, dict[str, Any]]:
+    """Resume the pending ``kind`` operation (refusing another kind's) or start the one
+    ``plan()`` makes, and run it: the body promote, hotfix finish and rollback share.
+    Returns the operation, whether it was resumed and :func:`run_operation`'s result."""
+    pending = pending_for(ctx, kind, command)
+    op = resume_operation(ctx, pending) if pending is not None else plan()
+    return op, pending is not None, run_operation(ctx, op, build, finish, progress)

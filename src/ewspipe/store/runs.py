@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ewspipe.atomic import TMP_DIR_PREFIX, commit_dir, make_temp_dir
+from ewspipe.atomic import TMP_DIR_PREFIX, commit_dir, json_default, make_temp_dir
 from ewspipe.errors import InputError, StoreError
 from ewspipe.provenance import timestamp
 
@@ -39,7 +39,7 @@ class RunWriter:
     def write_json(self, relative: str, data: Any) -> Path:
         path = self.tmp / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+        path.write_text(json.dumps(data, indent=2, default=json_default) + "\n")
         return path
 
     def commit(self, record: dict[str, Any]) -> Path:
@@ -50,14 +50,6 @@ class RunWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 class RunStore:

@@ -66,6 +66,16 @@ def _integers(
                     allow_missing=allow_missing)
 
 
+def _check_rows(
+    df: pd.DataFrame, source: str, column: str, bad: npt.NDArray[np.bool_], problem: str,
+    fix_text: str,
+) -> None:
+    """Raise naming the rows where ``bad`` holds: "<count> rows <problem>", then the fix."""
+    if bad.any():
+        raise _fail(source, column, f"{int(bad.sum())} rows {problem}", fix_text, df, bad,
+                    _show(df, column))
+
+
 def _dates(df: pd.DataFrame, column: str, source: str, today: date) -> pd.Series:
     """Naive UTC datetimes; missing, unparseable and future dates are errors naming the rows."""
     col = df[column]
@@ -77,40 +87,13 @@ def _dates(df: pd.DataFrame, column: str, source: str, today: date) -> pd.Series
     else:
         parsed = pd.to_datetime(col, errors="coerce", format="ISO8601", utc=True)
     parsed = parsed.dt.tz_localize(None)
-    missing = col.isna().to_numpy()
-    if missing.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(missing.sum())} rows have no date",
-            fix_text,
-            df,
-            missing,
-            _show(df, column),
-        )
-    unreadable = parsed.isna().to_numpy()
-    if unreadable.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(unreadable.sum())} rows cannot be read as a date",
-            fix_text,
-            df,
-            unreadable,
-            _show(df, column),
-        )
+    _check_rows(df, source, column, col.isna().to_numpy(), "have no date", fix_text)
+    _check_rows(df, source, column, parsed.isna().to_numpy(), "cannot be read as a date",
+                fix_text)
     future = (parsed >= pd.Timestamp(today) + pd.Timedelta(days=1)).to_numpy()
-    if future.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(future.sum())} rows start after today ({today.isoformat()})",
-            "events cannot start in the future: check the date format (day/month swapped?) "
-            "or drop these rows",
-            df,
-            future,
-            _show(df, column),
-        )
+    _check_rows(df, source, column, future, f"start after today ({today.isoformat()})",
+                "events cannot start in the future: check the date format (day/month swapped?) "
+                "or drop these rows")
     return parsed
 
 
@@ -119,31 +102,13 @@ def _coordinates(
 ) -> npt.NDArray[np.float64]:
     fix_text = f"{column} is in decimal degrees within [-{limit:g}, {limit:g}] (WGS84)"
     arr = _numbers(df, column, source, fix_text)
-    missing = np.isnan(arr)
-    if missing.any():
-        raise _fail(
-            source,
-            column,
-            f"{int(missing.sum())} rows have no value",
-            f"{fix_text}; every GED event has coordinates",
-            df,
-            missing,
-            _show(df, column),
-        )
-    bad = ~np.isfinite(arr) | (arr < -limit) | (arr > limit)
-    if bad.any():
-        hint = ""
-        if column == "latitude" and "longitude" in df.columns:
-            hint = " (latitude and longitude swapped?)"
-        raise _fail(
-            source,
-            column,
-            f"{int(bad.sum())} rows are outside [-{limit:g}, {limit:g}]{hint}",
-            fix_text,
-            df,
-            bad,
-            _show(df, column),
-        )
+    _check_rows(df, source, column, np.isnan(arr), "have no value",
+                f"{fix_text}; every GED event has coordinates")
+    hint = ""
+    if column == "latitude" and "longitude" in df.columns:
+        hint = " (latitude and longitude swapped?)"
+    _check_rows(df, source, column, ~np.isfinite(arr) | (arr < -limit) | (arr > limit),
+                f"are outside [-{limit:g}, {limit:g}]{hint}", fix_text)
     return arr
 
 
@@ -200,46 +165,18 @@ def validate_events(
         source,
         "type_of_violence is 1 (state-based), 2 (non-state) or 3 (one-sided)",
     )
-    bad_type = ~np.isin(tov, list(TYPE_COLUMNS))
-    if bad_type.any():
-        raise _fail(
-            source,
-            "type_of_violence",
-            f"{int(bad_type.sum())} rows have a type other than 1, 2 or 3",
-            "type_of_violence is 1 (state-based), 2 (non-state) or 3 (one-sided); "
-            "correct or drop these rows",
-            df,
-            bad_type,
-            _show(df, "type_of_violence"),
-        )
+    _check_rows(df, source, "type_of_violence", ~np.isin(tov, list(TYPE_COLUMNS)),
+                "have a type other than 1, 2 or 3",
+                "type_of_violence is 1 (state-based), 2 (non-state) or 3 (one-sided); "
+                "correct or drop these rows")
 
     best_fix = "best is UCDP's best estimate of deaths: a non-negative integer for every event"
     best, _ = _integers(df, "best", source, best_fix)
-    negative = best < 0
-    if negative.any():
-        raise _fail(
-            source,
-            "best",
-            f"{int(negative.sum())} rows have negative deaths",
-            best_fix,
-            df,
-            negative,
-            _show(df, "best"),
-        )
+    _check_rows(df, source, "best", best < 0, "have negative deaths", best_fix)
 
     gw_fix = "country_id is the Gleditsch-Ward code of the event's country (e.g. 652 = Syria)"
     country, _ = _integers(df, "country_id", source, gw_fix)
-    bad_gw = country < 1
-    if bad_gw.any():
-        raise _fail(
-            source,
-            "country_id",
-            f"{int(bad_gw.sum())} rows have a code below 1",
-            gw_fix,
-            df,
-            bad_gw,
-            _show(df, "country_id"),
-        )
+    _check_rows(df, source, "country_id", country < 1, "have a code below 1", gw_fix)
 
     start = _dates(df, "date_start", source, today)
     lat = _coordinates(df, "latitude", 90.0, source)
