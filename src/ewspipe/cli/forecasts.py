@@ -48,18 +48,18 @@ def query(
     settings: Settings = ctx.obj
     name = _env(settings, env)
     lvl = Level.parse(level, option="--level").value
-    state = settings.state_dir / name
+    layout = settings.layout.env(name)
     if published:
-        db = open_state_db(settings.run.state_url, state)
-        pointers = PublishedPointers(state / "published", db, environment=name)
+        db = open_state_db(settings.run.state_url, layout.root)
+        pointers = PublishedPointers(layout.published, db, environment=name)
         hits = [p for p in (pointers.current(lvl, t.stem) for t in
-                            sorted((state / "published" / lvl).glob("*.json")))
+                            sorted((layout.published / lvl).glob("*.json")))
                 if p and model in p["models"]]
         if not hits:
             raise InputError(f"no published {lvl} pointer in environment {name!r} includes "
-                             f"{model!r}; run `ewspipe run --env production` first")
+                             f"{model!r}; run `ewspipe run --env {name}` first")
         run = hits[0]["run"]
-    frame = PredictionStore(state / "predictions").query(lvl, model, month=month, run=run,
+    frame = PredictionStore(layout.predictions).query(lvl, model, month=month, run=run,
                                                          samples=samples)
     records: list[dict[str, Any]] = frame.to_dict(orient="records")
     for r in records:
@@ -89,16 +89,18 @@ def published_cmd(
     ctx: typer.Context,
     level: str = typer.Option(..., "--level", help="cm or pgm."),
     target: str = typer.Option("ged_sb", "--target", help="Target column."),
-    env: str | None = typer.Option("production", "--env", help="Environment."),
+    env: str | None = typer.Option(None, "--env", help="Environment (default: the production "
+                                   "environment, the first of [run] publish_environments)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The published pointer of a level and target, with its history."""
     settings: Settings = ctx.obj
-    name = _env(settings, env)
+    name = _env(settings, env or settings.run.production_environment)
     lvl = Level.parse(level, option="--level").value
-    state = settings.state_dir / name
-    pointers = PublishedPointers(state / "published",
-                                 open_state_db(settings.run.state_url, state), environment=name)
+    layout = settings.layout.env(name)
+    pointers = PublishedPointers(layout.published,
+                                 open_state_db(settings.run.state_url, layout.root),
+                                 environment=name)
     doc = {"level": lvl, "target": target, "environment": name,
            "current": pointers.current(lvl, target), "history": pointers.history(lvl, target)}
 

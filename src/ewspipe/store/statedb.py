@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ewspipe.errors import InputError, StoreError
+from ewspipe.layout import StateFolder
 
 __all__ = ["StateDB", "open_state_db"]
 
@@ -219,4 +220,4 @@ def open_state_db(state_url: str, state_dir: Path) -> StateDB:
         return StateDB(state_url, sqlite_path=Path(state_url[len("sqlite:///"):]))
     if state_url:
         return StateDB(state_url)
-    return StateDB("", sqlite_path=Path(state_dir) / "state.db")
+    return StateDB("", sqlite_path=StateFolder(state_dir).state_db)

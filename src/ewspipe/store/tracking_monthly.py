@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ewspipe import __version__
+from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
@@ -87,7 +88,7 @@ def _log(client: Any, settings: Settings, doc: Mapping[str, Any]) -> TrackingRes
         return TrackingResult("already_logged", experiment=MONTHLY_EXPERIMENT,
                               experiment_id=experiment_id, parent_run_id=found,
                               message=f"monthly run {run_id} was already logged as {found}")
-    environment = str(doc.get("environment") or "development")
+    environment = str(doc.get("environment") or settings.run.environment)
     tag = release_tag_of(doc)
     snapshots = doc.get("snapshots") or {}
     qa = doc.get("qa") or {}
@@ -116,7 +117,7 @@ def _log(client: Any, settings: Settings, doc: Mapping[str, Any]) -> TrackingRes
             client.log_artifact(mlflow_run, str(report), "report")
         versions: dict[str, str] = {}
         if environment in settings.run.publish_environments:
-            versions = _register_deployed(client, doc, mlflow_run, tag)
+            versions = _register_deployed(client, settings, doc, mlflow_run, tag)
         client.set_terminated(mlflow_run, "FINISHED")
     except Exception:
         client.set_terminated(mlflow_run, "FAILED")
@@ -142,12 +143,12 @@ def _metrics(client: Any, mlflow_run: str, doc: Mapping[str, Any]) -> None:
     client.log_batch(mlflow_run, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
 
 
-def _register_deployed(client: Any, doc: Mapping[str, Any], mlflow_run: str,
+def _register_deployed(client: Any, settings: Settings, doc: Mapping[str, Any], mlflow_run: str,
                        tag: str | None) -> dict[str, str]:
     """A version per deployed model and ensemble this run stored: its metadata (written by
     the forecast and ensemble tasks) names the artifact, config hash and snapshot."""
-    state = Path(str(doc.get("state")))
-    store = PredictionStore(state / "predictions")
+    state = StateFolder(Path(str(doc.get("state"))))  # the environment's folder of the run
+    store = PredictionStore(state.resolve("predictions"))
     parts = (doc.get("outputs") or {}).get("partitions") or []
     meta = {p["model"]: (p, store.metadata(p["level"], p["run"], p["model"])) for p in parts}
     definitions = {name: {"config_hash": m.get("config_hash"),
@@ -159,8 +160,8 @@ def _register_deployed(client: Any, doc: Mapping[str, Any], mlflow_run: str,
         if part.get("status") != "deployed":
             continue
         kind = str(part.get("kind", "model"))
-        source = (state / "artifacts" / str(m["artifact"]) if kind == "model" and
-                  m.get("artifact") else state / str(part["path"]))
+        source = (settings.layout.artifacts / str(m["artifact"]) if kind == "model" and
+                  m.get("artifact") else state.resolve(str(part["path"])))
         tags = {
             "ewspipe.run_id": str(doc.get("run_id")), "ewspipe.monthly_run": str(
                 doc.get("run_id")), "ewspipe.source": "monthly",
