@@ -195,7 +195,7 @@ def test_hotfix_registers_what_staging_validated(history):
         assert version.tags["ewspipe.registered_by"] == "v0.1.1"
         assert version.source.startswith((history["ctx"].settings.state_dir / "staging")
                                          .resolve().as_uri())
-    assert "/staging/artifacts/monthly/small_tree/forecasting/" in aliased["small_tree"].source
+    assert "/staging/artifacts/small_tree/forecasting/" in aliased["small_tree"].source
     assert aliased["small_chorus"].source.endswith("/model%3Dsmall_chorus/part-0.parquet")
     # unchanged models keep the version the promotion found
     for name in ("small_ridge", "grid_ridge"):
