@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.errors import InputError
 from ewspipe.flows.monthly import MonthlyRun
 from ewspipe.flows.runner import TaskRecord
 from ewspipe.workspace import Workspace
@@ -94,7 +95,11 @@ def run(
     not exactly a clean production release, or the environment is locked by another run;
     2 bad option or input.
     """
-    result = Workspace(ctx.obj).env(env).run_monthly(
+    try:
+        environment = Workspace(ctx.obj).env(env)
+    except InputError as exc:
+        raise InputError(f"option --env: {exc}") from None
+    result = environment.run_monthly(
         executor=executor, lock_timeout=lock_timeout, progress=None if quiet else _progress,
         allow_engine_change=allow_engine_change)
     doc = result.to_dict()
