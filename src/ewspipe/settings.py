@@ -24,6 +24,7 @@ from pydantic import (
 
 from ewspipe.errors import InputError, SettingsError
 from ewspipe.executor_spec import parse_executor
+from ewspipe.layout import StateLayout
 from ewspipe.partitions import PartitionScheme, Window
 
 __all__ = ["AlertSettings", "DemoSettings", "DriftSettings",
@@ -32,6 +33,12 @@ __all__ = ["AlertSettings", "DemoSettings", "DriftSettings",
 CONFIG_ENV = "EWSPIPE_CONFIG"
 STATE_DIR_ENV = "EWSPIPE_STATE_DIR"
 CONFIG_NAME = "ewspipe.toml"
+
+#: The environment ``ewspipe release stage`` runs the candidate and production sides in (it is
+#: added to a staged side's ``[run] environments``); the only environment name the code knows.
+STAGING_ENVIRONMENT = "staging"
+#: The MLflow registry alias of the released models (``ewspipe release`` moves it).
+PRODUCTION_ALIAS = "production"
 
 MonthPair = Annotated[tuple[int, int], Field(description="[first, last] month_id, inclusive")]
 
@@ -342,7 +349,7 @@ class RunSettings(_Strict):
     executor: Annotated[str, AfterValidator(_check_executor)] = "local"
     lock_timeout_seconds: float = Field(0.0, ge=0, le=86400)
     environment: str = "development"
-    environments: tuple[str, ...] = ("development", "staging", "production")
+    environments: tuple[str, ...] = ("development", STAGING_ENVIRONMENT, "production")
     publish_environments: tuple[str, ...] = ("production",)
     demo_when_empty: bool = True
     state_url: str = Field("", pattern=r"^(|sqlite:///.+|postgres(ql)?://.+)$")
@@ -351,7 +358,8 @@ class RunSettings(_Strict):
     def production_environment(self) -> str:
         """The environment releases serve: the first publishing one (``production`` by
         default). Its state database holds the release ledger; rollback moves its pointers."""
-        return self.publish_environments[0] if self.publish_environments else "production"
+        return self.publish_environments[0] if self.publish_environments else (
+            RunSettings.model_fields["publish_environments"].default[0])
 
 
 # --------------------------------------------------------------------------- quality assurance
@@ -475,20 +483,25 @@ class Settings(_Strict):
         return self.workspace.ensembles_dir
 
     @property
+    def layout(self) -> StateLayout:
+        """Where everything lives under the state directory (ewspipe.layout)."""
+        return StateLayout(self.state_dir)
+
+    @property
     def artifact_dir(self) -> Path:
-        return self.state_dir / "artifacts"
+        return self.layout.artifacts
 
     @property
     def runs_dir(self) -> Path:
-        return self.state_dir / "runs"
+        return self.layout.runs
 
     @property
     def snapshot_dir(self) -> Path:
-        return self.state_dir / "snapshots"
+        return self.layout.snapshots
 
     @property
     def download_dir(self) -> Path:
-        return self.state_dir / "downloads"
+        return self.layout.downloads
 
     def partition_scheme(self) -> PartitionScheme:
         return self.partitions.scheme()

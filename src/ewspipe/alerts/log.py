@@ -18,6 +18,7 @@ from typing import Any
 
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.errors import InputError, StoreError
+from ewspipe.layout import StateFolder
 
 try:  # POSIX; elsewhere the process lock alone serialises writers of one process
     import fcntl
@@ -73,7 +74,7 @@ class AlertLog:
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> AlertLog:
-        return cls(Path(state_dir) / ALERTS_FILE)
+        return cls(StateFolder(state_dir).alerts_log)
 
     def append(self, alert: Alert) -> None:
         """Append one alert atomically (one write under an exclusive lock, then fsync).

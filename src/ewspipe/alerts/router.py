@@ -21,7 +21,6 @@ from typing import Any
 from ewspipe.alerts.log import AlertLog
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.sinks import (
-    LOG_DIR,
     EmailSink,
     JsonlSink,
     LogFileSink,
@@ -30,6 +29,7 @@ from ewspipe.alerts.sinks import (
     SinkResult,
     WebhookSink,
 )
+from ewspipe.layout import StateFolder
 from ewspipe.settings import AlertSettings
 
 __all__ = ["AlertRouter", "DeliveryReport", "Route", "build_router"]
@@ -160,6 +160,6 @@ def build_router(
     return AlertRouter(
         JsonlSink(AlertLog.in_state_dir(state_dir)),
         routes,
-        log=LogFileSink(state_dir / LOG_DIR, retention_days=settings.log.retention_days),
+        log=LogFileSink(StateFolder(state_dir).logs, retention_days=settings.log.retention_days),
         log_min=Severity(settings.log.min_severity),
     )

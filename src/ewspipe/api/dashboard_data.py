@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ewspipe.alerts.log import ALERTS_FILE
 from ewspipe.errors import InputError
 from ewspipe.flows.online import summary_path
+from ewspipe.layout import EnvironmentLayout
 from ewspipe.panel.months import month_label
 from ewspipe.panel.priogrid import CELL_DEGREES, N_COLS
 from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
@@ -67,19 +67,19 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return round(float(value), max(0, digits - 1 - math.floor(math.log10(abs(value)))))
 
 
-def check_environment(settings: Settings, env: str) -> Path:
+def check_environment(settings: Settings, env: str) -> EnvironmentLayout:
     if env not in settings.run.environments:
         raise ParamError("env", f"env: {env!r} is not an environment; use one of "
                          f"{', '.join(settings.run.environments)}")
-    return settings.state_dir / env
+    return settings.layout.env(env)
 
 
 # --------------------------------------------------------------------------- overview
 
 
-def _published(env_dir: Path) -> list[dict[str, Any]]:
+def _published(env_dir: EnvironmentLayout) -> list[dict[str, Any]]:
     out = []
-    for path in sorted((env_dir / "published").glob("*/*.json")):
+    for path in sorted(env_dir.published.glob("*/*.json")):
         try:
             out.append(json.loads(path.read_text()))
         except (OSError, ValueError):
@@ -88,18 +88,19 @@ def _published(env_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _run_records(settings: Settings, env: str, env_dir: Path) -> list[dict[str, Any]]:
+def _run_records(settings: Settings, env: str, env_dir: EnvironmentLayout
+                 ) -> list[dict[str, Any]]:
     """The newest monthly-run records; never creates a database that is not there."""
-    if not settings.run.state_url and not (env_dir / "state.db").is_file():
+    if not settings.run.state_url and not env_dir.state_db.is_file():
         return []
-    records = open_state_db(settings.run.state_url, env_dir).run_records(env, limit=5)
+    records = open_state_db(settings.run.state_url, env_dir.root).run_records(env, limit=5)
     return [{"run_id": r.run_id, "status": r.status, "started_at": r.started_at,
              "finished_at": r.finished_at, "seconds": r.seconds, "error": r.error,
              "qa_passed": r.qa_passed} for r in records]
 
 
-def _stored_levels(env_dir: Path) -> dict[str, Any]:
-    store = PredictionStore(env_dir / "predictions")
+def _stored_levels(env_dir: EnvironmentLayout) -> dict[str, Any]:
+    store = PredictionStore(env_dir.predictions)
     levels: dict[str, Any] = {}
     for level in LEVEL_UNIT:
         runs = list(reversed(store.runs(level)))
@@ -127,7 +128,7 @@ def overview(settings: Settings) -> dict[str, Any]:
     """Environments (runs, published pointers, stored forecasts), snapshots and hints."""
     envs = []
     for env in settings.run.environments:
-        env_dir = settings.state_dir / env
+        env_dir = settings.layout.env(env)
         published = _published(env_dir)
         levels = _stored_levels(env_dir)
         for level, info in levels.items():
@@ -135,11 +136,12 @@ def overview(settings: Settings) -> dict[str, Any]:
             info["default_model"] = _default_model(info["models"], pointer)
             info["default_run"] = pointer["run"] if pointer and pointer.get("run") in \
                 info["runs"] else info["runs"][0]
-        envs.append({"name": env, "exists": env_dir.is_dir(),
+        envs.append({"name": env, "exists": env_dir.root.is_dir(),
                      "runs": _run_records(settings, env, env_dir),
                      "published": published, "levels": levels})
     with_data = [e["name"] for e in envs if e["levels"]]
-    default = next((n for n in ("production", settings.run.environment) if n in with_data),
+    default = next((n for n in (settings.run.production_environment, settings.run.environment)
+                    if n in with_data),
                    with_data[0] if with_data else settings.run.environment)
     snapshots = [{"id": m.id, "level": m.level, "first_month": m.first_month,
                   "last_month": m.last_month, "last_month_label": month_label(m.last_month),
@@ -154,8 +156,7 @@ def overview(settings: Settings) -> dict[str, Any]:
 
 def _partition(settings: Settings, env: str, level: str, model: str,
                run: str | None) -> tuple[Path, dict[str, Any]]:
-    env_dir = check_environment(settings, env)
-    store = PredictionStore(env_dir / "predictions")
+    store = PredictionStore(check_environment(settings, env).predictions)
     runs = store.runs(level, model)
     if not runs:
         known = sorted({p.model for p in store.partitions(level=level)})
@@ -440,8 +441,8 @@ def alerts(settings: Settings, *, env: str | None, limit: int,
                          f"{', '.join(ranks)}")
     if env is not None:
         check_environment(settings, env)
-    sources = [("workspace", settings.state_dir / ALERTS_FILE)] + [
-        (e, settings.state_dir / e / ALERTS_FILE) for e in settings.run.environments
+    sources = [("workspace", settings.layout.alerts_log)] + [
+        (e, settings.layout.env(e).alerts_log) for e in settings.run.environments
         if env is None or e == env]
     items, unreadable = [], 0
     for where, path in sources:

@@ -52,10 +52,10 @@ def _git_facts(settings: Settings, git: Git) -> dict[str, Any]:
 
 def _ledger_db(settings: Settings) -> Any:
     """The production state database holding the ledger, or None when it does not exist."""
-    prod_dir = settings.state_dir / settings.run.production_environment
-    if not settings.run.state_url and not (prod_dir / "state.db").is_file():
+    prod = settings.layout.env(settings.run.production_environment)
+    if not settings.run.state_url and not prod.state_db.is_file():
         return None
-    return open_state_db(settings.run.state_url, prod_dir)
+    return open_state_db(settings.run.state_url, prod.root)
 
 
 def _ledger(ledger: Ledger | None) -> dict[str, Any]:

@@ -100,9 +100,10 @@ def publishing_env(settings: Settings, env: str | None, *, where: str = "query",
 def state_db(settings: Settings, env: str) -> StateDB | None:
     """The environment's state database, or None when a SQLite one was never created (a read
     must not create state)."""
-    state: Path = settings.state_dir / env
+    layout = settings.layout.env(env)
+    state = layout.root
     url = settings.run.state_url
-    if not url and not (state / "state.db").is_file():
+    if not url and not layout.state_db.is_file():
         return None
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
         return None

@@ -33,7 +33,7 @@ def pointers_for(settings: Settings, env: str) -> PublishedPointers | None:
     db = state_db(settings, env)
     if db is None:
         return None
-    return PublishedPointers(settings.state_dir / env / "published", db, environment=env)
+    return PublishedPointers(settings.layout.env(env).published, db, environment=env)
 
 
 def current_pointer(settings: Settings, env: str, level: str,
@@ -75,7 +75,7 @@ def move_pointer(settings: Settings, env: str, level: str, target: str, run: str
     :func:`ewspipe.flows.publish_policy.decide_publish` accepts the monthly run that stored
     it; 409 with every reason otherwise. Holds the environment's run lock while it decides
     and moves, so it never races a monthly run or another publish."""
-    store = PredictionStore(settings.state_dir / env / "predictions")
+    store = PredictionStore(settings.layout.env(env).predictions)
     parts = store.partitions(level=level, run=run)
     if not parts:
         not_found("body", "run", f"no stored {level} forecasts of run {run!r} in environment "
@@ -90,7 +90,7 @@ def move_pointer(settings: Settings, env: str, level: str, target: str, run: str
         raise _refuse(f"run {run!r} stored no deployed {level} model or ensemble of target "
                       f"{target!r}")
     try:
-        lock = EnvironmentLock(settings.state_dir / env / "run.lock", timeout=2.0,
+        lock = EnvironmentLock(settings.layout.env(env).lock, timeout=2.0,
                                environment=env)
         with lock:
             record = _monthly_record(settings, env, level, run)

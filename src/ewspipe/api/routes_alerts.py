@@ -39,14 +39,14 @@ def get_alerts(
         after = parse_since(since, option="since") if since is not None else None
     except InputError as exc:
         invalid("query", "since", str(exc).removeprefix("option since: "))
-    logs = [(env_or_default(settings, env), settings.state_dir / env)] if env else \
-        [(name, settings.state_dir / name) for name in settings.run.environments]
+    logs = [(env_or_default(settings, env), settings.layout.env(env).alerts_log)] if env \
+        else [(name, settings.layout.env(name).alerts_log) for name in settings.run.environments]
     if workspace and env is None:
-        logs.insert(0, (WORKSPACE, settings.state_dir))
+        logs.insert(0, (WORKSPACE, settings.layout.alerts_log))
     level = Severity(severity) if severity is not None else None
     items = []
     for name, folder in logs:
-        for alert in AlertLog.in_state_dir(folder).read(since=after, min_severity=level,
+        for alert in AlertLog(folder).read(since=after, min_severity=level,
                                                         source=source):
             items.append({"log": name, **alert.to_dict()})
     items.sort(key=lambda a: a["time"], reverse=True)

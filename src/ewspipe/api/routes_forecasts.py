@@ -92,7 +92,7 @@ def _locate_run(settings: Settings, env: str | None, level: str, run: str) -> st
         first = publish_environment(settings)
         names = sorted(settings.run.environments, key=lambda e: e != first)
     for name in names:
-        if PredictionStore(settings.state_dir / name / "predictions").partitions(
+        if PredictionStore(settings.layout.env(name).predictions).partitions(
                 level=level, run=run):
             return name
     not_found("query", "run", f"no stored {level} forecasts of run {run!r} in "
@@ -120,7 +120,7 @@ def _resolve(settings: Settings, level: str, target: str, model: str | None, run
     pointer = current_pointer(settings, name, level, target)
     published = pointer is not None and pointer["run"] == run
     stored = sorted(p.model for p in PredictionStore(
-        settings.state_dir / name / "predictions").partitions(level=level, run=run))
+        settings.layout.env(name).predictions).partitions(level=level, run=run))
     if model is None:
         if not published:
             invalid("query", "model", f"required with ?run= (run {run} is not the published "
@@ -207,7 +207,7 @@ def get_forecasts(
                           units=_ints(units, "units", MAX_UNITS), samples=samples,
                           quantiles=_quantiles(quantiles), limit=limit or cap, offset=offset)
     name, run_id, chosen, published = _resolve(settings, level, target, model, run, env)
-    store = PredictionStore(settings.state_dir / name / "predictions")
+    store = PredictionStore(settings.layout.env(name).predictions)
     if not store.partitions(level=level, run=run_id, model=chosen):
         not_found("query", "run", f"the published {level}/{target} run {run_id!r} of "
                   f"environment {name!r} has no stored forecasts of {chosen!r} (was the "

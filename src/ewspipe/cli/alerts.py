@@ -35,7 +35,7 @@ def list_alerts(
     settings: Settings = ctx.obj
     after = parse_since(since) if since is not None else None
     level = parse_severity(severity) if severity is not None else None
-    log = AlertLog.in_state_dir(settings.state_dir)
+    log = AlertLog(settings.layout.alerts_log)
     alerts = log.read(since=after, min_severity=level, source=source)
     if limit is not None:
         alerts = alerts[-limit:]

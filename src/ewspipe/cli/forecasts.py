@@ -37,8 +37,8 @@ def _scope(ctx: typer.Context, env: str | None, level: str) -> tuple[Settings, s
 
 
 def _pointers(settings: Settings, name: str) -> PublishedPointers:
-    state = settings.state_dir / name
-    return PublishedPointers(state / "published", open_state_db(settings.run.state_url, state),
+    layout = settings.layout.env(name)
+    return PublishedPointers(layout.published, open_state_db(settings.run.state_url, layout.root),
                              environment=name)
 
 
@@ -58,17 +58,17 @@ def query(
 ) -> None:
     """One model's stored forecasts (point, optionally samples) for a month."""
     settings, name, lvl = _scope(ctx, env, level)
-    state = settings.state_dir / name
+    layout = settings.layout.env(name)
     if published:
         pointers = _pointers(settings, name)
         hits = [p for p in (pointers.current(lvl, t.stem) for t in
-                            sorted((state / "published" / lvl).glob("*.json")))
+                            sorted((layout.published / lvl).glob("*.json")))
                 if p and model in p["models"]]
         if not hits:
             raise InputError(f"no published {lvl} pointer in environment {name!r} includes "
-                             f"{model!r}; run `ewspipe run --env production` first")
+                             f"{model!r}; run `ewspipe run --env {name}` first")
         run = hits[0]["run"]
-    frame = PredictionStore(state / "predictions").query(lvl, model, month=month, run=run,
+    frame = PredictionStore(layout.predictions).query(lvl, model, month=month, run=run,
                                                          samples=samples)
     records: list[dict[str, Any]] = frame.to_dict(orient="records")
     for r in records:
@@ -98,11 +98,12 @@ def published_cmd(
     ctx: typer.Context,
     level: str = typer.Option(..., "--level", help="cm or pgm."),
     target: str = typer.Option("ged_sb", "--target", help="Target column."),
-    env: str | None = typer.Option("production", "--env", help="Environment."),
+    env: str | None = typer.Option(None, "--env", help="Environment (default: the production "
+                                   "environment, the first of [run] publish_environments)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The published pointer of a level and target, with its history."""
-    settings, name, lvl = _scope(ctx, env, level)
+    settings, name, lvl = _scope(ctx, env or ctx.obj.run.production_environment, level)
     pointers = _pointers(settings, name)
     doc = {"level": lvl, "target": target, "environment": name,
            "current": pointers.current(lvl, target), "history": pointers.history(lvl, target)}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from ewspipe.cli.output import JSON_OPTION, emit
-from ewspipe.flows.monthly import MonthlyRun, run_monthly
+from ewspipe.flows.monthly import MonthlyRun
 from ewspipe.flows.runner import TaskRecord
 from ewspipe.store.run_record import MonthlyRunRecord
+from ewspipe.workspace import Workspace
 
 __all__ = ["run"]
 
@@ -68,8 +69,9 @@ def _lines(result: MonthlyRun, rec: MonthlyRunRecord) -> str:
 
 def run(
     ctx: typer.Context,
-    env: str | None = typer.Option(None, "--env", help="development (default), staging or "
-                                   "production; only production publishes."),
+    env: str | None = typer.Option(None, "--env", help="One of [run] environments (default "
+                                   "[run] environment); only [run] publish_environments "
+                                   "publish."),
     executor: str | None = typer.Option(None, "--executor", help="local (in-process), dask "
                                         "(local cluster, one worker per core) or an existing "
                                         "Dask scheduler: tcp://HOST:PORT, tls://HOST:PORT "
@@ -92,9 +94,10 @@ def run(
     not exactly a clean production release, or the environment is locked by another run;
     2 bad option or input.
     """
-    result = run_monthly(ctx.obj, environment=env, executor=executor,
-                         lock_timeout=lock_timeout, progress=None if quiet else _progress,
-                         allow_engine_change=allow_engine_change)
+    environment = Workspace(ctx.obj).env(env)  # an unknown name: "option --env: ..."
+    result = environment.run_monthly(
+        executor=executor, lock_timeout=lock_timeout, progress=None if quiet else _progress,
+        allow_engine_change=allow_engine_change)
     record = result.record()
     emit(record.to_dict(), as_json, lambda: _lines(result, record))
     if result.status != "ok":

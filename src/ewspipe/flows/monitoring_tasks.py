@@ -24,9 +24,8 @@ from ewspipe.flows.output_drift import ModelOutputDrift, compare_forecasts
 from ewspipe.flows.tasks import TaskContext
 from ewspipe.store.prediction_store import PredictionStore
 
-__all__ = ["REPORT_DIR", "check_output_drift", "previous_partition"]
+__all__ = ["check_output_drift", "previous_partition"]
 
-REPORT_DIR = "qa/output_drift"
 Output = dict[str, Any]
 
 
@@ -94,8 +93,8 @@ def check_output_drift(ctx: TaskContext, *, key: str, stored: Output) -> Output:
         "alerts": [_alert_dict(a, ctx.environment) for a in alerts],
         "note": note,
     }
-    rel = f"{REPORT_DIR}/{key[:16]}.json"
-    path = ctx.state / rel
+    path = ctx.layout.output_drift_reports / f"{key[:16]}.json"
+    rel = ctx.layout.relative(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, doc, default=str)
     return {**doc, "compared": len(compared), "skipped": len(models) - len(compared),

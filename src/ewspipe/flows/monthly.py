@@ -32,6 +32,7 @@ from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import Graph, Task, digest
 from ewspipe.flows.release_guard import check_release, verify_workspace
 from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
+from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
 from ewspipe.store.run_record import MonthlyRunRecord
@@ -171,6 +172,7 @@ class MonthlyRun:
         out = self.outputs
         stored = out.get("store") or {}
         report = out.get("report") or {}
+        home = StateFolder(self.state)
         return {
             "run_id": self.run_id, "environment": self.environment, "executor": self.executor,
             "status": self.status, "release": self.release, "started_at": self.started_at,
@@ -186,14 +188,14 @@ class MonthlyRun:
             "output_drift": _output_drift_summary(out.get("output_drift"), self.state),
             "alerts": out.get("alerts"),
             "outputs": {
-                "predictions": str(self.state / stored.get("root", "predictions")),
+                "predictions": str(home.resolve(stored.get("root", "predictions"))),
                 "runs": stored.get("runs"),
                 "partitions": stored.get("partitions"),
-                "report": str(self.state / report["path"]) if report else None,
+                "report": str(home.resolve(report["path"])) if report else None,
                 "published": (out.get("publish") or {}).get("published"),
                 "not_published": (out.get("publish") or {}).get("skipped"),
                 "not_published_reasons": (out.get("publish") or {}).get("reasons") or [],
-                "alerts_log": str(self.state / "alerts.jsonl"),
+                "alerts_log": str(home.alerts_log),
             },
             "tracking": self.tracking,
         }
@@ -206,7 +208,7 @@ def _output_drift_summary(doc: dict[str, Any] | None, state: Path) -> dict[str, 
     return {
         "compared": doc["compared"], "skipped": doc["skipped"],
         "previous_runs": doc["previous_runs"], "alerts": len(doc["alerts"]),
-        "note": doc["note"], "report": str(state / doc["report"]),
+        "note": doc["note"], "report": str(StateFolder(state).resolve(doc["report"])),
         "models": [{k: m[k] for k in ("model", "level", "status", "origin", "previous_run",
                                       "previous_origin", "config_changed", "alerts",
                                       "skipped")}
@@ -309,9 +311,10 @@ def run_monthly(
     plan = prepare_monthly(settings, environment=environment, catalog=catalog,
                            allow_engine_change=allow_engine_change)
     env = plan.environment
-    state = settings.state_dir / env
+    layout = settings.layout.env(env)
+    state = layout.root
     ctx = tasks.TaskContext(settings=settings, environment=env, state=state)
-    with EnvironmentLock(state / "run.lock", timeout=timeout, environment=env):
+    with EnvironmentLock(layout.lock, timeout=timeout, environment=env):
         db = open_state_db(run_settings.state_url, state)
         run_id = f"{timestamp()}_{env}_{uuid.uuid4().hex[:6]}"
         started = time.time()
@@ -322,7 +325,7 @@ def run_monthly(
         ex = make_executor(spec)
         try:
             done = run_graph(plan.graph, ctx, base_key=base_key(settings, env), executor=ex,
-                             cache=TaskCache(state / "tasks", state), progress=progress)
+                             cache=TaskCache(layout.tasks, state), progress=progress)
         except BaseException as exc:
             db.record_run({**base, "status": "failed", "error": str(exc),
                            "finished_at": timestamp()})

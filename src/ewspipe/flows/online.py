@@ -57,6 +57,7 @@ from ewspipe.evaluation.online import (
 from ewspipe.evaluation.schemes import Evaluation, Scored, evaluate, join_actuals
 from ewspipe.flows.modelrun import POINT_METRICS, SAMPLE_METRICS
 from ewspipe.flows.output_drift import run_order
+from ewspipe.layout import StateFolder
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.months import month_label
 from ewspipe.panel.schema import Panel
@@ -566,11 +567,11 @@ def _sources(settings: Settings, environment: str | None,
             return (histories, {"kind": "forecast_runs", "environment": None,
                                 "path": str(settings.runs_dir)}, settings.state_dir, [])
     env = environment or settings.run.environment
-    state = settings.state_dir / env
-    histories = monthly_histories(PredictionStore(state / "predictions"))
+    layout = settings.layout.env(env)
+    histories = monthly_histories(PredictionStore(layout.predictions))
     if not histories:
         raise InputError(
-            f"no stored monthly run in {state / 'predictions'}"
+            f"no stored monthly run in {layout.predictions}"
             + ("" if environment else f" and no stored forecast run in {settings.runs_dir}")
             + f": nothing to evaluate online; run `ewspipe run --env {env}` each month (or "
             "`ewspipe forecast`), then `ewspipe online-eval"
@@ -580,7 +581,7 @@ def _sources(settings: Settings, environment: str | None,
         f"no stored forecast run: evaluated the monthly runs of {env} ([run] environment); "
         "pass --env to choose another environment"]
     return (histories, {"kind": "monthly_runs", "environment": env,
-                        "path": str(state / "predictions")}, state, notes)
+                        "path": str(layout.predictions)}, layout.root, notes)
 
 
 def summary_path(settings: Settings, environment: str | None = None) -> Path:
@@ -588,11 +589,11 @@ def summary_path(settings: Settings, environment: str | None = None) -> Path:
     runs; without one, of the ``ewspipe forecast`` runs when that was evaluated, else of the
     default environment's monthly runs (the same choice as :func:`online_eval`)."""
     if environment is not None:
-        return settings.state_dir / environment / ONLINE_DIR / SUMMARY_FILE
-    path = settings.state_dir / ONLINE_DIR / SUMMARY_FILE
+        return settings.layout.env(environment).online_summary
+    path = settings.layout.online_summary
     if path.is_file():
         return path
-    return settings.state_dir / settings.run.environment / ONLINE_DIR / SUMMARY_FILE
+    return settings.layout.env(settings.run.environment).online_summary
 
 
 def online_eval(
@@ -646,7 +647,7 @@ def online_eval(
         computed_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), notes=notes,
         source=source,
     )
-    directory = home / ONLINE_DIR
+    directory = StateFolder(home).online
     previous = _previous(directory)
     if deliver and alerts:
         if previous is not None and previous.get("digest") == result.digest and \

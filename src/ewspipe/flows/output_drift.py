@@ -46,7 +46,6 @@ __all__ = ["SOURCE", "ModelOutputDrift", "OutputDriftReport", "after_forecast_ru
            "check_output_drift", "compare_forecasts", "run_order"]
 
 SOURCE = "output_drift"
-REPORT_DIR = Path("qa") / "output_drift"
 
 
 @dataclass
@@ -265,7 +264,7 @@ def check_output_drift(
         with build_router(settings.alerts, settings.state_dir) as router:
             report.delivery = router.route(report.alerts).to_dict()
     if store:
-        report.path = settings.state_dir / REPORT_DIR / f"{run_id}.json"
+        report.path = settings.layout.output_drift_reports / f"{run_id}.json"
         _write(report.path, report.to_dict())
     return report
 

@@ -47,7 +47,7 @@ def run_node(node: Task, ctx: tasks.TaskContext, base: str,
 
     Returns ``{"output", "status" ("ran" | "reused"), "seconds", "key"}``.
     """
-    cache = TaskCache(ctx.state / "tasks", ctx.state)
+    cache = TaskCache(ctx.layout.tasks, ctx.state)
     key = node.key(base, upstream)
     hit = cache.get(key) if node.cache else None
     if hit is not None:
@@ -78,10 +78,11 @@ def _run_flow(settings: Settings, environment: str | None,
     # the same refusals as `ewspipe run`: environment, release, workspace == release
     plan = prepare_monthly(settings, environment=environment, catalog=catalog)
     env, graph = plan.environment, plan.graph
-    state = settings.state_dir / env
+    layout = settings.layout.env(env)
+    state = layout.root
     ctx = tasks.TaskContext(settings=settings, environment=env, state=state)
     base = base_key(settings, env)
-    with EnvironmentLock(state / "run.lock", timeout=run_settings.lock_timeout_seconds,
+    with EnvironmentLock(layout.lock, timeout=run_settings.lock_timeout_seconds,
                          environment=env):
         db = open_state_db(run_settings.state_url, state)
         run_id = f"{timestamp()}_{env}_{uuid.uuid4().hex[:6]}"

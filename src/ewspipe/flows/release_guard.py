@@ -141,7 +141,7 @@ def check_release(settings: Settings) -> dict[str, Any]:
                                  "them, or restore the release")
     _stray_files(settings, repo, how)
     db = open_state_db(settings.run.state_url,
-                       settings.state_dir / production_environment(settings))
+                       settings.layout.env(production_environment(settings)).root)
     completed = {e["version"]: e for e in db.releases() if e["status"] == "completed"}
     for tag in sorted(tags):
         version = tag[len(rel.tag_prefix):]

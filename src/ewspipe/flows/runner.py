@@ -31,6 +31,7 @@ from ewspipe.atomic import write_text
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.executors import Executor, Handle
 from ewspipe.flows.graph import Graph, Task
+from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint, timestamp
 
 __all__ = ["EnvironmentLock", "GraphRun", "StateLocked", "TaskCache", "TaskRecord",
@@ -108,7 +109,8 @@ class TaskCache:
             record: dict[str, Any] = json.loads(path.read_text())
         except (OSError, ValueError):
             return None  # unreadable: recompute (the rename makes this rare)
-        if not all((self.state / p).exists() for p in _paths(record.get("output"))):
+        folder = StateFolder(self.state)  # output paths are relative to the state folder
+        if not all(folder.resolve(p).exists() for p in _paths(record.get("output"))):
             return None
         return record
 

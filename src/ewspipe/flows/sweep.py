@@ -581,7 +581,7 @@ def _better(a: float, b: float, direction: str) -> bool:
 
 def study_storage(settings: Settings, model: str) -> Path:
     """The SQLite file holding every study of ``model``: ``<state_dir>/sweeps/<model>.db``."""
-    return settings.state_dir / "sweeps" / f"{model}.db"
+    return settings.layout.sweep_db(model)
 
 
 def sweep_task_dir(settings: Settings) -> Path:

@@ -39,6 +39,7 @@ from ewspipe.flows.ensemble_run import plan_run, run_ensembles
 from ewspipe.flows.ingest import import_demo_checked
 from ewspipe.flows.modelrun import fit_or_reuse, model_design, predict_origins
 from ewspipe.flows.publish_policy import decide_publish, deployed_pointers
+from ewspipe.layout import EnvironmentLayout
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
@@ -80,12 +81,16 @@ class TaskContext:
     state: Path
 
     @property
+    def layout(self) -> EnvironmentLayout:
+        return self.settings.layout.env(self.environment)
+
+    @property
     def artifacts(self) -> ArtifactStore:
-        return ArtifactStore(self.state / "artifacts")
+        return ArtifactStore(self.layout.artifacts)
 
     @property
     def predictions(self) -> PredictionStore:
-        return PredictionStore(self.state / "predictions")
+        return PredictionStore(self.layout.predictions)
 
     def catalog(self) -> Catalog:
         return load_catalog(self.settings.models_dir, ensembles_dir=self.settings.ensembles_dir)
@@ -219,7 +224,7 @@ def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Ou
     design = model_design(spec, panel, manifest, train_last=partition.train.last)
     forecast = predict_origins(fitted, design, partition)
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
-    write_forecast(forecast, ctx.state / rel, metadata={
+    write_forecast(forecast, ctx.layout.resolve(rel), metadata={
         "model": model, "kind": "model", "run_type": RUN_TYPE.value, "snapshot": manifest.id,
         "config_hash": spec.config_hash, "artifact": found.directory,
         "status": spec.status.value, "code_commit": code_version().commit,
@@ -239,10 +244,10 @@ def build_ensembles(ctx: TaskContext, *, key: str, snapshots: Output,
     catalog = ctx.catalog()
     plan = plan_run(catalog, names)
     by_model = {out["model"]: out for out in forecasts.values()}
-    members = {m: read_forecast(ctx.state / by_model[m]["path"])[0] for m in plan.needed}
+    members = {m: read_forecast(ctx.layout.resolve(by_model[m]["path"]))[0] for m in plan.needed}
     levels = sorted({e.level.value for e in plan.ensembles})
     loaded = {lvl: _snapshot(ctx, snapshots, lvl) for lvl in levels}
-    final = ctx.state / "work" / "ensembles" / key[:16]
+    final = ctx.layout.ensemble_work / key[:16]
     tmp = make_temp_dir(final)
     try:
         writer = RunWriter(store=RunStore(tmp.parent), run_id=f"run-{key[:12]}", tmp=tmp)
@@ -305,7 +310,7 @@ def qa_checks(ctx: TaskContext, *, key: str, snapshots: Output,
     alerts = []
     observed: dict[tuple[str, str], float] = {}
     for item in _items(forecasts, ensembles):
-        forecast, _ = read_forecast(ctx.state / item["path"])
+        forecast, _ = read_forecast(ctx.layout.resolve(item["path"]))
         where = (item["level"], item["target"])
         if where not in observed:
             _, panel = _snapshot(ctx, snapshots, item["level"])
@@ -328,7 +333,7 @@ def store_predictions(ctx: TaskContext, *, key: str, snapshots: Output,
     runs = {lvl: f"m{snap['last_month']}-{key[:12]}" for lvl, snap in snapshots.items()}
     partitions = []
     for item in _items(forecasts, ensembles):
-        forecast, meta = read_forecast(ctx.state / item["path"])
+        forecast, meta = read_forecast(ctx.layout.resolve(item["path"]))
         info, _ = store.write(forecast, level=item["level"], run=runs[item["level"]],
                               model=item["model"], metadata={
                                   **meta, "environment": ctx.environment,
@@ -360,7 +365,7 @@ def publish(ctx: TaskContext, *, key: str, snapshots: Output, stored: Output, qa
                 "checked_at": decision.checked_at, "guards": decision.guards}
     assert release is not None  # an allowed decision always has the run's release
     db = open_state_db(ctx.settings.run.state_url, ctx.state)
-    pointers = PublishedPointers(ctx.state / "published", db, environment=ctx.environment)
+    pointers = PublishedPointers(ctx.layout.published, db, environment=ctx.environment)
     moves = deployed_pointers(
         stored["partitions"], last_month={lvl: s["last_month"] for lvl, s in snapshots.items()},
         release=release, publish_id=f"{key[:12]}-{uuid.uuid4().hex[:8]}",
@@ -381,7 +386,7 @@ def _now() -> str:
 
 
 def _summary_stats(ctx: TaskContext, item: Output) -> dict[str, Any]:
-    forecast, _ = read_forecast(ctx.state / item["path"], samples=False)
+    forecast, _ = read_forecast(ctx.layout.resolve(item["path"]), samples=False)
     first = forecast.frame["step"].to_numpy() == 1
     total = float(forecast.point[first].sum())
     return {"model": item["model"], "level": item["level"], "kind": item["kind"],
@@ -409,7 +414,7 @@ def write_report(ctx: TaskContext, *, key: str, snapshots: Output, drift: Mappin
     lines += [f"| {f['model']} | {f['level']} | {f['kind']} | {f['status']} | {f['rows']} | "
               f"{f['step1_total']} |" for f in doc["forecasts"]]
     lines += ["", f"QA: {'passed' if qa['passed'] else 'FAILED'}"]
-    final = ctx.state / "reports" / key[:16]
+    final = ctx.layout.reports / key[:16]
     tmp = make_temp_dir(final)
     try:
         (tmp / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")

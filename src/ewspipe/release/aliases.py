@@ -9,7 +9,7 @@ alias goes to the newest version whose tags equal the release manifest's: the co
 its ``catalog`` entry, the staging snapshot of its level (``snapshots``) and the engine
 fingerprint (``engine``). Where no version matches, one is registered from the staging
 evidence the release was let through on: the candidate's hash-verified artifact in
-``<state_dir>/staging/artifacts/monthly`` (an ensemble: the candidate side's stored
+``<state_dir>/staging/artifacts`` (an ensemble: the candidate side's stored
 predictions). Where there is no evidence either, the alias is removed from that model (a
 stale alias would name a version production does not run) and the note says so. Models that
 carry the alias but are not deployed by the release lose it. A rollback points the restored
@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ewspipe.layout import StateLayout
 from ewspipe.panel.snapshot import file_sha256
+from ewspipe.partitions import RunType
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.git import Git
 from ewspipe.release.manifest import release_catalog, release_engine
 from ewspipe.release.version import Version
-from ewspipe.settings import Settings
+from ewspipe.settings import PRODUCTION_ALIAS, STAGING_ENVIRONMENT, Settings
 from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.tracking import (
     MANAGED_TAG,
@@ -49,7 +51,7 @@ from ewspipe.store.tracking import (
 __all__ = ["ALIAS", "AliasResult", "Wanted", "restored_aliases", "set_aliases",
            "wanted_versions"]
 
-ALIAS = "production"
+ALIAS = PRODUCTION_ALIAS
 _MATCH = ("ewspipe.config_hash", "ewspipe.snapshot", "ewspipe.code_fingerprint")
 
 
@@ -136,9 +138,11 @@ def _artifact_evidence(settings: Settings, want: Wanted, listed: dict[str, Any]
                        ) -> Path | None:
     """The candidate's staged artifact of ``want``: the one the inference gate listed when
     it matches, else the newest matching one; its files verified against their sha256."""
-    root = settings.state_dir / "staging" / "artifacts" / "monthly"
+    root = settings.layout.staging_artifacts
     first = listed.get("artifact")
-    paths = sorted((root / want.name).glob("*/*/manifest.json"), reverse=True)
+    # the monthly run's artifacts only: the shared cache also holds the evaluations'
+    paths = sorted((root / want.name).glob(f"{RunType.FORECASTING.value}/*/manifest.json"),
+                   reverse=True)
     if first:
         paths.insert(0, root / str(first) / "manifest.json")
     for path in paths:
@@ -159,10 +163,9 @@ def _prediction_evidence(settings: Settings, want: Wanted, candidate: str) -> Pa
     """The candidate side's stored predictions of the ensemble ``want`` (newest run first):
     same config hash, snapshot and member config hashes as the release. The side ran the
     candidate's code on the release's engine, so they were made by that engine."""
-    sides = settings.state_dir / "staging" / "sides"
     found: list[tuple[float, Path]] = []
-    for side in sides.glob(f"{candidate[:12]}_*"):
-        store = PredictionStore(side / "staging" / "predictions")
+    for side in settings.layout.staging_sides.glob(f"{candidate[:12]}_*"):
+        store = PredictionStore(StateLayout(side).env(STAGING_ENVIRONMENT).predictions)
         for part in store.partitions(level=want.level, model=want.name):
             found.append((part.path.stat().st_mtime, part.path))
     for _, path in sorted(found, reverse=True):
@@ -287,7 +290,8 @@ def _apply(client: Any, manifest: dict[str, Any], tag: str, wanted: dict[str, Wa
         if version is None and evidence[name] is not None:
             version = register_version(
                 client, name, source=Path(evidence[name]).resolve().as_uri(), level=want.level,
-                tags={**want.tags, "ewspipe.source": "staging", "ewspipe.status": "deployed",
+                tags={**want.tags, "ewspipe.source": STAGING_ENVIRONMENT,
+                      "ewspipe.status": "deployed",
                       "ewspipe.staging_report": str(manifest.get("staging_report")),
                       "ewspipe.registered_by": tag})
             how = "registered from the staging evidence"

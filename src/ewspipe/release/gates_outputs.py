@@ -33,6 +33,7 @@ from ewspipe.evaluation.plausibility import (
     plausibility_ceiling,
 )
 from ewspipe.evaluation.schemes import join_actuals
+from ewspipe.layout import StateFolder
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.release.sides import CommandResult
 from ewspipe.release.staging_report import GateResult
@@ -83,7 +84,8 @@ def _read_partition(path: Path, part: Mapping[str, Any]) -> StoredForecast:
 def read_run_forecasts(env_state: Path, run: MonthlyRunRecord) -> dict[str, StoredForecast]:
     """Every partition a monthly run (``ewspipe run --json``) stored, by model name."""
     parts = run.outputs.partitions or []
-    return {p["model"]: _read_partition(env_state / p["path"], p) for p in parts}
+    folder = StateFolder(env_state)
+    return {p["model"]: _read_partition(folder.resolve(p["path"]), p) for p in parts}
 
 
 # --------------------------------------------------------------------------- 4. inference

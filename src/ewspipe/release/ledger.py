@@ -1,7 +1,7 @@
 """The release ledger: every promotion, hotfix and rollback, and every staging report.
 
 It lives in the production environment's state database
-(``open_state_db(settings.run.state_url, settings.state_dir / <production environment>)``,
+(``open_state_db(settings.run.state_url, settings.layout.env(<production environment>).root)``,
 the first of ``[run] publish_environments``, SQLite or
 PostgreSQL), so the evidence sits next to the runs it vouches for. Git tags carry the version;
 the ledger carries the evidence (manifest) and the plan of an operation in progress: an entry
@@ -36,8 +36,8 @@ class Ledger:
 
     @classmethod
     def open(cls, settings: Settings) -> Ledger:
-        return cls(open_state_db(settings.run.state_url,
-                                 settings.state_dir / settings.run.production_environment))
+        production = settings.layout.env(settings.run.production_environment)
+        return cls(open_state_db(settings.run.state_url, production.root))
 
     # ------------------------------------------------------------------ staging reports
     def record_staging(self, report: dict[str, Any]) -> str:

@@ -31,12 +31,11 @@ from ewspipe.store.published import PublishedPointers
 
 __all__ = ["rollback"]
 
-REGENERATE = "ewspipe run --env production"
 
 
 def _pointers(ctx: ReleaseContext) -> PublishedPointers:
     env = ctx.settings.run.production_environment
-    return PublishedPointers(ctx.settings.state_dir / env / "published", ctx.ledger.db,
+    return PublishedPointers(ctx.settings.layout.env(env).published, ctx.ledger.db,
                              environment=env)
 
 
@@ -193,7 +192,8 @@ def rollback(ctx: ReleaseContext, version: str | None = None, *,
     if plan["pointers_missing"]:
         regenerate = (f"no published forecasts of {plan['target_tag']} for the current data "
                       f"month of {', '.join(plan['pointers_missing'])}; regenerate them with "
-                      f"`{REGENERATE}` (production is at {plan['tag']} now)")
+                      f"`ewspipe run --env {ctx.settings.run.production_environment}` "
+                      f"(production is at {plan['tag']} now)")
     return {"command": "rollback", "version": op.version, "tag": plan["tag"],
             "rolled_back": plan["current_tag"], "restored": plan["target_tag"],
             "regenerate": regenerate, "resumed": resumed, **result}

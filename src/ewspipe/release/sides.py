@@ -30,11 +30,13 @@ import tomlkit
 
 from ewspipe.atomic import atomic_dir, write_text
 from ewspipe.errors import InputError
+from ewspipe.layout import EnvironmentLayout, StateLayout
+from ewspipe.settings import STAGING_ENVIRONMENT, RunSettings
 
 __all__ = ["STAGING_ENV", "CommandResult", "Side", "die_with_parent", "settings_text",
            "snapshot_key"]
 
-STAGING_ENV = "staging"
+STAGING_ENV = STAGING_ENVIRONMENT
 CONFIG_NAME = ".ewspipe-staging.toml"
 
 
@@ -70,7 +72,7 @@ def settings_text(production_toml: str | None) -> str:
     for sink in ("webhook", "email"):
         alerts.setdefault(sink, tomlkit.table())["enabled"] = False
     run = doc.setdefault("run", tomlkit.table())
-    envs = list(run.get("environments", ["development", STAGING_ENV, "production"]))
+    envs = list(run.get("environments", RunSettings().environments))
     run["environments"] = envs if STAGING_ENV in envs else [*envs, STAGING_ENV]
     run["environment"] = STAGING_ENV
     run["publish_environments"] = []
@@ -120,8 +122,18 @@ class Side:
         return self.tree / CONFIG_NAME
 
     @property
+    def layout(self) -> StateLayout:
+        """The side's own state directory."""
+        return StateLayout(self.state)
+
+    @property
+    def env_layout(self) -> EnvironmentLayout:
+        """The folder of the staging environment the side's monthly run uses."""
+        return self.layout.env(STAGING_ENV)
+
+    @property
     def env_state(self) -> Path:
-        return self.state / STAGING_ENV
+        return self.env_layout.root
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -134,19 +146,19 @@ class Side:
     def prepare(self, config_text: str, snapshots: dict[str, str], store: Path,
                 artifacts: Path) -> None:
         """Write the staging settings into the tree, link the snapshots into ``state`` and
-        point its artifact stores at the shared ones under ``artifacts``.
+        point its artifact cache at the shared one, ``artifacts``.
 
-        Artifacts are content-addressed (model, config hash, snapshot, cut-off and the code
-        fingerprint), so sides running the same code share every unchanged model's
-        artifacts, and a side with its own code never matches another's."""
+        Artifacts are content-addressed (model, run type, config hash, snapshot, cut-off and
+        the code fingerprint), so sides running the same code share every unchanged model's
+        artifacts, and a side with its own code never matches another's. Code older than the
+        shared cache keeps its monthly artifacts in ``<env>/artifacts``: linked there too."""
         self.config.write_text(config_text, encoding="utf-8")
-        for link, shared in ((self.state / "artifacts", artifacts / "evaluate"),
-                             (self.env_state / "artifacts", artifacts / "monthly")):
-            shared.mkdir(parents=True, exist_ok=True)
+        artifacts.mkdir(parents=True, exist_ok=True)
+        for link in (self.layout.artifacts, self.env_layout.legacy_artifacts):
             if not link.exists() and not link.is_symlink():
                 link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(shared, target_is_directory=True)
-        target = self.state / "snapshots"
+                link.symlink_to(artifacts, target_is_directory=True)
+        target = self.layout.snapshots
         for sid in snapshots.values():
             dest = target / sid
             if dest.is_dir():
@@ -194,14 +206,14 @@ class Side:
 
     # ------------------------------------------------------------------ cached documents
     def cached(self, name: str) -> dict[str, Any] | None:
-        path = self.state / "cache" / f"{name}.json"
+        path = self.layout.cached(name)
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             return None
 
     def cache(self, name: str, doc: dict[str, Any]) -> None:
-        path = self.state / "cache" / f"{name}.json"
+        path = self.layout.cached(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, json.dumps(doc, default=str))
 

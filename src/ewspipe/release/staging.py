@@ -28,8 +28,10 @@ from pydantic import ValidationError
 
 from ewspipe.atomic import write_text
 from ewspipe.errors import InputError
+from ewspipe.layout import StateLayout
 from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import SnapshotStore
+from ewspipe.partitions import RunType
 from ewspipe.release.gates import drift_gate, integrity_gate, sync_gate, tests_gate
 from ewspipe.release.gates_outputs import (
     StoredForecast,
@@ -89,10 +91,10 @@ def _named_snapshots(store: SnapshotStore, snapshot: str | None) -> dict[str, st
 def _production_snapshots(settings: Settings) -> dict[str, str]:
     """The snapshots of production's newest run that recorded them (empty: never ran)."""
     env = settings.run.production_environment
-    env_state = settings.state_dir / env
-    if not settings.run.state_url and not (env_state / "state.db").is_file():
+    env_layout = settings.layout.env(env)
+    if not settings.run.state_url and not env_layout.state_db.is_file():
         return {}  # never create production's state database by looking
-    for record in open_state_db(settings.run.state_url, env_state).run_records(env, limit=20):
+    for record in open_state_db(settings.run.state_url, env_layout.root).run_records(env, limit=20):
         if record.snapshot_ids:
             return record.snapshot_ids
     return {}
@@ -124,11 +126,14 @@ def _choose_snapshots(store: SnapshotStore, levels: set[str], named: dict[str, s
 
 
 def _artifact_files(side: Side) -> dict[str, tuple[int, int]]:
-    root = side.env_state / "artifacts"
+    """The monthly run's artifact files (``<model>/forecasting/...``) in the side's cache;
+    the evaluations running meanwhile write other run types into the same shared cache."""
+    root = side.layout.artifacts
     if not root.is_dir():
         return {}
     return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file() and ".tmp" not in p.as_posix()}
+            for p in root.glob(f"*/{RunType.FORECASTING.value}/**/*")
+            if p.is_file() and ".tmp" not in p.as_posix()}
 
 
 def _forecasts(side: Side, result: CommandResult) -> dict[str, StoredForecast] | None:
@@ -154,7 +159,7 @@ def _repeat(side: Side, timeout: float, say: Progress) -> tuple[
     training on and the outputs removed (the input drift checks are kept), so every forecast
     is recomputed from a hash-verified reload of the trained artifacts."""
     before = _artifact_files(side)
-    tasks = side.env_state / "tasks"
+    tasks = side.env_layout.tasks
     for path in tasks.rglob("*.json") if tasks.is_dir() else ():
         try:
             task = str(json.loads(path.read_text()).get("task", ""))
@@ -162,8 +167,8 @@ def _repeat(side: Side, timeout: float, say: Progress) -> tuple[
             task = ""
         if not task or task.startswith(_REPEATED):
             path.unlink()
-    for name in ("predictions", "work"):
-        shutil.rmtree(side.env_state / name, ignore_errors=True)
+    for folder in (side.env_layout.predictions, side.env_layout.work):
+        shutil.rmtree(folder, ignore_errors=True)
     say(f"[{side.name}] repeated run from the stored artifacts")
     done = side.ewspipe("run", "--env", STAGING_ENV, timeout=timeout)
     after = _artifact_files(side)
@@ -185,14 +190,14 @@ def _artifact_hashes(side: Side) -> dict[str, dict[str, Any]]:
     sha256 of each of its files, as its manifest records them (verified on every load): the
     release manifest's artifact hashes."""
     found: dict[str, dict[str, Any]] = {}
-    tasks = side.env_state / "tasks"
+    tasks = side.env_layout.tasks
     for path in sorted(tasks.rglob("*.json")) if tasks.is_dir() else ():
         try:
             doc = json.loads(path.read_text())
             if not str(doc.get("task", "")).startswith("train:"):
                 continue
             model, digest = doc["output"]["model"], doc["output"]["artifact_key"]
-            runs = side.env_state / "artifacts" / model
+            runs = side.layout.artifacts / model
             [manifest] = sorted(runs.glob(f"*/*_{digest[:16]}/manifest.json"))[-1:]
             art = json.loads(manifest.read_text())
         except (OSError, ValueError, KeyError, TypeError):
@@ -204,7 +209,7 @@ def _artifact_hashes(side: Side) -> dict[str, dict[str, Any]]:
 
 def _artifact_code(side: Side, manifest: str) -> str | None:
     try:
-        doc = json.loads((side.env_state / "artifacts" / manifest).read_text())
+        doc = json.loads((side.layout.artifacts / manifest).read_text())
         return str(doc["key"]["code"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -299,7 +304,7 @@ def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
     store = SnapshotStore(settings.snapshot_dir)
     named = _named_snapshots(store, snapshot)
     last_production = _production_snapshots(settings)
-    staging_root = settings.state_dir / "staging"
+    layout = settings.layout
     timeout = gates_cfg.run_timeout_seconds
 
     with _trees(git, cand_sha, prod_sha) as (cand_tree, prod_tree):
@@ -319,9 +324,9 @@ def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
                              "`ewspipe data import panel FILE --level cm`")
         panels: dict[str, tuple[str, Panel]] = {
             lvl: (sid, store.load(sid)) for lvl, sid in snaps.items()}
-        cand = replace(probe, state=side_state(staging_root / "sides", cand_sha, config_text,
+        cand = replace(probe, state=side_state(layout.staging_sides, cand_sha, config_text,
                                                snaps))
-        cand.prepare(config_text, snaps, store.root, staging_root / "artifacts")
+        cand.prepare(config_text, snaps, store.root, layout.staging_artifacts)
         say("[candidate] tests")
         tests = tests_gate(cand, gates_cfg, skip_tests_reason)
         say("[data] drift")
@@ -333,10 +338,10 @@ def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
             inference, performance, diff = (_skipped(g, why) for g in RUN_GATES)
         else:
             inference, performance, diff = _run_gates(
-                cand, prod_tree, prod_sha, items, panels, snaps, config_text, staging_root,
+                cand, prod_tree, prod_sha, items, panels, snaps, config_text, layout,
                 prod_settings, store.root, validation=validation, say=say)
     gates = (sync, integrity, tests, inference, drift, performance, diff)
-    out = staging_root / f"{cand_sha[:12]}_{snapshot_key(snaps)}"
+    out = layout.staging_report(f"{cand_sha[:12]}_{snapshot_key(snaps)}")
     report = StagingReport(
         candidate_commit=cand_sha, candidate_ref=ref, production_commit=prod_sha,
         snapshots=snaps, gates=gates, started_at=started, finished_at=_now(),
@@ -350,7 +355,7 @@ def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
 
 def _run_gates(cand: Side, prod_tree: Path | None, prod_sha: str | None,
                items: list[dict[str, Any]], panels: dict[str, tuple[str, Panel]],
-               snaps: dict[str, str], config_text: str, staging_root: Path,
+               snaps: dict[str, str], config_text: str, layout: StateLayout,
                prod_settings: Settings, store_dir: Path, *, validation: bool, say: Progress
                ) -> tuple[GateResult, GateResult, GateResult]:
     """Inference, performance and forecast diff: the gates that need pipeline runs.
@@ -365,8 +370,8 @@ def _run_gates(cand: Side, prod_tree: Path | None, prod_sha: str | None,
     prod = None
     if prod_tree is not None and prod_sha is not None:
         prod = Side("production", prod_sha, prod_tree,
-                    side_state(staging_root / "sides", prod_sha, config_text, snaps))
-        prod.prepare(config_text, snaps, store_dir, staging_root / "artifacts")
+                    side_state(layout.staging_sides, prod_sha, config_text, snaps))
+        prod.prepare(config_text, snaps, store_dir, layout.staging_artifacts)
 
     def evaluations() -> dict[str, tuple[CommandResult, CommandResult | None]]:
         return {rt: (_evaluate(cand, rt, snaps, timeout, say),

@@ -16,6 +16,7 @@ from typing import Any
 
 from ewspipe.errors import StoreError
 from ewspipe.extras import require
+from ewspipe.layout import StateFolder
 from ewspipe.store.run_record import MonthlyRunRecord
 
 __all__ = ["StateDB", "open_state_db"]
@@ -225,4 +226,4 @@ def open_state_db(state_url: str, state_dir: Path) -> StateDB:
         return StateDB(state_url, sqlite_path=Path(state_url[len("sqlite:///"):]))
     if state_url:
         return StateDB(state_url)
-    return StateDB("", sqlite_path=Path(state_dir) / "state.db")
+    return StateDB("", sqlite_path=StateFolder(state_dir).state_db)

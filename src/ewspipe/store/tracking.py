@@ -153,14 +153,14 @@ def tracking_uri(settings: Settings) -> str:
     """``[tracking] uri``, or the SQLite store in the state directory when it is empty."""
     if settings.tracking.uri:
         return settings.tracking.uri
-    return f"sqlite:///{(settings.state_dir / 'mlflow.db').resolve().as_posix()}"
+    return f"sqlite:///{settings.layout.mlflow_db.resolve().as_posix()}"
 
 
 def artifact_location(settings: Settings) -> str | None:
     """Where new experiments keep artifacts: ``<state_dir>/mlruns``; a server decides itself."""
     if tracking_uri(settings).startswith(("http://", "https://", "databricks")):
         return None
-    return (settings.state_dir / "mlruns").resolve().as_uri()
+    return settings.layout.mlruns.resolve().as_uri()
 
 
 def _display_uri(text: str) -> str:
@@ -225,7 +225,8 @@ def track_run(
         configs: per model name, its configuration (``ModelSpec.semantic_dict()`` plus
             ``config_hash``); logged as params. A model without one gets only its level and
             sample count as params (its status and snapshot are tags either way).
-        environment: tag value; default ``run_result.record["environment"]`` or "development".
+        environment: tag value; default ``run_result.record["environment"]`` or
+            ``[run] environment``.
 
     Returns:
         A ``TrackingResult``; it never raises for tracking problems (status "failed" or
@@ -237,7 +238,7 @@ def track_run(
                    f"the run's outputs are stored in {run_result.path}",
                    lambda client: _log_run(client, settings, run_result, configs or {},
                                            environment or run_result.record.get("environment")
-                                           or "development"))
+                                           or settings.run.environment))
 
 
 def guarded(settings: Settings, what: str, stored: str,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ewspipe import __version__
+from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
@@ -85,7 +86,7 @@ def _log(client: Any, settings: Settings, rec: MonthlyRunRecord) -> TrackingResu
         return TrackingResult("already_logged", experiment=MONTHLY_EXPERIMENT,
                               experiment_id=experiment_id, parent_run_id=found,
                               message=f"monthly run {run_id} was already logged as {found}")
-    environment = rec.environment or "development"
+    environment = rec.environment or settings.run.environment
     tag = rec.release_tag
     published = rec.outputs.published or []
     code = rec.code or {}
@@ -111,7 +112,7 @@ def _log(client: Any, settings: Settings, rec: MonthlyRunRecord) -> TrackingResu
             client.log_artifact(mlflow_run, str(report), "report")
         versions: dict[str, str] = {}
         if environment in settings.run.publish_environments:
-            versions = _register_deployed(client, rec, mlflow_run, tag)
+            versions = _register_deployed(client, settings, rec, mlflow_run, tag)
         client.set_terminated(mlflow_run, "FINISHED")
     except Exception:
         client.set_terminated(mlflow_run, "FAILED")
@@ -137,12 +138,12 @@ def _metrics(client: Any, mlflow_run: str, rec: MonthlyRunRecord) -> None:
     client.log_batch(mlflow_run, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
 
 
-def _register_deployed(client: Any, rec: MonthlyRunRecord, mlflow_run: str,
+def _register_deployed(client: Any, settings: Settings, rec: MonthlyRunRecord, mlflow_run: str,
                        tag: str | None) -> dict[str, str]:
     """A version per deployed model and ensemble this run stored: its metadata (written by
     the forecast and ensemble tasks) names the artifact, config hash and snapshot."""
-    state = Path(str(rec.state))
-    store = PredictionStore(state / "predictions")
+    state = StateFolder(Path(str(rec.state)))  # the environment's folder of the run
+    store = PredictionStore(state.resolve("predictions"))
     parts = rec.outputs.partitions or []
     meta = {p["model"]: (p, store.metadata(p["level"], p["run"], p["model"])) for p in parts}
     definitions = {name: {"config_hash": m.get("config_hash"),
@@ -154,8 +155,8 @@ def _register_deployed(client: Any, rec: MonthlyRunRecord, mlflow_run: str,
         if part.get("status") != "deployed":
             continue
         kind = str(part.get("kind", "model"))
-        source = (state / "artifacts" / str(m["artifact"]) if kind == "model" and
-                  m.get("artifact") else state / str(part["path"]))
+        source = (settings.layout.artifacts / str(m["artifact"]) if kind == "model" and
+                  m.get("artifact") else state.resolve(str(part["path"])))
         tags = {
             "ewspipe.run_id": rec.run_id, "ewspipe.monthly_run": rec.run_id,
             "ewspipe.source": "monthly", "ewspipe.environment": str(rec.environment),
