@@ -35,7 +35,7 @@ class StateFolder:
         return f"{type(self).__name__}({str(self.root)!r})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.root == self.root  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.root == self.root
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.root))
@@ -116,6 +116,11 @@ class StateLayout(StateFolder):
     def sweeps(self) -> Path:
         """Hyperparameter sweep studies (``sweeps/<model>.db``)."""
         return self.root / "sweeps"
+
+    @property
+    def sweep_tasks(self) -> Path:
+        """The runner's task cache of sweep trials (``sweeps/tasks``)."""
+        return self.sweeps / "tasks"
 
     def sweep_db(self, model: str) -> Path:
         """The SQLite file holding every study of ``model``."""

@@ -587,7 +587,7 @@ def study_storage(settings: Settings, model: str) -> Path:
 def sweep_task_dir(settings: Settings) -> Path:
     """The runner's task cache of sweeps (one record per evaluated trial, keyed by its
     parameters, the model config, snapshot, partitions and code): ``<state_dir>/sweeps/tasks``."""
-    return settings.state_dir / "sweeps" / "tasks"
+    return settings.layout.sweep_tasks
 
 
 @contextlib.contextmanager
