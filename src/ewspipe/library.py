@@ -25,12 +25,10 @@ from ewspipe import __version__
 from ewspipe.catalog import ModelSpec, load_catalog
 from ewspipe.catalog.ensembles import EnsembleSpec
 from ewspipe.catalog.loader import check_model_text, feature_parser
-from ewspipe.ensembles.aggregate import aggregate
-from ewspipe.ensembles.postprocess import check_finite, postprocess
 from ewspipe.errors import InputError, SpecError
 from ewspipe.evaluation.schemes import Evaluation as Scores
 from ewspipe.evaluation.schemes import evaluate, join_actuals
-from ewspipe.flows.ensemble_run import plan_run
+from ewspipe.flows.ensemble_run import combine, plan_run
 from ewspipe.flows.modelrun import POINT_METRICS, SAMPLE_METRICS, model_design, predict_origins
 from ewspipe.models import registry
 from ewspipe.models.forecast import Forecast
@@ -187,18 +185,6 @@ def _fit_predict(spec: ModelSpec, panel: Panel, partition: Partition) -> Forecas
     return predict_origins(model, design, partition)
 
 
-def _combine(ensemble: EnsembleSpec, members: Mapping[str, Forecast]) -> Forecast:
-    """The ensemble's forecast from its members', as the evaluation run builds it."""
-    chosen = {m: members[m] for m in ensemble.members}
-    for name, fc in chosen.items():
-        check_finite(fc, model=name)
-    combined = aggregate(chosen, method=ensemble.aggregation,
-                         weights=dict(ensemble.weights) if ensemble.weights else None,
-                         samples=ensemble.samples, seed=ensemble.seed)
-    forecast_, _alerts = postprocess(combined, model=ensemble.name)
-    return forecast_
-
-
 def _partition(settings: Settings, run_type: RunType, panel: Panel) -> Partition:
     return settings.partition_scheme().partition(
         run_type, last_observed=panel.last_month if run_type is RunType.FORECASTING else None)
@@ -229,6 +215,20 @@ def _check_coverage(name: str, panel: Panel, partition: Partition) -> None:
 # --------------------------------------------------------------------------- results
 
 
+class _Pooled:
+    """A read-only attribute for one pooled metric: ``evaluation.msle`` is
+    ``evaluation.metrics["msle"]``, None where undefined or not scored."""
+
+    def __init__(self, metric: str, doc: str = "") -> None:
+        self.metric = metric
+        self.__doc__ = doc or f"The pooled {metric} (None where undefined)."
+
+    def __get__(self, obj: Evaluation | None, owner: type | None = None) -> float | None:
+        if obj is None:
+            return None
+        return obj.scores.pooled.get(self.metric)
+
+
 @dataclass(frozen=True, eq=False)
 class Evaluation:
     """A backtest's result: the forecast of every origin and its scores.
@@ -256,29 +256,11 @@ class Evaluation:
         """Pooled metric -> value (None where undefined)."""
         return dict(self.scores.pooled)
 
-    def _metric(self, name: str) -> float | None:
-        return self.scores.pooled.get(name)
-
-    @property
-    def msle(self) -> float | None:
-        return self._metric("msle")
-
-    @property
-    def mse(self) -> float | None:
-        return self._metric("mse")
-
-    @property
-    def rmsle(self) -> float | None:
-        return self._metric("rmsle")
-
-    @property
-    def mae(self) -> float | None:
-        return self._metric("mae")
-
-    @property
-    def crps(self) -> float | None:
-        """None for a point forecast (CRPS is scored on samples only)."""
-        return self._metric("crps")
+    msle = _Pooled("msle")
+    mse = _Pooled("mse")
+    rmsle = _Pooled("rmsle")
+    mae = _Pooled("mae")
+    crps = _Pooled("crps", "None for a point forecast (CRPS is scored on samples only).")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per (scheme, group, metric): scheme ``step``, ``month`` or ``sequence``
@@ -351,7 +333,7 @@ def backtest(
         return results[plan.models[0].name]
     ens = plan.ensemble
     _check_level(ens.name, ens.level, panel)
-    fc = _combine(ens, {name: r.forecast for name, r in results.items()})
+    fc, _alerts = combine(ens, {name: r.forecast for name, r in results.items()})
     return Evaluation(ens.name, "ensemble", ens.level.value, run_type.value, ens.target, fc,
                       _score(fc, panel, ens.target), members=results)
 
@@ -371,5 +353,6 @@ def forecast(model: ModelLike, data: PanelLike, *, settings: Settings | None = N
     if plan.ensemble is None:
         return members[plan.models[0].name]
     _check_level(plan.ensemble.name, plan.ensemble.level, panel)
-    return _combine(plan.ensemble, members)
+    forecast_, _alerts = combine(plan.ensemble, members)
+    return forecast_
 

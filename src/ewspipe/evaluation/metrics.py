@@ -292,6 +292,14 @@ class Metric(ABC):
         ]
         return f"{self.name}({', '.join(changed)})" if changed else self.name
 
+    def __post_init__(self) -> None:
+        for f in fields(self):  # every parameter is an alpha or a finite number (tau, threshold)
+            value = getattr(self, f.name)
+            if f.name == "alpha":
+                _validate_alpha(self, value)
+            else:
+                _validate_finite(self, f.name, value)
+
     def terms(self) -> tuple[_Term, ...]:
         return ()
 
@@ -356,7 +364,9 @@ class _MeanOfTerm(Metric):
         return _Term(self.kind, self._param())
 
     def _param(self) -> float:
-        return 0.0
+        """The metric's one parameter (alpha, tau or threshold); 0.0 for a metric without."""
+        own = fields(self)
+        return float(getattr(self, own[0].name)) if own else 0.0
 
     def terms(self) -> tuple[_Term, ...]:
         return (self._term(),)
@@ -515,12 +525,6 @@ class TwCRPS(_MeanOfTerm):
     kind = "twcrps"
     threshold: float = 25.0
 
-    def __post_init__(self) -> None:
-        _validate_finite(self, "threshold", self.threshold)
-
-    def _param(self) -> float:
-        return float(self.threshold)
-
 
 @dataclass(frozen=True)
 class MIS(_MeanOfTerm):
@@ -534,12 +538,6 @@ class MIS(_MeanOfTerm):
     summary = "mean interval score of the central (1 - alpha) sample interval"
     kind = "interval_score"
     alpha: float = 0.05
-
-    def __post_init__(self) -> None:
-        _validate_alpha(self, self.alpha)
-
-    def _param(self) -> float:
-        return float(self.alpha)
 
 
 @dataclass(frozen=True)
@@ -555,12 +553,6 @@ class Coverage(_MeanOfTerm):
     kind = "covered"
     alpha: float = 0.05
 
-    def __post_init__(self) -> None:
-        _validate_alpha(self, self.alpha)
-
-    def _param(self) -> float:
-        return float(self.alpha)
-
 
 @dataclass(frozen=True)
 class Brier(_MeanOfTerm):
@@ -572,12 +564,6 @@ class Brier(_MeanOfTerm):
     kind = "brier"
     tau: float = 0.0
 
-    def __post_init__(self) -> None:
-        _validate_finite(self, "tau", self.tau)
-
-    def _param(self) -> float:
-        return float(self.tau)
-
 
 @dataclass(frozen=True)
 class RankMetric(Metric):
@@ -585,9 +571,6 @@ class RankMetric(Metric):
 
     input = "samples"
     tau: float = 0.0
-
-    def __post_init__(self) -> None:
-        _validate_finite(self, "tau", self.tau)
 
     def collected(self) -> tuple[_Term, ...]:
         return (_Term("p_exceed", float(self.tau)),)

@@ -51,7 +51,7 @@ from ewspipe.settings import Settings
 from ewspipe.store.predictions import write_forecast
 from ewspipe.store.runs import RunWriter
 
-__all__ = ["EnsembleOutcome", "RunPlan", "plan_run", "run_ensembles"]
+__all__ = ["EnsembleOutcome", "RunPlan", "combine", "plan_run", "run_ensembles"]
 
 Score = Callable[[Forecast, Panel, str], dict[str, Any]]
 Check = Callable[[Forecast, Panel, str, str], dict[str, Any] | None]
@@ -164,6 +164,18 @@ class EnsembleOutcome:
         return dict(vars(self))
 
 
+def combine(spec: EnsembleSpec, forecasts: Mapping[str, Forecast]) -> tuple[Forecast, list[Alert]]:
+    """The ensemble's post-processed forecast from its members' (each checked finite first, so
+    a bad member is named) and the alerts post-processing raised."""
+    members = {m: forecasts[m] for m in spec.members}
+    for name, fc in members.items():
+        check_finite(fc, model=name)
+    combined = aggregate(members, method=spec.aggregation,
+                         weights=dict(spec.weights) if spec.weights else None,
+                         samples=spec.samples, seed=spec.seed)
+    return postprocess(combined, model=spec.name)
+
+
 def _ownership(
     settings: Settings, panel: Panel, manifest: Manifest, origins: np.ndarray,
     cache: dict[str, Ownership],
@@ -245,13 +257,7 @@ def run_ensembles(
         level = spec.level.value
         manifest, panel = snapshots[level], panels[level]
         t0 = time.perf_counter()
-        members = {m: forecasts[m] for m in spec.members}
-        for name, fc in members.items():
-            check_finite(fc, model=name)
-        combined = aggregate(members, method=spec.aggregation,
-                             weights=dict(spec.weights) if spec.weights else None,
-                             samples=spec.samples, seed=spec.seed)
-        forecast, raised = postprocess(combined, model=spec.name)
+        forecast, raised = combine(spec, forecasts)
         summary: dict[str, Any] | None = None
         if spec.reconcile_with is not None:
             origins = np.unique(forecast.frame["origin"].to_numpy())
