@@ -20,10 +20,11 @@ with ``ewspipe qa guards``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec
 
 from ewspipe.errors import CheckFailed, InputError
 from ewspipe.panel.months import last_complete_month_id, month_label
@@ -31,6 +32,8 @@ from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactManifest, ArtifactStore
 from ewspipe.store.runs import RunStore
+
+_P = ParamSpec("_P")
 
 __all__ = [
     "GuardCheck",
@@ -228,20 +231,6 @@ def _expected(settings: Settings, when: datetime) -> int:
     return expected_last_month(settings, now=when)
 
 
-def check_freshness(
-    settings: Settings,
-    *,
-    snapshot_manifest: Manifest | Sequence[Manifest],
-    expected_last_month: int | None = None,
-    artifacts: Iterable[ArtifactManifest | Mapping[str, Any]] = (),
-    now: datetime | None = None,
-) -> GuardReport:
-    """:func:`freshness_report`, raising :class:`GuardFailed` when any guard fails."""
-    return freshness_report(settings, snapshot_manifest=snapshot_manifest,
-                            expected_last_month=expected_last_month, artifacts=artifacts,
-                            now=now).raise_if_failed()
-
-
 def run_freshness_report(
     settings: Settings,
     run_id: str,
@@ -283,15 +272,21 @@ def run_freshness_report(
     return GuardReport(checks, when.strftime("%Y-%m-%dT%H:%M:%SZ"), expected)
 
 
-def check_run_freshness(
-    settings: Settings,
-    run_id: str,
-    *,
-    expected_last_month: int | None = None,
-    now: datetime | None = None,
-) -> GuardReport:
-    """:func:`run_freshness_report`, raising :class:`GuardFailed` when any guard fails.
+def _raising(report: Callable[_P, GuardReport], name: str, doc: str) -> Callable[_P, GuardReport]:
+    """``report`` (same arguments), raising :class:`GuardFailed` when any guard fails."""
+    @functools.wraps(report)
+    def check(*args: _P.args, **kwargs: _P.kwargs) -> GuardReport:
+        return report(*args, **kwargs).raise_if_failed()
 
-    This is the call publishing makes before moving anything."""
-    return run_freshness_report(settings, run_id, expected_last_month=expected_last_month,
-                                now=now).raise_if_failed()
+    check.__name__ = check.__qualname__ = name
+    check.__doc__ = doc
+    return check
+
+
+check_freshness = _raising(
+    freshness_report, "check_freshness",
+    ":func:`freshness_report`, raising :class:`GuardFailed` when any guard fails.")
+check_run_freshness = _raising(
+    run_freshness_report, "check_run_freshness",
+    ":func:`run_freshness_report`, raising :class:`GuardFailed` when any guard fails.\n\n"
+    "This is the call publishing makes before moving anything.")
