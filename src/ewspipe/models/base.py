@@ -34,21 +34,26 @@ class BaseForecaster:
     """get_params / set_params / repr from the ``__init__`` signature, as in scikit-learn."""
 
     @classmethod
+    def _parameters(cls) -> list[inspect.Parameter]:
+        """The hyperparameters of ``__init__``; where it passes ``**kwargs`` on to its base
+        class, that class's parameters follow (shared ones are declared once, in the base)."""
+        found: list[inspect.Parameter] = []
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass):
+                continue
+            params = list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]
+            found += [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return found
+
+    @classmethod
     def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [
-            p.name for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        return [p.name for p in cls._parameters()]
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        sig = inspect.signature(cls.__init__)
-        return {
-            name: sig.parameters[name].default
-            for name in cls._param_names()
-            if sig.parameters[name].default is not inspect.Parameter.empty
-        }
+        return {p.name: p.default for p in cls._parameters() if p.default is not p.empty}
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._param_names()}

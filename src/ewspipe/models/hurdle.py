@@ -28,27 +28,20 @@ prefix), ``steps = 36``, ``log_target = True``, ``n_samples = 1``, ``sampling = 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ewspipe.features.design import Design
 from ewspipe.models import learners
-from ewspipe.models.forecast import Forecast
 from ewspipe.models.registry import register
 from ewspipe.models.sampling import (
     DEFAULT_STEPS,
     ResidualTable,
     Rule,
-    assemble,
-    check_train_last,
     entity_rows,
-    mapping,
-    one_of,
-    optional,
     step_rng,
     step_seed,
 )
@@ -57,7 +50,7 @@ from ewspipe.models.stepshifter import (
     DirectMultiStep,
     TrainingPairs,
     downsample_zeros,
-    target_max_from,
+    learner_rules,
 )
 from ewspipe.threads import single_threaded_blas
 
@@ -79,10 +72,8 @@ class Hurdle(DirectMultiStep):
 
     algorithm = "hurdle"
     _rules: ClassVar[dict[str, Rule]] = {
-        "classifier": one_of(*learners.classifier_names()),
-        "classifier_params": optional(mapping()),
-        "regressor": one_of(*learners.regressor_names()),
-        "regressor_params": optional(mapping()),
+        **learner_rules("classifier", learners.classifier_names()),
+        **learner_rules("regressor", learners.regressor_names()),
         **STEP_RULES,
     }
 
@@ -92,29 +83,13 @@ class Hurdle(DirectMultiStep):
         classifier_params: Mapping[str, Any] | None = None,
         regressor: str = "lightgbm",
         regressor_params: Mapping[str, Any] | None = None,
-        steps: int = 36,
-        log_target: bool = True,
-        n_samples: int = 1,
-        sampling: str = "residual",
-        residual_bins: int = 10,
-        zero_downsample: float = 1.0,
-        train_window: int | None = None,
-        seed: int = 0,
-        n_jobs: int = -1,
+        **step_params: Any,
     ) -> None:
         self.classifier = classifier
         self.classifier_params = classifier_params
         self.regressor = regressor
         self.regressor_params = regressor_params
-        self.steps = steps
-        self.log_target = log_target
-        self.n_samples = n_samples
-        self.sampling = sampling
-        self.residual_bins = residual_bins
-        self.zero_downsample = zero_downsample
-        self.train_window = train_window
-        self.seed = seed
-        self.n_jobs = n_jobs
+        super().__init__(**step_params)
 
     @classmethod
     def _check_learners(cls, params: dict[str, Any], *, dry_run: bool) -> None:
@@ -123,33 +98,16 @@ class Hurdle(DirectMultiStep):
         learners.check_regressor(params["regressor"], params["regressor_params"] or {},
                                  dry_run=dry_run)
 
-    def fit(self, design: Design, *, train_last: int) -> Self:
-        """Fit a classifier and a positive-part regressor per step on pairs up to train_last.
-
-        Raises:
-            SpecError: invalid hyperparameters (named).
-            ValueError: no rows up to ``train_last`` or a step without training pairs.
-            EwspipeError: a learner failed (step and learner named, cause chained).
-        """
-        params = self.check_params(self.get_params(), dry_run=False)
-        check_train_last(design, train_last)
-        self._clear_learned()
-        self.params_ = copy.deepcopy(params)  # later edits of learner_params cannot leak in
-        try:
-            fitted = self._map_steps(lambda step: self._fit_step(design, train_last, step))
-        except BaseException:
-            self._clear_learned()  # no half-fitted model: predict keeps raising NotFittedError
-            raise
+    def _keep_fitted(
+        self, fitted: dict[int, tuple[Any, Any, ResidualTable | None, int, int, float]]
+    ) -> None:
+        """A classifier and a positive-part regressor per step (``fit``)."""
         self.classifiers_ = {step: part[0] for step, part in fitted.items()}
         self.regressors_ = {step: part[1] for step, part in fitted.items()}
         self.residuals_ = {step: part[2] for step, part in fitted.items() if part[2] is not None}
         self.n_pairs_ = {step: part[3] for step, part in fitted.items()}
         self.n_positive_ = {step: part[4] for step, part in fitted.items()}
         self.target_max_ = {step: part[5] for step, part in fitted.items()}
-        self.trained_steps_ = tuple(fitted)
-        self.feature_names_ = tuple(design.feature_names)
-        self.train_last_ = int(train_last)
-        return self
 
     def _fit_step(
         self, design: Design, train_last: int, step: int
@@ -209,33 +167,22 @@ class Hurdle(DirectMultiStep):
         return model, self._residual_table(model, X, y_model, None, step)
 
     def _parts(
-        self, design: Design, origin: int, steps: Sequence[int]
-    ) -> tuple[npt.NDArray[np.int64], slice, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Steps, origin rows, P(y > 0) and the regressor's model-scale prediction per step."""
-        step_arr = self._check_predict(design, steps)
-        rows = entity_rows(design, origin)
-        X = design.X[rows]
+        self, X: npt.NDArray[np.float64], step_arr: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """P(y > 0) and the regressor's model-scale prediction per step (steps x units)."""
         proba = np.empty((len(step_arr), len(X)))
         magnitude = np.empty((len(step_arr), len(X)))
         with single_threaded_blas():  # the same sums for any thread budget, as in fit
             for i, step in enumerate(step_arr):  # over steps, each vectorised over units
                 proba[i] = learners.positive_proba(self.classifiers_[int(step)], X)
                 magnitude[i] = self.regressors_[int(step)].predict(X)
-        return step_arr, rows, proba, magnitude
+        return proba, magnitude
 
-    def predict(
-        self, design: Design, *, origin: int, steps: Sequence[int] = DEFAULT_STEPS
-    ) -> Forecast:
-        """P(y > 0) * E[y | y > 0] for the units present at ``origin``, in raw counts.
-
-        Only the design rows of month ``origin`` are read.
-
-        Raises:
-            NotFittedError: before ``fit``.
-            ValueError: a step without a sub-model (named), an origin absent from the design, or
-                a design with other features than the fitted ones.
-        """
-        step_arr, rows, proba, magnitude = self._parts(design, origin, steps)
+    def _predict_steps(
+        self, X: npt.NDArray[np.float64], step_arr: npt.NDArray[np.int64], origin: int
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+        """P(y > 0) * E[y | y > 0]; a sample is 0 where a uniform draw says no event."""
+        proba, magnitude = self._parts(X, step_arr)
         point = np.empty_like(proba)
         for i, step in enumerate(step_arr):
             point[i] = proba[i] * self._to_counts(magnitude[i], int(step))
@@ -248,31 +195,21 @@ class Hurdle(DirectMultiStep):
                 occurs = rng.random((point.shape[1], n_samples)) < proba[i][:, None]
                 draws = self.residuals_[int(step)].draw(magnitude[i], n_samples, rng)
                 samples[i] = np.where(occurs, self._to_counts(draws, int(step)), 0.0)
-        return assemble(design, int(origin), step_arr, design.units[rows], point, samples,
-                        algorithm=self.algorithm)
+        return point, samples
 
     def predict_proba(
         self, design: Design, *, origin: int, steps: Sequence[int] = DEFAULT_STEPS
     ) -> npt.NDArray[np.float64]:
         """P(y > 0) per forecast row, in the row order of :meth:`predict` (for Brier, AP, AUC)."""
-        _, _, proba, _ = self._parts(design, origin, steps)
+        step_arr = self._check_predict(design, steps)
+        proba, _ = self._parts(design.X[entity_rows(design, origin)], step_arr)
         return proba.reshape(-1)
 
     # ---------------------------------------------------------------- persistence hooks ---
 
     def _export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
-        meta = {
-            "params_": self.params_,
-            "train_last_": self.train_last_,
-            "feature_names_": list(self.feature_names_),
-            "n_pairs_": {str(s): n for s, n in self.n_pairs_.items()},
-            "n_positive_": {str(s): n for s, n in self.n_positive_.items()},
-            "target_max_": {str(s): v for s, v in self.target_max_.items()},
-        }
-        arrays: dict[str, np.ndarray] = {}
-        for s, table in self.residuals_.items():
-            arrays[f"residual_edges_{s:02d}"] = table.edges
-            arrays[f"residual_table_{s:02d}"] = table.table
+        meta, arrays = self._export_common()
+        meta["n_positive_"] = {str(s): n for s, n in self.n_positive_.items()}
         estimators: dict[str, Any] = {}
         for s in self.trained_steps_:
             estimators[f"classifier_step{s:02d}"] = self.classifiers_[s]
@@ -282,18 +219,8 @@ class Hurdle(DirectMultiStep):
     def _import_state(
         self, meta: dict[str, Any], arrays: Mapping[str, np.ndarray], estimators: Mapping[str, Any]
     ) -> None:
-        self.params_ = meta["params_"]
-        self.n_pairs_ = {int(s): int(n) for s, n in meta["n_pairs_"].items()}
+        steps = sorted(int(s) for s in meta["n_pairs_"])
+        self._import_common(meta, arrays, steps)
         self.n_positive_ = {int(s): int(n) for s, n in meta["n_positive_"].items()}
-        self.target_max_ = target_max_from(meta)
-        steps = sorted(self.n_pairs_)
         self.classifiers_ = {s: estimators[f"classifier_step{s:02d}"] for s in steps}
         self.regressors_ = {s: estimators[f"regressor_step{s:02d}"] for s in steps}
-        self.residuals_ = {
-            s: ResidualTable(arrays[f"residual_edges_{s:02d}"], arrays[f"residual_table_{s:02d}"])
-            for s in steps
-            if f"residual_table_{s:02d}" in arrays
-        }
-        self.trained_steps_ = tuple(steps)
-        self.feature_names_ = tuple(meta["feature_names_"])
-        self.train_last_ = int(meta["train_last_"])

@@ -90,6 +90,7 @@ __all__ = [
     "Stepshifter",
     "TrainingPairs",
     "downsample_zeros",
+    "learner_rules",
     "n_jobs_rule",
     "target_max_from",
     "training_pairs",
@@ -206,6 +207,12 @@ STEP_RULES: dict[str, Rule] = {
 }
 
 
+def learner_rules(role: str, names: Sequence[str]) -> dict[str, Rule]:
+    """The rules of a learner hyperparameter ``role`` (one of ``names``) and its
+    ``<role>_params`` table."""
+    return {role: one_of(*names), f"{role}_params": optional(mapping())}
+
+
 class DirectMultiStep(BaseForecaster):
     """Protocol plumbing shared by the stepshifter and the hurdle (sub-models per step).
 
@@ -215,6 +222,31 @@ class DirectMultiStep(BaseForecaster):
 
     algorithm: ClassVar[str]
     _rules: ClassVar[dict[str, Rule]]
+
+    def __init__(
+        self,
+        *,
+        steps: int = 36,
+        log_target: bool = True,
+        n_samples: int = 1,
+        sampling: str = "residual",
+        residual_bins: int = 10,
+        zero_downsample: float = 1.0,
+        train_window: int | None = None,
+        seed: int = 0,
+        n_jobs: int = -1,
+    ) -> None:
+        """The hyperparameters every direct multi-step model has (subclasses add their
+        learners' and pass these on as ``**step_params``)."""
+        self.steps = steps
+        self.log_target = log_target
+        self.n_samples = n_samples
+        self.sampling = sampling
+        self.residual_bins = residual_bins
+        self.zero_downsample = zero_downsample
+        self.train_window = train_window
+        self.seed = seed
+        self.n_jobs = n_jobs
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any], *, dry_run: bool = True) -> dict[str, Any]:
@@ -239,6 +271,39 @@ class DirectMultiStep(BaseForecaster):
 
     @classmethod
     def _check_learners(cls, params: dict[str, Any], *, dry_run: bool) -> None:
+        raise NotImplementedError
+
+    def fit(self, design: Design, *, train_last: int) -> Self:
+        """Fit the sub-models of every step on pairs with target month <= ``train_last``.
+
+        Steps are fitted concurrently in ``n_jobs`` threads; the result does not depend on it.
+
+        Raises:
+            SpecError: invalid hyperparameters (named).
+            ValueError: no rows up to ``train_last`` or a step without training pairs.
+            EwspipeError: a learner failed (step and learner named, cause chained).
+        """
+        params = self.check_params(self.get_params(), dry_run=False)
+        check_train_last(design, train_last)
+        self._clear_learned()
+        self.params_ = copy.deepcopy(params)  # later edits of learner_params cannot leak in
+        try:
+            fitted = self._map_steps(lambda step: self._fit_step(design, train_last, step))
+        except BaseException:
+            self._clear_learned()  # no half-fitted model: predict keeps raising NotFittedError
+            raise
+        self._keep_fitted(fitted)
+        self.trained_steps_ = tuple(fitted)
+        self.feature_names_ = tuple(design.feature_names)
+        self.train_last_ = int(train_last)
+        return self
+
+    def _fit_step(self, design: Design, train_last: int, step: int) -> Any:
+        """Everything one step learns (a tuple the subclass's ``_keep_fitted`` unpacks)."""
+        raise NotImplementedError
+
+    def _keep_fitted(self, fitted: dict[int, Any]) -> None:
+        """Store the learned attributes from ``_fit_step``'s result per step."""
         raise NotImplementedError
 
     def _clear_learned(self) -> None:
@@ -312,6 +377,37 @@ class DirectMultiStep(BaseForecaster):
             f"{type(exc).__name__}: {exc}"
         )
 
+    def _export_common(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The meta data and residual arrays every direct multi-step model saves."""
+        meta = {
+            "params_": self.params_,
+            "train_last_": self.train_last_,
+            "feature_names_": list(self.feature_names_),
+            "n_pairs_": {str(s): n for s, n in self.n_pairs_.items()},
+            "target_max_": {str(s): v for s, v in self.target_max_.items()},
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for s, table in self.residuals_.items():
+            arrays[f"residual_edges_{s:02d}"] = table.edges
+            arrays[f"residual_table_{s:02d}"] = table.table
+        return meta, arrays
+
+    def _import_common(
+        self, meta: dict[str, Any], arrays: Mapping[str, np.ndarray], steps: Sequence[int]
+    ) -> None:
+        """Restore what :meth:`_export_common` saved, for the trained ``steps``."""
+        self.params_ = meta["params_"]
+        self.n_pairs_ = {int(s): int(n) for s, n in meta["n_pairs_"].items()}
+        self.target_max_ = target_max_from(meta)
+        self.residuals_ = {
+            s: ResidualTable(arrays[f"residual_edges_{s:02d}"], arrays[f"residual_table_{s:02d}"])
+            for s in steps
+            if f"residual_table_{s:02d}" in arrays
+        }
+        self.trained_steps_ = tuple(steps)
+        self.feature_names_ = tuple(meta["feature_names_"])
+        self.train_last_ = int(meta["train_last_"])
+
     def _upper_bound(self, step: int) -> float | None:
         """The model-scale cap of ``step``'s predictions (see the module docstring); None for
         a model saved before the bound existed (its artifacts are retrained: the code
@@ -341,6 +437,30 @@ class DirectMultiStep(BaseForecaster):
     def _to_model_scale(self, y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.log1p(y) if self.params_["log_target"] else y
 
+    def predict(
+        self, design: Design, *, origin: int, steps: Sequence[int] = DEFAULT_STEPS
+    ) -> Forecast:
+        """The forecast of each step for the units present at ``origin``, in raw counts.
+
+        Only the design rows of month ``origin`` are read.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ValueError: a step without a sub-model (named), an origin absent from the design, or
+                a design with other features than the fitted ones.
+        """
+        step_arr = self._check_predict(design, steps)
+        rows = entity_rows(design, origin)
+        point, samples = self._predict_steps(design.X[rows], step_arr, origin)
+        return assemble(design, int(origin), step_arr, design.units[rows], point, samples,
+                        algorithm=self.algorithm)
+
+    def _predict_steps(
+        self, X: npt.NDArray[np.float64], step_arr: npt.NDArray[np.int64], origin: int
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+        """Point forecasts (steps x units) and samples (steps x units x n, or None) in counts."""
+        raise NotImplementedError
+
     def _check_predict(self, design: Design, steps: Sequence[int]) -> npt.NDArray[np.int64]:
         self._check_fitted()
         step_arr = check_steps(steps)
@@ -369,8 +489,7 @@ class Stepshifter(DirectMultiStep):
 
     algorithm = "stepshifter"
     _rules: ClassVar[dict[str, Rule]] = {
-        "learner": one_of(*learners.regressor_names()),
-        "learner_params": optional(mapping()),
+        **learner_rules("learner", learners.regressor_names()),
         **STEP_RULES,
     }
 
@@ -378,62 +497,25 @@ class Stepshifter(DirectMultiStep):
         self,
         learner: str = "lightgbm",
         learner_params: Mapping[str, Any] | None = None,
-        steps: int = 36,
-        log_target: bool = True,
-        n_samples: int = 1,
-        sampling: str = "residual",
-        residual_bins: int = 10,
-        zero_downsample: float = 1.0,
-        train_window: int | None = None,
-        seed: int = 0,
-        n_jobs: int = -1,
+        **step_params: Any,
     ) -> None:
         self.learner = learner
         self.learner_params = learner_params
-        self.steps = steps
-        self.log_target = log_target
-        self.n_samples = n_samples
-        self.sampling = sampling
-        self.residual_bins = residual_bins
-        self.zero_downsample = zero_downsample
-        self.train_window = train_window
-        self.seed = seed
-        self.n_jobs = n_jobs
+        super().__init__(**step_params)
 
     @classmethod
     def _check_learners(cls, params: dict[str, Any], *, dry_run: bool) -> None:
         learners.check_regressor(params["learner"], params["learner_params"] or {},
                                  dry_run=dry_run)
 
-    def fit(self, design: Design, *, train_last: int) -> Self:
-        """Fit one sub-model per step on pairs with target month <= ``train_last``.
-
-        Steps are fitted concurrently in ``n_jobs`` threads; the result does not depend on it.
-
-        Raises:
-            SpecError: invalid hyperparameters (named).
-            ValueError: no rows up to ``train_last`` or a step without training pairs.
-            EwspipeError: a learner failed (step and learner named, cause chained).
-        """
-        params = self.check_params(self.get_params(), dry_run=False)
-        check_train_last(design, train_last)
-        self._clear_learned()
-        self.params_ = copy.deepcopy(params)  # later edits of learner_params cannot leak in
-        try:
-            fitted = self._map_steps(lambda step: self._fit_step(design, train_last, step))
-        except BaseException:
-            self._clear_learned()  # no half-fitted model: predict keeps raising NotFittedError
-            raise
+    def _keep_fitted(self, fitted: dict[int, tuple[Any, ResidualTable | None, int, float]]
+                     ) -> None:
         self.models_ = {step: model for step, (model, _, _, _) in fitted.items()}
         self.residuals_ = {
             step: table for step, (_, table, _, _) in fitted.items() if table is not None
         }
         self.n_pairs_ = {step: n for step, (_, _, n, _) in fitted.items()}
         self.target_max_ = {step: top for step, (_, _, _, top) in fitted.items()}
-        self.trained_steps_ = tuple(fitted)
-        self.feature_names_ = tuple(design.feature_names)
-        self.train_last_ = int(train_last)
-        return self
 
     def _fit_step(
         self, design: Design, train_last: int, step: int
@@ -460,21 +542,10 @@ class Stepshifter(DirectMultiStep):
             table = self._residual_table(model, X, y_model, weight, step)
         return model, table, len(pairs), top
 
-    def predict(
-        self, design: Design, *, origin: int, steps: Sequence[int] = DEFAULT_STEPS
-    ) -> Forecast:
-        """Apply sub-model s to the features at ``origin`` for each step s.
-
-        Only the design rows of month ``origin`` are read.
-
-        Raises:
-            NotFittedError: before ``fit``.
-            ValueError: a step without a sub-model (named), an origin absent from the design, or
-                a design with other features than the fitted ones.
-        """
-        step_arr = self._check_predict(design, steps)
-        rows = entity_rows(design, origin)
-        X = design.X[rows]
+    def _predict_steps(
+        self, X: npt.NDArray[np.float64], step_arr: npt.NDArray[np.int64], origin: int
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+        """Sub-model s applied to the features at the origin, for each step s."""
         n_samples = self.params_["n_samples"]
         point = np.empty((len(step_arr), len(X)))
         samples = np.empty((len(step_arr), len(X), n_samples)) if n_samples > 1 else None
@@ -486,38 +557,18 @@ class Stepshifter(DirectMultiStep):
                     rng = step_rng(self.params_["seed"], origin, int(step))
                     draws = self.residuals_[int(step)].draw(predicted, n_samples, rng)
                     samples[i] = self._to_counts(draws, int(step))
-        return assemble(design, int(origin), step_arr, design.units[rows], point, samples,
-                        algorithm=self.algorithm)
+        return point, samples
 
     # ---------------------------------------------------------------- persistence hooks ---
 
     def _export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
-        meta = {
-            "params_": self.params_,
-            "train_last_": self.train_last_,
-            "feature_names_": list(self.feature_names_),
-            "n_pairs_": {str(s): n for s, n in self.n_pairs_.items()},
-            "target_max_": {str(s): v for s, v in self.target_max_.items()},
-        }
-        arrays: dict[str, np.ndarray] = {}
-        for s, table in self.residuals_.items():
-            arrays[f"residual_edges_{s:02d}"] = table.edges
-            arrays[f"residual_table_{s:02d}"] = table.table
+        meta, arrays = self._export_common()
         estimators = {f"step{s:02d}": model for s, model in self.models_.items()}
         return meta, arrays, estimators
 
     def _import_state(
         self, meta: dict[str, Any], arrays: Mapping[str, np.ndarray], estimators: Mapping[str, Any]
     ) -> None:
-        self.params_ = meta["params_"]
-        self.n_pairs_ = {int(s): int(n) for s, n in meta["n_pairs_"].items()}
-        self.target_max_ = target_max_from(meta)
-        self.models_ = {s: estimators[f"step{s:02d}"] for s in sorted(self.n_pairs_)}
-        self.residuals_ = {
-            s: ResidualTable(arrays[f"residual_edges_{s:02d}"], arrays[f"residual_table_{s:02d}"])
-            for s in self.models_
-            if f"residual_table_{s:02d}" in arrays
-        }
-        self.trained_steps_ = tuple(self.models_)
-        self.feature_names_ = tuple(meta["feature_names_"])
-        self.train_last_ = int(meta["train_last_"])
+        steps = sorted(int(s) for s in meta["n_pairs_"])
+        self._import_common(meta, arrays, steps)
+        self.models_ = {s: estimators[f"step{s:02d}"] for s in steps}
