@@ -161,20 +161,21 @@ def _xgboost(kind: Kind) -> _Learner:
     return _Learner(build, valid_keys)
 
 
-_REGRESSORS: dict[str, _Learner] = {
-    "lightgbm": _lightgbm("regressor"),
-    "hist_gradient_boosting": _sklearn("sklearn.ensemble.HistGradientBoostingRegressor"),
-    "random_forest": _sklearn("sklearn.ensemble.RandomForestRegressor"),
-    "ridge": _sklearn("sklearn.linear_model.Ridge", impute=True),
-    "xgboost": _xgboost("regressor"),
-}
-_CLASSIFIERS: dict[str, _Learner] = {
-    "lightgbm": _lightgbm("classifier"),
-    "hist_gradient_boosting": _sklearn("sklearn.ensemble.HistGradientBoostingClassifier"),
-    "random_forest": _sklearn("sklearn.ensemble.RandomForestClassifier"),
-    "logistic": _sklearn("sklearn.linear_model.LogisticRegression", impute=True),
-    "xgboost": _xgboost("classifier"),
-}
+def _family(kind: Kind, linear: str, linear_path: str) -> dict[str, _Learner]:
+    """Every learner of one kind: the same families in their regressor or classifier form,
+    plus a linear model (imputed: it cannot take missing values)."""
+    suffix = kind.capitalize()
+    return {
+        "lightgbm": _lightgbm(kind),
+        "hist_gradient_boosting": _sklearn(f"sklearn.ensemble.HistGradientBoosting{suffix}"),
+        "random_forest": _sklearn(f"sklearn.ensemble.RandomForest{suffix}"),
+        linear: _sklearn(linear_path, impute=True),
+        "xgboost": _xgboost(kind),
+    }
+
+
+_REGRESSORS = _family("regressor", "ridge", "sklearn.linear_model.Ridge")
+_CLASSIFIERS = _family("classifier", "logistic", "sklearn.linear_model.LogisticRegression")
 
 
 # ------------------------------------------------------------------------------ public API ---
