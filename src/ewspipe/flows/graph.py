@@ -74,6 +74,9 @@ class Task:
             values are part of the key, no other setting is.
         lane: for an in-process executor with lanes (``executors.LaneExecutor``): tasks of
             one lane run one at a time, lanes run side by side. Not part of the key.
+        check: ``check(ctx, output)`` before a cached output is reused; raises when what it
+            names can no longer be trusted (a fitted model's files no longer match their
+            sha256), so the run fails as it would have when running the task.
     """
 
     name: str
@@ -84,6 +87,7 @@ class Task:
     cost: float = 0.0
     reads: tuple[str, ...] = ()
     lane: str = ""
+    check: Callable[[Any, Any], None] | None = None
 
     @property
     def upstream(self) -> tuple[str, ...]:

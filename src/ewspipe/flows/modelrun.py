@@ -337,12 +337,25 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     if ctx.in_process:
         with _HANDOFF_LOCK:
             _HANDOFF[akey.digest] = (design, fitted)
-    out: Output = {"model": model, "artifact": directory, "artifact_key": akey.digest,
+    out: Output = {"model": model, "run_type": run_type, "artifact": directory,
+                   "artifact_key": akey.digest,
                    TRACE: {"reused": reused, "features": t1 - t0, "fit": t2 - t1}}
     where = _below(ctx.state, artifacts.root / directory)
     if where is not None:  # a deleted artifact makes the cached task stale
         out["path"] = where
     return out
+
+
+def check_fitted(ctx: ModelRunContext, output: Output) -> None:
+    """Before a cached fit is reused: its artifact's files still match their sha256
+    (IntegrityError naming it otherwise, as loading it would)."""
+    spec = ctx.specs[output["model"]]
+    run_type = output.get("run_type")
+    if not isinstance(run_type, str):  # pragma: no cover - outputs always carry it
+        return
+    found = ctx.artifacts.find_digest(spec.name, run_type, output["artifact_key"])
+    if found is not None:  # a missing one: the cache already treats the task as stale
+        ctx.artifacts.verify(found)
 
 
 def _below(root: Path, path: Path) -> str | None:
@@ -414,7 +427,8 @@ def build_model_graph(specs: Sequence[ModelSpec], *, run_type: RunType,
         params = {"model": spec.name, "config_hash": spec.config_hash,
                   "snapshot": {"id": m.id, "sha256": m.sha256}, "run_type": run_type.value,
                   "partition": _partition_dict(partitions[spec.level])}
-        tasks.append(Task(f"fit:{spec.name}", fit_model, {}, params, lane="fit"))
+        tasks.append(Task(f"fit:{spec.name}", fit_model, {}, params, lane="fit",
+                          check=check_fitted))
         tasks.append(Task(f"predict:{spec.name}", predict_model, {"fitted": f"fit:{spec.name}"},
                           {**params, "ceiling": ceilings[(str(spec.level), spec.target)]},
                           cost=1.0, lane="finish"))
