@@ -115,6 +115,9 @@ def _implausible_lines(found: list[dict[str, Any]]) -> list[str]:
 
 def _lines(result: RunResult, headline: str) -> str:
     lines = [f"{headline} run {result.run_id} ({result.run_type})", f"  stored in {result.path}"]
+    if result.tasks:
+        reused = sum(t.status == "reused" for t in result.tasks)
+        lines.append(f"  tasks: {len(result.tasks) - reused} ran, {reused} reused (task cache)")
     for m in result.models:
         how = "ensemble" if m.kind == "ensemble" else "reused" if m.reused else "trained"
         line = (f"  {m.model:<20} {m.level:<4} {m.status:<9} {how:<8} rows {m.rows:>9,}  "

@@ -47,7 +47,7 @@ from ewspipe.flows.ensemble_run import plan_run, run_ensembles
 from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import TRACE, Graph, Task, digest
 from ewspipe.flows.output_drift import after_forecast_run
-from ewspipe.flows.runner import Progress, TaskCache, run_graph
+from ewspipe.flows.runner import Progress, TaskCache, TaskRecord, run_graph
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
@@ -114,9 +114,11 @@ class RunResult:
     path: str
     models: list[ModelResult] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
+    tasks: list[TaskRecord] = field(default_factory=list)  # ran or reused (the task cache)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.record, "path": self.path, "models": [m.to_dict() for m in self.models]}
+        return {**self.record, "path": self.path, "models": [m.to_dict() for m in self.models],
+                "tasks": [t.to_dict() for t in self.tasks]}
 
 
 # --------------------------------------------------------------------------- selection
@@ -533,7 +535,8 @@ def _run(
     except BaseException:
         writer.abort()
         raise
-    result = RunResult(writer.run_id, kind, run_type.value, str(path), results, record)
+    result = RunResult(writer.run_id, kind, run_type.value, str(path), results, record,
+                       done.records)
     # MLflow mirror of the committed run; never raises, its outcome travels with the result
     configs = {s.name: {**s.semantic_dict(), "config_hash": s.config_hash}
                for s in [*specs, *plan.ensembles]}

@@ -140,7 +140,9 @@ class Side:
         fingerprint), so sides running the same code share every unchanged model's
         artifacts, and a side with its own code never matches another's."""
         self.config.write_text(config_text, encoding="utf-8")
-        for link, shared in ((self.state / "artifacts", artifacts / "evaluate"),
+        # one artifact cache for evaluate/forecast and the monthly run (settings.artifact_dir),
+        # also reachable where staging reads the monthly run's (env_state/artifacts)
+        for link, shared in ((self.state / "artifacts", artifacts / "monthly"),
                              (self.env_state / "artifacts", artifacts / "monthly")):
             shared.mkdir(parents=True, exist_ok=True)
             if not link.exists() and not link.is_symlink():
