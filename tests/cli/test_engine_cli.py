@@ -103,7 +103,7 @@ def test_run_then_forecast_reuses_every_model_and_settings_key_exactly(ws: Path,
     _set(ws.parent / "models" / "small_ridge.toml", "seed = 7", "seed = 8")
     changed = cli("--config", str(ws), "run", "--json").json()
     assert changed["models"] == {"trained": ["small_ridge"],
-                                 "reused": ["small_tree", "last_value", "grid_ridge"]}
+                                 "reused": ["grid_ridge", "last_value", "small_tree"]}
     assert {t for t in changed["ran"] if t.startswith(("train:", "forecast:"))} == {
         "train:small_ridge", "forecast:small_ridge"}
 

@@ -169,7 +169,7 @@ class MonthlyRun:
             if t.task.startswith("train:") and t.status in ("ran", "reused"):
                 trained = t.status == "ran" and not (t.output or {}).get(TRACE, {}).get("reused")
                 found["trained" if trained else "reused"].append(t.task.split(":", 1)[1])
-        return found
+        return {k: sorted(v) for k, v in found.items()}
 
     def to_dict(self) -> dict[str, Any]:
         out = self.outputs
