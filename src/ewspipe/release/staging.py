@@ -127,8 +127,11 @@ def _artifact_files(side: Side) -> dict[str, tuple[int, int]]:
     root = side.env_state / "artifacts"
     if not root.is_dir():
         return {}
+    # the monthly run's (forecasting) artifacts: evaluations share the store (one artifact
+    # cache) and may add theirs meanwhile
     return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file() and ".tmp" not in p.as_posix()}
+            for p in root.glob("*/forecasting/**/*")
+            if p.is_file() and ".tmp" not in p.as_posix()}
 
 
 def _forecasts(side: Side, result: CommandResult) -> dict[str, StoredForecast] | None:
