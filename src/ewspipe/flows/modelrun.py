@@ -339,13 +339,14 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     if ctx.in_process:
         with _HANDOFF_LOCK:
             _HANDOFF[akey.digest] = (design, fitted)
-    out: Output = {"model": model, "run_type": run_type, "artifact": directory,
-                   "artifact_key": akey.digest,
-                   TRACE: {"reused": reused, "features": t1 - t0, "fit": t2 - t1}}
+    # the artifact's folder carries its training time: a trace, so that the predict task's
+    # key is the same on every executor and machine (the digest names the artifact)
+    trace: Output = {"reused": reused, "features": t1 - t0, "fit": t2 - t1,
+                     "artifact": directory}
     where = _below(ctx.state, artifacts.root / directory)
     if where is not None:  # a deleted artifact makes the cached task stale
-        out["path"] = where
-    return out
+        trace["path"] = where
+    return {"model": model, "run_type": run_type, "artifact_key": akey.digest, TRACE: trace}
 
 
 def check_fitted(ctx: ModelRunContext, output: Output) -> None:
@@ -397,7 +398,8 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
     write_forecast(forecast, ctx.state / rel, metadata={
         "model": spec.name, "run_type": run_type, "snapshot": manifest.id,
-        "config_hash": spec.config_hash, "artifact": fitted["artifact"], "status": spec.status,
+        "config_hash": spec.config_hash, "artifact": fitted[TRACE]["artifact"],
+        "status": spec.status,
         "code_commit": code_version().commit, "target": spec.target,
     })
     metrics = None
@@ -566,9 +568,11 @@ def _collect(settings: Settings, specs: Sequence[ModelSpec], needed: set[str] | 
             kept[spec.name] = read_forecast(writer.path / rel)[0]
         trace = {**fit[TRACE], **pred[TRACE]}
         reused = bool(trace.pop("reused")) or status[f"fit:{spec.name}"] == "reused"
+        artifact = str(trace.pop("artifact"))
+        trace.pop("path", None)
         results.append(ModelResult(
             model=spec.name, level=spec.level, status=spec.status,
-            snapshot=chosen[spec.level].id, artifact=fit["artifact"], reused=reused,
+            snapshot=chosen[spec.level].id, artifact=artifact, reused=reused,
             predictions=rel, rows=pred["rows"], n_samples=pred["n_samples"],
             timings=trace, metrics=pred["metrics"], plausibility=pred["plausibility"]))
     return results, kept
