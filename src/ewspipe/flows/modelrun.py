@@ -5,7 +5,14 @@ training window (months <= train end) and predicts steps 1..36 from each of the 
 using only data up to that origin (DOMAIN.md section 2; the peers do the same). A forecast
 run fits on everything up to the last observed month L and predicts L+1..L+36 for the units
 present in L. Fitted models are stored as artifacts keyed by their inputs and reused when
-nothing changed.
+nothing changed; the artifact cache (``settings.artifact_dir``) is the monthly run's too.
+
+Both runs are graphs on the one runner (:mod:`ewspipe.flows.runner`): per model a
+``fit:<model>`` task (design, then fit or reuse) and a ``predict:<model>`` task (predict every
+origin, write the forecast named by the task key below ``<state>/work/forecasts``, score it),
+cached in ``<state>/tasks``; an interrupted run resumes from its finished models, on any
+executor. The driver then runs the ensembles in memory and commits the run folder
+(``predictions/<model>.parquet``, ``metrics/<model>.json``, ``run.json``) as one rename.
 
 Every model's and ensemble's forecast is held against the monthly QA's plausibility ceiling
 (``[qa] max_forecast_factor`` x the largest count of its target observed at its level,
