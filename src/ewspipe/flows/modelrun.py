@@ -31,6 +31,8 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -283,6 +285,9 @@ class ModelRunContext:
     settings: Settings
     specs: dict[str, ModelSpec]
     in_process: bool = True
+    # (model, snapshot id) in fitting order: in-process, a fit builds the next one's design
+    # meanwhile (a cached next fit leaves it unused; the run drops it at the end)
+    order: tuple[tuple[str, str], ...] = ()
 
     @property
     def state(self) -> Path:
@@ -309,6 +314,52 @@ def load_snapshot(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]
 # fit task key -> (design, fitted model), from fit_model to predict_model in one process
 _HANDOFF: dict[str, tuple[Design, BaseForecaster]] = {}
 _HANDOFF_LOCK = threading.Lock()
+# (model, config hash, snapshot id, train end) -> the design being built ahead of its fit
+_PREFETCHED: dict[tuple[str, str, str, int], Future[tuple[Design, float]]] = {}
+_DESIGNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ewspipe-design")
+
+
+def _timed_design(spec: ModelSpec, panel: Panel, manifest: Manifest,
+                  train_last: int) -> tuple[Design, float]:
+    t0 = time.perf_counter()
+    design = model_design(spec, panel, manifest, train_last=train_last)
+    return design, time.perf_counter() - t0
+
+
+def _prefetch_next(ctx: ModelRunContext, model: str, run_type: str) -> None:
+    """Start building the design of the model fitted after ``model`` (in-process only)."""
+    names = [m for m, _ in ctx.order]
+    if not ctx.in_process or model not in names or names.index(model) + 1 >= len(names):
+        return
+    nxt, sid = ctx.order[names.index(model) + 1]
+    spec = ctx.specs[nxt]
+    manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), sid)
+    train_last = _partition_of(ctx, run_type, manifest.last_month).train.last
+    key = (nxt, spec.config_hash, sid, train_last)
+    with _HANDOFF_LOCK:
+        if key not in _PREFETCHED:
+            _PREFETCHED[key] = _DESIGNER.submit(_timed_design, spec, panel, manifest,
+                                                train_last)
+
+
+def _design(ctx: ModelRunContext, spec: ModelSpec, panel: Panel, manifest: Manifest,
+            train_last: int) -> tuple[Design, float]:
+    """The design built ahead for this fit, else built now; and the seconds it took."""
+    with _HANDOFF_LOCK:
+        ahead = _PREFETCHED.pop((spec.name, spec.config_hash, manifest.id, train_last), None)
+    if ahead is not None:
+        return ahead.result()
+    return _timed_design(spec, panel, manifest, train_last)
+
+
+def _drop_prefetched() -> None:
+    with _HANDOFF_LOCK:
+        _HANDOFF.clear()
+        ahead = list(_PREFETCHED.values())
+        _PREFETCHED.clear()
+    for future in ahead:
+        future.cancel()
+    wait_futures(ahead)  # nothing still builds once the run is over (a failure is not ours)
 
 
 def _partition_of(ctx: ModelRunContext, run_type: str, last_month: int) -> Partition:
@@ -330,13 +381,13 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), snapshot["id"])
     part = _partition_of(ctx, run_type, manifest.last_month)
     _check_partition(part, partition, model)
-    t0 = time.perf_counter()
-    design = model_design(spec, panel, manifest, train_last=part.train.last)
-    t1 = time.perf_counter()
+    design, built = _design(ctx, spec, panel, manifest, part.train.last)
+    _prefetch_next(ctx, model, run_type)
     # MLflow's import and store warm up while the learners fit (no-op after the first
     # model); not earlier: the import holds the GIL and would stall building the design
     prefetch_tracking(ctx.settings)
     artifacts = ctx.artifacts
+    t1 = time.perf_counter()
     fitted, directory, reused = fit_or_reuse(
         spec, design, run_type=part.run_type, train_last=part.train.last, snapshot=manifest,
         artifacts=artifacts)
@@ -348,7 +399,7 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
             _HANDOFF[akey.digest] = (design, fitted)
     # the artifact's folder carries its training time: a trace, so that the predict task's
     # key is the same on every executor and machine (the digest names the artifact)
-    trace: Output = {"reused": reused, "features": t1 - t0, "fit": t2 - t1,
+    trace: Output = {"reused": reused, "features": built, "fit": t2 - t1,
                      "artifact": directory}
     where = _below(ctx.state, artifacts.root / directory)
     if where is not None:  # a deleted artifact makes the cached task stale
@@ -497,7 +548,8 @@ def _run(
                               partitions=partitions, ceilings=ceilings)
     ex = make_executor(executor, lanes=True)
     ctx = ModelRunContext(settings, {s.name: s for s in specs},
-                          in_process=not executor.uses_dask)
+                          in_process=not executor.uses_dask,
+                          order=tuple((s.name, chosen[s.level].id) for s in order))
     runs = RunStore(settings.runs_dir)
     started = time.time()
     writer = runs.begin(kind, run_type.value)
@@ -508,8 +560,7 @@ def _run(
                              progress=progress)
         finally:
             ex.close()
-            with _HANDOFF_LOCK:
-                _HANDOFF.clear()
+            _drop_prefetched()
         results, kept = _collect(settings, specs, plan.needed, chosen, done.outputs,
                                  {r.task: r.status for r in done.records}, writer)
         ensembles, alerts = run_ensembles(
