@@ -288,6 +288,8 @@ class ModelRunContext:
     # (model, snapshot id) in fitting order: in-process, a fit builds the next one's design
     # meanwhile (a cached next fit leaves it unused; the run drops it at the end)
     order: tuple[tuple[str, str], ...] = ()
+    # models whose forecasts the ensembles aggregate: in-process, handed over in memory
+    keep: frozenset[str] = frozenset()
 
     @property
     def state(self) -> Path:
@@ -316,6 +318,8 @@ _HANDOFF: dict[str, tuple[Design, BaseForecaster]] = {}
 _HANDOFF_LOCK = threading.Lock()
 # (model, config hash, snapshot id, train end) -> the design being built ahead of its fit
 _PREFETCHED: dict[tuple[str, str, str, int], Future[tuple[Design, float]]] = {}
+# predict task key -> its forecast, for the ensembles (in-process; else read from its file)
+_KEPT: dict[str, Forecast] = {}
 _DESIGNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ewspipe-design")
 
 
@@ -355,6 +359,7 @@ def _design(ctx: ModelRunContext, spec: ModelSpec, panel: Panel, manifest: Manif
 def _drop_prefetched() -> None:
     with _HANDOFF_LOCK:
         _HANDOFF.clear()
+        _KEPT.clear()
         ahead = list(_PREFETCHED.values())
         _PREFETCHED.clear()
     for future in ahead:
@@ -465,6 +470,9 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
         metrics = json.loads(json.dumps(_score(forecast, panel, spec.target),
                                         default=_json_ready))
     t4 = time.perf_counter()
+    if ctx.in_process and model in ctx.keep:
+        with _HANDOFF_LOCK:
+            _KEPT[key] = forecast
     return {"model": model, "path": rel, "rows": len(forecast),
             "n_samples": forecast.n_samples, "metrics": metrics,
             "plausibility": _plausibility(forecast, ceiling),
@@ -549,7 +557,8 @@ def _run(
     ex = make_executor(executor, lanes=True)
     ctx = ModelRunContext(settings, {s.name: s for s in specs},
                           in_process=not executor.uses_dask,
-                          order=tuple((s.name, chosen[s.level].id) for s in order))
+                          order=tuple((s.name, chosen[s.level].id) for s in order),
+                          keep=frozenset(plan.needed))
     runs = RunStore(settings.runs_dir)
     started = time.time()
     writer = runs.begin(kind, run_type.value)
@@ -558,11 +567,12 @@ def _run(
             done = run_graph(graph, ctx, base_key=model_run_base_key(), executor=ex,
                              cache=TaskCache(settings.state_dir / "tasks", settings.state_dir),
                              progress=progress)
+            results, kept = _collect(settings, specs, plan.needed, chosen, done.outputs,
+                                     {r.task: (r.status, r.key) for r in done.records},
+                                     writer)
         finally:
             ex.close()
             _drop_prefetched()
-        results, kept = _collect(settings, specs, plan.needed, chosen, done.outputs,
-                                 {r.task: r.status for r in done.records}, writer)
         ensembles, alerts = run_ensembles(
             plan, kept, {r.model: r.reused for r in results}, settings=settings,
             catalog=catalog, run_type=run_type, snapshots=chosen, panels=panels, writer=writer,
@@ -609,7 +619,8 @@ def _run(
 
 
 def _collect(settings: Settings, specs: Sequence[ModelSpec], needed: set[str] | frozenset[str],
-             chosen: dict[str, Manifest], outputs: dict[str, Any], status: dict[str, str],
+             chosen: dict[str, Manifest], outputs: dict[str, Any],
+             status: dict[str, tuple[str, str]],
              writer: RunWriter) -> tuple[list[ModelResult], dict[str, Forecast]]:
     """Each model's forecast and metrics into the run folder, its result (plan order), and
     the forecasts the ensembles aggregate."""
@@ -623,9 +634,11 @@ def _collect(settings: Settings, specs: Sequence[ModelSpec], needed: set[str] | 
         if pred["metrics"] is not None:
             writer.write_json(f"metrics/{spec.name}.json", pred["metrics"])
         if spec.name in needed:
-            kept[spec.name] = read_forecast(writer.path / rel)[0]
+            with _HANDOFF_LOCK:
+                held = _KEPT.pop(status[f"predict:{spec.name}"][1], None)
+            kept[spec.name] = held if held is not None else read_forecast(writer.path / rel)[0]
         trace = {**fit[TRACE], **pred[TRACE]}
-        reused = bool(trace.pop("reused")) or status[f"fit:{spec.name}"] == "reused"
+        reused = bool(trace.pop("reused")) or status[f"fit:{spec.name}"][0] == "reused"
         artifact = str(trace.pop("artifact"))
         trace.pop("path", None)
         results.append(ModelResult(
