@@ -302,11 +302,11 @@ def _render(doc: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        "Predicting, writing and scoring a fitted model run in a background thread "
-        "(`flows.modelrun._finish`), and the next model's design is built in another one, "
-        "while the main thread fits the current model; their rows below are those threads' "
-        "own time outside learner calls, which can overlap the main thread's, so the rows may "
-        "add up to more than the overhead. The "
+        "Predicting, writing and scoring a fitted model run in one lane (thread) of the "
+        "in-process executor (`flows.modelrun.predict_model`) while the other lane builds "
+        "the next model's design and fits it (`flows.modelrun.fit_model`); their rows below "
+        "are those threads' own time outside learner calls, which can overlap, so the rows "
+        "may add up to more than the overhead. The "
         "overhead itself is always the wall time minus the floor. Work that overlaps a learner "
         "takes a core from it, so the floor also absorbs that contention.",
         "",

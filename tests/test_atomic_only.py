@@ -23,6 +23,9 @@ ALLOWED = {
     ("alerts/log.py", "os.fsync(fd)"),
     # hard-links snapshot files into a folder that ewspipe.atomic.atomic_dir then commits
     ("release/sides.py", "os.link(src, tmp / src.name)"),
+    # hard-links a task's forecast file into a run's temporary folder, committed by
+    # RunWriter.commit (ewspipe.atomic.commit_dir)
+    ("flows/modelrun.py", "os.link(source, target)"),
 }
 
 

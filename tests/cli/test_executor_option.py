@@ -18,7 +18,7 @@ import pytest
 
 from ewspipe.errors import InputError, SettingsError
 from ewspipe.executor_spec import ExecutorSpec, parse_executor
-from ewspipe.flows.executors import connect_scheduler, make_executor, require_in_process
+from ewspipe.flows.executors import connect_scheduler, make_executor
 from ewspipe.settings import load_settings
 
 LOCF = """\
@@ -41,7 +41,6 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 GOOD = ["local", "dask", "tcp://127.0.0.1:8786", "tls://host:8786"]
 BAD = ["tcp://", "http://x", "tcp://host:notaport", ""]
-DASK_COMMANDS = {"run", "models sweep"}  # the others run in-process only
 
 
 @pytest.fixture
@@ -86,20 +85,12 @@ def _message(value: str) -> str:
 
 
 @pytest.mark.parametrize("value", GOOD)
-def test_good_values_are_accepted_alike_and_dask_only_where_a_cluster_runs(cmd, value):
-    spec = parse_executor(value)
+def test_good_values_are_accepted_alike_by_every_command(cmd, value):
     for command, (_, later) in COMMANDS.items():
         res = cmd(command, value)
         assert res.code == 2, (command, res.out, res.err)
-        if value == "local" or command in DASK_COMMANDS:
-            # accepted: the command went on to the later bad input
-            assert later in res.err and "--executor" not in res.err, (command, res.err)
-        else:
-            # evaluate/forecast: parsed alike, then refused with the commands that take it
-            line = _executor_line(res.err)
-            assert f"`ewspipe {command}` runs its models in this process" in line
-            assert repr(str(spec)) in line
-            assert "`ewspipe run`" in line and "`ewspipe models sweep`" in line
+        # accepted: the command went on to the later bad input (nothing connected yet)
+        assert later in res.err and "--executor" not in res.err, (command, res.err)
 
 
 @pytest.mark.parametrize(("value", "spec"), [
@@ -136,11 +127,14 @@ def test_run_settings_use_the_same_parser(tmp_path):
     assert "[run] executor: 'http://x' is not an executor; use local" in str(exc.value)
 
 
-def test_in_process_commands_and_the_factory():
-    assert require_in_process("local", "ewspipe forecast") == ExecutorSpec("local")
-    with pytest.raises(InputError, match="`ewspipe evaluate` runs its models in this process"):
-        require_in_process("tls://h:1", "ewspipe evaluate")
+def test_the_factory():
     assert make_executor("local").name == "local"
+    lanes = make_executor("local", lanes=True)
+    try:
+        assert lanes.name == "local"
+        assert lanes.submit(max, 1, 2, lane="fit").result() == 2
+    finally:
+        lanes.close()
 
 
 def test_an_unreachable_scheduler_is_refused_at_connection_naming_it():

@@ -106,3 +106,30 @@ def test_unreachable_scheduler_is_bad_input(workspace):
 
     with pytest.raises(InputError, match="no Dask scheduler answers"):
         run_monthly(load_settings(workspace), executor=f"tcp://127.0.0.1:{_free_port()}")
+
+
+def test_evaluate_on_the_cluster_matches_in_process(tmp_path, workspace, scheduler):
+    """`ewspipe evaluate` is a graph on the same runner: on a Dask scheduler it gives the
+    same task keys, metrics and forecasts as in-process (fit and predict on the workers)."""
+    from ewspipe.catalog import load_catalog
+    from ewspipe.flows.ingest import import_demo_checked
+    from ewspipe.flows.modelrun import evaluate_models
+    from ewspipe.store.predictions import read_forecast
+
+    other = tmp_path / "other-eval"
+    shutil.copytree(workspace.parent, other)
+    results = []
+    for config, executor in ((workspace, "local"), (other / "ewspipe.toml", scheduler)):
+        settings = load_settings(config)
+        import_demo_checked(settings)
+        catalog = load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+        results.append(evaluate_models(settings, catalog, run_type="calibration",
+                                       names=["small_chorus"], executor=executor))
+    local, remote = results
+    assert {t.task: t.key for t in local.tasks} == {t.task: t.key for t in remote.tasks}
+    assert {t.status for t in remote.tasks} == {"ran"}
+    assert [m.metrics for m in local.models] == [m.metrics for m in remote.models]
+    for m in local.models:
+        fa, _ = read_forecast(Path(local.path) / m.predictions)
+        fb, _ = read_forecast(Path(remote.path) / m.predictions)
+        np.testing.assert_array_equal(fa.point, fb.point)

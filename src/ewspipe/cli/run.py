@@ -28,6 +28,8 @@ def _lines(result: MonthlyRun, rec: MonthlyRunRecord) -> str:
         f"Monthly run {result.run_id} ({result.environment}, {result.executor}): "
         f"{result.status}, {result.seconds:.1f}s",
         f"  tasks: {len(result.ran)} ran, {len(result.reused)} reused",
+        f"  models: {len(result.models['trained'])} trained, "
+        f"{len(result.models['reused'])} reused",
     ]
     for t in result.tasks:
         lines.append(f"    {t.task:<32} {t.status:<7} {t.seconds:8.2f}s")

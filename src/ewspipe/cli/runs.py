@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,13 @@ from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.compare import RunComparison, compare_runs
-from ewspipe.flows.executors import require_in_process
-from ewspipe.flows.modelrun import RunResult, evaluate_models, forecast_models
+from ewspipe.flows.executors import parse_executor
+from ewspipe.flows.modelrun import (
+    RunResult,
+    evaluate_models,
+    forecast_models,
+    parse_run_type,
+)
 from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.settings import Settings
 from ewspipe.store.runs import RunStore
@@ -31,9 +38,20 @@ SNAPSHOT_OPTION = typer.Option(None, "--snapshot", help="Snapshot id per level (
                                "default: the latest of each level).")
 EXECUTOR_OPTION = typer.Option(
     "local", "--executor",
-    help="local (in-process threads; the only engine of this command). Parsed like every "
-    "--executor: dask or a scheduler address (tcp://HOST:PORT, tls://HOST:PORT) are refused "
-    "here with exit 2; `ewspipe run` and `ewspipe models sweep` take them.")
+    help="local (in-process: the next model fits while the last is predicted and scored), "
+    "dask (a local cluster, one worker per core) or an existing Dask scheduler: "
+    "tcp://HOST:PORT, tls://HOST:PORT (also ucx, ws, wss).")
+
+
+@contextmanager
+def _option_words() -> Iterator[None]:
+    """The library's refusals of what an option gave, with the option's name."""
+    try:
+        yield
+    except InputError as exc:
+        if str(exc).startswith("two snapshots given"):
+            raise InputError(f"option --snapshot: {exc}") from None
+        raise
 
 
 def _catalog(settings: Settings) -> Catalog:
@@ -97,6 +115,9 @@ def _implausible_lines(found: list[dict[str, Any]]) -> list[str]:
 
 def _lines(result: RunResult, headline: str) -> str:
     lines = [f"{headline} run {result.run_id} ({result.run_type})", f"  stored in {result.path}"]
+    if result.tasks:
+        reused = sum(t.status == "reused" for t in result.tasks)
+        lines.append(f"  tasks: {len(result.tasks) - reused} ran, {reused} reused (task cache)")
     for m in result.models:
         how = "ensemble" if m.kind == "ensemble" else "reused" if m.reused else "trained"
         line = (f"  {m.model:<20} {m.level:<4} {m.status:<9} {how:<8} rows {m.rows:>9,}  "
@@ -150,9 +171,14 @@ def evaluate(
     if run_type is None:
         raise InputError("option --run-type is required: calibration or validation "
                          "(or use a sub-command such as `ewspipe evaluate compare`)")
-    require_in_process(executor, "ewspipe evaluate")  # before the catalog: bad input first
-    result = evaluate_models(settings, _catalog(settings), run_type=run_type, names=model,
-                             level=level, snapshot_refs=snapshot, executor=executor)
+    spec = parse_executor(executor)  # before the catalog: bad input first
+    try:
+        rt = parse_run_type(run_type)
+    except InputError as exc:  # the library speaks of run types, the CLI of its option
+        raise InputError(f"option --run-type: {exc}") from None
+    with _option_words():
+        result = evaluate_models(settings, _catalog(settings), run_type=rt, names=model,
+                                 level=level, snapshot_refs=snapshot, executor=spec)
     if not report:
         emit(result.to_dict(), as_json, lambda: _lines(result, "evaluation"))
         return
@@ -202,9 +228,10 @@ def forecast(
 ) -> None:
     """Forecast the 36 months after the last observed month."""
     settings: Settings = ctx.obj
-    require_in_process(executor, "ewspipe forecast")  # before the catalog: bad input first
-    result = forecast_models(settings, _catalog(settings), names=model, level=level,
-                             snapshot_refs=snapshot, executor=executor)
+    spec = parse_executor(executor)  # before the catalog: bad input first
+    with _option_words():
+        result = forecast_models(settings, _catalog(settings), names=model, level=level,
+                                 snapshot_refs=snapshot, executor=spec)
     emit(result.to_dict(), as_json, lambda: _lines(result, "forecast"))
 
 

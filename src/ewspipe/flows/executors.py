@@ -1,5 +1,10 @@
 """How tasks run: in-process, on a local Dask cluster, or on an existing Dask scheduler.
 
+In-process there are two: :class:`InlineExecutor` runs each task as it is submitted (the
+monthly run), :class:`LaneExecutor` runs one thread per lane (evaluate and forecast: the next
+model fits while the last one is predicted, written and scored, as their tasks say with
+``Task.lane``).
+
 All three have the same two operations, so the runner has one code path: ``submit`` a call
 and get a handle, ``wait`` until at least one handle is done. Dask is imported only here and
 only when a Dask executor is asked for. Values are parsed by the one parser,
@@ -10,6 +15,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import Any, Protocol
 
 from ewspipe.errors import InputError
@@ -17,8 +24,8 @@ from ewspipe.executor_spec import ACCEPTED_FORMS, ExecutorSpec, parse_executor
 from ewspipe.threads import THREADS_ENV
 
 __all__ = ["ACCEPTED_FORMS", "DaskExecutor", "Executor", "ExecutorSpec", "Handle",
-           "InlineExecutor", "connect_scheduler", "dask_client_classes", "make_executor",
-           "parse_executor", "require_in_process"]
+           "InlineExecutor", "LaneExecutor", "connect_scheduler", "dask_client_classes",
+           "make_executor", "parse_executor"]
 
 
 class Handle(Protocol):
@@ -29,7 +36,8 @@ class Handle(Protocol):
 class Executor(Protocol):
     name: str
 
-    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0) -> Handle: ...
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0,
+               lane: str = "") -> Handle: ...
     def wait(self, handles: Sequence[Handle]) -> list[Handle]: ...
     def close(self) -> None: ...
 
@@ -59,7 +67,8 @@ class InlineExecutor:
 
     name = "local"
 
-    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0) -> Handle:
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0,
+               lane: str = "") -> Handle:
         return _Done(fn, args)
 
     def wait(self, handles: Sequence[Handle]) -> list[Handle]:
@@ -67,6 +76,40 @@ class InlineExecutor:
 
     def close(self) -> None:
         return None
+
+
+class LaneExecutor:
+    """In this process, one thread per lane: tasks of a lane run one after another in the
+    order submitted (the runner submits the costliest first), lanes side by side.
+
+    Evaluate and forecast fit in one lane and predict/write/score in another: fitting is
+    where the learners use their threads, finishing a model runs mostly on one core, so the
+    two overlap on a two-core machine without running two fits (two models' memory) at once.
+    """
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, ThreadPoolExecutor] = {}
+
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0,
+               lane: str = "") -> Handle:
+        pool = self._lanes.get(lane)
+        if pool is None:
+            pool = self._lanes[lane] = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"ewspipe-{lane or 'task'}")
+        future: Future[Any] = pool.submit(fn, *args)
+        return future
+
+    def wait(self, handles: Sequence[Handle]) -> list[Handle]:
+        futures = [h for h in handles if isinstance(h, Future)]
+        wait_futures(futures, return_when=FIRST_COMPLETED)
+        return [h for h in handles if h.done()]
+
+    def close(self) -> None:
+        for pool in self._lanes.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._lanes.clear()
 
 
 class DaskExecutor:
@@ -88,7 +131,8 @@ class DaskExecutor:
             self.client = connect_scheduler(address)
             self.name = f"dask ({address})"
 
-    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0) -> Handle:
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0,
+               lane: str = "") -> Handle:
         # Dask runs higher priorities first (integers; scaled so close costs stay apart)
         handle: Handle = self.client.submit(fn, *args, pure=False,
                                             priority=round(priority * 1000))
@@ -129,21 +173,10 @@ def connect_scheduler(address: str, *, timeout: str = "20s") -> Any:
         ) from exc
 
 
-def require_in_process(value: str | ExecutorSpec, command: str) -> ExecutorSpec:
-    """For commands whose engine is the in-process thread scheduler (evaluate, forecast):
-    the value is parsed like everywhere else, then anything but ``local`` is refused."""
-    spec = parse_executor(value)
-    if spec.uses_dask:
-        raise InputError(
-            f"option --executor: `{command}` runs its models in this process (threads) and "
-            f"takes no Dask executor, got {str(spec)!r}; use --executor local, or run on Dask "
-            "with `ewspipe run` (the monthly run) or `ewspipe models sweep`"
-        )
-    return spec
-
-
-def make_executor(spec: str | ExecutorSpec) -> Executor:
+def make_executor(spec: str | ExecutorSpec, *, lanes: bool = False) -> Executor:
+    """The executor ``spec`` names; ``local`` is a :class:`LaneExecutor` with ``lanes``,
+    else an :class:`InlineExecutor`."""
     parsed = parse_executor(spec)
     if parsed.kind == "local":
-        return InlineExecutor()
+        return LaneExecutor() if lanes else InlineExecutor()
     return DaskExecutor(parsed.address)

@@ -7,7 +7,11 @@ A :class:`Graph` checks at build time that every input is produced by an earlier
 the function accepts exactly those arguments, so a mis-wired graph fails before data moves.
 
 Keys: a task's key is a sha256 over its name, function, parameters, the run's base key
-(config hash and code fingerprint) and the *digests of its input values*. Outputs are small
+(the code fingerprint), the *settings sections the task declares it reads* (``reads``) and the
+*digests of its input values* (without their ``trace``: facts about how an output was made,
+such as whether a model was trained or reused, that must not change what comes after). So a
+setting no task reads (``[api] port``) changes no key, and a model's hyperparameter changes
+only the keys of that model's tasks and what consumes them. Outputs are small
 JSON documents (paths are relative to the environment's state folder), so identical inputs
 give an identical key in any process or on any worker. How tasks run is
 :mod:`ewspipe.flows.runner`'s business; what they compute is :mod:`ewspipe.flows.tasks`.
@@ -24,15 +28,31 @@ from typing import Any
 
 from ewspipe.errors import InputError
 
-__all__ = ["Graph", "Task", "digest"]
+__all__ = ["TRACE", "Graph", "Task", "digest", "settings_sections"]
 
 InputRef = str | tuple[str, ...]
+
+#: the key of a task output that is recorded but never part of a downstream key
+TRACE = "trace"
 
 
 def digest(value: Any) -> str:
     """sha256 of a JSON-ready value, independent of dict order."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settings_sections(settings: Any) -> dict[str, Any]:
+    """Each settings section as JSON (what ``Task.reads`` names), for :func:`Task.key`."""
+    dumped: dict[str, Any] = settings.model_dump(mode="json")
+    return dumped
+
+
+def _keyed(value: Any) -> Any:
+    """An output without its ``trace`` (see the module docstring)."""
+    if isinstance(value, dict) and TRACE in value:
+        return {k: v for k, v in value.items() if k != TRACE}
+    return value
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,13 @@ class Task:
         cost: expected relative run time; among ready tasks the costliest is submitted first
             (longest-processing-time-first keeps a cluster's workers busy to the end). Not
             part of the key.
+        reads: the settings sections the task reads (``"partitions"``, ``"qa"``, ...); their
+            values are part of the key, no other setting is.
+        lane: for an in-process executor with lanes (``executors.LaneExecutor``): tasks of
+            one lane run one at a time, lanes run side by side. Not part of the key.
+        check: ``check(ctx, output)`` before a cached output is reused; raises when what it
+            names can no longer be trusted (a fitted model's files no longer match their
+            sha256), so the run fails as it would have when running the task.
     """
 
     name: str
@@ -58,6 +85,9 @@ class Task:
     params: Mapping[str, Any] = field(default_factory=dict)
     cache: bool = True
     cost: float = 0.0
+    reads: tuple[str, ...] = ()
+    lane: str = ""
+    check: Callable[[Any, Any], None] | None = None
 
     @property
     def upstream(self) -> tuple[str, ...]:
@@ -66,15 +96,24 @@ class Task:
             names += [ref] if isinstance(ref, str) else list(ref)
         return tuple(names)
 
-    def key(self, base: str, values: Mapping[str, Any]) -> str:
-        """The task's key given the run's base key and the upstream outputs."""
-        return digest({
+    def key(self, base: str, values: Mapping[str, Any],
+            sections: Mapping[str, Any] | None = None) -> str:
+        """The task's key given the run's base key, the upstream outputs and the settings
+        ``sections`` (:func:`settings_sections`; needed when the task ``reads`` any)."""
+        if self.reads and sections is None:
+            raise InputError(f"task {self.name!r} reads settings {list(self.reads)}, but the "
+                             "run gave no settings to key it by")
+        doc: dict[str, Any] = {
             "task": self.name,
             "func": f"{self.func.__module__}.{self.func.__qualname__}",
             "params": dict(self.params),
             "base": base,
-            "inputs": {name: digest(values[name]) for name in sorted(self.upstream)},
-        })
+            "inputs": {name: digest(_keyed(values[name])) for name in sorted(self.upstream)},
+        }
+        if self.reads:
+            assert sections is not None
+            doc["reads"] = {s: digest(sections.get(s)) for s in sorted(self.reads)}
+        return digest(doc)
 
     def arguments(self, values: Mapping[str, Any]) -> dict[str, Any]:
         args: dict[str, Any] = dict(self.params)

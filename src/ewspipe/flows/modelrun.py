@@ -5,7 +5,14 @@ training window (months <= train end) and predicts steps 1..36 from each of the 
 using only data up to that origin (DOMAIN.md section 2; the peers do the same). A forecast
 run fits on everything up to the last observed month L and predicts L+1..L+36 for the units
 present in L. Fitted models are stored as artifacts keyed by their inputs and reused when
-nothing changed.
+nothing changed; the artifact cache (``settings.artifact_dir``) is the monthly run's too.
+
+Both runs are graphs on the one runner (:mod:`ewspipe.flows.runner`): per model a
+``fit:<model>`` task (design, then fit or reuse) and a ``predict:<model>`` task (predict every
+origin, write the forecast named by the task key below ``<state>/work/forecasts``, score it),
+cached in ``<state>/tasks``; an interrupted run resumes from its finished models, on any
+executor. The driver then runs the ensembles in memory and commits the run folder
+(``predictions/<model>.parquet``, ``metrics/<model>.json``, ``run.json``) as one rename.
 
 Every model's and ensemble's forecast is held against the monthly QA's plausibility ceiling
 (``[qa] max_forecast_factor`` x the largest count of its target observed at its level,
@@ -17,11 +24,17 @@ fails a candidate with an offender.
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import shutil
+import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,7 +42,7 @@ import pandas as pd
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
 from ewspipe.catalog import Catalog, ModelSpec
-from ewspipe.errors import InputError, SpecError
+from ewspipe.errors import InputError, SpecError, StoreError
 from ewspipe.evaluation.plausibility import (
     RULE,
     check_forecast,
@@ -40,18 +53,20 @@ from ewspipe.evaluation.schemes import evaluate, join_actuals
 from ewspipe.features.build import build_design
 from ewspipe.features.design import Design
 from ewspipe.flows.ensemble_run import plan_run, run_ensembles
-from ewspipe.flows.executors import ExecutorSpec, require_in_process
+from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
+from ewspipe.flows.graph import TRACE, Graph, Task, digest
 from ewspipe.flows.output_drift import after_forecast_run
+from ewspipe.flows.runner import Progress, TaskCache, TaskRecord, run_graph
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.partitions import Partition, RunType
-from ewspipe.provenance import code_version
+from ewspipe.provenance import code_fingerprint, code_version
 from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactStore
-from ewspipe.store.predictions import write_forecast
+from ewspipe.store.predictions import read_forecast, write_forecast
 from ewspipe.store.runs import RunStore, RunWriter
 from ewspipe.store.tracking import prefetch_tracking, track_run
 
@@ -59,13 +74,21 @@ __all__ = [
     "POINT_METRICS",
     "SAMPLE_METRICS",
     "ModelResult",
+    "ModelRunContext",
     "RunResult",
+    "build_model_graph",
     "evaluate_models",
+    "fit_model",
     "fit_or_reuse",
     "forecast_models",
+    "load_snapshot",
+    "parse_run_type",
     "plausibility_alerts",
+    "predict_model",
     "predict_origins",
 ]
+
+Output = dict[str, Any]
 
 POINT_METRICS = ("mse", "msle", "rmsle", "mae", "pearson", "mcr", "y_hat_bar")
 SAMPLE_METRICS = ("crps", "twcrps", "mis", "coverage", "brier")
@@ -100,9 +123,11 @@ class RunResult:
     path: str
     models: list[ModelResult] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
+    tasks: list[TaskRecord] = field(default_factory=list)  # ran or reused (the task cache)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.record, "path": self.path, "models": [m.to_dict() for m in self.models]}
+        return {**self.record, "path": self.path, "models": [m.to_dict() for m in self.models],
+                "tasks": [t.to_dict() for t in self.tasks]}
 
 
 # --------------------------------------------------------------------------- selection
@@ -115,7 +140,8 @@ def _snapshots_by_level(
     for ref in refs or ():
         manifest = store.get(ref)
         if manifest.level in chosen:
-            raise InputError(f"option --snapshot: two snapshots given for level {manifest.level}")
+            raise InputError(f"two snapshots given for level {manifest.level}; give one "
+                             "per level")
         chosen[manifest.level] = manifest
     for spec in specs:
         if spec.level not in chosen:
@@ -124,7 +150,7 @@ def _snapshots_by_level(
             except InputError as exc:
                 raise InputError(
                     f"model {spec.name!r} is a {spec.level} model but {exc}; or leave it out "
-                    f"with --level/--model"
+                    "of the run (choose the level or the models)"
                 ) from None
     return chosen
 
@@ -245,6 +271,255 @@ def _implausible_text(item: dict[str, Any]) -> str:
             "row(s) above it")
 
 
+# --------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class ModelRunContext:
+    """What the tasks of an evaluation or forecast run read: the settings (snapshots in
+    ``settings.snapshot_dir``, artifacts in ``settings.artifact_dir``, shared with the monthly
+    run), the state folder their files go below and the run's model definitions.
+    ``in_process``: fitted models and designs are handed from the fit task to the predict
+    task in memory (else the predict task loads the artifact and rebuilds the design)."""
+
+    settings: Settings
+    specs: dict[str, ModelSpec]
+    in_process: bool = True
+    # (model, snapshot id) in fitting order: in-process, a fit builds the next one's design
+    # meanwhile (a cached next fit leaves it unused; the run drops it at the end)
+    order: tuple[tuple[str, str], ...] = ()
+    # models whose forecasts the ensembles aggregate: in-process, handed over in memory
+    keep: frozenset[str] = frozenset()
+
+    @property
+    def state(self) -> Path:
+        return self.settings.state_dir
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return ArtifactStore(self.settings.artifact_dir)
+
+    def spec(self, model: str, config_hash: str) -> ModelSpec:
+        spec = self.specs.get(model)
+        if spec is None or spec.config_hash != config_hash:  # pragma: no cover - a bug
+            raise InputError(f"model {model!r}: not the definition the run was planned with")
+        return spec
+
+
+@functools.lru_cache(maxsize=4)
+def load_snapshot(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]:
+    """A snapshot and its panel, once per process (tasks on one worker share it)."""
+    store = SnapshotStore(Path(snapshot_dir))
+    return store.get(snapshot_id), store.load(snapshot_id)
+
+
+# fit task key -> (design, fitted model), from fit_model to predict_model in one process
+_HANDOFF: dict[str, tuple[Design, BaseForecaster]] = {}
+_HANDOFF_LOCK = threading.Lock()
+# (model, config hash, snapshot id, train end) -> the design being built ahead of its fit
+_PREFETCHED: dict[tuple[str, str, str, int], Future[tuple[Design, float]]] = {}
+# predict task key -> its forecast, for the ensembles (in-process; else read from its file)
+_KEPT: dict[str, Forecast] = {}
+_DESIGNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ewspipe-design")
+
+
+def _timed_design(spec: ModelSpec, panel: Panel, manifest: Manifest,
+                  train_last: int) -> tuple[Design, float]:
+    t0 = time.perf_counter()
+    design = model_design(spec, panel, manifest, train_last=train_last)
+    return design, time.perf_counter() - t0
+
+
+def _prefetch_next(ctx: ModelRunContext, model: str, run_type: str) -> None:
+    """Start building the design of the model fitted after ``model`` (in-process only)."""
+    names = [m for m, _ in ctx.order]
+    if not ctx.in_process or model not in names or names.index(model) + 1 >= len(names):
+        return
+    nxt, sid = ctx.order[names.index(model) + 1]
+    spec = ctx.specs[nxt]
+    manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), sid)
+    train_last = _partition_of(ctx, run_type, manifest.last_month).train.last
+    key = (nxt, spec.config_hash, sid, train_last)
+    with _HANDOFF_LOCK:
+        if key not in _PREFETCHED:
+            _PREFETCHED[key] = _DESIGNER.submit(_timed_design, spec, panel, manifest,
+                                                train_last)
+
+
+def _design(ctx: ModelRunContext, spec: ModelSpec, panel: Panel, manifest: Manifest,
+            train_last: int) -> tuple[Design, float]:
+    """The design built ahead for this fit, else built now; and the seconds it took."""
+    with _HANDOFF_LOCK:
+        ahead = _PREFETCHED.pop((spec.name, spec.config_hash, manifest.id, train_last), None)
+    if ahead is not None:
+        return ahead.result()
+    return _timed_design(spec, panel, manifest, train_last)
+
+
+def _drop_prefetched() -> None:
+    with _HANDOFF_LOCK:
+        _HANDOFF.clear()
+        _KEPT.clear()
+        ahead = list(_PREFETCHED.values())
+        _PREFETCHED.clear()
+    for future in ahead:
+        future.cancel()
+    wait_futures(ahead)  # nothing still builds once the run is over (a failure is not ours)
+
+
+def _partition_of(ctx: ModelRunContext, run_type: str, last_month: int) -> Partition:
+    rt = RunType(run_type)
+    return ctx.settings.partition_scheme().partition(
+        rt, last_observed=last_month if rt is RunType.FORECASTING else None)
+
+
+def _check_partition(partition: Partition, expected: dict[str, Any], model: str) -> None:
+    if _partition_dict(partition) != expected:  # pragma: no cover - settings changed mid-run
+        raise InputError(f"model {model!r}: the partition changed while the run was going")
+
+
+def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
+              snapshot: dict[str, Any], run_type: str, partition: dict[str, Any]) -> Output:
+    """Build the model's design and fit it, or reuse its stored artifact (same key as the
+    monthly run's ``train`` task: a model fitted by one is reused by the other)."""
+    spec = ctx.spec(model, config_hash)
+    manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), snapshot["id"])
+    part = _partition_of(ctx, run_type, manifest.last_month)
+    _check_partition(part, partition, model)
+    design, built = _design(ctx, spec, panel, manifest, part.train.last)
+    _prefetch_next(ctx, model, run_type)
+    # MLflow's import and store warm up while the learners fit (no-op after the first
+    # model); not earlier: the import holds the GIL and would stall building the design
+    prefetch_tracking(ctx.settings)
+    artifacts = ctx.artifacts
+    t1 = time.perf_counter()
+    fitted, directory, reused = fit_or_reuse(
+        spec, design, run_type=part.run_type, train_last=part.train.last, snapshot=manifest,
+        artifacts=artifacts)
+    t2 = time.perf_counter()
+    akey = artifacts.key(spec.name, part.run_type.value, spec.config_hash, manifest.sha256,
+                         part.train.last)
+    if ctx.in_process:
+        with _HANDOFF_LOCK:
+            _HANDOFF[akey.digest] = (design, fitted)
+    # the artifact's folder carries its training time: a trace, so that the predict task's
+    # key is the same on every executor and machine (the digest names the artifact)
+    trace: Output = {"reused": reused, "features": built, "fit": t2 - t1,
+                     "artifact": directory}
+    where = _below(ctx.state, artifacts.root / directory)
+    if where is not None:  # a deleted artifact makes the cached task stale
+        trace["path"] = where
+    return {"model": model, "run_type": run_type, "artifact_key": akey.digest, TRACE: trace}
+
+
+def check_fitted(ctx: ModelRunContext, output: Output) -> None:
+    """Before a cached fit is reused: its artifact's files still match their sha256
+    (IntegrityError naming it otherwise, as loading it would)."""
+    spec = ctx.specs[output["model"]]
+    run_type = output.get("run_type")
+    if not isinstance(run_type, str):  # pragma: no cover - outputs always carry it
+        return
+    found = ctx.artifacts.find_digest(spec.name, run_type, output["artifact_key"])
+    if found is not None:  # a missing one: the cache already treats the task as stale
+        ctx.artifacts.verify(found)
+
+
+def _below(root: Path, path: Path) -> str | None:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
+                  config_hash: str, snapshot: dict[str, Any], run_type: str,
+                  partition: dict[str, Any], ceiling: float) -> Output:
+    """Predict every origin with the fitted model, write the forecast (a file named by the
+    task key), hold it against the plausibility ``ceiling`` and, outside forecasting runs,
+    score it."""
+    spec = ctx.spec(model, config_hash)
+    manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), snapshot["id"])
+    part = _partition_of(ctx, run_type, manifest.last_month)
+    with _HANDOFF_LOCK:
+        handed = _HANDOFF.pop(fitted["artifact_key"], None)
+    if handed is not None:
+        design, fitted_model = handed
+    else:  # another process fitted it, or the fit was reused from the task cache
+        artifacts = ctx.artifacts
+        found = artifacts.find(artifacts.key(spec.name, part.run_type.value, spec.config_hash,
+                                             manifest.sha256, part.train.last))
+        if found is None or found.digest != fitted["artifact_key"]:
+            raise StoreError(f"model {model!r}: its fitted artifact "
+                             f"({fitted['artifact_key'][:16]}) is missing from "
+                             f"{artifacts.root}; run again to refit it")
+        fitted_model = artifacts.load(found)
+        design = model_design(spec, panel, manifest, train_last=part.train.last)
+    t2 = time.perf_counter()
+    forecast = predict_origins(fitted_model, design, part)
+    del design, fitted_model
+    t3 = time.perf_counter()
+    rel = f"work/forecasts/{model}/{key[:16]}.parquet"
+    write_forecast(forecast, ctx.state / rel, metadata={
+        "model": spec.name, "run_type": run_type, "snapshot": manifest.id,
+        "config_hash": spec.config_hash, "artifact": fitted[TRACE]["artifact"],
+        "status": spec.status,
+        "code_commit": code_version().commit, "target": spec.target,
+    })
+    metrics = None
+    if part.run_type is not RunType.FORECASTING:
+        metrics = json.loads(json.dumps(_score(forecast, panel, spec.target),
+                                        default=_json_ready))
+    t4 = time.perf_counter()
+    if ctx.in_process and model in ctx.keep:
+        with _HANDOFF_LOCK:
+            _KEPT[key] = forecast
+    return {"model": model, "path": rel, "rows": len(forecast),
+            "n_samples": forecast.n_samples, "metrics": metrics,
+            "plausibility": _plausibility(forecast, ceiling),
+            TRACE: {"predict": t3 - t2, "evaluate": t4 - t3}}
+
+
+def _json_ready(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def build_model_graph(specs: Sequence[ModelSpec], *, run_type: RunType,
+                      snapshots: dict[str, Manifest], partitions: dict[str, Partition],
+                      ceilings: dict[tuple[str, str], float]) -> Graph:
+    """``fit:<model>`` then ``predict:<model>`` for each model, in ``specs`` order (the
+    runner keeps it among equal costs). Keys: model config hash, snapshot sha256, run type,
+    partition, ceiling and (base key) the code; no other setting."""
+    tasks: list[Task] = []
+    for spec in specs:
+        m = snapshots[spec.level]
+        params = {"model": spec.name, "config_hash": spec.config_hash,
+                  "snapshot": {"id": m.id, "sha256": m.sha256}, "run_type": run_type.value,
+                  "partition": _partition_dict(partitions[spec.level])}
+        tasks.append(Task(f"fit:{spec.name}", fit_model, {}, params, lane="fit",
+                          check=check_fitted))
+        tasks.append(Task(f"predict:{spec.name}", predict_model, {"fitted": f"fit:{spec.name}"},
+                          {**params, "ceiling": ceilings[(str(spec.level), spec.target)]},
+                          cost=1.0, lane="finish"))
+    return Graph(tasks)
+
+
+def model_run_base_key() -> str:
+    """The base key of evaluation and forecast tasks: the code (the settings they read are
+    in their parameters)."""
+    return digest({"graph": "modelrun", "code": code_fingerprint()})
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy across file systems)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -257,93 +532,51 @@ def _run(
     names: Sequence[str] | None,
     level: str | None,
     snapshot_refs: Sequence[str] | None,
+    executor: ExecutorSpec,
+    progress: Progress | None = None,
 ) -> RunResult:
     plan = plan_run(catalog, names, level)  # models incl. ensemble members, then ensembles
     specs = plan.models
     snapshots = SnapshotStore(settings.snapshot_dir)
     chosen = _snapshots_by_level(snapshots, specs, snapshot_refs)
-    panels = {lvl: snapshots.load(m.id) for lvl, m in chosen.items()}
-    artifacts = ArtifactStore(settings.artifact_dir)
+    panels = {lvl: load_snapshot(str(settings.snapshot_dir), m.id)[1]
+              for lvl, m in chosen.items()}
     scheme = settings.partition_scheme()
-    runs = RunStore(settings.runs_dir)
-    writer = runs.begin(kind, run_type.value)
-    results: list[ModelResult] = []
-    kept: dict[str, Forecast] = {}  # member forecasts the ensembles aggregate
-    started = time.time()
-    # Each fitted model is predicted, written and scored by one background thread while the
-    # main thread builds the next design and fits the next model: those steps run on one core,
-    # and the learners' threads then have the other. The ensembles' writes queue behind them.
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ewspipe-finish")
-    finishing: deque[tuple[ModelSpec, Future[tuple[Forecast, ModelResult]]]] = deque()
-    writes: list[Future[Any]] = []
-
-    def collect(*, block: bool) -> None:
-        """Results of finished models, in fitting order (sorted into plan order at the end);
-        a forecast no ensemble needs is let go here."""
-        while finishing and (block or finishing[0][1].done()):
-            spec, done = finishing.popleft()
-            forecast, result = done.result()
-            results.append(result)
-            if spec.name in plan.needed:
-                kept[spec.name] = forecast
-
-    def partition_of(spec: ModelSpec) -> Partition:
-        return scheme.partition(run_type, last_observed=chosen[spec.level].last_month
-                                if run_type is RunType.FORECASTING else None)
-
-    def timed_design(spec: ModelSpec) -> tuple[Design, float]:
-        t = time.perf_counter()
-        design = model_design(spec, panels[spec.level], chosen[spec.level],
-                              train_last=partition_of(spec).train.last)
-        return design, time.perf_counter() - t
-
-    # Each next design is built in a thread while the current model fits; models of the
-    # smaller panel (cm) go first, so a pgm design (5.4M rows) is ready when its turn comes.
-    # The record lists the models in plan order whatever the order of fitting.
-    order = sorted(specs, key=lambda sp: len(panels[sp.level].frame))
+    partitions = {lvl: scheme.partition(run_type, last_observed=m.last_month
+                                        if run_type is RunType.FORECASTING else None)
+                  for lvl, m in chosen.items()}
+    if run_type is not RunType.FORECASTING:
+        for spec in specs:  # every coverage problem before any work
+            _check_coverage(spec, chosen[spec.level], partitions[spec.level])
     ceilings = _ceilings(settings, panels, {(str(sp.level), sp.target)
                                             for sp in [*specs, *plan.ensembles]})
-    designer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ewspipe-design")
-    upcoming: Future[tuple[Design, float]] | None = None
+    # models of the smaller panel (cm) first: the record lists them in plan order anyway
+    order = sorted(specs, key=lambda sp: len(panels[sp.level].frame))
+    graph = build_model_graph(order, run_type=run_type, snapshots=chosen,
+                              partitions=partitions, ceilings=ceilings)
+    ex = make_executor(executor, lanes=True)
+    ctx = ModelRunContext(settings, {s.name: s for s in specs},
+                          in_process=not executor.uses_dask,
+                          order=tuple((s.name, chosen[s.level].id) for s in order),
+                          keep=frozenset(plan.needed))
+    runs = RunStore(settings.runs_dir)
+    started = time.time()
+    writer = runs.begin(kind, run_type.value)
     try:
-        if run_type is not RunType.FORECASTING:
-            for spec in specs:  # every coverage problem before any work
-                _check_coverage(spec, chosen[spec.level], partition_of(spec))
-        for i, spec in enumerate(order):
-            manifest, panel = chosen[spec.level], panels[spec.level]
-            partition = partition_of(spec)
-            current = upcoming if upcoming is not None else designer.submit(timed_design, spec)
-            design, built = current.result()
-            upcoming = designer.submit(timed_design, order[i + 1]) if i + 1 < len(order) \
-                else None
-            # MLflow's import and store warm up while the learners fit (no-op after the first
-            # model); not earlier: the import holds the GIL and would stall building the design
-            prefetch_tracking(settings)
-            t1 = time.perf_counter()
-            model, artifact, reused = fit_or_reuse(
-                spec, design, run_type=run_type, train_last=partition.train.last,
-                snapshot=manifest, artifacts=artifacts,
-            )
-            t2 = time.perf_counter()
-            finishing.append((spec, background.submit(
-                _finish, spec, model, design, partition, panel, manifest, writer,
-                run_type=run_type, artifact=artifact, reused=reused,
-                timings={"features": built, "fit": t2 - t1},
-                ceiling=ceilings[(str(spec.level), spec.target)],
-            )))
-            del design, model  # the background thread holds them until it is done
-            # a failed model stops the run now, not after the other models
-            _raise_first_failure([done for _, done in finishing])
-            collect(block=False)
-        collect(block=True)
-        rank = {spec.name: i for i, spec in enumerate(specs)}
-        results.sort(key=lambda r: rank[r.model])
+        try:
+            done = run_graph(graph, ctx, base_key=model_run_base_key(), executor=ex,
+                             cache=TaskCache(settings.state_dir / "tasks", settings.state_dir),
+                             progress=progress)
+            results, kept = _collect(settings, specs, plan.needed, chosen, done.outputs,
+                                     {r.task: (r.status, r.key) for r in done.records},
+                                     writer)
+        finally:
+            ex.close()
+            _drop_prefetched()
         ensembles, alerts = run_ensembles(
             plan, kept, {r.model: r.reused for r in results}, settings=settings,
             catalog=catalog, run_type=run_type, snapshots=chosen, panels=panels, writer=writer,
             score=None if run_type is RunType.FORECASTING else _score,
-            defer=lambda fn, *args, **kwargs: writes.append(background.submit(fn, *args,
-                                                                               **kwargs)),
             check=lambda fc, panel, target, lvl: _plausibility(
                 fc, ceilings[(str(lvl), target)]),
         )
@@ -351,19 +584,16 @@ def _run(
         implausible, raised = plausibility_alerts(results, run_id=writer.run_id,
                                                   run_type=run_type.value)
         alerts = [*alerts, *raised]
-        for done in writes:  # a failed write fails the run before anything is committed
-            done.result()
         code = code_version()
         record = {
             "run_id": writer.run_id, "kind": kind, "run_type": run_type.value,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "seconds": round(time.time() - started, 3),
+            "executor": ex.name,
             "snapshots": {lvl: {"id": m.id, "sha256": m.sha256, "fetched_at": m.fetched_at}
                           for lvl, m in chosen.items()},
             "code": code.to_dict(),
-            "partition": {lvl: _partition_dict(scheme.partition(
-                run_type, last_observed=m.last_month
-                if run_type is RunType.FORECASTING else None)) for lvl, m in chosen.items()},
+            "partition": {lvl: _partition_dict(p) for lvl, p in partitions.items()},
             "models": [r.to_dict() for r in results],
             "plausibility": {"factor": settings.qa.max_forecast_factor, "rule": RULE,
                              "ceilings": {f"{lvl}/{target}": c
@@ -373,18 +603,10 @@ def _run(
         }
         path = writer.commit(record)
     except BaseException:
-        pending = [done for _, done in finishing] + writes
-        for future in pending:
-            future.cancel()
-        wait(pending)  # nothing may still write into the folder abort removes
-        if upcoming is not None:
-            upcoming.cancel()
         writer.abort()
         raise
-    finally:
-        background.shutdown(wait=True)
-        designer.shutdown(wait=True, cancel_futures=True)
-    result = RunResult(writer.run_id, kind, run_type.value, str(path), results, record)
+    result = RunResult(writer.run_id, kind, run_type.value, str(path), results, record,
+                       done.records)
     # MLflow mirror of the committed run; never raises, its outcome travels with the result
     configs = {s.name: {**s.semantic_dict(), "config_hash": s.config_hash}
                for s in [*specs, *plan.ensembles]}
@@ -396,56 +618,40 @@ def _run(
     return result
 
 
-def _finish(
-    spec: ModelSpec,
-    model: BaseForecaster,
-    design: Design,
-    partition: Partition,
-    panel: Panel,
-    manifest: Manifest,
-    writer: RunWriter,
-    *,
-    run_type: RunType,
-    artifact: str,
-    reused: bool,
-    timings: dict[str, float],
-    ceiling: float,
-) -> tuple[Forecast, ModelResult]:
-    """Predict every origin of a fitted model, write the forecast, hold it against the
-    plausibility ``ceiling`` and, outside forecasting runs, score it and write its
-    metrics."""
-    t2 = time.perf_counter()
-    forecast = predict_origins(model, design, partition)
-    t3 = time.perf_counter()
-    rel = f"predictions/{spec.name}.parquet"
-    write_forecast(forecast, writer.path / rel, metadata={
-        "model": spec.name, "run_type": run_type.value, "snapshot": manifest.id,
-        "config_hash": spec.config_hash, "artifact": artifact, "status": spec.status,
-        "code_commit": code_version().commit, "target": spec.target,
-    })
-    metrics = None
-    if run_type is not RunType.FORECASTING:
-        metrics = _score(forecast, panel, spec.target)
-        writer.write_json(f"metrics/{spec.name}.json", metrics)
-    t4 = time.perf_counter()
-    return forecast, ModelResult(
-        model=spec.name, level=spec.level, status=spec.status, snapshot=manifest.id,
-        artifact=artifact, reused=reused, predictions=rel, rows=len(forecast),
-        n_samples=forecast.n_samples,
-        timings={**timings, "predict": t3 - t2, "evaluate": t4 - t3}, metrics=metrics,
-        plausibility=_plausibility(forecast, ceiling),
-    )
+def _collect(settings: Settings, specs: Sequence[ModelSpec], needed: set[str] | frozenset[str],
+             chosen: dict[str, Manifest], outputs: dict[str, Any],
+             status: dict[str, tuple[str, str]],
+             writer: RunWriter) -> tuple[list[ModelResult], dict[str, Forecast]]:
+    """Each model's forecast and metrics into the run folder, its result (plan order), and
+    the forecasts the ensembles aggregate."""
+    results: list[ModelResult] = []
+    kept: dict[str, Forecast] = {}
+    state = settings.state_dir
+    for spec in specs:
+        fit, pred = outputs[f"fit:{spec.name}"], outputs[f"predict:{spec.name}"]
+        rel = f"predictions/{spec.name}.parquet"
+        _link(state / pred["path"], writer.path / rel)
+        if pred["metrics"] is not None:
+            writer.write_json(f"metrics/{spec.name}.json", pred["metrics"])
+        if spec.name in needed:
+            with _HANDOFF_LOCK:
+                held = _KEPT.pop(status[f"predict:{spec.name}"][1], None)
+            kept[spec.name] = held if held is not None else read_forecast(writer.path / rel)[0]
+        trace = {**fit[TRACE], **pred[TRACE]}
+        reused = bool(trace.pop("reused")) or status[f"fit:{spec.name}"][0] == "reused"
+        artifact = str(trace.pop("artifact"))
+        trace.pop("path", None)
+        results.append(ModelResult(
+            model=spec.name, level=spec.level, status=spec.status,
+            snapshot=chosen[spec.level].id, artifact=artifact, reused=reused,
+            predictions=rel, rows=pred["rows"], n_samples=pred["n_samples"],
+            timings=trace, metrics=pred["metrics"], plausibility=pred["plausibility"]))
+    return results, kept
 
 
 def _plausibility(forecast: Forecast, ceiling: float) -> dict[str, Any] | None:
     found = check_forecast(forecast, ceiling)
     return None if found is None else found.to_dict()
-
-
-def _raise_first_failure(futures: Sequence[Future[Any]]) -> None:
-    for done in futures:
-        if done.done() and done.exception() is not None:
-            done.result()
 
 
 def _deliver(settings: Settings, alerts: Sequence[Alert], run_id: str) -> dict[str, Any]:
@@ -461,6 +667,19 @@ def _partition_dict(p: Partition) -> dict[str, Any]:
             "origins": origins, "steps": p.steps}
 
 
+def parse_run_type(value: RunType | str) -> RunType:
+    try:
+        rt = RunType(value)
+    except ValueError:
+        raise InputError(
+            f"run type {value!r} is not a run type; use calibration or validation"
+        ) from None
+    if rt is RunType.FORECASTING:
+        raise InputError("evaluation runs on the calibration or validation partition, not on "
+                         "forecasting; forecast with `ewspipe forecast` (forecast_models)")
+    return rt
+
+
 def evaluate_models(
     settings: Settings,
     catalog: Catalog,
@@ -470,24 +689,20 @@ def evaluate_models(
     level: str | None = None,
     snapshot_refs: Sequence[str] | None = None,
     executor: str | ExecutorSpec = "local",
+    progress: Progress | None = None,
 ) -> RunResult:
     """Rolling-origin evaluation of each model on the calibration or validation partition.
 
-    ``executor`` is parsed like every ``--executor`` and must be ``local``: this engine is the
-    in-process thread scheduler (``ewspipe run`` and sweeps take Dask executors).
+    A graph on the one runner (:func:`ewspipe.flows.runner.run_graph`): ``fit:<model>`` and
+    ``predict:<model>`` tasks keyed by config, snapshot, run type, partition and code, cached
+    in ``<state>/tasks``, so an interrupted evaluation resumes from its finished models.
+    ``executor``: ``local`` (fitting one model while the previous one is predicted and
+    scored), ``dask`` or a Dask scheduler address (:func:`ewspipe.executor_spec.parse_executor`).
     """
-    require_in_process(executor, "ewspipe evaluate")
-    try:
-        rt = RunType(run_type)
-    except ValueError:
-        raise InputError(
-            f"option --run-type: {run_type!r} is not a run type; use calibration or validation"
-        ) from None
-    if rt is RunType.FORECASTING:
-        raise InputError("option --run-type: evaluation runs on calibration or validation; use "
-                         "`ewspipe forecast` for the forecasting run")
+    spec = parse_executor(executor)
+    rt = parse_run_type(run_type)
     return _run(settings, catalog, kind="evaluate", run_type=rt, names=names, level=level,
-                snapshot_refs=snapshot_refs)
+                snapshot_refs=snapshot_refs, executor=spec, progress=progress)
 
 
 def forecast_models(
@@ -498,11 +713,13 @@ def forecast_models(
     level: str | None = None,
     snapshot_refs: Sequence[str] | None = None,
     executor: str | ExecutorSpec = "local",
+    progress: Progress | None = None,
 ) -> RunResult:
     """Forecast the 36 months after the last observed month for the last month's units.
 
-    ``executor`` must be ``local``, as for :func:`evaluate_models`.
+    Same engine, cache and executors as :func:`evaluate_models`; the fitted models are the
+    monthly run's (one artifact cache), so a model ``ewspipe run`` trained is reused here.
     """
-    require_in_process(executor, "ewspipe forecast")
+    spec = parse_executor(executor)
     return _run(settings, catalog, kind="forecast", run_type=RunType.FORECASTING, names=names,
-                level=level, snapshot_refs=snapshot_refs)
+                level=level, snapshot_refs=snapshot_refs, executor=spec, progress=progress)

@@ -29,7 +29,7 @@ from ewspipe.errors import InputError
 from ewspipe.flows import monitoring_tasks, tasks
 from ewspipe.flows.ensemble_run import plan_run
 from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
-from ewspipe.flows.graph import Graph, Task, digest
+from ewspipe.flows.graph import TRACE, Graph, Task, digest, settings_sections
 from ewspipe.flows.release_guard import check_release, verify_workspace
 from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
 from ewspipe.layout import StateFolder
@@ -44,14 +44,11 @@ __all__ = ["MonthlyPlan", "MonthlyRun", "base_key", "build_monthly_graph", "prep
 
 Progress = Callable[[str, TaskRecord, int, int], None]
 
-# settings that never change a result: where things live, how alerts travel, executors
-_NOT_IN_KEY = {"workspace", "source_file", "run", "alerts", "tracking", "demo", "sources"}
-
-
 def base_key(settings: Settings, environment: str) -> str:
-    """Config hash of the result-shaping settings plus the code fingerprint."""
-    config = settings.model_dump(mode="json", exclude=_NOT_IN_KEY)
-    return digest({"config": config, "code": code_fingerprint(), "environment": environment})
+    """The code fingerprint and environment. Settings are not in it: each task declares the
+    sections it reads (``Task.reads``), so ``[api] port`` changes no key (``settings`` stays
+    in the signature for callers)."""
+    return digest({"code": code_fingerprint(), "environment": environment})
 
 
 _TREE_LEARNERS = ("lightgbm", "xgboost", "random_forest", "extra_trees", "hist_gradient_boosting")
@@ -94,28 +91,32 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool,
         Task("snapshot", tasks.select_snapshots, params={"levels": levels}, cache=False),
     ]
     graph += [Task(f"drift:{lvl}", tasks.check_drift, {"snapshots": "snapshot"},
-                   {"level": lvl}) for lvl in levels]
+                   {"level": lvl}, reads=("drift",)) for lvl in levels]
     for spec in models:
         params = {"model": spec.name, "config_hash": spec.config_hash}
         graph.append(Task(f"train:{spec.name}", tasks.train_model, {"snapshots": "snapshot"},
-                          params, cost=training_cost(spec)))
+                          params, cost=training_cost(spec), reads=("partitions",)))
     for spec in models:
         params = {"model": spec.name, "config_hash": spec.config_hash}
         graph.append(Task(f"forecast:{spec.name}", tasks.forecast_model,
-                          {"snapshots": "snapshot", "trained": f"train:{spec.name}"}, params))
+                          {"snapshots": "snapshot", "trained": f"train:{spec.name}"}, params,
+                          reads=("partitions",)))
     all_fc = tuple(f"forecast:{s.name}" for s in models)
     needed = tuple(f"forecast:{m}" for m in sorted(plan.needed))
     drift = tuple(f"drift:{lvl}" for lvl in levels)
     graph.append(Task("ensembles", tasks.build_ensembles,
                       {"snapshots": "snapshot", "forecasts": needed},
                       {"names": [e.name for e in plan.ensembles],
-                       "config": {e.name: e.config_hash for e in plan.ensembles}}))
+                       "config": {e.name: e.config_hash for e in plan.ensembles}},
+                      reads=("reconciliation", "partitions")))
     graph.append(Task("qa", tasks.qa_checks, {"snapshots": "snapshot", "forecasts": all_fc,
-                                              "ensembles": "ensembles"}))
+                                              "ensembles": "ensembles"},
+                      reads=("partitions", "qa")))
     graph.append(Task("store", tasks.store_predictions,
                       {"snapshots": "snapshot", "forecasts": all_fc, "ensembles": "ensembles",
                        "qa": "qa"}))
-    graph.append(Task("output_drift", monitoring_tasks.check_output_drift, {"stored": "store"}))
+    graph.append(Task("output_drift", monitoring_tasks.check_output_drift, {"stored": "store"},
+                      reads=("qa",)))
     report_inputs: dict[str, Any] = {
         "snapshots": "snapshot", "drift": drift, "forecasts": all_fc,
         "ensembles": "ensembles", "qa": "qa", "stored": "store"}
@@ -165,6 +166,17 @@ class MonthlyRun:
         """The typed record every reader uses (stored, printed by ``--json``, served)."""
         return MonthlyRunRecord.from_dict(self._doc())
 
+    @property
+    def models(self) -> dict[str, list[str]]:
+        """Models ``trained`` in this run and ``reused`` (their task cached, or their
+        artifact found in the shared cache, e.g. fitted by ``ewspipe forecast``)."""
+        found: dict[str, list[str]] = {"trained": [], "reused": []}
+        for t in self.tasks:
+            if t.task.startswith("train:") and t.status in ("ran", "reused"):
+                trained = t.status == "ran" and not (t.output or {}).get(TRACE, {}).get("reused")
+                found["trained" if trained else "reused"].append(t.task.split(":", 1)[1])
+        return {k: sorted(v) for k, v in found.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return self.record().to_dict()
 
@@ -177,7 +189,7 @@ class MonthlyRun:
             "run_id": self.run_id, "environment": self.environment, "executor": self.executor,
             "status": self.status, "release": self.release, "started_at": self.started_at,
             "seconds": round(self.seconds, 3), "state": str(self.state),
-            "ran": self.ran, "reused": self.reused,
+            "ran": self.ran, "reused": self.reused, "models": self.models,
             "tasks": [t.to_dict() for t in self.tasks],
             "snapshots": out.get("snapshot"),
             "drift": {k.split(":", 1)[1]: {f: v for f, v in d.items() if f != "alerts"}
@@ -325,7 +337,8 @@ def run_monthly(
         ex = make_executor(spec)
         try:
             done = run_graph(plan.graph, ctx, base_key=base_key(settings, env), executor=ex,
-                             cache=TaskCache(layout.tasks, state), progress=progress)
+                             cache=TaskCache(layout.tasks, state), progress=progress,
+                             sections=settings_sections(settings))
         except BaseException as exc:
             db.record_run({**base, "status": "failed", "error": str(exc),
                            "finished_at": timestamp()})

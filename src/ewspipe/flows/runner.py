@@ -22,7 +22,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,8 +185,12 @@ def run_graph(
     executor: Executor,
     cache: TaskCache,
     progress: Progress | None = None,
+    sections: Mapping[str, Any] | None = None,
 ) -> GraphRun:
     """Run every task of ``graph`` once its inputs exist, reusing cached results.
+
+    ``sections`` are the settings the tasks' ``reads`` name
+    (:func:`ewspipe.flows.graph.settings_sections`), part of their keys.
 
     Raises:
         whatever a task raised (the first failure; tasks already running are let finish
@@ -214,8 +218,10 @@ def run_graph(
                     continue
                 pending.remove(task)
                 progressed = True
-                key = task.key(base_key, run.outputs)
+                key = task.key(base_key, run.outputs, sections)
                 hit = cache.get(key) if task.cache else None
+                if hit is not None and task.check is not None:
+                    task.check(ctx, hit["output"])
                 if hit is not None:
                     finish(TaskRecord(task.name, key, "reused", float(hit.get("seconds", 0.0)),
                                       hit["output"], hit.get("finished_at")))
@@ -223,9 +229,10 @@ def run_graph(
                 if progress is not None:
                     progress("started", TaskRecord(task.name, key, "started"),
                              len(run.records), total)
+                lane = {"lane": task.lane} if task.lane else {}  # executors without lanes
                 handle = executor.submit(_execute, task.func, ctx, key, task.name,
                                          task.arguments(run.outputs), fingerprint,
-                                         priority=task.cost)
+                                         priority=task.cost, **lane)
                 running[handle] = (task, key)
         if not running:
             if pending and failure is None:

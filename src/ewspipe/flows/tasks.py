@@ -10,7 +10,6 @@ same inputs give the same outputs in-process and on any Dask worker.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import shutil
@@ -36,8 +35,9 @@ from ewspipe.evaluation.plausibility import (
     plausibility_ceiling,
 )
 from ewspipe.flows.ensemble_run import plan_run, run_ensembles
+from ewspipe.flows.graph import TRACE
 from ewspipe.flows.ingest import import_demo_checked
-from ewspipe.flows.modelrun import fit_or_reuse, model_design, predict_origins
+from ewspipe.flows.modelrun import fit_or_reuse, load_snapshot, model_design, predict_origins
 from ewspipe.flows.publish_policy import decide_publish, deployed_pointers
 from ewspipe.layout import EnvironmentLayout
 from ewspipe.models.forecast import Forecast
@@ -86,6 +86,9 @@ class TaskContext:
 
     @property
     def artifacts(self) -> ArtifactStore:
+        """The one artifact cache, shared with ``ewspipe evaluate``/``forecast`` (same key:
+        model, run type, config hash, snapshot, training end, code), so a model fitted by
+        one is reused by the other."""
         return ArtifactStore(self.layout.artifacts)
 
     @property
@@ -109,14 +112,8 @@ def _spec(ctx: TaskContext, model: str, config_hash: str) -> ModelSpec:
     return spec
 
 
-@functools.lru_cache(maxsize=4)
-def _load_panel(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]:
-    store = SnapshotStore(Path(snapshot_dir))
-    return store.get(snapshot_id), store.load(snapshot_id)
-
-
 def _snapshot(ctx: TaskContext, snapshots: Mapping[str, Any], level: str) -> tuple[Manifest, Panel]:
-    return _load_panel(str(ctx.settings.snapshot_dir), snapshots[level]["id"])
+    return load_snapshot(str(ctx.settings.snapshot_dir), snapshots[level]["id"])
 
 
 def _partition(ctx: TaskContext, manifest: Manifest) -> Partition:
@@ -193,18 +190,20 @@ def check_drift(ctx: TaskContext, *, key: str, snapshots: Output, level: str) ->
 
 def train_model(ctx: TaskContext, *, key: str, snapshots: Output, model: str,
                 config_hash: str) -> Output:
-    """Fit ``model`` on everything up to the last observed month, or reuse its artifact."""
+    """Fit ``model`` on everything up to the last observed month, or reuse its artifact
+    (``trace.reused``: found in the shared cache, e.g. fitted by ``ewspipe forecast``)."""
     spec = _spec(ctx, model, config_hash)
     manifest, panel = _snapshot(ctx, snapshots, spec.level.value)
     partition = _partition(ctx, manifest)
     design = model_design(spec, panel, manifest, train_last=partition.train.last)
     artifacts = ctx.artifacts
-    fit_or_reuse(spec, design, run_type=RUN_TYPE, train_last=partition.train.last,
-                 snapshot=manifest, artifacts=artifacts)
+    _, _, reused = fit_or_reuse(spec, design, run_type=RUN_TYPE,
+                                train_last=partition.train.last, snapshot=manifest,
+                                artifacts=artifacts)
     akey = artifacts.key(spec.name, RUN_TYPE.value, spec.config_hash, manifest.sha256,
                          partition.train.last)
     return {"model": model, "level": spec.level.value, "artifact_key": akey.digest,
-            "train_last": partition.train.last}
+            "train_last": partition.train.last, TRACE: {"reused": reused}}
 
 
 def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Output,

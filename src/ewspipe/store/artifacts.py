@@ -75,6 +75,13 @@ class ArtifactStore:
     def _dir(self, key: ArtifactKey) -> Path:
         return self.root / key.model / key.run_type
 
+    def find_digest(self, model: str, run_type: str, digest: str) -> ArtifactManifest | None:
+        """The newest artifact of ``model`` and ``run_type`` whose key has this digest."""
+        base = self.root / model / run_type
+        hits = sorted(p for p in base.glob(f"*_{digest[:16]}") if (p / MANIFEST).is_file()) \
+            if base.is_dir() else []
+        return self._read(hits[-1]) if hits else None
+
     def find(self, key: ArtifactKey) -> ArtifactManifest | None:
         """The newest artifact with this key, if one was stored."""
         base = self._dir(key)
@@ -114,6 +121,10 @@ class ArtifactStore:
 
     def load(self, manifest: ArtifactManifest) -> BaseForecaster:
         """Verify every file's sha256, then deserialise."""
+        return load_model(self.verify(manifest))
+
+    def verify(self, manifest: ArtifactManifest) -> Path:
+        """The artifact's folder, once every file matches its sha256; IntegrityError else."""
         directory = self.root / manifest.directory
         for name, expected in manifest.files.items():
             path = directory / name
@@ -128,7 +139,7 @@ class ArtifactStore:
                     "manifest (tampered or corrupted); refusing to load it. Delete the artifact "
                     "folder and rerun to retrain."
                 )
-        return load_model(directory)
+        return directory
 
     def list(self, model: str | None = None) -> list[ArtifactManifest]:
         if not self.root.is_dir():
