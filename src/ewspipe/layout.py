@@ -70,6 +70,17 @@ class StateFolder:
         """The SQLite state database when ``[run] state_url`` is empty (``state.db``)."""
         return self.root / "state.db"
 
+    @property
+    def tasks(self) -> Path:
+        """The runner's task cache (``tasks/``): the monthly run's in an environment's folder,
+        evaluate/forecast's in the state folder."""
+        return self.root / "tasks"
+
+    @property
+    def work(self) -> Path:
+        """Intermediate outputs of tasks (``work/``), named by task key."""
+        return self.root / "work"
+
     def resolve(self, relative: str | Path) -> Path:
         """The file a record names by its path relative to this folder."""
         return self.root / relative
@@ -184,19 +195,9 @@ class EnvironmentLayout(StateFolder):
         return self.root / "run.lock"
 
     @property
-    def tasks(self) -> Path:
-        """The task cache of the monthly run (``tasks/``)."""
-        return self.root / "tasks"
-
-    @property
     def predictions(self) -> Path:
         """The Hive-partitioned prediction store (``predictions/``)."""
         return self.root / "predictions"
-
-    @property
-    def work(self) -> Path:
-        """Intermediate outputs of the monthly run's tasks (``work/``)."""
-        return self.root / "work"
 
     @property
     def ensemble_work(self) -> Path:

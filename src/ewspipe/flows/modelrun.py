@@ -459,7 +459,7 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
     del design, fitted_model
     t3 = time.perf_counter()
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
-    write_forecast(forecast, ctx.state / rel, metadata={
+    write_forecast(forecast, ctx.settings.layout.resolve(rel), metadata={
         "model": spec.name, "run_type": run_type, "snapshot": manifest.id,
         "config_hash": spec.config_hash, "artifact": fitted[TRACE]["artifact"],
         "status": spec.status,
@@ -565,7 +565,7 @@ def _run(
     try:
         try:
             done = run_graph(graph, ctx, base_key=model_run_base_key(), executor=ex,
-                             cache=TaskCache(settings.state_dir / "tasks", settings.state_dir),
+                             cache=TaskCache(settings.layout.tasks, settings.state_dir),
                              progress=progress)
             results, kept = _collect(settings, specs, plan.needed, chosen, done.outputs,
                                      {r.task: (r.status, r.key) for r in done.records},
@@ -626,11 +626,11 @@ def _collect(settings: Settings, specs: Sequence[ModelSpec], needed: set[str] | 
     the forecasts the ensembles aggregate."""
     results: list[ModelResult] = []
     kept: dict[str, Forecast] = {}
-    state = settings.state_dir
+    state = settings.layout
     for spec in specs:
         fit, pred = outputs[f"fit:{spec.name}"], outputs[f"predict:{spec.name}"]
         rel = f"predictions/{spec.name}.parquet"
-        _link(state / pred["path"], writer.path / rel)
+        _link(state.resolve(pred["path"]), writer.path / rel)
         if pred["metrics"] is not None:
             writer.write_json(f"metrics/{spec.name}.json", pred["metrics"])
         if spec.name in needed:
