@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,12 @@ class Ran:
     outputs: list[tuple[Block, str]]  # each python block and what it printed
 
 
-def run_page(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> Ran:
+def run_page(data_dir: str, monkeypatch: pytest.MonkeyPatch, scratch: Path) -> Ran:
     """Every python block of the page with ``../shared/data`` pointing at ``data_dir``, from
-    the repository root (where a user runs it: the catalog and ewspipe.toml are there)."""
+    the repository root (where a user runs it: the catalog and ewspipe.toml are there);
+    temporary folders the page makes go below ``scratch``."""
     monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.delenv("EWSPIPE_CONFIG", raising=False)
     namespace: dict[str, Any] = {"__name__": "__quickstart__"}
     outputs = []
@@ -77,9 +80,9 @@ def run_page(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> Ran:
 
 
 @pytest.fixture(scope="module")
-def real_run(shared_data: Path) -> Ran:
+def real_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Ran:
     with pytest.MonkeyPatch.context() as mp:
-        return run_page(str(shared_data), mp)
+        return run_page(str(shared_data), mp, tmp_path_factory.mktemp("quickstart"))
 
 
 def test_the_first_block_is_five_lines_and_readme_shows_it() -> None:
@@ -105,6 +108,20 @@ def test_quickstart_reproduces_the_benchmark_figures_on_real_data(real_run: Ran)
     assert f"{LOCF_MSLE}" in page[first + 1].text and f"{CHORUS_MSLE}" in page[first + 1].text
 
 
+def _recorded_runs_reuse(ns: dict[str, Any]) -> None:
+    """The workspace block: two recorded runs; the second refits nothing."""
+    first, again, ws = ns["first"], ns["again"], ns["ws"]
+    assert first.run_id != again.run_id and first.kind == again.kind == "forecast"
+    assert not any(m.reused for m in first.models)
+    assert sorted(m.model for m in again.models if m.reused) == ["amber_ridge", "last_value"]
+    assert Path(again.path).is_dir() and Path(again.path).is_relative_to(ws.layout.runs)
+
+
+@pytest.mark.shared_data
+def test_quickstart_records_runs_in_a_workspace_that_reuse(real_run: Ran) -> None:
+    _recorded_runs_reuse(real_run.namespace)
+
+
 @pytest.mark.shared_data
 def test_quickstart_forecast_is_36_months_after_the_last_one(real_run: Ran) -> None:
     ns = real_run.namespace
@@ -123,8 +140,9 @@ def test_quickstart_runs_on_the_demo_world(tmp_path: Path,
     target = tmp_path / "views_ged_cm" / "views_fat002_ged_sb_cm.parquet"
     target.parent.mkdir()
     world.cm[["month_id", "country_id", "ged_sb"]].to_parquet(target)
-    ran = run_page(str(tmp_path), monkeypatch)
+    ran = run_page(str(tmp_path), monkeypatch, tmp_path)
     ns = ran.namespace
+    _recorded_runs_reuse(ns)
     assert 0 < ns["chorus"].msle < ns["locf"].msle * 10
     assert ran.outputs[0][1].startswith("LOCF ")
     assert len(ns["ahead"]) == 36 * len(ns["panel"].forecast_entities())

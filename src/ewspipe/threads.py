@@ -59,7 +59,7 @@ def single_threaded_blas() -> Iterator[None]:
     global _blas_users, _blas_limiter
     with _blas_lock:
         if _blas_users == 0:
-            from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+            from threadpoolctl import threadpool_limits
 
             _blas_limiter = threadpool_limits(limits=1, user_api="blas")
         _blas_users += 1

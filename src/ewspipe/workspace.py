@@ -15,6 +15,7 @@ from typing import Any
 
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.errors import InputError
+from ewspipe.flows.ingest import CheckedImport, import_panel_checked
 from ewspipe.flows.modelrun import RunResult, evaluate_models, forecast_models
 from ewspipe.flows.monthly import MonthlyRun, run_monthly
 from ewspipe.layout import EnvironmentLayout, StateLayout
@@ -93,6 +94,15 @@ class Workspace:
     def production(self) -> Environment:
         """The environment releases serve (the first of ``[run] publish_environments``)."""
         return self.env(self.settings.run.production_environment)
+
+    def import_panel(self, path: str | Path, level: str, *,
+                     count_columns: Sequence[str] | None = None,
+                     missing: str = "error") -> CheckedImport:
+        """Validate a cm/pgm table and store it as an immutable snapshot, drift-checked
+        (``ewspipe data import panel``); runs then read the newest snapshot of each level."""
+        return import_panel_checked(self.settings, Path(path), level,
+                                    count_columns=None if count_columns is None
+                                    else list(count_columns), missing=missing)
 
     def catalog(self) -> Catalog:
         return load_catalog(self.settings.models_dir, ensembles_dir=self.settings.ensembles_dir)

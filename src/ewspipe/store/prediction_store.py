@@ -1,6 +1,7 @@
 """The prediction store: immutable Parquet partitions ``level=<l>/run=<r>/model=<m>``.
 
-Each partition holds one file, ``part-0.parquet``: the index columns (``origin``, ``step``,
+Each partition holds one file, ``part-0.parquet``, in the one forecast format
+(:mod:`ewspipe.store.predictions`), compact: the index columns (``origin``, ``step``,
 ``month_id``, the unit column), ``point`` as float32 and ``samples`` as a fixed-size list of
 float32 (one row per prediction, never one row per sample). A partition is written into a
 temporary folder next to its final place and renamed, so a reader sees it whole or not at
@@ -23,13 +24,13 @@ import pyarrow.parquet as pq
 from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir
 from ewspipe.errors import InputError, StoreError
 from ewspipe.models.forecast import Forecast
+from ewspipe.store.predictions import META_KEY, forecast_table, table_forecast, write_table
 
 __all__ = ["PartitionInfo", "PredictionStore"]
 
 PART_FILE = "part-0.parquet"
 _TMP = TMP_DIR_PREFIX
 _MIN_GROUP_ROWS = 8_192
-_META_KEY = b"ewspipe"
 
 
 @dataclass(frozen=True)
@@ -49,22 +50,6 @@ def _check_name(kind: str, value: str) -> str:
         raise InputError(f"prediction store: {kind} {value!r} is not a valid partition name; "
                          "use letters, digits, '_' and '-'")
     return value
-
-
-def _table(forecast: Forecast, metadata: dict[str, Any]) -> pa.Table:
-    n, s = forecast.samples.shape
-    frame = forecast.frame
-    columns: dict[str, pa.Array] = {
-        "origin": pa.array(frame["origin"].to_numpy(np.int32)),
-        "step": pa.array(frame["step"].to_numpy(np.int16)),
-        "month_id": pa.array(frame["month_id"].to_numpy(np.int32)),
-        forecast.unit_column: pa.array(frame[forecast.unit_column].to_numpy(np.int64)),
-        "point": pa.array(forecast.point.astype(np.float32)),
-    }
-    flat = pa.array(np.ascontiguousarray(forecast.samples, dtype=np.float32).ravel())
-    columns["samples"] = pa.FixedSizeListArray.from_arrays(flat, s)
-    meta = {**metadata, "unit_column": forecast.unit_column, "n_samples": s, "rows": n}
-    return pa.table(columns).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
 
 
 def _row_group_rows(forecast: Forecast) -> int:
@@ -100,13 +85,10 @@ class PredictionStore:
             return info, False
         try:
             with atomic_dir(final) as tmp:
-                table = _table(forecast, {"level": level, "run": run, "model": model,
-                                          **(metadata or {})})
-                # float points and draws are not dictionary-encoded: that only costs time
-                pq.write_table(table, tmp / PART_FILE, compression="zstd",
-                               row_group_size=_row_group_rows(forecast),
-                               use_dictionary=["origin", "step", "month_id",
-                                               forecast.unit_column])
+                table = forecast_table(forecast, {"level": level, "run": run, "model": model,
+                                                  **(metadata or {})}, compact=True)
+                write_table(table, tmp / PART_FILE, forecast.unit_column,
+                            row_group_size=_row_group_rows(forecast))
         except FileExistsError:
             if not (final / PART_FILE).is_file():
                 raise
@@ -146,16 +128,7 @@ class PredictionStore:
             table = pq.read_table(path, columns=columns)
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"{path}: unreadable partition ({exc})") from exc
-        frame = pd.DataFrame({c: table.column(c).to_numpy().astype(np.int64)
-                              for c in ("origin", "step", "month_id", unit)})
-        point = table.column("point").to_numpy().astype(np.float64)
-        if samples:
-            s = int(meta.get("n_samples", 1))
-            flat = table.column("samples").combine_chunks().flatten().to_numpy()
-            draws = np.asarray(flat, dtype=np.float64).reshape(-1, s)
-        else:
-            draws = point[:, None].copy()
-        return Forecast(frame=frame, point=point, samples=draws, unit_column=unit), meta
+        return table_forecast(table, meta, samples=samples), meta
 
     def origins(self, level: str, run: str, model: str) -> list[int]:
         """The distinct origins (last observed months) of one partition, ascending: a
@@ -170,7 +143,7 @@ class PredictionStore:
     def metadata(self, level: str, run: str, model: str) -> dict[str, Any]:
         path = self.partition_path(level, run, model) / PART_FILE
         try:
-            raw = (pq.read_schema(path).metadata or {}).get(_META_KEY)
+            raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"{path}: unreadable partition ({exc})") from exc
         return json.loads(raw) if raw else {}
