@@ -71,6 +71,12 @@ class StateFolder:
         return self.root / "state.db"
 
     @property
+    def lock(self) -> Path:
+        """The lock of one writer at a time (``run.lock``): an environment's monthly run, or
+        the state folder's evaluate/forecast runs."""
+        return self.root / "run.lock"
+
+    @property
     def tasks(self) -> Path:
         """The runner's task cache (``tasks/``): the monthly run's in an environment's folder,
         evaluate/forecast's in the state folder."""
@@ -188,11 +194,6 @@ class EnvironmentLayout(StateFolder):
     def artifacts(self) -> Path:
         """The shared artifact cache (``<state>/artifacts``, not per environment)."""
         return self.state.artifacts
-
-    @property
-    def lock(self) -> Path:
-        """The lock one monthly run of this environment holds (``run.lock``)."""
-        return self.root / "run.lock"
 
     @property
     def predictions(self) -> Path:

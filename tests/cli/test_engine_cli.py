@@ -51,6 +51,10 @@ def test_killed_evaluate_resumes_from_its_finished_models(ws: Path, state_dir: P
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "evaluate did not reach predict:last_value"
             time.sleep(0.2)
+        # one evaluate/forecast run at a time per state folder: a second one is refused
+        second = cli("--config", str(ws), "forecast", "--model", "last_value")
+        assert second.code == 1, second
+        assert "evaluate/forecast runs" in second.err and "locked by another run" in second.err
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

@@ -52,11 +52,11 @@ from ewspipe.evaluation.plausibility import (
 from ewspipe.evaluation.schemes import evaluate, join_actuals
 from ewspipe.features.build import build_design
 from ewspipe.features.design import Design
-from ewspipe.flows.ensemble_run import plan_run, run_ensembles
+from ewspipe.flows.ensemble_run import RunPlan, plan_run, run_ensembles
 from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import TRACE, Graph, Task, digest
 from ewspipe.flows.output_drift import after_forecast_run
-from ewspipe.flows.runner import Progress, TaskCache, TaskRecord, run_graph
+from ewspipe.flows.runner import EnvironmentLock, Progress, TaskCache, TaskRecord, run_graph
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
@@ -554,11 +554,29 @@ def _run(
     order = sorted(specs, key=lambda sp: len(panels[sp.level].frame))
     graph = build_model_graph(order, run_type=run_type, snapshots=chosen,
                               partitions=partitions, ceilings=ceilings)
-    ex = make_executor(executor, lanes=True)
     ctx = ModelRunContext(settings, {s.name: s for s in specs},
                           in_process=not executor.uses_dask,
                           order=tuple((s.name, chosen[s.level].id) for s in order),
                           keep=frozenset(plan.needed))
+    # one evaluate/forecast run at a time per state folder (the task cache would stay
+    # consistent without it, but two runs would compute the same tasks twice)
+    with EnvironmentLock(settings.layout.lock, timeout=settings.run.lock_timeout_seconds,
+                         environment=settings.run.environment,
+                         holder=f"the evaluate/forecast runs of {settings.state_dir}",
+                         wait_hint="raise [run] lock_timeout_seconds to wait for it"):
+        return _run_locked(settings, catalog, plan, kind=kind, run_type=run_type,
+                           chosen=chosen, panels=panels, partitions=partitions,
+                           ceilings=ceilings, graph=graph, executor=executor, ctx=ctx,
+                           progress=progress)
+
+
+def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: str,
+                run_type: RunType, chosen: dict[str, Manifest], panels: dict[str, Panel],
+                partitions: dict[str, Partition], ceilings: dict[tuple[str, str], float],
+                graph: Graph, executor: ExecutorSpec, ctx: ModelRunContext,
+                progress: Progress | None = None) -> RunResult:
+    specs = plan.models
+    ex = make_executor(executor, lanes=True)
     runs = RunStore(settings.runs_dir)
     started = time.time()
     writer = runs.begin(kind, run_type.value)

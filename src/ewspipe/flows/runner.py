@@ -48,12 +48,19 @@ class StateLocked(EwspipeError):
 
 
 class EnvironmentLock:
-    """``with EnvironmentLock(path, timeout=...):`` one writer per state folder."""
+    """``with EnvironmentLock(path, timeout=...):`` one writer per state folder.
 
-    def __init__(self, path: Path, *, timeout: float, environment: str) -> None:
+    ``holder``: what the lock guards, in the refusal (default: the environment); ``wait_hint``:
+    how to wait longer (default: the monthly run's option)."""
+
+    def __init__(self, path: Path, *, timeout: float, environment: str,
+                 holder: str | None = None,
+                 wait_hint: str = "pass --lock-timeout SECONDS to wait for it") -> None:
         self.path = Path(path)
         self.timeout = timeout
         self.environment = environment
+        self.holder = holder or f"environment {environment!r}"
+        self.wait_hint = wait_hint
         self._fh: Any = None
 
     def __enter__(self) -> EnvironmentLock:
@@ -70,9 +77,8 @@ class EnvironmentLock:
                     holder = fh.read().strip() or "unknown"
                     fh.close()
                     raise StateLocked(
-                        f"environment {self.environment!r} is locked by another run (pid "
-                        f"{holder}, lock file {self.path}); wait for it to finish, or pass "
-                        "--lock-timeout SECONDS to wait for it"
+                        f"{self.holder} is locked by another run (pid {holder}, lock file "
+                        f"{self.path}); wait for it to finish, or {self.wait_hint}"
                     ) from None
                 time.sleep(0.2)
         fh.seek(0)
