@@ -6,6 +6,7 @@ nothing, a model's hyperparameter retrains that model only)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,3 +121,20 @@ def test_forecast_then_run_fits_zero_models(ws: Path, cli):
     res = cli("--config", str(ws), "run")
     assert res.code == 0, res.err
     assert "models: 0 trained, 4 reused" in res.out
+
+
+def test_a_deleted_artifact_cache_heals_on_the_next_run(ws: Path, state_dir: Path, cli):
+    """Artifacts and half of the task records deleted by hand: the next run refits what is
+    missing (its task key says what) instead of failing every re-run."""
+    assert cli("--config", str(ws), "data", "demo", "--json").code == 0
+    first = cli("--config", str(ws), "run", "--json")
+    assert first.code == 0, first.err
+    shutil.rmtree(state_dir / "artifacts")
+    env_tasks = sorted((state_dir / "development" / "tasks").glob("*/*.json"))
+    for record in env_tasks[::2]:
+        record.unlink()
+    again = cli("--config", str(ws), "run", "--json")
+    assert again.code == 0, again.err
+    doc = again.json()
+    assert doc["status"] == "ok" and len(doc["models"]["trained"]) == 4
+    assert any((state_dir / "artifacts").rglob("manifest.json"))

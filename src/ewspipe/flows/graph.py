@@ -76,7 +76,8 @@ class Task:
             one lane run one at a time, lanes run side by side. Not part of the key.
         check: ``check(ctx, output)`` before a cached output is reused; raises when what it
             names can no longer be trusted (a fitted model's files no longer match their
-            sha256), so the run fails as it would have when running the task.
+            sha256), so the run fails as it would have when running the task; returns False
+            when what it names is gone (a deleted artifact), so the task runs again.
     """
 
     name: str

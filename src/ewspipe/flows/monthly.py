@@ -95,7 +95,8 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool,
     for spec in models:
         params = {"model": spec.name, "config_hash": spec.config_hash}
         graph.append(Task(f"train:{spec.name}", tasks.train_model, {"snapshots": "snapshot"},
-                          params, cost=training_cost(spec), reads=("partitions",)))
+                          params, cost=training_cost(spec), reads=("partitions",),
+                          check=tasks.artifact_present))
     for spec in models:
         params = {"model": spec.name, "config_hash": spec.config_hash}
         graph.append(Task(f"forecast:{spec.name}", tasks.forecast_model,

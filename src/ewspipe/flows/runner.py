@@ -226,8 +226,9 @@ def run_graph(
                 progressed = True
                 key = task.key(base_key, run.outputs, sections)
                 hit = cache.get(key) if task.cache else None
-                if hit is not None and task.check is not None:
-                    task.check(ctx, hit["output"])
+                if hit is not None and task.check is not None \
+                        and task.check(ctx, hit["output"]) is False:
+                    hit = None  # what it names is gone: run it again (the key says what)
                 if hit is not None:
                     finish(TaskRecord(task.name, key, "reused", float(hit.get("seconds", 0.0)),
                                       hit["output"], hit.get("finished_at")))

@@ -55,6 +55,7 @@ from ewspipe.store.statedb import open_state_db
 
 __all__ = [
     "TaskContext",
+    "artifact_present",
     "build_ensembles",
     "check_drift",
     "forecast_model",
@@ -204,6 +205,14 @@ def train_model(ctx: TaskContext, *, key: str, snapshots: Output, model: str,
                          partition.train.last)
     return {"model": model, "level": spec.level.value, "artifact_key": akey.digest,
             "train_last": partition.train.last, TRACE: {"reused": reused}}
+
+
+def artifact_present(ctx: TaskContext, output: Output) -> bool:
+    """Before a cached train task is reused: its artifact is still in the cache. A deleted
+    one (the cache cleared by hand, a lost disk) makes the task run again and refit, so the
+    state heals instead of failing every re-run."""
+    return ctx.artifacts.find_digest(output["model"], RUN_TYPE.value,
+                                     output["artifact_key"]) is not None
 
 
 def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Output,
