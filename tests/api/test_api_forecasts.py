@@ -146,6 +146,9 @@ def test_any_page_is_a_slice_of_the_filtered_whole(client, lo, span, limit, offs
 @pytest.mark.parametrize(("params", "name", "needle"), [
     ({"month_from": 530, "month_to": 520}, "month_to", "before month_from"),
     ({"units": "1,x"}, "units", "not a comma-separated list"),
+    ({"units": "1,9223372036854775808"}, "units", "out of range"),
+    ({"units": "-5"}, "units", "out of range"),
+    ({"month_from": 2**70}, "month_from", "less than or equal"),
     ({"quantiles": "0.5,1.5"}, "quantiles", "outside [0, 1]"),
     ({"quantiles": "a"}, "quantiles", "not a comma-separated list"),
     ({"quantiles": "0.5"}, "quantiles", "point forecasts only"),

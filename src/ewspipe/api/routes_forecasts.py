@@ -45,6 +45,9 @@ _PARQUET_ACCEPT = ("application/vnd.apache.parquet", "application/x-parquet",
                    "application/parquet")
 
 
+MAX_ID = 2**63 - 1
+
+
 def _ints(text: str | None, name: str, limit: int) -> tuple[int, ...]:
     if not text:
         return ()
@@ -54,6 +57,10 @@ def _ints(text: str | None, name: str, limit: int) -> tuple[int, ...]:
         invalid("query", name, f"{text[:80]!r} is not a comma-separated list of integer ids")
     if len(values) > limit:
         invalid("query", name, f"{len(values)} ids; at most {limit} per request")
+    huge = [v for v in values if not 0 <= v <= MAX_ID]
+    if huge:  # the stores keep 64-bit ids: a larger one matches nothing and overflows DuckDB
+        invalid("query", name, f"id {str(huge[0])[:40]} is out of range; ids are integers "
+                f"from 0 to {MAX_ID}")
     return values
 
 
