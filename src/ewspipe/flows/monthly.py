@@ -15,6 +15,8 @@ snapshots stay shared in ``<state_dir>/snapshots``.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -36,7 +38,7 @@ from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
 from ewspipe.store.run_record import MonthlyRunRecord
-from ewspipe.store.statedb import open_state_db
+from ewspipe.store.statedb import StateDB, open_state_db
 from ewspipe.store.tracking_monthly import track_monthly_run
 
 __all__ = ["MonthlyPlan", "MonthlyRun", "base_key", "build_monthly_graph", "prepare_monthly",
@@ -214,6 +216,38 @@ class MonthlyRun:
         }
 
 
+def close_interrupted(db: StateDB, environment: str, *, shared: bool) -> list[str]:
+    """Mark ``interrupted`` the runs of ``environment`` still ``running`` whose process is
+    gone (killed, crashed, the machine restarted): called under the environment's lock, so no
+    run of this state folder is alive. A record of another host (a shared PostgreSQL state)
+    is left alone; one without host and pid (older versions) only in a local state."""
+    host = socket.gethostname()
+    closed: list[str] = []
+    for record in db.running(environment):
+        if record.get("host") is None or record.get("pid") is None:
+            gone = not shared
+        else:
+            gone = record["host"] == host and not _alive(int(record["pid"]))
+        if gone:
+            db.record_run({**record, "status": "interrupted", "finished_at": timestamp(),
+                           "error": "the run's process ended before the run finished "
+                                    "(killed or crashed); found by a later run"})
+            closed.append(str(record["run_id"]))
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 def _output_drift_summary(doc: dict[str, Any] | None, state: Path) -> dict[str, Any] | None:
     """The output-drift task's result without its alert records (they are in ``alerts``)."""
     if doc is None:
@@ -332,8 +366,10 @@ def run_monthly(
         run_id = f"{timestamp()}_{env}_{uuid.uuid4().hex[:6]}"
         started = time.time()
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+        close_interrupted(db, env, shared=bool(run_settings.state_url))
         base = {"run_id": run_id, "environment": env, "started_at": started_at,
-                "executor": str(spec), "code": code_version().to_dict(), "release": plan.release}
+                "executor": str(spec), "code": code_version().to_dict(), "release": plan.release,
+                "host": socket.gethostname(), "pid": os.getpid()}
         db.record_run({**base, "status": "running"})
         ex = make_executor(spec)
         try:

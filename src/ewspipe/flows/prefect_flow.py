@@ -13,6 +13,8 @@ entrypoint, ``ewspipe.flows.prefect_flow:monthly_flow``) is created on first acc
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +24,7 @@ from ewspipe.catalog import Catalog
 from ewspipe.extras import MissingExtra, install_hint, require
 from ewspipe.flows import tasks
 from ewspipe.flows.graph import Task
-from ewspipe.flows.monthly import base_key, prepare_monthly, run_outcome
+from ewspipe.flows.monthly import base_key, close_interrupted, prepare_monthly, run_outcome
 from ewspipe.flows.runner import EnvironmentLock, TaskCache
 from ewspipe.provenance import code_version, timestamp
 from ewspipe.settings import Settings, load_settings
@@ -87,9 +89,11 @@ def _run_flow(settings: Settings, environment: str | None,
         db = open_state_db(run_settings.state_url, state)
         run_id = f"{timestamp()}_{env}_{uuid.uuid4().hex[:6]}"
         started = time.time()
+        close_interrupted(db, env, shared=bool(run_settings.state_url))
         record = {"run_id": run_id, "environment": env, "executor": "prefect",
                   "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                  "code": code_version().to_dict(), "release": plan.release}
+                  "code": code_version().to_dict(), "release": plan.release,
+                  "host": socket.gethostname(), "pid": os.getpid()}
         db.record_run({**record, "status": "running"})
         try:
             futures: dict[str, Any] = {}

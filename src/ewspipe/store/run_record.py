@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["MonthlyRunRecord", "QASummary", "RunOutputs", "SnapshotUsed"]
 
-_UNFINISHED = ("running", "failed")
+_UNFINISHED = ("running", "failed", "interrupted")
 
 
 class _Part(BaseModel):
@@ -64,7 +64,7 @@ class MonthlyRunRecord(_Part):
     run_id: str
     environment: str | None = None
     executor: str | None = None
-    status: str | None = None  # running | failed | ok | qa_failed | not_published
+    status: str | None = None  # running | failed | interrupted | ok | qa_failed | not_published
     release: dict[str, Any] | str | None = None  # a publishing run's release (old: its tag)
     started_at: str | None = None
     seconds: float | None = None

@@ -124,6 +124,12 @@ class StateDB:
                           f"DESC LIMIT {int(limit)}", params)
         return [json.loads(r[0]) for r in rows]
 
+    def running(self, environment: str) -> list[dict[str, Any]]:
+        """Records of ``environment`` still marked ``running`` (oldest first)."""
+        rows = self._rows("SELECT record FROM runs WHERE environment = ? AND status = ? "
+                          "ORDER BY started_at, run_id", [environment, "running"])
+        return [json.loads(r[0]) for r in rows]
+
     def run_records(self, environment: str | None = None,
                     limit: int = 50) -> list[MonthlyRunRecord]:
         """:meth:`runs`, typed (newest first)."""
