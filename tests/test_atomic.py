@@ -152,3 +152,35 @@ def test_concurrent_folder_commits_keep_one_winner(tmp_path: Path) -> None:
     assert sorted(outcomes) == ["lost"] * 5 + ["won"]
     assert (final / "who").read_text() in {str(i) for i in range(6)}
     assert _names(tmp_path) == ["part"]
+
+
+def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path: Path):
+    """A writer killed mid-write leaves a temporary folder or file that will never be
+    committed; the next write into that folder removes it (its pid is gone), and leaves
+    a live writer's alone. An import into the snapshot store does it."""
+    import subprocess
+    import sys
+
+    from ewspipe.atomic import make_temp_dir, remove_stale_temps
+    from ewspipe.panel.ingest import import_frame
+    from ewspipe.panel.snapshot import SnapshotStore
+    from ewspipe.panel.synthetic import demo_world
+    from ewspipe.settings import DemoSettings
+
+    snapshots = tmp_path / "snapshots"
+    code = ("import sys; from pathlib import Path; from ewspipe.atomic import make_temp_dir, "
+            "temp_path; d = make_temp_dir(Path(sys.argv[1]) / 'cm-abc'); "
+            "(d / 'x.parquet').write_text('half'); "
+            "temp_path(Path(sys.argv[1]) / 'm.json').write_text('half')")
+    subprocess.run([sys.executable, "-c", code, str(snapshots)], check=True)  # then it died
+    dead = sorted(p.name for p in snapshots.iterdir())
+    assert len(dead) == 2
+    live = make_temp_dir(snapshots / "cm-def")
+    assert remove_stale_temps(tmp_path / "missing") == []
+
+    world = demo_world(DemoSettings(countries=10, pgm_cells=50))
+    import_frame(world.cm, "cm", SnapshotStore(snapshots), source={"kind": "test"},
+                 source_name="demo cm")
+    left = {p.name for p in snapshots.iterdir()}
+    assert not left & set(dead) and live.name in left
+    assert len(SnapshotStore(snapshots).list()) == 1

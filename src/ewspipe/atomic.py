@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +33,8 @@ __all__ = [
     "fsync_tree",
     "json_default",
     "make_temp_dir",
+    "process_alive",
+    "remove_stale_temps",
     "temp_path",
     "write_bytes",
     "write_json",
@@ -163,6 +166,41 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+_TEMP_PID = re.compile(r"^\.(?:tmp-.*-|.*\.)(\d+)-[0-9a-f]{12}(?:\.tmp)?$")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still exists (another user's counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files and folders in ``folder`` left by writers that died (a
+    ``kill -9`` mid-write): their names carry the writer's pid, and one whose process is gone
+    will never be committed. Those of live writers are left alone."""
+    removed: list[Path] = []
+    if not Path(folder).is_dir():
+        return removed
+    for path in Path(folder).iterdir():
+        match = _TEMP_PID.match(path.name)
+        if match is None or process_alive(int(match.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def make_temp_dir(final: Path) -> Path:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ewspipe.atomic import process_alive
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.spec import ModelSpec
@@ -227,25 +228,13 @@ def close_interrupted(db: StateDB, environment: str, *, shared: bool) -> list[st
         if record.get("host") is None or record.get("pid") is None:
             gone = not shared
         else:
-            gone = record["host"] == host and not _alive(int(record["pid"]))
+            gone = record["host"] == host and not process_alive(int(record["pid"]))
         if gone:
             db.record_run({**record, "status": "interrupted", "finished_at": timestamp(),
                            "error": "the run's process ended before the run finished "
                                     "(killed or crashed); found by a later run"})
             closed.append(str(record["run_id"]))
     return closed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
 
 
 def _output_drift_summary(doc: dict[str, Any] | None, state: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ewspipe import __version__
-from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir
+from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir, remove_stale_temps
 from ewspipe.errors import IntegrityError, SnapshotNotFound, StoreError
 from ewspipe.panel.months import month_label
 from ewspipe.panel.schema import Level, Panel, PanelSpec, ValidationReport
@@ -127,6 +127,7 @@ class SnapshotStore:
 
     def _store(self, panel: Panel, report: ValidationReport, source: dict[str, Any],
                fetched_at: str | None, extra: dict[str, Any]) -> tuple[Manifest, bool]:
+        remove_stale_temps(self.root)  # what an import killed mid-write left behind
         digest = content_hash(panel)
         snap_id = f"{panel.level.value}-{digest[:_ID_HEX]}"
         final = self.root / snap_id
