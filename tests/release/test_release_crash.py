@@ -127,3 +127,47 @@ def test_killed_inside_git_merge_is_redone(tmp_path):
     result = promote(ctx)
     assert result["resumed"] and result["tag"] == "v0.2.0"
     _assert_consistent(ctx, repo, "v0.2.0", changelog_sections=2)
+
+
+@pytest.mark.parametrize("kill_after", ["add", "write"])
+def test_killed_between_changelog_add_and_commit_is_redone(tmp_path, kill_after):
+    """A kill after CHANGELOG.md was written (and staged) but before its commit: the re-run
+    undoes that write and commits the section once, instead of refusing forever with
+    "uncommitted changes (CHANGELOG.md)"."""
+    from ewspipe.release.changelog import insert_section
+
+    repo = make_repo(tmp_path)
+    state = tmp_path / "state"
+    ctx = open_ctx(repo, state)
+    release_first(ctx)
+    commit_file(repo, "docs/a.md", "a\n", "feat: a")
+    stage_ok(ctx)
+    _crash(repo, state, "changelog", "promote")
+    # what commit_file had done when the kill came: the file written, maybe staged
+    plan = ctx.ledger.pending()[0]["plan"]
+    git(repo, "checkout", "-q", "production")
+    text = insert_section(git(repo, "show", "production:CHANGELOG.md") + "\n",
+                          plan["changelog"])
+    (repo / "CHANGELOG.md").write_text(text)
+    if kill_after == "add":
+        git(repo, "add", "--", "CHANGELOG.md")
+    result = promote(ctx)
+    assert result["resumed"] and result["tag"] == "v0.2.0"
+    _assert_consistent(ctx, repo, "v0.2.0", changelog_sections=2)
+
+
+def test_a_users_own_changelog_edit_is_still_refused(tmp_path):
+    """Only the release's own interrupted write is undone: an edit without its section is
+    the user's, and the resume refuses as before."""
+    repo = make_repo(tmp_path)
+    state = tmp_path / "state"
+    ctx = open_ctx(repo, state)
+    release_first(ctx)
+    commit_file(repo, "docs/a.md", "a\n", "feat: a")
+    stage_ok(ctx)
+    _crash(repo, state, "changelog", "promote")
+    git(repo, "checkout", "-q", "production")
+    (repo / "CHANGELOG.md").write_text("my notes\n")
+    with pytest.raises(Exception, match="uncommitted changes"):
+        promote(ctx)
+    assert (repo / "CHANGELOG.md").read_text() == "my notes\n"

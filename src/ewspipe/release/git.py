@@ -262,6 +262,11 @@ class Git:
         out = self.run("status", "--porcelain", "--untracked-files=no")
         return [line[3:] for line in out.splitlines() if line]
 
+    def restore(self, path: str) -> None:
+        """Drop the staged and unstaged changes of ``path`` (back to HEAD's version)."""
+        self.run("reset", "--quiet", "HEAD", "--", path)
+        self.run("checkout", "--", path)
+
     def require_clean(self, action: str) -> None:
         dirty = self.dirty_files()
         if dirty:

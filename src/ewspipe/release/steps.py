@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ewspipe.errors import CheckFailed
+from ewspipe.release.changelog import CHANGELOG, has_section
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.git import GitFailed
 from ewspipe.release.manifest import tag_message
@@ -96,10 +97,26 @@ def resume_operation(ctx: ReleaseContext, entry: dict[str, Any]) -> Operation:
     """The stored operation of a pending entry, after undoing a merge that was interrupted
     inside git (the step is redone) and checking the worktree is otherwise clean."""
     ctx.git.abort_merge()
+    _undo_uncommitted_changelog(ctx, entry)
     ctx.git.require_clean(f"resume the pending {entry['kind']} of {entry['version']}")
     ctx.require_consistent()
     return Operation(entry["version"], entry["kind"], entry["commits"], entry["manifest"],
                      entry["plan"])
+
+
+def _undo_uncommitted_changelog(ctx: ReleaseContext, entry: dict[str, Any]) -> None:
+    """A kill between ``git add CHANGELOG.md`` and its commit leaves the file staged on
+    production with this release's section: that step did not happen (its commit is
+    missing), so its write is undone and the step redone, as an interrupted merge is. Any
+    other change, or a CHANGELOG.md without this release's section, is the user's and still
+    refused by the clean-worktree check."""
+    git, tag = ctx.git, (entry.get("plan") or {}).get("tag")
+    if not tag or git.current_branch() != ctx.prod or git.dirty_files() != [CHANGELOG]:
+        return
+    path = git.root / CHANGELOG
+    text = path.read_text(encoding="utf-8") if path.is_file() else None
+    if has_section(text, str(tag)) and not has_section(git.show(ctx.prod, CHANGELOG), str(tag)):
+        git.restore(CHANGELOG)
 
 
 def run_operation(ctx: ReleaseContext, op: Operation,
