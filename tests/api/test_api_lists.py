@@ -111,6 +111,24 @@ def test_alerts(client, workspace):
     assert _page(client, "/api/v1/alerts", since="2999-01-01")["total"] == 0
 
 
+def test_a_damaged_alert_log_is_a_503_naming_the_line(client, workspace):
+    """One hand-edited line in an alert log: the API says the stored state is damaged and
+    where (503), not a bare 500."""
+    log = workspace.settings.layout.env("production").alerts_log
+    before = log.read_bytes()
+    try:
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write("{not json\n")
+        resp = client.get("/api/v1/alerts", params={"env": "production"})
+        assert resp.status_code == 503, resp.text
+        detail = resp.json()["detail"]
+        assert "stored state is damaged" in detail and "alerts.jsonl, line" in detail
+        assert "fix or delete that line" in detail
+    finally:
+        log.write_bytes(before)
+    assert client.get("/api/v1/alerts", params={"env": "production"}).status_code == 200
+
+
 def test_releases(client, workspace):
     doc = _page(client, "/api/v1/releases")
     versions = [e["version"] for e in doc["items"]]

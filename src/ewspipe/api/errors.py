@@ -1,6 +1,7 @@
-"""Our own exceptions as HTTP answers: bad input 422, inconsistent stored state 500, each
-with the message that names what is at fault (never a bare traceback); and the 422/404
-answers routes raise naming the parameter at fault."""
+"""Our own exceptions as HTTP answers: bad input 422, damaged or inconsistent stored state
+503 (the service cannot answer from it until the file named is repaired), anything else of
+ours 500, each with the message that names what is at fault and how to fix it (never a bare
+traceback); and the 422/404 answers routes raise naming the parameter at fault."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import NoReturn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from ewspipe.errors import EwspipeError, InputError
+from ewspipe.errors import EwspipeError, InputError, StoreError
 
 __all__ = ["ParamError", "install_error_handlers", "invalid", "not_found"]
 
@@ -18,6 +19,8 @@ async def _ewspipe_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InputError):
         return JSONResponse({"detail": [{"loc": ["query"], "type": "value_error",
                                          "msg": str(exc)}]}, status_code=422)
+    if isinstance(exc, StoreError):
+        return JSONResponse({"detail": f"stored state is damaged: {exc}"}, status_code=503)
     return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
 
 
