@@ -29,7 +29,13 @@ from ewspipe.errors import InputError, SpecError
 from ewspipe.evaluation.schemes import Evaluation as Scores
 from ewspipe.evaluation.schemes import evaluate, join_actuals
 from ewspipe.flows.ensemble_run import combine, plan_run
-from ewspipe.flows.modelrun import POINT_METRICS, SAMPLE_METRICS, model_design, predict_origins
+from ewspipe.flows.modelrun import (
+    POINT_METRICS,
+    SAMPLE_METRICS,
+    check_coverage,
+    model_design,
+    predict_origins,
+)
 from ewspipe.models import registry
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Level, MissingPolicy, Panel, validate_panel
@@ -201,17 +207,6 @@ def _run_type(partition: RunType | str) -> RunType:
     return rt
 
 
-def _check_coverage(name: str, panel: Panel, partition: Partition) -> None:
-    last_origin = partition.rolling_origins()[-1].origin
-    if panel.last_month < last_origin or panel.first_month > partition.train.last:
-        raise InputError(
-            f"the panel covers months {panel.first_month}..{panel.last_month}, but the "
-            f"{partition.run_type.value} partition of {name!r} trains up to "
-            f"{partition.train.last} and forecasts from origins up to {last_origin}; pass data "
-            "that covers them or choose the other partition"
-        )
-
-
 # --------------------------------------------------------------------------- results
 
 
@@ -322,7 +317,9 @@ def backtest(
     panel = load_panel(data)
     part = _partition(settings, run_type, panel)
     head = plan.ensemble or plan.models[0]
-    _check_coverage(head.name, panel, part)
+    check_coverage(head.name, part, first_month=panel.first_month, last_month=panel.last_month,
+                   data="the panel", fix="pass data that covers them or choose the other "
+                   "partition")
     results: dict[str, Evaluation] = {}
     for spec in plan.models:
         _target(panel, spec.name, spec.target)

@@ -77,6 +77,7 @@ __all__ = [
     "ModelRunContext",
     "RunResult",
     "build_model_graph",
+    "check_coverage",
     "evaluate_models",
     "fit_model",
     "fit_or_reuse",
@@ -172,15 +173,23 @@ def model_design(
         ) from exc
 
 
-def _check_coverage(spec: ModelSpec, manifest: Manifest, partition: Partition) -> None:
+def check_coverage(name: str, partition: Partition, *, first_month: int, last_month: int,
+                   data: str, fix: str) -> None:
+    """Refuse data (``data`` names it, months ``first_month..last_month``) that does not cover
+    the training window and the origins of model ``name``'s partition; ``fix`` says how."""
     last_origin = partition.rolling_origins()[-1].origin
-    if manifest.last_month < last_origin or manifest.first_month > partition.train.last:
+    if last_month < last_origin or first_month > partition.train.last:
         raise InputError(
-            f"snapshot {manifest.id} covers months {manifest.span}, but the "
-            f"{partition.run_type.value} partition of model {spec.name!r} trains up to "
-            f"{partition.train.last} and forecasts from origins up to {last_origin}; import "
-            "data that covers them or choose another run type"
+            f"{data} covers months {first_month}..{last_month}, but the "
+            f"{partition.run_type.value} partition of model {name!r} trains up to "
+            f"{partition.train.last} and forecasts from origins up to {last_origin}; {fix}"
         )
+
+
+def _check_coverage(spec: ModelSpec, manifest: Manifest, partition: Partition) -> None:
+    check_coverage(spec.name, partition, first_month=manifest.first_month,
+                   last_month=manifest.last_month, data=f"snapshot {manifest.id}",
+                   fix="import data that covers them or choose another run type")
 
 
 # --------------------------------------------------------------------------- fit / predict
