@@ -114,12 +114,7 @@ def test_rollback_killed_at_each_step(tmp_path, step):
 def test_killed_inside_git_merge_is_redone(tmp_path):
     """A kill inside `git merge` leaves MERGE_HEAD and staged changes: the re-run aborts that
     merge and does the step again."""
-    repo = make_repo(tmp_path)
-    state = tmp_path / "state"
-    ctx = open_ctx(repo, state)
-    release_first(ctx)
-    commit_file(repo, "docs/a.md", "a\n", "feat: a")
-    stage_ok(ctx)
+    repo, state, ctx = _staged_release(tmp_path)
     _crash(repo, state, "merge", "promote")
     git(repo, "checkout", "-q", "production")
     git(repo, "merge", "-q", "--no-ff", "--no-commit", "development")
@@ -129,6 +124,17 @@ def test_killed_inside_git_merge_is_redone(tmp_path):
     _assert_consistent(ctx, repo, "v0.2.0", changelog_sections=2)
 
 
+def _staged_release(tmp_path):
+    """A released repository with one staged feature, ready to promote."""
+    repo = make_repo(tmp_path)
+    state = tmp_path / "state"
+    ctx = open_ctx(repo, state)
+    release_first(ctx)
+    commit_file(repo, "docs/a.md", "a\n", "feat: a")
+    stage_ok(ctx)
+    return repo, state, ctx
+
+
 @pytest.mark.parametrize("kill_after", ["add", "write"])
 def test_killed_between_changelog_add_and_commit_is_redone(tmp_path, kill_after):
     """A kill after CHANGELOG.md was written (and staged) but before its commit: the re-run
@@ -136,12 +142,7 @@ def test_killed_between_changelog_add_and_commit_is_redone(tmp_path, kill_after)
     "uncommitted changes (CHANGELOG.md)"."""
     from ewspipe.release.changelog import insert_section
 
-    repo = make_repo(tmp_path)
-    state = tmp_path / "state"
-    ctx = open_ctx(repo, state)
-    release_first(ctx)
-    commit_file(repo, "docs/a.md", "a\n", "feat: a")
-    stage_ok(ctx)
+    repo, state, ctx = _staged_release(tmp_path)
     _crash(repo, state, "changelog", "promote")
     # what commit_file had done when the kill came: the file written, maybe staged
     plan = ctx.ledger.pending()[0]["plan"]
@@ -159,12 +160,7 @@ def test_killed_between_changelog_add_and_commit_is_redone(tmp_path, kill_after)
 def test_a_users_own_changelog_edit_is_still_refused(tmp_path):
     """Only the release's own interrupted write is undone: an edit without its section is
     the user's, and the resume refuses as before."""
-    repo = make_repo(tmp_path)
-    state = tmp_path / "state"
-    ctx = open_ctx(repo, state)
-    release_first(ctx)
-    commit_file(repo, "docs/a.md", "a\n", "feat: a")
-    stage_ok(ctx)
+    repo, state, ctx = _staged_release(tmp_path)
     _crash(repo, state, "changelog", "promote")
     git(repo, "checkout", "-q", "production")
     (repo / "CHANGELOG.md").write_text("my notes\n")
