@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.abuse.harness import Outcome
 
 from ewspipe.cli.main import main
-from tests.abuse.harness import Outcome
 
 
 @pytest.fixture

@@ -74,7 +74,8 @@ def assert_refused(
         try:
             doc = json.loads(result.out)
         except json.JSONDecodeError as exc:
-            raise AssertionError(f"--json did not print exactly one JSON document:\n{result.out!r}") from exc
+            raise AssertionError(
+                f"--json did not print exactly one JSON document:\n{result.out!r}") from exc
         assert isinstance(doc, dict) and doc.get("error"), f"no error in the JSON document: {doc}"
         assert doc.get("exit_code") == code, doc
     message = (doc.get("error") if doc else result.err) or both

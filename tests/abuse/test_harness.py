@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.abuse.harness import Outcome, assert_refused, tree_digest
 
 
@@ -19,7 +18,8 @@ def test_a_clean_refusal_passes_and_returns_the_document(ewspipe, tmp_path) -> N
     (Outcome(0, '{"error": "x", "exit_code": 2}', ""), "exit 0"),
     (Outcome(2, "usage: ...", ""), "JSON"),
     (Outcome(2, '{"error": "x", "exit_code": 2}\n{"a": 1}', ""), "JSON"),
-    (Outcome(2, '{"error": "x", "exit_code": 2}', "Traceback (most recent call last)"), "traceback"),
+    (Outcome(2, '{"error": "x", "exit_code": 2}', "Traceback (most recent call last)"),
+     "traceback"),
     (Outcome(2, '{"error": "bad value", "exit_code": 2}', ""), "mention"),
 ])
 def test_the_harness_rejects_a_weak_refusal(outcome: Outcome, why: str) -> None:
