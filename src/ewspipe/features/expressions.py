@@ -138,7 +138,7 @@ def _check_size(text: str) -> None:
             depth -= 1
     if deepest > MAX_NESTING:
         raise SpecError(
-            f"feature {_excerpt(text)}: calls nested {deepest} deep, more than the "
+            f"feature {text!r}: calls nested {deepest} deep, more than the "
             f"{MAX_NESTING} a feature expression may nest. Fix: nest fewer transforms "
             "(e.g. splag(lag(ged_sb, 1)) nests 2)")
 
