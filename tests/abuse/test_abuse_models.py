@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests.abuse.harness import Outcome, assert_refused, tree_digest
+from tests.flows.monthly_workspace import write_monthly_workspace
 
 from ewspipe.errors import SpecError
 from ewspipe.features import build_design
@@ -170,3 +171,24 @@ def test_fit_accepts_a_feature_defined_in_the_last_training_months() -> None:
     design = build_design(_panel(), "ged_sb", ["lag(ged_sb, 25)"], train_last=150)
     model = Stepshifter(learner="ridge", steps=2, n_jobs=1).fit(design, train_last=150)
     assert model.trained_steps_ == (1, 2)
+
+
+def test_a_run_refuses_a_feature_missing_for_every_training_row(
+    ewspipe: Callable[..., Outcome], tmp_path: Path,
+) -> None:
+    """The issue's run: a model file the catalog accepts (no partitions are checked when a
+    run loads it) whose lag outreaches the whole history; the run used to forecast a constant
+    for every country and pass QA. Now it stops at the model's design, naming both."""
+    config = write_monthly_workspace(tmp_path)
+    models = tmp_path / "models"
+    for name in ("small_tree", "grid_ridge", "old_guess"):
+        (models / f"{name}.toml").unlink()
+    (tmp_path / "ensembles" / "grid_chorus.toml").unlink()
+    chorus = tmp_path / "ensembles" / "small_chorus.toml"
+    chorus.write_text(chorus.read_text().replace('"small_ridge", "small_tree"', '"small_ridge"'))
+    ridge = models / "small_ridge.toml"
+    ridge.write_text(ridge.read_text().replace('"mmean(ged_sb, 12)"', '"lag(ged_sb, 600)"'))
+    result = ewspipe("--config", config, "run", "--json")
+    assert_refused(result, code=2, mentions=[
+        "model 'small_ridge'", "'lag(ged_sb, 600)'", "missing (NaN) for every training row",
+        "fix"])
