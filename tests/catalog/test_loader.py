@@ -498,3 +498,27 @@ def test_paths_outside_the_working_directory_are_shown_in_full(
     monkeypatch.chdir(tmp_path / "elsewhere")
     report = check_models(models)
     assert str(report.problems[0]).startswith(f"{models / 'amber_tree.toml'}: line 1")
+
+
+# --- bounds of hostile files (issue 18) ----------------------------------------------------------
+
+
+def test_deeply_nested_toml_is_a_problem_not_a_recursion_error(workspace: Path) -> None:
+    _write(workspace / "models", "amber_tree",
+           'name = "amber_tree"\nfeatures = ' + "[" * 5000 + "]" * 5000 + "\n")
+    assert "arrays or inline tables nested too deeply" in _one(workspace)
+
+
+@needs_registry
+def test_features_are_bounded_by_the_partitions_only_when_given(workspace: Path) -> None:
+    from ewspipe.settings import PartitionSettings
+
+    _write(workspace / "models", "amber_tree",
+           _model(algorithm="stepshifter", hyperparameters=None,
+                  features=["lag(ged_sb, 330)", "mmean(ged_sb, 24)"]))
+    assert check_models(workspace / "models").ok  # no settings: only the absolute bounds
+    report = check_models(workspace / "models", partitions=PartitionSettings().scheme())
+    assert [p.key for p in report.problems] == ["features[0]"]
+    assert "at most 322 months back" in report.problems[0].message
+    with pytest.raises(SpecError, match="lag\\(ged_sb, 330\\)"):
+        load_catalog(workspace / "models", partitions=PartitionSettings().scheme())

@@ -66,3 +66,27 @@ def test_a_full_rectangle_is_recognised_and_a_ragged_panel_is_not():
     cut = Design(Level.PGM, "priogrid_gid", "ged_sb", months[1:], units[1:], np.zeros(11),
                  np.zeros((11, 1)), ("x",))
     assert cut._width == 0
+
+
+def _grid_design(n_months: int, n_units: int, X: np.ndarray) -> Design:
+    months = np.repeat(np.arange(121, 121 + n_months, dtype=np.int64), n_units)
+    units = np.tile(np.arange(1, n_units + 1, dtype=np.int64), n_months)
+    return Design(Level.CM, "country_id", "ged_sb", months, units, np.zeros(len(months)), X,
+                  tuple(f"f{j}" for j in range(X.shape[1])))
+
+
+def test_all_missing_names_features_without_a_value_before_train_last(monkeypatch) -> None:
+    import ewspipe.features.design as design_module
+
+    monkeypatch.setattr(design_module, "_SCAN_BLOCK", 7)  # several blocks, not a multiple
+    n_months, n_units = 30, 5
+    X = np.full((n_months * n_units, 4), np.nan)
+    X[:, 0] = 1.0  # always defined
+    X[20 * n_units:, 1] = 2.0  # defined from month 141 on
+    X[-1, 2] = 3.0  # only in the very last row (month 150)
+    design = _grid_design(n_months, n_units, X)  # f3: never
+    assert design.all_missing(before=151) == ("f3",)
+    assert design.all_missing(before=150) == ("f2", "f3")
+    assert design.all_missing(before=141) == ("f1", "f2", "f3")
+    assert design.all_missing(before=150, since=145) == ("f2", "f3")
+    assert design.all_missing(before=121) == ()  # no training rows: not this check's case

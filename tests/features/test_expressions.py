@@ -8,10 +8,14 @@ from hypothesis import strategies as st
 
 from ewspipe.errors import InputError, SpecError
 from ewspipe.features.expressions import (
+    MAX_EXPRESSION_LENGTH,
+    MAX_NESTING,
     Call,
     Column,
     canonical_name,
     check_expression,
+    check_lookback,
+    lookback,
     parse_expression,
     parse_features,
     walk,
@@ -167,10 +171,52 @@ def test_non_numeric_or_misplaced_argument(text, expected, position):
          "read the future)"),
         ("msum(ged_sb, 0)", "argument 2 of msum (w) must be >= 1, got 0"),
         ("decay(ged_sb, 0)", "argument 2 of decay (halflife) must be > 0, got 0"),
+        ("lag(ged_sb, 1000000000)", "argument 2 of lag (k) must be <= 1200 months, got "
+         "1000000000"),
+        ("mmean(ged_sb, 1e12)", "argument 2 of mmean (w) must be <= 1200 months, got 1e12"),
+        ("decay(ged_sb, 1201)", "argument 2 of decay (halflife) must be <= 1200 months"),
+        ("mmean(ged_sb, 2.5)", "argument 2 of mmean (w) must be a whole number, got 2.5"),
     ],
 )
 def test_parameter_bounds(text, expected):
     assert expected in _error(text)
+
+
+def test_the_month_cap_itself_is_allowed():
+    assert parse_expression("lag(msum(ged_sb, 1200), 1200)").params == (1200,)
+
+
+@pytest.mark.parametrize(("text", "months"), [
+    ("ged_sb", 0), ("lag(ged_sb, 3)", 3), ("msum(ged_sb, 12)", 11), ("mmean(ged_sb, 1)", 0),
+    ("lag(msum(ged_sb, 12), 1)", 12), ("splag(lag(ged_sb, 2))", 2), ("decay(ged_sb, 600)", 0),
+    ("time_since(lag(ged_sb, 5), 1)", 5), ("log1p(mmean(lag(ged_sb, 1), 36))", 36),
+])
+def test_lookback_adds_up_through_nesting(text, months):
+    assert lookback(parse_expression(text)) == months
+
+
+def test_lookback_is_bounded_by_the_training_window():
+    check_lookback(parse_expression("lag(ged_sb, 322)"), first=121, last=444,
+                   run_type="calibration")  # month 443 still has it
+    with pytest.raises(SpecError) as exc:
+        check_lookback(parse_expression("lag(ged_sb, 323)"), first=121, last=444,
+                       run_type="calibration")
+    message = str(exc.value)
+    assert "feature 'lag(ged_sb, 323)' reads 323 months back" in message
+    assert "calibration run trains on months 121..444 (324 months)" in message
+    assert "at most 322 months back" in message and "Fix:" in message
+
+
+def test_expression_size_limits_are_checked_before_parsing():
+    deep = "log1p(" * 10_000 + "ged_sb" + ")" * 10_000
+    with pytest.raises(SpecError) as exc:
+        parse_expression(deep)
+    assert f"{len(deep)} characters, more than the {MAX_EXPRESSION_LENGTH}" in str(exc.value)
+    assert len(str(exc.value)) < 500  # quoted as an excerpt
+    limit = "log1p(" * MAX_NESTING + "ged_sb" + ")" * MAX_NESTING
+    assert parse_expression(limit).name == limit
+    over = "log1p(" + limit + ")"
+    assert f"nested {MAX_NESTING + 1} deep, more than the {MAX_NESTING}" in _error(over)
 
 
 @pytest.mark.parametrize(

@@ -138,6 +138,11 @@ def read_toml(path: Path, text: str) -> tuple[dict[str, Any] | None, Problem | N
     """(the parsed table, None), or (None, a Problem naming the line and the fix)."""
     try:
         return tomllib.loads(text), None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        return None, Problem(
+            display_path(path), None, "invalid TOML: arrays or inline tables nested too deeply "
+            "to read; a model file needs at most two levels (features = [\"...\"], tables "
+            "under [hyperparameters]): fix the nesting")
     except tomllib.TOMLDecodeError as exc:
         match = _TOML_POSITION.search(str(exc))
         line = int(match.group(1)) if match else None

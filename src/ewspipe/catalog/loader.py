@@ -44,6 +44,7 @@ from ewspipe.catalog.sweep import check_space
 from ewspipe.errors import SpecError, did_you_mean
 from ewspipe.models import registry
 from ewspipe.panel.schema import Level
+from ewspipe.partitions import PartitionScheme
 
 __all__ = [
     "VOCABULARY",
@@ -59,6 +60,7 @@ __all__ = [
     "display_path",
     "feature_parser",
     "load_catalog",
+    "training_windows",
 ]
 
 _FEATURES_MODULE = "ewspipe.features.expressions"
@@ -208,14 +210,32 @@ class Catalog:
 FeatureCheck = Callable[[str, Level | None], object]
 
 
-def feature_parser() -> tuple[FeatureCheck | None, str | None]:
+def training_windows(partitions: PartitionScheme) -> list[tuple[str, int, int]]:
+    """(run type, first, last training month) of the run types whose window is known without
+    data: calibration and validation (forecasting trains up to the last observed month, so
+    its window is the longest)."""
+    return [(rt, p.train.first, p.train.last) for rt, p in
+            (("calibration", partitions.partition("calibration")),
+             ("validation", partitions.partition("validation")))]
+
+
+def feature_parser(
+    partitions: PartitionScheme | None = None,
+) -> tuple[FeatureCheck | None, str | None]:
     """A function checking one feature expression (syntax, and the level when one is given),
     or None plus a note when the feature-expression module is not installed.
+
+    With ``partitions``, a feature must also read back no further than every training window
+    allows (``check_lookback``): one that does is missing for every training row.
 
     The function raises SpecError (a ValueError) naming the expression and the fix.
     """
     try:
-        from ewspipe.features.expressions import check_expression, parse_expression
+        from ewspipe.features.expressions import (
+            check_expression,
+            check_lookback,
+            parse_expression,
+        )
     except ModuleNotFoundError as exc:
         if exc.name != _FEATURES_MODULE:
             raise
@@ -223,10 +243,14 @@ def feature_parser() -> tuple[FeatureCheck | None, str | None]:
             f"feature expressions were not validated: {_FEATURES_MODULE} is not available"
         )
 
+    windows = training_windows(partitions) if partitions is not None else []
+
     def check(text: str, level: Level | None) -> object:
         expr = parse_expression(text)
         if level is not None:
             check_expression(expr, level=level)
+        for run_type, first, last in windows:
+            check_lookback(expr, first=first, last=last, run_type=run_type)
         return expr
 
     return check, None
@@ -434,7 +458,8 @@ def _resolve_dirs(models_dir: Path | None, ensembles_dir: Path | None) -> tuple[
 
 
 def check_models(
-    models_dir: Path | None = None, *, ensembles_dir: Path | None = None
+    models_dir: Path | None = None, *, ensembles_dir: Path | None = None,
+    partitions: PartitionScheme | None = None,
 ) -> CheckReport:
     """Check every model file and report all problems; never raises for a bad file.
 
@@ -442,6 +467,8 @@ def check_models(
         models_dir: folder of ``<name>.toml`` model files (default: ``./models``).
         ensembles_dir: folder of ensemble files whose names are reserved
             (default: ``ensembles`` beside ``models_dir``).
+        partitions: the settings' partitions; features must then fit their training
+            windows (a lag longer than the training span is a problem).
 
     Returns:
         A CheckReport; ``report.ok`` is False when any file has a problem.
@@ -450,7 +477,7 @@ def check_models(
         SpecError: ``models_dir`` does not exist.
     """
     models, ensembles = _resolve_dirs(models_dir, ensembles_dir)
-    check_feature, note = feature_parser()
+    check_feature, note = feature_parser(partitions)
     notes = [note] if note else []
     reports: list[FileReport] = []
     for path in toml_files(models):
@@ -482,19 +509,22 @@ def check_models(
 
 
 def load_catalog(
-    models_dir: Path | None = None, *, ensembles_dir: Path | None = None
+    models_dir: Path | None = None, *, ensembles_dir: Path | None = None,
+    partitions: PartitionScheme | None = None,
 ) -> Catalog:
     """The validated catalog of every model file.
 
     Args:
         models_dir: folder of ``<name>.toml`` model files (default: ``./models``).
         ensembles_dir: folder of ensemble files (default: ``ensembles`` beside ``models_dir``).
+        partitions: also check features against these training windows (see
+            :func:`check_models`).
 
     Raises:
         SpecError: the folder does not exist, or any file is invalid; the message lists every
             problem of every file.
     """
-    report = check_models(models_dir, ensembles_dir=ensembles_dir)
+    report = check_models(models_dir, ensembles_dir=ensembles_dir, partitions=partitions)
     if not report.ok:
         bad = sum(not f.ok for f in report.files)
         where = f"{bad} model file(s) under {display_path(report.models_dir)}"

@@ -22,6 +22,7 @@ from ewspipe.catalog.spec import ModelSpec, toml_value
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import SpecError
 from ewspipe.panel.schema import Level
+from ewspipe.partitions import PartitionScheme
 from ewspipe.settings import Settings
 
 __all__ = ["app"]
@@ -37,6 +38,12 @@ MODELS_DIR_OPTION = typer.Option(
 )
 
 
+def _partitions(ctx: typer.Context) -> PartitionScheme | None:
+    """The settings' partitions: features are checked against their training windows."""
+    settings = ctx.obj
+    return settings.partition_scheme() if isinstance(settings, Settings) else None
+
+
 def _dirs(ctx: typer.Context, models_dir: Path | None) -> tuple[Path, Path]:
     if models_dir is not None:
         return models_dir, models_dir.parent / "ensembles"
@@ -46,7 +53,7 @@ def _dirs(ctx: typer.Context, models_dir: Path | None) -> tuple[Path, Path]:
 
 def _catalog(ctx: typer.Context, models_dir: Path | None) -> Catalog:
     models, ensembles = _dirs(ctx, models_dir)
-    return load_catalog(models, ensembles_dir=ensembles)
+    return load_catalog(models, ensembles_dir=ensembles, partitions=_partitions(ctx))
 
 
 def _status(value: str | None) -> Status | None:
@@ -254,14 +261,19 @@ def check(
 ) -> None:
     """Validate every model file and report all problems; exit 2 if any file is invalid."""
     models, ensembles = _dirs(ctx, models_dir)
-    report = check_models(models, ensembles_dir=ensembles)
-    emit(report.to_dict(), as_json, lambda: "\n".join(_check_lines(report)))
+    report = check_models(models, ensembles_dir=ensembles, partitions=_partitions(ctx))
+    doc = report.to_dict()
+    which = ("model and ensemble files" if any(not e.ok for e in report.ensembles)
+             else "model files")
+    summary = (f"{len(report.problems)} problem(s) in {which}; fix them and re-run "
+               "`ewspipe models check`")
+    if not report.ok:  # the one JSON document carries the error like every refusal's
+        doc = {"error": "\n".join([summary + ":", *(f"  {p}" for p in report.problems)]),
+               "kind": SpecError.__name__, "exit_code": SpecError.exit_code, **doc}
+    emit(doc, as_json, lambda: "\n".join(_check_lines(report)))
     if not report.ok:
         if not as_json:
-            which = ("model and ensemble files" if any(not e.ok for e in report.ensembles)
-                     else "model files")
-            typer.echo(f"error: {len(report.problems)} problem(s) in {which}; fix them and "
-                       "re-run `ewspipe models check`", err=True)
+            typer.echo(f"error: {summary}", err=True)
         raise typer.Exit(SpecError.exit_code)
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from ewspipe.errors import SpecError
-from ewspipe.features.design import Design
+from ewspipe.features.design import Design, check_training_features
 from ewspipe.features.expressions import Call, Column, Expr, check_expression, parse_features
 from ewspipe.features.transforms import FloatGrid, Grid, get_transform
 from ewspipe.panel.schema import TIME_COLUMN, Panel
@@ -25,7 +25,8 @@ __all__ = ["build_design"]
 
 
 def build_design(
-    panel: Panel, target: str, features: Sequence[str], *, first_month: int | None = None
+    panel: Panel, target: str, features: Sequence[str], *, first_month: int | None = None,
+    train_last: int | None = None,
 ) -> Design:
     """Compute ``features`` and the ``target`` on every row of ``panel``.
 
@@ -38,6 +39,9 @@ def build_design(
             earlier row asks for this: see ``BaseForecaster.first_design_month``). Features
             are still computed on the whole history, so every kept value is the same as in
             the full design; only the copy into ``X`` is spared.
+        train_last: the last month a model trained on this design may use; a feature
+            missing (NaN) for every training row (months ``first_month`` .. train_last - 1)
+            is then refused (see :func:`~ewspipe.features.design.check_training_features`).
 
     Returns:
         The design; ``X[i, j]`` is NaN where feature j is undefined at row i (e.g. a lag
@@ -45,7 +49,8 @@ def build_design(
 
     Raises:
         SpecError: the target is not a count column, or a feature cannot be parsed, uses a
-            transform not valid at the panel's level, or a column the panel lacks.
+            transform not valid at the panel's level, or a column the panel lacks; with
+            ``train_last``, a feature missing for every training row.
     """
     frame = panel.frame
     counts = panel.spec.count_columns
@@ -71,7 +76,7 @@ def build_design(
             if len(pending) == _HOLD:
                 _write(X, pending)
         _write(X, pending)
-    return Design(
+    design = Design(
         level=panel.level,
         unit_column=panel.unit_column,
         target=target,
@@ -81,6 +86,9 @@ def build_design(
         X=X,
         feature_names=tuple(e.name for e in exprs),
     )
+    if train_last is not None:
+        check_training_features(design, train_last=train_last, since=first_month)
+    return design
 
 
 _HOLD = 8  # finished columns held back, so X is written a cache-sized block of rows at a time

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ewspipe.errors import SpecError
 from ewspipe.panel.schema import Level
 
-__all__ = ["Design"]
+__all__ = ["Design", "check_training_features"]
 
 _KEY_BASE = 1_000_000  # > largest unit id (priogrid_gid <= 259,200; country ids are small)
+_SCAN_BLOCK = 1 << 14  # rows per block of all_missing
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +124,27 @@ class Design:
         grid[self.months - self.first_month, unit_pos] = np.arange(len(self), dtype=np.int64)
         return grid, unit_pos.astype(np.int64)
 
+    def all_missing(self, *, before: int, since: int | None = None) -> tuple[str, ...]:
+        """Features missing (NaN) in every row of months ``since`` (default: the first) to
+        ``before - 1``: the feature rows of training pairs whose target is at most
+        ``before``. A model trained on such a feature learns nothing from it and forecasts a
+        constant, so fitting refuses it (see :func:`check_training_features`).
+
+        Scans blocks of rows and stops once every feature has a value (the first block, for
+        a typical design)."""
+        lo = 0 if since is None else int(np.searchsorted(self.months, since, side="left"))
+        hi = int(np.searchsorted(self.months, before, side="left"))
+        if hi <= lo:  # no training rows at all: the fit's own checks say so
+            return ()
+        missing = np.ones(self.X.shape[1], dtype=bool)
+        for start in range(lo, hi, _SCAN_BLOCK):
+            if not missing.any():
+                break
+            block = self.X[start:min(start + _SCAN_BLOCK, hi), missing]
+            found = ~np.isnan(block).all(axis=0)
+            missing[np.flatnonzero(missing)[found]] = False
+        return tuple(n for n, m in zip(self.feature_names, missing, strict=True) if m)
+
     def up_to(self, month_id: int) -> Design:
         """A copy holding only rows with month <= month_id (for causality checks)."""
         end = int(np.searchsorted(self.months, month_id, side="right"))
@@ -129,3 +152,28 @@ class Design:
             self.level, self.unit_column, self.target, self.months[:end], self.units[:end],
             self.y[:end], self.X[:end], self.feature_names,
         )
+
+
+def check_training_features(design: Design, *, train_last: int, since: int | None = None,
+                            model: str | None = None) -> None:
+    """Refuse to train on a feature missing (NaN) for every training row (months ``since``
+    .. ``train_last - 1``; step-1 targets lie a month later): the model would learn nothing
+    from it and forecast a constant for every unit.
+
+    Raises:
+        SpecError: naming the model (when given), the features, the months and the fix.
+    """
+    missing = design.all_missing(before=train_last, since=since)
+    if not missing:
+        return
+    first = design.first_month if since is None else max(since, design.first_month)
+    who = f"model {model!r}: " if model else ""
+    listed = ", ".join(repr(m) for m in missing)
+    raise SpecError(
+        f"{who}feature{'s' if len(missing) > 1 else ''} {listed} "
+        f"{'are' if len(missing) > 1 else 'is'} missing (NaN) for every training row (months "
+        f"{first}..{train_last - 1} of the {design.level.value} data); trained on it, the "
+        "model would forecast the same value everywhere. Fix: shorten the feature's lags and "
+        "windows so they fit the data's history, check that its columns hold values in those "
+        "months, or remove it from the model file"
+    )

@@ -12,6 +12,12 @@ A transform takes its expression inputs first, then numbers (see
 ``fn(input, p1, p2)`` with ``", "`` separators, whole numbers without a decimal point and
 trailing default parameters left out, so ``decay( ged_sb,12.0, threshold=1 )`` is
 ``decay(ged_sb, 12)``: the same feature written twice is one column, computed once.
+
+Limits (checked before parsing, so a hostile model file cannot exhaust the stack or memory):
+an expression holds at most :data:`MAX_EXPRESSION_LENGTH` characters and nests calls at most
+:data:`MAX_NESTING` deep; a parameter counted in months (a lag, a window, a half-life) is at
+most :data:`~ewspipe.features.transforms.MAX_MONTHS`. :func:`check_lookback` also bounds how far
+back a feature reads by the training window of a partition.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 
 from ewspipe.errors import SpecError
 from ewspipe.features.transforms import (
+    MAX_MONTHS,
     Param,
     Transform,
     did_you_mean,
@@ -33,17 +40,27 @@ from ewspipe.features.transforms import (
 from ewspipe.panel.schema import Level
 
 __all__ = [
+    "MAX_EXPRESSION_LENGTH",
+    "MAX_MONTHS",
+    "MAX_NESTING",
     "Call",
     "Column",
     "Expr",
     "canonical_name",
     "check_expression",
+    "check_lookback",
+    "lookback",
     "parse_expression",
     "parse_features",
     "walk",
 ]
 
 Number = int | float
+
+#: Characters in one feature expression; the longest real feature is under 60.
+MAX_EXPRESSION_LENGTH = 1000
+#: Calls nested inside one another (``splag(lag(msum(log1p(ged_sb), 12), 1))`` nests 4).
+MAX_NESTING = 20
 
 
 @dataclass(frozen=True)
@@ -96,7 +113,67 @@ def parse_expression(text: str) -> Expr:
     if not isinstance(text, str):
         raise SpecError(f"feature {text!r}: expected a string such as 'lag(ged_sb, 1)', got "
                         f"{type(text).__name__}")
+    _check_size(text)
     return _Parser(text).parse()
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
+
+
+def _check_size(text: str) -> None:
+    """Refuse an expression too long or nested too deep, by scanning it once: the parser
+    recurses per nesting level and would hit Python's recursion limit first."""
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise SpecError(
+            f"feature {_excerpt(text)}: {len(text)} characters, more than the "
+            f"{MAX_EXPRESSION_LENGTH} a feature expression may have. Fix: write a shorter "
+            "expression (a feature is a transform of a column, e.g. mmean(ged_sb, 12))")
+    depth = deepest = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise SpecError(
+            f"feature {text!r}: calls nested {deepest} deep, more than the "
+            f"{MAX_NESTING} a feature expression may nest. Fix: nest fewer transforms "
+            "(e.g. splag(lag(ged_sb, 1)) nests 2)")
+
+
+def lookback(expr: Expr) -> int:
+    """How many months before t the value of ``expr`` at t reads: lag k reads k back, a
+    w-month window w - 1, and nested transforms add up (``lag(msum(x, 12), 1)``: 12)."""
+    if isinstance(expr, Column):
+        return 0
+    below = max((lookback(child) for child in expr.inputs), default=0)
+    reach = get_transform(expr.transform).reach
+    return below + (reach(expr.params) if reach is not None else 0)
+
+
+def check_lookback(expr: Expr, *, first: int, last: int, run_type: str) -> None:
+    """Refuse a feature that reads further back than a training window ``first..last``
+    (the ``run_type`` partition's) allows: it would be missing for every training row.
+
+    A step-1 training pair takes features at t and the target at t + 1 <= ``last``, so the
+    feature must be defined at some month <= last - 1, i.e. read back at most
+    ``last - 1 - first`` months.
+
+    Raises:
+        SpecError: naming the feature, how far it reads, the window and the fix.
+    """
+    months = lookback(expr)
+    allowed = last - 1 - first
+    if months <= allowed:
+        return
+    raise SpecError(
+        f"feature {expr.name!r} reads {months} months back, but the {run_type} run trains on "
+        f"months {first}..{last} ({last - first + 1} months), so the feature would be missing "
+        f"for every training row; a feature may read at most {max(allowed, 0)} months back "
+        "here. Fix: shorten its lags and windows (e.g. lag(ged_sb, 12), mmean(ged_sb, 12)), "
+        "or lengthen the training windows in ewspipe.toml [partitions]")
 
 
 def canonical_name(text: str) -> str:
@@ -347,6 +424,11 @@ class _Parser:
             why = f" ({param.why})" if param.why else ""
             raise self._error(arg.pos, f"{where} must be {sign} {_fmt(param.low)}, got "
                               f"{arg.text}{why}", fix)
+        if param.high is not None and value > param.high:
+            unit = " months" if param.months else ""
+            raise self._error(arg.pos, f"{where} must be <= {_fmt(param.high)}{unit}, got "
+                              f"{arg.text}" + (" (100 years: no panel has that much history)"
+                                               if param.high == MAX_MONTHS else ""), fix)
         return int(value) if param.kind is int else value
 
 

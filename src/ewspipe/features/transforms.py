@@ -22,7 +22,7 @@ from ewspipe.errors import SpecError
 from ewspipe.panel.priogrid import cell_centre, queen_neighbours
 from ewspipe.panel.schema import TIME_COLUMN, Level, Panel
 
-__all__ = ["Grid", "Param", "Transform", "did_you_mean", "get_transform", "names"]
+__all__ = ["MAX_MONTHS", "Grid", "Param", "Transform", "did_you_mean", "get_transform", "names"]
 
 FloatGrid = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -32,6 +32,12 @@ Number = int | float
 
 _NAN = np.nan
 _COUNTRY = "country_id"
+
+#: The hard cap of every parameter counted in months (a lag, a window, a half-life): 100
+#: years, far beyond any panel (monthly data since 1989). Checked when an expression is
+#: parsed, before any data is read or any array built; ``models check`` also bounds them by
+#: the training windows of the partitions (see ``expressions.check_lookback``).
+MAX_MONTHS = 1200
 
 
 # --------------------------------------------------------------------------- the grid
@@ -195,7 +201,9 @@ def _dense_index(values: IntArray) -> tuple[IntArray, IntArray]:
 
 @dataclass(frozen=True)
 class Param:
-    """A numeric parameter; ``low`` is its lower bound (exclusive when ``low_open``)."""
+    """A numeric parameter; ``low`` is its lower bound (exclusive when ``low_open``),
+    ``high`` its upper bound (inclusive); ``months``: it counts months (a lag, a window, a
+    half-life), which bounds it by the history a model trains on."""
 
     name: str
     kind: type[int] | type[float]
@@ -203,6 +211,8 @@ class Param:
     low: Number | None = None
     low_open: bool = False
     why: str = ""
+    high: Number | None = None
+    months: bool = False
 
     def describe(self) -> str:
         return self.name if self.default is None else f"{self.name}={_fmt(self.default)}"
@@ -221,6 +231,7 @@ class Transform:
     levels: frozenset[Level] = frozenset(Level)
     needs: tuple[str, ...] = ()
     column_only: bool = False
+    reach: Callable[[tuple[Number, ...]], int] | None = None
 
     @property
     def signature(self) -> str:
@@ -273,25 +284,31 @@ def _fmt(value: Number) -> str:
 def _register(
     name: str, summary: str, example: str, *, inputs: int = 1, params: tuple[Param, ...] = (),
     levels: frozenset[Level] = frozenset(Level), needs: tuple[str, ...] = (),
-    column_only: bool = False,
+    column_only: bool = False, reach: Callable[[tuple[Number, ...]], int] | None = None,
 ) -> Callable[[Kernel], Kernel]:
+    """``reach``: how many months before t the value at t reads, from the parameters (None:
+    none; the value at t reads only month t of its inputs)."""
+
     def add(kernel: Kernel) -> Kernel:
         _TRANSFORMS[name] = Transform(name, summary, example, kernel, inputs, params, levels,
-                                      needs, column_only)
+                                      needs, column_only, reach)
         return kernel
 
     return add
 
 
 _PGM = frozenset({Level.PGM})
-_WINDOW = Param("w", int, low=1, why="a window covers at least one month")
+_WINDOW = Param("w", int, low=1, why="a window covers at least one month", high=MAX_MONTHS,
+                months=True)
 
 
 # --------------------------------------------------------------------------- time kernels
 
 
 @_register("lag", "the value k months earlier in the same unit", "lag(ged_sb, 1)",
-           params=(Param("k", int, low=0, why="a negative lag would read the future"),))
+           params=(Param("k", int, low=0, why="a negative lag would read the future",
+                         high=MAX_MONTHS, months=True),),
+           reach=lambda p: int(p[0]))
 def _lag(grid: Grid, x: FloatGrid, k: int) -> FloatGrid:
     out = np.full_like(x, _NAN)
     if k < len(x):
@@ -331,13 +348,13 @@ def _window_sum(x: FloatGrid, w: int) -> FloatGrid:
 
 
 @_register("msum", "moving sum over the w months ending at t (inclusive), same unit",
-           "msum(ged_sb, 12)", params=(_WINDOW,))
+           "msum(ged_sb, 12)", params=(_WINDOW,), reach=lambda p: int(p[0]) - 1)
 def _msum(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
     return _window_sum(x, w)
 
 
 @_register("mmean", "moving mean over the w months ending at t (inclusive), same unit",
-           "mmean(ged_sb, 12)", params=(_WINDOW,))
+           "mmean(ged_sb, 12)", params=(_WINDOW,), reach=lambda p: int(p[0]) - 1)
 def _mmean(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
     out = _window_sum(x, w)
     out /= w
@@ -365,7 +382,8 @@ def _time_since_kernel(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
 
 @_register("decay", "2 ** (-time_since(x, threshold) / halflife)", "decay(ged_sb, 12)",
            params=(Param("halflife", float, low=0, low_open=True,
-                         why="a half-life is a positive number of months"),
+                         why="a half-life is a positive number of months", high=MAX_MONTHS,
+                         months=True),
                    Param("threshold", float, default=1)))
 def _decay(grid: Grid, x: FloatGrid, halflife: float, threshold: float) -> FloatGrid:
     out = _time_since(grid, x, threshold)

@@ -166,7 +166,8 @@ def model_design(
         first = registry.create(spec.algorithm, spec.hyperparameters_dict()) \
             .first_design_month(train_last)
     try:
-        return build_design(panel, spec.target, list(spec.features), first_month=first)
+        return build_design(panel, spec.target, list(spec.features), first_month=first,
+                            train_last=train_last)
     except SpecError as exc:
         raise SpecError(
             f"model {spec.name!r} cannot run on snapshot {manifest.id}: {exc}"

@@ -57,7 +57,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ewspipe.errors import EwspipeError
-from ewspipe.features.design import Design
+from ewspipe.features.design import Design, check_training_features
 from ewspipe.models import learners
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
@@ -279,12 +279,16 @@ class DirectMultiStep(BaseForecaster):
         Steps are fitted concurrently in ``n_jobs`` threads; the result does not depend on it.
 
         Raises:
-            SpecError: invalid hyperparameters (named).
+            SpecError: invalid hyperparameters (named), or a feature missing (NaN) for every
+                training row (it would teach the model nothing: every forecast the same).
             ValueError: no rows up to ``train_last`` or a step without training pairs.
             EwspipeError: a learner failed (step and learner named, cause chained).
         """
         params = self.check_params(self.get_params(), dry_run=False)
         check_train_last(design, train_last)
+        window = params["train_window"]
+        check_training_features(design, train_last=train_last,
+                                since=None if window is None else train_last - window)
         self._clear_learned()
         self.params_ = copy.deepcopy(params)  # later edits of learner_params cannot leak in
         try:
