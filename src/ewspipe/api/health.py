@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 from ewspipe.alerts.log import AlertLog
 from ewspipe.errors import EwspipeError

@@ -24,7 +24,8 @@ def get_health(request: Request, settings: SettingsDep) -> dict[str, Any]:
     state-changing endpoints are on, and lists the stored files that are damaged (status
     ``degraded``: the endpoints reading them answer 503 naming the file and the fix)."""
     damaged = damaged_files(settings)
-    return {"status": "degraded" if damaged else "ok", "damaged": damaged, "version": __version__, "code": code_version().to_dict(),
+    return {"status": "degraded" if damaged else "ok", "damaged": damaged,
+            "version": __version__, "code": code_version().to_dict(),
             "environments": list(settings.run.environments),
             "publish_environment": publish_environment(settings),
             "write_enabled": request.app.state.write_token is not None}

@@ -56,7 +56,6 @@ from ewspipe.store.statedb import open_state_db
 __all__ = [
     "TaskContext",
     "artifact_present",
-    "stored_intact",
     "build_ensembles",
     "check_drift",
     "forecast_model",
@@ -65,6 +64,7 @@ __all__ = [
     "route_alerts",
     "select_snapshots",
     "store_predictions",
+    "stored_intact",
     "train_model",
     "write_report",
 ]
