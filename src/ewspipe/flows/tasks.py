@@ -220,7 +220,7 @@ def stored_intact(ctx: TaskContext, output: Output) -> bool:
     """Before a cached store task is reused: every partition it wrote still matches its
     sha256. A damaged one makes the task run again, which rewrites it (the run does not
     report ok on top of a damaged partition)."""
-    paths = [ctx.state / p["path"] for p in output.get("partitions", [])]
+    paths = [ctx.layout.resolve(p["path"]) for p in output.get("partitions", [])]
     return not ctx.predictions.damaged(paths)
 
 
