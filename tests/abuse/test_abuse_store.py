@@ -211,6 +211,11 @@ CASES = [
      lambda ws: ["evaluate", "report", ws.evaluation["run_id"], "--json"]),
     ("evaluate report", run_record_garbage,
      lambda ws: ["evaluate", "report", ws.evaluation["run_id"], "--json"]),
+    ("release log", statedb_garbage, lambda ws: ["release", "log", "--json"]),
+    ("published pgm", statedb_bad_pointer_entry, lambda ws: ["forecasts", "published", "--env",
+                                                           "production", "--level", "pgm",
+                                                           "--json"]),
+    ("run", statedb_garbage, lambda ws: ["run", "--env", "production", "--quiet", "--json"]),
     ("alerts list", alerts_bad_line, lambda ws: ["alerts", "list", "--json"]),
     ("alerts list", alerts_not_utf8, lambda ws: ["alerts", "list", "--json"]),
 ]
