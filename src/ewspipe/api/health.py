@@ -80,10 +80,12 @@ def _environment(settings: Settings, env: str, found: list[dict[str, str]]) -> N
         except EwspipeError as exc:
             found.append(_entry(path, exc))
             continue
-        for model in (pointer or {}).get("models") or []:
+        if pointer is None:
+            continue
+        for model in pointer.get("models") or []:
             try:
-                served.add(store.partition_path(path.parent.name, pointer["run"], model)
-                           / PART_FILE)
+                served.add(store.partition_path(path.parent.name, str(pointer["run"]),
+                                                str(model)) / PART_FILE)
             except EwspipeError:
                 continue  # a name the store cannot hold: the pointer check reports it
     for level in ("cm", "pgm"):

@@ -109,7 +109,7 @@ def published_cmd(
     """The published pointer of a level and target, with its history."""
     settings, name, lvl = _scope(ctx, env or ctx.obj.run.production_environment, level)
     pointers = _pointers(settings, name)
-    doc = {"level": lvl, "target": target, "environment": name,
+    doc: dict[str, Any] = {"level": lvl, "target": target, "environment": name,
            "current": pointers.current(lvl, target), "history": pointers.history(lvl, target)}
 
     def human() -> str:
