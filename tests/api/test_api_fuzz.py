@@ -41,3 +41,47 @@ def test_every_endpoint_is_fuzzed():
                   (result.ok() for result in schema.get_all_operations())}
     assert len(operations) >= 16
     assert ("POST", "/api/v1/published/{level}/{target}") in operations
+
+
+# ------------------------------------------------------------------ over damaged state
+# The same operations against a workspace whose stored files are damaged: a flipped bit in
+# the published cm partition; a garbage production state.db plus a bad line in each alert
+# log. Every answer must be a 4xx or a 503 naming a file of the state folder (never a 500).
+
+
+def _corrupt_partition(ws):
+    from tests.abuse.test_abuse_store import partition_bitflip
+
+    return [partition_bitflip(ws)]
+
+
+def _corrupt_databases(ws):
+    from tests.abuse.test_abuse_store import alerts_bad_line, env_alerts_bad_line, statedb_garbage
+
+    return [statedb_garbage(ws), alerts_bad_line(ws), env_alerts_bad_line(ws)]
+
+
+@pytest.fixture(params=[_corrupt_partition, _corrupt_databases],
+                ids=["partition-bitflip", "garbage-state-db-and-alert-lines"])
+def damaged_app(request, workspace, monkeypatch):
+    from tests.abuse.test_abuse_store import damaged
+
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    app = create_app(workspace.settings)
+    with damaged(workspace, lambda ws: request.param(ws)):
+        yield app, str(workspace.state)
+
+
+@schema.parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_server_error_over_damaged_state(case, damaged_app):
+    app, state = damaged_app
+    response = case.call(app=app, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code < 500 or response.status_code == 503, \
+        f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+    if response.status_code == 503:
+        detail = response.json()["detail"]
+        assert state in detail, detail
+    if case.path == "/api/v1/health" and response.status_code == 200:
+        body = response.json()
+        assert body["status"] == "degraded" and body["damaged"], body

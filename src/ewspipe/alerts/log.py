@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ewspipe.alerts.records import Alert, Severity
-from ewspipe.errors import InputError, StoreError
+from ewspipe.errors import InputError, IntegrityError, StoreError
 from ewspipe.layout import StateFolder
 
 try:  # POSIX; elsewhere the process lock alone serialises writers of one process
@@ -130,15 +130,15 @@ class AlertLog:
         if not self.path.is_file():
             return []
         out = []
-        with self.path.open(encoding="utf-8") as fh:
+        with self.path.open("rb") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
-                try:
-                    alert = Alert.from_dict(json.loads(line))
+                try:  # bytes: a line that is not UTF-8 is reported like any bad line
+                    alert = Alert.from_dict(json.loads(line.decode("utf-8")))
                     when = _time_of(alert)
                 except (ValueError, TypeError, KeyError, InputError) as exc:
-                    raise StoreError(
+                    raise IntegrityError(
                         f"{self.path}, line {number}: not an alert record ({exc}); the file "
                         "is append-only, so it was edited by hand: fix or delete that line"
                     ) from exc

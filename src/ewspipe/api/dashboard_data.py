@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from ewspipe.errors import InputError
+from ewspipe.errors import EwspipeError, InputError, StoreError
 from ewspipe.flows.online import summary_path
 from ewspipe.layout import EnvironmentLayout
 from ewspipe.panel.months import month_label
 from ewspipe.panel.priogrid import CELL_DEGREES, N_COLS
 from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
 from ewspipe.settings import Settings
-from ewspipe.store.prediction_store import PART_FILE, PredictionStore
+from ewspipe.store.integrity import open_sealed_json
+from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.runs import RunStore
-from ewspipe.store.statedb import open_state_db
+from ewspipe.store.statedb import open_state_db_for_reading
 
 __all__ = [
     "LEVEL_UNIT",
@@ -81,19 +82,21 @@ def _published(env_dir: EnvironmentLayout) -> list[dict[str, Any]]:
     out = []
     for path in sorted(env_dir.published.glob("*/*.json")):
         try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
+            out.append(open_sealed_json(path, what="published pointer",
+                                        fix="re-publish with `ewspipe run`"))
+        except EwspipeError as exc:
             out.append({"level": path.parent.name, "target": path.stem,
-                        "error": f"unreadable pointer file {path.name}"})
+                        "error": f"damaged pointer file: {exc}"})
     return out
 
 
 def _run_records(settings: Settings, env: str, env_dir: EnvironmentLayout
                  ) -> list[dict[str, Any]]:
     """The newest monthly-run records; never creates a database that is not there."""
-    if not settings.run.state_url and not env_dir.state_db.is_file():
+    db = open_state_db_for_reading(settings.run.state_url, env_dir.root)
+    if db is None:
         return []
-    records = open_state_db(settings.run.state_url, env_dir.root).run_records(env, limit=5)
+    records = db.run_records(env, limit=5)
     return [{"run_id": r.run_id, "status": r.status, "started_at": r.started_at,
              "finished_at": r.finished_at, "seconds": r.seconds, "error": r.error,
              "qa_passed": r.qa_passed} for r in records]
@@ -166,15 +169,34 @@ def _partition(settings: Settings, env: str, level: str, model: str,
     if chosen not in runs:
         raise NotFound(f"run {chosen!r} holds no {level} forecasts of {model!r} in "
                        f"environment {env}; runs: {', '.join(runs)}")
-    return store.partition_path(level, chosen, model) / PART_FILE, {
+    return store.checked_path(level, chosen, model), {
         **store.metadata(level, chosen, model), "run": chosen}
 
 
+def _json_file(path: Path, what: str, fix: str) -> dict[str, Any]:
+    """A stored JSON object; an unreadable one is a StoreError naming it (503)."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}: unreadable {what} ({exc}); {fix}") from exc
+    if not isinstance(doc, dict):
+        raise StoreError(f"{path}: unreadable {what} (not a JSON object); {fix}")
+    return doc
+
+
 def _sql(sql: str, params: list[Any]) -> Any:
+    """Run a query over the stored file(s) in ``params``; a file DuckDB cannot read is a
+    StoreError naming it (503), never a raw DuckDB error."""
     import duckdb
 
-    with duckdb.connect() as con:
-        return con.execute(sql, params).fetchall()
+    try:
+        with duckdb.connect() as con:
+            return con.execute(sql, params).fetchall()
+    except duckdb.Error as exc:
+        files = [str(p) for p in params if isinstance(p, str)]
+        raise StoreError(f"{', '.join(files) or 'a stored file'}: unreadable ({exc}); "
+                         "re-run `ewspipe run` (forecasts) or re-import the snapshot "
+                         "(`ewspipe data import`) to rewrite it") from exc
 
 
 def forecast_map(settings: Settings, *, env: str, level: str, model: str, run: str | None,
@@ -367,7 +389,7 @@ def evaluation(settings: Settings, *, level: str, metric: str,
         path = store.path(record["run_id"]) / "metrics" / f"{m['model']}.json"
         if not path.is_file():
             continue
-        scores = json.loads(path.read_text())
+        scores = _json_file(path, "metrics file", f"re-run the evaluation ({record['run_id']})")
         metrics.update(scores.get("metrics", []))
         by_step = [[int(g["group"]), _round(g["value"], 6)]
                    for g in scores.get("groups", {}).get("step", []) if g["metric"] == metric]
@@ -389,7 +411,7 @@ def online(settings: Settings, *, level: str) -> dict[str, Any]:
             "then `ewspipe online-eval` once the forecast months have been observed")
     if not path.is_file():
         return {"level": level, "computed_at": None, "models": [], "hint": hint}
-    doc = json.loads(path.read_text())
+    doc = _json_file(path, "online evaluation", "re-run `ewspipe online-eval`")
     metric = (doc.get("rule") or {}).get("metric", "msle")
     models = []
     for m in doc.get("models", []):
@@ -454,7 +476,7 @@ def alerts(settings: Settings, *, env: str | None, limit: int,
                 if severity is None or ranks.get(rec.get("severity"), 0) >= ranks[
                         severity.upper()]:
                     items.append(rec)
-            except ValueError:
+            except (ValueError, TypeError):  # not JSON, or not an object
                 unreadable += 1
     items.sort(key=lambda a: str(a.get("time", "")), reverse=True)  # stable: newest line first
     return {"count": len(items[:limit]), "alerts": items[:limit], "unreadable": unreadable,

@@ -17,7 +17,7 @@ from ewspipe.release.ledger import Ledger
 from ewspipe.release.status import status
 from ewspipe.release.version import Version
 from ewspipe.settings import Settings
-from ewspipe.store.statedb import open_state_db
+from ewspipe.store.statedb import open_state_db_for_reading
 
 __all__ = ["release_status"]
 
@@ -53,9 +53,7 @@ def _git_facts(settings: Settings, git: Git) -> dict[str, Any]:
 def _ledger_db(settings: Settings) -> Any:
     """The production state database holding the ledger, or None when it does not exist."""
     prod = settings.layout.env(settings.run.production_environment)
-    if not settings.run.state_url and not prod.state_db.is_file():
-        return None
-    return open_state_db(settings.run.state_url, prod.root)
+    return open_state_db_for_reading(settings.run.state_url, prod.root)
 
 
 def _ledger(ledger: Ledger | None) -> dict[str, Any]:

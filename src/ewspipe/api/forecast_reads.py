@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ewspipe.store.prediction_store import PART_FILE, PredictionStore
+from ewspipe.errors import IntegrityError
+from ewspipe.store.prediction_store import PredictionStore, partition_fix
 
 __all__ = ["ForecastQuery", "ForecastSlice", "read_forecast_slice"]
 
@@ -92,7 +93,7 @@ def read_forecast_slice(store: PredictionStore, level: str, run: str, model: str
     Columns: origin, step, month_id, the unit column, point, then ``q<level>`` per quantile
     and ``samples`` when asked. Rows are ordered by origin, step and unit.
     """
-    path = store.partition_path(level, run, model) / PART_FILE
+    path = store.checked_path(level, run, model)  # IntegrityError when damaged
     meta = store.metadata(level, run, model)
     unit = str(meta.get("unit_column", "country_id"))
     n_samples = int(meta.get("n_samples", 1))
@@ -100,6 +101,8 @@ def read_forecast_slice(store: PredictionStore, level: str, run: str, model: str
     need_samples = q.samples or bool(q.quantiles)
     cols = f"origin, step, month_id, {unit}, point" + (", samples" if need_samples else "")
     params = [str(path), *params]
+    import duckdb
+
     cur = _cursor()
     try:
         table = cur.sql(
@@ -110,6 +113,9 @@ def read_forecast_slice(store: PredictionStore, level: str, run: str, model: str
         else:
             total = int(cur.sql(f"SELECT count(*) FROM read_parquet(?){where}",
                                 params=params).fetchall()[0][0])
+    except duckdb.Error as exc:  # damaged although its hash matched (or none recorded)
+        raise IntegrityError(f"{path}: unreadable partition ({exc}); "
+                             f"{partition_fix(path)}") from exc
     finally:
         cur.close()
     if q.quantiles:

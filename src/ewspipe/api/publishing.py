@@ -36,17 +36,20 @@ def pointers_for(settings: Settings, env: str) -> PublishedPointers | None:
     return PublishedPointers(settings.layout.env(env).published, db, environment=env)
 
 
+def _files(settings: Settings, env: str) -> PublishedPointers:
+    """The pointer files alone (reading one needs no state database, so a damaged database
+    does not stop the published forecasts from being served)."""
+    return PublishedPointers(settings.layout.env(env).published, None, environment=env)
+
+
 def current_pointer(settings: Settings, env: str, level: str,
                     target: str) -> dict[str, Any] | None:
-    pointers = pointers_for(settings, env)
-    return pointers.current(level, target) if pointers is not None else None
+    return _files(settings, env).current(level, target)
 
 
 def list_pointers(settings: Settings, env: str) -> list[dict[str, Any]]:
     """Every current pointer of the environment, by level and target."""
-    pointers = pointers_for(settings, env)
-    if pointers is None:
-        return []
+    pointers = _files(settings, env)
     found = []
     for path in sorted(pointers.root.glob("*/*.json")):
         pointer = pointers.current(path.parent.name, path.stem)

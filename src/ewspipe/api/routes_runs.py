@@ -36,7 +36,7 @@ def _monthly_summary(record: MonthlyRunRecord) -> dict[str, Any]:
     item["qa_passed"] = record.qa_passed
     item["published"] = [f"{p['level']}/{p['target']}" for p in outputs.published or []]
     item["not_published"] = outputs.not_published
-    item["release"] = (record.release or {}).get("tag")
+    item["release"] = record.release_tag  # old records store the tag as a string
     return item
 
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AlertItem",
+    "DamagedFile",
     "ErrorBody",
     "EvaluationGroup",
     "EvaluationModel",
@@ -46,8 +47,16 @@ class Page(BaseModel, Generic[T]):
     items: list[T]
 
 
+class DamagedFile(BaseModel):
+    file: str = Field(description="the stored file that failed its check")
+    problem: str = Field(description="what is wrong with it and how to repair it")
+
+
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: some stored files are damaged (listed in ``damaged``); the "
+        "endpoints reading them answer 503 until they are repaired")
+    damaged: list[DamagedFile] = Field(default_factory=list)
     version: str = Field(description="ewspipe package version")
     code: dict[str, Any] = Field(description="git commit, dirty flag and release tag")
     environments: list[str]

@@ -1,4 +1,7 @@
-"""`ewspipe forecasts`: read the prediction store (DuckDB) and the published pointers."""
+"""`ewspipe forecasts`: read the prediction store (DuckDB) and the published pointers.
+
+Read-only: the state database is opened read-only and never created. Every file read is
+hash-checked first; a damaged one exits 2 naming the file and how to repair it."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from ewspipe.panel.schema import Level
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.published import PublishedPointers
-from ewspipe.store.statedb import open_state_db
+from ewspipe.store.statedb import open_state_db_for_reading
 
 __all__ = ["app"]
 
@@ -38,7 +41,8 @@ def _scope(ctx: typer.Context, env: str | None, level: str) -> tuple[Settings, s
 
 def _pointers(settings: Settings, name: str) -> PublishedPointers:
     layout = settings.layout.env(name)
-    return PublishedPointers(layout.published, open_state_db(settings.run.state_url, layout.root),
+    return PublishedPointers(layout.published,
+                             open_state_db_for_reading(settings.run.state_url, layout.root),
                              environment=name)
 
 
@@ -105,7 +109,7 @@ def published_cmd(
     """The published pointer of a level and target, with its history."""
     settings, name, lvl = _scope(ctx, env or ctx.obj.run.production_environment, level)
     pointers = _pointers(settings, name)
-    doc = {"level": lvl, "target": target, "environment": name,
+    doc: dict[str, Any] = {"level": lvl, "target": target, "environment": name,
            "current": pointers.current(lvl, target), "history": pointers.history(lvl, target)}
 
     def human() -> str:

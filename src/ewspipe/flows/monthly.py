@@ -118,7 +118,7 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool,
                       reads=("partitions", "qa")))
     graph.append(Task("store", tasks.store_predictions,
                       {"snapshots": "snapshot", "forecasts": all_fc, "ensembles": "ensembles",
-                       "qa": "qa"}))
+                       "qa": "qa"}, check=tasks.stored_intact))
     graph.append(Task("output_drift", monitoring_tasks.check_output_drift, {"stored": "store"},
                       reads=("qa",)))
     report_inputs: dict[str, Any] = {

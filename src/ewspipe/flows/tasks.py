@@ -64,6 +64,7 @@ __all__ = [
     "route_alerts",
     "select_snapshots",
     "store_predictions",
+    "stored_intact",
     "train_model",
     "write_report",
 ]
@@ -213,6 +214,14 @@ def artifact_present(ctx: TaskContext, output: Output) -> bool:
     state heals instead of failing every re-run."""
     return ctx.artifacts.find_digest(output["model"], RUN_TYPE.value,
                                      output["artifact_key"]) is not None
+
+
+def stored_intact(ctx: TaskContext, output: Output) -> bool:
+    """Before a cached store task is reused: every partition it wrote still matches its
+    sha256. A damaged one makes the task run again, which rewrites it (the run does not
+    report ok on top of a damaged partition)."""
+    paths = [ctx.layout.resolve(p["path"]) for p in output.get("partitions", [])]
+    return not ctx.predictions.damaged(paths)
 
 
 def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Output,

@@ -5,8 +5,13 @@ Each partition holds one file, ``part-0.parquet``, in the one forecast format
 ``month_id``, the unit column), ``point`` as float32 and ``samples`` as a fixed-size list of
 float32 (one row per prediction, never one row per sample). A partition is written into a
 temporary folder next to its final place and renamed, so a reader sees it whole or not at
-all; once written it is never changed (writing the same partition again keeps the first).
-Queries run through DuckDB over the Hive-style layout.
+all; once written it is never changed (writing the same partition again keeps the first,
+unless the first no longer matches its hash: then the fresh copy replaces it, so a re-run
+heals a damaged partition). Its sha256 is recorded beside it (``part-0.parquet.sha256``,
+committed with it) and every read verifies the file first (:mod:`ewspipe.store.integrity`:
+once per process and change of the file), so a flipped bit is a clear
+:class:`~ewspipe.errors.IntegrityError` naming the file, never a DuckDB or Arrow traceback
+or silently wrong numbers. Queries run through DuckDB over the Hive-style layout.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir
-from ewspipe.errors import InputError, StoreError
+from ewspipe.errors import InputError, IntegrityError
 from ewspipe.models.forecast import Forecast
+from ewspipe.store.integrity import record_sha256, verify_file
 from ewspipe.store.predictions import META_KEY, forecast_table, table_forecast, write_table
 
-__all__ = ["PartitionInfo", "PredictionStore"]
+__all__ = ["PartitionInfo", "PredictionStore", "partition_fix"]
 
 PART_FILE = "part-0.parquet"
 _TMP = TMP_DIR_PREFIX
@@ -63,6 +69,13 @@ def _row_group_rows(forecast: Forecast) -> int:
     return block * max(1, -(-_MIN_GROUP_ROWS // block))
 
 
+def partition_fix(path: Path) -> str:
+    """How to repair a damaged partition (the tail of its IntegrityError)."""
+    return (f"re-run `ewspipe run` for its environment to rewrite it (a run of the same "
+            f"snapshot and models replaces the damaged copy), or restore {Path(path).parent} "
+            "from a backup")
+
+
 class PredictionStore:
     """Forecasts of every run below one folder; the only code that reads or writes them."""
 
@@ -81,14 +94,20 @@ class PredictionStore:
         created (False: it existed already and was left untouched)."""
         final = self.partition_path(level, run, model)
         info = PartitionInfo(level, run, model, final / PART_FILE)
+        replace = False
         if (final / PART_FILE).is_file():
-            return info, False
+            try:
+                self.verify(info.path)
+                return info, False
+            except IntegrityError:
+                replace = True  # damaged: this run's copy heals it
         try:
-            with atomic_dir(final) as tmp:
+            with atomic_dir(final, replace=replace) as tmp:
                 table = forecast_table(forecast, {"level": level, "run": run, "model": model,
                                                   **(metadata or {})}, compact=True)
                 write_table(table, tmp / PART_FILE, forecast.unit_column,
                             row_group_size=_row_group_rows(forecast))
+                record_sha256(tmp / PART_FILE)
         except FileExistsError:
             if not (final / PART_FILE).is_file():
                 raise
@@ -96,6 +115,31 @@ class PredictionStore:
         return info, True
 
     # ------------------------------------------------------------------ read
+    @staticmethod
+    def verify(path: Path) -> Path:
+        """``path`` (a partition file) after checking it against its recorded sha256.
+
+        Raises:
+            IntegrityError: missing, unreadable or damaged; the message says how to repair.
+        """
+        verify_file(path, fix=partition_fix(path))
+        return path
+
+    def checked_path(self, level: str, run: str, model: str) -> Path:
+        """The partition file, verified: what a reader hands to DuckDB."""
+        return self.verify(self.partition_path(level, run, model) / PART_FILE)
+
+    def damaged(self, paths: list[Path] | None = None) -> list[dict[str, str]]:
+        """The partitions (default: all) that fail their hash check, each with the problem:
+        what ``/api/v1/health`` lists."""
+        found = []
+        for path in paths if paths is not None else [p.path for p in self.partitions()]:
+            try:
+                self.verify(path)
+            except IntegrityError as exc:
+                found.append({"file": str(path), "problem": str(exc)})
+        return found
+
     def partitions(self, level: str | None = None, run: str | None = None,
                    model: str | None = None) -> list[PartitionInfo]:
         """Complete partitions, filtered; temporary folders are never listed."""
@@ -119,7 +163,7 @@ class PredictionStore:
         """One partition as a :class:`Forecast` (int64 index, float64 values widened from the
         stored float32, so a score of it is a score of what was stored) and its metadata;
         ``samples=False`` lets the point stand in for the draws."""
-        path = self.partition_path(level, run, model) / PART_FILE
+        path = self.checked_path(level, run, model)
         meta = self.metadata(level, run, model)
         unit = str(meta.get("unit_column", "country_id"))
         columns = ["origin", "step", "month_id", unit, "point", *(["samples"] if samples
@@ -127,26 +171,33 @@ class PredictionStore:
         try:
             table = pq.read_table(path, columns=columns)
         except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{path}: unreadable partition ({exc})") from exc
+            raise IntegrityError(f"{path}: unreadable partition ({exc}); "
+                                 f"{partition_fix(path)}") from exc
         return table_forecast(table, meta, samples=samples), meta
 
     def origins(self, level: str, run: str, model: str) -> list[int]:
         """The distinct origins (last observed months) of one partition, ascending: a
         monthly run's forecast has exactly one."""
-        path = self.partition_path(level, run, model) / PART_FILE
+        path = self.checked_path(level, run, model)
         try:
             column = pq.read_table(path, columns=["origin"]).column("origin").to_numpy()
         except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{path}: unreadable partition ({exc})") from exc
+            raise IntegrityError(f"{path}: unreadable partition ({exc}); "
+                                 f"{partition_fix(path)}") from exc
         return [int(o) for o in np.unique(column)]
 
     def metadata(self, level: str, run: str, model: str) -> dict[str, Any]:
-        path = self.partition_path(level, run, model) / PART_FILE
+        path = self.checked_path(level, run, model)
         try:
             raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
-        except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{path}: unreadable partition ({exc})") from exc
-        return json.loads(raw) if raw else {}
+            meta = json.loads(raw) if raw else {}
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise IntegrityError(f"{path}: unreadable partition ({exc}); "
+                                 f"{partition_fix(path)}") from exc
+        if not isinstance(meta, dict):
+            raise IntegrityError(f"{path}: unreadable partition (its metadata is not a JSON "
+                                 f"object); {partition_fix(path)}")
+        return meta
 
     def query(
         self,
@@ -180,7 +231,7 @@ class PredictionStore:
         if chosen not in runs:
             raise InputError(f"run {chosen!r} holds no forecasts of {model!r} at level {level}; "
                              f"runs: {', '.join(runs)}")
-        path = self.partition_path(level, chosen, model) / PART_FILE
+        path = self.checked_path(level, chosen, model)
         unit = self.metadata(level, chosen, model).get("unit_column", "country_id")
         cols = f"origin, step, month_id, {unit}, point" + (", samples" if samples else "")
         sql = f"SELECT ? AS run, ? AS model, {cols} FROM read_parquet(?)"
@@ -189,8 +240,12 @@ class PredictionStore:
             sql += " WHERE month_id = ?"
             params.append(int(month))
         sql += f" ORDER BY origin, step, {unit}"
-        with duckdb.connect() as con:
-            table = con.sql(sql, params=params).to_arrow_table()
+        try:
+            with duckdb.connect() as con:
+                table = con.sql(sql, params=params).to_arrow_table()
+        except duckdb.Error as exc:  # damaged although its hash matched, or unhashed
+            raise IntegrityError(f"{path}: unreadable partition ({exc}); "
+                                 f"{partition_fix(path)}") from exc
         frame = table.select([c for c in table.column_names if c != "samples"]).to_pandas()
         if samples:
             col = table.column("samples").combine_chunks()

@@ -3,24 +3,28 @@
 A pointer is one JSON file ``published/<level>/<target>.json`` replaced atomically (written to
 a temporary name, fsynced, renamed over the old one); every move is appended to the pointer
 history in the state database (:mod:`ewspipe.store.statedb`), so earlier publications can
-be listed and restored.
+be listed and restored. The file carries its own sha256 (``content_sha256``, see
+:func:`ewspipe.store.integrity.seal_json`), checked on every read: a damaged pointer is an
+:class:`~ewspipe.errors.IntegrityError` naming the file and the fix, never a wrong run served.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ewspipe.atomic import write_json
-from ewspipe.errors import StoreError
+from ewspipe.errors import IntegrityError, StoreError
+from ewspipe.store.integrity import open_sealed_json, seal_json
 from ewspipe.store.statedb import StateDB
 
 __all__ = ["PublishedPointers"]
 
 
 class PublishedPointers:
-    def __init__(self, root: Path, db: StateDB, *, environment: str) -> None:
+    def __init__(self, root: Path, db: StateDB | None, *, environment: str) -> None:
+        """``db`` None: the environment has no state database (nothing was ever published
+        there); the pointers can be read, not moved."""
         self.root = Path(root)
         self.db = db
         self.environment = environment
@@ -32,10 +36,13 @@ class PublishedPointers:
         path = self._path(level, target)
         if not path.is_file():
             return None
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{path}: unreadable published pointer ({exc})") from exc
+        fix = (f"restore it from a backup, or re-publish with `ewspipe run --env "
+               f"{self.environment}` (the pointer history lists earlier moves: `ewspipe "
+               f"forecasts published --level {level} --target {target}`)")
+        data = open_sealed_json(path, what="published pointer", fix=fix)
+        for key in ("run", "models"):
+            if key not in data:
+                raise IntegrityError(f"{path}: damaged published pointer (no {key!r}); {fix}")
         return data
 
     def move(self, pointer: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +52,9 @@ class PublishedPointers:
         entry newer than the pointer file never became visible (a crash between the two
         writes): it is dropped before the next move, so the history's newest entry is always
         the pointer users see. Retrying the same ``publish_id`` is a no-op."""
+        if self.db is None:
+            raise StoreError(f"environment {self.environment!r} has no state database; "
+                             "a pointer is moved by `ewspipe run`")
         level, target = pointer["level"], pointer["target"]
         previous = self.current(level, target)
         history = self.history(level, target)
@@ -61,8 +71,10 @@ class PublishedPointers:
         self.db.add_pointer(full)
         path = self._path(level, target)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, full)
+        write_json(path, seal_json(full))
         return full
 
     def history(self, level: str, target: str) -> list[dict[str, Any]]:
+        if self.db is None:
+            return []
         return self.db.pointer_history(level, target, self.environment)

@@ -2,7 +2,9 @@
 
 A run is assembled in a temporary folder (predictions, metric tables, ``run.json``) and
 renamed into ``runs/<YYYYMMDD_HHMMSS>_<kind>_<run type>_<id>`` at the end, so a crash never
-leaves a half-written run that a reader could mistake for a finished one.
+leaves a half-written run that a reader could mistake for a finished one. The sha256 of
+``run.json`` is recorded beside it (``run.json.sha256``, committed with it) and checked on
+every read (:mod:`ewspipe.store.integrity`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ewspipe.atomic import TMP_DIR_PREFIX, commit_dir, json_default, make_temp_dir
-from ewspipe.errors import InputError, StoreError
+from ewspipe.errors import InputError, IntegrityError
 from ewspipe.provenance import timestamp
+from ewspipe.store.integrity import record_sha256, verify_file
 
 __all__ = ["RunStore", "RunWriter"]
 
@@ -43,7 +46,7 @@ class RunWriter:
         return path
 
     def commit(self, record: dict[str, Any]) -> Path:
-        self.write_json(RUN_FILE, {"run_id": self.run_id, **record})
+        record_sha256(self.write_json(RUN_FILE, {"run_id": self.run_id, **record}))
         final = self.store.root / self.run_id
         commit_dir(self.tmp, final)
         return final
@@ -93,7 +96,15 @@ class RunStore:
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any]:
+        file = path / RUN_FILE
+        fix = (f"restore {path} from a backup, or move it out of the runs folder and re-run "
+               "the `ewspipe evaluate` or `ewspipe forecast` that made it")
+        verify_file(file, fix=fix)
         try:
-            return json.loads((path / RUN_FILE).read_text())
+            doc = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{path / RUN_FILE}: unreadable run record ({exc})") from exc
+            raise IntegrityError(f"{file}: unreadable run record ({exc}); {fix}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
+            raise IntegrityError(f"{file}: unreadable run record (not a JSON object with a "
+                                 f"run_id); {fix}")
+        return doc

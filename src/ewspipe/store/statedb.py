@@ -3,6 +3,11 @@
 SQLite in the environment's state folder by default; PostgreSQL (psycopg 3) when
 ``[run] state_url = "postgresql://..."``. Both speak the same schema; statements differ only
 in the parameter placeholder.
+
+A SQLite file that is not a database (overwritten, truncated) or a record that no longer
+parses is an :class:`~ewspipe.errors.IntegrityError` naming the file and the fix, never a raw
+``sqlite3`` error. Readers open it with ``read_only=True`` (:func:`open_state_db`): the file
+is opened in SQLite's read-only mode and never created, so a read writes nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +19,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ewspipe.errors import StoreError
+from ewspipe.errors import IntegrityError, StoreError
 from ewspipe.extras import require
 from ewspipe.layout import StateFolder
 from ewspipe.store.run_record import MonthlyRunRecord
 
-__all__ = ["StateDB", "open_state_db"]
+__all__ = ["StateDB", "open_state_db", "open_state_db_for_reading", "state_db_fix"]
+
+
+def state_db_fix(path: Path | str) -> str:
+    """How to repair a damaged SQLite state database (the tail of its IntegrityError)."""
+    return (f"restore {path} from a backup, or move it aside and re-run `ewspipe run` to "
+            "start a new one (the run and pointer history in the old file are then lost; the "
+            "published pointer files and stored forecasts stay)")
 
 _SCHEMA = {
     "runs": """CREATE TABLE IF NOT EXISTS runs (
@@ -61,14 +73,34 @@ _SCHEMA = {
 class StateDB:
     """A connection factory plus the few statements ewspipe needs."""
 
-    def __init__(self, url: str, *, sqlite_path: Path | None = None) -> None:
+    def __init__(self, url: str, *, sqlite_path: Path | None = None,
+                 read_only: bool = False) -> None:
         self.url = url
         self.sqlite_path = sqlite_path
+        self.read_only = read_only
         self.kind = "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
         self._ph = "%s" if self.kind == "postgresql" else "?"
+        if read_only:  # no DDL: a missing table reads as empty (see _rows)
+            with self._connect() as con:
+                con.execute("SELECT count(*) FROM sqlite_master" if self.kind == "sqlite"
+                            else "SELECT 1")
+            return
         with self._connect() as con:
             for ddl in _SCHEMA.values():
                 con.execute(ddl)
+
+    def _damaged(self, exc: Exception) -> IntegrityError:
+        return IntegrityError(f"{self.sqlite_path}: the state database is damaged ({exc}); "
+                              f"{state_db_fix(self.sqlite_path or '')}")
+
+    def _json(self, text: Any, what: str) -> Any:
+        """A JSON column of a row; a damaged one names the database and the fix."""
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError) as exc:
+            where = self.sqlite_path or "the state database ([run] state_url)"
+            raise IntegrityError(f"{where}: a stored {what} is damaged ({exc}); "
+                                 f"{state_db_fix(where)}") from exc
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -87,11 +119,30 @@ class StateDB:
                 con.close()
             return
         assert self.sqlite_path is not None
-        self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.sqlite_path, timeout=30)
+        try:
+            if self.read_only:
+                if not self.sqlite_path.is_file():
+                    raise IntegrityError(f"{self.sqlite_path}: the state database is missing; "
+                                         "run `ewspipe run` to create it")
+                con = sqlite3.connect(f"{self.sqlite_path.resolve().as_uri()}?mode=ro",
+                                      uri=True, timeout=30)
+            else:
+                self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+                con = sqlite3.connect(self.sqlite_path, timeout=30)
+        except sqlite3.Error as exc:
+            raise self._damaged(exc) from exc
         try:
             with con:
                 yield con
+        except sqlite3.OperationalError as exc:
+            if self.read_only and "no such table" in str(exc):
+                raise _NoTable from exc
+            if "locked" in str(exc) or "readonly" in str(exc) or "unable to open" in str(exc):
+                raise StoreError(f"{self.sqlite_path}: {exc}; check that the state folder is "
+                                 "writable and no other process holds the database") from exc
+            raise self._damaged(exc) from exc
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+            raise self._damaged(exc) from exc
         finally:
             con.close()
 
@@ -99,9 +150,12 @@ class StateDB:
         return text.replace("?", self._ph)
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._connect() as con:
-            cur = con.execute(self._sql(sql), params)
-            return list(cur.fetchall())
+        try:
+            with self._connect() as con:
+                cur = con.execute(self._sql(sql), params)
+                return list(cur.fetchall())
+        except _NoTable:  # a read-only open of a database made before this table existed
+            return []
 
     # ------------------------------------------------------------------ runs
     def record_run(self, record: MonthlyRunRecord | dict[str, Any]) -> None:
@@ -122,18 +176,28 @@ class StateDB:
         where, params = ("WHERE environment = ?", [environment]) if environment else ("", [])
         rows = self._rows(f"SELECT record FROM runs {where} ORDER BY started_at DESC, run_id "
                           f"DESC LIMIT {int(limit)}", params)
-        return [json.loads(r[0]) for r in rows]
+        return [self._json(r[0], "run record") for r in rows]
 
     def running(self, environment: str) -> list[dict[str, Any]]:
         """Records of ``environment`` still marked ``running`` (oldest first)."""
         rows = self._rows("SELECT record FROM runs WHERE environment = ? AND status = ? "
                           "ORDER BY started_at, run_id", [environment, "running"])
-        return [json.loads(r[0]) for r in rows]
+        return [self._json(r[0], "run record") for r in rows]
 
     def run_records(self, environment: str | None = None,
                     limit: int = 50) -> list[MonthlyRunRecord]:
         """:meth:`runs`, typed (newest first)."""
-        return [MonthlyRunRecord.from_dict(r) for r in self.runs(environment, limit)]
+        found = []
+        for doc in self.runs(environment, limit):
+            try:
+                found.append(MonthlyRunRecord.from_dict(doc))
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                where = self.sqlite_path or "the state database ([run] state_url)"
+                run = doc.get("run_id") if isinstance(doc, dict) else None
+                raise IntegrityError(f"{where}: the stored record of run {run!r} is damaged "
+                                     f"({str(exc).splitlines()[0]}); "
+                                     f"{state_db_fix(where)}") from exc
+        return found
 
     # ------------------------------------------------------------------ pointers
     def add_pointer(self, pointer: dict[str, Any]) -> bool:
@@ -166,7 +230,7 @@ class StateDB:
             sql += " AND environment = ?"
             params.append(environment)
         rows = self._rows(sql + " ORDER BY published_at, publish_id", params)
-        found = [json.loads(r[0]) for r in rows]
+        found = [self._json(r[0], "pointer history entry") for r in rows]
         return sorted(found, key=lambda p: int(p.get("seq") or 0))
 
 
@@ -200,8 +264,10 @@ class StateDB:
         rows = self._rows("SELECT version, kind, status, commits, manifest, plan, created_at, "
                           "completed_at FROM release_ledger ORDER BY created_at DESC, "
                           "version DESC", [])
-        return [{"version": r[0], "kind": r[1], "status": r[2], "commits": json.loads(r[3]),
-                 "manifest": json.loads(r[4]), "plan": json.loads(r[5]),
+        j = self._json
+        return [{"version": r[0], "kind": r[1], "status": r[2],
+                 "commits": j(r[3], "release entry"), "manifest": j(r[4], "release entry"),
+                 "plan": j(r[5], "release entry"),
                  "created_at": r[6], "completed_at": r[7]} for r in rows]
 
     def add_staging_report(self, report_id: str, candidate_commit: str,
@@ -223,13 +289,32 @@ class StateDB:
         rows = self._rows(f"SELECT report, recorded_at FROM staging_reports {where} "
                           f"ORDER BY recorded_at DESC, report_id DESC LIMIT {int(limit)}",
                           params)
-        return [{**json.loads(r[0]), "recorded_at": r[1]} for r in rows]
+        return [{**self._json(r[0], "staging report"), "recorded_at": r[1]} for r in rows]
 
 
-def open_state_db(state_url: str, state_dir: Path) -> StateDB:
-    """The state database: ``state_url`` if set, else SQLite ``<state_dir>/state.db``."""
+class _NoTable(Exception):
+    """A read-only query met a table the database does not have yet (reads as empty)."""
+
+
+def open_state_db(state_url: str, state_dir: Path, *, read_only: bool = False) -> StateDB:
+    """The state database: ``state_url`` if set, else SQLite ``<state_dir>/state.db``.
+
+    ``read_only``: never create or change it (see :func:`open_state_db_for_reading`)."""
     if state_url.startswith("sqlite:///"):
-        return StateDB(state_url, sqlite_path=Path(state_url[len("sqlite:///"):]))
+        return StateDB(state_url, sqlite_path=Path(state_url[len("sqlite:///"):]),
+                       read_only=read_only)
     if state_url:
         return StateDB(state_url)
-    return StateDB("", sqlite_path=StateFolder(state_dir).state_db)
+    return StateDB("", sqlite_path=StateFolder(state_dir).state_db, read_only=read_only)
+
+
+def open_state_db_for_reading(state_url: str, state_dir: Path) -> StateDB | None:
+    """The state database opened read-only, or None when a SQLite one does not exist yet: a
+    read command must not create state (PostgreSQL is opened as usual)."""
+    if state_url and not state_url.startswith("sqlite:///"):
+        return StateDB(state_url)
+    path = (Path(state_url[len("sqlite:///"):]) if state_url
+            else StateFolder(state_dir).state_db)
+    if not path.is_file():
+        return None
+    return open_state_db(state_url, state_dir, read_only=True)
