@@ -133,6 +133,7 @@ def stage_command(
     if skip_tests is not None and not skip_tests.strip():
         raise InputError("option --skip-tests needs a reason (e.g. --skip-tests 'CI ran them')")
     rctx = _ctx(ctx, repo)
+    rctx.require_lineage("stage")  # a candidate is compared with production: the real one
     report = stage(rctx.git.root, ctx.obj, candidate=candidate, snapshot=snapshot,
                    skip_tests_reason=skip_tests, validation=validation,
                    progress=_say(as_json))
