@@ -29,23 +29,28 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ewspipe.catalog import Catalog
 from ewspipe.catalog.record import catalog_differences, describe_catalog
-from ewspipe.errors import CheckFailed
+from ewspipe.errors import CheckFailed, StoreError
 from ewspipe.provenance import engine_info, git_output
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import open_state_db
 
 __all__ = [
+    "LedgerDamaged",
     "ReleaseGuardFailed",
     "catalog_sha256",
     "check_release",
     "engine_differences",
     "lineage_problems",
     "production_environment",
+    "reading_ledger",
     "verify_workspace",
 ]
 
@@ -56,6 +61,25 @@ _HOW = ("only a clean production release may publish: check out the production r
 
 class ReleaseGuardFailed(CheckFailed):
     """The workspace is not a clean, recorded production release: do not publish."""
+
+
+class LedgerDamaged(StoreError):
+    """The release ledger's database cannot be read (not a database, or a row that is not
+    JSON): refuse, naming the file; never guess what it said."""
+
+    exit_code = 2
+
+
+@contextmanager
+def reading_ledger(where: Callable[[], str]) -> Iterator[None]:
+    """Turn an unreadable ledger into :class:`LedgerDamaged` naming ``where()`` (the file)."""
+    try:
+        yield
+    except (sqlite3.DatabaseError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LedgerDamaged(
+            f"the release ledger in {where()} (table release_ledger) is damaged ({exc}); "
+            "restore that file from a backup of the production state: nothing that depends "
+            "on the releases it records can be trusted until then") from None
 
 
 def production_environment(settings: Settings) -> str:
@@ -204,9 +228,10 @@ def check_release(settings: Settings) -> dict[str, Any]:
         raise ReleaseGuardFailed(f"refusing to publish: HEAD ({shown}) of {repo} is not the "
                                  f"head of the {rel.production_branch} branch; {how}")
     # before the tag checks: a rewritten branch is named with the release it lost
-    db = open_state_db(settings.run.state_url,
-                       settings.layout.env(production_environment(settings)).root)
-    releases = db.releases()
+    ledger_root = settings.layout.env(production_environment(settings)).root
+    with reading_ledger(lambda: settings.run.state_url.split("@")[-1] or
+                        str(ledger_root / "state.db")):
+        releases = open_state_db(settings.run.state_url, ledger_root).releases()
     lineage = lineage_problems(repo, production_branch=rel.production_branch,
                                tag_prefix=rel.tag_prefix, releases=releases)
     if lineage:
