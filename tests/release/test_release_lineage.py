@@ -101,3 +101,20 @@ def test_ledger_commit_checked_when_the_tag_is_gone(released):
     problems = ctx.problems()
     assert any(f"does not contain {commit[:12]}" in p for p in problems), problems
     assert any("tag is missing" in p for p in problems), problems
+
+
+def test_a_damaged_ledger_is_named_not_trusted(released):
+    """A state.db that is not a database: the release commands and the production run's
+    guard refuse with exit 2 naming the file, instead of a traceback."""
+    from ewspipe.flows.release_guard import LedgerDamaged
+    from ewspipe.release.context import ReleaseContext
+
+    repo, ctx = released
+    path = ctx.ledger.db.sqlite_path
+    path.write_bytes(b"not a database\n" * 100)
+    git(repo, "checkout", "-q", "production")
+    with pytest.raises(LedgerDamaged, match=r"state\.db .*restore that file") as caught:
+        check_release(ctx.settings)
+    assert caught.value.exit_code == 2
+    with pytest.raises(LedgerDamaged, match=r"state\.db"):
+        ReleaseContext.open(ctx.settings)
