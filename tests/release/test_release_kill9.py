@@ -1,9 +1,9 @@
 """A real kill -9 series over `release promote`, `release hotfix finish` and `release
 rollback` (issue 18): the command runs in its own process with a `git` wrapper first on PATH
 that counts every git call and, after the k-th one completes, kills its caller with SIGKILL
-(deterministic: no timing). Every k after which the persisted state differs is hit: each
-mutating git call, and the read just before the first one (the ledger's `pending` entry
-already written); a kill after any other read leaves one of those states. The same command
+(deterministic: no timing). Every k after which the persisted state differs is hit: the
+first call after the ledger's `pending` entry is written, each mutating git call after it
+and the last one before it; a kill after any other call leaves one of those states. The same command
 re-run without the wrapper must complete; then `release status` is clean, the ledger,
 CHANGELOG.md and tags agree with what production runs (the production run's release guard
 accepts it) and nothing is left uncommitted.
@@ -33,6 +33,7 @@ from ewspipe.flows.release_guard import check_release
 from ewspipe.release.hotfix import start_hotfix
 from ewspipe.release.promote import promote
 from ewspipe.release.status import check, status
+from ewspipe.release.steps import CRASH_ENV
 
 WRAPPER = """#!/bin/sh
 n=0
@@ -72,10 +73,14 @@ def _wrapper_env(root: Path, kill_at: int = 0, kill_on: str = "") -> dict[str, s
             "GITWRAP_KILL_AT": str(kill_at), "GITWRAP_KILL_ON": kill_on}
 
 
-def _forked(root: Path, command: tuple[str, ...], kill_at: int = 0) -> tuple[int | None, int]:
+def _forked(root: Path, command: tuple[str, ...], kill_at: int = 0,
+            crash_at: str | None = None) -> tuple[int | None, int]:
     """Run the command in a forked process under the wrapper; (exit code or None when it was
-    killed, the number of git calls it made)."""
+    killed, the number of git calls it made). ``crash_at``: the step hook of
+    :mod:`ewspipe.release.steps` (exit 137 right before that step)."""
     env = _wrapper_env(root, kill_at)
+    if crash_at is not None:
+        env[CRASH_ENV] = crash_at
     pid = os.fork()
     if pid == 0:  # the child: the CLI, stdout/stderr to a file, never back into pytest
         code = 70
@@ -90,7 +95,8 @@ def _forked(root: Path, command: tuple[str, ...], kill_at: int = 0) -> tuple[int
         finally:
             os._exit(code)
     _, wait = os.waitpid(pid, 0)
-    calls = int(Path(env["GITWRAP_COUNTER"]).read_text())
+    counter = Path(env["GITWRAP_COUNTER"])
+    calls = int(counter.read_text()) if counter.exists() else 0
     if os.WIFSIGNALED(wait):
         assert os.WTERMSIG(wait) == signal.SIGKILL
         return None, calls
@@ -130,15 +136,17 @@ def templates(tmp_path_factory):
     return {"promote": promote_root, "hotfix": hotfix_root, "rollback": rollback_root}
 
 
-def _kill_points(log: str) -> list[int]:
-    """Every call after which the persistent state differs: each mutating git call, and the
-    read just before the first of them (the ledger's pending entry written, nothing else).
-    A kill after any other read leaves the same state as one of these."""
+def _kill_points(log: str, begun: int) -> list[int]:
+    """Every call after which the persisted state differs: the first call after the ledger's
+    pending entry was written (``begun``: the calls made before it), each mutating git call
+    after it, and the last mutating one before it (planning: git plumbing in a temporary
+    index). A kill after any other call leaves one of these states."""
     calls = [line.split(" ") for line in log.splitlines() if line]
     mutating = [int(n) for n, first, second, *_ in calls
                 if (first in MUTATING and first != "tag") or f"{first} {second}" in MUTATING]
-    assert mutating, log
-    return sorted({mutating[0] - 1, *mutating})
+    assert [m for m in mutating if m > begun], log
+    planning = [m for m in mutating if m <= begun]
+    return sorted({begun + 1, *planning[-1:], *(m for m in mutating if m > begun)})
 
 
 def _assert_healed(root: Path, kind: str, tag: str) -> None:
@@ -176,8 +184,12 @@ def test_killed_at_every_git_step_then_rerun_completes(templates, tmp_path, kind
     code, _ = _forked(counted, command)
     assert code == 0, (counted.parent / "count-out.txt").read_text()
     _assert_healed(counted, kind, tag)
-    points = _kill_points((tmp_path / "count-git-calls.log").read_text())
-    assert len(points) >= 6
+    crashed = tmp_path / "begin"
+    shutil.copytree(templates[kind], crashed)
+    code, begun = _forked(crashed, command, crash_at="begin")
+    assert code == 137
+    points = _kill_points((tmp_path / "count-git-calls.log").read_text(), begun)
+    assert len(points) >= 5
     for k in points:
         case = tmp_path / f"k{k}"
         shutil.copytree(templates[kind], case)
