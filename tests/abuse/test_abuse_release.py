@@ -8,6 +8,7 @@ the working tree and (where the command should not write it) the state folder.""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import sys
@@ -187,22 +188,22 @@ CASES: dict[str, tuple[Break, Break | None, tuple[str, ...], int, tuple[str, ...
                                     ("development", "git checkout hotfix/"), True),
     "stage: rewound production": (_rewound, None, ("release", "stage"), 1,
                                   ("v0.2.0", FIX_PROD), True),
-    "status: missing ledger": (_nothing, _no_ledger, ("release", "check"), 1,
-                               ("v0.1.0", "no release-ledger entry", "restore the ledger"),
-                               False),
+    "check: missing ledger": (_nothing, _no_ledger, ("release", "check"), 1,
+                              ("v0.1.0", "no release-ledger entry", "restore the ledger"),
+                              True),
     "log: garbage ledger": (_nothing, _garbage_ledger, ("release", "log"), 2,
                             ("state.db", "damaged", "restore"), True),
     "resume: corrupt pending plan": (_on_production, _corrupt_plan, ("release", "promote"), 2,
                                      ("state.db", "damaged", "restore"), True),
     "run: rewound production": (_rewound_on_production, None, ("run", "--env", "production"),
-                                1, ("v0.2.0", FIX_PROD), False),
+                                1, ("v0.2.0", FIX_PROD), True),
     "run: publish_environments names no environment": (
         _publishes_nowhere, None, ("run", "--env", "production"), 2,
-        ("publish_environments", "nowhere", "production"), False),
+        ("publish_environments", "nowhere", "production"), True),
     "run: untracked model": (_untracked_model, None, ("run", "--env", "production"), 1,
-                             ("models/rogue.toml", "not part of the release"), False),
+                             ("models/rogue.toml", "not part of the release"), True),
     "run: ignored model": (_ignored_model, None, ("run", "--env", "production"), 1,
-                           ("models/rogue.local.toml", "git-ignored"), False),
+                           ("models/rogue.local.toml", "git-ignored"), True),
 }
 
 
@@ -219,3 +220,20 @@ def test_a_release_command_refuses_a_hostile_state(released, tmp_path, ewspipe, 
                      *command, "--json")
     assert_refused(result, code=code, mentions=mentions, before=before,
                    after=_digest(root, state=state_untouched))
+    assert not (root / "state" / "production" / "published").exists()  # nothing published
+
+
+def test_reading_a_missing_ledger_creates_nothing(released, tmp_path, ewspipe):
+    """`release status` and `log` with the ledger database gone: they read it as empty (and
+    status lists every tag as unrecorded) instead of creating production's state.db."""
+    root = tmp_path / "ws"
+    shutil.copytree(released, root)
+    _no_ledger(root)
+    before = _digest(root, state=True)
+    args = ("--config", root / "repo" / "ewspipe.toml", "--state-dir", root / "state")
+    status = ewspipe(*args, "release", "status", "--json")
+    assert status.code == 0 and any("v0.2.0 has no release-ledger entry" in p
+                                    for p in json.loads(status.out)["problems"]), status
+    log = ewspipe(*args, "release", "log", "--json")
+    assert log.code == 0 and json.loads(log.out) == {"releases": []}, log
+    assert _digest(root, state=True) == before

@@ -39,8 +39,11 @@ class ReleaseContext:
     ledger: Ledger
 
     @classmethod
-    def open(cls, settings: Settings, repo: Path | None = None) -> ReleaseContext:
-        return cls(settings, Git(repository_path(settings, repo)), Ledger.open(settings))
+    def open(cls, settings: Settings, repo: Path | None = None, *,
+             create: bool = True) -> ReleaseContext:
+        """``create=False``: for the read-only commands (a missing ledger reads as empty)."""
+        return cls(settings, Git(repository_path(settings, repo)),
+                   Ledger.open(settings, create=create))
 
     # ------------------------------------------------------------------ names
     @property

@@ -36,19 +36,30 @@ def now_iso() -> str:
 def _where(db: StateDB | None, settings: Settings | None = None) -> str:
     path = getattr(db, "sqlite_path", None)
     if path is None and settings is not None and not settings.run.state_url:
-        path = settings.layout.env(settings.run.production_environment).root / "state.db"
+        path = settings.layout.env(settings.run.production_environment).state_db
     return str(path) if path is not None else "the state database of [run] state_url"
 
 
 class Ledger:
-    def __init__(self, db: StateDB) -> None:
-        self.db = db
+    def __init__(self, db: StateDB | None) -> None:
+        self._db = db
 
     @classmethod
-    def open(cls, settings: Settings) -> Ledger:
+    def open(cls, settings: Settings, *, create: bool = True) -> Ledger:
+        """The ledger of the production environment; with ``create=False`` (the read-only
+        commands: status, check, log) a SQLite ledger that does not exist yet reads as empty
+        instead of being created: a read never writes."""
         production = settings.layout.env(settings.run.production_environment)
+        if not create and not settings.run.state_url and not production.state_db.exists():
+            return cls(None)
         with reading_ledger(lambda: _where(None, settings)):
             return cls(open_state_db(settings.run.state_url, production.root))
+
+    @property
+    def db(self) -> StateDB:
+        if self._db is None:  # only a read-only ledger lacks one: a bug to write through it
+            raise RuntimeError("the release ledger was opened read-only and does not exist")
+        return self._db
 
     def _read(self, query: Callable[[], T]) -> T:
         with reading_ledger(lambda: _where(self.db)):
@@ -76,10 +87,14 @@ class Ledger:
 
     def staging_for(self, commit: str) -> dict[str, Any] | None:
         """The newest staging report for exactly ``commit``."""
+        if self._db is None:
+            return None
         found = self._read(lambda: self.db.staging_reports(commit, limit=1))
         return found[0] if found else None
 
     def last_staging(self) -> dict[str, Any] | None:
+        if self._db is None:
+            return None
         found = self._read(lambda: self.db.staging_reports(None, limit=1))
         return found[0] if found else None
 
@@ -104,7 +119,7 @@ class Ledger:
 
     def releases(self) -> list[dict[str, Any]]:
         """Every entry, newest first."""
-        return self._read(self.db.releases)
+        return self._read(self.db.releases) if self._db is not None else []
 
     def completed(self) -> list[dict[str, Any]]:
         return [e for e in self.releases() if e["status"] == "completed"]
