@@ -41,9 +41,9 @@ CANDIDATE_OPTION = typer.Option(None, "--candidate", help="Branch, tag or commit
 REASON_OPTION = typer.Option(None, "--reason", help="Why the --allow override is justified.")
 
 
-def _ctx(ctx: typer.Context, repo: Path | None) -> ReleaseContext:
+def _ctx(ctx: typer.Context, repo: Path | None, *, read_only: bool = False) -> ReleaseContext:
     settings: Settings = ctx.obj
-    return ReleaseContext.open(settings, repo)
+    return ReleaseContext.open(settings, repo, create=not read_only)
 
 
 def _say(as_json: bool):
@@ -77,7 +77,7 @@ def status_command(ctx: typer.Context, repo: Path | None = REPO_OPTION,
                    as_json: bool = JSON_OPTION) -> None:
     """Production version, development ahead/behind, unreleased changes, hotfixes,
     pending back-ports and the last staging result."""
-    doc = status(_ctx(ctx, repo))
+    doc = status(_ctx(ctx, repo, read_only=True))
 
     def human() -> str:
         p, d = doc["production"], doc["development"]
@@ -109,7 +109,7 @@ def status_command(ctx: typer.Context, repo: Path | None = REPO_OPTION,
 def check_command(ctx: typer.Context, repo: Path | None = REPO_OPTION,
                   as_json: bool = JSON_OPTION) -> None:
     """Exit 1 when development does not contain production (a back-port is pending)."""
-    doc = check(_ctx(ctx, repo))
+    doc = check(_ctx(ctx, repo, read_only=True))
     emit(doc, as_json, lambda: doc["detail"])
 
 
@@ -133,6 +133,7 @@ def stage_command(
     if skip_tests is not None and not skip_tests.strip():
         raise InputError("option --skip-tests needs a reason (e.g. --skip-tests 'CI ran them')")
     rctx = _ctx(ctx, repo)
+    rctx.require_lineage("stage")  # a candidate is compared with production: the real one
     report = stage(rctx.git.root, ctx.obj, candidate=candidate, snapshot=snapshot,
                    skip_tests_reason=skip_tests, validation=validation,
                    progress=_say(as_json))
@@ -220,7 +221,7 @@ def rollback_command(ctx: typer.Context,
 def log_command(ctx: typer.Context, repo: Path | None = REPO_OPTION,
                 as_json: bool = JSON_OPTION) -> None:
     """The release ledger, newest first."""
-    entries = ledger_log(_ctx(ctx, repo))
+    entries = ledger_log(_ctx(ctx, repo, read_only=True))
     doc = {"releases": entries}
 
     def human() -> str:

@@ -33,6 +33,7 @@ from ewspipe.flows import monitoring_tasks, tasks
 from ewspipe.flows.ensemble_run import plan_run
 from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import TRACE, Graph, Task, digest, settings_sections
+from ewspipe.flows.publish_policy import publishes
 from ewspipe.flows.release_guard import check_release, verify_workspace
 from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
 from ewspipe.layout import StateFolder
@@ -278,7 +279,7 @@ def prepare_monthly(settings: Settings, *, environment: str | None = None,
         raise InputError(f"{env!r} is not an environment; use one of "
                          f"{', '.join(run_settings.environments)} (ewspipe.toml [run] "
                          "environments)", parameter="environment")
-    publish = env in run_settings.publish_environments
+    publish = publishes(settings, env)  # refuses a publish_environments naming no environment
     if allow_engine_change is not None and not publish:
         raise InputError(f"environment {env!r} does not publish; an engine change is only "
                          "allowed for a production run", parameter="allow_engine_change")

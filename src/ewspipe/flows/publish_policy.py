@@ -22,13 +22,32 @@ from typing import Any
 
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.catalog.rules import Status
-from ewspipe.errors import EwspipeError
+from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.guards import freshness_report
 from ewspipe.flows.release_guard import ReleaseGuardFailed, check_release, verify_workspace
 from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.settings import Settings
 
-__all__ = ["PublishDecision", "decide_publish", "deployed_pointers"]
+__all__ = ["PublishDecision", "decide_publish", "deployed_pointers", "publishes"]
+
+
+def publishes(settings: Settings, environment: str) -> bool:
+    """Whether a run of ``environment`` publishes (``[run] publish_environments``).
+
+    Refuses (bad input) settings whose ``publish_environments`` names an environment that
+    does not exist: the production run would otherwise succeed and silently publish nothing
+    (issue 18). Settings are validated at load too; this is the run-time decision, so it
+    never trusts that."""
+    run = settings.run
+    unknown = [e for e in run.publish_environments if e not in run.environments]
+    if unknown:
+        where = f" in {settings.source_file}" if settings.source_file is not None else ""
+        raise InputError(
+            f"[run] publish_environments{where} names {', '.join(map(repr, unknown))}, which "
+            f"is not one of [run] environments ({', '.join(run.environments)}): no run would "
+            "publish there and `ewspipe run --env production` would publish nothing; name "
+            "existing environments (e.g. publish_environments = [\"production\"])")
+    return environment in run.publish_environments
 
 
 @dataclass
@@ -74,7 +93,7 @@ def decide_publish(
     """
     when = _now(now)
     reasons: list[str] = []
-    if environment not in settings.run.publish_environments:
+    if not publishes(settings, environment):
         reasons.append(f"environment {environment!r} does not publish ([run] "
                        "publish_environments)")
     if not qa_passed:

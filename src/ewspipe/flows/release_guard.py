@@ -6,6 +6,8 @@ file, or the current folder with built-in settings) must have
 
 * HEAD exactly at a release tag (``[release] tag_prefix`` + MAJOR.MINOR.PATCH),
 * HEAD equal to the head of the production branch (``[release] production_branch``),
+* that branch descending from the last release (:func:`lineage_problems`: a production branch
+  reset or rewritten to older code, or a moved release tag, is refused),
 * no uncommitted changes to tracked files,
 * the settings file and the model and ensemble folders inside the repository, and no
   untracked or git-ignored model, ensemble or settings file there (the loader would read it),
@@ -27,22 +29,28 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ewspipe.catalog import Catalog
 from ewspipe.catalog.record import catalog_differences, describe_catalog
-from ewspipe.errors import CheckFailed
+from ewspipe.errors import CheckFailed, StoreError
 from ewspipe.provenance import engine_info, git_output
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import open_state_db
 
 __all__ = [
+    "LedgerDamaged",
     "ReleaseGuardFailed",
     "catalog_sha256",
     "check_release",
     "engine_differences",
+    "lineage_problems",
     "production_environment",
+    "reading_ledger",
     "verify_workspace",
 ]
 
@@ -53,6 +61,25 @@ _HOW = ("only a clean production release may publish: check out the production r
 
 class ReleaseGuardFailed(CheckFailed):
     """The workspace is not a clean, recorded production release: do not publish."""
+
+
+class LedgerDamaged(StoreError):
+    """The release ledger's database cannot be read (not a database, or a row that is not
+    JSON): refuse, naming the file; never guess what it said."""
+
+    exit_code = 2
+
+
+@contextmanager
+def reading_ledger(where: Callable[[], str]) -> Iterator[None]:
+    """Turn an unreadable ledger into :class:`LedgerDamaged` naming ``where()`` (the file)."""
+    try:
+        yield
+    except (sqlite3.DatabaseError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LedgerDamaged(
+            f"the release ledger in {where()} (table release_ledger) is damaged ({exc}); "
+            "restore that file from a backup of the production state: nothing that depends "
+            "on the releases it records can be trusted until then") from None
 
 
 def production_environment(settings: Settings) -> str:
@@ -108,6 +135,80 @@ def _stray_files(settings: Settings, repo: Path, how: str) -> None:
             "it on development and release it (`ewspipe release stage` / `promote`)")
 
 
+def _release_tags(repo: Path, prefix: str) -> dict[str, str]:
+    """Every ``<prefix>MAJOR.MINOR.PATCH`` tag -> the commit it names (annotated tags peeled),
+    from one ``git for-each-ref``."""
+    pattern = re.compile(re.escape(prefix) + r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+    out = git_output(repo, "for-each-ref", "--format=%(refname:short) %(objectname) "
+                     "%(*objectname)", "refs/tags") or ""
+    found = {}
+    for line in out.splitlines():
+        name, obj, *peeled = line.split(" ")
+        if pattern.match(name):
+            found[name] = (peeled[0] if peeled and peeled[0] else obj)
+    return found
+
+
+def _version_key(tag: str, prefix: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in tag[len(prefix):].split("."))
+
+
+def lineage_problems(repo: Path, *, production_branch: str, tag_prefix: str,
+                     releases: list[dict[str, Any]]) -> list[str]:
+    """Why the production branch is not the continuation of the last release, each with
+    its fix (empty: it is, or nothing was released yet).
+
+    Releases only ever add commits on top of production (a rollback too), so its head must
+    descend from the last completed release: from that release's tag and from the release
+    commit the ledger (``releases``, newest first) records for it; and a completed release's
+    tag must still name that commit. Anything else is a production branch that was reset or
+    rewritten (``git branch -f``), or a tag that was moved, and production would run code no
+    release validated."""
+    branch = production_branch
+    prod = git_output(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
+    completed = [e for e in releases if e.get("status") == "completed"]
+    if not prod or not completed:
+        return []
+    tags = _release_tags(repo, tag_prefix)
+    problems: list[str] = []
+
+    def contains(commit: str) -> bool:
+        return git_output(repo, "merge-base", "--is-ancestor", commit, prod) is not None
+
+    def restore(ref: str) -> str:
+        return (f"put {branch} back with `git branch -f {branch} {ref}` (or `git reset --keep "
+                f"{ref}` while {branch} is checked out), then run `ewspipe release rollback` "
+                "if an earlier release should run")
+
+    for entry in completed:
+        tag = f"{tag_prefix}{entry['version']}"
+        commit = str((entry.get("manifest") or {}).get("release_commit") or "")
+        if commit and tag in tags and tags[tag] != commit:
+            problems.append(
+                f"release tag {tag} points at {tags[tag][:12]}, but the release ledger records "
+                f"its release commit as {commit[:12]}: the tag was moved; put it back with "
+                f"`git tag -f -a {tag} {commit} -m 'Release {tag}'` (or fetch it from the "
+                "remote that has it)")
+    released = [t for t in tags if t[len(tag_prefix):] in {e["version"] for e in completed}]
+    if released:
+        last = max(released, key=lambda t: _version_key(t, tag_prefix))
+        if not contains(tags[last]):
+            problems.append(
+                f"the {branch} branch ({prod[:12]}) does not descend from the last release "
+                f"tag {last} ({tags[last][:12]}): it was reset or rewritten, so production "
+                f"would run code no release validated; {restore(last)}")
+    newest = completed[0]
+    commit = str((newest.get("manifest") or {}).get("release_commit") or "")
+    tag = f"{tag_prefix}{newest['version']}"
+    if commit and not contains(commit) and not any(tag in p for p in problems):
+        problems.append(
+            f"the {branch} branch ({prod[:12]}) does not contain {commit[:12]}, the release "
+            f"commit the release ledger records for its last release {tag}: it was reset or "
+            f"rewritten, so production would run code no release validated; "
+            f"{restore(commit[:12])}")
+    return problems
+
+
 def check_release(settings: Settings) -> dict[str, Any]:
     """The release the workspace is at (``tag``, ``version``, ``commit``, ``repo`` and the
     ledger's ``manifest``), or :class:`ReleaseGuardFailed` naming what is wrong."""
@@ -126,6 +227,15 @@ def check_release(settings: Settings) -> dict[str, Any]:
         shown = head[:12] if head else "no commit"
         raise ReleaseGuardFailed(f"refusing to publish: HEAD ({shown}) of {repo} is not the "
                                  f"head of the {rel.production_branch} branch; {how}")
+    # before the tag checks: a rewritten branch is named with the release it lost
+    ledger_root = settings.layout.env(production_environment(settings)).root
+    with reading_ledger(lambda: settings.run.state_url.split("@")[-1] or
+                        str(ledger_root / "state.db")):
+        releases = open_state_db(settings.run.state_url, ledger_root).releases()
+    lineage = lineage_problems(repo, production_branch=rel.production_branch,
+                               tag_prefix=rel.tag_prefix, releases=releases)
+    if lineage:
+        raise ReleaseGuardFailed("refusing to publish: " + "; and ".join(lineage))
     pattern = re.compile(re.escape(rel.tag_prefix) + r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
     tags = [t for t in (git_output(repo, "tag", "--points-at", head) or "").splitlines()
             if pattern.match(t)]
@@ -140,9 +250,7 @@ def check_release(settings: Settings) -> dict[str, Any]:
                                  "must come from exactly the released code: commit or stash "
                                  "them, or restore the release")
     _stray_files(settings, repo, how)
-    db = open_state_db(settings.run.state_url,
-                       settings.layout.env(production_environment(settings)).root)
-    completed = {e["version"]: e for e in db.releases() if e["status"] == "completed"}
+    completed = {e["version"]: e for e in releases if e["status"] == "completed"}
     for tag in sorted(tags):
         version = tag[len(rel.tag_prefix):]
         if version in completed:

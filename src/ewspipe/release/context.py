@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ewspipe.errors import CheckFailed
+from ewspipe.flows.release_guard import lineage_problems
 from ewspipe.release.git import Git
 from ewspipe.release.ledger import Ledger
 from ewspipe.release.version import Version
@@ -38,8 +39,11 @@ class ReleaseContext:
     ledger: Ledger
 
     @classmethod
-    def open(cls, settings: Settings, repo: Path | None = None) -> ReleaseContext:
-        return cls(settings, Git(repository_path(settings, repo)), Ledger.open(settings))
+    def open(cls, settings: Settings, repo: Path | None = None, *,
+             create: bool = True) -> ReleaseContext:
+        """``create=False``: for the read-only commands (a missing ledger reads as empty)."""
+        return cls(settings, Git(repository_path(settings, repo)),
+                   Ledger.open(settings, create=create))
 
     # ------------------------------------------------------------------ names
     @property
@@ -80,10 +84,23 @@ class ReleaseContext:
         return max(inside) if inside else None
 
     # ------------------------------------------------------------------ cross-checks
+    def lineage_problems(self) -> list[str]:
+        """Why production is not the continuation of its last release (a rewritten branch, a
+        moved tag), with the fix: :func:`ewspipe.flows.release_guard.lineage_problems`, the
+        check the production run makes too."""
+        return lineage_problems(self.git.root, production_branch=self.prod,
+                                tag_prefix=self.prefix, releases=self.ledger.releases())
+
+    def require_lineage(self, action: str) -> None:
+        found = self.lineage_problems()
+        if found:
+            raise LedgerMismatch(f"refusing to {action}: " + "; and ".join(found))
+
     def problems(self) -> list[str]:
-        """Each disagreement between tags and ledger, with how to repair it."""
+        """Each disagreement between tags, ledger and the production branch, with how to
+        repair it."""
         entries = {e["version"]: e for e in self.ledger.releases()}
-        found = []
+        found = self.lineage_problems()
         for version, tag in sorted(self.release_tags().items()):
             entry = entries.get(str(version))
             if entry is None:
@@ -105,5 +122,5 @@ class ReleaseContext:
     def require_consistent(self) -> None:
         found = self.problems()
         if found:
-            raise LedgerMismatch("refusing to act: the git tags and the release ledger "
-                                 "disagree:\n  - " + "\n  - ".join(found))
+            raise LedgerMismatch("refusing to act: the git tags, the release ledger and the "
+                                 "production branch disagree:\n  - " + "\n  - ".join(found))

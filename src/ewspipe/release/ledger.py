@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ewspipe.errors import InputError
+from ewspipe.flows.release_guard import LedgerDamaged, reading_ledger
 from ewspipe.settings import Settings
 from ewspipe.store.statedb import StateDB, open_state_db
 
-__all__ = ["Ledger", "now_iso"]
+__all__ = ["Ledger", "LedgerDamaged", "now_iso"]
 
 KINDS = ("promote", "hotfix", "rollback")
+T = TypeVar("T")
 
 
 def now_iso() -> str:
@@ -30,14 +33,37 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _where(db: StateDB | None, settings: Settings | None = None) -> str:
+    path = getattr(db, "sqlite_path", None)
+    if path is None and settings is not None and not settings.run.state_url:
+        path = settings.layout.env(settings.run.production_environment).state_db
+    return str(path) if path is not None else "the state database of [run] state_url"
+
+
 class Ledger:
-    def __init__(self, db: StateDB) -> None:
-        self.db = db
+    def __init__(self, db: StateDB | None) -> None:
+        self._db = db
 
     @classmethod
-    def open(cls, settings: Settings) -> Ledger:
+    def open(cls, settings: Settings, *, create: bool = True) -> Ledger:
+        """The ledger of the production environment; with ``create=False`` (the read-only
+        commands: status, check, log) a SQLite ledger that does not exist yet reads as empty
+        instead of being created: a read never writes."""
         production = settings.layout.env(settings.run.production_environment)
-        return cls(open_state_db(settings.run.state_url, production.root))
+        if not create and not settings.run.state_url and not production.state_db.exists():
+            return cls(None)
+        with reading_ledger(lambda: _where(None, settings)):
+            return cls(open_state_db(settings.run.state_url, production.root))
+
+    @property
+    def db(self) -> StateDB:
+        if self._db is None:  # only a read-only ledger lacks one: a bug to write through it
+            raise RuntimeError("the release ledger was opened read-only and does not exist")
+        return self._db
+
+    def _read(self, query: Callable[[], T]) -> T:
+        with reading_ledger(lambda: _where(self.db)):
+            return query()
 
     # ------------------------------------------------------------------ staging reports
     def record_staging(self, report: dict[str, Any]) -> str:
@@ -61,11 +87,15 @@ class Ledger:
 
     def staging_for(self, commit: str) -> dict[str, Any] | None:
         """The newest staging report for exactly ``commit``."""
-        found = self.db.staging_reports(commit, limit=1)
+        if self._db is None:
+            return None
+        found = self._read(lambda: self.db.staging_reports(commit, limit=1))
         return found[0] if found else None
 
     def last_staging(self) -> dict[str, Any] | None:
-        found = self.db.staging_reports(None, limit=1)
+        if self._db is None:
+            return None
+        found = self._read(lambda: self.db.staging_reports(None, limit=1))
         return found[0] if found else None
 
     # ------------------------------------------------------------------ releases
@@ -89,7 +119,7 @@ class Ledger:
 
     def releases(self) -> list[dict[str, Any]]:
         """Every entry, newest first."""
-        return self.db.releases()
+        return self._read(self.db.releases) if self._db is not None else []
 
     def completed(self) -> list[dict[str, Any]]:
         return [e for e in self.releases() if e["status"] == "completed"]

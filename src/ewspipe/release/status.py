@@ -112,11 +112,16 @@ def status(ctx: ReleaseContext) -> dict[str, Any]:
 
 
 def check(ctx: ReleaseContext) -> dict[str, Any]:
-    """Pass when development contains production (every hotfix back-ported); raise
-    CheckFailed otherwise, naming what to merge."""
+    """Pass when production is the continuation of its last release (tags, ledger and
+    branch agree: :meth:`ReleaseContext.problems`) and development contains production
+    (every hotfix back-ported); raise CheckFailed otherwise, naming what to repair."""
     git = ctx.git
     if not git.branch_exists(ctx.dev):
         raise InputError(f"branch {ctx.dev!r} does not exist in {git.root}")
+    found = ctx.problems()
+    if found:
+        raise CheckFailed(f"{ctx.prod} cannot be trusted: the git tags, the release ledger "
+                          f"and the {ctx.prod} branch disagree:\n  - " + "\n  - ".join(found))
     if not git.branch_exists(ctx.prod):
         return {"passed": True, "detail": f"no {ctx.prod} branch yet: nothing to back-port"}
     if git.is_ancestor(ctx.prod, ctx.dev):
