@@ -304,8 +304,9 @@ def _load_estimator(directory: Path, entry: dict[str, Any], allow_pickle: bool) 
         return ConstantClassifier(float(entry["value"]))
     name = entry["file"]
     if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-        raise StoreError(f"{directory / MODEL_FILE}: learner file {name!r} is not a plain file "
-                         "name in the model's folder; refit the model")
+        raise IntegrityError(f"{directory / MODEL_FILE}: learner file {name!r} is not a plain "
+                             f"file name in the model's folder; delete {directory} and run "
+                             "again to retrain the model")
     path = directory / name
     if kind == _JOBLIB or path.name.lower().endswith(PICKLE_SUFFIXES):
         if not allow_pickle:
@@ -327,8 +328,8 @@ def _load_estimator(directory: Path, entry: dict[str, Any], allow_pickle: bool) 
         booster = lgb.Booster(model_str=path.read_text(encoding="utf-8"))
         return LightGBMRegressorText(booster) if kind == _LGBM_REGRESSOR else \
             LightGBMClassifierText(booster)
-    raise StoreError(f"{directory / MODEL_FILE}: learner {entry['file']!r} has an unknown kind "
-                     f"{kind!r}; refit the model")
+    raise IntegrityError(f"{directory / MODEL_FILE}: learner {name!r} has an unknown kind "
+                         f"{kind!r}; delete {directory} and run again to retrain the model")
 
 
 def load_model(directory: str | Path, *, allow_pickle: bool = False) -> BaseForecaster:
@@ -340,10 +341,10 @@ def load_model(directory: str | Path, *, allow_pickle: bool = False) -> BaseFore
 
     Raises:
         PickleRefused: the model holds a pickle and ``allow_pickle`` is false.
-        IntegrityError: a skops file is not one, or names a type outside the trusted list.
-        StoreError: ``model.json`` is missing, malformed or of an unknown format version,
-            names an algorithm this ewspipe does not have, or a file it lists is missing or
-            unreadable.
+        IntegrityError: a file it lists is missing, damaged or not what its kind says (a
+            skops file naming a type outside the trusted list included).
+        StoreError: ``model.json`` is missing, malformed or of an unknown format version, or
+            names an algorithm this ewspipe does not have.
     """
     directory = Path(directory)
     doc_path = directory / MODEL_FILE
@@ -384,8 +385,9 @@ def load_model(directory: str | Path, *, allow_pickle: bool = False) -> BaseFore
         model._import_state(doc["state"], arrays, estimators)  # type: ignore[attr-defined]
     except StoreError:
         raise
-    except Exception as exc:
-        raise StoreError(
-            f"failed while loading the model saved in {directory}: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # a damaged or tampered file: refuse it, naming the way out
+        raise IntegrityError(
+            f"failed while loading the model saved in {directory}: {type(exc).__name__}: "
+            f"{exc}. Delete that folder and run again to retrain the model"
         ) from exc
     return model
