@@ -121,3 +121,17 @@ def test_allowed_pickles_are_still_refused_on_a_hash_mismatch(tmp_path: Path) ->
     with pytest.raises(IntegrityError, match=r"(step01\.joblib|model\.json) .*sha256"):
         store.load(found)
     assert not marker.exists()
+
+
+def test_allowed_pickles_must_be_listed_in_the_manifest(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    _, manifest = _saved(tmp_path / "a")
+    _plant(tmp_path / "a", manifest, _Planted(marker))
+    store = ArtifactStore(tmp_path / "a", allow_pickle=True)
+    found = store.find(_key())
+    assert found is not None
+    unlisted = ArtifactManifest(**{**found.to_dict(), "files": {
+        k: v for k, v in found.files.items() if k != "step01.joblib"}})
+    with pytest.raises(IntegrityError, match=r"step01\.joblib is a pickle without a sha256"):
+        store.load(unlisted)
+    assert not marker.exists()

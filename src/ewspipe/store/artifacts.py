@@ -140,8 +140,17 @@ class ArtifactStore:
         return manifest
 
     def load(self, manifest: ArtifactManifest) -> BaseForecaster:
-        """Verify every file's sha256, then deserialise (no pickle unless ``allow_pickle``)."""
-        return load_model(self.verify(manifest), allow_pickle=self.allow_pickle)
+        """Verify every file's sha256, then deserialise (no pickle unless ``allow_pickle``,
+        and then only pickles whose sha256 the manifest records)."""
+        directory = self.verify(manifest)
+        unlisted = [p.name for p in pickled_files(directory) if p.name not in manifest.files]
+        if self.allow_pickle and unlisted:
+            raise IntegrityError(
+                f"artifact {manifest.directory}: {unlisted[0]} is a pickle without a sha256 in "
+                "its manifest; refusing to load it. Delete the artifact folder and rerun to "
+                "retrain."
+            )
+        return load_model(directory, allow_pickle=self.allow_pickle)
 
     def verify(self, manifest: ArtifactManifest) -> Path:
         """The artifact's folder, once every file matches its sha256; IntegrityError else."""
