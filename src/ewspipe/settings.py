@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     model_validator,
 )
@@ -51,6 +52,14 @@ class WorkspaceSettings(_Strict):
     state_dir: Path = Path(".ewspipe")
     models_dir: Path = Path("models")
     ensembles_dir: Path = Path("ensembles")
+
+
+class ModelsSettings(_Strict):
+    """``[models]``: ``allow_pickle`` lets fitted models of an older format load their pickled
+    learners (sha256-checked). Loading a pickle runs any code in it: keep it off unless every
+    writer of the state folder is trusted."""
+
+    allow_pickle: StrictBool = False
 
 
 class _TrainTest(_Strict):
@@ -457,6 +466,7 @@ class ApiSettings(_Strict):
 
 class Settings(_Strict):
     workspace: WorkspaceSettings = WorkspaceSettings()
+    models: ModelsSettings = ModelsSettings()
     partitions: PartitionSettings = PartitionSettings()
     demo: DemoSettings = DemoSettings()
     sources: SourcesSettings = SourcesSettings()

@@ -14,7 +14,7 @@ from ewspipe.errors import StoreError
 from ewspipe.features.design import Design
 from ewspipe.models import registry
 from ewspipe.models.base import NotFittedError
-from ewspipe.models.persistence import MODEL_FILE, load_model, save_model
+from ewspipe.models.persistence import MODEL_FILE, PICKLE_SUFFIXES, load_model, save_model
 from ewspipe.panel.schema import Level
 
 SMALL = {"n_estimators": 10, "num_leaves": 7, "min_child_samples": 5}
@@ -104,11 +104,22 @@ def test_lightgbm_boosters_are_stored_as_text(tmp_path: Path) -> None:
     assert "lightgbm" in doc["versions"] and "numpy" in doc["versions"]
 
 
-def test_other_learners_are_pickled_with_joblib(tmp_path: Path) -> None:
+def test_scikit_learn_learners_are_stored_with_skops(tmp_path: Path) -> None:
     written = save_model(fitted("stepshifter_ridge"), tmp_path)
-    assert {p.suffix for p in written} == {".joblib", ".npz", ".json"}
+    assert {p.suffix for p in written} == {".skops", ".npz", ".json"}
     doc = json.loads((tmp_path / MODEL_FILE).read_text())
+    assert doc["format_version"] == 2
+    assert doc["estimators"]["step01"] == {"file": "step01.skops", "kind": "skops"}
     assert set(doc["estimators"]) == {"step01", "step02", "step03"}
+
+
+def test_nothing_saved_is_a_pickle(tmp_path: Path) -> None:
+    """No case writes a pickle: every file is text, JSON, npz or a skops zip."""
+    for case in CASES:
+        for path in save_model(fitted(case), tmp_path / case):
+            head = path.read_bytes()[:2]
+            assert head[:1] != b"\x80", f"{case}: {path.name} is a pickle"
+            assert path.suffix not in PICKLE_SUFFIXES
 
 
 def test_a_loaded_model_can_be_saved_again(tmp_path: Path) -> None:
@@ -143,9 +154,9 @@ def test_missing_or_foreign_directories_are_store_errors(tmp_path: Path) -> None
     doc_path = tmp_path / "m" / MODEL_FILE
     doc = json.loads(doc_path.read_text())
     doc_path.write_text(json.dumps({**doc, "format_version": 99}))
-    with pytest.raises(StoreError, match=r"format version 1 .*version 99"):
+    with pytest.raises(StoreError, match=r"format version 1 or 2 .*version 99"):
         load_model(tmp_path / "m")
     doc_path.write_text(json.dumps(doc))
-    (tmp_path / "m" / "step02.joblib").unlink()
-    with pytest.raises(StoreError, match=r"failed while loading .*step02\.joblib"):
+    (tmp_path / "m" / "step02.skops").unlink()
+    with pytest.raises(StoreError, match=r"failed while loading .*step02\.skops"):
         load_model(tmp_path / "m")

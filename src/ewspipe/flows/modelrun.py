@@ -307,7 +307,8 @@ class ModelRunContext:
 
     @property
     def artifacts(self) -> ArtifactStore:
-        return ArtifactStore(self.settings.artifact_dir)
+        return ArtifactStore(self.settings.artifact_dir,
+                             allow_pickle=self.settings.models.allow_pickle)
 
     def spec(self, model: str, config_hash: str) -> ModelSpec:
         spec = self.specs.get(model)

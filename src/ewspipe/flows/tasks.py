@@ -91,7 +91,8 @@ class TaskContext:
         """The one artifact cache, shared with ``ewspipe evaluate``/``forecast`` (same key:
         model, run type, config hash, snapshot, training end, code), so a model fitted by
         one is reused by the other."""
-        return ArtifactStore(self.layout.artifacts)
+        return ArtifactStore(self.layout.artifacts,
+                             allow_pickle=self.settings.models.allow_pickle)
 
     @property
     def predictions(self) -> PredictionStore:

@@ -3,13 +3,18 @@
 An artifact is keyed by what determines it (model, run type, config hash, data snapshot,
 training window end, code fingerprint); an identical request reuses it instead of training
 again. Loading verifies every file against the manifest *before* deserialising anything, so a
-tampered or corrupted file (pickles included) is refused, never executed.
+corrupted file is refused. The hashes do not stop someone who can write the artifact folder
+(they can rewrite the manifest too); what does is that models are stored without pickle
+(ewspipe.models.persistence) and nothing is unpickled unless ``allow_pickle`` is set. An
+artifact that holds a pickle (an older version's, or a planted one) is, by default, skipped
+with a warning naming the file, as if it were missing, so the caller retrains the model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,7 @@ from typing import Any
 from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir
 from ewspipe.errors import IntegrityError, StoreError
 from ewspipe.models.base import BaseForecaster
-from ewspipe.models.persistence import load_model, save_model
+from ewspipe.models.persistence import load_model, pickled_files, save_model
 from ewspipe.panel.snapshot import file_sha256
 from ewspipe.provenance import code_fingerprint, code_version, library_versions, timestamp
 
@@ -25,6 +30,7 @@ __all__ = ["ArtifactKey", "ArtifactManifest", "ArtifactStore"]
 
 MANIFEST = "manifest.json"
 _TMP = TMP_DIR_PREFIX
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,12 @@ class ArtifactManifest:
 
 
 class ArtifactStore:
-    def __init__(self, root: Path) -> None:
+    """Fitted models under ``root``. ``allow_pickle`` (the ``[models] allow_pickle`` setting)
+    lets artifacts of older versions with pickled learners load; off, they are misses."""
+
+    def __init__(self, root: Path, *, allow_pickle: bool = False) -> None:
         self.root = Path(root)
+        self.allow_pickle = allow_pickle
 
     @staticmethod
     def key(model: str, run_type: str, config_hash: str, snapshot_sha256: str,
@@ -76,19 +86,29 @@ class ArtifactStore:
         return self.root / key.model / key.run_type
 
     def find_digest(self, model: str, run_type: str, digest: str) -> ArtifactManifest | None:
-        """The newest artifact of ``model`` and ``run_type`` whose key has this digest."""
-        base = self.root / model / run_type
-        hits = sorted(p for p in base.glob(f"*_{digest[:16]}") if (p / MANIFEST).is_file()) \
-            if base.is_dir() else []
-        return self._read(hits[-1]) if hits else None
+        """The newest usable artifact of ``model`` and ``run_type`` whose key has this digest."""
+        return self._newest(self.root / model / run_type, digest)
 
     def find(self, key: ArtifactKey) -> ArtifactManifest | None:
-        """The newest artifact with this key, if one was stored."""
-        base = self._dir(key)
+        """The newest usable artifact with this key, if one was stored."""
+        return self._newest(self._dir(key), key.digest)
+
+    def _newest(self, base: Path, digest: str) -> ArtifactManifest | None:
+        """Newest first, skipping (with a warning) folders holding a pickle when pickles are
+        not allowed: such an artifact counts as missing, so the model is fitted again."""
         if not base.is_dir():
             return None
-        hits = sorted(p for p in base.glob(f"*_{key.digest[:16]}") if (p / MANIFEST).is_file())
-        return self._read(hits[-1]) if hits else None
+        hits = sorted((p for p in base.glob(f"*_{digest[:16]}") if (p / MANIFEST).is_file()),
+                      reverse=True)
+        for directory in hits:
+            pickles = [] if self.allow_pickle else pickled_files(directory)
+            if not pickles:
+                return self._read(directory)
+            _log.warning(
+                "artifact %s holds a pickle (%s), which ewspipe does not load (loading a "
+                "pickle can run any code); treating it as missing and retraining. Delete "
+                "that folder to silence this warning.", directory, pickles[0].name)
+        return None
 
     def save(
         self,
@@ -120,8 +140,17 @@ class ArtifactStore:
         return manifest
 
     def load(self, manifest: ArtifactManifest) -> BaseForecaster:
-        """Verify every file's sha256, then deserialise."""
-        return load_model(self.verify(manifest))
+        """Verify every file's sha256, then deserialise (no pickle unless ``allow_pickle``,
+        and then only pickles whose sha256 the manifest records)."""
+        directory = self.verify(manifest)
+        unlisted = [p.name for p in pickled_files(directory) if p.name not in manifest.files]
+        if self.allow_pickle and unlisted:
+            raise IntegrityError(
+                f"artifact {manifest.directory}: {unlisted[0]} is a pickle without a sha256 in "
+                "its manifest; refusing to load it. Delete the artifact folder and rerun to "
+                "retrain."
+            )
+        return load_model(directory, allow_pickle=self.allow_pickle)
 
     def verify(self, manifest: ArtifactManifest) -> Path:
         """The artifact's folder, once every file matches its sha256; IntegrityError else."""
