@@ -42,7 +42,7 @@ import pandas as pd
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
 from ewspipe.catalog import Catalog, ModelSpec
-from ewspipe.errors import InputError, SpecError, StoreError
+from ewspipe.errors import InputError, IntegrityError, SpecError, StoreError
 from ewspipe.evaluation.plausibility import (
     RULE,
     check_forecast,
@@ -61,7 +61,7 @@ from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
-from ewspipe.panel.snapshot import Manifest, SnapshotStore
+from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
 from ewspipe.partitions import Partition, RunType
 from ewspipe.provenance import code_fingerprint, code_version
 from ewspipe.settings import Settings
@@ -319,7 +319,15 @@ class ModelRunContext:
 def load_snapshot(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]:
     """A snapshot and its panel, once per process (tasks on one worker share it)."""
     store = SnapshotStore(Path(snapshot_dir))
-    return store.get(snapshot_id), store.load(snapshot_id)
+    manifest = store.get(snapshot_id)
+    folder = store.root / manifest.id
+    if not (folder / DATA_FILE).is_file():  # deleted by hand: say which and what to do
+        raise IntegrityError(
+            f"snapshot {manifest.id}: its data file {folder / DATA_FILE} is missing; "
+            f"re-import the {manifest.level} data (`ewspipe data import panel FILE --level "
+            f"{manifest.level}`), or delete the folder {folder} so that runs use the "
+            "previous snapshot")
+    return manifest, store.load(snapshot_id)
 
 
 # fit task key -> (design, fitted model), from fit_model to predict_model in one process
@@ -421,16 +429,20 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     return {"model": model, "run_type": run_type, "artifact_key": akey.digest, TRACE: trace}
 
 
-def check_fitted(ctx: ModelRunContext, output: Output) -> None:
-    """Before a cached fit is reused: its artifact's files still match their sha256
-    (IntegrityError naming it otherwise, as loading it would)."""
-    spec = ctx.specs[output["model"]]
-    run_type = output.get("run_type")
-    if not isinstance(run_type, str):  # pragma: no cover - outputs always carry it
-        return
-    found = ctx.artifacts.find_digest(spec.name, run_type, output["artifact_key"])
-    if found is not None:  # a missing one: the cache already treats the task as stale
-        ctx.artifacts.verify(found)
+def check_fitted(ctx: ModelRunContext, output: Output) -> bool:
+    """Before a cached fit is reused: its artifact is still stored (False: fit again, the
+    key says what) and its files still match their sha256 (IntegrityError naming it
+    otherwise, as loading it would: a tampered artifact is refused, never refitted over)."""
+    spec = ctx.specs.get(output.get("model")) if isinstance(output, dict) else None
+    run_type = output.get("run_type") if isinstance(output, dict) else None
+    digest = output.get("artifact_key") if isinstance(output, dict) else None
+    if spec is None or not isinstance(run_type, str) or not isinstance(digest, str):
+        return False
+    found = ctx.artifacts.find_digest(spec.name, run_type, digest)
+    if found is None:
+        return False
+    ctx.artifacts.verify(found)
+    return True
 
 
 def _below(root: Path, path: Path) -> str | None:

@@ -19,8 +19,12 @@ Test hook: ``EWSPIPE_RUN_PAUSE="<task name>=<seconds>"`` sleeps in that task bef
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import logging
 import os
+import shutil
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +42,7 @@ __all__ = ["EnvironmentLock", "GraphRun", "StateLocked", "TaskCache", "TaskRecor
            "run_graph"]
 
 PAUSE_ENV = "EWSPIPE_RUN_PAUSE"
+_log = logging.getLogger(__name__)
 Progress = Callable[[str, "TaskRecord", int, int], None]
 
 
@@ -78,12 +83,15 @@ class EnvironmentLock:
                     fh.close()
                     raise StateLocked(
                         f"{self.holder} is locked by another run (pid {holder}, lock file "
-                        f"{self.path}); wait for it to finish, or {self.wait_hint}"
+                        f"{self.path}); wait for it to finish, or {self.wait_hint}. The "
+                        "lock is released when that process ends, even when it is killed"
                     ) from None
                 time.sleep(0.2)
         fh.seek(0)
         fh.truncate()
-        fh.write(f"{os.getpid()} since {timestamp()}\n")
+        # pid and host: who holds it, in the refusal; a lock left by a dead process is no
+        # lock at all (the kernel released it), so it is simply taken over here
+        fh.write(f"{os.getpid()} on {socket.gethostname()} since {timestamp()}\n")
         fh.flush()
         self._fh = fh
         return self
@@ -107,23 +115,71 @@ class TaskCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, task: str | None = None) -> dict[str, Any] | None:
+        """The record of ``key``, or None when there is none or it cannot be trusted: an
+        unreadable, truncated or edited record (its ``output_sha256`` no longer matches),
+        one filed under another key or task, or one whose files are gone. Each of those is
+        a cache miss, warned about with the file's name, and the task simply runs again
+        (its key says what to compute), so damaged state heals instead of failing."""
         path = self._path(key)
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             return None
-        try:
-            record: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None  # unreadable: recompute (the rename makes this rare)
+        why = _unusable(path, key, task)
+        if isinstance(why, str):
+            _log.warning("task record %s %s; running the task again", path, why)
+            return None
+        record = why
         folder = StateFolder(self.state)  # output paths are relative to the state folder
-        if not all(folder.resolve(p).exists() for p in _paths(record.get("output"))):
-            return None
+        for rel in _paths(record["output"]):
+            try:
+                present = folder.resolve(rel).exists()
+            except (InputError, ValueError):  # a path leaving the state folder: not ours
+                present = False
+            if not present:
+                _log.warning("task record %s names %s, which is gone; running the task again",
+                             path, rel)
+                return None
         return record
+
+    def describe(self, key: str) -> str:
+        """The record's file, for messages."""
+        return str(self._path(key))
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir() and not path.is_symlink():  # a folder where a record belongs
+            _log.warning("task record %s is a folder; replacing it", path)
+            shutil.rmtree(path)
+        record = {**record, "output_sha256": _output_sha256(record.get("output"))}
         write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
+
+
+def _output_sha256(output: Any) -> str:
+    """The digest of a record's output as stored (canonical JSON), to notice an edit."""
+    text = json.dumps(output, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _unusable(path: Path, key: str, task: str | None) -> dict[str, Any] | str:
+    """The parsed record at ``path``, or why it cannot be used."""
+    if not path.is_file():
+        return "is not a file"
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except ValueError:  # also UnicodeDecodeError: truncated, garbage, binary
+        return "is not valid JSON (truncated or damaged)"
+    if not isinstance(record, dict) or "output" not in record:
+        return "is not a task record"
+    if record.get("key") != key or (task is not None and record.get("task") != task):
+        return "belongs to another task"
+    stored = record.get("output_sha256")
+    if stored != _output_sha256(record["output"]):
+        return ("has no output checksum (written by an older version)" if stored is None
+                else "does not match its output checksum (edited or damaged)")
+    return record
 
 
 def _paths(value: Any) -> list[str]:
@@ -225,9 +281,11 @@ def run_graph(
                 pending.remove(task)
                 progressed = True
                 key = task.key(base_key, run.outputs, sections)
-                hit = cache.get(key) if task.cache else None
+                hit = cache.get(key, task.name) if task.cache else None
                 if hit is not None and task.check is not None \
                         and task.check(ctx, hit["output"]) is False:
+                    _log.warning("task %s: what its record names is gone (%s); running it "
+                                 "again", task.name, cache.describe(key))
                     hit = None  # what it names is gone: run it again (the key says what)
                 if hit is not None:
                     finish(TaskRecord(task.name, key, "reused", float(hit.get("seconds", 0.0)),

@@ -211,8 +211,11 @@ def artifact_present(ctx: TaskContext, output: Output) -> bool:
     """Before a cached train task is reused: its artifact is still in the cache. A deleted
     one (the cache cleared by hand, a lost disk) makes the task run again and refit, so the
     state heals instead of failing every re-run."""
-    return ctx.artifacts.find_digest(output["model"], RUN_TYPE.value,
-                                     output["artifact_key"]) is not None
+    model = output.get("model") if isinstance(output, dict) else None
+    digest = output.get("artifact_key") if isinstance(output, dict) else None
+    if not isinstance(model, str) or not isinstance(digest, str):
+        return False
+    return ctx.artifacts.find_digest(model, RUN_TYPE.value, digest) is not None
 
 
 def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Output,
