@@ -18,6 +18,7 @@ Test hook: ``EWSPIPE_RUN_PAUSE="<task name>=<seconds>"`` sleeps in that task bef
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -39,7 +40,7 @@ from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint, timestamp
 
 __all__ = ["EnvironmentLock", "GraphRun", "StateLocked", "TaskCache", "TaskRecord",
-           "run_graph"]
+           "run_graph", "unwritable"]
 
 PAUSE_ENV = "EWSPIPE_RUN_PAUSE"
 _log = logging.getLogger(__name__)
@@ -50,6 +51,27 @@ class StateLocked(EwspipeError):
     """Another run holds the environment's lock (exit 1: try again when it has finished)."""
 
     exit_code = 1
+
+
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def unwritable(exc: BaseException) -> InputError | None:
+    """A refusal naming the folder for a write refused by permissions or a read-only file
+    system (exit 2: the state folder is not usable as given), else None.
+
+    The folder named is the nearest existing one above the file that could not be written:
+    the one whose permissions refused it (e.g. ``tasks/`` or ``artifacts/``)."""
+    if not isinstance(exc, OSError) or exc.errno not in _READ_ONLY or not exc.filename:
+        return None
+    folder = Path(os.fsdecode(exc.filename)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    why = "is on a read-only file system" if exc.errno == errno.EROFS else "is not writable"
+    return InputError(f"the folder {folder} {why} ({exc.strerror}); make it writable for "
+                      "this user (chmod u+w, or fix its owner), or set [workspace] state_dir "
+                      "(or --state-dir) to a writable folder, then run again: finished "
+                      "tasks are reused")
 
 
 class EnvironmentLock:
@@ -69,8 +91,14 @@ class EnvironmentLock:
         self._fh: Any = None
 
     def __enter__(self) -> EnvironmentLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = self.path.open("a+")
+        except OSError as exc:
+            refusal = unwritable(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -318,11 +346,19 @@ def run_graph(
                 continue
             record = TaskRecord(task.name, key, "ran", seconds, output, timestamp())
             if task.cache:
-                cache.put(key, {"task": task.name, "key": key, "output": output,
-                                "seconds": seconds, "finished_at": record.finished_at})
+                try:
+                    cache.put(key, {"task": task.name, "key": key, "output": output,
+                                    "seconds": seconds, "finished_at": record.finished_at})
+                except OSError as exc:
+                    if failure is None:
+                        failure = exc
+                    continue
             finish(record)
         if failure is not None and not running:
             break
     if failure is not None:
+        refusal = unwritable(failure)
+        if refusal is not None:
+            raise refusal from failure
         raise failure
     return run
