@@ -83,8 +83,8 @@ def stored_run(runs: RunStore, ref: str, what: str = "run") -> dict[str, Any]:
         if f"match '{ref}'" not in str(exc):  # not the lookup's refusal: as it is
             raise
         ids = [r.get("run_id", "?") for r in runs.list()][-5:]
-        found = ("no run matches" if str(exc).startswith("no run")
-                 else "several runs match")
+        count = str(exc).split(" match", 1)[0]  # "no run" or "2 runs"
+        found = f"{count} {'matches' if count == 'no run' else 'match'}"
         raise InputError(
             f"{what}: {found} {ref!r} in {runs.root}; "
             + (f"the newest stored runs are {', '.join(ids)}" if ids else
