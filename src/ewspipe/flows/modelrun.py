@@ -87,6 +87,7 @@ __all__ = [
     "plausibility_alerts",
     "predict_model",
     "predict_origins",
+    "require_snapshot_data",
 ]
 
 Output = dict[str, Any]
@@ -153,6 +154,8 @@ def _snapshots_by_level(
                     f"model {spec.name!r} is a {spec.level} model but {exc}; or leave it out "
                     "of the run (choose the level or the models)"
                 ) from None
+    for manifest in chosen.values():
+        require_snapshot_data(store, manifest)
     return chosen
 
 
@@ -315,18 +318,24 @@ class ModelRunContext:
         return spec
 
 
-@functools.lru_cache(maxsize=4)
-def load_snapshot(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]:
-    """A snapshot and its panel, once per process (tasks on one worker share it)."""
-    store = SnapshotStore(Path(snapshot_dir))
-    manifest = store.get(snapshot_id)
+def require_snapshot_data(store: SnapshotStore, manifest: Manifest) -> None:
+    """A snapshot whose data file was deleted by hand is refused, naming it and the fix
+    (before anything runs on it, rather than a traceback wherever it is first read)."""
     folder = store.root / manifest.id
-    if not (folder / DATA_FILE).is_file():  # deleted by hand: say which and what to do
+    if not (folder / DATA_FILE).is_file():
         raise IntegrityError(
             f"snapshot {manifest.id}: its data file {folder / DATA_FILE} is missing; "
             f"re-import the {manifest.level} data (`ewspipe data import panel FILE --level "
             f"{manifest.level}`), or delete the folder {folder} so that runs use the "
             "previous snapshot")
+
+
+@functools.lru_cache(maxsize=4)
+def load_snapshot(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]:
+    """A snapshot and its panel, once per process (tasks on one worker share it)."""
+    store = SnapshotStore(Path(snapshot_dir))
+    manifest = store.get(snapshot_id)
+    require_snapshot_data(store, manifest)
     return manifest, store.load(snapshot_id)
 
 
