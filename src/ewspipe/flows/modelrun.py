@@ -56,7 +56,14 @@ from ewspipe.flows.ensemble_run import RunPlan, plan_run, run_ensembles
 from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import TRACE, Graph, Task, digest
 from ewspipe.flows.output_drift import after_forecast_run
-from ewspipe.flows.runner import EnvironmentLock, Progress, TaskCache, TaskRecord, run_graph
+from ewspipe.flows.runner import (
+    EnvironmentLock,
+    Progress,
+    TaskCache,
+    TaskRecord,
+    require_writable,
+    run_graph,
+)
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
@@ -588,6 +595,7 @@ def _run(
                           in_process=not executor.uses_dask,
                           order=tuple((s.name, chosen[s.level].id) for s in order),
                           keep=frozenset(plan.needed))
+    require_writable(settings.layout.tasks, settings.artifact_dir, settings.runs_dir)
     # one evaluate/forecast run at a time per state folder (the task cache would stay
     # consistent without it, but two runs would compute the same tasks twice)
     with EnvironmentLock(settings.layout.lock, timeout=settings.run.lock_timeout_seconds,

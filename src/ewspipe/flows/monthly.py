@@ -34,7 +34,13 @@ from ewspipe.flows.ensemble_run import plan_run
 from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import TRACE, Graph, Task, digest, settings_sections
 from ewspipe.flows.release_guard import check_release, verify_workspace
-from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
+from ewspipe.flows.runner import (
+    EnvironmentLock,
+    TaskCache,
+    TaskRecord,
+    require_writable,
+    run_graph,
+)
 from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
@@ -350,6 +356,7 @@ def run_monthly(
     layout = settings.layout.env(env)
     state = layout.root
     ctx = tasks.TaskContext(settings=settings, environment=env, state=state)
+    require_writable(state, layout.tasks, layout.artifacts)  # before any training
     with EnvironmentLock(layout.lock, timeout=timeout, environment=env):
         db = open_state_db(run_settings.state_url, state)
         run_id = f"{timestamp()}_{env}_{uuid.uuid4().hex[:6]}"

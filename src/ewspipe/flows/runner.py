@@ -40,7 +40,7 @@ from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint, timestamp
 
 __all__ = ["EnvironmentLock", "GraphRun", "StateLocked", "TaskCache", "TaskRecord",
-           "run_graph", "unwritable"]
+           "require_writable", "run_graph", "unwritable"]
 
 PAUSE_ENV = "EWSPIPE_RUN_PAUSE"
 _log = logging.getLogger(__name__)
@@ -72,6 +72,26 @@ def unwritable(exc: BaseException) -> InputError | None:
                       "this user (chmod u+w, or fix its owner), or set [workspace] state_dir "
                       "(or --state-dir) to a writable folder, then run again: finished "
                       "tasks are reused")
+
+
+def require_writable(*folders: Path) -> None:
+    """Refuse (exit 2, naming the folder and the fix) before anything runs when one of the
+    folders a run writes (or, for one not yet made, the folder it will be made in) cannot be
+    written: creating and removing a probe file is the only test that holds for every cause
+    (permissions, a read-only mount, an immutable folder, root). Creates no folder."""
+    for folder in folders:
+        where = Path(folder)
+        while not where.exists() and where != where.parent:  # created later: its parent
+            where = where.parent
+        probe = where / f".write-probe-{os.getpid()}"
+        try:
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            refusal = unwritable(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
 
 
 class EnvironmentLock:
