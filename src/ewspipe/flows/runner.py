@@ -1,13 +1,15 @@
 """Running a :class:`~ewspipe.flows.graph.Graph`: task-result cache, environment lock, loop.
 
 - **Cache.** A finished task's output is stored as ``<state>/tasks/<key[:2]>/<key>.json``,
-  written to a temporary name and renamed, after the task's own files are in place. A task
-  whose key has a record (and whose recorded files still exist) is reused, not run. After a
+  written to a temporary name and renamed, after the task's own files are in place, with a
+  checksum of its output. A task whose key has a sound record (its checksum matches, its
+  recorded files still exist) is reused, not run; a damaged one (truncated, garbage, edited,
+  filed under another key) is a cache miss, warned about, and the task runs again. After a
   ``kill -9`` the completed tasks have records and the interrupted one has none, so the next
   run continues from there; task outputs are written temp-then-rename, so none is half
   visible.
 - **Lock.** One writer per environment: ``fcntl.flock`` on ``<state>/run.lock``, holding the
-  pid. A second run waits up to the timeout, then raises :class:`StateLocked` (exit 1)
+  pid and host. A second run waits up to the timeout, then raises :class:`StateLocked` (exit 1)
   naming the holder. The kernel drops the lock when its process dies, even by ``kill -9``.
 - **Loop.** Ready tasks (inputs available) are looked up in the cache or submitted to the
   executor; the driver waits for any to finish and records it. Same loop for every executor.
