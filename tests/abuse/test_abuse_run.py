@@ -233,11 +233,39 @@ def test_deleted_artifacts_and_half_the_records_heal_in_every_command(done, ewsp
             assert {m["model"]: m["metrics"] for m in out["models"]} == done["metrics"]
 
 
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+
+
+def test_half_written_files_of_a_killed_run_are_removed(done, ewspipe, tmp_path):
+    """A kill -9 mid-write leaves hidden temporaries (a prediction partition, a record, an
+    artifact); the next run removes those of dead writers and keeps a live writer's."""
+    cfg = _copy(done["root"], tmp_path)
+    state = cfg.parent / "state"
+    dead, token = _dead_pid(), "0123456789ab"
+    (partition,) = (state / "development" / "predictions" / "level=cm").iterdir()
+    stale = [partition / f".tmp-model=small_tree-{dead}-{token}",
+             state / "development" / "tasks" / "00" / f".x.json.{dead}-{token}.tmp",
+             state / "artifacts" / "small_tree" / "forecasting" / f".tmp-x-{dead}-{token}",
+             state / "tasks" / f".y.json.{dead}-{token}.tmp"]
+    live = partition / f".tmp-model=small_tree-{os.getpid()}-{token}"
+    for path in [*stale, live]:
+        if path.name.endswith(".tmp"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"half")
+        else:
+            path.mkdir(parents=True)
+            (path / "part-0.parquet").write_bytes(b"half")
+    assert ewspipe("--config", cfg, "run", "--quiet", "--json").code == 0
+    assert ewspipe("--config", cfg, "forecast", "--json").code == 0
+    assert [p for p in stale if p.exists()] == [] and live.is_dir()
+
+
 def test_a_stale_lock_of_a_dead_process_is_taken_over(done, ewspipe, tmp_path):
     cfg = _copy(done["root"], tmp_path)
     lock = cfg.parent / "state" / "development" / "run.lock"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = _dead_pid()
     lock.write_text(f"{dead} on {socket.gethostname()} since 2026-01-01T00:00:00Z\n")
     res = ewspipe("--config", cfg, "run", "--quiet", "--lock-timeout", "0", "--json")
     assert res.code == 0, res.err

@@ -61,6 +61,7 @@ from ewspipe.flows.runner import (
     Progress,
     TaskCache,
     TaskRecord,
+    remove_stale_temps_below,
     require_writable,
     run_graph,
 )
@@ -614,6 +615,9 @@ def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: st
                 graph: Graph, executor: ExecutorSpec, ctx: ModelRunContext,
                 progress: Progress | None = None) -> RunResult:
     specs = plan.models
+    # under the lock: what a killed evaluate/forecast left half-written
+    remove_stale_temps_below(settings.layout.tasks, settings.layout.work, settings.runs_dir,
+                             settings.artifact_dir)
     ex = make_executor(executor, lanes=True)
     runs = RunStore(settings.runs_dir)
     started = time.time()

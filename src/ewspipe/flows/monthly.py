@@ -38,6 +38,7 @@ from ewspipe.flows.runner import (
     EnvironmentLock,
     TaskCache,
     TaskRecord,
+    remove_stale_temps_below,
     require_writable,
     run_graph,
 )
@@ -363,6 +364,8 @@ def run_monthly(
         started = time.time()
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         close_interrupted(db, env, shared=bool(run_settings.state_url))
+        # what a killed run of this environment left half-written (its tasks rerun anyway)
+        remove_stale_temps_below(state, layout.artifacts)
         base = {"run_id": run_id, "environment": env, "started_at": started_at,
                 "executor": str(spec), "code": code_version().to_dict(), "release": plan.release,
                 "host": socket.gethostname(), "pid": os.getpid()}

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ewspipe.atomic import write_text
+from ewspipe.atomic import remove_stale_temps, write_text
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.executors import Executor, Handle
 from ewspipe.flows.graph import Graph, Task
@@ -42,7 +42,8 @@ from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint, timestamp
 
 __all__ = ["EnvironmentLock", "GraphRun", "StateLocked", "TaskCache", "TaskRecord",
-           "require_writable", "run_graph", "unwritable"]
+           "remove_stale_temps_below", "require_writable", "run_graph",
+           "unwritable"]
 
 PAUSE_ENV = "EWSPIPE_RUN_PAUSE"
 _log = logging.getLogger(__name__)
@@ -94,6 +95,26 @@ def require_writable(*folders: Path) -> None:
             if refusal is None:
                 raise
             raise refusal from None
+
+
+def remove_stale_temps_below(*roots: Path) -> int:
+    """Remove, in every folder below ``roots``, the temporary files and folders of writers
+    that died mid-write (:func:`ewspipe.atomic.remove_stale_temps`: a killed run's
+    half-written prediction partition, report or record); returns how many. Called under the
+    lock, so no live writer of this state is affected (live pids are left alone anyway)."""
+    removed = 0
+    for root in roots:
+        if not Path(root).is_dir():
+            continue
+        for dirpath, dirnames, _ in os.walk(root):
+            gone = remove_stale_temps(Path(dirpath))
+            removed += len(gone)
+            names = {p.name for p in gone}
+            dirnames[:] = [d for d in dirnames if d not in names]
+    if removed:
+        _log.info("removed %d temporary file(s) left by a killed run below %s", removed,
+                  ", ".join(str(r) for r in roots))
+    return removed
 
 
 class EnvironmentLock:
