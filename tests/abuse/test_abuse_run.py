@@ -426,6 +426,7 @@ def killed(seed: Path, tmp_path: Path) -> Iterator[Callable[[int], tuple[Path, s
             assert proc.poll() is None, f"the run ended before record {k}: {proc.stderr}"
             assert time.monotonic() < deadline, f"record {k} never appeared"
             time.sleep(0.01)
+        assert proc.poll() is None, f"the run finished before it could be killed at {k}"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         (running,) = [r for r, s in _statuses(env_state).items() if s == "running"]
@@ -438,7 +439,9 @@ def killed(seed: Path, tmp_path: Path) -> Iterator[Callable[[int], tuple[Path, s
             proc.wait()
 
 
-@pytest.mark.parametrize("k", [0, 1, 3, 5, 7, 9, 12, 15])
+# of the 16 task records of a run (k = 0: before the first); the last few are left for the
+# run to still be going when it is killed
+@pytest.mark.parametrize("k", [0, 1, 3, 5, 7, 9, 11, 13])
 def test_a_run_killed_at_any_point_resumes_to_the_same_forecasts(k, killed, done, ewspipe):
     cfg, killed_id = killed(k)
     env_state = cfg.parent / "state" / "development"
