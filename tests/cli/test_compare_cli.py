@@ -93,7 +93,7 @@ def test_unknown_or_ambiguous_ids_exit_2(run):
     a = _evaluate(run, "--model", "zero_line")
     _evaluate(run, "--model", "zero_line")
     res = run("evaluate", "compare", a, "no_such_run", "--json")
-    assert res.code == 2 and "no run match 'no_such_run'" in res.json()["error"]
+    assert res.code == 2 and "no run matches 'no_such_run'" in res.json()["error"]
     res = run("evaluate", "compare", a, "evaluate_calibration")
     assert res.code == 2 and "2 runs match" in res.err
 

@@ -146,7 +146,7 @@ def test_rerender_gives_the_same_report(ws, evaluated):
 
 def test_unknown_or_forecast_run_exits_2(ws):
     code, _, err = ws.run("evaluate", "report", "no_such_run")
-    assert code == 2 and "no run match 'no_such_run'" in err
+    assert code == 2 and "no run matches 'no_such_run'" in err
     code, doc = ws.json("forecast", "--model", "zero_line")
     assert code == 0
     code, _, err = ws.run("evaluate", "report", doc["run_id"])

@@ -12,7 +12,7 @@ import typer
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import EwspipeError, InputError
-from ewspipe.flows.compare import RunComparison, compare_runs
+from ewspipe.flows.compare import RunComparison, compare_runs, stored_run
 from ewspipe.flows.executors import parse_executor
 from ewspipe.flows.modelrun import (
     RunResult,
@@ -210,7 +210,7 @@ def report_command(
 
     settings: Settings = ctx.obj
     runs = RunStore(settings.runs_dir)
-    record = runs.get(run_id)
+    record = stored_run(runs, run_id, "argument RUN_ID")
     path = write_report(runs.path(record["run_id"]),
                         snapshots=SnapshotStore(settings.snapshot_dir))
     doc = {"run_id": record["run_id"], "report": str(path),

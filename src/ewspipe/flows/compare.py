@@ -24,7 +24,7 @@ from ewspipe.settings import Settings
 from ewspipe.store.predictions import read_forecast
 from ewspipe.store.runs import RunStore
 
-__all__ = ["ModelComparison", "RunComparison", "compare_runs"]
+__all__ = ["ModelComparison", "RunComparison", "compare_runs", "stored_run"]
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,31 @@ class RunComparison:
         }
 
 
+def stored_run(runs: RunStore, ref: str, what: str = "run") -> dict[str, Any]:
+    """The stored evaluation/forecast run ``ref`` names (an id or a unique part of one); a
+    refusal naming ``what`` and the newest stored ids otherwise (no command lists them)."""
+    if not ref.strip() or any(c in ref for c in "*?[]/\\"):
+        raise InputError(f"{what}: {ref!r} is not a run id; give the run_id printed by "
+                         "`ewspipe evaluate --json` or `ewspipe forecast --json` (or a unique "
+                         "part of it)")
+    try:
+        return runs.get(ref)
+    except InputError as exc:
+        if f"match '{ref}'" not in str(exc):  # not the lookup's refusal: as it is
+            raise
+        ids = [r.get("run_id", "?") for r in runs.list()][-5:]
+        count = str(exc).split(" match", 1)[0]  # "no run" or "2 runs"
+        found = f"{count} {'matches' if count == 'no run' else 'match'}"
+        raise InputError(
+            f"{what}: {found} {ref!r} in {runs.root}; "
+            + (f"the newest stored runs are {', '.join(ids)}" if ids else
+               "no evaluation or forecast run is stored yet")
+            + " (each run prints its run_id; `ewspipe evaluate --json` and `ewspipe forecast"
+            " --json` show it); give one of them or a unique part") from None
+
+
 def _evaluation_record(runs: RunStore, ref: str, side: str) -> dict[str, Any]:
-    record = runs.get(ref)
+    record = stored_run(runs, ref, f"run {side}")
     if record.get("kind") != "evaluate":
         raise InputError(
             f"run {side} ({record.get('run_id')}) is a {record.get('kind')} run; only evaluation "

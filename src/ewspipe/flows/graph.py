@@ -88,7 +88,7 @@ class Task:
     cost: float = 0.0
     reads: tuple[str, ...] = ()
     lane: str = ""
-    check: Callable[[Any, Any], None] | None = None
+    check: Callable[[Any, Any], bool | None] | None = None
 
     @property
     def upstream(self) -> tuple[str, ...]:

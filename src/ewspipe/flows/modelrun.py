@@ -42,7 +42,7 @@ import pandas as pd
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
 from ewspipe.catalog import Catalog, ModelSpec
-from ewspipe.errors import InputError, SpecError, StoreError
+from ewspipe.errors import InputError, IntegrityError, SpecError, StoreError
 from ewspipe.evaluation.plausibility import (
     RULE,
     check_forecast,
@@ -56,12 +56,20 @@ from ewspipe.flows.ensemble_run import RunPlan, plan_run, run_ensembles
 from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import TRACE, Graph, Task, digest
 from ewspipe.flows.output_drift import after_forecast_run
-from ewspipe.flows.runner import EnvironmentLock, Progress, TaskCache, TaskRecord, run_graph
+from ewspipe.flows.runner import (
+    EnvironmentLock,
+    Progress,
+    TaskCache,
+    TaskRecord,
+    remove_stale_temps_below,
+    require_writable,
+    run_graph,
+)
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
-from ewspipe.panel.snapshot import Manifest, SnapshotStore
+from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
 from ewspipe.partitions import Partition, RunType
 from ewspipe.provenance import code_fingerprint, code_version
 from ewspipe.settings import Settings
@@ -87,6 +95,7 @@ __all__ = [
     "plausibility_alerts",
     "predict_model",
     "predict_origins",
+    "require_snapshot_data",
 ]
 
 Output = dict[str, Any]
@@ -153,6 +162,8 @@ def _snapshots_by_level(
                     f"model {spec.name!r} is a {spec.level} model but {exc}; or leave it out "
                     "of the run (choose the level or the models)"
                 ) from None
+    for manifest in chosen.values():
+        require_snapshot_data(store, manifest)
     return chosen
 
 
@@ -317,11 +328,25 @@ class ModelRunContext:
         return spec
 
 
+def require_snapshot_data(store: SnapshotStore, manifest: Manifest) -> None:
+    """A snapshot whose data file was deleted by hand is refused, naming it and the fix
+    (before anything runs on it, rather than a traceback wherever it is first read)."""
+    folder = store.root / manifest.id
+    if not (folder / DATA_FILE).is_file():
+        raise IntegrityError(
+            f"snapshot {manifest.id}: its data file {folder / DATA_FILE} is missing; "
+            f"re-import the {manifest.level} data (`ewspipe data import panel FILE --level "
+            f"{manifest.level}`), or delete the folder {folder} so that runs use the "
+            "previous snapshot")
+
+
 @functools.lru_cache(maxsize=4)
 def load_snapshot(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]:
     """A snapshot and its panel, once per process (tasks on one worker share it)."""
     store = SnapshotStore(Path(snapshot_dir))
-    return store.get(snapshot_id), store.load(snapshot_id)
+    manifest = store.get(snapshot_id)
+    require_snapshot_data(store, manifest)
+    return manifest, store.load(snapshot_id)
 
 
 # fit task key -> (design, fitted model), from fit_model to predict_model in one process
@@ -423,16 +448,20 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     return {"model": model, "run_type": run_type, "artifact_key": akey.digest, TRACE: trace}
 
 
-def check_fitted(ctx: ModelRunContext, output: Output) -> None:
-    """Before a cached fit is reused: its artifact's files still match their sha256
-    (IntegrityError naming it otherwise, as loading it would)."""
-    spec = ctx.specs[output["model"]]
-    run_type = output.get("run_type")
-    if not isinstance(run_type, str):  # pragma: no cover - outputs always carry it
-        return
-    found = ctx.artifacts.find_digest(spec.name, run_type, output["artifact_key"])
-    if found is not None:  # a missing one: the cache already treats the task as stale
-        ctx.artifacts.verify(found)
+def check_fitted(ctx: ModelRunContext, output: Output) -> bool:
+    """Before a cached fit is reused: its artifact is still stored (False: fit again, the
+    key says what) and its files still match their sha256 (IntegrityError naming it
+    otherwise, as loading it would: a tampered artifact is refused, never refitted over)."""
+    spec = ctx.specs.get(output.get("model")) if isinstance(output, dict) else None
+    run_type = output.get("run_type") if isinstance(output, dict) else None
+    digest = output.get("artifact_key") if isinstance(output, dict) else None
+    if spec is None or not isinstance(run_type, str) or not isinstance(digest, str):
+        return False
+    found = ctx.artifacts.find_digest(spec.name, run_type, digest)
+    if found is None:
+        return False
+    ctx.artifacts.verify(found)
+    return True
 
 
 def _below(root: Path, path: Path) -> str | None:
@@ -569,6 +598,7 @@ def _run(
                           in_process=not executor.uses_dask,
                           order=tuple((s.name, chosen[s.level].id) for s in order),
                           keep=frozenset(plan.needed))
+    require_writable(settings.layout.tasks, settings.artifact_dir, settings.runs_dir)
     # one evaluate/forecast run at a time per state folder (the task cache would stay
     # consistent without it, but two runs would compute the same tasks twice)
     with EnvironmentLock(settings.layout.lock, timeout=settings.run.lock_timeout_seconds,
@@ -587,6 +617,9 @@ def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: st
                 graph: Graph, executor: ExecutorSpec, ctx: ModelRunContext,
                 progress: Progress | None = None) -> RunResult:
     specs = plan.models
+    # under the lock: what a killed evaluate/forecast left half-written
+    remove_stale_temps_below(settings.layout.tasks, settings.layout.work, settings.runs_dir,
+                             settings.artifact_dir)
     ex = make_executor(executor, lanes=True)
     runs = RunStore(settings.runs_dir)
     started = time.time()

@@ -35,7 +35,14 @@ from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import TRACE, Graph, Task, digest, settings_sections
 from ewspipe.flows.publish_policy import publishes
 from ewspipe.flows.release_guard import check_release, verify_workspace
-from ewspipe.flows.runner import EnvironmentLock, TaskCache, TaskRecord, run_graph
+from ewspipe.flows.runner import (
+    EnvironmentLock,
+    TaskCache,
+    TaskRecord,
+    remove_stale_temps_below,
+    require_writable,
+    run_graph,
+)
 from ewspipe.layout import StateFolder
 from ewspipe.provenance import code_fingerprint, code_version, timestamp
 from ewspipe.settings import Settings
@@ -351,12 +358,15 @@ def run_monthly(
     layout = settings.layout.env(env)
     state = layout.root
     ctx = tasks.TaskContext(settings=settings, environment=env, state=state)
+    require_writable(state, layout.tasks, layout.artifacts)  # before any training
     with EnvironmentLock(layout.lock, timeout=timeout, environment=env):
         db = open_state_db(run_settings.state_url, state)
         run_id = f"{timestamp()}_{env}_{uuid.uuid4().hex[:6]}"
         started = time.time()
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         close_interrupted(db, env, shared=bool(run_settings.state_url))
+        # what a killed run of this environment left half-written (its tasks rerun anyway)
+        remove_stale_temps_below(state, layout.artifacts)
         base = {"run_id": run_id, "environment": env, "started_at": started_at,
                 "executor": str(spec), "code": code_version().to_dict(), "release": plan.release,
                 "host": socket.gethostname(), "pid": os.getpid()}

@@ -37,7 +37,13 @@ from ewspipe.evaluation.plausibility import (
 from ewspipe.flows.ensemble_run import plan_run, run_ensembles
 from ewspipe.flows.graph import TRACE
 from ewspipe.flows.ingest import import_demo_checked
-from ewspipe.flows.modelrun import fit_or_reuse, load_snapshot, model_design, predict_origins
+from ewspipe.flows.modelrun import (
+    fit_or_reuse,
+    load_snapshot,
+    model_design,
+    predict_origins,
+    require_snapshot_data,
+)
 from ewspipe.flows.publish_policy import decide_publish, deployed_pointers
 from ewspipe.layout import EnvironmentLayout
 from ewspipe.models.forecast import Forecast
@@ -158,6 +164,7 @@ def select_snapshots(ctx: TaskContext, *, key: str, levels: list[str]) -> Output
     chosen: dict[str, Any] = {}
     for level in levels:
         m = store.latest(level)
+        require_snapshot_data(store, m)
         chosen[level] = {"id": m.id, "sha256": m.sha256, "first_month": m.first_month,
                          "last_month": m.last_month, "units_last_month": m.units_last_month}
     return chosen
@@ -213,8 +220,11 @@ def artifact_present(ctx: TaskContext, output: Output) -> bool:
     """Before a cached train task is reused: its artifact is still in the cache. A deleted
     one (the cache cleared by hand, a lost disk) makes the task run again and refit, so the
     state heals instead of failing every re-run."""
-    return ctx.artifacts.find_digest(output["model"], RUN_TYPE.value,
-                                     output["artifact_key"]) is not None
+    model = output.get("model") if isinstance(output, dict) else None
+    digest = output.get("artifact_key") if isinstance(output, dict) else None
+    if not isinstance(model, str) or not isinstance(digest, str):
+        return False
+    return ctx.artifacts.find_digest(model, RUN_TYPE.value, digest) is not None
 
 
 def stored_intact(ctx: TaskContext, output: Output) -> bool:
