@@ -13,6 +13,8 @@ __all__ = ["integers", "numbers"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+_INT64_MAX = np.iinfo(np.int64).max
+_INT64_LIMIT = 2.0**63
 
 
 def numbers(df: pd.DataFrame, column: str, source: str, *, fix: str, show: list[str]) -> FloatArray:
@@ -45,8 +47,9 @@ def integers(
     """Integer values and the missing mask; missing (unless allowed), infinite or fractional
     values are errors. Integer columns without missing values take a copy-free fast path."""
     col = df[column]
+    wraps = pd.api.types.is_unsigned_integer_dtype(col) and len(col) and col.max() > _INT64_MAX
     if pd.api.types.is_integer_dtype(col) and not pd.api.types.is_bool_dtype(col) \
-            and not col.hasnans:
+            and not col.hasnans and not wraps:
         values = col.to_numpy(dtype=np.int64)
         return values, np.zeros(len(values), dtype=bool)
     arr = numbers(df, column, source, fix=fix, show=show)
@@ -59,6 +62,10 @@ def integers(
         raise row_error(source, column, f"{int(inf.sum())} rows are infinite", fix,
                         df, inf, show)
     filled = np.where(missing, 0.0, arr)
+    huge = np.abs(filled) >= _INT64_LIMIT  # would wrap around to negative as int64
+    if huge.any():
+        raise row_error(source, column, f"{int(huge.sum())} rows are too large (beyond a 64-bit "
+                        "integer, about 9.2e18)", fix, df, huge, show)
     frac = filled != np.floor(filled)
     if frac.any():
         raise row_error(source, column, f"{int(frac.sum())} rows hold non-integer numbers", fix,

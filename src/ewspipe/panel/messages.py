@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from ewspipe.errors import PanelError
 
-__all__ = ["SHOW_ROWS", "plain", "row_error"]
+__all__ = ["EXCERPT_CHARS", "SHOW_ROWS", "excerpt", "name_list", "plain", "row_error"]
 
 SHOW_ROWS = 5
+EXCERPT_CHARS = 80
+SHOW_NAMES = 20
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """At most ``limit`` characters of ``text``: a huge cell must never be echoed in full."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\u2026 ({len(text):,} characters)"
+
+
+def name_list(names: Iterable[object], limit: int = SHOW_NAMES) -> str:
+    """The first ``limit`` names (each excerpted), comma-separated, with how many more."""
+    items = [str(n) for n in names]
+    shown = ", ".join(excerpt(n, 40) for n in items[:limit])
+    return shown if len(items) <= limit else f"{shown}, ... ({len(items):,} in all)"
 
 
 def plain(value: object) -> str:
@@ -23,7 +41,7 @@ def plain(value: object) -> str:
         return value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
-    return repr(value)
+    return excerpt(repr(value))
 
 
 def row_error(

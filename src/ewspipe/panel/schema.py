@@ -19,6 +19,7 @@ import pandas as pd
 from ewspipe.errors import PanelError
 from ewspipe.panel.columns import integers
 from ewspipe.panel.messages import SHOW_ROWS as _SHOW_ROWS
+from ewspipe.panel.messages import name_list
 from ewspipe.panel.messages import row_error as _fail
 from ewspipe.panel.months import current_month_id, month_label
 from ewspipe.panel.priogrid import N_CELLS
@@ -184,6 +185,29 @@ def _as_int(
                     allow_missing=allow_missing)
 
 
+def _refuse_text_storage(df: pd.DataFrame, column: str, source: str, index_cols: list[str]
+                         ) -> None:
+    """Counts stored as strings (a typed Parquet column) are refused: the writer lost the type.
+
+    CSV cells are typed by the reader, so there a text column always holds real text, which
+    :func:`ewspipe.panel.columns.numbers` names row by row."""
+    col = df[column]
+    if not (pd.api.types.is_string_dtype(col) or pd.api.types.is_object_dtype(col)):
+        return
+    values = col.dropna()
+    if len(values) and not all(isinstance(v, str) for v in values.head(1000)):
+        return  # mixed Python objects (e.g. huge ints): the number checks name them
+    converted = pd.to_numeric(values, errors="coerce")
+    if converted.isna().any():
+        return  # real text in some cells: the number checks name the rows
+    raise _fail(
+        source, column,
+        f"the counts are stored as text (dtype {col.dtype}), not as integers",
+        f"write the column as an integer type, e.g. in pandas "
+        f"df['{column}'] = df['{column}'].astype('int64') before to_parquet (or fix the "
+        "export's schema)")
+
+
 def _infer_count_columns(df: pd.DataFrame, level: Level) -> tuple[str, ...]:
     return tuple(c for c in df.columns if COUNT_PATTERN.match(str(c)))
 
@@ -199,6 +223,7 @@ def validate_panel(
     count_columns: tuple[str, ...] | list[str] | None = None,
     missing: MissingPolicy | str = MissingPolicy.ERROR,
     today: date | None = None,
+    max_count: int | None = None,
 ) -> tuple[Panel, ValidationReport]:
     """Check a raw table and return it as a Panel with the report of every check.
 
@@ -210,6 +235,8 @@ def validate_panel(
         missing: ``error`` (default) refuses missing counts; ``zero`` fills them with 0 and
             records how many in the report.
         today: the date that defines "future" months (default: today, UTC).
+        max_count: the plausibility bound: a count above it is refused (``[data]
+            max_deaths_per_row``); None = no bound.
 
     Raises:
         PanelError: on the first failed check, naming column, rows and fix.
@@ -249,7 +276,7 @@ def validate_panel(
                 source,
                 col,
                 f"required column is missing (a {level.value} panel needs "
-                f"'{TIME_COLUMN}' and '{unit}'; found: {', '.join(df.columns)}).{hint}",
+                f"'{TIME_COLUMN}' and '{unit}'; found: {name_list(df.columns)}).{hint}",
                 f"add or rename the column to '{col}'",
             )
     if count_columns is None:
@@ -258,7 +285,7 @@ def validate_panel(
             raise _fail(
                 source,
                 None,
-                f"no count column found (columns named ged_*; found: {', '.join(df.columns)})",
+                f"no count column found (columns named ged_*; found: {name_list(df.columns)})",
                 "name the count columns ged_sb / ged_ns / ged_os, or list them with --counts",
             )
     else:
@@ -266,7 +293,7 @@ def validate_panel(
         absent = [c for c in counts if c not in df.columns]
         if absent:
             raise _fail(source, absent[0], "count column named in --counts is missing "
-                        f"(found: {', '.join(df.columns)})", "fix the --counts list")
+                        f"(found: {name_list(df.columns)})", "fix the --counts list")
         clash = [c for c in counts if c in (TIME_COLUMN, unit)]
         if clash:
             raise _fail(source, clash[0], "an index column cannot be a count column",
@@ -312,8 +339,15 @@ def validate_panel(
     # 4. count columns: integer, non-negative, missing per policy
     count_values: dict[str, np.ndarray] = {}
     for col in counts:
-        values, miss = _as_int(df, col, source, index_cols, fix=_COUNT_FIX,
-                               allow_missing=missing is MissingPolicy.ZERO)
+        _refuse_text_storage(df, col, source, index_cols)
+        try:
+            values, miss = _as_int(df, col, source, index_cols, fix=_COUNT_FIX,
+                                   allow_missing=missing is MissingPolicy.ZERO)
+        except PanelError as exc:
+            if "rows have no value" in str(exc) and missing is MissingPolicy.ERROR:
+                raise PanelError(f"{exc}\n  Or, if an empty count means no deaths in your "
+                                 "source, pass --missing zero") from None
+            raise
         if miss.any():
             report.filled_missing[col] = int(miss.sum())
         neg = values < 0
@@ -321,13 +355,25 @@ def validate_panel(
             raise _fail(source, col, f"{int(neg.sum())} rows have negative counts",
                         "counts are deaths and cannot be negative; correct these rows at the "
                         "source", df, neg, [*index_cols, col])
+        if max_count is not None:
+            implausible = values > max_count
+            if implausible.any():
+                raise _fail(
+                    source, col,
+                    f"{int(implausible.sum())} rows exceed the plausibility bound of "
+                    f"{max_count:,} deaths in one unit-month",
+                    "check these rows at the source (a sum over many units or months, a "
+                    "population or a code instead of deaths?); if they are real, raise "
+                    f"[data] max_deaths_per_row (now {max_count:,}) in ewspipe.toml",
+                    df, implausible, [*index_cols, col])
         count_values[col] = values
     if report.filled_missing:
         filled = ", ".join(f"{c}: {n:,}" for c, n in report.filled_missing.items())
         report.add("missing values", f"filled with 0 by declared policy 'zero' ({filled})")
     else:
         report.add("missing values", "none")
-    report.add("counts", "integer, non-negative")
+    report.add("counts", "integer, non-negative" + (
+        f", at most {max_count:,}" if max_count is not None else ""))
 
     # 5. pgm country membership (optional column)
     extra_int: dict[str, np.ndarray] = {}
