@@ -250,7 +250,7 @@ def pull_ucdp(
     limits = input_limits(settings, allow_short=allow_short)
     target = url or ged_url(version, settings.sources.ucdp.ged_url)
     fetched = download(target, settings.download_dir, timeout=settings.sources.ucdp.timeout_seconds)
-    events = extract_events(fetched.path)
+    events = extract_events(fetched.path, max_bytes=limits.max_decompressed_bytes)
     source = {"kind": "ucdp_ged_download", "version": version, "url": fetched.url,
               "download_sha256": fetched.sha256, "download_bytes": fetched.bytes}
     checked = checked_import(settings, lambda store: import_ged_file(

@@ -321,7 +321,8 @@ def load_events(
     if duplicates not in DUPLICATE_POLICIES:
         raise PanelError(f"unknown duplicates policy {duplicates!r}; use 'refuse' or 'drop'",
                          parameter="duplicates")
-    events, dropped = read_table(path, limits=limits), []
+    events = read_table(path, limits=limits)
+    dropped: list[str] = []
     if duplicates == "drop":
         events, dropped = drop_duplicate_events(events)
     return validate_events(events, source=str(path), today=today,
