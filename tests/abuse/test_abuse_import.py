@@ -267,6 +267,14 @@ def ged_countries_loop(tmp: Path) -> tuple[list[str], list[str]]:
             [str(loop), "symlink loop"])
 
 
+def ged_string_best_parquet(tmp: Path) -> tuple[list[str], list[str]]:
+    path = tmp / "events.parquet"
+    rows = [r.rstrip("\n").split(",") for r in _ged_rows()]
+    frame = pd.DataFrame(rows, columns=GED_HEADER.strip().split(","))  # every column a string
+    frame.astype({c: float for c in ("latitude", "longitude")}).to_parquet(path, index=False)
+    return (["data", "import", "ged", path], [str(path), "'best'", "stored as text", "astype"])
+
+
 def ged_wide(tmp: Path) -> tuple[list[str], list[str]]:
     path = tmp / "wide.csv"
     extra = ",".join(f"x{i}" for i in range(1_200))
@@ -297,7 +305,8 @@ CASES: dict[str, Case] = {f.__name__: f for f in (
     string_parquet, symlink_loop, broken_symlink, one_row, twelve_months, truncated_gzip,
     latin1_header, ged_duplicate_ids, ged_end_before_start, ged_best_1e12, ged_best_2_pow_70,
     ged_month_sum_implausible, ged_gz_bomb, ged_one_event, ged_bad_duplicates_option,
-    ged_countries_loop, ged_wide, demo_short, demo_too_many_countries, demo_too_many_cells,
+    ged_countries_loop, ged_string_best_parquet, ged_wide, demo_short, demo_too_many_countries,
+    demo_too_many_cells,
     demo_before_first,
 )}
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ewspipe.panel.messages import row_error
 
-__all__ = ["integers", "numbers"]
+__all__ = ["integers", "numbers", "refuse_text_storage"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -71,3 +71,24 @@ def integers(
         raise row_error(source, column, f"{int(frac.sum())} rows hold non-integer numbers", fix,
                         df, frac, show)
     return filled.astype(np.int64), missing
+
+
+def refuse_text_storage(df: pd.DataFrame, column: str, source: str) -> None:
+    """Numbers stored as strings (a typed Parquet column) are refused: the writer lost the type.
+
+    CSV cells are typed by the reader, so there a text column always holds real text, which
+    :func:`numbers` names row by row."""
+    col = df[column]
+    if not (pd.api.types.is_string_dtype(col) or pd.api.types.is_object_dtype(col)):
+        return
+    values = col.dropna()
+    if len(values) and not all(isinstance(v, str) for v in values.head(1000)):
+        return  # mixed Python objects (e.g. huge ints): the number checks name them
+    if pd.to_numeric(values, errors="coerce").isna().any():
+        return  # real text in some cells: the number checks name the rows
+    raise row_error(
+        source, column,
+        f"the numbers are stored as text (dtype {col.dtype}), not as integers",
+        f"write the column as an integer type, e.g. in pandas "
+        f"df['{column}'] = df['{column}'].astype('int64') before to_parquet (or fix the "
+        "export's schema)")

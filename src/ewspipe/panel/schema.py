@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ewspipe.errors import PanelError
-from ewspipe.panel.columns import integers
+from ewspipe.panel.columns import integers, refuse_text_storage
 from ewspipe.panel.messages import SHOW_ROWS as _SHOW_ROWS
 from ewspipe.panel.messages import name_list
 from ewspipe.panel.messages import row_error as _fail
@@ -185,29 +185,6 @@ def _as_int(
                     allow_missing=allow_missing)
 
 
-def _refuse_text_storage(df: pd.DataFrame, column: str, source: str, index_cols: list[str]
-                         ) -> None:
-    """Counts stored as strings (a typed Parquet column) are refused: the writer lost the type.
-
-    CSV cells are typed by the reader, so there a text column always holds real text, which
-    :func:`ewspipe.panel.columns.numbers` names row by row."""
-    col = df[column]
-    if not (pd.api.types.is_string_dtype(col) or pd.api.types.is_object_dtype(col)):
-        return
-    values = col.dropna()
-    if len(values) and not all(isinstance(v, str) for v in values.head(1000)):
-        return  # mixed Python objects (e.g. huge ints): the number checks name them
-    converted = pd.to_numeric(values, errors="coerce")
-    if converted.isna().any():
-        return  # real text in some cells: the number checks name the rows
-    raise _fail(
-        source, column,
-        f"the counts are stored as text (dtype {col.dtype}), not as integers",
-        f"write the column as an integer type, e.g. in pandas "
-        f"df['{column}'] = df['{column}'].astype('int64') before to_parquet (or fix the "
-        "export's schema)")
-
-
 def _infer_count_columns(df: pd.DataFrame, level: Level) -> tuple[str, ...]:
     return tuple(c for c in df.columns if COUNT_PATTERN.match(str(c)))
 
@@ -339,7 +316,7 @@ def validate_panel(
     # 4. count columns: integer, non-negative, missing per policy
     count_values: dict[str, np.ndarray] = {}
     for col in counts:
-        _refuse_text_storage(df, col, source, index_cols)
+        refuse_text_storage(df, col, source)
         try:
             values, miss = _as_int(df, col, source, index_cols, fix=_COUNT_FIX,
                                    allow_missing=missing is MissingPolicy.ZERO)

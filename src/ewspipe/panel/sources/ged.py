@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ewspipe.errors import PanelError
-from ewspipe.panel.columns import integers, numbers
+from ewspipe.panel.columns import integers, numbers, refuse_text_storage
 from ewspipe.panel.limits import InputLimits
 from ewspipe.panel.messages import excerpt, name_list
 from ewspipe.panel.messages import row_error as _fail
@@ -234,6 +234,7 @@ def validate_events(
                 "correct or drop these rows")
 
     best_fix = "best is UCDP's best estimate of deaths: a non-negative integer for every event"
+    refuse_text_storage(df, "best", source)
     best, _ = _integers(df, "best", source, best_fix)
     _check_rows(df, source, "best", best < 0, "have negative deaths", best_fix)
     if max_best is not None:
