@@ -117,6 +117,13 @@ def huge_text_cell(tmp: Path) -> tuple[list[str], list[str]]:
             [str(path), "'ged_sb'", "text", "data row 6", "(200,002 characters)"])
 
 
+def huge_column_name(tmp: Path) -> tuple[list[str], list[str]]:
+    name = "ged_" + "y" * 500_000
+    path = _csv(_panel().rename(columns={"ged_sb": name}).assign(**{name: -1}), tmp / "n.csv")
+    return (["data", "import", "panel", path, "--level", "cm"],
+            [str(path), "negative", "(500,004 characters)"])
+
+
 def deaths_1e15(tmp: Path) -> tuple[list[str], list[str]]:
     df = _panel()
     df.loc[7, "ged_sb"] = 10**15
@@ -301,7 +308,7 @@ def demo_before_first(tmp: Path) -> tuple[list[str], list[str]]:
 
 CASES: dict[str, Case] = {f.__name__: f for f in (
     gz_bomb_cell, gz_bomb_size, many_columns_csv, many_columns_parquet, long_line,
-    huge_text_cell, deaths_1e15, deaths_2_pow_70, uint64_max_parquet, nan_counts,
+    huge_text_cell, huge_column_name, deaths_1e15, deaths_2_pow_70, uint64_max_parquet, nan_counts,
     string_parquet, symlink_loop, broken_symlink, one_row, twelve_months, truncated_gzip,
     latin1_header, ged_duplicate_ids, ged_end_before_start, ged_best_1e12, ged_best_2_pow_70,
     ged_month_sum_implausible, ged_gz_bomb, ged_one_event, ged_bad_duplicates_option,
@@ -387,3 +394,13 @@ def test_duplicates_drop_keeps_the_first_row_and_names_the_ids(ewspipe, tmp_path
     assert manifest["source"]["dropped_duplicate_ids"] == ["1004", "1008"]
     checks = {c["name"]: c["detail"] for c in manifest["validation"]["checks"]}
     assert "1004, 1008" in checks["duplicates"]
+
+
+@pytest.mark.parametrize("name", ["one_row", "ged_duplicate_ids", "demo_short"])
+def test_a_refusal_in_a_fresh_workspace_creates_no_state_folder(ewspipe, tmp_path: Path,
+                                                                name: str) -> None:
+    state = tmp_path / "state"
+    args, mentions = CASES[name](tmp_path)
+    res = ewspipe("--state-dir", state, *args, "--json")
+    assert_refused(res, code=2, mentions=mentions)
+    assert not state.exists()

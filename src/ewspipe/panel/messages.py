@@ -54,14 +54,14 @@ def row_error(
     show: list[str] | None = None,
 ) -> PanelError:
     """A PanelError naming the source, the column, the first rows where ``mask`` holds, a fix."""
-    where = f"{source}: column '{column}'" if column else source
+    where = f"{source}: column '{excerpt(column, 40)}'" if column else source
     parts = [f"{where}: {problem}"]
     if df is not None and mask is not None and mask.any():
         parts.append("  first offending rows (data row = 1-based, header excluded):")
         shown = [c for c in dict.fromkeys(show or [column or ""]) if c in df.columns]
         idx = np.flatnonzero(mask)
         for i in idx[:SHOW_ROWS]:
-            values = " ".join(f"{c}={plain(df[c].iloc[i])}" for c in shown)
+            values = " ".join(f"{excerpt(c, 40)}={plain(df[c].iloc[i])}" for c in shown)
             parts.append(f"    data row {i + 1}: {values}")
         if len(idx) > SHOW_ROWS:
             parts.append(f"    ... and {len(idx) - SHOW_ROWS} more")

@@ -204,7 +204,8 @@ def _check_header(path: Path, head: bytes, sep: str) -> None:
     """pandas silently renames a repeated header to 'x.1'; refuse it instead."""
     try:
         text = head.decode("utf-8").lstrip("\ufeff").rstrip("\r")
-        header = next(csv.reader([text], delimiter=sep), [])
+        header = (text.split(sep) if '"' not in text  # no field-size limit on plain names
+                  else next(csv.reader([text], delimiter=sep), []))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise PanelError(
             f"{path}: the CSV header cannot be read: {excerpt(str(exc), 200)}\n"
