@@ -85,6 +85,15 @@ def gz_bomb_size(tmp: Path) -> tuple[list[str], list[str]]:
             [str(path), "decompress", "max_decompressed_bytes"])
 
 
+def gz_bomb_quoted_cell(tmp: Path) -> tuple[list[str], list[str]]:
+    path = tmp / "quoted.csv.gz"
+    with gzip.open(path, "wb", compresslevel=9) as fh:  # one cell of 20 MB in 100-byte lines
+        fh.write(b'month_id,country_id,ged_sb\n121,1,"')
+        fh.write((b"9" * 99 + b"\n") * 200_000 + b'"\n')
+    return (["data", "import", "panel", path, "--level", "cm"],
+            [str(path), "line 2", "max_line_bytes", "quoting"])
+
+
 def many_columns_csv(tmp: Path) -> tuple[list[str], list[str]]:
     path = tmp / "wide.csv.gz"
     header = ",".join(["month_id", "country_id", *(f"ged_{i}" for i in range(200_000))])
@@ -307,7 +316,8 @@ def demo_before_first(tmp: Path) -> tuple[list[str], list[str]]:
 
 
 CASES: dict[str, Case] = {f.__name__: f for f in (
-    gz_bomb_cell, gz_bomb_size, many_columns_csv, many_columns_parquet, long_line,
+    gz_bomb_cell, gz_bomb_size, gz_bomb_quoted_cell, many_columns_csv, many_columns_parquet,
+    long_line,
     huge_text_cell, huge_column_name, deaths_1e15, deaths_2_pow_70, uint64_max_parquet, nan_counts,
     string_parquet, symlink_loop, broken_symlink, one_row, twelve_months, truncated_gzip,
     latin1_header, ged_duplicate_ids, ged_end_before_start, ged_best_1e12, ged_best_2_pow_70,

@@ -146,38 +146,27 @@ def _open(path: Path) -> BinaryIO:
 
 
 def _scan_csv(path: Path, sep: str, limits: InputLimits) -> None:
-    """One streamed pass: header (repeated names, column count), longest line, total size."""
-    cap_line = limits.max_line_bytes
+    """One streamed pass: header (repeated names, column count), longest row, total size.
+
+    A row ends at a newline outside quotes (an even number of ``"`` before it), so a huge
+    quoted cell spread over many short lines is one long row too."""
+    cap = limits.max_line_bytes
     try:
         with _open(path) as fh:
-            first = fh.read(max(cap_line + 1, _CHUNK))
+            first = fh.read(max(cap + 1, _CHUNK))
             end = first.find(b"\n")
             head = first if end < 0 else first[:end]
-            if head.count(sep.encode()) + 1 > limits.max_columns:
-                raise _too_many_columns(path, f"the header has at least "
-                                        f"{head.count(sep.encode()) + 1:,}", limits)
-            if (end < 0 and len(first) > cap_line) or end > cap_line:
+            found = head.count(sep.encode()) + 1
+            if found > limits.max_columns:
+                raise _too_many_columns(path, f"the header has at least {found:,}", limits)
+            if (end < 0 and len(first) > cap) or end > cap:
                 raise _long_line(path, 1, None, limits)
             _check_header(path, head, sep)
-            total, line, tail = len(first), 1, 0
+            total, row, tail, quotes = len(first), 1, 0, 0
             chunk = first
-            while True:
-                newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
-                if len(newlines):
-                    gaps = np.diff(newlines, prepend=-1)
-                    gaps[0] += tail
-                    worst = int(gaps.argmax())
-                    if gaps[worst] - 1 > cap_line:
-                        raise _long_line(path, line + worst, int(gaps[worst] - 1), limits)
-                    tail = len(chunk) - int(newlines[-1]) - 1
-                    line += len(newlines)
-                else:
-                    tail += len(chunk)
-                if tail > cap_line:
-                    raise _long_line(path, line, None, limits)
+            while chunk:
+                row, tail, quotes = _rows_in(chunk, row, tail, quotes, path, limits)
                 chunk = fh.read(_CHUNK)
-                if not chunk:
-                    break
                 total += len(chunk)
                 if total > limits.max_decompressed_bytes:
                     raise _too_big(path, "it decompresses to more bytes", limits)
@@ -190,12 +179,38 @@ def _scan_csv(path: Path, sep: str, limits: InputLimits) -> None:
         ) from exc
 
 
+def _rows_in(chunk: bytes, row: int, tail: int, quotes: int, path: Path,
+             limits: InputLimits) -> tuple[int, int, int]:
+    """Check the rows ending in ``chunk``; returns (next row number, bytes of the unfinished
+    row, quote parity so far). Vectorised: a few milliseconds per MiB."""
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    newline = data == 10
+    # uint8 wraps around at 256, which keeps the parity: 1 byte per input byte, not 8
+    parity = (np.cumsum(data == 34, dtype=np.uint8) + np.uint8(quotes)) & 1
+    ends = np.flatnonzero(newline & (parity == 0))
+    cap = limits.max_line_bytes
+    if len(ends):
+        sizes = np.diff(ends, prepend=-1)
+        sizes[0] += tail
+        worst = int(sizes.argmax())
+        if sizes[worst] - 1 > cap:
+            raise _long_line(path, row + worst, int(sizes[worst] - 1), limits)
+        tail = len(chunk) - int(ends[-1]) - 1
+        row += len(ends)
+    else:
+        tail += len(chunk)
+    if tail > cap:
+        raise _long_line(path, row, None, limits)
+    return row, tail, int(parity[-1]) if len(parity) else quotes
+
+
 def _long_line(path: Path, line: int, size: int | None, limits: InputLimits) -> PanelError:
     found = f"{size:,} bytes" if size is not None else "longer"
     return PanelError(
         f"{path}: line {line:,} is {found}, more than the limit of {limits.max_line_bytes:,} "
-        "bytes per line (a cell this long is not a count or an id)\n  Fix: check the file is "
-        "the table you meant and that its quoting is intact, or raise "
+        "bytes per line (a row or cell this long is not a count or an id; line = CSV row, "
+        "header = 1)\n  Fix: check the file is the table you meant and that its quoting is "
+        "intact (a stray \" makes one row of the rest of the file), or raise "
         f"{limits.describe('max_line_bytes')} in ewspipe.toml"
     )
 
