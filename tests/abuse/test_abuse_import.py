@@ -111,6 +111,15 @@ def many_columns_parquet(tmp: Path) -> tuple[list[str], list[str]]:
             [str(path), "1,502 columns", "max_columns"])
 
 
+def parquet_rows_bomb(tmp: Path) -> tuple[list[str], list[str]]:
+    path = tmp / "zeros.parquet"
+    n = SMALL_CAP // 16  # 3 int64 columns: 1.5 x the cap once read, a few KB on disk
+    pq.write_table(pa.table({c: np.zeros(n, dtype=np.int64)
+                             for c in ("month_id", "country_id", "ged_sb")}), path)
+    return (["data", "import", "panel", path, "--level", "cm"],
+            [str(path), "262,144 rows", "max_decompressed_bytes"])
+
+
 def long_line(tmp: Path) -> tuple[list[str], list[str]]:
     path = tmp / "long.csv"
     path.write_bytes(b"month_id,country_id,ged_sb\n121,1,0\n122,1," + b"7" * 1_200_000 + b"\n")
@@ -317,7 +326,7 @@ def demo_before_first(tmp: Path) -> tuple[list[str], list[str]]:
 
 CASES: dict[str, Case] = {f.__name__: f for f in (
     gz_bomb_cell, gz_bomb_size, gz_bomb_quoted_cell, many_columns_csv, many_columns_parquet,
-    long_line,
+    parquet_rows_bomb, long_line,
     huge_text_cell, huge_column_name, deaths_1e15, deaths_2_pow_70, uint64_max_parquet, nan_counts,
     string_parquet, symlink_loop, broken_symlink, one_row, twelve_months, truncated_gzip,
     latin1_header, ged_duplicate_ids, ged_end_before_start, ged_best_1e12, ged_best_2_pow_70,
