@@ -397,7 +397,7 @@ def test_allow_short_stores_a_partial_snapshot_and_says_so(ewspipe, tmp_path: Pa
     res = ewspipe("--state-dir", tmp_path / "state", "data", "import", "panel", path,
                   "--level", "cm", "--allow-short")
     assert res.code == 0, res.err
-    assert "only 1 months, below the minimum 37" in res.out
+    assert "only 1 month, below the minimum 37" in res.out
 
 
 def test_duplicates_drop_keeps_the_first_row_and_names_the_ids(ewspipe, tmp_path: Path) -> None:

@@ -90,7 +90,8 @@ def check_span(panel: Panel, report: ValidationReport, source: str, limits: Inpu
         report.add("span", f"{months} months >= the minimum {limits.min_months}")
         return
     if limits.allow_short:
-        report.add("span", f"only {months} months, below the minimum {limits.min_months}; "
+        report.add("span", f"only {months} month{'s' if months != 1 else ''}, below the "
+                   f"minimum {limits.min_months}; "
                    "stored anyway (--allow-short): a run on it will refuse or be unreliable")
         return
     raise PanelError(
