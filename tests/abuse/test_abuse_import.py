@@ -312,6 +312,14 @@ def demo_short(tmp: Path) -> tuple[list[str], list[str]]:
             ["--last-month", "only 10 months", "min_months", ">= 157"])
 
 
+def demo_short_setting(tmp: Path) -> tuple[list[str], list[str]]:
+    """The short span comes from the settings file: the message must not blame an option."""
+    config = tmp / "demo.toml"
+    config.write_text("[demo]\nlast_month = 140\n")
+    return (["--config", config, "data", "demo"],
+            ["[demo] last_month in ewspipe.toml 140", "only 20 months", ">= 157"])
+
+
 def demo_too_many_countries(tmp: Path) -> tuple[list[str], list[str]]:
     return (["data", "demo", "--countries", "5000"], ["--countries", "400"])
 
@@ -331,7 +339,8 @@ CASES: dict[str, Case] = {f.__name__: f for f in (
     string_parquet, symlink_loop, broken_symlink, one_row, twelve_months, truncated_gzip,
     latin1_header, ged_duplicate_ids, ged_end_before_start, ged_best_1e12, ged_best_2_pow_70,
     ged_month_sum_implausible, ged_gz_bomb, ged_one_event, ged_bad_duplicates_option,
-    ged_countries_loop, ged_string_best_parquet, ged_wide, demo_short, demo_too_many_countries,
+    ged_countries_loop, ged_string_best_parquet, ged_wide, demo_short, demo_short_setting,
+    demo_too_many_countries,
     demo_too_many_cells,
     demo_before_first,
 )}
@@ -354,11 +363,15 @@ def test_import_abuse_is_refused(ewspipe, tmp_path: Path, seeded_state: Path, na
     config.write_text(f"[data]\nmax_decompressed_bytes = {SMALL_CAP}\n")
     args, mentions = CASES[name](tmp_path)
     before = tree_digest(state)
+    if args[0] == "--config":  # the case brings its own settings file
+        config, args = args[1], args[2:]
     res = ewspipe("--config", config, "--state-dir", state, *args, "--json")
     doc = assert_refused(res, code=2, mentions=mentions, before=before,
                          after=tree_digest(state))
     assert len(res.out) + len(res.err) < 2 * MAX_MESSAGE, "the refusal echoes too much"
     assert len(doc["error"]) < MAX_MESSAGE
+    if name == "demo_short_setting":
+        assert "--last-month" not in doc["error"], "blames an option the user never passed"
     if "2_pow_70" in name or "uint64" in name:
         assert "rows have negative" not in doc["error"]
 

@@ -55,11 +55,13 @@ def import_demo_world(
     if settings.last_month is not None and \
             settings.last_month - settings.first_month + 1 < limits.min_months:
         need = settings.first_month + limits.min_months - 1
+        given = "last month" if last_month is not None else "[demo] last_month in ewspipe.toml"
         raise InputError(
-            f"last month {settings.last_month} gives a demo world of only "
+            f"{given} {settings.last_month} gives a demo world of only "
             f"{settings.last_month - settings.first_month + 1} months from the first month "
             f"{settings.first_month}; a snapshot needs at least {limits.min_months} months "
-            f"([data] min_months); pass a month_id >= {need}", parameter="last_month"
+            f"([data] min_months); use a month_id >= {need}",
+            parameter="last_month" if last_month is not None else None,
         )
     world = demo_world(settings)
     params = {
