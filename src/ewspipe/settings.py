@@ -109,6 +109,16 @@ class DemoSettings(_Strict):
     )
 
 
+class DataSettings(_Strict):
+    """Input limits of every import (README "Input limits"; ewspipe.panel.limits)."""
+
+    max_columns: int = Field(1_000, ge=3)
+    max_line_bytes: int = Field(1 << 20, ge=1024)
+    max_decompressed_bytes: int = Field(2 << 30, ge=1 << 20)
+    max_deaths_per_row: int = Field(1_000_000, ge=1)
+    min_months: int | None = Field(None, ge=1, description="default: [partitions] steps + 1")
+
+
 class UcdpSettings(_Strict):
     ged_url: str = "https://ucdp.uu.se/downloads/ged/ged{compact}-csv.zip"
     timeout_seconds: float = Field(60.0, gt=0)
@@ -469,6 +479,7 @@ class Settings(_Strict):
     models: ModelsSettings = ModelsSettings()
     partitions: PartitionSettings = PartitionSettings()
     demo: DemoSettings = DemoSettings()
+    data: DataSettings = DataSettings()
     sources: SourcesSettings = SourcesSettings()
     reconciliation: ReconciliationSettings = ReconciliationSettings()
     tracking: TrackingSettings = TrackingSettings()

@@ -81,7 +81,8 @@ def test_pull_ucdp_from_local_server(cli, shared_data, served, tmp_path):
     payload = _zip_events(shared_data, root, "ged991-csv.zip")
     config = tmp_path / "ewspipe.toml"
     config.write_text(f'[sources.ucdp]\nged_url = "{base}/ged{{compact}}-csv.zip"\n')
-    res = cli("--config", str(config), "data", "pull", "ucdp", "--version", "99.1", "--json")
+    res = cli("--config", str(config), "data", "pull", "ucdp", "--version", "99.1",
+              "--allow-short", "--json")  # 10 months of events: a partial snapshot
     assert res.code == 0, res.err
     doc = res.json()
     assert doc["download"]["sha256"] == hashlib.sha256(payload).hexdigest()

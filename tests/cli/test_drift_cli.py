@@ -81,7 +81,7 @@ def test_demo_and_ged_imports_carry_drift(cli, shared_data):
     assert doc["pgm"]["drift"]["level"] == "pgm"
     events = shared_data / "ucdp_ged_event_samples" / "events"
     sample = sorted(events.glob("*.parquet"))[0]
-    res = cli("data", "import", "ged", str(sample), "--json")
+    res = cli("data", "import", "ged", str(sample), "--allow-short", "--json")
     assert res.code == 0, res.err
     for level in ("cm", "pgm"):
         drift = res.json()[level]["drift"]
@@ -92,7 +92,8 @@ def test_short_history_is_reported_not_guessed(cli, tmp_path):
     frame = pd.DataFrame({"month_id": [400, 401, 402], "country_id": [1, 1, 1],
                           "ged_sb": [0, 3, 1]})
     frame.to_csv(tmp_path / "short.csv", index=False)
-    res = cli("data", "import", "panel", str(tmp_path / "short.csv"), "--level", "cm")
+    res = cli("data", "import", "panel", str(tmp_path / "short.csv"), "--level", "cm",
+              "--allow-short")
     assert res.code == 0 and "Drift: not checked (drift needs at least 12 standard months" \
         in res.out
     res = cli("drift", "check")

@@ -159,7 +159,8 @@ def test_counts_option_names_missing_column(cli, tmp_path):
 def test_missing_policy_zero_fills_and_records(cli, tmp_path):
     df = _set("ged_sb", 5, None)(_good_cm())
     path = _write(df, tmp_path / "holes.csv")
-    res = cli("data", "import", "panel", str(path), "--level", "cm", "--missing", "zero", "--json")
+    res = cli("data", "import", "panel", str(path), "--level", "cm", "--missing", "zero",
+              "--allow-short", "--json")
     assert res.code == 0, res.err
     manifest = res.json()["manifest"]
     assert manifest["validation"]["filled_missing"] == {"ged_sb": 1}

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ewspipe import atomic
-from ewspipe.errors import IntegrityError, SnapshotNotFound
+from ewspipe.errors import InputError, IntegrityError, SnapshotNotFound
 from ewspipe.panel.schema import validate_panel
 from ewspipe.panel.snapshot import SnapshotStore, content_hash
 
@@ -73,10 +73,24 @@ def test_crash_during_write_leaves_nothing_visible(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(atomic.os, "rename", boom)  # the commit (ewspipe.atomic) fails
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match="disk full") as exc:  # exit 2 naming the folder
         store.write(panel, report, source={"kind": "test"})
+    assert str(tmp_path) in str(exc.value) and "--state-dir" in str(exc.value)
     assert store.list() == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_state_is_a_clear_refusal(tmp_path, monkeypatch):
+    """Root ignores chmod, so the read-only folder is simulated where the first write lands."""
+    store = SnapshotStore(tmp_path / "snapshots")
+    panel, report = _panel()
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(atomic, "make_temp_dir", denied)
+    with pytest.raises(InputError, match=r"Permission denied.*writable"):
+        store.write(panel, report, source={"kind": "test"})
 
 
 def test_lookup_errors(tmp_path):

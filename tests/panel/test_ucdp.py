@@ -214,3 +214,14 @@ def test_largest_csv_is_extracted_without_path_escape(tmp_path: Path) -> None:
     out = extract_events(path)
     assert out == tmp_path / "ged241.csv"
     assert out.read_text() == "id,best\n1,2\n"
+
+
+def test_zip_bomb_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    """A CSV expanding beyond [data] max_decompressed_bytes is refused from its zip entry."""
+    archive = tmp_path / "ged991-csv.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("GEDEvent.csv", b"id,best\n" + b"1,5\n" * (1 << 19))  # 2 MiB
+    with pytest.raises(DownloadError, match="max_decompressed_bytes"):
+        extract_events(archive, max_bytes=1 << 20)
+    assert _leftovers(tmp_path) == ["ged991-csv.zip"]
+    assert extract_events(archive, max_bytes=4 << 20).stat().st_size == 2 * (1 << 20) + 8

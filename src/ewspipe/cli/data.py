@@ -14,6 +14,7 @@ from ewspipe.flows.ingest import (
     checked_import,
     import_demo_checked,
     import_panel_checked,
+    input_limits,
 )
 from ewspipe.panel.ingest import ImportResult, import_ged_file
 from ewspipe.panel.schema import Level
@@ -32,6 +33,14 @@ app.add_typer(import_app, name="import")
 app.add_typer(pull_app, name="pull")
 
 LEVEL_OPTION = typer.Option(..., "--level", help="Level of analysis: cm or pgm.")
+SHORT_OPTION = typer.Option(
+    False, "--allow-short",
+    help="Store a snapshot shorter than [data] min_months anyway (a partial snapshot).",
+)
+DUPLICATES_OPTION = typer.Option(
+    "refuse", "--duplicates",
+    help="Repeated event ids: 'refuse' (default) or 'drop' (keep the first row of each id).",
+)
 
 
 def _store(ctx: typer.Context) -> SnapshotStore:
@@ -73,12 +82,14 @@ def import_panel(
     missing: str = typer.Option(
         "error", "--missing", help="Missing counts: 'error' (refuse) or 'zero' (fill with 0)."
     ),
+    allow_short: bool = SHORT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Validate an aggregated cm/pgm table and store it as an immutable snapshot."""
     settings: Settings = ctx.obj
     checked = import_panel_checked(
-        settings, file, level, count_columns=_split(counts), missing=missing
+        settings, file, level, count_columns=_split(counts), missing=missing,
+        allow_short=allow_short,
     )
     lvl, result = next(iter(checked.results.items()))
     emit(checked.to_dict(lvl), as_json, lambda: "\n".join(_result_lines(result, checked)))
@@ -204,13 +215,16 @@ def import_ged(
     countries: Path | None = COUNTRIES_OPTION,
     first_month: int | None = FIRST_OPTION,
     last_month: int | None = LAST_OPTION,
+    duplicates: str = DUPLICATES_OPTION,
+    allow_short: bool = SHORT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Aggregate UCDP GED events to ged_sb/ged_ns/ged_os counts and store the snapshots."""
     settings: Settings = ctx.obj
+    limits = input_limits(settings, allow_short=allow_short)
     checked = checked_import(settings, lambda store: import_ged_file(
         file, store, levels=_levels(level), countries=countries, first_month=first_month,
-        last_month=last_month))
+        last_month=last_month, limits=limits, duplicates=duplicates))
     emit({lvl: checked.to_dict(lvl) for lvl in checked.results}, as_json,
          lambda: _ged_lines(checked))
 
@@ -226,19 +240,23 @@ def pull_ucdp(
     countries: Path | None = COUNTRIES_OPTION,
     first_month: int | None = FIRST_OPTION,
     last_month: int | None = LAST_OPTION,
+    duplicates: str = DUPLICATES_OPTION,
+    allow_short: bool = SHORT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Download a UCDP GED release and import it like `data import ged`."""
     settings: Settings = ctx.obj
     levels = _levels(level)
+    limits = input_limits(settings, allow_short=allow_short)
     target = url or ged_url(version, settings.sources.ucdp.ged_url)
     fetched = download(target, settings.download_dir, timeout=settings.sources.ucdp.timeout_seconds)
-    events = extract_events(fetched.path)
+    events = extract_events(fetched.path, max_bytes=limits.max_decompressed_bytes)
     source = {"kind": "ucdp_ged_download", "version": version, "url": fetched.url,
               "download_sha256": fetched.sha256, "download_bytes": fetched.bytes}
     checked = checked_import(settings, lambda store: import_ged_file(
         events, store, levels=levels, countries=countries, first_month=first_month,
-        last_month=last_month, source=source, fetched_at=fetched.fetched_at))
+        last_month=last_month, source=source, fetched_at=fetched.fetched_at, limits=limits,
+        duplicates=duplicates))
     data = {"download": fetched.to_dict(),
             **{lvl: checked.to_dict(lvl) for lvl in checked.results}}
     emit(data, as_json, lambda: f"downloaded {fetched.url} ({fetched.bytes:,} bytes, sha256 "

@@ -19,6 +19,7 @@ from ewspipe.alerts.router import DeliveryReport, build_router
 from ewspipe.drift.check import DriftConfig, DriftReport, check_panel
 from ewspipe.errors import InputError
 from ewspipe.panel.ingest import ImportResult, import_panel_file
+from ewspipe.panel.limits import InputLimits
 from ewspipe.panel.schema import Level, MissingPolicy, Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.settings import Settings
@@ -31,6 +32,7 @@ __all__ = [
     "emit_alerts",
     "import_demo_checked",
     "import_panel_checked",
+    "input_limits",
 ]
 
 IMPORT_RUN_TYPE = "forecasting"  # new data is checked as the next forecast will use it
@@ -88,6 +90,20 @@ class CheckedImport:
         return {**self.results[level].to_dict(), "drift": self.drift_summary(level)}
 
 
+def input_limits(settings: Settings, *, allow_short: bool = False) -> InputLimits:
+    """The ``[data]`` limits; the minimum span defaults to ``[partitions] steps + 1`` months,
+    the fewest that give the step-``steps`` model one training pair."""
+    data = settings.data
+    return InputLimits(
+        max_columns=data.max_columns,
+        max_line_bytes=data.max_line_bytes,
+        max_decompressed_bytes=data.max_decompressed_bytes,
+        max_deaths_per_row=data.max_deaths_per_row,
+        min_months=data.min_months or settings.partitions.steps + 1,
+        allow_short=allow_short,
+    )
+
+
 def emit_alerts(settings: Settings, reports: list[DriftReport]) -> DeliveryReport:
     """Route the alarms of ``reports`` as alerts through the ``[alerts]`` sinks."""
     alerts = [a for r in reports for a in r.alerts()]
@@ -110,10 +126,12 @@ def import_panel_checked(
     *,
     count_columns: list[str] | None = None,
     missing: MissingPolicy | str = MissingPolicy.ERROR,
+    allow_short: bool = False,
 ) -> CheckedImport:
     """:func:`ewspipe.panel.ingest.import_panel_file` plus the drift check."""
     store = DriftCheckingStore(settings.snapshot_dir, settings)
-    result = import_panel_file(path, level, store, count_columns=count_columns, missing=missing)
+    result = import_panel_file(path, level, store, count_columns=count_columns, missing=missing,
+                               limits=input_limits(settings, allow_short=allow_short))
     return _finish(store, {result.manifest.level: result}, settings)
 
 
@@ -140,7 +158,8 @@ def import_demo_checked(
 
     store = DriftCheckingStore(settings.snapshot_dir, settings)
     results = import_demo_world(settings.demo, store, seed=seed, countries=countries,
-                                pgm_cells=pgm_cells, last_month=last_month)
+                                pgm_cells=pgm_cells, last_month=last_month,
+                                limits=input_limits(settings))
     return _finish(store, results, settings)
 
 

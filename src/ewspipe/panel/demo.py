@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from ewspipe.errors import InputError
 from ewspipe.panel.ingest import ImportResult, import_frame
+from ewspipe.panel.limits import InputLimits
 from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.panel.synthetic import demo_world
 from ewspipe.settings import DemoSettings
@@ -23,8 +24,10 @@ def import_demo_world(
     countries: int | None = None,
     pgm_cells: int | None = None,
     last_month: int | None = None,
+    limits: InputLimits | None = None,
 ) -> dict[str, ImportResult]:
     """Build the world (options override ``[demo]``) and store cm and pgm snapshots."""
+    limits = limits or InputLimits()
     overrides: dict[str, Any] = {
         k: v
         for k, v in {"seed": seed, "countries": countries, "pgm_cells": pgm_cells,
@@ -49,6 +52,17 @@ def import_demo_world(
             f"last month {settings.last_month} is before the first month "
             f"{settings.first_month}; pass a later month_id", parameter="last_month"
         )
+    if settings.last_month is not None and \
+            settings.last_month - settings.first_month + 1 < limits.min_months:
+        need = settings.first_month + limits.min_months - 1
+        given = "last month" if last_month is not None else "[demo] last_month in ewspipe.toml"
+        raise InputError(
+            f"{given} {settings.last_month} gives a demo world of only "
+            f"{settings.last_month - settings.first_month + 1} months from the first month "
+            f"{settings.first_month}; a snapshot needs at least {limits.min_months} months "
+            f"([data] min_months); use a month_id >= {need}",
+            parameter="last_month" if last_month is not None else None,
+        )
     world = demo_world(settings)
     params = {
         "seed": settings.seed, "countries": settings.countries,
@@ -60,6 +74,6 @@ def import_demo_world(
         results[level] = import_frame(
             frame, level, store,
             source={"kind": "demo", "name": f"demo world seed {settings.seed}", **params},
-            source_name=f"demo world ({level}, seed {settings.seed})",
+            source_name=f"demo world ({level}, seed {settings.seed})", limits=limits,
         )
     return results

@@ -8,12 +8,16 @@ from typing import Any
 
 import pandas as pd
 
-from ewspipe.panel.schema import Level, MissingPolicy, ValidationReport, validate_panel
+from ewspipe.errors import PanelError
+from ewspipe.panel.limits import InputLimits
+from ewspipe.panel.months import month_label
+from ewspipe.panel.schema import Level, MissingPolicy, Panel, ValidationReport, validate_panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore, file_sha256
-from ewspipe.panel.sources.ged import aggregate_events, read_events
-from ewspipe.panel.sources.table import read_table
+from ewspipe.panel.sources.ged import aggregate_events, load_events
+from ewspipe.panel.sources.table import check_path, read_table
 
-__all__ = ["ImportResult", "import_frame", "import_ged_file", "import_panel_file"]
+__all__ = ["ImportResult", "check_span", "import_frame", "import_ged_file", "import_panel_file"]
+_SHOW_IDS = 20
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,15 @@ def import_frame(
     missing: MissingPolicy | str = MissingPolicy.ERROR,
     fetched_at: str | None = None,
     extra: dict[str, Any] | None = None,
+    limits: InputLimits | None = None,
 ) -> ImportResult:
     """Validate a table already in memory and store it as a snapshot."""
+    limits = limits or InputLimits()
     panel, report = validate_panel(
-        frame, level, source=source_name, count_columns=count_columns, missing=missing
+        frame, level, source=source_name, count_columns=count_columns, missing=missing,
+        max_count=limits.max_deaths_per_row,
     )
+    check_span(panel, report, source_name, limits)
     source = {**source, "missing_policy": MissingPolicy(missing).value}
     manifest, created = store.write(
         panel, report, source=source, fetched_at=fetched_at, extra=extra
@@ -60,14 +68,39 @@ def import_panel_file(
     *,
     count_columns: list[str] | None = None,
     missing: MissingPolicy | str = MissingPolicy.ERROR,
+    limits: InputLimits | None = None,
 ) -> ImportResult:
     """Import an aggregated table (Parquet or CSV) such as the VIEWS cm/pgm files."""
     level = Level.parse(str(level))
-    frame = read_table(path)
+    frame = read_table(path, limits=limits)
     source = {"kind": "panel", "file": Path(path).name, "file_sha256": file_sha256(Path(path))}
     return import_frame(
         frame, level, store, source=source, source_name=str(path),
-        count_columns=count_columns, missing=missing,
+        count_columns=count_columns, missing=missing, limits=limits,
+    )
+
+
+def check_span(panel: Panel, report: ValidationReport, source: str, limits: InputLimits) -> None:
+    """Refuse a panel too short to train and forecast on (``[data] min_months``), unless the
+    user asked for a partial snapshot: the latest snapshot is what the next run uses."""
+    months = panel.last_month - panel.first_month + 1
+    span = (f"{panel.first_month}..{panel.last_month} = {month_label(panel.first_month)}.."
+            f"{month_label(panel.last_month)}")
+    if months >= limits.min_months:
+        report.add("span", f"{months} months >= the minimum {limits.min_months}")
+        return
+    if limits.allow_short:
+        report.add("span", f"only {months} month{'s' if months != 1 else ''}, below the "
+                   f"minimum {limits.min_months}; "
+                   "stored anyway (--allow-short): a run on it will refuse or be unreliable")
+        return
+    raise PanelError(
+        f"{source}: the table spans only {months} month{'s' if months != 1 else ''} ({span}, "
+        f"{len(panel.frame):,} rows); a snapshot needs at least {limits.min_months} months "
+        f"to train and forecast on ([data] min_months, default [partitions] steps + 1) and "
+        "would become the latest snapshot the next run uses\n"
+        "  Fix: import a longer history, or pass --allow-short to store a partial snapshot "
+        "anyway"
     )
 
 
@@ -81,15 +114,21 @@ def import_ged_file(
     last_month: int | None = None,
     source: dict[str, Any] | None = None,
     fetched_at: str | None = None,
+    limits: InputLimits | None = None,
+    duplicates: str = "refuse",
 ) -> dict[str, ImportResult]:
     """Aggregate a UCDP GED event file and store one snapshot per level.
 
     Every level is aggregated and validated before any is written, so a failure leaves the
-    store as it was.
+    store as it was. ``duplicates="drop"`` keeps the first row of a repeated event id (the
+    ids are recorded in the report) instead of refusing the file.
     """
     path = Path(path)
-    events = read_events(path)
-    table = read_table(countries) if countries is not None else None
+    limits = limits or InputLimits()
+    if countries is not None:
+        check_path(Path(countries))
+    events, dropped = load_events(path, limits=limits, duplicates=duplicates)
+    table = read_table(countries, limits=limits) if countries is not None else None
     base = {
         "kind": "ucdp_ged",
         "file": path.name,
@@ -98,6 +137,8 @@ def import_ged_file(
         **({"countries_file": countries.name, "countries_sha256": file_sha256(countries)}
            if countries is not None else {}),
         **(source or {}),
+        **({"duplicates": "drop", "dropped_duplicate_ids": dropped[:_SHOW_IDS],
+            "dropped_duplicates": len(dropped)} if dropped else {}),
     }
     validated = {}
     for level in levels:
@@ -105,7 +146,15 @@ def import_ged_file(
             events, level, countries=table if level is Level.CM else None,
             first_month=first_month, last_month=last_month, source=str(path),
         )
-        validated[level] = validate_panel(frame, level, source=f"{path} (aggregated to {level})")
+        name = f"{path} (aggregated to {level})"
+        panel, report = validate_panel(frame, level, source=name,
+                                       max_count=limits.max_deaths_per_row)
+        check_span(panel, report, name, limits)
+        if dropped:
+            more = f" and {len(dropped) - _SHOW_IDS} more" if len(dropped) > _SHOW_IDS else ""
+            report.add("duplicates", f"WARNING: dropped the repeated rows of {len(dropped)} "
+                       f"event ids (--duplicates drop): {', '.join(dropped[:_SHOW_IDS])}{more}")
+        validated[level] = (panel, report)
     results: dict[str, ImportResult] = {}
     for level, (panel, report) in validated.items():
         manifest, created = store.write(

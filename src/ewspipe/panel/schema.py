@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ewspipe.errors import PanelError
-from ewspipe.panel.columns import integers
+from ewspipe.panel.columns import integers, refuse_text_storage
 from ewspipe.panel.messages import SHOW_ROWS as _SHOW_ROWS
+from ewspipe.panel.messages import name_list
 from ewspipe.panel.messages import row_error as _fail
 from ewspipe.panel.months import current_month_id, month_label
 from ewspipe.panel.priogrid import N_CELLS
@@ -199,6 +200,7 @@ def validate_panel(
     count_columns: tuple[str, ...] | list[str] | None = None,
     missing: MissingPolicy | str = MissingPolicy.ERROR,
     today: date | None = None,
+    max_count: int | None = None,
 ) -> tuple[Panel, ValidationReport]:
     """Check a raw table and return it as a Panel with the report of every check.
 
@@ -210,6 +212,8 @@ def validate_panel(
         missing: ``error`` (default) refuses missing counts; ``zero`` fills them with 0 and
             records how many in the report.
         today: the date that defines "future" months (default: today, UTC).
+        max_count: the plausibility bound: a count above it is refused (``[data]
+            max_deaths_per_row``); None = no bound.
 
     Raises:
         PanelError: on the first failed check, naming column, rows and fix.
@@ -249,7 +253,7 @@ def validate_panel(
                 source,
                 col,
                 f"required column is missing (a {level.value} panel needs "
-                f"'{TIME_COLUMN}' and '{unit}'; found: {', '.join(df.columns)}).{hint}",
+                f"'{TIME_COLUMN}' and '{unit}'; found: {name_list(df.columns)}).{hint}",
                 f"add or rename the column to '{col}'",
             )
     if count_columns is None:
@@ -258,7 +262,7 @@ def validate_panel(
             raise _fail(
                 source,
                 None,
-                f"no count column found (columns named ged_*; found: {', '.join(df.columns)})",
+                f"no count column found (columns named ged_*; found: {name_list(df.columns)})",
                 "name the count columns ged_sb / ged_ns / ged_os, or list them with --counts",
             )
     else:
@@ -266,7 +270,7 @@ def validate_panel(
         absent = [c for c in counts if c not in df.columns]
         if absent:
             raise _fail(source, absent[0], "count column named in --counts is missing "
-                        f"(found: {', '.join(df.columns)})", "fix the --counts list")
+                        f"(found: {name_list(df.columns)})", "fix the --counts list")
         clash = [c for c in counts if c in (TIME_COLUMN, unit)]
         if clash:
             raise _fail(source, clash[0], "an index column cannot be a count column",
@@ -312,8 +316,15 @@ def validate_panel(
     # 4. count columns: integer, non-negative, missing per policy
     count_values: dict[str, np.ndarray] = {}
     for col in counts:
-        values, miss = _as_int(df, col, source, index_cols, fix=_COUNT_FIX,
-                               allow_missing=missing is MissingPolicy.ZERO)
+        refuse_text_storage(df, col, source)
+        try:
+            values, miss = _as_int(df, col, source, index_cols, fix=_COUNT_FIX,
+                                   allow_missing=missing is MissingPolicy.ZERO)
+        except PanelError as exc:
+            if "rows have no value" in str(exc) and missing is MissingPolicy.ERROR:
+                raise PanelError(f"{exc}\n  Or, if an empty count means no deaths in your "
+                                 "source, pass --missing zero") from None
+            raise
         if miss.any():
             report.filled_missing[col] = int(miss.sum())
         neg = values < 0
@@ -321,13 +332,25 @@ def validate_panel(
             raise _fail(source, col, f"{int(neg.sum())} rows have negative counts",
                         "counts are deaths and cannot be negative; correct these rows at the "
                         "source", df, neg, [*index_cols, col])
+        if max_count is not None:
+            implausible = values > max_count
+            if implausible.any():
+                raise _fail(
+                    source, col,
+                    f"{int(implausible.sum())} rows exceed the plausibility bound of "
+                    f"{max_count:,} deaths in one unit-month",
+                    "check these rows at the source (a sum over many units or months, a "
+                    "population or a code instead of deaths?); if they are real, raise "
+                    f"[data] max_deaths_per_row (now {max_count:,}) in ewspipe.toml",
+                    df, implausible, [*index_cols, col])
         count_values[col] = values
     if report.filled_missing:
         filled = ", ".join(f"{c}: {n:,}" for c, n in report.filled_missing.items())
         report.add("missing values", f"filled with 0 by declared policy 'zero' ({filled})")
     else:
         report.add("missing values", "none")
-    report.add("counts", "integer, non-negative")
+    report.add("counts", "integer, non-negative" + (
+        f", at most {max_count:,}" if max_count is not None else ""))
 
     # 5. pgm country membership (optional column)
     extra_int: dict[str, np.ndarray] = {}

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from ewspipe import __version__
 from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir, remove_stale_temps
-from ewspipe.errors import IntegrityError, SnapshotNotFound, StoreError
+from ewspipe.errors import InputError, IntegrityError, SnapshotNotFound, StoreError
 from ewspipe.panel.months import month_label
 from ewspipe.panel.schema import Level, Panel, PanelSpec, ValidationReport
 
@@ -127,6 +127,19 @@ class SnapshotStore:
 
     def _store(self, panel: Panel, report: ValidationReport, source: dict[str, Any],
                fetched_at: str | None, extra: dict[str, Any]) -> tuple[Manifest, bool]:
+        try:
+            return self._store_in(panel, report, source, fetched_at, extra)
+        except FileExistsError:
+            raise
+        except OSError as exc:  # read-only or full state folder: a clear refusal, not a trace
+            raise InputError(
+                f"{self.root}: cannot write the snapshot ({exc.strerror or exc}); nothing was "
+                "stored. Make the state folder writable and free some space, or pass "
+                "--state-dir with a writable folder, then re-run the import"
+            ) from exc
+
+    def _store_in(self, panel: Panel, report: ValidationReport, source: dict[str, Any],
+                  fetched_at: str | None, extra: dict[str, Any]) -> tuple[Manifest, bool]:
         remove_stale_temps(self.root)  # what an import killed mid-write left behind
         digest = content_hash(panel)
         snap_id = f"{panel.level.value}-{digest[:_ID_HEX]}"

@@ -20,7 +20,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from ewspipe.errors import PanelError
-from ewspipe.panel.columns import integers, numbers
+from ewspipe.panel.columns import integers, numbers, refuse_text_storage
+from ewspipe.panel.limits import InputLimits
+from ewspipe.panel.messages import excerpt, name_list
 from ewspipe.panel.messages import row_error as _fail
 from ewspipe.panel.months import current_month_id, month_id_from_dates, month_label
 from ewspipe.panel.priogrid import gid_from_latlon, queen_neighbours
@@ -32,6 +34,8 @@ __all__ = [
     "EVENT_COLUMNS",
     "TYPE_COLUMNS",
     "aggregate_events",
+    "drop_duplicate_events",
+    "load_events",
     "read_events",
     "validate_events",
 ]
@@ -43,6 +47,8 @@ COUNT_COLUMNS = tuple(TYPE_COLUMNS.values())
 _COUNTRIES = "countries table"
 _OPEN_LOW = np.iinfo(np.int64).min
 _OPEN_HIGH = np.iinfo(np.int64).max
+_SHOW_IDS = 10
+DUPLICATE_POLICIES = ("refuse", "drop")
 
 IntArray = npt.NDArray[np.int64]
 
@@ -97,6 +103,57 @@ def _dates(df: pd.DataFrame, column: str, source: str, today: date) -> pd.Series
     return parsed
 
 
+def _check_unique_ids(df: pd.DataFrame, source: str) -> None:
+    """A repeated event id would be counted twice: refuse, naming the ids."""
+    if "id" not in df.columns:
+        return
+    ids = df["id"]
+    repeated = ids.duplicated(keep=False).to_numpy() & ids.notna().to_numpy()
+    if repeated.any():
+        names = pd.unique(ids[repeated])
+        shown = ", ".join(excerpt(str(v), 40) for v in names[:_SHOW_IDS])
+        more = f" and {len(names) - _SHOW_IDS} more" if len(names) > _SHOW_IDS else ""
+        raise _fail(
+            source, "id",
+            f"{len(names)} event ids appear more than once ({shown}{more}); their deaths "
+            "would be counted twice",
+            "remove the repeated rows at the source, or pass --duplicates drop to keep the "
+            "first row of each id (the dropped ids are listed in the snapshot's report)",
+            df, repeated, _show(df, "best"))
+
+
+def drop_duplicate_events(events: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The events with only the first row of each repeated ``id``; plus the repeated ids."""
+    if "id" not in events.columns:
+        return events, []
+    ids = events["id"]
+    repeated = ids.duplicated(keep="first") & ids.notna()
+    if not repeated.any():
+        return events, []
+    dropped = [str(v) for v in pd.unique(ids[repeated])]
+    return events.loc[~repeated.to_numpy()].reset_index(drop=True), dropped
+
+
+def _check_end(df: pd.DataFrame, start: pd.Series, source: str) -> None:
+    """date_end, where given, is a date not before date_start."""
+    col = df["date_end"]
+    fix_text = "write dates as YYYY-MM-DD (UCDP's own format), one per event"
+    if pd.api.types.is_numeric_dtype(col) and not col.isna().all():
+        raise _fail(source, "date_end", f"holds numbers ({col.dtype}), expected dates", fix_text)
+    if pd.api.types.is_datetime64_any_dtype(col):
+        end = pd.to_datetime(col, utc=True)
+    else:
+        end = pd.to_datetime(col.astype(object), errors="coerce", format="ISO8601", utc=True)
+    end = end.dt.tz_localize(None)
+    _check_rows(df, source, "date_end", (end.isna() & col.notna()).to_numpy(),
+                "cannot be read as a date", fix_text)
+    backwards = (end.notna() & (end < start)).to_numpy()
+    if backwards.any():
+        raise _fail(source, "date_end", f"{int(backwards.sum())} events end before they start",
+                    "correct date_start or date_end of these events at the source (swapped?)",
+                    df, backwards, [*_show(df, "date_start"), "date_end"])
+
+
 def _coordinates(
     df: pd.DataFrame, column: str, limit: float, source: str
 ) -> npt.NDArray[np.float64]:
@@ -113,7 +170,11 @@ def _coordinates(
 
 
 def validate_events(
-    events: pd.DataFrame, *, source: str = "events", today: date | None = None
+    events: pd.DataFrame,
+    *,
+    source: str = "events",
+    today: date | None = None,
+    max_best: int | None = None,
 ) -> pd.DataFrame:
     """Check a GED event table and return its normalised event columns.
 
@@ -121,6 +182,8 @@ def validate_events(
         events: the table as read (any extra GED columns are allowed and ignored).
         source: how to name the input in messages (usually the file path).
         today: the date after which an event start is "in the future" (default: today, UTC).
+        max_best: the plausibility bound on one event's deaths (``[data]
+            max_deaths_per_row``); None = no bound.
 
     Returns:
         A new DataFrame with ``id`` (when present), ``type_of_violence``, ``best``,
@@ -147,7 +210,7 @@ def validate_events(
             source,
             absent[0],
             f"required column is missing (missing: {', '.join(absent)}; "
-            f"found: {', '.join(df.columns) or 'no columns'})",
+            f"found: {name_list(df.columns) or 'no columns'})",
             "use a UCDP GED or Candidate event file (CSV or Parquet) with the UCDP column names "
             f"{', '.join(EVENT_COLUMNS)}",
         )
@@ -171,14 +234,24 @@ def validate_events(
                 "correct or drop these rows")
 
     best_fix = "best is UCDP's best estimate of deaths: a non-negative integer for every event"
+    refuse_text_storage(df, "best", source)
     best, _ = _integers(df, "best", source, best_fix)
     _check_rows(df, source, "best", best < 0, "have negative deaths", best_fix)
+    if max_best is not None:
+        _check_rows(df, source, "best", best > max_best,
+                    f"exceed the plausibility bound of {max_best:,} deaths in one event",
+                    "check these events at the source (a typo or a code instead of deaths?); "
+                    "if they are real, raise [data] max_deaths_per_row "
+                    f"(now {max_best:,}) in ewspipe.toml")
+    _check_unique_ids(df, source)
 
     gw_fix = "country_id is the Gleditsch-Ward code of the event's country (e.g. 652 = Syria)"
     country, _ = _integers(df, "country_id", source, gw_fix)
     _check_rows(df, source, "country_id", country < 1, "have a code below 1", gw_fix)
 
     start = _dates(df, "date_start", source, today)
+    if "date_end" in df.columns:
+        _check_end(df, start, source)
     lat = _coordinates(df, "latitude", 90.0, source)
     lon = _coordinates(df, "longitude", 180.0, source)
     gid = gid_from_latlon(lat, lon)
@@ -223,7 +296,8 @@ def validate_events(
     return out
 
 
-def read_events(path: Path | str, *, today: date | None = None) -> pd.DataFrame:
+def read_events(path: Path | str, *, today: date | None = None,
+                limits: InputLimits | None = None) -> pd.DataFrame:
     """Read a UCDP GED / Candidate event file (CSV or Parquet) and validate it.
 
     Returns the normalised event columns described in :func:`validate_events`.
@@ -231,8 +305,29 @@ def read_events(path: Path | str, *, today: date | None = None) -> pd.DataFrame:
     Raises:
         PanelError: unreadable file, or a failed check naming the file, column and rows.
     """
+    return load_events(path, today=today, limits=limits)[0]
+
+
+def load_events(
+    path: Path | str,
+    *,
+    today: date | None = None,
+    limits: InputLimits | None = None,
+    duplicates: str = "refuse",
+) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`read_events` within ``limits``, plus the ids dropped because they repeat an
+    earlier row (only with ``duplicates="drop"``; the default ``"refuse"`` names them)."""
     path = Path(path)
-    return validate_events(read_table(path), source=str(path), today=today)
+    limits = limits or InputLimits()
+    if duplicates not in DUPLICATE_POLICIES:
+        raise PanelError(f"unknown duplicates policy {duplicates!r}; use 'refuse' or 'drop'",
+                         parameter="duplicates")
+    events = read_table(path, limits=limits)
+    dropped: list[str] = []
+    if duplicates == "drop":
+        events, dropped = drop_duplicate_events(events)
+    return validate_events(events, source=str(path), today=today,
+                           max_best=limits.max_deaths_per_row), dropped
 
 
 # --------------------------------------------------------------------------- countries
@@ -251,7 +346,7 @@ def _countries_table(countries: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
             raise _fail(
                 _COUNTRIES,
                 col,
-                f"required column is missing (found: {', '.join(table.columns)})",
+                f"required column is missing (found: {name_list(table.columns)})",
                 fix_cols,
             )
     period = [c for c in ("first_month", "last_month") if c in table.columns]

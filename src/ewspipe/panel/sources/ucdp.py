@@ -213,15 +213,26 @@ def _is_zip(path: Path) -> bool:
         return fh.read(4) == b"PK\x03\x04"
 
 
-def extract_events(path: Path | str) -> Path:
+def _too_big(path: Path, size: int, limit: int) -> DownloadError:
+    return DownloadError(
+        f"{path}: the CSV inside expands to {size:,} bytes or more, beyond the limit of "
+        f"{limit:,} ([data] max_decompressed_bytes); check the URL points to a GED release, or "
+        "raise the limit in ewspipe.toml"
+    )
+
+
+def extract_events(path: Path | str, *, max_bytes: int | None = None) -> Path:
     """The event CSV: ``path`` itself if it is not a zip, else its CSV extracted next to it.
 
     UCDP ships GED as ``gedNNN-csv.zip`` holding one CSV; if several are inside, the largest
     is taken (resource-fork files such as ``__MACOSX/._x.csv`` are tiny). Extraction goes to a
     temporary sibling that is renamed when complete.
 
+    ``max_bytes`` bounds the extracted size (``[data] max_decompressed_bytes``): a zip bomb is
+    refused from its directory entry, and the copy stops there whatever the entry claims.
+
     Raises:
-        DownloadError: missing file, corrupt zip, or a zip without a CSV.
+        DownloadError: missing file, corrupt zip, a zip without a CSV, or one too large.
     """
     path = Path(path)
     if not path.is_file():
@@ -242,9 +253,19 @@ def extract_events(path: Path | str) -> Path:
                     "points to the CSV edition of GED"
                 )
             member = max(members, key=lambda m: m.file_size)
+            if max_bytes is not None and member.file_size > max_bytes:
+                raise _too_big(path, member.file_size, max_bytes)
             target = path.parent / _safe_name(member.filename, "events.csv")
             with _temporary_sibling(target) as fh, archive.open(member) as src:
-                shutil.copyfileobj(src, fh, _CHUNK)
+                if max_bytes is None:
+                    shutil.copyfileobj(src, fh, _CHUNK)
+                else:
+                    copied = 0
+                    while block := src.read(_CHUNK):
+                        copied += len(block)
+                        if copied > max_bytes:
+                            raise _too_big(path, copied, max_bytes)
+                        fh.write(block)
     except DownloadError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
