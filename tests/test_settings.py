@@ -45,12 +45,12 @@ def test_env_overrides(tmp_path, monkeypatch):
     ("text", "needle"),
     [
         ("[partitons]\nsteps = 3\n", "partitons"),  # typo'd table
-        ("[partitions]\nsteps = 0\n", "partitions.steps"),
+        ("[partitions]\nsteps = 0\n", "[partitions] steps"),
         ("[partitions]\nsequences = 12\n", "need exactly 47"),
         ("[partitions.calibration]\ntrain = [121, 440]\ntest = [445, 492]\n", "train must end"),
-        ("[demo]\npgm_cells = 20000\n", "demo.pgm_cells"),
+        ("[demo]\npgm_cells = 20000\n", "[demo] pgm_cells"),
         ("[demo\nseed = 1\n", "not valid TOML"),
-        ("[demo]\nseed = 'abc'\n", "demo.seed"),
+        ("[demo]\nseed = 'abc'\n", "[demo] seed"),
     ],
 )
 def test_invalid_files_name_the_key(tmp_path, text, needle):

@@ -35,4 +35,4 @@ def test_bad_config_exits_2(cli, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[partitions]\nsteps = -1\n")
     res = cli("--config", str(bad), "partitions")
-    assert res.code == 2 and "partitions.steps" in res.err
+    assert res.code == 2 and "[partitions] steps" in res.err
