@@ -132,6 +132,11 @@ def _usage_error(exc: typer.TyperException, as_json: bool) -> int:
     fmt = getattr(exc, "format_message", None)
     message = fmt() if callable(fmt) else str(exc)
     extra: dict[str, object] = {}
+    param = getattr(exc, "param", None)
+    helptext = getattr(param, "help", None)
+    if helptext:  # the accepted form, as the option's help states it
+        extra["option"] = param.opts[-1] if getattr(param, "opts", None) else param.name
+        message += f"; {extra['option']}: {helptext}"
     if ctx is not None:
         extra["usage"] = ctx.get_usage().removeprefix("Usage: ").strip()
         message += f" (see `{ctx.command_path} --help`)"
