@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 import typer
+from tests.abuse.harness import Outcome, assert_refused, tree_digest
 
 from ewspipe.cli.main import INTERNAL_ERROR_EXIT, app
-from tests.abuse.harness import Outcome, assert_refused, tree_digest
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 GARBAGE = bytes(range(256)) * 8  # not SQLite, not UTF-8
