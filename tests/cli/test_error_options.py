@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from ewspipe.cli.main import error_message, option_name
@@ -105,3 +108,23 @@ def test_an_unexpected_exception_is_an_internal_error_not_a_traceback(cli, monke
     monkeypatch.setenv("EWSPIPE_DEBUG", "1")
     with pytest.raises(KeyError):  # the traceback, for the developer who asks for it
         cli("alerts", "list", "--json")
+
+
+@pytest.mark.parametrize("args", [
+    ["run"], ["data", "demo"], ["data", "import", "panel", "x.csv", "--level", "cm"],
+])
+def test_a_read_only_state_folder_is_refused_before_writing(cli, state_dir, monkeypatch, args
+                                                             ) -> None:
+    """Root ignores permissions, so the check's view of the folder is simulated here; the
+    CLI-wide abuse test chmods a real folder where permissions bind."""
+    state_dir.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if (
+        Path(p) == state_dir and mode & os.W_OK) else real(p, mode))
+    res = cli(*args, "--json")
+    assert res.code == 2
+    doc = res.json()
+    assert str(state_dir) in doc["error"] and "not writable" in doc["error"]
+    assert "make it writable or choose another --state-dir" in doc["error"]
+    assert list(state_dir.iterdir()) == []  # nothing written
+    assert cli("data", "list", "--json").code == 0  # reading a read-only folder is fine

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -74,10 +75,46 @@ def _root(
 ) -> None:
     ctx.obj = load_settings(config, state_dir=state_dir)
     _SESSION["state_dir"] = ctx.obj.state_dir
+    _require_writable(ctx.obj.state_dir, str(_SESSION.get("command", "")))
 
 
-# the state folder of the current call, for the last-resort OSError message (main() resets it)
-_SESSION: dict[str, Path] = {}
+# the state folder and command path of the current call (main() resets it), for the
+# writability check and the last-resort OSError message
+_SESSION: dict[str, Any] = {}
+
+#: commands that write into the state folder: refused up front when it is read-only, so a
+#: read-only folder is one clear message rather than a failure half-way through
+WRITERS = ("run", "forecast", "data import", "data demo", "data pull")
+
+
+def _require_writable(state_dir: Path, command: str) -> None:
+    if not any(command == w or command.startswith(w + " ") for w in WRITERS):
+        return
+    folder = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        where = "" if folder == state_dir else f" (it would be created in {folder})"
+        raise InputError(f"the state folder {state_dir} is not writable{where}, and "
+                         f"`ewspipe {command}` writes there: make it writable or choose "
+                         "another --state-dir")
+
+
+def _command_path(command: object, args: list[str]) -> str:
+    """The sub-command path ``args`` name (``data import panel``), global options skipped."""
+    path: list[str] = []
+    skip = False
+    for token in args:
+        if skip:
+            skip = False
+            continue
+        if token.startswith("-"):
+            skip = not path and token in ("--config", "--state-dir")
+            continue
+        commands = getattr(command, "commands", None)
+        if not commands or token not in commands:
+            break
+        path.append(token)
+        command = commands[token]
+    return " ".join(path)
 
 #: exit code of an unexpected exception (a bug): EX_SOFTWARE of sysexits.h
 INTERNAL_ERROR_EXIT = 70
@@ -132,7 +169,7 @@ def _usage_error(exc: typer.TyperException, as_json: bool) -> int:
     fmt = getattr(exc, "format_message", None)
     message = fmt() if callable(fmt) else str(exc)
     extra: dict[str, object] = {}
-    param = getattr(exc, "param", None)
+    param: Any = getattr(exc, "param", None)
     helptext = getattr(param, "help", None)
     if helptext:  # the accepted form, as the option's help states it
         extra["option"] = param.opts[-1] if getattr(param, "opts", None) else param.name
@@ -176,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     as_json = "--json" in args
     _SESSION.clear()
     command = typer.main.get_command(app)
+    _SESSION["command"] = _command_path(command, args)
     try:
         result = command.main(args=args, prog_name="ewspipe", standalone_mode=False)
     except EwspipeError as exc:
