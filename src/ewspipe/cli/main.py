@@ -94,7 +94,7 @@ def _require_writable(state_dir: Path, command: str) -> None:
     if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
         where = "" if folder == state_dir else f" (it would be created in {folder})"
         raise InputError(f"the state folder {state_dir} is not writable{where}, and "
-                         f"`ewspipe {command}` writes there: make it writable or choose "
+                         f"'ewspipe {command}' writes there: make it writable or choose "
                          "another --state-dir")
 
 
@@ -115,6 +115,7 @@ def _command_path(command: object, args: list[str]) -> str:
         path.append(token)
         command = commands[token]
     return " ".join(path)
+
 
 #: exit code of an unexpected exception (a bug): EX_SOFTWARE of sysexits.h
 INTERNAL_ERROR_EXIT = 70
@@ -202,6 +203,10 @@ def _os_error_message(exc: OSError) -> str:
 
 def _damaged_database(exc: sqlite3.DatabaseError) -> str:
     where = _SESSION.get("state_dir")
+    if isinstance(exc, sqlite3.OperationalError):  # locked, read-only, cannot open
+        return (f"a state database (state.db) under {where} cannot be used ({exc}); check that "
+                "the folder is writable and no other process holds the database, or choose "
+                "another --state-dir")
     return (f"a state database (state.db) under {where} is damaged ({exc}); move the damaged "
             "file aside or restore it from a backup, then re-run")
 
