@@ -467,8 +467,8 @@ def _ref_name_problem(name: str) -> str | None:
     bad = next((c for c in name if c in " ~^:?*[\\" or ord(c) < 32 or ord(c) == 127), None)
     if bad is not None:
         return f"contains {bad!r} (no spaces, control characters or ~^:?*[\\ in branch names)"
-    if not name or name == "@":
-        return "is empty or '@'"
+    if not name:
+        return "is empty"
     if name.startswith("-"):
         return "starts with '-'"
     for part, why in (("..", "'..'"), ("@{", "'@{'"), ("//", "'//'")):
