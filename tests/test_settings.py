@@ -112,5 +112,5 @@ def test_settings_errors_name_the_key_as_written(tmp_path):
     with pytest.raises(SettingsError) as info:
         load_settings(cfg)
     text = str(info.value)
-    assert "[partitions] steps: must be an integer, written without quotes" in text
+    assert "[partitions] steps (key partitions.steps): must be an integer, written without" in text
     assert "publish_environments names 'nowhere'" in text and str(cfg) in text

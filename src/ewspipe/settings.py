@@ -676,7 +676,9 @@ def _format_validation_error(path: Path | None, exc: ValidationError) -> str:
         msg = str(err["msg"]).removeprefix("Value error, ")
         got = err.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {_key_name(tuple(err['loc']))}: {msg}{shown}")
+        loc = tuple(err["loc"])
+        dotted = ".".join(str(part) for part in loc)
+        lines.append(f"  {_key_name(loc)} (key {dotted}): {msg}{shown}")
     lines.append(f"Fix the keys above in {where}; the commented ewspipe.toml in the repository "
                  "lists every key with its default.")
     return "\n".join(lines)
