@@ -64,3 +64,17 @@ def test_window_length_must_match_steps_and_sequences():
 def test_unknown_run_type(scheme):
     with pytest.raises(ValueError):
         scheme.partition("testing")
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"calibration_train_first": 0}, "[partitions.calibration] train starts at month 0"),
+    ({"forecasting_train_first": -3}, "[partitions.forecasting] train_first"),
+    ({"validation": Window(480, 527)}, "overlaps or precedes"),
+])
+def test_a_scheme_built_in_code_is_checked_like_the_settings(kwargs, needle):
+    base = dict(calibration=Window(445, 492), validation=Window(493, 540),
+                calibration_train_first=121, validation_train_first=121,
+                forecasting_train_first=121)
+    with pytest.raises(SettingsError) as exc:
+        PartitionScheme(**{**base, **kwargs})
+    assert needle in str(exc.value)

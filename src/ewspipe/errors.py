@@ -1,6 +1,7 @@
 """One exception family; the CLI maps each class to an exit code.
 
-Exit codes follow the architecture: 1 = a check or gate failed, 2 = bad input or usage.
+Exit codes follow the architecture: 1 = a check or gate failed, 2 = bad input, usage or
+damaged stored state; the CLI exits 70 on an unexpected exception (a bug).
 """
 
 from __future__ import annotations
@@ -68,13 +69,16 @@ class DownloadError(InputError):
 
 
 class StoreError(EwspipeError):
-    """Stored state is inconsistent (e.g. a file no longer matches its recorded hash)."""
+    """Stored state is inconsistent (e.g. a file no longer matches its recorded hash).
+
+    Exit 2 everywhere, like bad input: damaged state is something the user must repair (the
+    message names the file), not a check that ran and failed."""
+
+    exit_code = 2
 
 
 class IntegrityError(StoreError):
     """A stored file no longer matches its recorded hash: refuse to use it."""
-
-    exit_code = 2
 
 
 class CheckFailed(EwspipeError):

@@ -106,7 +106,7 @@ class StateLayout(StateFolder):
 
     @property
     def downloads(self) -> Path:
-        """Downloaded source files (``ewspipe data fetch``)."""
+        """Downloaded source files (``ewspipe data pull ucdp``)."""
         return self.root / "downloads"
 
     @property

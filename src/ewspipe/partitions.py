@@ -102,6 +102,20 @@ class PartitionScheme:
                 f"[partitions] steps and sequences must be >= 1, got steps={self.steps}, "
                 f"sequences={self.sequences}"
             )
+        firsts = {"[partitions.calibration] train": self.calibration_train_first,
+                  "[partitions.calibration] test": self.calibration.first,
+                  "[partitions.validation] train": self.validation_train_first,
+                  "[partitions.validation] test": self.validation.first,
+                  "[partitions.forecasting] train_first": self.forecasting_train_first}
+        for key, first in firsts.items():
+            if first < 1:
+                raise SettingsError(f"{key} starts at month {first}; month ids start at 1 "
+                                    "(January 1980)")
+        if self.validation.first <= self.calibration.last:
+            raise SettingsError(
+                f"[partitions.validation] test {self.validation.first}..{self.validation.last} "
+                f"overlaps or precedes [partitions.calibration] test {self.calibration.first}.."
+                f"{self.calibration.last}; start validation's test after calibration's")
         need = self.steps + self.sequences - 1
         for name, window in (("calibration", self.calibration), ("validation", self.validation)):
             if len(window) != need:

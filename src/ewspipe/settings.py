@@ -8,9 +8,11 @@ state directory so tests and teams can point at another place without editing th
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +22,8 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -44,8 +48,52 @@ PRODUCTION_ALIAS = "production"
 MonthPair = Annotated[tuple[int, int], Field(description="[first, last] month_id, inclusive")]
 
 
+def _scalar_types(annotation: Any) -> set[type]:
+    """The scalar types (bool, int, float) a field annotation admits, unions unpacked."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return set().union(*(_scalar_types(a) for a in get_args(annotation)))
+    return {annotation} & {bool, int, float}
+
+
+def _wrong_scalar(annotation: Any, value: Any) -> str | None:
+    """Why ``value`` is not of the scalar type of ``annotation`` without coercion, or None.
+
+    pydantic's lax mode turns ``"36"`` into 36 and ``true`` into 1; a settings file that says
+    ``steps = "36"`` or ``steps = true`` is a mistake, so the file's types must match."""
+    if get_origin(annotation) is tuple:  # [first, last] pairs: check the elements
+        elems = get_args(annotation)
+        if isinstance(value, list | tuple) and elems and elems[-1] is not Ellipsis:
+            for elem, item in zip(elems, value, strict=False):
+                why = _wrong_scalar(elem, item)
+                if why:
+                    return why
+        return None
+    allowed = _scalar_types(annotation)
+    if not allowed or value is None:
+        return None
+    if bool in allowed:
+        return None if isinstance(value, bool) else "must be true or false (without quotes)"
+    kind = "an integer" if allowed == {int} else "a number"
+    if isinstance(value, bool):
+        return f"must be {kind}, not true/false"
+    if isinstance(value, str):
+        return f"must be {kind}, written without quotes"
+    if allowed == {int} and isinstance(value, float):
+        return "must be a whole number (no decimal point)"
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _exact_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        why = _wrong_scalar(field.annotation, value) if field is not None else None
+        if why:
+            raise ValueError(why)
+        return value
 
 
 class WorkspaceSettings(_Strict):
@@ -62,9 +110,23 @@ class ModelsSettings(_Strict):
     allow_pickle: StrictBool = False
 
 
+def _check_window(pair: tuple[int, int]) -> tuple[int, int]:
+    first, last = pair
+    if first < 1:
+        raise ValueError(f"month ids start at 1 (January 1980), got {first}; "
+                         "use a month_id >= 1")
+    if first > last:
+        raise ValueError(f"[{first}, {last}] is inverted: the first month must not come after "
+                         f"the last; write [{last}, {first}]")
+    return pair
+
+
+Window_ = Annotated[MonthPair, AfterValidator(_check_window)]
+
+
 class _TrainTest(_Strict):
-    train: MonthPair
-    test: MonthPair
+    train: Window_
+    test: Window_
 
     @model_validator(mode="after")
     def _contiguous(self) -> _TrainTest:
@@ -77,7 +139,7 @@ class _TrainTest(_Strict):
 
 
 class _Forecasting(_Strict):
-    train_first: int = 121
+    train_first: int = Field(121, ge=1)
 
 
 class PartitionSettings(_Strict):
@@ -86,6 +148,16 @@ class PartitionSettings(_Strict):
     calibration: _TrainTest = _TrainTest(train=(121, 444), test=(445, 492))
     validation: _TrainTest = _TrainTest(train=(121, 492), test=(493, 540))
     forecasting: _Forecasting = _Forecasting()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PartitionSettings:
+        cal, val = self.calibration.test, self.validation.test
+        if val[0] <= cal[1]:
+            raise ValueError(
+                f"[partitions.validation] test {list(val)} overlaps or precedes "
+                f"[partitions.calibration] test {list(cal)}: validation must test later "
+                f"months than calibration; start validation's test after month {cal[1]}")
+        return self
 
     def scheme(self) -> PartitionScheme:
         return PartitionScheme(
@@ -373,12 +445,80 @@ class RunSettings(_Strict):
     demo_when_empty: bool = True
     state_url: str = Field("", pattern=r"^(|sqlite:///.+|postgres(ql)?://.+)$")
 
+    @field_validator("environments")
+    @classmethod
+    def _folder_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment name; use letters, digits, "
+                                 "- and _ (it becomes a folder of the state directory)")
+        if len(set(names)) != len(names):
+            raise ValueError("lists an environment twice; list each once")
+        return names
+
+    @model_validator(mode="after")
+    def _known_environments(self) -> RunSettings:
+        known = ", ".join(self.environments)
+        if self.environment not in self.environments:
+            raise ValueError(f"environment = {self.environment!r} is not one of environments "
+                             f"({known}); set it to one of them or add it to environments")
+        unknown = [e for e in self.publish_environments if e not in self.environments]
+        if unknown:
+            raise ValueError(f"publish_environments names {', '.join(map(repr, unknown))}, "
+                             f"not one of environments ({known}); a run there would publish "
+                             "nothing. List only configured environments")
+        return self
+
     @property
     def production_environment(self) -> str:
         """The environment releases serve: the first publishing one (``production`` by
         default). Its state database holds the release ledger; rollback moves its pointers."""
         return self.publish_environments[0] if self.publish_environments else (
             RunSettings.model_fields["publish_environments"].default[0])
+
+
+_ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def _ref_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid git branch name (``git check-ref-format --branch``), or
+    None. Checked here so a typo fails at load, not half-way through a release."""
+    bad = next((c for c in name if c in " ~^:?*[\\" or ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        return f"contains {bad!r} (no spaces, control characters or ~^:?*[\\ in branch names)"
+    if not name:
+        return "is empty"
+    if name.startswith("-"):
+        return "starts with '-'"
+    for part, why in (("..", "'..'"), ("@{", "'@{'"), ("//", "'//'")):
+        if part in name:
+            return f"contains {why}"
+    if name.startswith("/") or name.endswith("/") or name.endswith("."):
+        return "starts or ends with '/' or ends with '.'"
+    for comp in name.split("/"):
+        if comp.startswith(".") or comp.endswith(".lock"):
+            return f"has a component {comp!r} starting with '.' or ending with '.lock'"
+    return None
+
+
+def _check_branch(name: str) -> str:
+    why = _ref_name_problem(name)
+    if why:
+        raise ValueError(f"{name!r} is not a valid git branch name: it {why}; choose a name "
+                         "that `git check-ref-format --branch` accepts, e.g. 'production'")
+    return name
+
+
+def _check_tag_prefix(prefix: str) -> str:
+    if prefix:
+        why = _ref_name_problem(prefix + "1.0.0")
+        if why:
+            raise ValueError(f"tag prefix {prefix!r} cannot start a git tag name: it {why}; "
+                             "use e.g. 'v' or 'release-'")
+    return prefix
+
+
+BranchName = Annotated[str, AfterValidator(_check_branch)]
 
 
 # --------------------------------------------------------------------------- quality assurance
@@ -438,9 +578,9 @@ class ReleaseSettings(_Strict):
     Branch names and the version tag prefix; the staging gates' thresholds live here too.
     """
 
-    development_branch: str = Field("development", min_length=1)
-    production_branch: str = Field("production", min_length=1)
-    tag_prefix: str = "v"
+    development_branch: BranchName = "development"
+    production_branch: BranchName = "production"
+    tag_prefix: Annotated[str, AfterValidator(_check_tag_prefix)] = "v"
     # staging gates (ewspipe.release.staging; docs/releasing.md)
     metric: LossMetric = "msle"
     tolerance: float = Field(0.01, ge=0, allow_inf_nan=False)
@@ -452,6 +592,15 @@ class ReleaseSettings(_Strict):
     test_command: tuple[str, ...] = Field(("python", "-m", "pytest", "-q", "-x"), min_length=1)
     test_timeout_seconds: float = Field(1800.0, gt=0, le=86400)
     run_timeout_seconds: float = Field(3600.0, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _two_branches(self) -> ReleaseSettings:
+        if self.development_branch == self.production_branch:
+            raise ValueError(
+                f"development_branch and production_branch are both "
+                f"{self.production_branch!r}; releases move commits from one to the other, "
+                "so name two different branches")
+        return self
 
 
 class ApiSettings(_Strict):
@@ -528,18 +677,39 @@ class Settings(_Strict):
         return self.partitions.scheme()
 
 
+def _key_name(loc: tuple[int | str, ...]) -> str:
+    """``('partitions', 'calibration', 'train', 1)`` -> ``[partitions.calibration] train[1]``:
+    the table and key as written in ewspipe.toml."""
+    names = [str(p) for p in loc if isinstance(p, str)]
+    if not names:
+        return "the file's top level"
+    table, key = names[:-1], names[-1]
+    index = "".join(f"[{p}]" for p in loc[len(names):] if isinstance(p, int))
+    if not table:
+        return f"[{key}]" if key in Settings.model_fields else f"key {key!r}{index}"
+    return f"[{'.'.join(table)}] {key}{index}"
+
+
 def _format_validation_error(path: Path | None, exc: ValidationError) -> str:
     where = str(path) if path else "built-in settings"
     lines = [f"{where}: invalid settings"]
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  key '{key}': {err['msg']} (got {err.get('input')!r})")
-    lines.append("Fix the keys above; see the commented ewspipe.toml in the repository.")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        loc = tuple(err["loc"])
+        dotted = ".".join(str(part) for part in loc)
+        lines.append(f"  {_key_name(loc)} (key {dotted}): {msg}{shown}")
+    lines.append(f"Fix the keys above in {where}; the commented ewspipe.toml in the repository "
+                 "lists every key with its default.")
     return "\n".join(lines)
 
 
 def _find_config(explicit: Path | None) -> Path | None:
     if explicit is not None:
+        if explicit.is_dir():
+            raise SettingsError(f"settings file {explicit} is a folder, not a file; pass "
+                                f"the {CONFIG_NAME} inside it")
         if not explicit.is_file():
             raise SettingsError(f"config file {explicit} does not exist; pass an existing file")
         return explicit
@@ -548,37 +718,69 @@ def _find_config(explicit: Path | None) -> Path | None:
         path = Path(env)
         if not path.is_file():
             raise SettingsError(
-                f"${CONFIG_ENV} points to {path}, which does not exist; unset it or fix the path"
+                f"${CONFIG_ENV} points to {path}, which does not exist or is not a file; unset "
+                "it or fix the path"
             )
         return path
     here = Path.cwd() / CONFIG_NAME
     return here if here.is_file() else None
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    """The parsed TOML of ``path``; every way a file can be unusable is a SettingsError that
+    names the file and the fix."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"settings file {path} cannot be read ({exc.strerror or exc}); make "
+                            "it readable (e.g. chmod u+r) or pass another --config") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SettingsError(
+            f"settings file {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line "
+            f"{line}); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}; fix the syntax there") from None
+
+
+def _usable_state_dir(state_dir: Path, origin: str) -> None:
+    """Refuse a state directory that is a file, or lies under one, before anything uses it."""
+    for candidate in (state_dir, *state_dir.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                what = "is a file" if candidate == state_dir else f"lies under the file {candidate}"
+                raise SettingsError(f"state directory {state_dir} ({origin}) {what}, not a "
+                                    "folder; point it at a folder (or remove the file)")
+            return
+
+
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Read, validate and resolve the settings; relative paths are relative to the file."""
     config_path = _find_config(path)
-    raw: dict[str, Any] = {}
-    if config_path is not None:
-        try:
-            raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{config_path}: not valid TOML: {exc}") from exc
+    raw: dict[str, Any] = _read_config(config_path) if config_path is not None else {}
     try:
         settings = Settings.model_validate(raw)
         PartitionSettings.scheme(settings.partitions)
     except ValidationError as exc:
-        raise SettingsError(_format_validation_error(config_path, exc)) from exc
+        raise SettingsError(_format_validation_error(config_path, exc)) from None
     except SettingsError as exc:
         where = str(config_path) if config_path else "built-in settings"
-        raise SettingsError(f"{where}: {exc}") from exc
+        raise SettingsError(f"{where}: {exc}") from None
 
     base = config_path.parent if config_path is not None else Path.cwd()
     state_dir = Path(os.environ.get(STATE_DIR_ENV) or settings.workspace.state_dir)
+    origin = (f"${STATE_DIR_ENV}" if os.environ.get(STATE_DIR_ENV) else
+              f"[workspace] state_dir of {config_path}" if config_path else "the default")
     if overrides.get("state_dir") is not None:
         state_dir = Path(overrides["state_dir"])
+        origin = "--state-dir"
     if not state_dir.is_absolute():
         state_dir = (base / state_dir).resolve()
+    _usable_state_dir(state_dir, origin)
     dirs = {"state_dir": state_dir}
     for key in ("models_dir", "ensembles_dir"):
         path = Path(overrides[key]) if overrides.get(key) is not None else getattr(

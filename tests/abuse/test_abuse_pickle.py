@@ -194,7 +194,8 @@ def test_allow_pickle_must_be_a_boolean(ewspipe: Callable[..., Outcome], ws: Pat
                                                              f"{value}\n\n"))
     before = tree_digest(ws)
     result = _run(ewspipe, ws, "run")
-    assert_refused(result, code=2, mentions=["models.allow_pickle", "ewspipe.toml", "bool"],
+    assert_refused(result, code=2,
+                   mentions=["models.allow_pickle", "ewspipe.toml", "true or false"],
                    before=before, after=tree_digest(ws))
 
 

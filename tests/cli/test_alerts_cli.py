@@ -80,7 +80,7 @@ def test_corrupt_log_is_named(cli, recorded):
     with recorded.path.open("a") as fh:
         fh.write("oops\n")
     res = cli("alerts", "list")
-    assert res.code == 1 and "line 5: not an alert record" in res.err
+    assert res.code == 2 and "line 5: not an alert record" in res.err
 
 
 def test_drift_alerts_show_up(cli, tmp_path):

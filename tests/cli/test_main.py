@@ -1,5 +1,11 @@
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+import typer
+
+from ewspipe.cli.main import app
 
 
 def test_help_lists_commands(cli):
@@ -35,4 +41,41 @@ def test_bad_config_exits_2(cli, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[partitions]\nsteps = -1\n")
     res = cli("--config", str(bad), "partitions")
-    assert res.code == 2 and "partitions.steps" in res.err
+    assert res.code == 2 and "[partitions] steps" in res.err
+
+
+# --------------------------------------------------------------------------- fix hints
+
+_QUOTED = re.compile(r"`ewspipe ([^`]*)`")
+
+
+def _resolves(words: list[str]) -> bool:
+    """Whether ``ewspipe <words>`` starts with a real command path of the Typer app (a group
+    named alone, or followed by ``...``, refers to the group)."""
+    cmd = typer.main.get_command(app)
+    for word in words:
+        commands = getattr(cmd, "commands", None)
+        word = word.split("|")[0]  # `release promote|hotfix finish`: the first alternative
+        if commands is None or word.startswith("-") or word == "...":
+            return True  # a leaf or options: the rest are its arguments
+        if word not in commands:
+            return bool(getattr(cmd, "invoke_without_command", False)) and cmd.name != "ewspipe"
+        cmd = commands[word]
+    return True
+
+
+def test_every_quoted_command_in_src_exists():
+    """A fix hint that names a command the CLI does not have (`ewspipe runs list`) sends
+    the user nowhere: every `ewspipe ...` quoted in the source and the docs must resolve."""
+    repo = Path(__file__).resolve().parents[2]
+    src = repo / "src" / "ewspipe"
+    bad = []
+    docs = [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]
+    for path in [*sorted(src.rglob("*.py")), *docs]:
+        text = re.sub(r"[\"']\s*\n\s*f?[\"']", "", path.read_text())  # "a " "b" -> "a b"
+        for match in _QUOTED.finditer(text):
+            words = [w.strip("\"'") for w in match.group(1).split()]
+            if not _resolves(words):
+                bad.append(f"{path.relative_to(repo)}: `ewspipe {match.group(1)}`")
+    assert not bad, "hints naming commands that do not exist:\n" + "\n".join(bad)
+    assert not _resolves(["runs", "list"]) and _resolves(["data", "import", "panel", "F"])

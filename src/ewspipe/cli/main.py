@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -22,10 +26,10 @@ from ewspipe.cli import release as release_cli
 from ewspipe.cli import run as run_cli
 from ewspipe.cli import runs as runs_cli
 from ewspipe.cli import serve as serve_cli
-from ewspipe.errors import EwspipeError, InputError
+from ewspipe.errors import EwspipeError, InputError, StoreError
 from ewspipe.settings import load_settings
 
-__all__ = ["app", "error_message", "main", "option_name"]
+__all__ = ["INTERNAL_ERROR_EXIT", "app", "error_message", "main", "option_name"]
 
 app = typer.Typer(
     name="ewspipe",
@@ -70,7 +74,52 @@ def _root(
     ),
 ) -> None:
     ctx.obj = load_settings(config, state_dir=state_dir)
+    _SESSION["state_dir"] = ctx.obj.state_dir
+    _require_writable(ctx.obj.state_dir, str(_SESSION.get("command", "")))
 
+
+# the state folder and command path of the current call (main() resets it), for the
+# writability check and the last-resort OSError message
+_SESSION: dict[str, Any] = {}
+
+#: commands that write into the state folder: refused up front when it is read-only, so a
+#: read-only folder is one clear message rather than a failure half-way through
+WRITERS = ("run", "forecast", "data import", "data demo", "data pull")
+
+
+def _require_writable(state_dir: Path, command: str) -> None:
+    if not any(command == w or command.startswith(w + " ") for w in WRITERS):
+        return
+    folder = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        where = "" if folder == state_dir else f" (it would be created in {folder})"
+        raise InputError(f"the state folder {state_dir} is not writable{where}, and "
+                         f"'ewspipe {command}' writes there: make it writable or choose "
+                         "another --state-dir")
+
+
+def _command_path(command: object, args: list[str]) -> str:
+    """The sub-command path ``args`` name (``data import panel``), global options skipped."""
+    path: list[str] = []
+    skip = False
+    for token in args:
+        if skip:
+            skip = False
+            continue
+        if token.startswith("-"):
+            skip = not path and token in ("--config", "--state-dir")
+            continue
+        commands = getattr(command, "commands", None)
+        if not commands or token not in commands:
+            break
+        path.append(token)
+        command = commands[token]
+    return " ".join(path)
+
+
+#: exit code of an unexpected exception (a bug): EX_SOFTWARE of sysexits.h
+INTERNAL_ERROR_EXIT = 70
+DEBUG_ENV = "EWSPIPE_DEBUG"
 
 # library argument -> CLI option, where the option is not the argument with dashes
 _OPTIONS = {"environment": "env"}
@@ -82,39 +131,118 @@ def option_name(parameter: str) -> str:
     return "--" + _OPTIONS.get(parameter, parameter).replace("_", "-")
 
 
-def error_message(exc: EwspipeError) -> str:
+def _passed(option: str, argv: list[str]) -> bool:
+    return any(a == option or a.startswith(option + "=") for a in argv)
+
+
+def error_message(exc: EwspipeError, argv: list[str] | None = None) -> str:
     """The message the CLI prints: a library :class:`InputError` about one of its arguments
-    is said about the option that set it (``option --run-type: unknown run type ...``)."""
+    is said about the option that set it (``option --run-type: unknown run type ...``).
+
+    With ``argv`` (the command line), the option is named only when the user passed it: a
+    value that came from ewspipe.toml or a default must not be blamed on an option."""
     parameter = exc.parameter if isinstance(exc, InputError) else None
-    return f"option {option_name(parameter)}: {exc}" if parameter else str(exc)
+    if not parameter:
+        return str(exc)
+    option = option_name(parameter)
+    if argv is not None and not _passed(option, argv):
+        return str(exc)
+    return f"option {option}: {exc}"
+
+
+def _emit_error(message: str, kind: str, code: int, as_json: bool, **extra: object) -> int:
+    """One JSON document on stdout with --json; always the message on stderr."""
+    if as_json:
+        doc = {"error": message, "kind": kind, "exit_code": code, **extra}
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    typer.echo(f"error: {message}", err=True)
+    return code
+
+
+def _usage_error(exc: typer.TyperException, as_json: bool) -> int:
+    """Option parsing failed: click's usage text on stderr, or one JSON document."""
+    code = int(getattr(exc, "exit_code", 2))
+    show = getattr(exc, "show", None)
+    if not as_json and callable(show):
+        show()
+        return code
+    ctx = getattr(exc, "ctx", None)
+    fmt = getattr(exc, "format_message", None)
+    message = fmt() if callable(fmt) else str(exc)
+    extra: dict[str, object] = {}
+    param: Any = getattr(exc, "param", None)
+    helptext = getattr(param, "help", None)
+    if helptext:  # the accepted form, as the option's help states it
+        extra["option"] = param.opts[-1] if getattr(param, "opts", None) else param.name
+        message += f"; {extra['option']}: {helptext}"
+    if ctx is not None:
+        extra["usage"] = ctx.get_usage().removeprefix("Usage: ").strip()
+        message += f" (see `{ctx.command_path} --help`)"
+    return _emit_error(message, "UsageError", code, as_json, **extra)
+
+
+def _os_error_message(exc: OSError) -> str:
+    """Name the path and the fix; a path in the state folder is the state folder's fault."""
+    path = exc.filename
+    what = exc.strerror or type(exc).__name__
+    if path is None:
+        return f"{what}; check the files and folders this command uses ({exc})"
+    state_dir = _SESSION.get("state_dir")
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        inside = state_dir is not None and (
+            Path(path) == state_dir or state_dir in Path(path).parents)
+        if inside:
+            return (f"cannot write {path}: {what}. The state folder {state_dir} is not "
+                    "writable: make it writable or choose another --state-dir")
+        return f"cannot access {path}: {what}; check its permissions"
+    if exc.errno == errno.ENOSPC:
+        return f"cannot write {path}: {what}; free some space and re-run"
+    return f"cannot use {path}: {what}; check the path (does every folder on it exist, " \
+           "and is it a folder where one is expected?)"
+
+
+def _damaged_database(exc: sqlite3.DatabaseError) -> str:
+    where = _SESSION.get("state_dir")
+    if isinstance(exc, sqlite3.OperationalError):  # locked, read-only, cannot open
+        return (f"a state database (state.db) under {where} cannot be used ({exc}); check that "
+                "the folder is writable and no other process holds the database, or choose "
+                "another --state-dir")
+    return (f"a state database (state.db) under {where} is damaged ({exc}); move the damaged "
+            "file aside or restore it from a backup, then re-run")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code (0 ok, 1 check failed, 2 bad input or usage)."""
+    """Run the CLI and return its exit code (0 ok, 1 check failed, 2 bad input or usage,
+    70 an internal error: a bug)."""
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
+    _SESSION.clear()
     command = typer.main.get_command(app)
+    _SESSION["command"] = _command_path(command, args)
     try:
         result = command.main(args=args, prog_name="ewspipe", standalone_mode=False)
     except EwspipeError as exc:
-        if as_json:
-            doc = {"error": error_message(exc), "kind": type(exc).__name__,
-                   "exit_code": exc.exit_code}
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        typer.echo(f"error: {error_message(exc)}", err=True)
-        return exc.exit_code
+        return _emit_error(error_message(exc, args), type(exc).__name__, exc.exit_code,
+                           as_json)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
     except typer.TyperException as exc:  # usage errors: unknown command, bad option, ...
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            typer.echo(f"error: {exc.format_message()}", err=True)
-        return int(exc.exit_code)
+        return _usage_error(exc, as_json)
+    except Exception as exc:  # the last resort: no traceback reaches the user
+        if os.environ.get(DEBUG_ENV):
+            raise
+        if isinstance(exc, OSError):
+            return _emit_error(_os_error_message(exc), type(exc).__name__, 2, as_json,
+                               path=exc.filename)
+        if isinstance(exc, sqlite3.DatabaseError):
+            return _emit_error(_damaged_database(exc), "StoreError", StoreError.exit_code,
+                               as_json)
+        message = (f"internal error: {type(exc).__name__}: {exc}; this is a bug - re-run with "
+                   f"{DEBUG_ENV}=1 for the traceback")
+        return _emit_error(message, "InternalError", INTERNAL_ERROR_EXIT, as_json)
     # with standalone_mode=False a command's `raise typer.Exit(code)` arrives as the result
     return result if isinstance(result, int) else 0
 

@@ -170,7 +170,7 @@ def compare_runs(
     """Compare every model that both evaluation runs scored: B relative to A.
 
     Args:
-        run_a, run_b: run ids or unique parts of them (as ``ewspipe runs`` lists them).
+        run_a, run_b: run ids or unique parts of them (as ``ewspipe evaluate`` prints them).
         metric: metric name (default msle); by / max_lag / alpha: the DM test's options.
 
     Raises:

@@ -79,8 +79,9 @@ class RunStore:
             if self.root.is_dir() else []
         if len(hits) != 1:
             what = "no run" if not hits else f"{len(hits)} runs"
-            raise InputError(f"{what} match '{run_id}' in {self.root}; list runs with "
-                             "`ewspipe runs list`")
+            raise InputError(f"{what} match '{run_id}' in {self.root}; the run ids are the "
+                             "folder names there (`ewspipe evaluate` and `ewspipe forecast` "
+                             "print the id of each run)")
         return self._read(hits[0])
 
     def path(self, run_id: str) -> Path:

@@ -1,0 +1,167 @@
+"""Every command of the CLI against hostile settings and state: no traceback, ever.
+
+The commands are found by walking the click tree of the Typer app, so a new command is covered
+(and :data:`ARGS` must give it minimal valid arguments, else
+``test_every_command_has_minimal_args`` fails). Each runs with ``--json`` under:
+
+(a) a settings file that is not UTF-8 (``--config``): every command loads the settings first,
+    so every command refuses with exit 2 naming the file;
+(b) ``--state-dir`` naming a regular file: refused at load for every command, exit 2 naming it;
+(c) a state folder holding a garbage ``state.db`` (in every environment folder too), read-only
+    when the tests do not run as root: the expected exit code is :data:`ARGS`' third column
+    (documented there); never an internal error (exit 70), never a traceback, always exactly
+    one JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from tests.abuse.harness import Outcome, assert_refused, tree_digest
+
+from ewspipe.cli.main import INTERNAL_ERROR_EXIT, app
+
+ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
+GARBAGE = bytes(range(256)) * 8  # not SQLite, not UTF-8
+
+# command path -> (minimal valid arguments, expected exit code under (c), why)
+# Under (c) "0" means the command legitimately does not open state.db (or copes with it);
+# 2 means it needs the input that is damaged or absent and refuses it cleanly.
+ARGS: dict[str, tuple[list[str], int | None, str]] = {
+    "partitions": ([], 0, "settings only"),
+    "forecast": ([], 2, "no models folder"),
+    "online-eval": ([], 2, "nothing stored to evaluate"),
+    "run": ([], 2, "no models folder"),
+    "serve": ([], None, "serves until interrupted: (a)/(b) only"),
+    "data list": ([], 0, "reads snapshots/, not state.db"),
+    "data show": (["nosuch"], 2, "no such snapshot"),
+    "data demo": (["--countries", "10", "--pgm-cells", "50", "--last-month", "160"], 0,
+                  "writes a snapshot; state.db untouched"),
+    "data import panel": (["missing.csv", "--level", "cm"], 2, "file not found"),
+    "data import ged": (["missing.csv"], 2, "file not found"),
+    "data pull ucdp": (["--version", "24.1"], None, "downloads: (a)/(b) only"),
+    "drift check": ([], 2, "no snapshot"),
+    "drift selftest": ([], None, "synthetic data only; slow: (a)/(b) only"),
+    "drift backtest": (["--snapshot", "nosuch"], 2, "no such snapshot"),
+    "alerts list": ([], 0, "reads alerts.jsonl only"),
+    "models list": ([], 2, "no models folder"),
+    "models show": (["amber_tree"], 2, "no models folder"),
+    "models new": (["amber_tree"], 0, "writes a model file in the cwd; no state"),
+    "models check": ([], 2, "no models folder"),
+    "models catalog": ([], 2, "no models folder"),
+    "models sweep": (["amber_tree"], 2, "no models folder"),
+    "evaluate": (["--run-type", "calibration"], 2, "no models folder"),
+    "evaluate report": (["nosuch"], 2, "no such run"),
+    "evaluate compare": (["a", "b"], 2, "no such runs"),
+    "qa output-drift": (["nosuch"], 2, "no such run"),
+    "qa guards": ([], 2, "no snapshot"),
+    "forecasts query": (["--level", "cm", "--model", "x"], 2, "no stored forecasts"),
+    "forecasts published": (["--level", "cm"], 2, "damaged state.db"),
+    "prefect deploy": ([], None, "contacts a Prefect server: (a)/(b) only"),
+    "release status": ([], 2, "not a git repository"),
+    "release check": ([], 2, "not a git repository"),
+    "release stage": ([], 2, "not a git repository"),
+    "release promote": ([], 2, "not a git repository"),
+    "release rollback": ([], 2, "not a git repository"),
+    "release log": ([], 2, "not a git repository"),
+    "release hotfix start": (["fix-x"], 2, "not a git repository"),
+    "release hotfix finish": ([], 2, "not a git repository"),
+}
+
+
+def _walk(cmd: object, path: list[str]) -> Iterator[str]:
+    commands = getattr(cmd, "commands", None)
+    if commands is None:
+        yield " ".join(path)
+        return
+    if path and getattr(cmd, "invoke_without_command", False):
+        yield " ".join(path)  # a group that is also a command (`ewspipe evaluate`)
+    for name, sub in commands.items():
+        yield from _walk(sub, [*path, name])
+
+
+COMMANDS = sorted(_walk(typer.main.get_command(app), []))
+
+
+def test_every_command_has_minimal_args() -> None:
+    missing = sorted(set(COMMANDS) - set(ARGS))
+    assert not missing, f"add minimal arguments for {missing} to ARGS"
+    assert not set(ARGS) - set(COMMANDS), "ARGS names commands that no longer exist"
+
+
+def _call(ewspipe, command: str, *globals_: str) -> Outcome:
+    args, _, _ = ARGS[command]
+    return ewspipe(*globals_, *command.split(), *args, "--json")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_settings_not_utf8(ewspipe, tmp_path: Path, command: str) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes("[demo]\n# Côte d'Ivoire\nseed = 1\n".encode("latin-1"))
+    before = tree_digest(tmp_path)
+    res = _call(ewspipe, command, "--config", config, "--state-dir", tmp_path / "state")
+    assert_refused(res, code=2, mentions=[str(config), "UTF-8"], before=before,
+                   after=tree_digest(tmp_path))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_state_dir_is_a_file(ewspipe, tmp_path: Path, command: str) -> None:
+    state = tmp_path / "state"
+    state.write_text("not a folder\n")
+    before = tree_digest(tmp_path)
+    res = _call(ewspipe, command, "--state-dir", state)
+    assert_refused(res, code=2, mentions=[str(state), "not a folder"], before=before,
+                   after=tree_digest(tmp_path))
+
+
+@pytest.fixture
+def damaged_state(tmp_path: Path) -> Iterator[Path]:
+    """A state folder whose every state.db is garbage; read-only unless we are root."""
+    state = tmp_path / "state"
+    for folder in (state, state / "development", state / "production", state / "staging"):
+        folder.mkdir(parents=True)
+        (folder / "state.db").write_bytes(GARBAGE)
+    if not ROOT:
+        for folder in (state / "development", state / "production", state / "staging", state):
+            folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    yield state
+    for folder in (state, *state.iterdir()):
+        if folder.is_dir():
+            folder.chmod(stat.S_IRWXU)
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if ARGS.get(c, ([], None, ""))[1]
+                                     is not None])
+def test_damaged_state(ewspipe, damaged_state: Path, command: str) -> None:
+    expected = ARGS[command][1]
+    before = tree_digest(damaged_state)
+    res = _call(ewspipe, command, "--state-dir", damaged_state)
+    both = res.out + res.err
+    assert "Traceback" not in both, both
+    assert res.code != INTERNAL_ERROR_EXIT, f"internal error (a bug):\n{both}"
+    doc = json.loads(res.out)  # exactly one JSON document, success or refusal
+    assert isinstance(doc, dict)
+    if not ROOT:
+        # read-only: nothing may be written; a command that must write refuses naming the
+        # folder and the fix
+        assert tree_digest(damaged_state) == before
+        if res.code:
+            assert doc["exit_code"] == res.code and doc["error"]
+        return
+    assert res.code == expected, f"exit {res.code}, expected {expected}:\n{both}"
+    if res.code:
+        assert doc["exit_code"] == res.code and doc["error"]
+    for db in damaged_state.rglob("state.db"):  # nobody "repaired" the garbage by overwriting
+        assert db.read_bytes() == GARBAGE, db
+
+
+def test_read_only_part_runs_where_permissions_hold() -> None:
+    if ROOT:
+        pytest.skip("running as root: permissions do not bind, so the state folder of "
+                    "test_damaged_state stays writable (the garbage state.db part still runs)")
