@@ -7,9 +7,10 @@ The commands are found by walking the click tree of the Typer app, so a new comm
 (a) a settings file that is not UTF-8 (``--config``): every command loads the settings first,
     so every command refuses with exit 2 naming the file;
 (b) ``--state-dir`` naming a regular file: refused at load for every command, exit 2 naming it;
-(c) a state folder holding a garbage ``state.db`` (in every environment folder too), read-only
-    when the tests do not run as root: the expected exit code is :data:`ARGS`' third column
-    (documented there); never an internal error (exit 70), never a traceback, always exactly
+(c) a state folder holding a garbage ``state.db`` (in every environment folder too), once
+    writable and once read-only (``chattr +i`` when the tests run as root). Writable: the
+    expected exit code is :data:`ARGS`' second column (documented there). Read-only: nothing
+    is written and a refusal carries its exit code. Never an internal error (exit 70), never a traceback, always exactly
     one JSON document.
 """
 
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,25 +123,43 @@ def test_state_dir_is_a_file(ewspipe, tmp_path: Path, command: str) -> None:
                    after=tree_digest(tmp_path))
 
 
-@pytest.fixture
-def damaged_state(tmp_path: Path) -> Iterator[Path]:
-    """A state folder whose every state.db is garbage; read-only unless we are root."""
+def _immutable(paths: list[Path], flag: str) -> bool:
+    """``chattr +i``/``-i``: the one way to make a folder read-only for root."""
+    chattr = shutil.which("chattr")
+    return chattr is not None and all(
+        subprocess.run([chattr, flag, str(p)], capture_output=True).returncode == 0
+        for p in paths)
+
+
+@pytest.fixture(params=["writable", "read-only"])
+def damaged_state(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, bool]]:
+    """A state folder whose every state.db is garbage, writable or read-only: chmod for a
+    user, the immutable attribute for root (which writes through permissions)."""
     state = tmp_path / "state"
-    for folder in (state, state / "development", state / "production", state / "staging"):
+    folders = [state, state / "development", state / "production", state / "staging"]
+    for folder in folders:
         folder.mkdir(parents=True)
         (folder / "state.db").write_bytes(GARBAGE)
-    if not ROOT:
-        for folder in (state / "development", state / "production", state / "staging", state):
+    locked = [*folders, *(f / "state.db" for f in folders)]
+    read_only = request.param == "read-only"
+    if read_only and ROOT:
+        if not _immutable(locked, "+i"):
+            _immutable(locked, "-i")
+            pytest.skip("running as root without `chattr +i`: no folder is read-only for root")
+    elif read_only:
+        for folder in reversed(folders):
             folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    yield state
-    for folder in (state, *state.iterdir()):
-        if folder.is_dir():
-            folder.chmod(stat.S_IRWXU)
+    yield state, read_only
+    if read_only and ROOT:
+        _immutable(locked, "-i")
+    for folder in folders:
+        folder.chmod(stat.S_IRWXU)
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if ARGS.get(c, ([], None, ""))[1]
                                      is not None])
-def test_damaged_state(ewspipe, damaged_state: Path, command: str) -> None:
+def test_damaged_state(ewspipe, damaged_state: tuple[Path, bool], command: str) -> None:
+    damaged_state, read_only = damaged_state
     expected = ARGS[command][1]
     before = tree_digest(damaged_state)
     res = _call(ewspipe, command, "--state-dir", damaged_state)
@@ -147,7 +168,7 @@ def test_damaged_state(ewspipe, damaged_state: Path, command: str) -> None:
     assert res.code != INTERNAL_ERROR_EXIT, f"internal error (a bug):\n{both}"
     doc = json.loads(res.out)  # exactly one JSON document, success or refusal
     assert isinstance(doc, dict)
-    if not ROOT:
+    if read_only:
         # read-only: nothing may be written; a command that must write refuses naming the
         # folder and the fix
         assert tree_digest(damaged_state) == before
@@ -161,7 +182,12 @@ def test_damaged_state(ewspipe, damaged_state: Path, command: str) -> None:
         assert db.read_bytes() == GARBAGE, db
 
 
-def test_read_only_part_runs_where_permissions_hold() -> None:
-    if ROOT:
-        pytest.skip("running as root: permissions do not bind, so the state folder of "
-                    "test_damaged_state stays writable (the garbage state.db part still runs)")
+def test_the_read_only_state_refuses_writes(damaged_state: tuple[Path, bool]) -> None:
+    """The read-only variant is really read-only for this process (root included)."""
+    state, read_only = damaged_state
+    if not read_only:
+        return
+    with pytest.raises(OSError):
+        (state / "development" / "probe").write_text("x")
+    with pytest.raises(OSError):
+        (state / "state.db").write_bytes(b"x")
