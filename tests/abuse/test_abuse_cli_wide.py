@@ -10,8 +10,8 @@ The commands are found by walking the click tree of the Typer app, so a new comm
 (c) a state folder holding a garbage ``state.db`` (in every environment folder too), once
     writable and once read-only (``chattr +i`` when the tests run as root). Writable: the
     expected exit code is :data:`ARGS`' second column (documented there). Read-only: nothing
-    is written and a refusal carries its exit code. Never an internal error (exit 70), never a traceback, always exactly
-    one JSON document.
+    is written and a refusal carries its exit code. Never an internal error (exit 70), never
+    a traceback, always exactly one JSON document.
 """
 
 from __future__ import annotations
