@@ -84,7 +84,7 @@ def test_an_os_error_in_the_state_folder_names_it_and_the_fix(cli, state_dir, mo
         raise PermissionError(13, "Permission denied", str(state_dir / "snapshots" / "x"))
 
     monkeypatch.setattr(snapshot.SnapshotStore, "write", denied)  # a read-only state folder
-    res = cli("data", "demo", "--countries", "10", "--pgm-cells", "50", "--last-month", "130",
+    res = cli("data", "demo", "--countries", "10", "--pgm-cells", "50", "--last-month", "160",
               "--json")
     assert res.code == 2, res.err
     doc = res.json()

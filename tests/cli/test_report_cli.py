@@ -174,4 +174,5 @@ def test_report_failure_keeps_the_run(ws, monkeypatch):
     assert doc["report"] is None and "no canvas today" in doc["report_error"]
     run_dir = Path(doc["path"])
     assert (run_dir / "run.json").is_file() and (run_dir / "metrics" / "zero_line.json").is_file()
-    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics", "predictions", "run.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "metrics", "predictions", "run.json", "run.json.sha256"]
