@@ -1,12 +1,22 @@
 """The FastAPI application: the read API (``ewspipe.api.routes``) and the dashboard
-(``ewspipe.api.dashboard``) served by one app, so one process and one port serve both."""
+(``ewspipe.api.dashboard``) served by one app, so one process and one port serve both.
+
+The API docs (Swagger UI at ``/docs``, ReDoc at ``/redoc``) load their JavaScript and CSS
+from this server, out of the files bundled by the ``fastapi-offline`` package (installed
+with the ``api`` extra), not from a CDN: they work on a machine with no network.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from ewspipe import __version__
 from ewspipe.api import (
@@ -22,9 +32,50 @@ from ewspipe.api import (
 )
 from ewspipe.api.auth import read_token
 from ewspipe.api.errors import install_error_handlers
+from ewspipe.extras import MissingExtra, install_hint
 from ewspipe.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["DOCS_STATIC", "create_app"]
+
+#: where the docs pages' assets are served (swagger-ui-bundle.js, swagger-ui.css,
+#: redoc.standalone.js, favicon.png)
+DOCS_STATIC = "/docs-static"
+
+
+def _docs_assets() -> Path:
+    """The folder of Swagger UI / ReDoc files that ``fastapi-offline`` ships."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        raise MissingExtra(
+            "the API docs (/docs, /redoc) need the optional dependency fastapi-offline, which "
+            f"is not installed; install it with: {install_hint('api')}",
+            extra="api", module="fastapi_offline")
+    return Path(spec.origin).parent / "static"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs`` and ``/redoc`` with every asset served locally (no CDN, no Google fonts,
+    no online validator), so the pages render offline."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=_docs_assets()), name="docs-static")
+    title, openapi_url = app.title, app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")  # behind a proxy that strips a prefix
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{openapi_url}", title=f"{title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None})
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{openapi_url}", title=f"{title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_STATIC}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png", with_google_fonts=False)
 
 
 def _page_limits(settings: Settings) -> dict[str, int]:
@@ -57,13 +108,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     Raises:
         InputError: the token variable ([api] token_env) holds a too-short token.
+        MissingExtra: fastapi-offline (the docs pages' assets) is not installed.
     """
     app = FastAPI(title="ewspipe", version=__version__,
                   description="Published conflict forecasts, evaluations, runs, releases and "
-                  "alerts (read-only unless a token is configured).")
+                  "alerts (read-only unless a token is configured).",
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.write_token = read_token(settings)  # None: state-changing endpoints answer 403
     install_error_handlers(app)
+    _install_docs(app)
     for module in (routes_meta, routes_forecasts, routes_published, routes_evaluations,
                    routes_runs, routes_catalog, routes_alerts, routes_releases):
         app.include_router(module.router)
