@@ -9,7 +9,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from ewspipe.api.app import DOCS_STATIC
+from ewspipe.api.app import DOCS_CSP, DOCS_STATIC
 
 #: the attributes through which a page loads something, and the spec URL of each viewer
 _REFS = re.compile(r"""(?:src|href|spec-url)=["']([^"']+)["']|\burl:\s*'([^']+)'""")
@@ -33,6 +33,8 @@ def test_docs_pages_load_only_local_assets(client: TestClient, page: str,
     response = client.get(page)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"] == DOCS_CSP
+    assert "default-src 'self'" in DOCS_CSP and "http" not in DOCS_CSP
     html = response.text
     assert not re.findall(r"(?:https?:)?//[\w.-]+", html), \
         f"{page} names another host"

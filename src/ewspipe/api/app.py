@@ -35,11 +35,17 @@ from ewspipe.api.errors import install_error_handlers
 from ewspipe.extras import MissingExtra, install_hint
 from ewspipe.settings import Settings
 
-__all__ = ["DOCS_STATIC", "create_app"]
+__all__ = ["DOCS_CSP", "DOCS_STATIC", "create_app"]
 
 #: where the docs pages' assets are served (swagger-ui-bundle.js, swagger-ui.css,
 #: redoc.standalone.js, favicon.png)
 DOCS_STATIC = "/docs-static"
+
+#: the docs pages may load nothing from another host: ReDoc's bundle draws its maker's logo
+#: from a CDN (no option turns it off), which this blocks before any request leaves
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; "
+            "connect-src 'self'")
 
 
 def _docs_assets() -> Path:
@@ -53,6 +59,11 @@ def _docs_assets() -> Path:
     return Path(spec.origin).parent / "static"
 
 
+def _with_csp(page: HTMLResponse, policy: str) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = policy
+    return page
+
+
 def _install_docs(app: FastAPI) -> None:
     """``/docs`` and ``/redoc`` with every asset served locally (no CDN, no Google fonts,
     no online validator), so the pages render offline."""
@@ -62,20 +73,21 @@ def _install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")  # behind a proxy that strips a prefix
-        return get_swagger_ui_html(
+        return _with_csp(get_swagger_ui_html(
             openapi_url=f"{root}{openapi_url}", title=f"{title} - Swagger UI",
             swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
             swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
-            swagger_ui_parameters={"validatorUrl": None})
+            swagger_ui_parameters={"validatorUrl": None}), DOCS_CSP)
 
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(
+        return _with_csp(get_redoc_html(
             openapi_url=f"{root}{openapi_url}", title=f"{title} - ReDoc",
             redoc_js_url=f"{root}{DOCS_STATIC}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png", with_google_fonts=False)
+            redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png", with_google_fonts=False),
+            DOCS_CSP)
 
 
 def _page_limits(settings: Settings) -> dict[str, int]:
