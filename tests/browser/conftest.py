@@ -1,5 +1,6 @@
 """Fixtures for the browser tests: a real workspace, the real server (uvicorn on 127.0.0.1,
-a free port, in a thread) and headless Debian chromium through chromedriver.
+a free port, in a thread) and headless Debian chromium through chromedriver, with the
+network to other hosts blocked.
 
 Chromium absent: the tests skip with the reason, unless EWSPIPE_REQUIRE_BROWSER=1 (set by
 .ci/run after installing it), which turns the skip into a failure. Screenshots go to
@@ -58,8 +59,11 @@ def browser() -> Iterator[object]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
+    # every host but loopback goes through a proxy that refuses connections: the pages under
+    # test must work offline, and a request elsewhere fails (a console error) even online
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1800",
-                "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions"):
+                "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions",
+                "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"):
         options.add_argument(arg)
     options.binary_location = str(CHROMIUM)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

@@ -197,3 +197,44 @@ def test_empty_workspace_says_which_command_to_run(
         assert "online-eval" in driver.find_element("id", "online-status").text
         _screenshot(driver, artifacts, "dashboard-empty.png")
         _no_console_errors(driver)
+
+
+def test_api_docs_render_offline(browser: Any, server: str, artifacts: Path) -> None:
+    """/docs (Swagger UI) lists every operation of the OpenAPI document and /redoc renders,
+    with the network to other hosts blocked (conftest) and nothing fetched from elsewhere."""
+    driver = browser
+    driver.get_log("browser")  # drop what earlier tests logged
+    with urllib.request.urlopen(f"{server}/openapi.json", timeout=30) as response:
+        paths = json.load(response)["paths"]
+    operations = sum(len(ops) for ops in paths.values())
+
+    driver.get(f"{server}/docs")
+    _wait(driver, lambda d: len(_css(d, ".opblock")) == operations,
+          f"the {operations} operations of /docs")
+    assert _css(driver, '.opblock-get .opblock-summary-path[data-path="/api/v1/health"]')
+    assert not _css(driver, ".swagger-ui .errors-wrapper")
+    _screenshot(driver, artifacts, "api-docs.png")
+    origins = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)")
+    assert set(origins) == {server}
+    _no_console_errors(driver)
+
+    # ReDoc's bundle draws its maker's logo from a CDN: the page's CSP blocks that one image
+    driver.get(f"{server}/redoc")
+    _wait(driver, lambda d: _css(d, '[id="operation/get_health_api_v1_health_get"]'),
+          "the health operation in /redoc")
+    _screenshot(driver, artifacts, "api-redoc.png")
+    logo = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+    loaded = driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".map(e => [e.name, new URL(e.name).origin])")
+    assert {origin for name, origin in loaded if name != logo} == {server}, loaded
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert all(e["source"] == "security" and logo in e["message"] for e in severe), severe
+
+    # the premise: another host is unreachable from this browser (the CDN /docs used)
+    failed = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css',"
+        " {mode: 'no-cors'}).then(() => done(false), () => done(true));")
+    assert failed, "the browser reached another host: the offline check proves nothing"
