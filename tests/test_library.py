@@ -67,7 +67,7 @@ def test_import_is_light_and_lists_the_public_names() -> None:
                          check=True).stdout
     assert out.startswith("[] ")
     for name in ("load_panel", "backtest", "forecast", "Evaluation", "Panel", "Forecast",
-                 "ModelSpec", "load_settings", "Workspace"):
+                 "ModelSpec", "load_settings", "Workspace", "init_workspace"):
         assert name in ewspipe.__all__ and name in dir(ewspipe)
     assert ewspipe.Panel.__module__ == "ewspipe.panel.schema"
     with pytest.raises(AttributeError, match=r"no attribute 'nothing'"):

@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "Workspace": "ewspipe.workspace",
     "backtest": "ewspipe.library",
     "forecast": "ewspipe.library",
+    "init_workspace": "ewspipe.starter",
     "load_panel": "ewspipe.library",
     "load_settings": "ewspipe.settings",
 }

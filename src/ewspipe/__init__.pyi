@@ -7,6 +7,7 @@ from ewspipe.library import load_panel as load_panel
 from ewspipe.models.forecast import Forecast as Forecast
 from ewspipe.panel.schema import Panel as Panel
 from ewspipe.settings import load_settings as load_settings
+from ewspipe.starter import init_workspace as init_workspace
 from ewspipe.workspace import Workspace as Workspace
 
 __version__: str

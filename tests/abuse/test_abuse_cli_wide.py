@@ -41,6 +41,7 @@ ARGS: dict[str, tuple[list[str], int | None, str]] = {
     "forecast": ([], 2, "no models folder"),
     "online-eval": ([], 2, "nothing stored to evaluate"),
     "run": ([], 2, "no models folder"),
+    "init": (["ws"], 0, "writes a new workspace folder in the cwd; no state"),
     "serve": ([], None, "serves until interrupted: (a)/(b) only"),
     "data list": ([], 0, "reads snapshots/, not state.db"),
     "data show": (["nosuch"], 2, "no such snapshot"),
