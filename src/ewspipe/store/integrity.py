@@ -1,11 +1,11 @@
 """Hash checks of stored files: each is verified against the sha256 recorded when it was
 written, before anyone reads it.
 
-A stored file (a prediction partition, a run record) gets a sidecar ``_<name>.sha256`` written
+A stored file (a prediction partition, a run record) gets a sidecar ``<name>.sha256`` written
 in the same atomic folder commit as the file itself, so the two appear together or not at all.
-The leading ``_`` keeps the sidecar out of what dataset readers (pyarrow, pandas, polars) list
-when they open the prediction store as one dataset; a sidecar of an earlier version
-(``<name>.sha256``) is still honoured.
+A Parquet file's sidecar is ``_<name>.sha256``: the leading ``_`` keeps it out of what dataset
+readers (pyarrow, pandas, polars) list when they open the prediction store as one dataset; the
+name of earlier versions (``<name>.sha256``) is still honoured.
 A JSON file replaced in place (a published pointer) carries its hash inside instead
 (:func:`seal_json` / :func:`open_sealed_json`): one atomic write, no window in which file and
 hash disagree. A mismatch, or a file that cannot be read, is an
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 SIDECAR_SUFFIX = ".sha256"
-SIDECAR_PREFIX = "_"  # dataset readers skip files starting with "_" or "."
+SIDECAR_PREFIX = "_"  # of a Parquet file's: dataset readers skip names starting with "_"
 SEAL_KEY = "content_sha256"
 _CHUNK = 1 << 20
 _LOCK = threading.Lock()
@@ -64,7 +64,8 @@ def file_sha256(path: Path) -> str:
 def sidecar(path: Path) -> Path:
     """Where the sha256 of ``path`` is recorded."""
     path = Path(path)
-    return path.with_name(SIDECAR_PREFIX + path.name + SIDECAR_SUFFIX)
+    prefix = SIDECAR_PREFIX if path.suffix == ".parquet" else ""
+    return path.with_name(prefix + path.name + SIDECAR_SUFFIX)
 
 
 def _recorded_sidecar(path: Path) -> Path:
