@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -25,7 +26,7 @@ def _forecast(units: int = 3, steps: int = 4, samples: int = 5, shift: float = 0
                     unit_column="country_id")
 
 
-def test_write_is_float32_fixed_size_and_queryable(tmp_path):
+def test_write_is_float32_list_and_queryable(tmp_path):
     store = PredictionStore(tmp_path)
     fc = _forecast()
     info, created = store.write(fc, level="cm", run="m520-abc", model="quiet_tree",
@@ -34,7 +35,7 @@ def test_write_is_float32_fixed_size_and_queryable(tmp_path):
     schema = pq.read_schema(info.path)
     assert str(schema.field("point").type) == "float"
     samples = schema.field("samples").type
-    assert samples.list_size == 5 and str(samples.value_type) == "float"
+    assert pa.types.is_list(samples) and samples.value_type == pa.float32()  # any draw count
     assert pq.read_metadata(info.path).num_rows == len(fc)  # one row per prediction
     frame = store.query("cm", "quiet_tree", month=522, samples=True)
     assert set(frame["month_id"]) == {522} and len(frame) == 3

@@ -1,14 +1,24 @@
 """`ewspipe forecasts`: read the prediction store (DuckDB) and the published pointers.
 
 Read-only: the state database is opened read-only and never created. Every file read is
-hash-checked first; a damaged one exits 2 naming the file and how to repair it."""
+hash-checked first; a damaged one exits 2 naming the file and how to repair it. ``query
+--out FILE`` is the one write: the rows as CSV, Parquet or JSON, written atomically, never
+over an existing file without ``--force``."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import typer
 
+from ewspipe.atomic import atomic_file
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import InputError
 from ewspipe.panel.schema import Level
@@ -23,6 +33,7 @@ app = typer.Typer(help="Stored forecasts of monthly runs, and what is published.
                   no_args_is_help=True)
 
 ENV_OPTION = typer.Option(None, "--env", help="Environment (default [run] environment).")
+FORMATS = ("csv", "parquet", "json")
 
 
 def _env(settings: Settings, env: str | None) -> str:
@@ -57,10 +68,20 @@ def query(
     published: bool = typer.Option(False, "--published", help="Read the run the published "
                                    "pointer of this level and the model's target points to."),
     samples: bool = typer.Option(False, "--samples", help="Include the sample arrays."),
+    top: int | None = typer.Option(None, "--top", help="Only the N units with the highest "
+                                   "point forecast of each origin and step."),
+    out: Path | None = typer.Option(None, "--out", help="Write the rows to this file "
+                                    "(atomically) instead of printing them."),
+    fmt: str | None = typer.Option(None, "--format", help="Format of --out: csv, parquet or "
+                                   "json (default: from the file's suffix)."),
+    force: bool = typer.Option(False, "--force", help="Let --out replace an existing file."),
     env: str | None = ENV_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """One model's stored forecasts (point, optionally samples) for a month."""
+    if top is not None and top < 1:
+        raise InputError(f"option --top: {top} is not a number of units; give 1 or more")
+    fmt = _out_format(out, fmt, force)
     settings, name, lvl = _scope(ctx, env, level)
     layout = settings.layout.env(name)
     if published:
@@ -74,6 +95,8 @@ def query(
         run = hits[0]["run"]
     frame = PredictionStore(layout.predictions).query(lvl, model, month=month, run=run,
                                                          samples=samples)
+    if top is not None:
+        frame = _top(frame, top)
     records: list[dict[str, Any]] = frame.to_dict(orient="records")
     for r in records:
         if "samples" in r:
@@ -81,9 +104,15 @@ def query(
         r["point"] = float(r["point"])
     doc = {"level": lvl, "model": model, "month": month, "environment": name,
            "run": records[0]["run"] if records else run, "rows": len(records),
-           "predictions": records}
+           "top": top, "predictions": records}
+    if out is not None and fmt is not None:
+        _write_rows(frame, out, fmt, doc, replace=force)
+        doc = {**{k: v for k, v in doc.items() if k != "predictions"}, "out": str(out),
+               "format": fmt}
 
     def human() -> str:
+        if out is not None:
+            return f"wrote {doc['rows']} rows of {model} ({lvl}) to {out} ({fmt})"
         if not records:
             return f"no {lvl} forecasts of {model} for month {month}"
         unit = next(c for c in frame.columns if c in ("country_id", "priogrid_gid"))
@@ -95,6 +124,65 @@ def query(
         return "\n".join(lines)
 
     emit(doc, as_json, human)
+
+
+def _out_format(out: Path | None, fmt: str | None, force: bool) -> str | None:
+    """The format to write ``out`` in, after checking ``out`` can be written (exit 2 naming
+    it otherwise), before any store is read."""
+    if out is None:
+        if fmt is not None or force:
+            raise InputError(f"option {'--format' if fmt is not None else '--force'}: "
+                             "only applies to --out FILE; add --out")
+        return None
+    if out.is_dir():
+        raise InputError(f"option --out: {out} is a folder; give a file path")
+    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise InputError(f"option --format: {fmt or 'none'!r} is not a format of --out {out}; "
+                         f"use one of {', '.join(FORMATS)} (or a file ending in one)")
+    if not out.parent.is_dir():
+        raise InputError(f"option --out: folder {out.parent} of {out} does not exist; "
+                         "create it first")
+    if not os.access(out.parent, os.W_OK):
+        raise InputError(f"option --out: folder {out.parent} is not writable")
+    if out.exists() and not force:
+        raise InputError(f"option --out: {out} exists; add --force to replace it")
+    return fmt
+
+
+def _top(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` rows of highest point forecast of each (origin, step), highest first."""
+    ranked = frame.sort_values(["origin", "step", "point"], ascending=[True, True, False],
+                               kind="stable")
+    return ranked.groupby(["origin", "step"], sort=False).head(n).reset_index(drop=True)
+
+
+def _write_rows(frame: pd.DataFrame, out: Path, fmt: str, doc: dict[str, Any], *,
+                replace: bool) -> None:
+    """Write the query's rows to ``out`` atomically (CSV: one column per draw)."""
+    try:
+        with atomic_file(out, exclusive=not replace) as tmp:
+            if fmt == "json":
+                tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+            elif fmt == "parquet":
+                table = pa.Table.from_pandas(frame.drop(columns=["samples"], errors="ignore"),
+                                             preserve_index=False)
+                if "samples" in frame.columns:
+                    table = table.append_column("samples", pa.array(
+                        [list(map(float, s)) for s in frame["samples"]],
+                        pa.list_(pa.float32())))
+                pq.write_table(table, tmp, compression="zstd")
+            else:
+                flat = frame.drop(columns=["samples"], errors="ignore")
+                if "samples" in frame.columns and len(frame):
+                    draws = np.stack(frame["samples"].to_list())
+                    flat = flat.assign(**{f"sample_{i}": draws[:, i]
+                                          for i in range(draws.shape[1])})
+                flat.to_csv(tmp, index=False)
+    except FileExistsError as exc:
+        raise InputError(f"option --out: {out} exists; add --force to replace it") from exc
+    except OSError as exc:
+        raise InputError(f"option --out: cannot write {out} ({exc.strerror or exc})") from exc
 
 
 @app.command("published")

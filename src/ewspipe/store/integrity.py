@@ -3,6 +3,9 @@ written, before anyone reads it.
 
 A stored file (a prediction partition, a run record) gets a sidecar ``<name>.sha256`` written
 in the same atomic folder commit as the file itself, so the two appear together or not at all.
+A Parquet file's sidecar is ``_<name>.sha256``: the leading ``_`` keeps it out of what dataset
+readers (pyarrow, pandas, polars) list when they open the prediction store as one dataset; the
+name of earlier versions (``<name>.sha256``) is still honoured.
 A JSON file replaced in place (a published pointer) carries its hash inside instead
 (:func:`seal_json` / :func:`open_sealed_json`): one atomic write, no window in which file and
 hash disagree. A mismatch, or a file that cannot be read, is an
@@ -31,6 +34,7 @@ from ewspipe.errors import IntegrityError
 
 __all__ = [
     "SEAL_KEY",
+    "SIDECAR_PREFIX",
     "SIDECAR_SUFFIX",
     "file_sha256",
     "open_sealed_json",
@@ -41,6 +45,7 @@ __all__ = [
 ]
 
 SIDECAR_SUFFIX = ".sha256"
+SIDECAR_PREFIX = "_"  # of a Parquet file's: dataset readers skip names starting with "_"
 SEAL_KEY = "content_sha256"
 _CHUNK = 1 << 20
 _LOCK = threading.Lock()
@@ -59,7 +64,15 @@ def file_sha256(path: Path) -> str:
 def sidecar(path: Path) -> Path:
     """Where the sha256 of ``path`` is recorded."""
     path = Path(path)
-    return path.with_name(path.name + SIDECAR_SUFFIX)
+    prefix = SIDECAR_PREFIX if path.suffix == ".parquet" else ""
+    return path.with_name(prefix + path.name + SIDECAR_SUFFIX)
+
+
+def _recorded_sidecar(path: Path) -> Path:
+    """The sidecar to check: the current name, else one of an earlier version."""
+    side = sidecar(path)
+    legacy = path.with_name(path.name + SIDECAR_SUFFIX)
+    return legacy if not side.exists() and legacy.exists() else side
 
 
 def record_sha256(path: Path) -> str:
@@ -95,7 +108,8 @@ def verify_file(path: Path, *, fix: str) -> bool:
         IntegrityError: the file is missing, unreadable or damaged; the message names it and
             ends with ``fix``.
     """
-    path, side = Path(path), sidecar(path)
+    path = Path(path)
+    side = _recorded_sidecar(path)
     try:
         st = path.stat()
     except OSError as exc:

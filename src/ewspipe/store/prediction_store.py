@@ -2,12 +2,17 @@
 
 Each partition holds one file, ``part-0.parquet``, in the one forecast format
 (:mod:`ewspipe.store.predictions`), compact: the index columns (``origin``, ``step``,
-``month_id``, the unit column), ``point`` as float32 and ``samples`` as a fixed-size list of
-float32 (one row per prediction, never one row per sample). A partition is written into a
+``month_id``, the unit column), ``point`` as float32 and ``samples`` as a list of float32 (one
+row per prediction, never one row per sample; a point model's list holds its one value). Every
+partition has the same types, so the folder reads as one Hive-partitioned dataset
+(``pandas.read_parquet(folder)``, DuckDB ``read_parquet('folder/**/*.parquet',
+hive_partitioning=true, union_by_name=true)``); partitions of earlier versions (fixed-size
+lists) are still read here. A partition is written into a
 temporary folder next to its final place and renamed, so a reader sees it whole or not at
 all; once written it is never changed (writing the same partition again keeps the first,
 unless the first no longer matches its hash: then the fresh copy replaces it, so a re-run
-heals a damaged partition). Its sha256 is recorded beside it (``part-0.parquet.sha256``,
+heals a damaged partition). Its sha256 is recorded beside it (``_part-0.parquet.sha256``,
+a name dataset readers skip;
 committed with it) and every read verifies the file first (:mod:`ewspipe.store.integrity`:
 once per process and change of the file), so a flipped bit is a clear
 :class:`~ewspipe.errors.IntegrityError` naming the file, never a DuckDB or Arrow traceback

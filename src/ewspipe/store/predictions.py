@@ -1,12 +1,18 @@
 """The one forecast format on disk: a Parquet table per model and run.
 
 Columns ``origin``, ``step``, ``month_id``, the unit column, ``point`` and ``samples`` (a
-fixed-size list column: one row per prediction, never one per draw); values are raw counts;
+list column of the value type, one row per prediction, never one per draw; a point model's
+list holds its one value); values are raw counts;
 provenance lives in the Parquet key-value metadata (key ``ewspipe``) so a file read on its own
 still says where it came from. Run folders and task outputs keep full precision (float64,
 int64: what is scored and aggregated is exactly what was computed); the prediction store
 (:mod:`ewspipe.store.prediction_store`) writes the same table ``compact`` (float32 values,
 int32/int16 index). Reading widens either to a float64 :class:`Forecast`.
+
+``samples`` is a variable-size ``list<float>``, not a fixed-size list, so that the
+prediction store's partitions of 1-draw and 100-draw models share one schema and the folder
+reads as one dataset (pandas, polars, DuckDB). Files of earlier versions (fixed-size lists)
+are read the same way.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ def forecast_table(forecast: Forecast, metadata: dict[str, Any], *,
     values = np.float32 if compact else np.float64
     columns["point"] = pa.array(forecast.point.astype(values))
     flat = pa.array(np.ascontiguousarray(forecast.samples, dtype=values).ravel())
-    columns["samples"] = pa.FixedSizeListArray.from_arrays(flat, s)
+    offsets = pa.array(np.arange(0, (n + 1) * s, s, dtype=np.int32))
+    columns["samples"] = pa.ListArray.from_arrays(offsets, flat)
     meta = {**metadata, "unit_column": forecast.unit_column, "n_samples": s, "rows": n}
     return pa.table(columns).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
 
