@@ -11,7 +11,8 @@ from ewspipe.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(help="Read the alerts every producer (drift, checks, runs) recorded.",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
 
 @app.command("list")

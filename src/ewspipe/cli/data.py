@@ -26,9 +26,12 @@ from ewspipe.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(help="Import, generate, download and inspect data snapshots.",
-                  no_args_is_help=True)
-import_app = typer.Typer(help="Import a file as a validated snapshot.", no_args_is_help=True)
-pull_app = typer.Typer(help="Download a data release and import it.", no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
+import_app = typer.Typer(help="Import a file as a validated snapshot.", no_args_is_help=True,
+                         rich_markup_mode=None)
+pull_app = typer.Typer(help="Download a data release and import it.", no_args_is_help=True,
+                       rich_markup_mode=None)
 app.add_typer(import_app, name="import")
 app.add_typer(pull_app, name="pull")
 

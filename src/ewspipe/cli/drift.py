@@ -25,7 +25,8 @@ from ewspipe.settings import Settings
 __all__ = ["app", "drift_lines"]
 
 app = typer.Typer(help="Input drift: check a snapshot, self-test the detectors, back-test them.",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
 SNAPSHOT_OPTION = typer.Option(
     None, "--snapshot", help="Snapshot id or unique prefix (default: the latest of --level)."

@@ -20,7 +20,8 @@ from ewspipe.store.statedb import open_state_db_for_reading
 __all__ = ["app"]
 
 app = typer.Typer(help="Stored forecasts of monthly runs, and what is published.",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
 ENV_OPTION = typer.Option(None, "--env", help="Environment (default [run] environment).")
 

@@ -31,7 +31,10 @@ from ewspipe.settings import load_settings
 
 __all__ = ["INTERNAL_ERROR_EXIT", "app", "error_message", "main", "option_name"]
 
+# rich_markup_mode=None on every Typer app: Rich markup would eat bracketed words of the help
+# (`ewspipe[prefect]`, `[api] port`); tests/cli/test_help.py checks every command
 app = typer.Typer(
+    rich_markup_mode=None,
     name="ewspipe",
     help="Conflict early-warning pipeline: data, models, evaluation, releases.",
     no_args_is_help=True,

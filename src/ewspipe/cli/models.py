@@ -28,7 +28,8 @@ from ewspipe.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(help="List, show, create, check, document and tune model definitions.",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
 MODELS_DIR_OPTION = typer.Option(
     None, "--models-dir",

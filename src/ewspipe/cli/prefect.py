@@ -17,7 +17,8 @@ from ewspipe.flows.prefect_flow import FLOW_NAME, deploy_monthly, require_prefec
 __all__ = ["app"]
 
 app = typer.Typer(help="Run or schedule the monthly run with Prefect (pip install "
-                       "'ewspipe[prefect]').", no_args_is_help=True)
+                       "'ewspipe[prefect]').", no_args_is_help=True,
+                  rich_markup_mode=None)
 
 
 def _check_cron(cron: str) -> None:

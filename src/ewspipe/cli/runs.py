@@ -27,6 +27,7 @@ from ewspipe.store.runs import RunStore
 __all__ = ["compare", "evaluate_app", "forecast"]
 
 evaluate_app = typer.Typer(
+    rich_markup_mode=None,
     help="Rolling-origin evaluation of models (13 origins x 36 steps) and run comparisons.",
     invoke_without_command=True,
 )
