@@ -1,8 +1,10 @@
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 
 from ewspipe.cli.main import app
@@ -79,3 +81,23 @@ def test_every_quoted_command_in_src_exists():
                 bad.append(f"{path.relative_to(repo)}: `ewspipe {match.group(1)}`")
     assert not bad, "hints naming commands that do not exist:\n" + "\n".join(bad)
     assert not _resolves(["runs", "list"]) and _resolves(["data", "import", "panel", "F"])
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+@pytest.mark.parametrize("path", [[], ["data"], ["data", "import", "panel"], ["evaluate"]])
+def test_h_is_help(cli, path):
+    short, long = cli(*path, "-h"), cli(*path, "--help")
+    assert short.code == long.code == 0
+    assert short.out == long.out and "-h, --help" in short.out
+
+
+def test_shell_completion(cli):
+    res = cli("--help")
+    assert "--install-completion" in res.out and "--show-completion" in res.out
+    env = {**os.environ, "_EWSPIPE_COMPLETE": "complete_bash", "COMP_WORDS": "ewspipe da",
+           "COMP_CWORD": "1"}
+    out = subprocess.run([sys.executable, "-c", "from ewspipe.cli.main import entry; entry()"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["data"]

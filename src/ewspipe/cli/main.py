@@ -38,7 +38,9 @@ app = typer.Typer(
     name="ewspipe",
     help="Conflict early-warning pipeline: data, models, evaluation, releases.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    # inherited by every sub-command's context: `-h` works wherever `--help` does
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
