@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from ewspipe.cli.choices import LevelName, RunTypeName
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.drift.backtest import backtest, markdown_table
 from ewspipe.drift.check import DriftConfig
@@ -82,8 +83,8 @@ def _load(ctx: typer.Context, snapshot: str | None, level: str) -> tuple[Manifes
 def check(
     ctx: typer.Context,
     snapshot: str | None = SNAPSHOT_OPTION,
-    level: str = LEVEL_OPTION,
-    run_type: str = RUN_TYPE_OPTION,
+    level: LevelName = LEVEL_OPTION,
+    run_type: RunTypeName = RUN_TYPE_OPTION,
     month: int | None = MONTH_OPTION,
     no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not route alarms as alerts."),
     as_json: bool = JSON_OPTION,
@@ -127,8 +128,8 @@ def check(
 def selftest(
     ctx: typer.Context,
     snapshot: str | None = SNAPSHOT_OPTION,
-    level: str = LEVEL_OPTION,
-    run_type: str = RUN_TYPE_OPTION,
+    level: LevelName = LEVEL_OPTION,
+    run_type: RunTypeName = RUN_TYPE_OPTION,
     month: int | None = MONTH_OPTION,
     seed: int = typer.Option(0, "--seed", help="Seed of the random perturbations."),
     as_json: bool = JSON_OPTION,
@@ -170,7 +171,7 @@ def selftest(
 def backtest_cmd(
     ctx: typer.Context,
     snapshot: str = typer.Option(..., "--snapshot", help="Snapshot id or unique prefix."),
-    run_type: str = RUN_TYPE_OPTION,
+    run_type: RunTypeName = RUN_TYPE_OPTION,
     first: int | None = typer.Option(None, "--from", help="First test month (month_id)."),
     last: int | None = typer.Option(None, "--to", help="Last test month (month_id)."),
     as_json: bool = JSON_OPTION,
