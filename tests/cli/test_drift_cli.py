@@ -150,12 +150,12 @@ def test_check_an_earlier_month(cli, broken):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("drift", "check", "--run-type", "nowcast"), "unknown run type 'nowcast'"),
+        (("drift", "check", "--run-type", "nowcast"), "'nowcast' is not one of 'calibration'"),
         (("drift", "check", "--month", "9999"), "outside the panel's months"),
         (("drift", "check", "--month", "abc"), "--month"),
         (("drift", "check", "--snapshot", "zzz"), "no snapshot 'zzz'"),
-        (("drift", "check", "--level", "grid"), "unknown level 'grid'"),
-        (("drift", "selftest", "--run-type", "x"), "unknown run type"),
+        (("drift", "check", "--level", "grid"), "'grid' is not one of 'cm', 'pgm'"),
+        (("drift", "selftest", "--run-type", "x"), "'x' is not one of"),
         (("drift", "backtest"), "--snapshot"),
         (("drift", "backtest", "--snapshot", "cm", "--from", "x"), "--from"),
         (("drift", "nothing"), "nothing"),
@@ -169,7 +169,7 @@ def test_malformed_options_exit_2(cli, clean, args, needle):
 
 def test_malformed_options_with_json_print_an_error_document(cli, clean):
     res = cli("drift", "check", "--run-type", "nowcast", "--json")
-    assert res.code == 2 and res.json()["exit_code"] == 2 and res.json()["kind"] == "InputError"
+    assert res.code == 2 and res.json()["exit_code"] == 2 and res.json()["kind"] == "UsageError"
 
 
 def test_no_snapshot_yet(cli):
