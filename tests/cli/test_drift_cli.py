@@ -187,6 +187,7 @@ def test_selftest_passes_on_clean_data(cli, clean):
     assert doc["passed"] and len(doc["cases"]) == len(DETECTORS)
     human = cli("drift", "selftest")
     assert human.code == 0 and f"PASS: all {len(DETECTORS)} testable detectors" in human.out
+    assert cli("alerts", "list", "--json").json()["count"] == 0  # a pass raises no alert
 
 
 def test_selftest_fails_loudly_naming_the_broken_detector(cli, clean, monkeypatch):
@@ -202,6 +203,13 @@ def test_selftest_fails_loudly_naming_the_broken_detector(cli, clean, monkeypatc
     assert doc["kind"] == "CheckFailed" and doc["exit_code"] == 1
     assert "nonzero_shift: did not fire on its perturbation 'drop_nonzero'" in doc["error"]
     assert "nonzero_shift" in cli("drift", "selftest").err
+    # each failing run is recorded as a CRITICAL alert, like the monthly run's self-test
+    alerts = cli("alerts", "list", "--source", "drift.selftest", "--json").json()["alerts"]
+    assert [a["severity"] for a in alerts] == ["CRITICAL", "CRITICAL"]
+    assert "nonzero_shift" in alerts[0]["message"] and alerts[0]["offender"] == "cm"
+    quiet = cli("drift", "selftest", "--no-alerts", "--json")
+    assert quiet.code == 1 and quiet.json()["kind"] == "CheckFailed"
+    assert cli("alerts", "list", "--source", "drift.selftest", "--json").json()["count"] == 2
 
 
 def test_selftest_on_unclean_data_fails(cli, broken):
