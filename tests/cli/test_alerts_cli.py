@@ -101,3 +101,24 @@ def test_drift_alerts_show_up(cli, tmp_path):
     doc = cli("alerts", "list", "--source", "drift.unit_missingness", "--json").json()
     assert doc["count"] == 1 and doc["alerts"][0]["offender"] == "country_id=9"
     assert doc["alerts"][0]["details"]["detector"] == "unit_missingness"
+
+
+def test_env_reads_the_environment_log(cli, state_dir, recorded):
+    """--env shows the log a monthly run of that environment writes, not the workspace's."""
+    env_log = AlertLog.in_state_dir(state_dir / "production")
+    env_log.extend([Alert("run", Severity.ERROR, "monthly run failed",
+                          time="2024-08-01T00:00:00Z")])
+    doc = cli("alerts", "list", "--env", "production", "--json").json()
+    assert doc["count"] == 1 and doc["alerts"][0]["message"] == "monthly run failed"
+    assert doc["file"] == str(env_log.path)
+    assert cli("alerts", "list", "--json").json()["count"] == 4  # the workspace log
+    empty = cli("alerts", "list", "--env", "staging")
+    assert empty.code == 0 and empty.out.startswith("no alerts in ")
+
+
+@pytest.mark.parametrize("env", ["nowhere", "../production"])
+def test_unknown_env_is_refused(cli, env):
+    res = cli("alerts", "list", "--env", env, "--json")
+    assert res.code == 2
+    doc = res.json()
+    assert "--env" in doc["error"] and repr(env) in doc["error"] and "production" in doc["error"]

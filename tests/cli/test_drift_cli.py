@@ -150,12 +150,12 @@ def test_check_an_earlier_month(cli, broken):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("drift", "check", "--run-type", "nowcast"), "unknown run type 'nowcast'"),
+        (("drift", "check", "--run-type", "nowcast"), "'nowcast' is not one of 'calibration'"),
         (("drift", "check", "--month", "9999"), "outside the panel's months"),
         (("drift", "check", "--month", "abc"), "--month"),
         (("drift", "check", "--snapshot", "zzz"), "no snapshot 'zzz'"),
-        (("drift", "check", "--level", "grid"), "unknown level 'grid'"),
-        (("drift", "selftest", "--run-type", "x"), "unknown run type"),
+        (("drift", "check", "--level", "grid"), "'grid' is not one of 'cm', 'pgm'"),
+        (("drift", "selftest", "--run-type", "x"), "'x' is not one of"),
         (("drift", "backtest"), "--snapshot"),
         (("drift", "backtest", "--snapshot", "cm", "--from", "x"), "--from"),
         (("drift", "nothing"), "nothing"),
@@ -169,7 +169,7 @@ def test_malformed_options_exit_2(cli, clean, args, needle):
 
 def test_malformed_options_with_json_print_an_error_document(cli, clean):
     res = cli("drift", "check", "--run-type", "nowcast", "--json")
-    assert res.code == 2 and res.json()["exit_code"] == 2 and res.json()["kind"] == "InputError"
+    assert res.code == 2 and res.json()["exit_code"] == 2 and res.json()["kind"] == "UsageError"
 
 
 def test_no_snapshot_yet(cli):
@@ -187,6 +187,7 @@ def test_selftest_passes_on_clean_data(cli, clean):
     assert doc["passed"] and len(doc["cases"]) == len(DETECTORS)
     human = cli("drift", "selftest")
     assert human.code == 0 and f"PASS: all {len(DETECTORS)} testable detectors" in human.out
+    assert cli("alerts", "list", "--json").json()["count"] == 0  # a pass raises no alert
 
 
 def test_selftest_fails_loudly_naming_the_broken_detector(cli, clean, monkeypatch):
@@ -202,6 +203,13 @@ def test_selftest_fails_loudly_naming_the_broken_detector(cli, clean, monkeypatc
     assert doc["kind"] == "CheckFailed" and doc["exit_code"] == 1
     assert "nonzero_shift: did not fire on its perturbation 'drop_nonzero'" in doc["error"]
     assert "nonzero_shift" in cli("drift", "selftest").err
+    # each failing run is recorded as a CRITICAL alert, like the monthly run's self-test
+    alerts = cli("alerts", "list", "--source", "drift.selftest", "--json").json()["alerts"]
+    assert [a["severity"] for a in alerts] == ["CRITICAL", "CRITICAL"]
+    assert "nonzero_shift" in alerts[0]["message"] and alerts[0]["offender"] == "cm"
+    quiet = cli("drift", "selftest", "--no-alerts", "--json")
+    assert quiet.code == 1 and quiet.json()["kind"] == "CheckFailed"
+    assert cli("alerts", "list", "--source", "drift.selftest", "--json").json()["count"] == 2
 
 
 def test_selftest_on_unclean_data_fails(cli, broken):

@@ -1,11 +1,17 @@
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
+import pytest
 import typer
 
+from ewspipe.cli.choices import EvaluationRunType, LevelName, RunTypeName
 from ewspipe.cli.main import app
+from ewspipe.panel.schema import Level
+from ewspipe.partitions import RunType
 
 
 def test_help_lists_commands(cli):
@@ -79,3 +85,53 @@ def test_every_quoted_command_in_src_exists():
                 bad.append(f"{path.relative_to(repo)}: `ewspipe {match.group(1)}`")
     assert not bad, "hints naming commands that do not exist:\n" + "\n".join(bad)
     assert not _resolves(["runs", "list"]) and _resolves(["data", "import", "panel", "F"])
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+@pytest.mark.parametrize("path", [[], ["data"], ["data", "import", "panel"], ["evaluate"]])
+def test_h_is_help(cli, path):
+    short, long = cli(*path, "-h"), cli(*path, "--help")
+    assert short.code == long.code == 0
+    assert short.out == long.out and "-h, --help" in short.out
+
+
+def test_shell_completion(cli):
+    res = cli("--help")
+    assert "--install-completion" in res.out and "--show-completion" in res.out
+    env = {**os.environ, "_EWSPIPE_COMPLETE": "complete_bash", "COMP_WORDS": "ewspipe da",
+           "COMP_CWORD": "1"}
+    out = subprocess.run([sys.executable, "-c", "from ewspipe.cli.main import entry; entry()"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["data"]
+
+
+def test_choices_follow_the_library():
+    """The declared choices are the library's levels and run types (a new one is added to both)."""
+    assert get_args(LevelName) == tuple(level.value for level in Level)
+    assert get_args(RunTypeName) == tuple(rt.value for rt in RunType)
+    assert set(get_args(EvaluationRunType)) == {"calibration", "validation"}
+
+
+@pytest.mark.parametrize(("args", "option", "shown"), [
+    (["forecast", "--level"], "--level", "<cm|pgm>"),
+    (["data", "pull", "ucdp", "--level"], "--level", "<cm|pgm|both>"),
+    (["drift", "check", "--run-type"], "--run-type", "<calibration|validation|forecasting>"),
+    (["evaluate", "--run-type"], "--run-type", "<calibration|validation>"),
+])
+def test_declared_choices(cli, args, option, shown):
+    *path, _ = args
+    assert shown in cli(*path, "--help").out
+    res = cli(*args, "nope", "--json")
+    assert res.code == 2
+    doc = res.json()
+    assert doc["kind"] == "UsageError" and doc["option"] == option
+    accepted = shown.strip("<>").split("|")
+    assert "'nope'" in doc["error"] and all(f"'{v}'" in doc["error"] for v in accepted)
+
+
+def test_env_help_lists_the_environments(cli):
+    for path in (["run"], ["online-eval"], ["forecasts", "query"], ["prefect", "deploy"]):
+        flat = " ".join(cli(*path, "--help").out.split())
+        assert "development, staging, production" in flat, path

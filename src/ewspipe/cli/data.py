@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from ewspipe.cli.choices import GedLevel, LevelName
 from ewspipe.cli.drift import drift_lines
 from ewspipe.cli.output import JSON_OPTION, emit, validation_lines
 from ewspipe.flows.ingest import (
@@ -26,9 +27,12 @@ from ewspipe.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(help="Import, generate, download and inspect data snapshots.",
-                  no_args_is_help=True)
-import_app = typer.Typer(help="Import a file as a validated snapshot.", no_args_is_help=True)
-pull_app = typer.Typer(help="Download a data release and import it.", no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
+import_app = typer.Typer(help="Import a file as a validated snapshot.", no_args_is_help=True,
+                         rich_markup_mode=None)
+pull_app = typer.Typer(help="Download a data release and import it.", no_args_is_help=True,
+                       rich_markup_mode=None)
 app.add_typer(import_app, name="import")
 app.add_typer(pull_app, name="pull")
 
@@ -75,7 +79,7 @@ def _result_lines(result: ImportResult, checked: CheckedImport | None = None) ->
 def import_panel(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="Parquet or CSV table with month_id, unit and counts."),
-    level: str = LEVEL_OPTION,
+    level: LevelName = LEVEL_OPTION,
     counts: str | None = typer.Option(
         None, "--counts", help="Comma-separated count columns (default: every ged_* column)."
     ),
@@ -211,7 +215,7 @@ def _ged_lines(checked: CheckedImport) -> str:
 def import_ged(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="UCDP GED event file (CSV or Parquet)."),
-    level: str = GED_LEVEL_OPTION,
+    level: GedLevel = GED_LEVEL_OPTION,
     countries: Path | None = COUNTRIES_OPTION,
     first_month: int | None = FIRST_OPTION,
     last_month: int | None = LAST_OPTION,
@@ -236,7 +240,7 @@ def pull_ucdp(
     url: str | None = typer.Option(
         None, "--url", help="Download this URL instead of [sources.ucdp] ged_url."
     ),
-    level: str = GED_LEVEL_OPTION,
+    level: GedLevel = GED_LEVEL_OPTION,
     countries: Path | None = COUNTRIES_OPTION,
     first_month: int | None = FIRST_OPTION,
     last_month: int | None = LAST_OPTION,

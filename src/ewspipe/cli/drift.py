@@ -13,6 +13,9 @@ from typing import Any
 
 import typer
 
+from ewspipe.alerts.records import Alert, Severity
+from ewspipe.alerts.router import build_router
+from ewspipe.cli.choices import LevelName, RunTypeName
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.drift.backtest import backtest, markdown_table
 from ewspipe.drift.check import DriftConfig
@@ -25,7 +28,8 @@ from ewspipe.settings import Settings
 __all__ = ["app", "drift_lines"]
 
 app = typer.Typer(help="Input drift: check a snapshot, self-test the detectors, back-test them.",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
 SNAPSHOT_OPTION = typer.Option(
     None, "--snapshot", help="Snapshot id or unique prefix (default: the latest of --level)."
@@ -81,8 +85,8 @@ def _load(ctx: typer.Context, snapshot: str | None, level: str) -> tuple[Manifes
 def check(
     ctx: typer.Context,
     snapshot: str | None = SNAPSHOT_OPTION,
-    level: str = LEVEL_OPTION,
-    run_type: str = RUN_TYPE_OPTION,
+    level: LevelName = LEVEL_OPTION,
+    run_type: RunTypeName = RUN_TYPE_OPTION,
     month: int | None = MONTH_OPTION,
     no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not route alarms as alerts."),
     as_json: bool = JSON_OPTION,
@@ -126,21 +130,31 @@ def check(
 def selftest(
     ctx: typer.Context,
     snapshot: str | None = SNAPSHOT_OPTION,
-    level: str = LEVEL_OPTION,
-    run_type: str = RUN_TYPE_OPTION,
+    level: LevelName = LEVEL_OPTION,
+    run_type: RunTypeName = RUN_TYPE_OPTION,
     month: int | None = MONTH_OPTION,
     seed: int = typer.Option(0, "--seed", help="Seed of the random perturbations."),
+    no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not route a failure as a "
+                                   "CRITICAL alert."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Perturb a clean snapshot once per detector; exit 1 naming any detector that fails.
 
-    A detector fails when it misses its perturbation or fires on the clean data.
+    A detector fails when it misses its perturbation or fires on the clean data. A failure is
+    also recorded as a CRITICAL drift.selftest alert (as in the monthly run) unless --no-alerts.
     """
     settings: Settings = ctx.obj
     manifest, panel = _load(ctx, snapshot, level)
     config = DriftConfig.from_settings(settings.drift, run_type, manifest.level)
-    result = require_pass(run_selftest(panel, config, end=month, snapshot=manifest.id,
-                                       seed=seed))
+    result = run_selftest(panel, config, end=month, snapshot=manifest.id, seed=seed)
+    failures = result.failures()
+    if failures and not no_alerts:  # a detector that cannot see a break is an incident
+        with build_router(settings.alerts, settings.state_dir) as router:
+            router.route([Alert(source="drift.selftest", severity=Severity.CRITICAL,
+                                offender=str(manifest.level),
+                                message=f"drift self-test failed on {manifest.id}: "
+                                + "; ".join(failures))])
+    require_pass(result)
 
     def human() -> str:
         lines = [f"Drift self-test: snapshot {manifest.id} ({manifest.level}), test month "
@@ -169,7 +183,7 @@ def selftest(
 def backtest_cmd(
     ctx: typer.Context,
     snapshot: str = typer.Option(..., "--snapshot", help="Snapshot id or unique prefix."),
-    run_type: str = RUN_TYPE_OPTION,
+    run_type: RunTypeName = RUN_TYPE_OPTION,
     first: int | None = typer.Option(None, "--from", help="First test month (month_id)."),
     last: int | None = typer.Option(None, "--to", help="Last test month (month_id)."),
     as_json: bool = JSON_OPTION,

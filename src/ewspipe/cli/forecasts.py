@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import typer
 
 from ewspipe.atomic import atomic_file
+from ewspipe.cli.choices import ENVIRONMENTS, LevelName
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import InputError
 from ewspipe.panel.schema import Level
@@ -30,9 +31,11 @@ from ewspipe.store.statedb import open_state_db_for_reading
 __all__ = ["app"]
 
 app = typer.Typer(help="Stored forecasts of monthly runs, and what is published.",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
-ENV_OPTION = typer.Option(None, "--env", help="Environment (default [run] environment).")
+ENV_OPTION = typer.Option(None, "--env", help=f"Environment: {ENVIRONMENTS}; default [run] "
+                          "environment.")
 FORMATS = ("csv", "parquet", "json")
 
 
@@ -60,7 +63,7 @@ def _pointers(settings: Settings, name: str) -> PublishedPointers:
 @app.command("query")
 def query(
     ctx: typer.Context,
-    level: str = typer.Option(..., "--level", help="cm or pgm."),
+    level: LevelName = typer.Option(..., "--level", help="cm or pgm."),
     model: str = typer.Option(..., "--model", help="Model or ensemble name."),
     month: int | None = typer.Option(None, "--month", help="Forecast month_id (default all)."),
     run: str | None = typer.Option(None, "--run", help="Store run (default: the latest run "
@@ -188,10 +191,11 @@ def _write_rows(frame: pd.DataFrame, out: Path, fmt: str, doc: dict[str, Any], *
 @app.command("published")
 def published_cmd(
     ctx: typer.Context,
-    level: str = typer.Option(..., "--level", help="cm or pgm."),
+    level: LevelName = typer.Option(..., "--level", help="cm or pgm."),
     target: str = typer.Option("ged_sb", "--target", help="Target column."),
-    env: str | None = typer.Option(None, "--env", help="Environment (default: the production "
-                                   "environment, the first of [run] publish_environments)."),
+    env: str | None = typer.Option(None, "--env", help=f"Environment: {ENVIRONMENTS}; default "
+                                   "the production environment, the first of [run] "
+                                   "publish_environments."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The published pointer of a level and target, with its history."""

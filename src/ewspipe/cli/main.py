@@ -32,11 +32,16 @@ from ewspipe.settings import load_settings
 
 __all__ = ["INTERNAL_ERROR_EXIT", "app", "error_message", "main", "option_name"]
 
+# rich_markup_mode=None on every Typer app: Rich markup would eat bracketed words of the help
+# (`ewspipe[prefect]`, `[api] port`); tests/cli/test_help.py checks every command
 app = typer.Typer(
+    rich_markup_mode=None,
     name="ewspipe",
     help="Conflict early-warning pipeline: data, models, evaluation, releases.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    # inherited by every sub-command's context: `-h` works wherever `--help` does
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
@@ -164,19 +169,22 @@ def _emit_error(message: str, kind: str, code: int, as_json: bool, **extra: obje
 def _usage_error(exc: typer.TyperException, as_json: bool) -> int:
     """Option parsing failed: click's usage text on stderr, or one JSON document."""
     code = int(getattr(exc, "exit_code", 2))
+    param: Any = getattr(exc, "param", None)
+    helptext = getattr(param, "help", None)
+    option = (param.opts[-1] if getattr(param, "opts", None) else getattr(param, "name", None))
     show = getattr(exc, "show", None)
     if not as_json and callable(show):
         show()
+        if helptext:  # the accepted form, as the option's help states it
+            typer.echo(f"{option}: {helptext}", err=True)
         return code
     ctx = getattr(exc, "ctx", None)
     fmt = getattr(exc, "format_message", None)
     message = fmt() if callable(fmt) else str(exc)
     extra: dict[str, object] = {}
-    param: Any = getattr(exc, "param", None)
-    helptext = getattr(param, "help", None)
     if helptext:  # the accepted form, as the option's help states it
-        extra["option"] = param.opts[-1] if getattr(param, "opts", None) else param.name
-        message += f"; {extra['option']}: {helptext}"
+        extra["option"] = option
+        message += f"; {option}: {helptext}"
     if ctx is not None:
         extra["usage"] = ctx.get_usage().removeprefix("Usage: ").strip()
         message += f" (see `{ctx.command_path} --help`)"

@@ -19,6 +19,7 @@ from ewspipe.catalog.pages import non_default_hyperparameters, write_pages
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
 from ewspipe.catalog.spec import ModelSpec, toml_value
+from ewspipe.cli.choices import LevelName
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import SpecError
 from ewspipe.panel.schema import Level
@@ -28,7 +29,8 @@ from ewspipe.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(help="List, show, create, check, document and tune model definitions.",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
 MODELS_DIR_OPTION = typer.Option(
     None, "--models-dir",
@@ -83,7 +85,7 @@ def _ensemble_summary(spec: EnsembleSpec) -> dict[str, Any]:
 @app.command("list")
 def list_models(
     ctx: typer.Context,
-    level: str | None = typer.Option(None, "--level", help="Only this level: cm or pgm."),
+    level: LevelName | None = typer.Option(None, "--level", help="Only this level: cm or pgm."),
     status: str | None = typer.Option(
         None, "--status", help="Only this status: deployed, shadow, baseline or deprecated."
     ),
@@ -208,7 +210,7 @@ def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def new_model(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="New model name: adjective_noun, e.g. amber_tree."),
-    level: str = typer.Option("cm", "--level", help="cm or pgm."),
+    level: LevelName = typer.Option("cm", "--level", help="cm or pgm."),
     algorithm: str = typer.Option("stepshifter", "--algorithm", help="A registered algorithm."),
     owner: str | None = typer.Option(None, "--owner", help="Owner (default: your user name)."),
     target: str = typer.Option("ged_sb", "--target", help="Count column to forecast."),

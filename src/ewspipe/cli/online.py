@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from ewspipe.cli.choices import ENVIRONMENTS
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.flows.online import OnlineEvalResult, online_eval
 from ewspipe.settings import Settings
@@ -79,7 +80,7 @@ def online_eval_command(
     env: str | None = typer.Option(
         None, "--env", help="Evaluate the monthly runs (ewspipe run) of this environment "
         "(default: the ewspipe forecast runs, or when there are none the monthly runs of "
-        "[run] environment)."),
+        "[run] environment). Environment: " + ENVIRONMENTS + "."),
     no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not deliver alerts."),
     steps: bool = typer.Option(True, "--steps/--no-steps", help="Include per-lead-time "
                                "scores in the JSON output."),

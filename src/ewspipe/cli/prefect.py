@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from ewspipe.cli.choices import ENVIRONMENTS
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import InputError
 from ewspipe.flows.prefect_flow import FLOW_NAME, deploy_monthly, require_prefect
@@ -17,7 +18,8 @@ from ewspipe.flows.prefect_flow import FLOW_NAME, deploy_monthly, require_prefec
 __all__ = ["app"]
 
 app = typer.Typer(help="Run or schedule the monthly run with Prefect (pip install "
-                       "'ewspipe[prefect]').", no_args_is_help=True)
+                       "'ewspipe[prefect]').", no_args_is_help=True,
+                  rich_markup_mode=None)
 
 
 def _check_cron(cron: str) -> None:
@@ -39,7 +41,7 @@ def deploy(
     work_pool: str | None = typer.Option(None, "--work-pool", help="Work pool whose workers "
                                          "run it (default: none; serve it with a runner)."),
     env: str | None = typer.Option(None, "--env", help="Environment of the scheduled runs "
-                                   "(default [run] environment)."),
+                                   f"({ENVIRONMENTS}; default [run] environment)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create (or update) the deployment `ewspipe-monthly/<name>` on the Prefect server of

@@ -19,7 +19,8 @@ from ewspipe.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(help="Quality assurance: output drift of forecasts, freshness guards.",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
 
 def _drift_lines(report: OutputDriftReport) -> str:

@@ -25,9 +25,11 @@ from ewspipe.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(help="Releases: status, staging, promotion, hotfixes, rollback, the ledger.",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 hotfix_app = typer.Typer(help="Urgent fixes: branch from the production tag, release as a "
-                         "PATCH, back-port into development.", no_args_is_help=True)
+                         "PATCH, back-port into development.", no_args_is_help=True,
+                         rich_markup_mode=None)
 app.add_typer(hotfix_app, name="hotfix")
 
 REPO_OPTION = typer.Option(None, "--repo", help="The product repository (default: the git "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ewspipe.cli.choices import ENVIRONMENTS
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.flows.monthly import MonthlyRun
 from ewspipe.flows.runner import TaskRecord
@@ -71,8 +72,8 @@ def _lines(result: MonthlyRun, rec: MonthlyRunRecord) -> str:
 
 def run(
     ctx: typer.Context,
-    env: str | None = typer.Option(None, "--env", help="One of [run] environments (default "
-                                   "[run] environment); only [run] publish_environments "
+    env: str | None = typer.Option(None, "--env", help=f"Environment: {ENVIRONMENTS}; "
+                                   "default [run] environment; only [run] publish_environments "
                                    "publish."),
     executor: str | None = typer.Option(None, "--executor", help="local (in-process), dask "
                                         "(local cluster, one worker per core) or an existing "

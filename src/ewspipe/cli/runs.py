@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from ewspipe.catalog import Catalog, load_catalog
+from ewspipe.cli.choices import EvaluationRunType, LevelName
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.compare import RunComparison, compare_runs, stored_run
@@ -27,6 +28,7 @@ from ewspipe.store.runs import RunStore
 __all__ = ["compare", "evaluate_app", "forecast"]
 
 evaluate_app = typer.Typer(
+    rich_markup_mode=None,
     help="Rolling-origin evaluation of models (13 origins x 36 steps) and run comparisons.",
     invoke_without_command=True,
 )
@@ -150,9 +152,10 @@ def _lines(result: RunResult, headline: str) -> str:
 @evaluate_app.callback()
 def evaluate(
     ctx: typer.Context,
-    run_type: str | None = typer.Option(None, "--run-type", help="calibration or validation."),
+    run_type: EvaluationRunType | None = typer.Option(
+        None, "--run-type", help="calibration or validation (forecasts: `ewspipe forecast`)."),
     model: list[str] | None = MODEL_OPTION,
-    level: str | None = LEVEL_OPTION,
+    level: LevelName | None = LEVEL_OPTION,
     snapshot: list[str] | None = SNAPSHOT_OPTION,
     report: bool = typer.Option(False, "--report", help="Also write an offline HTML report "
                                 "into the run folder's report/ directory."),
@@ -221,7 +224,7 @@ def report_command(
 def forecast(
     ctx: typer.Context,
     model: list[str] | None = MODEL_OPTION,
-    level: str | None = LEVEL_OPTION,
+    level: LevelName | None = LEVEL_OPTION,
     snapshot: list[str] | None = SNAPSHOT_OPTION,
     executor: str = EXECUTOR_OPTION,
     as_json: bool = JSON_OPTION,
