@@ -122,7 +122,7 @@ def top_units(rec: MonthlyRunRecord, settings: Settings, k: int = 5
     parts = [p for p in rec.outputs.partitions or []
              if p.get("level") == "cm" and p.get("status") == "deployed"]
     parts.sort(key=lambda p: (p.get("kind") != "ensemble", str(p.get("model"))))
-    if not parts or not rec.snapshots or "cm" not in rec.snapshots:
+    if not parts or not rec.state or not rec.snapshots or "cm" not in rec.snapshots:
         return None
     chosen = parts[0]
     forecast, _ = read_forecast(Path(rec.state) / str(chosen["path"]), samples=False)
