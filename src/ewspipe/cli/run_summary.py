@@ -18,7 +18,7 @@ from ewspipe.settings import Settings
 from ewspipe.store.predictions import read_forecast
 from ewspipe.store.run_record import MonthlyRunRecord
 
-__all__ = ["alerts_words", "drift_words", "run_summary", "top_units"]
+__all__ = ["alerts_words", "country_names", "drift_words", "run_summary", "top_units"]
 
 # the two import commands of README "Using real data", then the run
 REAL_DATA = (
@@ -98,7 +98,7 @@ def alerts_words(alerts: dict[str, Any] | None) -> str:
         + ": " + ", ".join(parts)
 
 
-def _names(settings: Settings, snapshot: str) -> dict[int, str]:
+def country_names(settings: Settings, snapshot: str) -> dict[int, str]:
     """country_id -> "name (ISO)" from the cm snapshot, when it carries names."""
     path = settings.snapshot_dir / snapshot / "data.parquet"
     try:
@@ -130,7 +130,7 @@ def top_units(rec: MonthlyRunRecord, settings: Settings, k: int = 5
     month = int(frame["month_id"].min())
     first = frame[frame["month_id"] == month].nlargest(k, "point")
     snapshot = rec.snapshots["cm"].id
-    names = _names(settings, snapshot) if snapshot else {}
+    names = country_names(settings, snapshot) if snapshot else {}
     unit = forecast.unit_column
     rows = [(names.get(int(u), f"country {int(u)}"), float(v))
             for u, v in zip(first[unit], first["point"], strict=True)]
