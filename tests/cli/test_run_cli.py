@@ -11,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tests.flows.monthly_workspace import release_workspace  # only a clean release publishes
 from tests.flows.monthly_workspace import write_monthly_workspace as write_workspace
+
+from ewspipe.cli.run_summary import alerts_words, country_names, drift_words
+from ewspipe.settings import load_settings
 
 
 @pytest.fixture
@@ -74,6 +78,31 @@ def test_full_run_rerun_and_publish(run, ws, state_dir):
 
     text = run("run")
     assert "tasks: 1 ran" in text.out and "predictions:" in text.out
+    # the plain-language end: what was forecast, the top countries, verdicts, next steps
+    summary = text.out.split("\nSummary\n", 1)[1]
+    assert "Forecast cm, pgm with " in summary and "for the 36 months after month 520" in summary
+    assert "Top 5 countries by small_chorus for month 521" in summary
+    assert "Drift self-test: " in summary and "{" not in summary  # words, not a dict
+    assert "Next:" in summary and "ewspipe serve" in summary
+    assert doc["outputs"]["report"] in summary
+
+
+def test_summary_words_for_a_failed_selftest_and_alarms():
+    drift = {"alarms": 2, "max_severity": 2, "failed": False,
+             "by_detector": {"nonzero_shift": 1, "positive_shift": 1},
+             "selftest": {"passed": False, "failures": [
+                 "ks_drift: did not fire on its perturbation 'scale_positives'"]}}
+    words = drift_words(drift, load_settings())
+    assert words.startswith("drift: 2 alarms (WARNING; nonzero_shift 1, positive_shift 1)")
+    assert "drift self-test: FAILED (ks_drift did not fire on 'scale_positives')" in words
+    assert "ok" not in words
+    assert drift_words({"alarms": 0, "selftest": {"passed": True}}) == \
+        "drift: no alarms; drift self-test: passed"
+    alerts = {"count": 3, "by_source": {"drift.selftest": 1, "drift.ks_drift": 2},
+              "by_severity": {"CRITICAL": 1, "WARNING": 2}}
+    assert alerts_words(alerts) == ("3 alerts (1 CRITICAL, 2 WARNING): 2 input drift "
+                                    "(ks_drift 2), 1 drift self-test failure")
+    assert alerts_words(None) == "none"
 
 
 @pytest.mark.parametrize(("args", "needle"), [
@@ -161,3 +190,16 @@ def test_production_refuses_to_publish_stale_data(run, ws, state_dir):
     assert pub.json().get("current") is None
     text = run("run", "--env", "production")
     assert "expected" in text.out and "521" in text.out
+
+
+def test_summary_names_countries_from_the_snapshot(tmp_path: Path):
+    settings = load_settings(state_dir=tmp_path / "state")
+    folder = settings.snapshot_dir / "cm-x"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"month_id": [500, 501, 501], "country_id": [117, 117, 57],
+                  "country_name": ["Old name", "Ukraine", "Colombia"],
+                  "isoab": ["UKR", "UKR", "COL"]}).to_parquet(folder / "data.parquet")
+    assert country_names(settings, "cm-x") == {117: "Ukraine (UKR)", 57: "Colombia (COL)"}
+    pd.DataFrame({"month_id": [501], "country_id": [1]}).to_parquet(folder / "data.parquet")
+    assert country_names(settings, "cm-x") == {}  # no names: the summary shows ids
+    assert country_names(settings, "missing") == {}

@@ -6,8 +6,10 @@ import typer
 
 from ewspipe.cli.choices import ENVIRONMENTS
 from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.run_summary import alerts_words, drift_words, run_summary
 from ewspipe.flows.monthly import MonthlyRun
 from ewspipe.flows.runner import TaskRecord
+from ewspipe.settings import Settings
 from ewspipe.store.run_record import MonthlyRunRecord
 from ewspipe.workspace import Workspace
 
@@ -24,7 +26,7 @@ def _progress(event: str, record: TaskRecord, done: int, total: int) -> None:
                    err=True)
 
 
-def _lines(result: MonthlyRun, rec: MonthlyRunRecord) -> str:
+def _lines(result: MonthlyRun, rec: MonthlyRunRecord, settings: Settings) -> str:
     lines = [
         f"Monthly run {result.run_id} ({result.environment}, {result.executor}): "
         f"{result.status}, {result.seconds:.1f}s",
@@ -35,11 +37,8 @@ def _lines(result: MonthlyRun, rec: MonthlyRunRecord) -> str:
     for t in result.tasks:
         lines.append(f"    {t.task:<32} {t.status:<7} {t.seconds:8.2f}s")
     for lvl, snap in sorted((rec.snapshots or {}).items()):
-        drift = rec.drift.get(lvl, {})
-        verdict = ("skipped" if drift.get("skipped") else
-                   "FAILED" if drift.get("failed") else "ok")
         lines.append(f"  {lvl}: snapshot {snap.id} (last month {snap.last_month}), "
-                     f"drift {verdict} ({drift.get('alarms', 0)} alarms)")
+                     + drift_words(rec.drift.get(lvl, {}), settings))
     qa = rec.qa
     assert qa is not None  # a finished run's record always has its QA
     lines.append("  QA: " + ("passed" if qa.passed else "FAILED: " + "; ".join(
@@ -50,9 +49,7 @@ def _lines(result: MonthlyRun, rec: MonthlyRunRecord) -> str:
         f"{od.get('alerts', 0)} alerts")) + f" (report {od.get('report')})")
     alerts = rec.alerts or {}
     outs = rec.outputs
-    lines.append(f"  alerts: {alerts.get('count', 0)} "
-                 + (str(alerts.get("by_source")) if alerts.get("count") else "")
-                 + f" (log {outs.alerts_log})")
+    lines.append(f"  alerts: {alerts_words(alerts)} (log {outs.alerts_log})")
     lines.append(f"  predictions: {outs.predictions} (runs {outs.runs})")
     lines.append(f"  report: {outs.report}")
     if result.release:
@@ -67,7 +64,7 @@ def _lines(result: MonthlyRun, rec: MonthlyRunRecord) -> str:
     for p in outs.published or []:
         lines.append(f"  published {p['level']}/{p['target']}: {p['primary']} of run {p['run']}"
                      f" (was {p['previous_run']})")
-    return "\n".join(lines)
+    return "\n".join(lines + run_summary(rec, settings))
 
 
 def run(
@@ -97,11 +94,12 @@ def run(
     not exactly a clean production release, or the environment is locked by another run;
     2 bad option or input.
     """
-    environment = Workspace(ctx.obj).env(env)  # an unknown name: "option --env: ..."
+    workspace = Workspace(ctx.obj)
+    environment = workspace.env(env)  # an unknown name: "option --env: ..."
     result = environment.run_monthly(
         executor=executor, lock_timeout=lock_timeout, progress=None if quiet else _progress,
         allow_engine_change=allow_engine_change)
     record = result.record()
-    emit(record.to_dict(), as_json, lambda: _lines(result, record))
+    emit(record.to_dict(), as_json, lambda: _lines(result, record, workspace.settings))
     if result.status != "ok":
         raise typer.Exit(1)

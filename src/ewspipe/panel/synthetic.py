@@ -72,7 +72,7 @@ class DemoParams:
     # --- pgm geometry
     centre_lat: float = 8.0
     centre_lon: float = 20.0
-    cells_per_country: float = 120.0
+    cells_per_country: float = 40.0  # ~50 grid countries: ~40-100 positive cells a month
     # --- pgm allocation (the calibrated semi-synthetic model)
     temperature: float = 0.30
     kappa: float = 0.9
