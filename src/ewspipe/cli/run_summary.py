@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ewspipe.errors import EwspipeError
+from ewspipe.layout import StateFolder
 from ewspipe.settings import Settings
 from ewspipe.store.predictions import read_forecast
 from ewspipe.store.run_record import MonthlyRunRecord
@@ -125,7 +126,8 @@ def top_units(rec: MonthlyRunRecord, settings: Settings, k: int = 5
     if not parts or not rec.state or not rec.snapshots or "cm" not in rec.snapshots:
         return None
     chosen = parts[0]
-    forecast, _ = read_forecast(Path(rec.state) / str(chosen["path"]), samples=False)
+    forecast, _ = read_forecast(StateFolder(Path(rec.state)).resolve(str(chosen["path"])),
+                                 samples=False)
     frame = forecast.frame.assign(point=forecast.point)
     month = int(frame["month_id"].min())
     first = frame[frame["month_id"] == month].nlargest(k, "point")
