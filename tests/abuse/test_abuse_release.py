@@ -19,23 +19,14 @@ import pytest
 from tests.abuse.harness import assert_refused, tree_digest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "release"))
-from release_repo import commit_file, git, make_repo, open_ctx, release_first, stage_ok
-
-from ewspipe.release.promote import promote
+from release_repo import git, release_twice, stage_ok
 
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory) -> Path:
     """v0.1.0 and v0.2.0 released; development one staged feature ahead; on development."""
     root = tmp_path_factory.mktemp("abuse-release")
-    repo = make_repo(root)
-    ctx = open_ctx(repo, root / "state")
-    release_first(ctx)
-    commit_file(repo, "docs/a.md", "a\n", "feat: a")
-    stage_ok(ctx)
-    promote(ctx)
-    commit_file(repo, "docs/b.md", "b\n", "feat: b")
-    stage_ok(ctx)
+    stage_ok(release_twice(root))
     return root
 
 

@@ -64,3 +64,16 @@ def release_first(ctx: ReleaseContext) -> str:
     """v0.1.0 from development; the worktree stays on development."""
     stage_ok(ctx)
     return str(promote(ctx)["tag"])
+
+
+def release_twice(root: Path) -> ReleaseContext:
+    """v0.1.0 and v0.2.0 released, then one more feature committed on development (not
+    staged); the worktree stays on development."""
+    repo = make_repo(root)
+    ctx = open_ctx(repo, root / "state")
+    release_first(ctx)
+    commit_file(repo, "docs/a.md", "a\n", "feat: a")
+    stage_ok(ctx)
+    promote(ctx)
+    commit_file(repo, "docs/b.md", "b\n", "feat: b")
+    return ctx

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from release_repo import commit_file, git, make_repo, open_ctx, release_first, stage_ok
+from release_repo import git, open_ctx, release_twice, stage_ok
 
 from ewspipe.errors import CheckFailed
 from ewspipe.flows.release_guard import ReleaseGuardFailed, check_release
@@ -18,15 +18,9 @@ from ewspipe.release.status import check, status
 
 @pytest.fixture(scope="module")
 def two_releases(tmp_path_factory):
-    """v0.1.0 and v0.2.0 released; development has a third, staged commit."""
+    """v0.1.0 and v0.2.0 released; development has a third commit, not staged."""
     root = tmp_path_factory.mktemp("lineage")
-    repo = make_repo(root)
-    ctx = open_ctx(repo, root / "state")
-    release_first(ctx)
-    commit_file(repo, "docs/a.md", "a\n", "feat: a")
-    stage_ok(ctx)
-    promote(ctx)
-    commit_file(repo, "docs/b.md", "b\n", "feat: b")
+    release_twice(root)
     return root
 
 
