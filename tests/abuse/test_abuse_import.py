@@ -232,27 +232,29 @@ def ged_duplicate_ids(tmp: Path) -> tuple[list[str], list[str]]:
             [str(path), "'id'", "1004", "1008", "counted twice", "--duplicates drop"])
 
 
-def ged_end_before_start(tmp: Path) -> tuple[list[str], list[str]]:
-    rows = _ged_rows()
-    rows[5] = "1006,1,5,2016-06-20,2016-06-02,652,33.5,36.3\n"
-    path = _ged(tmp / "backwards.csv", rows)
-    return (["data", "import", "ged", path],
-            [str(path), "'date_end'", "end before they start", "id=1006", "data row 6"])
+def _bad_ged_row(name: str, file: str, index: int, row: str, mentions: list[str]) -> Case:
+    """A case importing the ordinary GED rows with row ``index`` replaced by ``row``."""
+    def case(tmp: Path) -> tuple[list[str], list[str]]:
+        rows = _ged_rows()
+        rows[index] = row
+        path = _ged(tmp / file, rows)
+        return ["data", "import", "ged", path], [str(path), *mentions]
+    case.__name__ = name
+    return case
 
 
-def ged_best_1e12(tmp: Path) -> tuple[list[str], list[str]]:
-    rows = _ged_rows()
-    rows[2] = "1003,1,1000000000000,2016-03-03,2016-03-03,652,33.5,36.3\n"
-    path = _ged(tmp / "huge_best.csv", rows)
-    return (["data", "import", "ged", path],
-            [str(path), "'best'", "plausibility", "id=1003", "max_deaths_per_row"])
-
-
-def ged_best_2_pow_70(tmp: Path) -> tuple[list[str], list[str]]:
-    rows = _ged_rows()
-    rows[1] = f"1002,1,{2**70},2016-02-03,2016-02-03,652,33.5,36.3\n"
-    path = _ged(tmp / "overflow.csv", rows)
-    return (["data", "import", "ged", path], [str(path), "'best'", "too large", "id=1002"])
+ged_end_before_start = _bad_ged_row(
+    "ged_end_before_start", "backwards.csv", 5,
+    "1006,1,5,2016-06-20,2016-06-02,652,33.5,36.3\n",
+    ["'date_end'", "end before they start", "id=1006", "data row 6"])
+ged_best_1e12 = _bad_ged_row(
+    "ged_best_1e12", "huge_best.csv", 2,
+    "1003,1,1000000000000,2016-03-03,2016-03-03,652,33.5,36.3\n",
+    ["'best'", "plausibility", "id=1003", "max_deaths_per_row"])
+ged_best_2_pow_70 = _bad_ged_row(
+    "ged_best_2_pow_70", "overflow.csv", 1,
+    f"1002,1,{2**70},2016-02-03,2016-02-03,652,33.5,36.3\n",
+    ["'best'", "too large", "id=1002"])
 
 
 def ged_month_sum_implausible(tmp: Path) -> tuple[list[str], list[str]]:
