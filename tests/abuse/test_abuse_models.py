@@ -67,17 +67,25 @@ def _check(ewspipe: Callable[..., Outcome], root: Path, *args: str) -> Outcome:
     return ewspipe("models", *args, "--models-dir", root / "models", "--json")
 
 
+def _refused_feature(ewspipe: Callable[..., Outcome], workspace: Callable[[str], Path],
+                     features: str, key: str, mentions: list[str]) -> dict:
+    """``models check`` on amber_tree with ``features``: exit 2 naming the file and ``key``,
+    nothing written; returns the JSON document."""
+    root = workspace(features)
+    before = tree_digest(root)
+    return assert_refused(_check(ewspipe, root, "check"), code=2, before=before,
+                          after=tree_digest(root),
+                          mentions=["models/amber_tree.toml", key, *mentions])
+
+
 @pytest.mark.parametrize(("expr", "mentions"), [c[1:] for c in IMPOSSIBLE],
                          ids=[c[0] for c in IMPOSSIBLE])
 def test_models_check_refuses_an_impossible_feature(
     ewspipe: Callable[..., Outcome], workspace: Callable[[str], Path], expr: str,
     mentions: list[str],
 ) -> None:
-    root = workspace(f'["ged_sb", "{expr}"]')
-    before = tree_digest(root)
-    doc = assert_refused(_check(ewspipe, root, "check"), code=2, before=before,
-                         after=tree_digest(root),
-                         mentions=["models/amber_tree.toml", "features[1]", expr, *mentions])
+    doc = _refused_feature(ewspipe, workspace, f'["ged_sb", "{expr}"]', "features[1]",
+                           [expr, *mentions])
     assert doc["files_invalid"] == 1 and doc["problem_count"] == 1
 
 
@@ -90,11 +98,8 @@ def test_models_check_refuses_deep_nesting_without_a_traceback(
     ewspipe: Callable[..., Outcome], workspace: Callable[[str], Path], expr: str,
     mentions: list[str],
 ) -> None:
-    root = workspace(f'["{expr}"]')
-    before = tree_digest(root)
-    doc = assert_refused(_check(ewspipe, root, "check"), code=2, before=before,
-                         after=tree_digest(root),
-                         mentions=["models/amber_tree.toml", "features[0]", expr[:40], *mentions])
+    doc = _refused_feature(ewspipe, workspace, f'["{expr}"]', "features[0]",
+                           [expr[:40], *mentions])
     assert len(doc["error"]) < 2000  # the expression is quoted as an excerpt, not in full
 
 
