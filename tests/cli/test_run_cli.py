@@ -11,12 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from tests.flows.monthly_workspace import release_workspace  # only a clean release publishes
 from tests.flows.monthly_workspace import write_monthly_workspace as write_workspace
 
-from ewspipe.cli.run_summary import alerts_words, country_names, drift_words
+from ewspipe.cli.run_summary import alerts_words, drift_words
 from ewspipe.settings import load_settings
 
 
@@ -190,16 +189,3 @@ def test_production_refuses_to_publish_stale_data(run, ws, state_dir):
     assert pub.json().get("current") is None
     text = run("run", "--env", "production")
     assert "expected" in text.out and "521" in text.out
-
-
-def test_summary_names_countries_from_the_snapshot(tmp_path: Path):
-    settings = load_settings(state_dir=tmp_path / "state")
-    folder = settings.snapshot_dir / "cm-x"
-    folder.mkdir(parents=True)
-    pd.DataFrame({"month_id": [500, 501, 501], "country_id": [117, 117, 57],
-                  "country_name": ["Old name", "Ukraine", "Colombia"],
-                  "isoab": ["UKR", "UKR", "COL"]}).to_parquet(folder / "data.parquet")
-    assert country_names(settings, "cm-x") == {117: "Ukraine (UKR)", 57: "Colombia (COL)"}
-    pd.DataFrame({"month_id": [501], "country_id": [1]}).to_parquet(folder / "data.parquet")
-    assert country_names(settings, "cm-x") == {}  # no names: the summary shows ids
-    assert country_names(settings, "missing") == {}

@@ -11,15 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from ewspipe.errors import EwspipeError
+from ewspipe.geography import unit_names
 from ewspipe.layout import StateFolder
 from ewspipe.settings import Settings
 from ewspipe.store.predictions import read_forecast
 from ewspipe.store.run_record import MonthlyRunRecord
 
-__all__ = ["alerts_words", "country_names", "drift_words", "run_summary", "top_units"]
+__all__ = ["alerts_words", "drift_words", "run_summary", "top_units"]
 
 # the two import commands of README "Using real data", then the run
 REAL_DATA = (
@@ -27,7 +26,6 @@ REAL_DATA = (
     "--level cm",
     "ewspipe data import panel ../shared/data/pgm_semisynthetic/pgm_ged_sb.parquet --level pgm",
 )
-NAME_COLUMNS = ("country_name", "isoab")
 
 
 def _severity_name(severity: int, settings: Settings | None) -> str:
@@ -99,23 +97,6 @@ def alerts_words(alerts: dict[str, Any] | None) -> str:
         + ": " + ", ".join(parts)
 
 
-def country_names(settings: Settings, snapshot: str) -> dict[int, str]:
-    """country_id -> "name (ISO)" from the cm snapshot, when it carries names."""
-    path = settings.snapshot_dir / snapshot / "data.parquet"
-    try:
-        columns = set(pq.read_schema(path).names)
-    except OSError:
-        return {}
-    if "country_name" not in columns:
-        return {}
-    wanted = ["month_id", "country_id", *(c for c in NAME_COLUMNS if c in columns)]
-    frame = pq.read_table(path, columns=wanted).to_pandas()
-    last = frame.sort_values("month_id").drop_duplicates("country_id", keep="last")
-    return {int(r.country_id): str(r.country_name) + (f" ({r.isoab})" if "isoab" in last
-                                                       and r.isoab else "")
-            for r in last.itertuples()}
-
-
 def top_units(rec: MonthlyRunRecord, settings: Settings, k: int = 5
               ) -> tuple[str, int, list[tuple[str, float]], bool] | None:
     """(model, first forecast month, [(unit label, forecast)], named) of the deployed cm
@@ -132,11 +113,11 @@ def top_units(rec: MonthlyRunRecord, settings: Settings, k: int = 5
     month = int(frame["month_id"].min())
     first = frame[frame["month_id"] == month].nlargest(k, "point")
     snapshot = rec.snapshots["cm"].id
-    names = country_names(settings, snapshot) if snapshot else {}
+    names = unit_names(settings, "cm", snapshot=snapshot)
     unit = forecast.unit_column
-    rows = [(names.get(int(u), f"country {int(u)}"), float(v))
+    rows = [(names.label(int(u)), float(v))
             for u, v in zip(first[unit], first["point"], strict=True)]
-    return str(chosen["model"]), month, rows, bool(names)
+    return str(chosen["model"]), month, rows, bool(names.name)
 
 
 def run_summary(rec: MonthlyRunRecord, settings: Settings) -> list[str]:

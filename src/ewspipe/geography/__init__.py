@@ -1,0 +1,10 @@
+"""What a unit id means to a person: country names and ISO codes, and the country of a cell.
+
+Ids are the data's keys; a forecaster reads names. Names come from the data itself (the cm
+snapshot's ``country_name``/``isoab`` columns, the pgm snapshot's ``country_id``), so a
+world without names (the demo) stays labelled by id rather than by a wrong real name.
+"""
+
+from ewspipe.geography.names import UnitNames, unit_labels, unit_names
+
+__all__ = ["UnitNames", "unit_labels", "unit_names"]

@@ -1,0 +1,125 @@
+"""Unit id -> name, ISO code and label, read from the snapshots of the workspace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import pyarrow.parquet as pq
+
+from ewspipe.errors import EwspipeError
+from ewspipe.panel.snapshot import DATA_FILE, SnapshotStore
+from ewspipe.settings import Settings
+
+__all__ = ["UnitNames", "unit_labels", "unit_names"]
+
+NAME_COLUMN, ISO_COLUMN = "country_name", "isoab"
+
+
+@dataclass(frozen=True)
+class UnitNames:
+    """Names of the units of one level.
+
+    ``name``/``iso`` map a country id to its name and ISO-3 code (cm); ``country`` maps a
+    cell to its country id (pgm). ``label(id)`` is what a person reads: "Ukraine (UKR)",
+    "cell 149426 (Ukraine)", or "country 117" when the data carries no name.
+    """
+
+    level: str
+    name: dict[int, str] = field(default_factory=dict)
+    iso: dict[int, str] = field(default_factory=dict)
+    country: dict[int, int] = field(default_factory=dict)
+
+    def country_label(self, country_id: int) -> str:
+        name = self.name.get(int(country_id))
+        if name is None:
+            return f"country {int(country_id)}"
+        iso = self.iso.get(int(country_id))
+        return f"{name} ({iso})" if iso else name
+
+    def label(self, unit: int) -> str:
+        unit = int(unit)
+        if self.level == "cm":
+            return self.country_label(unit)
+        cid = self.country.get(unit)
+        if cid is None:
+            return f"cell {unit}"
+        return f"cell {unit} ({self.name.get(cid, f'country {cid}')})"
+
+    def record(self, unit: int) -> dict[str, object]:
+        """JSON fields for an API row: name, iso, country_id (pgm) and label."""
+        unit = int(unit)
+        cid = unit if self.level == "cm" else self.country.get(unit)
+        return {"name": self.name.get(cid) if cid is not None else None,
+                "isoab": self.iso.get(cid) if cid is not None else None,
+                **({"country_id": cid} if self.level == "pgm" else {}),
+                "label": self.label(unit)}
+
+
+def _last_rows(path: str, key: str, columns: list[str]) -> list[dict[str, object]]:
+    table = pq.read_table(path, columns=["month_id", key, *columns])
+    frame = table.to_pandas().sort_values("month_id", kind="stable")
+    return frame.drop_duplicates(key, keep="last").to_dict("records")  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=16)
+def _cm_names(path: str, sha256: str) -> tuple[dict[int, str], dict[int, str]]:
+    del sha256  # cache key only
+    columns = set(pq.read_schema(path).names)
+    if NAME_COLUMN not in columns:
+        return {}, {}
+    wanted = [NAME_COLUMN, *([ISO_COLUMN] if ISO_COLUMN in columns else [])]
+    names: dict[int, str] = {}
+    isos: dict[int, str] = {}
+    for row in _last_rows(path, "country_id", wanted):
+        cid = int(row["country_id"])  # type: ignore[call-overload]
+        if isinstance(row.get(NAME_COLUMN), str) and row[NAME_COLUMN]:
+            names[cid] = str(row[NAME_COLUMN])
+        if isinstance(row.get(ISO_COLUMN), str) and row[ISO_COLUMN]:
+            isos[cid] = str(row[ISO_COLUMN])
+    return names, isos
+
+
+@lru_cache(maxsize=16)
+def _cell_countries(path: str, sha256: str) -> dict[int, int]:
+    del sha256
+    if "country_id" not in pq.read_schema(path).names:
+        return {}
+    return {int(r["priogrid_gid"]): int(r["country_id"])  # type: ignore[call-overload]
+            for r in _last_rows(path, "priogrid_gid", ["country_id"])}
+
+
+def _snapshot(store: SnapshotStore, level: str, ref: str | None) -> tuple[str, str] | None:
+    try:
+        manifest = store.get(ref) if ref else store.latest(level)
+    except EwspipeError:  # no snapshot (or a damaged manifest): no names, ids stay
+        return None
+    return str(store.root / manifest.id / DATA_FILE), str(manifest.file_sha256)
+
+
+def unit_names(settings: Settings, level: str, *, snapshot: str | None = None,
+               cm_snapshot: str | None = None) -> UnitNames:
+    """The names of ``level``'s units: from ``snapshot`` (default: the newest of the level);
+    pgm cells take their country names from ``cm_snapshot`` (default: the newest cm)."""
+    store = SnapshotStore(settings.snapshot_dir)
+    cm = _snapshot(store, "cm", snapshot if level == "cm" else cm_snapshot)
+    try:
+        names, isos = _cm_names(*cm) if cm else ({}, {})
+    except OSError:
+        names, isos = {}, {}
+    if level == "cm":
+        return UnitNames("cm", dict(names), dict(isos))
+    pgm = _snapshot(store, "pgm", snapshot)
+    try:
+        cells = _cell_countries(*pgm) if pgm else {}
+    except OSError:
+        cells = {}
+    return UnitNames("pgm", dict(names), dict(isos), dict(cells))
+
+
+def unit_labels(settings: Settings, level: str, units: Iterable[int],
+                **kwargs: str | None) -> dict[int, str]:
+    """``{unit: label}`` for the given units (see :class:`UnitNames.label`)."""
+    names = unit_names(settings, level, **kwargs)
+    return {int(u): names.label(int(u)) for u in units}
