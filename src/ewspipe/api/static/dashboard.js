@@ -392,7 +392,7 @@
       drawMap(d);
       drawTopUnits(d);
       $("map-csv").disabled = false;
-      $("map-csv-help").textContent = `every unit of the map (${d.units.length}), `
+      $("map-csv-help").textContent = `all ${d.units.length} units of the map, `
         + `${d.month_label}, raw counts`;
       container.dataset.ready = "1";
     } catch (err) {
