@@ -101,18 +101,10 @@
     return COLOURS[i];
   }
 
-  /** A unit's name when a payload carries one: the map's ``names`` ({id: name}) or the
-   * geometry's ``countries[id].name``; null otherwise. */
-  function nameOf(level, id) {
-    const names = state.map && state.map.level === level ? state.map.names : null;
-    if (names && names[String(id)]) return names[String(id)];
-    const shape = level === "cm" && state.geometry ? state.geometry.countries[String(id)] : null;
-    return (shape && shape.name) || null;
-  }
-
   function unitName(level, id) {
-    const name = nameOf(level, id);
-    if (name) return `${name} (${id})`;
+    // the map payload's labels name the units ("Ukraine (UKR)", "cell 149426 (Ukraine)")
+    const labels = state.map && state.map.level === level ? state.map.labels : null;
+    if (labels && labels[String(id)]) return labels[String(id)];
     return level === "cm" ? `Country ${id}` : `Cell ${id}`;
   }
 
@@ -621,13 +613,15 @@
     return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
   }
 
-  /** Every unit of the shown map (this model, run and month) as CSV, values as the
-   * map payload has them (raw counts to 4 decimals, not the table's display rounding); a name column when names are known. */
+  /** Every unit of the shown map (this model, run and month) as CSV, values as the map
+   * payload has them (raw counts to 4 decimals, not the table's display rounding); a name
+   * column when the payload labels its units. */
   function mapCsv(d) {
-    const withNames = d.units.some(([u]) => nameOf(d.level, u));
+    const name = (u) => (d.labels && d.labels[String(u)]) || "";
+    const withNames = d.units.some(([u]) => name(u));
     const header = [d.unit_column, ...(withNames ? ["name"] : []), "level", "model", "run",
       "origin", "step", "month_id", "month", `predicted_${d.target || "value"}`];
-    const rows = ranked(d).map(([u, v]) => [u, ...(withNames ? [nameOf(d.level, u)] : []),
+    const rows = ranked(d).map(([u, v]) => [u, ...(withNames ? [name(u)] : []),
       d.level, d.model, d.run, d.origin, d.step, d.month, d.month_label, v]);
     return `${[header, ...rows].map((r) => r.map(csvField).join(",")).join("\r\n")}\r\n`;
   }
