@@ -421,6 +421,7 @@
     const title = `Predicted ${d.target || "fatalities"}, ${d.model}, ${d.month_label} `
       + `(step ${d.step} from ${monthLabel(d.origin)})`;
     const root = svg("svg", { role: "img", "aria-label": title, tabindex: "0",
+      "aria-keyshortcuts": "+ - 0 ArrowLeft ArrowRight ArrowUp ArrowDown",
       preserveAspectRatio: "xMidYMid meet" });
     root.append(Object.assign(svg("title"), { textContent: title }));
     const units = svg("g", { class: "units", "shape-rendering": "crispEdges" });
