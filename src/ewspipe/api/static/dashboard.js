@@ -1,7 +1,10 @@
 /* ewspipe dashboard: vanilla JS and SVG, no third-party code, no network beyond this origin.
  * Reads /dashboard/data/... (see ewspipe/api/dashboard.py) and draws the release status, the
  * forecast map (PRIO-GRID cells from their ids; countries from their cells), one unit's
- * history with its forecast and interval, evaluation by step and the alert feed. */
+ * history with its forecast and interval, evaluation by step and the alerts grouped by kind.
+ * The map zooms and pans by its SVG viewBox; the chosen view lives in the page's query string
+ * (history.replaceState), so a copied address reopens it; "Download CSV" writes the map's
+ * values client-side (a Blob), nothing is sent anywhere. */
 "use strict";
 
 (() => {
@@ -19,7 +22,11 @@
     overview: null, env: null, level: "cm", model: null, run: null, step: 1,
     unit: null, geometry: null, map: null, evaluation: null,
     mapSeq: 0, unitSeq: 0, // only the newest request of each kind may draw
+    view: null, // {level, home: [x, y, w, h], box: [x, y, w, h]}: the map's zoom and pan
   };
+  const URL_KEYS = ["env", "level", "model", "run", "step", "unit"];
+  const ZOOM_STEP = 1.5;
+  const MAX_ZOOM = 40;
 
   // ------------------------------------------------------------------ helpers
   function el(tag, attrs, text) {
@@ -95,6 +102,9 @@
   }
 
   function unitName(level, id) {
+    // the map payload's labels name the units ("Ukraine (UKR)", "cell 149426 (Ukraine)")
+    const labels = state.map && state.map.level === level ? state.map.labels : null;
+    if (labels && labels[String(id)]) return labels[String(id)];
     return level === "cm" ? `Country ${id}` : `Cell ${id}`;
   }
 
@@ -330,6 +340,7 @@
     if (!levels.length) {
       $("map").textContent = "";
       $("map").dataset.ready = "empty";
+      $("map-csv").disabled = true;
       $("top-units").tBodies[0].textContent = "";
       $("model").textContent = "";
       $("run").textContent = "";
@@ -355,6 +366,7 @@
     const container = $("map");
     const seq = ++state.mapSeq;
     container.dataset.ready = "0";
+    $("map-csv").disabled = true;
     setStatus("map-status", "Loading forecasts…");
     try {
       const d = await getJSON("/dashboard/data/map", {
@@ -371,9 +383,19 @@
       step.setAttribute("aria-valuetext", `step ${d.step}, ${d.month_label}`);
       drawMap(d);
       drawTopUnits(d);
+      $("map-csv").disabled = false;
+      $("map-csv-help").textContent = `all ${d.units.length} units of the map, `
+        + `${d.month_label}, raw counts`;
       container.dataset.ready = "1";
     } catch (err) {
       if (seq !== state.mapSeq) return;
+      if (state.step > 1 && /^step: /.test(err.message)) {
+        // a shared address (or the previous model) asked for a step this forecast lacks
+        state.step = 1;
+        writeUrl();
+        loadMap();
+        return;
+      }
       container.dataset.ready = "error";
       setStatus("map-status", `Map unavailable: ${err.message}`, true);
     }
@@ -398,7 +420,8 @@
     };
     const title = `Predicted ${d.target || "fatalities"}, ${d.model}, ${d.month_label} `
       + `(step ${d.step} from ${monthLabel(d.origin)})`;
-    const root = svg("svg", { role: "img", "aria-label": title,
+    const root = svg("svg", { role: "img", "aria-label": title, tabindex: "0",
+      "aria-keyshortcuts": "+ - 0 ArrowLeft ArrowRight ArrowUp ArrowDown",
       preserveAspectRatio: "xMidYMid meet" });
     root.append(Object.assign(svg("title"), { textContent: title }));
     const units = svg("g", { class: "units", "shape-rendering": "crispEdges" });
@@ -429,12 +452,20 @@
     root.append(units, outlines);
     if (Number.isFinite(minX)) {
       const pad = Math.max(maxX - minX, maxY - minY) * 0.04 + CELL;
-      root.setAttribute("viewBox", `${minX - pad} ${minY - pad} ${maxX - minX + 2 * pad} `
-        + `${maxY - minY + 2 * pad}`);
+      const home = [minX - pad, minY - pad, maxX - minX + 2 * pad, maxY - minY + 2 * pad];
+      // another month keeps the zoom; another level (or other bounds) starts from the whole map
+      const v = state.view;
+      const same = v && v.level === d.level && v.home.every((x, i) => x === home[i]);
+      state.view = { level: d.level, home, box: same ? v.box : home.slice() };
+    } else {
+      state.view = null;
     }
     container.append(root);
+    applyView();
+    wireZoom(root);
     markSelected();
     root.addEventListener("click", (ev) => {
+      if (dragged) { dragged = false; return; } // the end of a pan, not a click on a unit
       const target = ev.target.closest("[data-unit]");
       if (target) selectUnit(Number(target.dataset.unit));
     });
@@ -450,7 +481,7 @@
       tip.hidden = false;
     });
     root.addEventListener("mouseleave", () => { tip.hidden = true; });
-    drawLegend();
+    drawLegend(d);
     const drawn = d.units.length - missing;
     let status = `${drawn} ${d.level === "cm" ? "countries" : "cells"} · ${d.month_label} · `
       + `total ${fmt(d.total)} predicted`;
@@ -459,20 +490,160 @@
     setStatus("map-status", status);
   }
 
-  function drawLegend() {
+  // ------------------------------------------------------------------ zoom and pan
+  let dragged = false;
+
+  function mapSvg() {
+    return document.querySelector("#map svg");
+  }
+
+  function applyView() {
+    const root = mapSvg();
+    if (!root || !state.view) return;
+    root.setAttribute("viewBox", state.view.box.map((x) => +x.toFixed(4)).join(" "));
+    const zoom = state.view.home[2] / state.view.box[2];
+    $("zoom-out").disabled = zoom <= 1.0001;
+    $("zoom-in").disabled = zoom >= MAX_ZOOM - 1e-6;
+    $("zoom-reset").disabled = state.view.box.every((x, i) => x === state.view.home[i]);
+  }
+
+  /** Keep the view's centre inside the whole map, so the map cannot be lost off-screen. */
+  function clampView(box) {
+    const [hx, hy, hw, hh] = state.view.home;
+    const [, , w, h] = box;
+    const x = Math.min(Math.max(box[0], hx - w / 2), hx + hw - w / 2);
+    const y = Math.min(Math.max(box[1], hy - h / 2), hy + hh - h / 2);
+    return [x, y, w, h];
+  }
+
+  /** Zoom by ``factor`` (> 1 closer) keeping the map point (cx, cy) where it is. */
+  function zoomAt(factor, cx, cy) {
+    if (!state.view) return;
+    const [x, y, w, h] = state.view.box;
+    const hw = state.view.home[2];
+    const nw = Math.min(Math.max(w / factor, hw / MAX_ZOOM), hw);
+    const k = nw / w;
+    const px = cx === undefined ? x + w / 2 : cx;
+    const py = cy === undefined ? y + h / 2 : cy;
+    state.view.box = nw === hw ? state.view.home.slice()
+      : clampView([px - (px - x) * k, py - (py - y) * k, nw, h * k]);
+    applyView();
+  }
+
+  function panBy(dx, dy) {
+    if (!state.view) return;
+    const [x, y, w, h] = state.view.box;
+    state.view.box = clampView([x + dx, y + dy, w, h]);
+    applyView();
+  }
+
+  function resetView() {
+    if (!state.view) return;
+    state.view.box = state.view.home.slice();
+    applyView();
+  }
+
+  function toMap(root, clientX, clientY) {
+    const pt = root.createSVGPoint();
+    pt.x = clientX; pt.y = clientY;
+    return pt.matrixTransform(root.getScreenCTM().inverse());
+  }
+
+  function wireZoom(root) {
+    root.addEventListener("wheel", (ev) => {
+      ev.preventDefault();
+      const p = toMap(root, ev.clientX, ev.clientY);
+      zoomAt(ev.deltaY < 0 ? 1.25 : 0.8, p.x, p.y);
+    }, { passive: false });
+    let start = null;
+    root.addEventListener("pointerdown", (ev) => {
+      if (ev.button !== 0) return;
+      dragged = false;
+      start = { x: ev.clientX, y: ev.clientY, box: state.view ? state.view.box.slice() : null,
+        scale: root.getScreenCTM().a, id: ev.pointerId };
+    });
+    root.addEventListener("pointermove", (ev) => {
+      if (!start || !start.box || ev.pointerId !== start.id) return;
+      const dx = ev.clientX - start.x;
+      const dy = ev.clientY - start.y;
+      if (!dragged && Math.hypot(dx, dy) < 4) return; // a click wobbles: not yet a pan
+      if (!dragged) { dragged = true; root.setPointerCapture(ev.pointerId); }
+      root.classList.add("panning");
+      state.view.box = clampView([start.box[0] - dx / start.scale,
+        start.box[1] - dy / start.scale, start.box[2], start.box[3]]);
+      applyView();
+    });
+    const end = () => { start = null; root.classList.remove("panning"); };
+    root.addEventListener("pointerup", end);
+    root.addEventListener("pointercancel", () => { end(); dragged = false; });
+    root.addEventListener("keydown", (ev) => {
+      if (!state.view) return;
+      const [, , w, h] = state.view.box;
+      const moves = { ArrowLeft: [-w / 10, 0], ArrowRight: [w / 10, 0],
+        ArrowUp: [0, -h / 10], ArrowDown: [0, h / 10] };
+      if (ev.key === "+" || ev.key === "=") zoomAt(ZOOM_STEP);
+      else if (ev.key === "-" || ev.key === "_") zoomAt(1 / ZOOM_STEP);
+      else if (ev.key === "0") resetView();
+      else if (moves[ev.key]) panBy(...moves[ev.key]);
+      else return;
+      ev.preventDefault();
+    });
+  }
+
+  function drawLegend(d) {
     const legend = $("legend");
     legend.textContent = "";
-    legend.append(el("span", {}, "Predicted fatalities:"));
+    const target = d.target ? ` (${d.target})` : "";
+    legend.append(el("span", { class: "legend-title" }, `Predicted fatalities per month${target}, `
+      + `raw counts, ${d.month_label}; colour breaks on a log scale:`));
     const labels = [`< ${BREAKS[0]}`];
     for (let i = 0; i < BREAKS.length - 1; i += 1) labels.push(`${BREAKS[i]}–${BREAKS[i + 1]}`);
     labels.push(`≥ ${BREAKS[BREAKS.length - 1]}`);
     labels.forEach((text, i) => legendKey(legend, "swatch", COLOURS[i], text));
   }
 
+  /** The map's units, highest forecast first, units without a value last. */
+  function ranked(d) {
+    return d.units.slice().sort((a, b) => (b[1] ?? -Infinity) - (a[1] ?? -Infinity)
+      || a[0] - b[0]);
+  }
+
+  // ------------------------------------------------------------------ CSV download
+  function csvField(v) {
+    const text = v === null || v === undefined ? "" : String(v);
+    return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  }
+
+  /** Every unit of the shown map (this model, run and month) as CSV, values as the map
+   * payload has them (raw counts to 4 decimals, not the table's display rounding); a name
+   * column when the payload labels its units. */
+  function mapCsv(d) {
+    const name = (u) => (d.labels && d.labels[String(u)]) || "";
+    const withNames = d.units.some(([u]) => name(u));
+    const header = [d.unit_column, ...(withNames ? ["name"] : []), "level", "model", "run",
+      "origin", "step", "month_id", "month", `predicted_${d.target || "value"}`];
+    const rows = ranked(d).map(([u, v]) => [u, ...(withNames ? [name(u)] : []),
+      d.level, d.model, d.run, d.origin, d.step, d.month, d.month_label, v]);
+    return `${[header, ...rows].map((r) => r.map(csvField).join(",")).join("\r\n")}\r\n`;
+  }
+
+  function downloadCsv() {
+    const d = state.map;
+    if (!d) return;
+    const name = `ewspipe-${d.environment}-${d.level}-${d.model}-${d.month_label}.csv`;
+    const url = URL.createObjectURL(new Blob([mapCsv(d)], { type: "text/csv;charset=utf-8" }));
+    const link = el("a", { href: url, download: name, hidden: "" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    $("map-csv-help").textContent = `${d.units.length} rows saved as ${name}`;
+  }
+
   function drawTopUnits(d) {
     const tbody = $("top-units").tBodies[0];
     tbody.textContent = "";
-    const top = d.units.filter((u) => u[1] !== null).sort((a, b) => b[1] - a[1]).slice(0, 10);
+    const top = ranked(d).filter((u) => u[1] !== null).slice(0, 10);
     for (const [unit, v] of top) {
       const tr = el("tr");
       const td = el("td");
@@ -503,6 +674,7 @@
     state.unit = unit;
     const seq = ++state.unitSeq;
     markSelected();
+    writeUrl();
     $("unit-input").value = String(unit);
     const chart = $("unit-chart");
     chart.dataset.unit = "";
@@ -691,26 +863,90 @@
   }
 
   // ------------------------------------------------------------------ alerts
+  const SEVERITIES = ["INFO", "WARNING", "ERROR", "CRITICAL"];
+
+  /** Alerts by kind (their ``source``, e.g. drift.ks_drift): the worst kinds first, then the
+   * most frequent; each group keeps the feed's newest-first order. */
+  function alertGroups(alerts) {
+    const groups = new Map();
+    for (const a of alerts) {
+      const kind = a.source || "unknown";
+      if (!groups.has(kind)) groups.set(kind, { kind, alerts: [], worst: -1 });
+      const g = groups.get(kind);
+      g.alerts.push(a);
+      g.worst = Math.max(g.worst, SEVERITIES.indexOf(a.severity));
+    }
+    return [...groups.values()].sort((a, b) => b.worst - a.worst
+      || b.alerts.length - a.alerts.length || a.kind.localeCompare(b.kind));
+  }
+
   async function loadAlerts() {
     const list = $("alert-list");
     try {
       const d = await getJSON("/dashboard/data/alerts", {
-        env: state.env, limit: 50, severity: $("alert-severity").value || null,
+        env: state.env, limit: 200, severity: $("alert-severity").value || null,
       });
       list.textContent = "";
-      for (const a of d.alerts) {
-        const li = el("li");
-        const meta = el("div", { class: "meta" });
-        meta.append(pill(a.severity), document.createTextNode(
-          ` ${a.time} · ${a.source}${a.offender ? ` · ${a.offender}` : ""} · ${a.log} log`));
-        li.append(meta, el("div", {}, a.message));
-        list.append(li);
+      const groups = alertGroups(d.alerts);
+      for (const g of groups) {
+        const details = el("details", { class: "alert-group", "data-kind": g.kind });
+        const summary = el("summary");
+        summary.append(el("span", { class: "kind" }, g.kind), document.createTextNode(" "),
+          el("span", { class: "count", "aria-label": `${g.alerts.length} alerts` },
+            String(g.alerts.length)), document.createTextNode(" "),
+          pill(SEVERITIES[g.worst] || "unknown"),
+          el("span", { class: "meta" }, ` newest ${g.alerts[0].time}`));
+        const ol = el("ol", { class: "alerts" });
+        for (const a of g.alerts) {
+          const li = el("li");
+          const meta = el("div", { class: "meta" });
+          meta.append(pill(a.severity), document.createTextNode(
+            ` ${a.time}${a.offender ? ` · ${a.offender}` : ""} · ${a.log} log`));
+          li.append(meta, el("div", {}, a.message));
+          ol.append(li);
+        }
+        details.append(summary, ol);
+        list.append(details);
       }
       if (d.hint) codeText($("alerts-status"), d.hint);
-      else setStatus("alerts-status", `${d.count} most recent, newest first`);
+      else {
+        setStatus("alerts-status", `${d.count} most recent in ${groups.length} kinds, worst `
+          + "kind first; open a kind to see its alerts, newest first");
+      }
     } catch (err) {
       setStatus("alerts-status", `Alerts unavailable: ${err.message}`, true);
     }
+  }
+
+  // ------------------------------------------------------------------ URL state
+  /** The view asked for in the address (?env&level&model&run&step&unit); values that
+   * cannot be used are dropped here, names the workspace lacks fall back to the defaults. */
+  function readUrl() {
+    const q = new URLSearchParams(window.location.search);
+    const wanted = {};
+    for (const key of ["env", "model", "run"]) {
+      const v = q.get(key);
+      if (v && /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(v)) wanted[key] = v;
+    }
+    if (["cm", "pgm"].includes(q.get("level"))) wanted.level = q.get("level");
+    const step = Number(q.get("step"));
+    if (Number.isInteger(step) && step >= 1 && step <= 36) wanted.step = step;
+    const unit = Number(q.get("unit"));
+    if (q.get("unit") && Number.isInteger(unit) && unit > 0) wanted.unit = unit;
+    return wanted;
+  }
+
+  /** Write the current view into the address without a new history entry. */
+  function writeUrl() {
+    const q = new URLSearchParams(window.location.search);
+    for (const key of URL_KEYS) q.delete(key);
+    const values = { env: state.env, level: state.level, model: state.model, run: state.run,
+      step: state.step, unit: state.unit };
+    for (const key of URL_KEYS) {
+      if (values[key] !== null && values[key] !== undefined) q.set(key, values[key]);
+    }
+    window.history.replaceState(null, "", `${window.location.pathname}?${q}`
+      + `${window.location.hash}`);
   }
 
   // ------------------------------------------------------------------ wiring
@@ -722,11 +958,14 @@
     };
   }
 
-  function refreshForecasts() {
+  /** Redraw the map (and the chosen unit); ``write`` false leaves the address alone (a
+   * page opened without a view in its address keeps a clean one until the user acts). */
+  function refreshForecasts(write = true) {
     if (setupMapControls()) {
       loadMap();
       if (state.unit !== null) selectUnit(state.unit);
     }
+    if (write) writeUrl();
   }
 
   function clearUnit() {
@@ -737,6 +976,8 @@
     $("unit-legend").textContent = "";
     $("unit-h").textContent = "Unit history and forecast";
     setStatus("unit-status", "Select a unit on the map.");
+    markSelected();
+    writeUrl();
   }
 
   function wire() {
@@ -759,6 +1000,7 @@
       const months = state.map ? state.map.months : [];
       const m = months[state.step - 1];
       $("step-label").textContent = m ? `${state.step} (${m.label})` : String(state.step);
+      writeUrl();
       stepChanged();
     });
     $("unit-form").addEventListener("submit", (ev) => {
@@ -780,6 +1022,10 @@
     $("eval-run").addEventListener("change", loadEvaluation);
     $("eval-shadow").addEventListener("change", loadEvaluation);
     $("alert-severity").addEventListener("change", loadAlerts);
+    $("zoom-in").addEventListener("click", () => zoomAt(ZOOM_STEP));
+    $("zoom-out").addEventListener("click", () => zoomAt(1 / ZOOM_STEP));
+    $("zoom-reset").addEventListener("click", resetView);
+    $("map-csv").addEventListener("click", downloadCsv);
   }
 
   async function init() {
@@ -791,7 +1037,14 @@
       return;
     }
     const ov = state.overview;
-    state.env = ov.default_environment;
+    const wanted = readUrl();
+    state.env = ov.environments.some((e) => e.name === wanted.env) ? wanted.env
+      : ov.default_environment;
+    if (wanted.level) state.level = wanted.level;
+    state.model = wanted.model || null;
+    state.run = wanted.run || null;
+    state.step = wanted.step || 1;
+    state.unit = wanted.unit || null;
     fillSelect($("env"), ov.environments.map((e) => e.name), state.env, (n) => {
       const e = ov.environments.find((x) => x.name === n);
       return Object.keys(e.levels).length ? n : `${n} (no forecasts)`;
@@ -811,7 +1064,7 @@
     loadEvaluation();
     loadOnline();
     loadAlerts();
-    refreshForecasts();
+    refreshForecasts(Object.keys(wanted).length > 0);
   }
 
   document.addEventListener("DOMContentLoaded", init);
