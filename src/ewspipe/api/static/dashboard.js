@@ -95,6 +95,9 @@
   }
 
   function unitName(level, id) {
+    // the map payload's labels name the units ("Ukraine (UKR)", "cell 149426 (Ukraine)")
+    const labels = state.map && state.map.level === level ? state.map.labels : null;
+    if (labels && labels[String(id)]) return labels[String(id)];
     return level === "cm" ? `Country ${id}` : `Cell ${id}`;
   }
 
@@ -454,7 +457,7 @@
     const drawn = d.units.length - missing;
     let status = `${drawn} ${d.level === "cm" ? "countries" : "cells"} · ${d.month_label} · `
       + `total ${fmt(d.total)} predicted`;
-    if (missing) status += ` · ${missing} countries have no cells in the grid snapshot`;
+    if (missing) status += ` · ${missing} countries have no cells to draw`;
     if (d.level === "cm" && !Object.keys(geo.countries).length && geo.note) status += ` · ${geo.note}`;
     setStatus("map-status", status);
   }
