@@ -4,6 +4,7 @@ global table, a demo world drawn from its own cells, and a broken table a clear 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ewspipe.errors import InputError
-from ewspipe.geography import country_geometry
+from ewspipe.geography import country_geometry, shapes
 from ewspipe.geography.shapes import build_shapes
 from ewspipe.geography.table import read_cell_countries, table_path
 from ewspipe.panel.ingest import import_frame
@@ -170,3 +171,15 @@ def test_a_bad_table_file_is_refused_by_name(tmp_path: Path, table: pa.Table | N
     with pytest.raises(InputError, match=message) as err:
         read_cell_countries(table_path(ws)[0])
     assert str(folder / "priogrid.parquet") in str(err.value)
+
+
+def test_without_shapely_the_map_says_how_to_install_it(
+    ws: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _store(ws, "cm", CM, "file")
+    _store(ws, "pgm", PGM, "file")
+    monkeypatch.setitem(sys.modules, "shapely", None)  # `import shapely` fails
+    monkeypatch.setattr(shapes, "_table_shapes", shapes._table_shapes.__wrapped__)
+    monkeypatch.setattr(shapes, "_snapshot_shapes", shapes._snapshot_shapes.__wrapped__)
+    geo = country_geometry(ws)
+    assert geo["countries"] == {} and "pip install 'shapely>=2.0'" in geo["note"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ewspipe.errors import EwspipeError, StoreError
+from ewspipe.errors import EwspipeError, InputError, StoreError
 from ewspipe.geography.names import unit_names
 from ewspipe.geography.table import read_cell_countries, table_path
 from ewspipe.panel.priogrid import CELL_DEGREES, N_COLS
@@ -36,6 +37,16 @@ NO_SNAPSHOT = ("no snapshot yet: nothing to draw; import one (`ewspipe data demo
                "`ewspipe data import panel FILE --level cm`)")
 NO_CELLS = ("no PRIO-GRID snapshot with a country_id column: countries cannot be drawn; "
             "import one (`ewspipe data demo` or `ewspipe data import panel FILE --level pgm`)")
+
+
+def _shapely() -> ModuleType:
+    """shapely (a core dependency), or an InputError saying how to install it."""
+    try:
+        import shapely
+    except ImportError as exc:
+        raise InputError(f"shapely is not installed ({exc}); `make run` installs it, or "
+                         "`pip install 'shapely>=2.0'`") from None
+    return shapely
 
 
 def _num(value: float) -> str:
@@ -58,8 +69,7 @@ def ring_path(coords: np.ndarray) -> str:
 
 
 def _geometry_path(geom: Any) -> str:
-    import shapely
-
+    shapely = _shapely()
     rings = shapely.get_rings(shapely.get_parts(geom))
     return "".join(ring_path(shapely.get_coordinates(r)) for r in rings)
 
@@ -69,8 +79,7 @@ def build_shapes(gids: np.ndarray, country_ids: np.ndarray) -> dict[str, Any]:
 
     Exterior rings run one way and holes the other, so the default non-zero fill rule leaves
     enclaves (Lesotho in South Africa) unfilled."""
-    import shapely
-
+    shapely = _shapely()
     gids = np.asarray(gids, dtype=np.int64)
     cids = np.asarray(country_ids, dtype=np.int64)
     if not len(gids):
@@ -158,7 +167,12 @@ def country_geometry(settings: Settings) -> dict[str, Any]:
         if pgm is None:
             return {"snapshot": None, "source": None, "countries": {}, "bbox": None,
                     "missing": [], "note": f"{note}; {NO_CELLS}" if note else NO_CELLS}
-        geo = _snapshot_shapes(str(store.root / pgm.id / DATA_FILE), pgm.sha256)
+        try:
+            geo = _snapshot_shapes(str(store.root / pgm.id / DATA_FILE), pgm.sha256)
+        except InputError as exc:  # shapely missing: say so rather than fail the page
+            return {"snapshot": None, "cm_snapshot": cm.id if cm else None, "source": None,
+                    "countries": {}, "bbox": None, "missing": [],
+                    "note": f"countries cannot be drawn: {exc}"}
         source, drawn_from = f"cells of pgm snapshot {pgm.id}", pgm.id
     missing: list[dict[str, Any]] = []
     if cm is not None:
