@@ -32,7 +32,7 @@ from ewspipe.executor_spec import parse_executor
 from ewspipe.layout import StateLayout
 from ewspipe.partitions import PartitionScheme, Window
 
-__all__ = ["AlertSettings", "DemoSettings", "DriftSettings",
+__all__ = ["AlertSettings", "DemoSettings", "DriftSettings", "GeographySettings",
            "QaSettings", "ReconciliationSettings", "RunSettings", "Settings", "load_settings"]
 
 CONFIG_ENV = "EWSPIPE_CONFIG"
@@ -417,6 +417,28 @@ class ReconciliationSettings(_Strict):
         return self.mapping_file if self.mapping_file.is_absolute() else base / self.mapping_file
 
 
+class GeographySettings(_Strict):
+    """``[geography]``: where the dashboard's cm map takes its country shapes from.
+
+    ``priogrid_country`` (relative to ewspipe.toml): a folder holding ``priogrid.parquet``
+    (one row per PRIO-GRID cell: ``priogrid_id``, ``country_id``). Empty: the table of the
+    installed ``views-reporting`` package (requirements-geo.lock, MIT, PRIO).
+    """
+
+    priogrid_country: str = Field(
+        "", description="folder with priogrid.parquet; empty: the installed views-reporting "
+        "table")
+
+    def priogrid_folder(self, source_file: Path | None) -> Path | None:
+        """The folder resolved against the settings file's folder (or the cwd); None: the
+        installed table."""
+        if not self.priogrid_country:
+            return None
+        folder = Path(self.priogrid_country).expanduser()
+        base = source_file.parent if source_file is not None else Path.cwd()
+        return folder if folder.is_absolute() else base / folder
+
+
 def _check_executor(value: str) -> str:
     # the one executor parser (ewspipe.executor_spec), so the file and --executor agree
     try:
@@ -638,6 +660,7 @@ class Settings(_Strict):
     run: RunSettings = RunSettings()
     release: ReleaseSettings = ReleaseSettings()
     api: ApiSettings = ApiSettings()
+    geography: GeographySettings = GeographySettings()
     source_file: Path | None = None
 
     @property

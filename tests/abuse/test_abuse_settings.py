@@ -64,6 +64,8 @@ CASES = [
      ["[drift.thresholds] ks_drift", "a number"]),
     ("lock-timeout-bool", RUN + "lock_timeout_seconds = true\n",
      ["[run] lock_timeout_seconds"]),
+    ("geography-table-number", "[geography]\npriogrid_country = 5\n",
+     ["[geography] priogrid_country"]),
     ("toml-syntax", "[demo]\nseed = = 1\n", ["not valid TOML", "line 2"]),
 ]
 

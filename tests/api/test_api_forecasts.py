@@ -37,7 +37,9 @@ def test_published_default_matches_the_store(client, workspace):
     want = workspace.store("production").query("cm", "small_chorus", run=run)
     assert doc["total"] == len(want) == len(doc["rows"])
     got = pd.DataFrame(doc["rows"])
-    assert list(got.columns) == ["origin", "step", "month_id", "country_id", "point"]
+    assert list(got.columns) == ["origin", "step", "month_id", "country_id", "name", "isoab",
+                                 "label", "point"]
+    assert (got["label"] == "country " + got["country_id"].astype(str)).all()  # demo: no names
     assert np.array_equal(got["country_id"], want["country_id"])
     assert np.allclose(got["point"], want["point"], atol=1e-6)
     assert resp.headers["x-total-count"] == str(len(want))
@@ -55,6 +57,8 @@ def test_other_run_and_env(client, workspace):
     doc = resp.json()
     assert (doc["environment"], doc["published"], doc["unit_column"]) == (
         "development", False, "priogrid_gid")
+    row = doc["rows"][0]  # a cell names its country (the demo world: by id)
+    assert row["label"] == f"cell {row['priogrid_gid']} (country {row['country_id']})"
     env = client.get(f"{URL}/pgm/ged_sb", params={"run": run, "model": "grid_ridge",
                                                   "env": "development"}).json()
     assert env["rows"] == doc["rows"]

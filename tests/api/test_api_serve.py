@@ -64,7 +64,8 @@ def test_serves_over_loopback_and_stops_on_ctrl_c(workspace):
             assert rows["published"] is True and rows["total"] == len(rows["rows"]) > 0
             csv = http.get("/api/v1/forecasts/cm/ged_sb", headers={"Accept": "text/csv"},
                            params={"limit": 3})
-            assert csv.text.splitlines()[0] == '"origin","step","month_id","country_id","point"'
+            assert csv.text.splitlines()[0] == ('"origin","step","month_id","country_id","name",'
+                                                '"isoab","label","point"')
             assert "access-control-allow-origin" not in http.options(
                 "/api/v1/health", headers={"Origin": "http://evil.example",
                                            "Access-Control-Request-Method": "GET"}).headers

@@ -24,7 +24,6 @@ from ewspipe.alerts.log import AlertLog
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.api import dashboard
 from ewspipe.api.app import create_app
-from ewspipe.api.dashboard_data import _country_shape
 from ewspipe.panel.snapshot import DATA_FILE, SnapshotStore
 from ewspipe.settings import load_settings
 from ewspipe.store.prediction_store import PredictionStore
@@ -177,6 +176,11 @@ def test_map_values_are_the_stored_forecast(dash: TestClient, dash_config: Path)
     assert np.allclose(got.sort_index().to_numpy(), stored.sort_index().to_numpy(), rtol=1e-3)
     by_month = _ok(dash, f"/dashboard/data/map?env={ENV}&level=pgm&model=grid_chorus&month=527")
     assert by_month["units"] == d["units"]
+    cells = _newest(dash_config, "pgm").drop_duplicates("priogrid_gid", keep="last")
+    country = dict(zip(cells.priogrid_gid, cells.country_id, strict=True))
+    gid = d["units"][0][0]  # the demo world has no names: a cell is labelled by its country id
+    assert d["labels"][str(gid)] == f"cell {gid} (country {country[gid]})"
+    assert set(d["labels"]) == {str(u) for u, _ in d["units"]}
 
 
 def test_geometry_draws_each_country_from_its_cells(dash: TestClient, dash_config: Path) -> None:
@@ -187,31 +191,9 @@ def test_geometry_draws_each_country_from_its_cells(dash: TestClient, dash_confi
     assert {int(k) for k in geo["countries"]} == set(counts.index.tolist())
     for cid, shape in geo["countries"].items():
         assert shape["cells"] == counts[int(cid)]
+    assert geo["source"] == f"cells of pgm snapshot {geo['snapshot']}"  # a demo world
     west, south, east, north = geo["bbox"]
     assert west < east and south < north
-
-
-def _cells_of_fill(fill: str) -> set[tuple[int, int]]:
-    cells = set()
-    for x, y, w in re.findall(r"M(-?[\d.]+) (-?[\d.]+)h([\d.]+)v0\.5h-[\d.]+z", fill):
-        col0, row = round((float(x) + 180) / 0.5), round((-float(y) - 0.5 + 90) / 0.5)
-        cells.update((row, col0 + k) for k in range(round(float(w) / 0.5)))
-    return cells
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.sets(st.tuples(st.integers(100, 112), st.integers(300, 312)), min_size=1,
-               max_size=60))
-def test_country_shape_fill_is_the_cells_and_outline_the_perimeter(
-    cells: set[tuple[int, int]],
-) -> None:
-    gids = np.array([r * 720 + c + 1 for r, c in cells])
-    shape = _country_shape(gids)
-    assert _cells_of_fill(shape["fill"]) == cells
-    perimeter = sum(4 - sum((r + dr, c + dc) in cells for dr, dc in
-                            ((1, 0), (-1, 0), (0, 1), (0, -1))) for r, c in cells)
-    assert len(re.findall(r"[hv]", shape["outline"])) == perimeter
-    assert shape["cells"] == len(cells)
 
 
 # --------------------------------------------------------------------------- unit series
@@ -225,6 +207,7 @@ def test_series_has_observed_history_and_a_sample_interval(
     d = _ok(dash, f"/dashboard/data/series?env={ENV}&level=cm&model=past_draws&unit={unit}"
                   "&history=24")
     assert d["origin"] == 520 and d["interval"] == "10-90% of samples"
+    assert d["label"] == f"country {unit}" and d["name"] is None
     assert [f["step"] for f in d["forecast"]] == list(range(1, 37))
     assert all(f["q10"] <= f["q50"] <= f["q90"] for f in d["forecast"])
     assert any(f["q10"] < f["q90"] for f in d["forecast"])

@@ -61,20 +61,32 @@ def _cm_units(server: str) -> set[int]:
         return {u for u, _ in json.load(response)["units"]}
 
 
-def _click_inside(driver: Any, path: Any) -> None:
-    """A real mouse click on a point inside the first cell row of a country's shape."""
+def _point_inside(driver: Any, path: Any) -> tuple[int, int]:
+    """Screen coordinates of a cell centre inside a country's shape (its fill, not an edge:
+    shapes are merged 0.5-degree cells, so cell centres never lie on an edge)."""
+    xy = driver.execute_script(
+        "const p = arguments[0]; const b = p.getBBox(); const svg = p.ownerSVGElement;"
+        "const pt = svg.createSVGPoint();"
+        "for (let y = Math.floor(b.y * 2) / 2 + 0.25; y < b.y + b.height; y += 0.5)"
+        "  for (let x = Math.floor(b.x * 2) / 2 + 0.25; x < b.x + b.width; x += 0.5) {"
+        "    pt.x = x; pt.y = y;"
+        "    if (p.isPointInFill(pt)) {"
+        "      const s = pt.matrixTransform(p.getScreenCTM()); return [s.x, s.y]; } }"
+        "return null;", path)
+    assert xy, f"no point inside the shape of unit {path.get_attribute('data-unit')}"
+    return round(xy[0]), round(xy[1])
+
+
+def _click_inside(driver: Any, path: Any, *, click: bool = True) -> None:
+    """A real mouse move (and click) on a point inside a country's shape."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
-    x, y = driver.execute_script(
-        "const p = arguments[0]; const m = /^M(-?[\\d.]+) (-?[\\d.]+)h([\\d.]+)/"
-        ".exec(p.getAttribute('d'));"
-        "const svg = p.ownerSVGElement; const pt = svg.createSVGPoint();"
-        "pt.x = +m[1] + 0.25; pt.y = +m[2] + 0.25;"
-        "const s = pt.matrixTransform(p.getScreenCTM()); return [s.x, s.y];", path)
+    x, y = _point_inside(driver, path)
     builder = ActionBuilder(driver)
-    builder.pointer_action.move_to_location(round(x), round(y))
-    builder.pointer_action.click()
+    builder.pointer_action.move_to_location(x, y)
+    if click:
+        builder.pointer_action.click()
     builder.perform()
     ActionChains(driver).reset_actions()
 
@@ -130,7 +142,7 @@ def test_dashboard_renders_and_a_click_shows_the_unit(
     assert len(_css(driver, "#unit-chart path.observed")) == 1
     assert len(_css(driver, "#unit-chart path.forecast")) == 1
     assert len(_css(driver, "#unit-chart .axis text")) > 5
-    assert f"Country {unit}" in driver.find_element("id", "unit-h").text
+    assert f"country {unit}" in driver.find_element("id", "unit-h").text  # demo: no names
     assert _css(driver, f'#map path.outline.selected[data-outline="{unit}"]')
     _screenshot(driver, artifacts, "dashboard-cm.png")
 
@@ -174,7 +186,7 @@ def test_interval_of_a_sampled_model_and_the_grid_map(
     cell.click()
     _wait(driver, lambda d: d.find_element("id", "unit-chart").get_attribute("data-unit") == gid,
           f"the chart of cell {gid}")
-    assert f"Cell {gid}" in driver.find_element("id", "unit-h").text
+    assert f"cell {gid} (country " in driver.find_element("id", "unit-h").text
     assert len(_css(driver, "#unit-chart path.observed")) == 1
     _screenshot(driver, artifacts, "dashboard-pgm.png")
     _no_console_errors(driver)

@@ -1,18 +1,17 @@
 """What the dashboard shows, read straight from the stores (read-only: nothing is created).
 
 Each function returns a JSON-ready dict for one panel of the page: the workspace overview,
-a forecast map (one step of one stored run), the geometry of countries drawn from their
-PRIO-GRID cells, one unit's history with its forecast and interval, evaluation runs by step,
-online-evaluation results and the alert feed. Bad query values raise :class:`ParamError`
-(422 naming the parameter); something absent raises :class:`NotFound` (404).
+a forecast map (one step of one stored run) with the units' names, the geometry of countries
+drawn from their PRIO-GRID cells (ewspipe.geography), one unit's history with its forecast
+and interval, evaluation runs by step, online-evaluation results and the alert feed. Bad
+query values raise :class:`ParamError` (422 naming the parameter); something absent raises
+:class:`NotFound` (404).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ import numpy as np
 
 from ewspipe.errors import EwspipeError, InputError, StoreError
 from ewspipe.flows.online import summary_path
+from ewspipe.geography import country_geometry as geography_shapes
+from ewspipe.geography import unit_names
 from ewspipe.layout import EnvironmentLayout
 from ewspipe.panel.months import month_label
-from ewspipe.panel.priogrid import CELL_DEGREES, N_COLS
 from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
 from ewspipe.settings import Settings
 from ewspipe.store.integrity import open_sealed_json
@@ -220,6 +220,7 @@ def forecast_map(settings: Settings, *, env: str, level: str, model: str, run: s
     rows = _sql(f"SELECT {unit}, point FROM read_parquet(?) WHERE origin = ? AND step = ? "
                 f"ORDER BY {unit}", [str(path), int(origin), int(step)])
     values = [v for _, v in rows if v is not None and math.isfinite(v)]
+    names = unit_names(settings, level, snapshot=meta.get("snapshot"))
     return {
         "environment": env, "level": level, "model": model, "run": meta["run"],
         "target": meta.get("target"), "status": meta.get("status"), "kind": meta.get("kind"),
@@ -230,6 +231,7 @@ def forecast_map(settings: Settings, *, env: str, level: str, model: str, run: s
         "max": _round(max(values)) if values else 0.0,
         "total": _round(float(sum(values))) if values else 0.0,
         "units": [[int(u), _round(v)] for u, v in rows],
+        "labels": {str(int(u)): names.label(int(u)) for u, _ in rows},
     }
 
 
@@ -271,7 +273,9 @@ def unit_series(settings: Settings, *, env: str, level: str, model: str, unit: i
             [str(settings.snapshot_dir / snap.id / DATA_FILE), int(unit), first])]
     return {
         "environment": env, "level": level, "model": model, "run": meta["run"],
-        "unit": int(unit), "unit_column": col, "target": target, "origin": int(origin),
+        "unit": int(unit), "unit_column": col,
+        **unit_names(settings, level, snapshot=meta.get("snapshot")).record(int(unit)),
+        "target": target, "origin": int(origin),
         "origin_label": month_label(int(origin)), "n_samples": int(meta.get("n_samples") or 1),
         "interval": "10-90% of samples" if with_samples else None,
         "snapshot": snap.id if snap else None, "observed": observed, "forecast": forecast,
@@ -281,81 +285,10 @@ def unit_series(settings: Settings, *, env: str, level: str, model: str, unit: i
 # --------------------------------------------------------------------------- geometry
 
 
-def _runs_of(values: Iterable[int]) -> list[tuple[int, int]]:
-    """Sorted ints -> (start, length) runs of consecutive values."""
-    out: list[tuple[int, int]] = []
-    for v in sorted(values):
-        if out and out[-1][0] + out[-1][1] == v:
-            out[-1] = (out[-1][0], out[-1][1] + 1)
-        else:
-            out.append((v, 1))
-    return out
-
-
-def _country_shape(gids: np.ndarray) -> dict[str, Any]:
-    """SVG path data (x = longitude, y = -latitude) of a set of cells: the fill as one
-    rectangle per run of adjacent cells in a row, the outline as the cell edges not shared
-    with another cell of the same set."""
-    row, col = np.divmod(gids.astype(np.int64) - 1, N_COLS)
-    cells = set(zip(row.tolist(), col.tolist(), strict=True))
-    d = CELL_DEGREES
-    fill = []
-    by_row: dict[int, list[int]] = {}
-    for r, c in cells:
-        by_row.setdefault(r, []).append(c)
-    for r, cols in sorted(by_row.items()):
-        top = -(-90 + d * (r + 1))
-        for start, n in _runs_of(cols):
-            fill.append(f"M{-180 + d * start:g} {top:g}h{d * n:g}v{d:g}h{-d * n:g}z")
-    edges = []
-    for r, c in sorted(cells):
-        x, top = -180 + d * c, -(-90 + d * (r + 1))
-        if (r + 1, c) not in cells:
-            edges.append(f"M{x:g} {top:g}h{d:g}")
-        if (r - 1, c) not in cells:
-            edges.append(f"M{x:g} {top + d:g}h{d:g}")
-        if (r, c - 1) not in cells:
-            edges.append(f"M{x:g} {top:g}v{d:g}")
-        if (r, c + 1) not in cells:
-            edges.append(f"M{x + d:g} {top:g}v{d:g}")
-    lat = -90 + d * (row.mean() + 0.5)
-    lon = -180 + d * (col.mean() + 0.5)
-    return {"cells": len(cells), "fill": "".join(fill), "outline": "".join(edges),
-            "centre": [_round(lon, 5), _round(lat, 5)]}
-
-
-@lru_cache(maxsize=4)
-def _geometry(data_path: str, sha256: str) -> dict[str, Any]:
-    del sha256  # part of the cache key only: a new snapshot is a new geometry
-    rows = _sql("SELECT country_id, priogrid_gid FROM read_parquet(?) WHERE month_id = "
-                "(SELECT max(month_id) FROM read_parquet(?)) ORDER BY country_id",
-                [data_path, data_path])
-    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
-    countries = {}
-    for cid in np.unique(arr[:, 0]):
-        countries[str(int(cid))] = _country_shape(arr[arr[:, 0] == cid, 1])
-    gids = arr[:, 1]
-    row, col = np.divmod(gids - 1, N_COLS)
-    d = CELL_DEGREES
-    bbox = [-180 + d * int(col.min()), -90 + d * int(row.min()),
-            -180 + d * (int(col.max()) + 1), -90 + d * (int(row.max()) + 1)] if len(gids) \
-        else None
-    return {"countries": countries, "bbox": bbox}
-
-
 def country_geometry(settings: Settings) -> dict[str, Any]:
-    """Countries drawn from their PRIO-GRID cells in the newest pgm snapshot that maps cells
-    to countries (its last month's ``country_id``)."""
-    snaps = [m for m in SnapshotStore(settings.snapshot_dir).list()
-             if m.level == "pgm" and "country_id" in m.columns]
-    if not snaps:
-        return {"snapshot": None, "countries": {}, "bbox": None,
-                "note": "no PRIO-GRID snapshot with a country_id column: countries cannot be "
-                        "drawn; import one (`ewspipe data demo` or `ewspipe data import panel "
-                        "FILE --level pgm`)"}
-    snap = snaps[-1]
-    geo = _geometry(str(settings.snapshot_dir / snap.id / DATA_FILE), snap.sha256)
-    return {"snapshot": snap.id, **geo, "note": None}
+    """Country shapes (SVG paths) for the map: see :func:`ewspipe.geography.country_geometry`
+    (the global PRIO-GRID table, or a demo world's own cells)."""
+    return geography_shapes(settings)
 
 
 # --------------------------------------------------------------------------- evaluation

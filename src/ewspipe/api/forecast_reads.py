@@ -18,9 +18,10 @@ import numpy as np
 import pyarrow as pa
 
 from ewspipe.errors import IntegrityError
+from ewspipe.geography import UnitNames
 from ewspipe.store.prediction_store import PredictionStore, partition_fix
 
-__all__ = ["ForecastQuery", "ForecastSlice", "read_forecast_slice"]
+__all__ = ["ForecastQuery", "ForecastSlice", "read_forecast_slice", "with_unit_names"]
 
 _LOCK = threading.Lock()
 _CON: Any = None
@@ -128,3 +129,17 @@ def read_forecast_slice(store: PredictionStore, level: str, run: str, model: str
         samples = table.column("samples")
         table = table.drop_columns(["samples"]).append_column("samples", samples)
     return ForecastSlice(table, total, unit, n_samples, meta)
+
+
+def with_unit_names(table: pa.Table, unit: str, names: UnitNames) -> pa.Table:
+    """``table`` with, after the unit column, what a person reads: ``country_id`` (pgm),
+    ``name``, ``isoab`` and ``label`` (None where the data carries no name)."""
+    units = table.column(unit).to_pylist()
+    records = {u: names.record(u) for u in set(units)}
+    fields = (["country_id"] if names.level == "pgm" else []) + ["name", "isoab", "label"]
+    at = table.column_names.index(unit) + 1
+    for i, key in enumerate(fields):
+        kind = pa.int64() if key == "country_id" else pa.string()
+        values = pa.array([records[u].get(key) for u in units], type=kind)
+        table = table.add_column(at + i, key, values)
+    return table

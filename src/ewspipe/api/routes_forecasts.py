@@ -25,9 +25,15 @@ from ewspipe.api.deps import (
     publishing_env,
 )
 from ewspipe.api.errors import invalid, not_found
-from ewspipe.api.forecast_reads import ForecastQuery, ForecastSlice, read_forecast_slice
+from ewspipe.api.forecast_reads import (
+    ForecastQuery,
+    ForecastSlice,
+    read_forecast_slice,
+    with_unit_names,
+)
 from ewspipe.api.publishing import current_pointer
 from ewspipe.api.schemas import ErrorBody, ForecastPage
+from ewspipe.geography import unit_names
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
 
@@ -202,7 +208,9 @@ def get_forecasts(
     offset: int = Query(0, ge=0, le=10**9, description="Rows to skip."),
 ) -> Response:
     """One model's forecasts: point predictions per unit and target month, optionally with
-    quantiles or the samples, filtered by month range, step and units, paged."""
+    quantiles or the samples, filtered by month range, step and units, paged. Each row names
+    its unit (``name``, ``isoab``, ``label``; a cell also its ``country_id``) from the
+    snapshots."""
     cap = settings.api.max_forecast_rows
     if limit is not None and limit > cap:
         invalid("query", "limit", f"{limit} exceeds {cap} rows ([api] max_forecast_rows); "
@@ -227,6 +235,8 @@ def get_forecasts(
         invalid("query", "quantiles", f"model {chosen!r} stored point forecasts only (no "
                 "samples) in this run; drop ?quantiles")
     sl = read_forecast_slice(store, level, run_id, chosen, query)
+    sl.table = with_unit_names(sl.table, sl.unit_column, unit_names(
+        settings, level, snapshot=meta.get("snapshot")))
     head = {"level": level, "target": target, "model": chosen, "run": run_id,
             "environment": name, "published": published, "unit_column": sl.unit_column,
             "n_samples": sl.n_samples, "quantiles": list(query.quantiles), "total": sl.total,

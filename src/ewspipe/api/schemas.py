@@ -72,8 +72,13 @@ class ForecastRow(_Open):
     origin: int
     step: int
     month_id: int
-    country_id: int | None = Field(None, description="cm rows")
+    country_id: int | None = Field(None, description="cm rows; the cell's country in pgm rows")
     priogrid_gid: int | None = Field(None, description="pgm rows")
+    name: str | None = Field(None, description="country name (of the cell's country for pgm "
+                             "rows); null when the snapshot carries no names")
+    isoab: str | None = Field(None, description="ISO-3 code of that country, or null")
+    label: str = Field(description="what a person reads, e.g. 'Ukraine (UKR)', "
+                       "'cell 149426 (Ukraine)' or 'country 117' without names")
     point: float = Field(description="predicted fatalities (raw count)")
 
 

@@ -485,7 +485,7 @@
     const drawn = d.units.length - missing;
     let status = `${drawn} ${d.level === "cm" ? "countries" : "cells"} · ${d.month_label} · `
       + `total ${fmt(d.total)} predicted`;
-    if (missing) status += ` · ${missing} countries have no cells in the grid snapshot`;
+    if (missing) status += ` · ${missing} countries have no cells to draw`;
     if (d.level === "cm" && !Object.keys(geo.countries).length && geo.note) status += ` · ${geo.note}`;
     setStatus("map-status", status);
   }
