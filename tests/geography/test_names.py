@@ -16,9 +16,9 @@ from ewspipe.settings import Settings, load_settings
 MONTHS = range(400, 440)
 
 
-def _store(settings: Settings, level: str, frame: pd.DataFrame) -> str:
+def _store(settings: Settings, level: str, frame: pd.DataFrame, kind: str = "test") -> str:
     result = import_frame(frame, level, SnapshotStore(settings.snapshot_dir),
-                          source={"kind": "test"}, source_name=f"{level} test table",
+                          source={"kind": kind}, source_name=f"{level} test table",
                           limits=InputLimits(min_months=1))
     return result.manifest.id
 
@@ -47,9 +47,24 @@ def test_cm_names_are_the_snapshots_newest(settings: Settings):
     assert unit_labels(settings, "cm", [57]) == {57: "Colombia (COL)"}  # default: newest
 
 
-def test_a_world_without_names_keeps_ids(settings: Settings):
-    _store(settings, "cm", _cm(names=False))
+def test_the_demo_world_keeps_ids(settings: Settings):
+    """Demo ids are not VIEWS ids: demo country 117 is never called Ukraine."""
+    _store(settings, "cm", _cm(names=False), kind="demo")
     assert unit_names(settings, "cm").label(117) == "country 117"
+    pgm = pd.DataFrame([{"month_id": m, "priogrid_gid": 149426, "ged_sb": 0} for m in MONTHS])
+    _store(settings, "pgm", pgm, kind="demo")
+    assert unit_names(settings, "pgm").label(149426) == "cell 149426"
+
+
+def test_real_data_without_name_columns_takes_the_views_names(settings: Settings):
+    """Like the views2020 cm file: VIEWS ids without names are named from the global table's
+    country list; cells without country_id take the global cell -> country table."""
+    _store(settings, "cm", _cm(names=False))
+    assert unit_names(settings, "cm").label(117) == "Ukraine (UKR)"
+    kyiv = 202022  # (row 281, column 422): 50.25-50.75 N, 30.5-31 E
+    pgm = pd.DataFrame([{"month_id": m, "priogrid_gid": kyiv, "ged_sb": 0} for m in MONTHS])
+    _store(settings, "pgm", pgm)
+    assert unit_names(settings, "pgm").label(kyiv) == "cell 202022 (Ukraine)"
 
 
 def test_no_snapshot_is_no_names_not_an_error(settings: Settings):

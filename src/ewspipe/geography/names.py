@@ -6,15 +6,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ewspipe.errors import EwspipeError
+from ewspipe.geography.table import read_cell_countries, table_path
 from ewspipe.panel.snapshot import DATA_FILE, SnapshotStore
 from ewspipe.settings import Settings
 
 __all__ = ["UnitNames", "unit_labels", "unit_names"]
 
 NAME_COLUMN, ISO_COLUMN = "country_name", "isoab"
+COUNTRY_FILE = "country.parquet"  # beside the global cell table: VIEWS id, isoab, name
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,44 @@ def _cell_countries(path: str, sha256: str) -> dict[int, int]:
             for r in _last_rows(path, "priogrid_gid", ["country_id"])}
 
 
-def _snapshot(store: SnapshotStore, level: str, ref: str | None) -> tuple[str, str] | None:
+def _snapshot(store: SnapshotStore, level: str, ref: str | None
+              ) -> tuple[tuple[str, str], bool] | None:
+    """((data file, sha256), is a demo world) of a snapshot, or None."""
     try:
         manifest = store.get(ref) if ref else store.latest(level)
     except EwspipeError:  # no snapshot (or a damaged manifest): no names, ids stay
         return None
-    return str(store.root / manifest.id / DATA_FILE), str(manifest.file_sha256)
+    return ((str(store.root / manifest.id / DATA_FILE), str(manifest.file_sha256)),
+            manifest.source.get("kind") == "demo")
+
+
+@lru_cache(maxsize=4)
+def _table_names(path: str, mtime_ns: int) -> tuple[dict[int, str], dict[int, str]]:
+    del mtime_ns  # cache key only
+    frame = pq.read_table(path, columns=["country_id", "name", "isoab"]).to_pandas()
+    names = {int(r.country_id): str(r.name) for r in frame.itertuples()
+             if isinstance(r.name, str) and r.name}
+    isos = {int(r.country_id): str(r.isoab) for r in frame.itertuples()
+            if isinstance(r.isoab, str) and r.isoab}
+    return names, isos
+
+
+def _global_names(settings: Settings) -> tuple[dict[int, str], dict[int, str]]:
+    """VIEWS country names of the global table's ``country.parquet`` (beside the cell
+    table), for real data without name columns; none when the table is absent."""
+    try:
+        path = table_path(settings)[0].with_name(COUNTRY_FILE)
+        return _table_names(str(path), path.stat().st_mtime_ns)
+    except (EwspipeError, OSError, KeyError, pa.ArrowException):
+        return {}, {}
+
+
+def _global_cells(settings: Settings) -> dict[int, int]:
+    try:
+        table = read_cell_countries(table_path(settings)[0])
+    except EwspipeError:
+        return {}
+    return dict(zip(table.gids.tolist(), table.country_ids.tolist(), strict=True))
 
 
 def unit_names(settings: Settings, level: str, *, snapshot: str | None = None,
@@ -105,16 +140,20 @@ def unit_names(settings: Settings, level: str, *, snapshot: str | None = None,
     store = SnapshotStore(settings.snapshot_dir)
     cm = _snapshot(store, "cm", snapshot if level == "cm" else cm_snapshot)
     try:
-        names, isos = _cm_names(*cm) if cm else ({}, {})
+        names, isos = _cm_names(*cm[0]) if cm else ({}, {})
     except OSError:
         names, isos = {}, {}
+    if cm and not names and not cm[1]:  # real data without name columns: VIEWS names
+        names, isos = _global_names(settings)
     if level == "cm":
         return UnitNames("cm", dict(names), dict(isos))
     pgm = _snapshot(store, "pgm", snapshot)
     try:
-        cells = _cell_countries(*pgm) if pgm else {}
+        cells = _cell_countries(*pgm[0]) if pgm else {}
     except OSError:
         cells = {}
+    if pgm and not cells and not pgm[1]:  # real cells without country_id: the global table
+        cells = _global_cells(settings)
     return UnitNames("pgm", dict(names), dict(isos), dict(cells))
 
 
