@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ewspipe.errors import SettingsError
@@ -164,8 +165,17 @@ def test_forecast_run_registers_model_versions_evaluation_does_not(run, workspac
     [version] = client.search_model_versions("name = 'quick_tree'")
     settings = load_settings(workspace / "ewspipe.toml")
     artifact = first.json()["models"][0]["artifact"]
-    assert version.source == (settings.artifact_dir / artifact).resolve().as_uri()
+    assert version.tags["ewspipe.artifact_uri"] == \
+        (settings.artifact_dir / artifact).resolve().as_uri()
     assert version.run_id == first.json()["tracking"]["model_runs"]["quick_tree"]
+    # its pyfunc flavour serves the run's stored forecast, exactly
+    assert version.source.endswith("/artifacts/pyfunc/quick_tree")
+    served = _served(settings, "models:/quick_tree/1", None)
+    stored = pd.read_parquet(Path(first.json()["path"]) / "predictions" / "quick_tree.parquet")
+    pd.testing.assert_frame_equal(served, stored, check_exact=True)
+    some = stored.iloc[[5, 0, 5]][["month_id", "country_id"]]
+    pd.testing.assert_frame_equal(_served(settings, "models:/quick_tree/1", some),
+                                  stored.iloc[[0, 5]].reset_index(drop=True))
     assert version.tags["ewspipe.run_id"] == first.json()["run_id"]
     assert len(version.tags["ewspipe.config_hash"]) >= 12
     assert run("forecast", "--model", "quick_tree").code == 0  # a new run, a new version
@@ -305,6 +315,17 @@ def test_an_ensemble_result_logs_its_definition(tmp_path):
     # an ensemble has no artifact: its registered version points at its predictions
     [version] = _client_for(settings).search_model_versions("name = 'calm_blend'")
     assert version.source == (tmp_path / "predictions" / "calm_blend.parquet").as_uri()
+
+
+def _served(settings, uri: str, frame):
+    """``mlflow.pyfunc.load_model(uri).predict(frame)`` against the workspace's store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(settings))  # the registry's too, when unset
+    try:
+        return mlflow.pyfunc.load_model(uri).predict(frame)
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 def _client_for(settings):

@@ -19,10 +19,13 @@ Every run that ``flows.modelrun`` commits is mirrored into MLflow once it is sto
   double the logging time for little use). Tags: ewspipe run id,
   model, snapshot, code commit, dirty flag, release tag, environment (default
   "development"), model status. Artifacts: ``config.json`` and the metrics JSON of the run.
-* **Registry.** A forecasting run registers a version of each model (source: its artifact)
-  and ensemble (its predictions) under the model's name, tagged with what made it: config
-  hash, snapshot, code fingerprint, ewspipe version, and an ensemble's inputs
-  (:func:`ensemble_inputs`). A release finds its versions by these tags
+* **Registry.** A forecasting run registers a version of each model and ensemble under the
+  model's name, tagged with what made it: config hash, snapshot, code fingerprint, ewspipe
+  version, an ensemble's inputs (:func:`ensemble_inputs`) and ``ewspipe.artifact_uri`` (a
+  model's artifact, an ensemble's predictions). Its source is a pyfunc model among the
+  child run's artifacts (``pyfunc/<name>``) serving the run's stored forecast
+  (:mod:`ewspipe.store.pyfunc`), so ``mlflow.pyfunc.load_model("models:/<name>@production")
+  .predict(None)`` is the forecast. A release finds its versions by these tags
   (:mod:`ewspipe.release.aliases`); the monthly run is tracked by
   :mod:`ewspipe.store.tracking_monthly`.
 * **Never fatal.** Turned off with ``[tracking] enabled = false``. Without MLflow installed the
@@ -34,7 +37,8 @@ Every run that ``flows.modelrun`` commits is mirrored into MLflow once it is sto
   first new store of a process is kept as a template and copied for later new stores.
 
 ``mlflow`` is imported only inside :func:`track_run`; usage telemetry is switched off
-(``MLFLOW_DISABLE_TELEMETRY``, unless set) so tracking stays offline.
+(``MLFLOW_DISABLE_TELEMETRY``, unless set) so tracking stays offline, and so is the artifact
+progress bar (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``) that saving a pyfunc model would draw.
 """
 
 from __future__ import annotations
@@ -276,6 +280,8 @@ def require_mlflow(uri: str) -> None:
     """Import MLflow (telemetry off: tracking stays offline) and check the SQL store's
     modules are there; ImportError names what is missing."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # saving a pyfunc model copies its files with a progress bar on stderr: not ours to show
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow.tracking  # noqa: F401
 
     if uri.startswith(_SQL_SCHEMES):
@@ -542,8 +548,10 @@ def _register(
     if _ensemble(model) is not None:
         definitions = {**configs, model.model: config or {}}
         tags.update(inputs_tags(ensemble_inputs(model.model, definitions)))
+    predictions = Path(run.path) / model.predictions
     register_version(client, model.model, source=source.resolve().as_uri(), tags=tags,
-                     run_id=child_run_id, level=model.level)
+                     run_id=child_run_id, level=model.level,
+                     forecast=predictions if predictions.is_file() else None)
 
 
 def ensemble_inputs(name: str, definitions: Mapping[str, Mapping[str, Any]]
@@ -580,10 +588,25 @@ MANAGED_TAG = "ewspipe.managed"
 
 
 def register_version(client: MlflowClient, name: str, *, source: str, tags: Mapping[str, str],
-                     run_id: str | None = None, level: str | None = None) -> str:
+                     run_id: str | None = None, level: str | None = None,
+                     forecast: Path | None = None, spare: Path | None = None) -> str:
     """A new version of the registered model ``name`` (created, marked as ewspipe's, when
-    it does not exist); returns the version number."""
+    it does not exist); returns the version number.
+
+    With ``forecast`` (the stored forecast file of what is registered) the version gets a
+    pyfunc flavour (:mod:`ewspipe.store.pyfunc`): its source is a pyfunc model serving that
+    forecast, logged among the artifacts of ``run_id`` (without a run: saved under
+    ``spare``), and ``source`` (ewspipe's own artifact) becomes the tag
+    ``ewspipe.artifact_uri``. Without it the version's source is ``source`` itself."""
     from mlflow.exceptions import MlflowException
+
+    tags = {**tags, "ewspipe.artifact_uri": source}
+    if forecast is not None:
+        from ewspipe.store.pyfunc import log_forecast_model
+
+        metadata = {k: _value(str(v)) for k, v in tags.items()}
+        source = log_forecast_model(client, run_id, forecast, spare=spare, name=name,
+                                    metadata=metadata)
 
     try:
         client.create_registered_model(
