@@ -139,6 +139,26 @@ def test_evaluation_run_is_logged(run, workspace):
     runs = client.search_runs([experiment.experiment_id],
                               filter_string="tags.`ewspipe.role` = 'run'")
     assert len(runs) == 2
+    _report_is_logged(run, workspace, doc)
+
+
+def _report_is_logged(run, workspace: Path, doc: dict) -> None:
+    """The report is written after its run was tracked (`evaluate report RUN`, as
+    `evaluate --report` does): it is logged to the run's MLflow run, page and figures, and
+    again when it is re-written (shares the evaluation of the test above: the costly part)."""
+    pytest.importorskip("matplotlib")
+    res = run("evaluate", "report", doc["run_id"], "--json")
+    assert res.code == 0, res.err
+    parent = doc["tracking"]["parent_run_id"]
+    tracked = res.json()["tracking"]
+    assert tracked["status"] == "logged" and tracked["parent_run_id"] == parent, tracked
+    client = _client(workspace)
+    folder = Path(res.json()["report"]).parent
+    logged = {Path(a.path).name for a in client.list_artifacts(parent, "report")}
+    assert logged == {p.name for p in folder.iterdir()}
+    assert "index.html" in logged and any(n.endswith((".png", ".svg")) for n in logged)
+    page = client.download_artifacts(parent, "report/index.html", str(workspace))
+    assert Path(page).read_bytes() == (folder / "index.html").read_bytes()
 
 
 def test_forecast_run_is_logged_without_scores(run, workspace):

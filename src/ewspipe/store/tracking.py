@@ -9,7 +9,8 @@ Every run that ``flows.modelrun`` commits is mirrored into MLflow once it is sto
 * **Shape.** One experiment per run type (``ewspipe-calibration``, ``ewspipe-validation``,
   ``ewspipe-forecasting``). Each ewspipe run is a *parent* MLflow run named after the run id
   (tags: run id, kind, snapshots, code commit, dirty flag, release tag, environment; artifact:
-  ``run.json`` and, if the run folder has one, ``report/``), with one *child* run per model.
+  ``run.json`` and the run's ``report/`` folder, HTML and figures: :func:`track_report`
+  logs it when it is written after the run), with one *child* run per model.
 * **A model's child run.** Params: algorithm, level, target, features, every hyperparameter
   flattened to a dotted key (``hyperparameters.learner_params.n_estimators``) and the config
   hash. Metrics: for each metric the pooled value (``pooled/msle``), each scheme's mean
@@ -82,6 +83,7 @@ __all__ = [
     "register_version",
     "require_mlflow",
     "store_exists",
+    "track_report",
     "track_run",
     "tracking_uri",
 ]
@@ -243,6 +245,44 @@ def track_run(
                    lambda client: _log_run(client, settings, run_result, configs or {},
                                            environment or run_result.record.get("environment")
                                            or settings.run.environment))
+
+
+def track_report(settings: Settings, run_id: str, run_type: str, report: Path
+                 ) -> TrackingResult:
+    """Log a stored run's report folder (``report``: the page or its folder; the HTML and
+    every figure in it) to the run's MLflow run as artifacts under ``report/``.
+
+    A report is written after its run was tracked (``evaluate --report``, ``evaluate report
+    RUN``), so it is logged on its own; written again, it is logged again (same names
+    replaced). Never raises: a run that is not in the tracking store is a "failed" result."""
+    folder = report if report.is_dir() else report.parent
+    stored = f"the report is stored in {folder}"
+    if settings.tracking.enabled and not store_exists(tracking_uri(settings)):
+        message = (f"the report of run {run_id} is not logged to MLflow: there is no tracking "
+                   f"store yet; {stored}")
+        _log.warning(message)
+        return TrackingResult("failed", uri=_display_uri(tracking_uri(settings)),
+                              message=message)
+    return guarded(settings, f"the report of run {run_id}", stored,
+                   lambda client: _log_report(client, run_id, run_type, folder))
+
+
+def _log_report(client: MlflowClient, run_id: str, run_type: str, folder: Path
+                ) -> TrackingResult:
+    name = experiment_name(run_type)
+    experiment = client.get_experiment_by_name(name)
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`ewspipe.run_id` = '{run_id}' and tags.`ewspipe.role` = 'run'",
+        max_results=1) if experiment is not None else []
+    if not found:
+        raise LookupError(f"run {run_id} is not in MLflow experiment {name} (was tracking "
+                          "off when it ran?)")
+    parent = found[0].info.run_id
+    client.log_artifacts(parent, str(folder), "report")
+    return TrackingResult("logged", experiment=name, experiment_id=found[0].info.experiment_id,
+                          parent_run_id=parent,
+                          message=f"report logged to MLflow run {parent} (artifacts report/)")
 
 
 def guarded(settings: Settings, what: str, stored: str,
