@@ -357,3 +357,35 @@ def test_a_version_registered_from_staging_evidence_serves_the_side_forecast(his
         [side] = sorted(settings.layout.staging_sides.glob(
             f"*/**/model={name}/part-0.parquet"), key=lambda p: p.stat().st_mtime)[-1:]
         pd.testing.assert_frame_equal(served, pd.read_parquet(side), check_exact=True)
+
+
+def test_mlflow_ui_command_opens_the_store_the_pipeline_writes(history, production_run, cli):
+    """`ewspipe mlflow-ui` prints the one `mlflow ui` command line: mlflow's own parser
+    accepts it (the full package's server is the same command), and the store it names holds
+    the tracked monthly run and the registry with the production aliases."""
+    from mlflow.cli import cli as mlflow_cli
+    from mlflow.tracking import MlflowClient
+
+    doc, _ = production_run
+    ctx = history["ctx"]
+    shown = cli("--config", str(history["repo"] / "ewspipe.toml"), "--state-dir",
+                str(ctx.settings.state_dir), "mlflow-ui", "--json")
+    assert shown.code == 0, shown.err
+    printed = shown.json()
+    assert printed["command"][:2] == ["mlflow", "ui"]
+    assert printed["command_line"].startswith("mlflow ui --backend-store-uri sqlite:///")
+    ui = mlflow_cli.get_command(None, "ui")
+    params = ui.make_context("ui", printed["command"][2:]).params
+    assert params["backend_store_uri"] == tracking_uri(ctx.settings) == printed["tracking_uri"]
+    assert params["default_artifact_root"] == ctx.settings.layout.mlruns.resolve().as_uri()
+    client = MlflowClient(tracking_uri=params["backend_store_uri"])
+    assert client.get_run(doc["tracking"]["parent_run_id"]).data.tags["ewspipe.run_id"] == \
+        doc["run_id"]
+    aliased = {n: str(client.get_model_version_by_alias(n, ALIAS).version) for n in DEPLOYED}
+    assert aliased == history["rollback"]["manifest"]["aliases"]
+    for experiment in client.search_experiments(filter_string="name LIKE 'ewspipe-%'"):
+        assert experiment.artifact_location == params["default_artifact_root"]
+    text = cli("--config", str(history["repo"] / "ewspipe.toml"), "--state-dir",
+               str(ctx.settings.state_dir), "mlflow-ui")
+    assert f"  {printed['command_line']}" in text.out.splitlines()
+    assert ("pip install 'ewspipe[mlflow-ui]'" in text.out) is not printed["ui_installed"]

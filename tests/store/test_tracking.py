@@ -290,6 +290,24 @@ def test_credentials_in_the_uri_are_never_printed(tmp_path, monkeypatch, caplog)
     assert "http://***@127.0.0.1:1" in result.message
 
 
+def test_mlflow_ui_command_follows_the_tracking_uri(tmp_path, cli):
+    """`ewspipe mlflow-ui` names the configured store, masks credentials, and says that a
+    tracking server needs no command (it serves its own UI)."""
+    cfg = tmp_path / "ewspipe.toml"
+    cfg.write_text('[tracking]\nuri = "postgresql://bob:s3cret@db.example/mlflow"\n')
+    shown = cli("--config", str(cfg), "mlflow-ui", "--json")
+    assert shown.code == 0, shown.err
+    assert "s3cret" not in shown.out
+    assert shown.json()["command"][2:4] == ["--backend-store-uri",
+                                           "postgresql://***@db.example/mlflow"]
+    cfg.write_text('[tracking]\nuri = "http://mlflow.example:5000"\n')
+    served = cli("--config", str(cfg), "mlflow-ui")
+    assert served.code == 0 and "serves the MLflow UI itself" in served.out
+    cfg.write_text('[tracking]\nenabled = false\n')
+    off = cli("--config", str(cfg), "--state-dir", str(tmp_path / "state"), "mlflow-ui")
+    assert "tracking is off" in off.out and str((tmp_path / "state").resolve()) in off.out
+
+
 def test_an_ensemble_result_logs_its_definition(tmp_path):
     pytest.importorskip("mlflow")
     from dataclasses import dataclass, field

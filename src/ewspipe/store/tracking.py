@@ -69,10 +69,12 @@ if TYPE_CHECKING:
 __all__ = [
     "INSTALL_HINT",
     "MANAGED_TAG",
+    "UI_EXTRA",
     "TrackedModel",
     "TrackedRun",
     "TrackingResult",
     "artifact_location",
+    "display_uri",
     "ensemble_inputs",
     "experiment_name",
     "guarded",
@@ -86,6 +88,8 @@ __all__ = [
     "track_report",
     "track_run",
     "tracking_uri",
+    "ui_command",
+    "ui_installed",
 ]
 
 _log = logging.getLogger(__name__)
@@ -167,6 +171,36 @@ def artifact_location(settings: Settings) -> str | None:
     if tracking_uri(settings).startswith(("http://", "https://", "databricks")):
         return None
     return settings.layout.mlruns.resolve().as_uri()
+
+
+UI_EXTRA = "pip install 'ewspipe[mlflow-ui]'"
+
+
+def ui_command(settings: Settings) -> list[str] | None:
+    """The ``mlflow ui`` command line that browses this workspace's tracking store (its
+    artifacts included), or None when the store is a server, which serves its own UI.
+    ``mlflow ui`` needs the full ``mlflow`` package (:func:`ui_installed`, :data:`UI_EXTRA`):
+    ewspipe itself installs only mlflow-skinny. Holds the real URI: print it masked
+    (:func:`display_uri`)."""
+    uri = tracking_uri(settings)
+    root = artifact_location(settings)
+    if root is None:
+        return None
+    return ["mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", root]
+
+
+def ui_installed() -> bool:
+    """Whether ``mlflow ui`` can serve its pages here: the full package's web app (its built
+    pages and Flask); mlflow-skinny has the command but not the UI."""
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or spec.origin is None or importlib.util.find_spec("flask") is None:
+        return False
+    return (Path(spec.origin).parent / "server" / "js" / "build" / "index.html").is_file()
+
+
+def display_uri(text: str) -> str:
+    """``text`` with any ``user:password@`` of a URI masked (what ewspipe prints)."""
+    return _display_uri(text)
 
 
 def _display_uri(text: str) -> str:
