@@ -57,6 +57,8 @@ class StoredForecastModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         table = self._table
+        if isinstance(model_input, Mapping):  # {"country_id": [57, 245]} as well
+            model_input = pd.DataFrame(model_input)
         if model_input is None or len(model_input) == 0:
             return table.copy()
         if not isinstance(model_input, pd.DataFrame):
@@ -90,12 +92,13 @@ def _quiet_save() -> Iterator[None]:
 
 
 def _forecast_copy(source: Path, target: Path) -> bool:
-    """The stored forecast file rewritten to ``target``; True if its samples are kept."""
-    table = pq.read_table(source)
+    """The stored forecast file rewritten to ``target``; True if its samples are kept (a
+    large forecast's draws are not even read)."""
     meta = read_forecast_metadata(source)
-    keep = table.num_rows * int(meta.get("n_samples", 1)) <= MAX_SAMPLE_VALUES
-    if not keep and "samples" in table.column_names:
-        table = table.drop_columns(["samples"])
+    stored = pq.ParquetFile(source)
+    keep = stored.metadata.num_rows * int(meta.get("n_samples", 1)) <= MAX_SAMPLE_VALUES
+    names = stored.schema_arrow.names
+    table = stored.read(columns=names if keep else [c for c in names if c != "samples"])
     write_table(table, target, str(meta["unit_column"]))
     return keep
 
