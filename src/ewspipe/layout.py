@@ -130,6 +130,12 @@ class StateLayout(StateFolder):
         return self.root / "mlruns"
 
     @property
+    def mlflow_models(self) -> Path:
+        """Pyfunc models of registry versions made without an MLflow run (a release
+        registering staging evidence); the others are among their run's artifacts."""
+        return self.mlruns / "registered"
+
+    @property
     def sweeps(self) -> Path:
         """Hyperparameter sweep studies (``sweeps/<model>.db``)."""
         return self.root / "sweeps"

@@ -43,6 +43,7 @@ ARGS: dict[str, tuple[list[str], int | None, str]] = {
     "run": ([], 2, "no models folder"),
     "init": (["ws"], 0, "writes a new workspace folder in the cwd; no state"),
     "serve": ([], None, "serves until interrupted: (a)/(b) only"),
+    "mlflow-ui": ([], 0, "prints a command line; reads nothing of the state"),
     "data list": ([], 0, "reads snapshots/, not state.db"),
     "data show": (["nosuch"], 2, "no such snapshot"),
     "data demo": (["--countries", "10", "--pgm-cells", "50", "--last-month", "160"], 0,

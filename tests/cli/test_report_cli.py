@@ -176,3 +176,11 @@ def test_report_failure_keeps_the_run(ws, monkeypatch):
     assert (run_dir / "run.json").is_file() and (run_dir / "metrics" / "zero_line.json").is_file()
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "metrics", "predictions", "run.json", "run.json.sha256"]
+
+
+def test_report_is_logged_to_the_runs_mlflow_run(evaluated):
+    """`evaluate --report` writes the report after tracking the run: it is logged to it."""
+    pytest.importorskip("mlflow")
+    tracked = evaluated["report_tracking"]
+    assert tracked["status"] == "logged", tracked
+    assert tracked["parent_run_id"] == evaluated["tracking"]["parent_run_id"]

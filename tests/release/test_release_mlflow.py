@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from release_repo import git, make_repo, open_ctx
 from tests.flows.monthly_workspace import staging_report
@@ -193,10 +195,15 @@ def test_hotfix_registers_what_staging_validated(history):
         version = aliased[name]
         assert version.tags["ewspipe.source"] == "staging", name
         assert version.tags["ewspipe.registered_by"] == "v0.1.1"
-        assert version.source.startswith((history["ctx"].settings.state_dir / "staging")
-                                         .resolve().as_uri())
-    assert "/staging/artifacts/small_tree/forecasting/" in aliased["small_tree"].source
-    assert aliased["small_chorus"].source.endswith("/model%3Dsmall_chorus/part-0.parquet")
+        assert version.tags["ewspipe.artifact_uri"].startswith(
+            (history["ctx"].settings.state_dir / "staging").resolve().as_uri())
+        # no MLflow run made it: its pyfunc model is kept in the state's MLflow folder
+        assert version.source.startswith(
+            history["ctx"].settings.layout.mlflow_models.resolve().as_uri())
+    assert ("/staging/artifacts/small_tree/forecasting/"
+            in aliased["small_tree"].tags["ewspipe.artifact_uri"])
+    assert aliased["small_chorus"].tags["ewspipe.artifact_uri"].endswith(
+        "/model%3Dsmall_chorus/part-0.parquet")
     # unchanged models keep the version the promotion found
     for name in ("small_ridge", "grid_ridge"):
         assert aliased[name].version == history["promote"]["aliased"][name].version
@@ -266,10 +273,12 @@ def test_the_monthly_production_run_is_tracked(history, production_run):
         assert newest.tags["ewspipe.monthly_run"] == doc["run_id"]
         assert newest.tags["ewspipe.release"] == "v0.1.2"
         assert {k: newest.tags[k] for k in expected[name]} == expected[name]
-        assert newest.source.startswith(artifacts if newest.tags["ewspipe.model_kind"] == "model"
-                                        else production), name
+        assert newest.tags["ewspipe.artifact_uri"].startswith(
+            artifacts if newest.tags["ewspipe.model_kind"] == "model" else production), name
+        assert newest.source == f"{client.get_run(newest.run_id).info.artifact_uri}/pyfunc/{name}"
     assert "/artifacts/small_tree/forecasting/" in max(
-        client.search_model_versions("name = 'small_tree'"), key=lambda v: int(v.version)).source
+        client.search_model_versions("name = 'small_tree'"),
+        key=lambda v: int(v.version)).tags["ewspipe.artifact_uri"]
     # the alias stays on what the release validated
     aliased = _aliased(client)
     assert {n: str(aliased[n].version) for n in DEPLOYED} == \
@@ -297,3 +306,86 @@ def test_release_log_shows_the_versions_production_runs(history, cli):
     aliases = history["rollback"]["manifest"]["aliases"]
     line = "    production alias: " + ", ".join(f"{n} v{v}" for n, v in sorted(aliases.items()))
     assert log.out.splitlines()[1] == line  # under the newest entry, the rollback v0.1.2
+
+
+def _served(settings, uri: str, frame=None) -> pd.DataFrame:
+    """``mlflow.pyfunc.load_model(uri).predict(frame)``, as a user would, on the store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(settings))  # the registry's too, when unset
+    try:
+        return mlflow.pyfunc.load_model(uri).predict(frame)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_the_production_alias_serves_the_release_forecast(history, production_run):
+    """``models:/<name>@production`` loads as a pyfunc model whose predict() is the forecast
+    the release's monthly run published to the prediction store, value for value (the store
+    keeps float32; the served forecast is its version's run at full precision)."""
+    doc, _ = production_run
+    settings = history["ctx"].settings
+    home = settings.layout.env("production")
+    published = {p["model"]: home.resolve(p["path"]) for p in doc["outputs"]["partitions"]}
+    aliased = _aliased(history["client"])
+    for name in DEPLOYED:
+        served = _served(settings, f"models:/{name}@production")
+        version = aliased[name]
+        own = settings.runs_dir / version.tags["ewspipe.run_id"] / "predictions" / f"{name}.parquet"
+        pd.testing.assert_frame_equal(served, pd.read_parquet(own), check_exact=True)
+        stored = pd.read_parquet(published[name])
+        assert len(stored) == len(served) > 0, name
+        for column in stored.columns:
+            left, right = served[column].to_numpy(), stored[column].to_numpy()
+            if column == "samples":
+                left, right = np.stack(left), np.stack(right)
+            np.testing.assert_array_equal(left.astype(right.dtype), right, err_msg=name)
+    # a selection by unit and month, in any order, returns just those stored rows
+    unit = "country_id" if "country_id" in served.columns else "priogrid_gid"
+    rows = served.iloc[[7, 2]]
+    picked = _served(settings, f"models:/{name}@production", rows[[unit, "month_id"]])
+    pd.testing.assert_frame_equal(picked, served.iloc[[2, 7]].reset_index(drop=True))
+
+
+def test_a_version_registered_from_staging_evidence_serves_the_side_forecast(history):
+    """The hotfix registered small_tree and its ensembles from the candidate side: their
+    pyfunc serves exactly what that side stored (its prediction store partitions)."""
+    settings = history["ctx"].settings
+    for name in ("small_tree", "small_chorus"):
+        version = history["hotfix"]["aliased"][name]
+        served = _served(settings, f"models:/{name}/{version.version}")
+        [side] = sorted(settings.layout.staging_sides.glob(
+            f"*/**/model={name}/part-0.parquet"), key=lambda p: p.stat().st_mtime)[-1:]
+        pd.testing.assert_frame_equal(served, pd.read_parquet(side), check_exact=True)
+
+
+def test_mlflow_ui_command_opens_the_store_the_pipeline_writes(history, production_run, cli):
+    """`ewspipe mlflow-ui` prints the one `mlflow ui` command line: mlflow's own parser
+    accepts it (the full package's server is the same command), and the store it names holds
+    the tracked monthly run and the registry with the production aliases."""
+    from mlflow.cli import cli as mlflow_cli
+    from mlflow.tracking import MlflowClient
+
+    doc, _ = production_run
+    ctx = history["ctx"]
+    shown = cli("--config", str(history["repo"] / "ewspipe.toml"), "--state-dir",
+                str(ctx.settings.state_dir), "mlflow-ui", "--json")
+    assert shown.code == 0, shown.err
+    printed = shown.json()
+    assert printed["command"][:2] == ["mlflow", "ui"]
+    assert printed["command_line"].startswith("mlflow ui --backend-store-uri sqlite:///")
+    ui = mlflow_cli.get_command(None, "ui")
+    params = ui.make_context("ui", printed["command"][2:]).params
+    assert params["backend_store_uri"] == tracking_uri(ctx.settings) == printed["tracking_uri"]
+    assert params["default_artifact_root"] == ctx.settings.layout.mlruns.resolve().as_uri()
+    client = MlflowClient(tracking_uri=params["backend_store_uri"])
+    assert client.get_run(doc["tracking"]["parent_run_id"]).data.tags["ewspipe.run_id"] == \
+        doc["run_id"]
+    aliased = {n: str(client.get_model_version_by_alias(n, ALIAS).version) for n in DEPLOYED}
+    assert aliased == history["rollback"]["manifest"]["aliases"]
+    for experiment in client.search_experiments(filter_string="name LIKE 'ewspipe-%'"):
+        assert experiment.artifact_location == params["default_artifact_root"]
+    text = cli("--config", str(history["repo"] / "ewspipe.toml"), "--state-dir",
+               str(ctx.settings.state_dir), "mlflow-ui")
+    assert f"  {printed['command_line']}" in text.out.splitlines()
+    assert ("pip install 'ewspipe[mlflow-ui]'" in text.out) is not printed["ui_installed"]

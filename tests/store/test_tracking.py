@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ewspipe.errors import SettingsError
@@ -138,6 +139,26 @@ def test_evaluation_run_is_logged(run, workspace):
     runs = client.search_runs([experiment.experiment_id],
                               filter_string="tags.`ewspipe.role` = 'run'")
     assert len(runs) == 2
+    _report_is_logged(run, workspace, doc)
+
+
+def _report_is_logged(run, workspace: Path, doc: dict) -> None:
+    """The report is written after its run was tracked (`evaluate report RUN`, as
+    `evaluate --report` does): it is logged to the run's MLflow run, page and figures, and
+    again when it is re-written (shares the evaluation of the test above: the costly part)."""
+    pytest.importorskip("matplotlib")
+    res = run("evaluate", "report", doc["run_id"], "--json")
+    assert res.code == 0, res.err
+    parent = doc["tracking"]["parent_run_id"]
+    tracked = res.json()["tracking"]
+    assert tracked["status"] == "logged" and tracked["parent_run_id"] == parent, tracked
+    client = _client(workspace)
+    folder = Path(res.json()["report"]).parent
+    logged = {Path(a.path).name for a in client.list_artifacts(parent, "report")}
+    assert logged == {p.name for p in folder.iterdir()}
+    assert "index.html" in logged and any(n.endswith((".png", ".svg")) for n in logged)
+    page = client.download_artifacts(parent, "report/index.html", str(workspace))
+    assert Path(page).read_bytes() == (folder / "index.html").read_bytes()
 
 
 def test_forecast_run_is_logged_without_scores(run, workspace):
@@ -164,8 +185,17 @@ def test_forecast_run_registers_model_versions_evaluation_does_not(run, workspac
     [version] = client.search_model_versions("name = 'quick_tree'")
     settings = load_settings(workspace / "ewspipe.toml")
     artifact = first.json()["models"][0]["artifact"]
-    assert version.source == (settings.artifact_dir / artifact).resolve().as_uri()
+    assert version.tags["ewspipe.artifact_uri"] == \
+        (settings.artifact_dir / artifact).resolve().as_uri()
     assert version.run_id == first.json()["tracking"]["model_runs"]["quick_tree"]
+    # its pyfunc flavour serves the run's stored forecast, exactly
+    assert version.source.endswith("/artifacts/pyfunc/quick_tree")
+    served = _served(settings, "models:/quick_tree/1", None)
+    stored = pd.read_parquet(Path(first.json()["path"]) / "predictions" / "quick_tree.parquet")
+    pd.testing.assert_frame_equal(served, stored, check_exact=True)
+    some = stored.iloc[[5, 0, 5]][["month_id", "country_id"]]
+    pd.testing.assert_frame_equal(_served(settings, "models:/quick_tree/1", some),
+                                  stored.iloc[[0, 5]].reset_index(drop=True))
     assert version.tags["ewspipe.run_id"] == first.json()["run_id"]
     assert len(version.tags["ewspipe.config_hash"]) >= 12
     assert run("forecast", "--model", "quick_tree").code == 0  # a new run, a new version
@@ -260,6 +290,24 @@ def test_credentials_in_the_uri_are_never_printed(tmp_path, monkeypatch, caplog)
     assert "http://***@127.0.0.1:1" in result.message
 
 
+def test_mlflow_ui_command_follows_the_tracking_uri(tmp_path, cli):
+    """`ewspipe mlflow-ui` names the configured store, masks credentials, and says that a
+    tracking server needs no command (it serves its own UI)."""
+    cfg = tmp_path / "ewspipe.toml"
+    cfg.write_text('[tracking]\nuri = "postgresql://bob:s3cret@db.example/mlflow"\n')
+    shown = cli("--config", str(cfg), "mlflow-ui", "--json")
+    assert shown.code == 0, shown.err
+    assert "s3cret" not in shown.out
+    assert shown.json()["command"][2:4] == ["--backend-store-uri",
+                                           "postgresql://***@db.example/mlflow"]
+    cfg.write_text('[tracking]\nuri = "http://mlflow.example:5000"\n')
+    served = cli("--config", str(cfg), "mlflow-ui")
+    assert served.code == 0 and "serves the MLflow UI itself" in served.out
+    cfg.write_text('[tracking]\nenabled = false\n')
+    off = cli("--config", str(cfg), "--state-dir", str(tmp_path / "state"), "mlflow-ui")
+    assert "tracking is off" in off.out and str((tmp_path / "state").resolve()) in off.out
+
+
 def test_an_ensemble_result_logs_its_definition(tmp_path):
     pytest.importorskip("mlflow")
     from dataclasses import dataclass, field
@@ -305,6 +353,17 @@ def test_an_ensemble_result_logs_its_definition(tmp_path):
     # an ensemble has no artifact: its registered version points at its predictions
     [version] = _client_for(settings).search_model_versions("name = 'calm_blend'")
     assert version.source == (tmp_path / "predictions" / "calm_blend.parquet").as_uri()
+
+
+def _served(settings, uri: str, frame):
+    """``mlflow.pyfunc.load_model(uri).predict(frame)`` against the workspace's store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(settings))  # the registry's too, when unset
+    try:
+        return mlflow.pyfunc.load_model(uri).predict(frame)
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 def _client_for(settings):

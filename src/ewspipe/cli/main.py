@@ -18,6 +18,7 @@ from ewspipe.cli import data as data_cli
 from ewspipe.cli import drift as drift_cli
 from ewspipe.cli import forecasts as forecasts_cli
 from ewspipe.cli import init as init_cli
+from ewspipe.cli import mlflow_ui as mlflow_ui_cli
 from ewspipe.cli import models as models_cli
 from ewspipe.cli import online as online_cli
 from ewspipe.cli import partitions as partitions_cli
@@ -59,6 +60,7 @@ app.add_typer(prefect_cli.app, name="prefect")
 app.add_typer(release_cli.app, name="release")
 app.command("serve")(serve_cli.serve)
 app.command("init")(init_cli.init)
+app.command("mlflow-ui")(mlflow_ui_cli.mlflow_ui)
 
 
 def _version(value: bool) -> None:

@@ -24,6 +24,7 @@ from ewspipe.flows.modelrun import (
 from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.settings import Settings
 from ewspipe.store.runs import RunStore
+from ewspipe.store.tracking import track_report
 
 __all__ = ["compare", "evaluate_app", "forecast"]
 
@@ -199,6 +200,8 @@ def evaluate(
         typer.echo(f"error: the report failed ({exc}); the run is stored in {result.path}; "
                    f"retry with `ewspipe evaluate report {result.run_id}`", err=True)
         raise typer.Exit(code) from exc
+    doc["report_tracking"] = track_report(settings, result.run_id, result.run_type,
+                                          Path(doc["report"])).to_dict()
     emit(doc, as_json, lambda: _lines(result, "evaluation") + f"\n  report: {doc['report']}")
 
 
@@ -217,7 +220,9 @@ def report_command(
     path = write_report(runs.path(record["run_id"]),
                         snapshots=SnapshotStore(settings.snapshot_dir))
     doc = {"run_id": record["run_id"], "report": str(path),
-           "images": sorted(p.name for p in path.parent.glob("*.png"))}
+           "images": sorted(p.name for p in path.parent.glob("*.png")),
+           "tracking": track_report(settings, record["run_id"], str(record["run_type"]),
+                                    path).to_dict()}
     emit(doc, as_json, lambda: f"report of run {record['run_id']}: {path}")
 
 

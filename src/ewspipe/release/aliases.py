@@ -10,10 +10,13 @@ its ``catalog`` entry, the staging snapshot of its level (``snapshots``) and the
 fingerprint (``engine``). Where no version matches, one is registered from the staging
 evidence the release was let through on: the candidate's hash-verified artifact in
 ``<state_dir>/staging/artifacts`` (an ensemble: the candidate side's stored
-predictions). Where there is no evidence either, the alias is removed from that model (a
-stale alias would name a version production does not run) and the note says so. Models that
-carry the alias but are not deployed by the release lose it. A rollback points the restored
-release's models at the versions its ledger entry recorded (``aliases``).
+predictions), its pyfunc flavour serving the forecast the candidate side stored for it
+(``mlflow.pyfunc.load_model("models:/<name>@production")``; saved under
+``<state_dir>/mlruns/registered``). Where there is no evidence either, the alias is
+removed from that model (a stale alias would name a version production does not run) and
+the note says so. Models that carry the alias but are not deployed by the release lose it.
+A rollback points the restored release's models at the versions its ledger entry recorded
+(``aliases``).
 
 Never fatal: a release is not undone because the tracking store is unreachable; the notes
 say what to redo.
@@ -160,9 +163,10 @@ def _artifact_evidence(settings: Settings, want: Wanted, listed: dict[str, Any]
 
 
 def _prediction_evidence(settings: Settings, want: Wanted, candidate: str) -> Path | None:
-    """The candidate side's stored predictions of the ensemble ``want`` (newest run first):
-    same config hash, snapshot and member config hashes as the release. The side ran the
-    candidate's code on the release's engine, so they were made by that engine."""
+    """The candidate side's stored predictions of ``want`` (newest run first): same config
+    hash and snapshot as the release and, for an ensemble, the same member config hashes.
+    The side ran the candidate's code on the release's engine, so they were made by that
+    engine."""
     found: list[tuple[float, Path]] = []
     for side in settings.layout.staging_sides.glob(f"{candidate[:12]}_*"):
         store = PredictionStore(StateLayout(side).env(STAGING_ENVIRONMENT).predictions)
@@ -175,19 +179,32 @@ def _prediction_evidence(settings: Settings, want: Wanted, candidate: str) -> Pa
         except Exception:  # an unreadable partition is no evidence
             continue
         members = meta.get("members") or {}
+        same_members = want.kind != "ensemble" or (
+            members and all(want.inputs.get(m) == h for m, h in members.items()))
         if (meta.get("config_hash") == want.tags["ewspipe.config_hash"]
-                and meta.get("snapshot") == want.tags["ewspipe.snapshot"]
-                and members and all(want.inputs.get(m) == h for m, h in members.items())):
+                and meta.get("snapshot") == want.tags["ewspipe.snapshot"] and same_members):
             return path
     return None
 
 
-def _evidence(settings: Settings, manifest: dict[str, Any], want: Wanted) -> Path | None:
+@dataclass(frozen=True)
+class _Evidence:
+    """What a version is registered from: ``source`` (a model's staged artifact, an
+    ensemble's stored predictions) and ``forecast``, the stored forecast its pyfunc serves
+    (None: the side stored none, the version is registered without the flavour)."""
+
+    source: Path
+    forecast: Path | None
+
+
+def _evidence(settings: Settings, manifest: dict[str, Any], want: Wanted) -> _Evidence | None:
+    candidate = str(manifest.get("candidate_commit") or "")
+    predictions = _prediction_evidence(settings, want, candidate) if candidate else None
     if want.kind == "ensemble":
-        candidate = str(manifest.get("candidate_commit") or "")
-        return _prediction_evidence(settings, want, candidate) if candidate else None
+        return _Evidence(predictions, predictions) if predictions is not None else None
     listed = (manifest.get("artifacts") or {}).get(want.name) or {}
-    return _artifact_evidence(settings, want, listed if isinstance(listed, dict) else {})
+    artifact = _artifact_evidence(settings, want, listed if isinstance(listed, dict) else {})
+    return _Evidence(artifact, predictions) if artifact is not None else None
 
 
 # --------------------------------------------------------------------------- the registry
@@ -269,7 +286,8 @@ def set_aliases(settings: Settings, manifest: dict[str, Any], tag: str, *, git: 
         return out
     try:
         with quiet_mlflow():
-            _apply(open_client(uri), manifest, tag, wanted, evidence, pinned or {}, out)
+            _apply(open_client(uri), manifest, tag, wanted, evidence, pinned or {}, out,
+                   settings.layout.mlflow_models)
     except Exception as exc:  # the release stands; the note says what to redo by hand
         out.notes.append(f"MLflow aliases not set ({type(exc).__name__}: {exc}); re-run "
                          "after fixing the tracking store: the alias of each deployed model "
@@ -278,7 +296,8 @@ def set_aliases(settings: Settings, manifest: dict[str, Any], tag: str, *, git: 
 
 
 def _apply(client: Any, manifest: dict[str, Any], tag: str, wanted: dict[str, Wanted],
-           evidence: dict[str, Path | None], pinned: dict[str, Any], out: AliasResult) -> None:
+           evidence: dict[str, _Evidence | None], pinned: dict[str, Any], out: AliasResult,
+           spare: Path) -> None:
     for name, want in wanted.items():
         version = _pinned(client, name, pinned.get(name))
         how = "as the restored release recorded"
@@ -287,14 +306,17 @@ def _apply(client: Any, manifest: dict[str, Any], tag: str, wanted: dict[str, Wa
             if matches:
                 version = str(max(matches, key=lambda v: int(v.version)).version)
                 how = "matched by config hash, snapshot and code fingerprint"
-        if version is None and evidence[name] is not None:
+        found = evidence[name]
+        if version is None and found is not None:
             version = register_version(
-                client, name, source=Path(evidence[name]).resolve().as_uri(), level=want.level,
+                client, name, source=found.source.resolve().as_uri(), level=want.level,
                 tags={**want.tags, "ewspipe.source": STAGING_ENVIRONMENT,
                       "ewspipe.status": "deployed",
                       "ewspipe.staging_report": str(manifest.get("staging_report")),
-                      "ewspipe.registered_by": tag})
-            how = "registered from the staging evidence"
+                      "ewspipe.registered_by": tag},
+                forecast=found.forecast, spare=spare)
+            how = "registered from the staging evidence" + (
+                "" if found.forecast else "; no stored forecast, so no pyfunc flavour")
         if version is None:
             dropped = _drop_alias(client, name)
             out.notes.append(f"{name}: no registered version matches the release and no "

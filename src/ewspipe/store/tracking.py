@@ -9,7 +9,8 @@ Every run that ``flows.modelrun`` commits is mirrored into MLflow once it is sto
 * **Shape.** One experiment per run type (``ewspipe-calibration``, ``ewspipe-validation``,
   ``ewspipe-forecasting``). Each ewspipe run is a *parent* MLflow run named after the run id
   (tags: run id, kind, snapshots, code commit, dirty flag, release tag, environment; artifact:
-  ``run.json`` and, if the run folder has one, ``report/``), with one *child* run per model.
+  ``run.json`` and the run's ``report/`` folder, HTML and figures: :func:`track_report`
+  logs it when it is written after the run), with one *child* run per model.
 * **A model's child run.** Params: algorithm, level, target, features, every hyperparameter
   flattened to a dotted key (``hyperparameters.learner_params.n_estimators``) and the config
   hash. Metrics: for each metric the pooled value (``pooled/msle``), each scheme's mean
@@ -19,10 +20,13 @@ Every run that ``flows.modelrun`` commits is mirrored into MLflow once it is sto
   double the logging time for little use). Tags: ewspipe run id,
   model, snapshot, code commit, dirty flag, release tag, environment (default
   "development"), model status. Artifacts: ``config.json`` and the metrics JSON of the run.
-* **Registry.** A forecasting run registers a version of each model (source: its artifact)
-  and ensemble (its predictions) under the model's name, tagged with what made it: config
-  hash, snapshot, code fingerprint, ewspipe version, and an ensemble's inputs
-  (:func:`ensemble_inputs`). A release finds its versions by these tags
+* **Registry.** A forecasting run registers a version of each model and ensemble under the
+  model's name, tagged with what made it: config hash, snapshot, code fingerprint, ewspipe
+  version, an ensemble's inputs (:func:`ensemble_inputs`) and ``ewspipe.artifact_uri`` (a
+  model's artifact, an ensemble's predictions). Its source is a pyfunc model among the
+  child run's artifacts (``pyfunc/<name>``) serving the run's stored forecast
+  (:mod:`ewspipe.store.pyfunc`), so ``mlflow.pyfunc.load_model("models:/<name>@production")
+  .predict(None)`` is the forecast. A release finds its versions by these tags
   (:mod:`ewspipe.release.aliases`); the monthly run is tracked by
   :mod:`ewspipe.store.tracking_monthly`.
 * **Never fatal.** Turned off with ``[tracking] enabled = false``. Without MLflow installed the
@@ -34,7 +38,8 @@ Every run that ``flows.modelrun`` commits is mirrored into MLflow once it is sto
   first new store of a process is kept as a template and copied for later new stores.
 
 ``mlflow`` is imported only inside :func:`track_run`; usage telemetry is switched off
-(``MLFLOW_DISABLE_TELEMETRY``, unless set) so tracking stays offline.
+(``MLFLOW_DISABLE_TELEMETRY``, unless set) so tracking stays offline, and so is the artifact
+progress bar (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``) that saving a pyfunc model would draw.
 """
 
 from __future__ import annotations
@@ -64,10 +69,12 @@ if TYPE_CHECKING:
 __all__ = [
     "INSTALL_HINT",
     "MANAGED_TAG",
+    "UI_EXTRA",
     "TrackedModel",
     "TrackedRun",
     "TrackingResult",
     "artifact_location",
+    "display_uri",
     "ensemble_inputs",
     "experiment_name",
     "guarded",
@@ -78,8 +85,11 @@ __all__ = [
     "register_version",
     "require_mlflow",
     "store_exists",
+    "track_report",
     "track_run",
     "tracking_uri",
+    "ui_command",
+    "ui_installed",
 ]
 
 _log = logging.getLogger(__name__)
@@ -163,6 +173,36 @@ def artifact_location(settings: Settings) -> str | None:
     return settings.layout.mlruns.resolve().as_uri()
 
 
+UI_EXTRA = "pip install 'ewspipe[mlflow-ui]'"
+
+
+def ui_command(settings: Settings) -> list[str] | None:
+    """The ``mlflow ui`` command line that browses this workspace's tracking store (its
+    artifacts included), or None when the store is a server, which serves its own UI.
+    ``mlflow ui`` needs the full ``mlflow`` package (:func:`ui_installed`, :data:`UI_EXTRA`):
+    ewspipe itself installs only mlflow-skinny. Holds the real URI: print it masked
+    (:func:`display_uri`)."""
+    uri = tracking_uri(settings)
+    root = artifact_location(settings)
+    if root is None:
+        return None
+    return ["mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", root]
+
+
+def ui_installed() -> bool:
+    """Whether ``mlflow ui`` can serve its pages here: the full package's web app (its built
+    pages and Flask); mlflow-skinny has the command but not the UI."""
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or spec.origin is None or importlib.util.find_spec("flask") is None:
+        return False
+    return (Path(spec.origin).parent / "server" / "js" / "build" / "index.html").is_file()
+
+
+def display_uri(text: str) -> str:
+    """``text`` with any ``user:password@`` of a URI masked (what ewspipe prints)."""
+    return _display_uri(text)
+
+
 def _display_uri(text: str) -> str:
     """``text`` with any ``user:password@`` of a URI masked: results and warnings are printed."""
     return _CREDENTIALS.sub("//***@", text)
@@ -241,6 +281,44 @@ def track_run(
                                            or settings.run.environment))
 
 
+def track_report(settings: Settings, run_id: str, run_type: str, report: Path
+                 ) -> TrackingResult:
+    """Log a stored run's report folder (``report``: the page or its folder; the HTML and
+    every figure in it) to the run's MLflow run as artifacts under ``report/``.
+
+    A report is written after its run was tracked (``evaluate --report``, ``evaluate report
+    RUN``), so it is logged on its own; written again, it is logged again (same names
+    replaced). Never raises: a run that is not in the tracking store is a "failed" result."""
+    folder = report if report.is_dir() else report.parent
+    stored = f"the report is stored in {folder}"
+    if settings.tracking.enabled and not store_exists(tracking_uri(settings)):
+        message = (f"the report of run {run_id} is not logged to MLflow: there is no tracking "
+                   f"store yet; {stored}")
+        _log.warning(message)
+        return TrackingResult("failed", uri=_display_uri(tracking_uri(settings)),
+                              message=message)
+    return guarded(settings, f"the report of run {run_id}", stored,
+                   lambda client: _log_report(client, run_id, run_type, folder))
+
+
+def _log_report(client: MlflowClient, run_id: str, run_type: str, folder: Path
+                ) -> TrackingResult:
+    name = experiment_name(run_type)
+    experiment = client.get_experiment_by_name(name)
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`ewspipe.run_id` = '{run_id}' and tags.`ewspipe.role` = 'run'",
+        max_results=1) if experiment is not None else []
+    if not found:
+        raise LookupError(f"run {run_id} is not in MLflow experiment {name} (was tracking "
+                          "off when it ran?)")
+    parent = found[0].info.run_id
+    client.log_artifacts(parent, str(folder), "report")
+    return TrackingResult("logged", experiment=name, experiment_id=found[0].info.experiment_id,
+                          parent_run_id=parent,
+                          message=f"report logged to MLflow run {parent} (artifacts report/)")
+
+
 def guarded(settings: Settings, what: str, stored: str,
             log: Callable[[MlflowClient], TrackingResult]) -> TrackingResult:
     """The frame every tracking call shares: off when ``[tracking] enabled`` is false,
@@ -276,6 +354,8 @@ def require_mlflow(uri: str) -> None:
     """Import MLflow (telemetry off: tracking stays offline) and check the SQL store's
     modules are there; ImportError names what is missing."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # saving a pyfunc model copies its files with a progress bar on stderr: not ours to show
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow.tracking  # noqa: F401
 
     if uri.startswith(_SQL_SCHEMES):
@@ -542,8 +622,10 @@ def _register(
     if _ensemble(model) is not None:
         definitions = {**configs, model.model: config or {}}
         tags.update(inputs_tags(ensemble_inputs(model.model, definitions)))
+    predictions = Path(run.path) / model.predictions
     register_version(client, model.model, source=source.resolve().as_uri(), tags=tags,
-                     run_id=child_run_id, level=model.level)
+                     run_id=child_run_id, level=model.level,
+                     forecast=predictions if predictions.is_file() else None)
 
 
 def ensemble_inputs(name: str, definitions: Mapping[str, Mapping[str, Any]]
@@ -580,10 +662,25 @@ MANAGED_TAG = "ewspipe.managed"
 
 
 def register_version(client: MlflowClient, name: str, *, source: str, tags: Mapping[str, str],
-                     run_id: str | None = None, level: str | None = None) -> str:
+                     run_id: str | None = None, level: str | None = None,
+                     forecast: Path | None = None, spare: Path | None = None) -> str:
     """A new version of the registered model ``name`` (created, marked as ewspipe's, when
-    it does not exist); returns the version number."""
+    it does not exist); returns the version number.
+
+    With ``forecast`` (the stored forecast file of what is registered) the version gets a
+    pyfunc flavour (:mod:`ewspipe.store.pyfunc`): its source is a pyfunc model serving that
+    forecast, logged among the artifacts of ``run_id`` (without a run: saved under
+    ``spare``), and ``source`` (ewspipe's own artifact) becomes the tag
+    ``ewspipe.artifact_uri``. Without it the version's source is ``source`` itself."""
     from mlflow.exceptions import MlflowException
+
+    tags = {**tags, "ewspipe.artifact_uri": source}
+    if forecast is not None:
+        from ewspipe.store.pyfunc import log_forecast_model
+
+        metadata = {k: _value(str(v)) for k, v in tags.items()}
+        source = log_forecast_model(client, run_id, forecast, spare=spare, name=name,
+                                    metadata=metadata)
 
     try:
         client.create_registered_model(

@@ -8,8 +8,10 @@ publishing environment (production) which model versions made its forecasts.
   tasks run and reused, failed QA checks, alerts. Artifacts: ``run.json`` (the run's
   summary) and the run's report.
 * **A publishing environment's run** (``[run] publish_environments``, production by default)
-  also registers one model version per *deployed* model and ensemble it forecast: source the
-  environment's own artifact (an ensemble: its stored predictions), tags as a forecast run's
+  also registers one model version per *deployed* model and ensemble it forecast: source a
+  pyfunc model serving the forecast the environment stored (among the run's artifacts,
+  ``pyfunc/<name>``), ``ewspipe.artifact_uri`` the environment's own artifact (an ensemble:
+  its stored predictions), tags as a forecast run's
   versions (config hash, snapshot, code fingerprint, ensemble inputs) plus
   ``ewspipe.source = monthly``, the environment, the monthly run id and the release tag.
   These versions record what production *ran* (retrained on each month's data); the
@@ -169,5 +171,6 @@ def _register_deployed(client: Any, settings: Settings, rec: MonthlyRunRecord, m
         if kind == "ensemble":
             tags.update(inputs_tags(ensemble_inputs(name, definitions)))
         versions[name] = register_version(client, name, source=source.resolve().as_uri(),
-                                          tags=tags, run_id=mlflow_run, level=str(part["level"]))
+                                          tags=tags, run_id=mlflow_run, level=str(part["level"]),
+                                          forecast=state.resolve(str(part["path"])))
     return versions
