@@ -9,7 +9,13 @@ import typer
 
 from ewspipe.cli.choices import GedLevel, LevelName
 from ewspipe.cli.drift import drift_lines
-from ewspipe.cli.output import JSON_OPTION, emit, validation_lines
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+    validation_lines,
+)
 from ewspipe.flows.ingest import (
     CheckedImport,
     checked_import,
@@ -246,6 +252,7 @@ def pull_ucdp(
     last_month: int | None = LAST_OPTION,
     duplicates: str = DUPLICATES_OPTION,
     allow_short: bool = SHORT_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Download a UCDP GED release and import it like `data import ged`."""
@@ -253,7 +260,9 @@ def pull_ucdp(
     levels = _levels(level)
     limits = input_limits(settings, allow_short=allow_short)
     target = url or ged_url(version, settings.sources.ucdp.ged_url)
-    fetched = download(target, settings.download_dir, timeout=settings.sources.ucdp.timeout_seconds)
+    with progress_on_stderr(quiet):
+        fetched = download(target, settings.download_dir,
+                           timeout=settings.sources.ucdp.timeout_seconds)
     events = extract_events(fetched.path, max_bytes=limits.max_decompressed_bytes)
     source = {"kind": "ucdp_ged_download", "version": version, "url": fetched.url,
               "download_sha256": fetched.sha256, "download_bytes": fetched.bytes}

@@ -20,7 +20,7 @@ from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
 from ewspipe.catalog.spec import ModelSpec, toml_value
 from ewspipe.cli.choices import LevelName
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.output import JSON_OPTION, QUIET_OPTION, emit, progress_on_stderr
 from ewspipe.errors import SpecError
 from ewspipe.panel.schema import Level
 from ewspipe.partitions import PartitionScheme
@@ -368,6 +368,7 @@ def sweep_model(
         False, "--apply", help="Write the best hyperparameters into models/NAME.toml if they "
         "beat the current definition on calibration (exit 1 if not)."),
     models_dir: Path | None = MODELS_DIR_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Tune a model's hyperparameters on the calibration partition (Optuna; resumable).
@@ -379,11 +380,12 @@ def sweep_model(
 
     settings: Settings = ctx.obj
     catalog = _catalog(ctx, models_dir)
-    result = run_sweep(
-        settings, catalog, name, trials=trials, executor=executor, workers=workers,
-        run_type=run_type, snapshot_ref=snapshot, fresh=fresh, apply=apply,
-        progress=lambda line: typer.echo(line, err=True),
-    )
+    with progress_on_stderr(quiet) as reporter:
+        result = run_sweep(
+            settings, catalog, name, trials=trials, executor=executor, workers=workers,
+            run_type=run_type, snapshot_ref=snapshot, fresh=fresh, apply=apply,
+            progress=reporter.note,
+        )
     doc = result.to_dict()
     emit(doc, as_json, lambda: _sweep_lines(doc))
     if result.applied is not None and not result.applied["applied"]:

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ewspipe.panel.schema import ValidationReport
+from ewspipe.progress import Reporter, for_stream, reporting
 
-__all__ = ["JSON_OPTION", "emit", "validation_lines"]
+__all__ = ["JSON_OPTION", "QUIET_OPTION", "emit", "progress_on_stderr", "validation_lines"]
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress on stderr (progress "
+                            "never goes to stdout: --json output stays one document).")
+
+
+@contextmanager
+def progress_on_stderr(quiet: bool) -> Iterator[Reporter]:
+    """The command's progress: Rich bars when stderr is a terminal, plain lines when it is
+    not (CI logs), nothing with --quiet; installed for the library's flows meanwhile."""
+    with reporting(for_stream(sys.stderr, quiet=quiet)) as reporter:
+        yield reporter
 
 
 def _default(obj: Any) -> Any:

@@ -5,25 +5,14 @@ from __future__ import annotations
 import typer
 
 from ewspipe.cli.choices import ENVIRONMENTS
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.output import JSON_OPTION, QUIET_OPTION, emit, progress_on_stderr
 from ewspipe.cli.run_summary import alerts_words, drift_words, run_summary
 from ewspipe.flows.monthly import MonthlyRun
-from ewspipe.flows.runner import TaskRecord
 from ewspipe.settings import Settings
 from ewspipe.store.run_record import MonthlyRunRecord
 from ewspipe.workspace import Workspace
 
 __all__ = ["run"]
-
-
-def _progress(event: str, record: TaskRecord, done: int, total: int) -> None:
-    if event == "started":
-        typer.echo(f"[{done:>3}/{total}] start  {record.task}", err=True)
-    elif event == "failed":
-        typer.echo(f"[{done:>3}/{total}] FAILED {record.task}", err=True)
-    else:
-        typer.echo(f"[{done:>3}/{total}] {event:<6} {record.task} ({record.seconds:.2f}s)",
-                   err=True)
 
 
 def _lines(result: MonthlyRun, rec: MonthlyRunRecord, settings: Settings) -> str:
@@ -79,7 +68,7 @@ def run(
     lock_timeout: float | None = typer.Option(None, "--lock-timeout", help="Seconds to wait "
                                               "when another run holds the environment "
                                               "(default [run] lock_timeout_seconds)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
+    quiet: bool = QUIET_OPTION,
     allow_engine_change: str | None = typer.Option(
         None, "--allow-engine-change", metavar="REASON",
         help="Production only: run although the installed ewspipe differs from the engine "
@@ -96,9 +85,10 @@ def run(
     """
     workspace = Workspace(ctx.obj)
     environment = workspace.env(env)  # an unknown name: "option --env: ..."
-    result = environment.run_monthly(
-        executor=executor, lock_timeout=lock_timeout, progress=None if quiet else _progress,
-        allow_engine_change=allow_engine_change)
+    with progress_on_stderr(quiet) as reporter:
+        result = environment.run_monthly(
+            executor=executor, lock_timeout=lock_timeout, progress=reporter.task,
+            allow_engine_change=allow_engine_change)
     record = result.record()
     emit(record.to_dict(), as_json, lambda: _lines(result, record, workspace.settings))
     if result.status != "ok":

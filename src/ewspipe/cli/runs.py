@@ -11,7 +11,7 @@ import typer
 
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.cli.choices import EvaluationRunType, LevelName
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.output import JSON_OPTION, QUIET_OPTION, emit, progress_on_stderr
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.compare import RunComparison, compare_runs, stored_run
 from ewspipe.flows.executors import parse_executor
@@ -160,6 +160,7 @@ def evaluate(
     report: bool = typer.Option(False, "--report", help="Also write an offline HTML report "
                                 "into the run folder's report/ directory."),
     executor: str = EXECUTOR_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Rolling-origin evaluation (13 origins x 36 steps) of models on a partition.
@@ -179,9 +180,10 @@ def evaluate(
         rt = parse_run_type(run_type)
     except InputError as exc:  # the library speaks of run types, the CLI of its option
         raise InputError(f"option --run-type: {exc}") from None
-    with _option_words():
+    with _option_words(), progress_on_stderr(quiet) as reporter:
         result = evaluate_models(settings, _catalog(settings), run_type=rt, names=model,
-                                 level=level, snapshot_refs=snapshot, executor=spec)
+                                 level=level, snapshot_refs=snapshot, executor=spec,
+                                 progress=reporter.task)
     if not report:
         emit(result.to_dict(), as_json, lambda: _lines(result, "evaluation"))
         return
@@ -227,14 +229,15 @@ def forecast(
     level: LevelName | None = LEVEL_OPTION,
     snapshot: list[str] | None = SNAPSHOT_OPTION,
     executor: str = EXECUTOR_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Forecast the 36 months after the last observed month."""
     settings: Settings = ctx.obj
     spec = parse_executor(executor)  # before the catalog: bad input first
-    with _option_words():
+    with _option_words(), progress_on_stderr(quiet) as reporter:
         result = forecast_models(settings, _catalog(settings), names=model, level=level,
-                                 snapshot_refs=snapshot, executor=spec)
+                                 snapshot_refs=snapshot, executor=spec, progress=reporter.task)
     emit(result.to_dict(), as_json, lambda: _lines(result, "forecast"))
 
 

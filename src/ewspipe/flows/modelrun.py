@@ -71,6 +71,7 @@ from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
 from ewspipe.partitions import Partition, RunType
+from ewspipe.progress import current as current_reporter
 from ewspipe.provenance import code_fingerprint, code_version
 from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactStore
@@ -229,11 +230,18 @@ def fit_or_reuse(
 
 
 def predict_origins(
-    model: BaseForecaster, design: Design, partition: Partition
+    model: BaseForecaster, design: Design, partition: Partition, *, label: str = ""
 ) -> Forecast:
+    """Steps 1..36 from every origin of ``partition``; with a ``label``, each origin done is
+    reported to :func:`ewspipe.progress.current` (minutes per model on the pgm grid)."""
     steps = list(range(1, partition.steps + 1))
-    parts = [model.predict(design, origin=seq.origin, steps=steps)
-             for seq in partition.rolling_origins()]
+    origins = partition.rolling_origins()
+    report = current_reporter()
+    parts = []
+    for i, seq in enumerate(origins, start=1):
+        parts.append(model.predict(design, origin=seq.origin, steps=steps))
+        if label:
+            report.step(label, i, len(origins), f"origin {seq.origin}")
     return Forecast.concat(parts)
 
 
@@ -495,7 +503,7 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
         fitted_model = artifacts.load(found)
         design = model_design(spec, panel, manifest, train_last=part.train.last)
     t2 = time.perf_counter()
-    forecast = predict_origins(fitted_model, design, part)
+    forecast = predict_origins(fitted_model, design, part, label=f"predict {model}")
     del design, fitted_model
     t3 = time.perf_counter()
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
