@@ -119,8 +119,9 @@ def check_command(ctx: typer.Context, repo: Path | None = REPO_OPTION,
 def stage_command(
     ctx: typer.Context,
     candidate: str | None = CANDIDATE_OPTION,
-    snapshot: str | None = typer.Option(None, "--snapshot", help="Snapshot id(s), comma-"
-                                        "separated (default: production's last run's)."),
+    snapshot: list[str] | None = typer.Option(
+        None, "--snapshot", help="Snapshot id per level (repeatable; default: the snapshots "
+        "of production's last run, else the latest of each level)."),
     skip_tests: str | None = typer.Option(None, "--skip-tests", help="Skip the tests gate; "
                                           "the reason is recorded."),
     validation: bool = typer.Option(False, "--validation", help="Evaluate on the validation "
