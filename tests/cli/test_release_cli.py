@@ -93,6 +93,8 @@ def test_promote_through_the_cli(rel, ctx, repo):
     (("hotfix", "start", "Bad Name"), "hotfix name"),
     (("stage", "--skip-tests", " "), "--skip-tests"),
     (("stage", "--candidate", "nosuchbranch"), "nosuchbranch"),
+    (("stage", "--snapshot", " "), "names no snapshot"),
+    (("stage", "--snapshot", "cm-ffffffff", "--snapshot", "pgm-0"), "cm-ffffffff"),
 ])
 def test_bad_input_exits_2(rel, ctx, repo, args, needle):
     rr.stage_ok(ctx)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import typer
 
 from ewspipe.atomic import atomic_file
-from ewspipe.cli.choices import ENVIRONMENTS, LevelName
+from ewspipe.cli.choices import ENVIRONMENTS, LevelName, OutFormat
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import InputError
 from ewspipe.panel.schema import Level
@@ -36,7 +36,7 @@ app = typer.Typer(help="Stored forecasts of monthly runs, and what is published.
 
 ENV_OPTION = typer.Option(None, "--env", help=f"Environment: {ENVIRONMENTS}; default [run] "
                           "environment.")
-FORMATS = ("csv", "parquet", "json")
+FORMATS: tuple[str, ...] = get_args(OutFormat)
 
 
 def _env(settings: Settings, env: str | None) -> str:
@@ -75,8 +75,9 @@ def query(
                                    "point forecast of each origin and step."),
     out: Path | None = typer.Option(None, "--out", help="Write the rows to this file "
                                     "(atomically) instead of printing them."),
-    fmt: str | None = typer.Option(None, "--format", help="Format of --out: csv, parquet or "
-                                   "json (default: from the file's suffix)."),
+    fmt: OutFormat | None = typer.Option(None, "--format", case_sensitive=False,
+                                         help="Format of --out: csv, parquet or json "
+                                         "(default: from the file's suffix)."),
     force: bool = typer.Option(False, "--force", help="Let --out replace an existing file."),
     env: str | None = ENV_OPTION,
     as_json: bool = JSON_OPTION,

@@ -19,7 +19,7 @@ from ewspipe.catalog.pages import non_default_hyperparameters, write_pages
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
 from ewspipe.catalog.spec import ModelSpec, toml_value
-from ewspipe.cli.choices import LevelName
+from ewspipe.cli.choices import LevelName, StatusName
 from ewspipe.cli.output import JSON_OPTION, QUIET_OPTION, emit, progress_on_stderr
 from ewspipe.errors import SpecError
 from ewspipe.panel.schema import Level
@@ -86,7 +86,7 @@ def _ensemble_summary(spec: EnsembleSpec) -> dict[str, Any]:
 def list_models(
     ctx: typer.Context,
     level: LevelName | None = typer.Option(None, "--level", help="Only this level: cm or pgm."),
-    status: str | None = typer.Option(
+    status: StatusName | None = typer.Option(
         None, "--status", help="Only this status: deployed, shadow, baseline or deprecated."
     ),
     models_dir: Path | None = MODELS_DIR_OPTION,
@@ -214,7 +214,8 @@ def new_model(
     algorithm: str = typer.Option("stepshifter", "--algorithm", help="A registered algorithm."),
     owner: str | None = typer.Option(None, "--owner", help="Owner (default: your user name)."),
     target: str = typer.Option("ged_sb", "--target", help="Count column to forecast."),
-    status: str = typer.Option("shadow", "--status", help="Initial deployment status."),
+    status: StatusName = typer.Option("shadow", "--status", help="Initial deployment status: "
+                                      "deployed, shadow, baseline or deprecated."),
     description: str | None = typer.Option(None, "--description", help="One or two sentences."),
     models_dir: Path | None = MODELS_DIR_OPTION,
     as_json: bool = JSON_OPTION,

@@ -14,7 +14,13 @@ from typing import Any
 import typer
 
 from ewspipe.cli.choices import ENVIRONMENTS
-from ewspipe.cli.output import JSON_OPTION, QUIET_OPTION, emit, progress_on_stderr
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    NO_ALERTS_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+)
 from ewspipe.flows.online import OnlineEvalResult, online_eval
 from ewspipe.settings import Settings
 
@@ -81,7 +87,7 @@ def online_eval_command(
         None, "--env", help="Evaluate the monthly runs (ewspipe run) of this environment "
         "(default: the ewspipe forecast runs, or when there are none the monthly runs of "
         "[run] environment). Environment: " + ENVIRONMENTS + "."),
-    no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not deliver alerts."),
+    no_alerts: bool = NO_ALERTS_OPTION,
     steps: bool = typer.Option(True, "--steps/--no-steps", help="Include per-lead-time "
                                "scores in the JSON output."),
     quiet: bool = QUIET_OPTION,

@@ -14,9 +14,12 @@ import typer
 from ewspipe.panel.schema import ValidationReport
 from ewspipe.progress import Reporter, for_stream, reporting
 
-__all__ = ["JSON_OPTION", "QUIET_OPTION", "emit", "progress_on_stderr", "validation_lines"]
+__all__ = ["JSON_OPTION", "NO_ALERTS_OPTION", "QUIET_OPTION", "emit", "progress_on_stderr",
+           "validation_lines"]
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+NO_ALERTS_OPTION = typer.Option(False, "--no-alerts", help="Do not deliver alerts: nothing "
+                                "goes to the [alerts] sinks or the alert log (alerts.jsonl).")
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress on stderr (progress "
                             "never goes to stdout: --json output stays one document).")
 

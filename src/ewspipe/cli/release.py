@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from ewspipe.cli.choices import BumpName
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import InputError
 from ewspipe.release.context import ReleaseContext
@@ -158,8 +159,8 @@ def stage_command(
 @app.command("promote")
 def promote_command(
     ctx: typer.Context,
-    bump: str | None = typer.Option(None, "--bump", help="major, minor or patch (default: "
-                                    "decided from the changes)."),
+    bump: BumpName | None = typer.Option(None, "--bump", help="major, minor or patch "
+                                         "(default: decided from the changes)."),
     candidate: str | None = CANDIDATE_OPTION,
     allow: list[str] | None = ALLOW_OPTION,
     reason: str | None = REASON_OPTION,

@@ -5,7 +5,13 @@ from __future__ import annotations
 import typer
 
 from ewspipe.cli.choices import ENVIRONMENTS
-from ewspipe.cli.output import JSON_OPTION, QUIET_OPTION, emit, progress_on_stderr
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    NO_ALERTS_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+)
 from ewspipe.cli.run_summary import alerts_words, drift_words, run_summary
 from ewspipe.flows.monthly import MonthlyRun
 from ewspipe.settings import Settings
@@ -38,7 +44,9 @@ def _lines(result: MonthlyRun, rec: MonthlyRunRecord, settings: Settings) -> str
         f"{od.get('alerts', 0)} alerts")) + f" (report {od.get('report')})")
     alerts = rec.alerts or {}
     outs = rec.outputs
-    lines.append(f"  alerts: {alerts_words(alerts)} (log {outs.alerts_log})")
+    delivered = (alerts.get("delivery") or {}).get("delivered") is not False
+    lines.append(f"  alerts: {alerts_words(alerts)} "
+                 + (f"(log {outs.alerts_log})" if delivered else "(not delivered: --no-alerts)"))
     lines.append(f"  predictions: {outs.predictions} (runs {outs.runs})")
     lines.append(f"  report: {outs.report}")
     if result.release:
@@ -69,6 +77,7 @@ def run(
                                               "when another run holds the environment "
                                               "(default [run] lock_timeout_seconds)."),
     quiet: bool = QUIET_OPTION,
+    no_alerts: bool = NO_ALERTS_OPTION,
     allow_engine_change: str | None = typer.Option(
         None, "--allow-engine-change", metavar="REASON",
         help="Production only: run although the installed ewspipe differs from the engine "
@@ -88,7 +97,7 @@ def run(
     with progress_on_stderr(quiet) as reporter:
         result = environment.run_monthly(
             executor=executor, lock_timeout=lock_timeout, progress=reporter.task,
-            allow_engine_change=allow_engine_change)
+            allow_engine_change=allow_engine_change, alerts=not no_alerts)
     record = result.record()
     emit(record.to_dict(), as_json, lambda: _lines(result, record, workspace.settings))
     if result.status != "ok":

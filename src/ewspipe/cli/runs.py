@@ -10,8 +10,14 @@ from typing import Any
 import typer
 
 from ewspipe.catalog import Catalog, load_catalog
-from ewspipe.cli.choices import EvaluationRunType, LevelName
-from ewspipe.cli.output import JSON_OPTION, QUIET_OPTION, emit, progress_on_stderr
+from ewspipe.cli.choices import CompareBy, EvaluationRunType, LevelName
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    NO_ALERTS_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+)
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.compare import RunComparison, compare_runs, stored_run
 from ewspipe.flows.executors import parse_executor
@@ -160,6 +166,7 @@ def evaluate(
     report: bool = typer.Option(False, "--report", help="Also write an offline HTML report "
                                 "into the run folder's report/ directory."),
     executor: str = EXECUTOR_OPTION,
+    no_alerts: bool = NO_ALERTS_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -183,7 +190,7 @@ def evaluate(
     with _option_words(), progress_on_stderr(quiet) as reporter:
         result = evaluate_models(settings, _catalog(settings), run_type=rt, names=model,
                                  level=level, snapshot_refs=snapshot, executor=spec,
-                                 progress=reporter.task)
+                                 progress=reporter.task, deliver=not no_alerts)
     if not report:
         emit(result.to_dict(), as_json, lambda: _lines(result, "evaluation"))
         return
@@ -229,15 +236,18 @@ def forecast(
     level: LevelName | None = LEVEL_OPTION,
     snapshot: list[str] | None = SNAPSHOT_OPTION,
     executor: str = EXECUTOR_OPTION,
+    no_alerts: bool = NO_ALERTS_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Forecast the 36 months after the last observed month."""
+    """Forecast the 36 months after the last observed month; its alerts (implausible
+    forecasts, output drift) are delivered unless --no-alerts."""
     settings: Settings = ctx.obj
     spec = parse_executor(executor)  # before the catalog: bad input first
     with _option_words(), progress_on_stderr(quiet) as reporter:
         result = forecast_models(settings, _catalog(settings), names=model, level=level,
-                                 snapshot_refs=snapshot, executor=spec, progress=reporter.task)
+                                 snapshot_refs=snapshot, executor=spec, progress=reporter.task,
+                                 deliver=not no_alerts)
     emit(result.to_dict(), as_json, lambda: _lines(result, "forecast"))
 
 
@@ -285,8 +295,8 @@ def compare(
     run_a: str = typer.Argument(..., help="Run A (the reference): a run id or a unique part."),
     run_b: str = typer.Argument(..., help="Run B (the candidate): a run id or a unique part."),
     metric: str = typer.Option("msle", "--metric", help="Metric to compare (default msle)."),
-    by: str = typer.Option("month", "--by", help="Diebold-Mariano periods: month (target "
-                           "month, default) or origin."),
+    by: CompareBy = typer.Option("month", "--by", help="Diebold-Mariano periods: month "
+                                 "(target month, default) or origin."),
     max_lag: int | None = typer.Option(None, "--max-lag", min=0, help="HAC lag of the test "
                                        "(default floor(T^(1/3)) for T periods)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the verdict."),
@@ -294,9 +304,6 @@ def compare(
 ) -> None:
     """Compare two evaluation runs model by model: values, B - A, Diebold-Mariano test."""
     settings: Settings = ctx.obj
-    if by not in ("month", "origin"):
-        raise InputError(f"option --by: {by!r} is not month or origin")
-    result = compare_runs(settings, run_a, run_b, metric=metric,
-                          by="month" if by == "month" else "origin", max_lag=max_lag,
+    result = compare_runs(settings, run_a, run_b, metric=metric, by=by, max_lag=max_lag,
                           alpha=alpha)
     emit(result.to_dict(), as_json, lambda: _compare_lines(result))
