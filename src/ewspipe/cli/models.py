@@ -20,7 +20,13 @@ from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
 from ewspipe.catalog.spec import ModelSpec, toml_value
 from ewspipe.cli.choices import LevelName, StatusName
-from ewspipe.cli.output import JSON_OPTION, QUIET_OPTION, emit, progress_on_stderr
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+    snapshot_words,
+)
 from ewspipe.errors import SpecError
 from ewspipe.panel.schema import Level
 from ewspipe.partitions import PartitionScheme
@@ -362,8 +368,9 @@ def sweep_model(
         "workers."),
     run_type: str = typer.Option(
         "calibration", "--run-type", help="Only calibration: tuning on validation is leakage."),
-    snapshot: str | None = typer.Option(
-        None, "--snapshot", help="Data snapshot id (default: the latest of the model's level)."),
+    snapshot: list[str] | None = typer.Option(
+        None, "--snapshot", help="Snapshot id per level (repeatable; the one of the model's "
+        "level is used; default: the latest of that level)."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard this sweep's stored trials."),
     apply: bool = typer.Option(
         False, "--apply", help="Write the best hyperparameters into models/NAME.toml if they "
@@ -381,7 +388,7 @@ def sweep_model(
 
     settings: Settings = ctx.obj
     catalog = _catalog(ctx, models_dir)
-    with progress_on_stderr(quiet) as reporter:
+    with snapshot_words(), progress_on_stderr(quiet) as reporter:
         result = run_sweep(
             settings, catalog, name, trials=trials, executor=executor, workers=workers,
             run_type=run_type, snapshot_ref=snapshot, fresh=fresh, apply=apply,

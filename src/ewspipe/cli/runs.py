@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from ewspipe.cli.output import (
     QUIET_OPTION,
     emit,
     progress_on_stderr,
+    snapshot_words,
 )
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.compare import RunComparison, compare_runs, stored_run
@@ -49,17 +48,6 @@ EXECUTOR_OPTION = typer.Option(
     help="local (in-process: the next model fits while the last is predicted and scored), "
     "dask (a local cluster, one worker per core) or an existing Dask scheduler: "
     "tcp://HOST:PORT, tls://HOST:PORT (also ucx, ws, wss).")
-
-
-@contextmanager
-def _option_words() -> Iterator[None]:
-    """The library's refusals of what an option gave, with the option's name."""
-    try:
-        yield
-    except InputError as exc:
-        if str(exc).startswith("two snapshots given"):
-            raise InputError(f"option --snapshot: {exc}") from None
-        raise
 
 
 def _catalog(settings: Settings) -> Catalog:
@@ -187,7 +175,7 @@ def evaluate(
         rt = parse_run_type(run_type)
     except InputError as exc:  # the library speaks of run types, the CLI of its option
         raise InputError(f"option --run-type: {exc}") from None
-    with _option_words(), progress_on_stderr(quiet) as reporter:
+    with snapshot_words(), progress_on_stderr(quiet) as reporter:
         result = evaluate_models(settings, _catalog(settings), run_type=rt, names=model,
                                  level=level, snapshot_refs=snapshot, executor=spec,
                                  progress=reporter.task, deliver=not no_alerts)
@@ -244,7 +232,7 @@ def forecast(
     forecasts, output drift) are delivered unless --no-alerts."""
     settings: Settings = ctx.obj
     spec = parse_executor(executor)  # before the catalog: bad input first
-    with _option_words(), progress_on_stderr(quiet) as reporter:
+    with snapshot_words(), progress_on_stderr(quiet) as reporter:
         result = forecast_models(settings, _catalog(settings), names=model, level=level,
                                  snapshot_refs=snapshot, executor=spec, progress=reporter.task,
                                  deliver=not no_alerts)

@@ -83,11 +83,11 @@ def _named_snapshots(store: SnapshotStore,
         manifest = store.get(ref)  # SnapshotNotFound (an InputError) names the ref
         if manifest.level in named:
             raise InputError(f"snapshot {shown!r}: two snapshots given for level "
-                             f"{manifest.level}; name one per level")
+                             f"{manifest.level}; name one per level", parameter="snapshot")
         named[manifest.level] = manifest.id
     if snapshot is not None and not named:
         raise InputError(f"snapshot {shown!r} names no snapshot; pass an id from "
-                         "`ewspipe data list`")
+                         "`ewspipe data list`", parameter="snapshot")
     return named
 
 
