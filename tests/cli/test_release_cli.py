@@ -200,6 +200,7 @@ def test_stage_then_promote_end_to_end(cli, tmp_path, state_dir):
                                                    "drift", "performance", "forecast_diff"]
     assert staged.code == (0 if report["passed"] else 1)
     assert report["snapshots"] == ids
+    assert any(line.startswith("  ... ") for line in staged.err.splitlines())  # progress
     last = cli("--config", cfg, "release", "status", "--json").json()["last_staging"]
     assert last["candidate_commit"] == head and last["passed"] == report["passed"]
     allow: list[str] = []
@@ -210,8 +211,9 @@ def test_stage_then_promote_end_to_end(cli, tmp_path, state_dir):
         for gate in report["failed_gates"]:
             allow += ["--allow", gate]
         allow += ["--reason", "demo world, accepted in this test"]
-    res = cli("--config", cfg, "release", "promote", *allow, "--json")
+    res = cli("--config", cfg, "release", "promote", *allow, "-q", "--json")
     assert res.code == 0, res.err
+    assert "  ... " not in res.err  # --quiet: no progress
     man = res.json()["manifest"]
     assert res.json()["tag"] == "v0.1.0" and man["bump"]["bump"] == "minor"
     assert man["staging_report"] == report["report_id"]
