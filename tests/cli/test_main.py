@@ -143,6 +143,8 @@ def test_choices_follow_the_library():
     (["alerts", "list", "--severity"], "--severity", "<info|warning|error|critical>"),
     (["models", "list", "--status"], "--status", "<deployed|shadow|baseline|deprecated>"),
     (["release", "promote", "--bump"], "--bump", "<major|minor|patch>"),
+    (["models", "sweep", "x", "--run-type"], "--run-type",
+     "<calibration|validation|forecasting>"),
 ])
 def test_declared_choices(cli, args, option, shown):
     *path, _ = args

@@ -19,7 +19,7 @@ from ewspipe.catalog.pages import non_default_hyperparameters, write_pages
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
 from ewspipe.catalog.spec import ModelSpec, toml_value
-from ewspipe.cli.choices import LevelName, StatusName
+from ewspipe.cli.choices import LevelName, RunTypeName, StatusName
 from ewspipe.cli.output import (
     JSON_OPTION,
     QUIET_OPTION,
@@ -366,7 +366,7 @@ def sweep_model(
     workers: int | None = typer.Option(
         None, "--workers", help="Concurrent trials: local threads (default 1) or local Dask "
         "workers."),
-    run_type: str = typer.Option(
+    run_type: RunTypeName = typer.Option(
         "calibration", "--run-type", help="Only calibration: tuning on validation is leakage."),
     snapshot: list[str] | None = typer.Option(
         None, "--snapshot", help="Snapshot id per level (repeatable; the one of the model's "
