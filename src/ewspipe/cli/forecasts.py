@@ -85,7 +85,7 @@ def query(
     """One model's stored forecasts (point, optionally samples) for a month."""
     if top is not None and top < 1:
         raise InputError(f"option --top: {top} is not a number of units; give 1 or more")
-    fmt = _out_format(out, fmt, force)
+    out_format = _out_format(out, fmt, force)
     settings, name, lvl = _scope(ctx, env, level)
     layout = settings.layout.env(name)
     if published:
@@ -109,14 +109,14 @@ def query(
     doc = {"level": lvl, "model": model, "month": month, "environment": name,
            "run": records[0]["run"] if records else run, "rows": len(records),
            "top": top, "predictions": records}
-    if out is not None and fmt is not None:
-        _write_rows(frame, out, fmt, doc, replace=force)
+    if out is not None and out_format is not None:
+        _write_rows(frame, out, out_format, doc, replace=force)
         doc = {**{k: v for k, v in doc.items() if k != "predictions"}, "out": str(out),
-               "format": fmt}
+               "format": out_format}
 
     def human() -> str:
         if out is not None:
-            return f"wrote {doc['rows']} rows of {model} ({lvl}) to {out} ({fmt})"
+            return f"wrote {doc['rows']} rows of {model} ({lvl}) to {out} ({out_format})"
         if not records:
             return f"no {lvl} forecasts of {model} for month {month}"
         unit = next(c for c in frame.columns if c in ("country_id", "priogrid_gid"))
