@@ -44,8 +44,8 @@ class Environment:
 
     def run_monthly(self, executor: str | None = "local", **options: Any) -> MonthlyRun:
         """This month's run in this environment (:func:`ewspipe.flows.monthly.run_monthly`:
-        ``lock_timeout``, ``progress``, ``catalog``, ``allow_engine_change``); ``executor``
-        ``None`` takes ``[run] executor``."""
+        ``lock_timeout``, ``progress``, ``catalog``, ``allow_engine_change``, ``alerts``);
+        ``executor`` ``None`` takes ``[run] executor``."""
         return run_monthly(self.workspace.settings, environment=self.name, executor=executor,
                            **options)
 

@@ -193,3 +193,32 @@ def test_the_read_only_state_refuses_writes(damaged_state: tuple[Path, bool]) ->
         (state / "development" / "probe").write_text("x")
     with pytest.raises(OSError):
         (state / "state.db").write_bytes(b"x")
+
+
+# the options issue 19 added or changed (progress, --no-alerts, repeatable --snapshot,
+# declared choices): misused, each is a clean refusal naming the option, and writes nothing
+NEW_OPTIONS: list[tuple[list[str], list[str]]] = [
+    (["evaluate", "--run-type", "calibration", "--quiet=yes"], ["--quiet"]),
+    (["forecast", "--no-alerts=no"], ["--no-alerts"]),
+    (["online-eval", "--quiet", "--no-alerts=1"], ["--no-alerts"]),
+    (["data", "demo", "--no-alerts=1"], ["--no-alerts"]),
+    (["data", "pull", "ucdp", "--version", "24.1", "-q=1"], ["no such option"]),
+    (["models", "sweep", "x", "--quiet=1"], ["--quiet"]),
+    (["run", "--env", "production", "--no-alerts"], ["--no-alerts", "always delivers"]),
+    (["forecasts", "query", "--level", "cm", "--model", "m", "--out", "x", "--format", "xml"],
+     ["--format", "'xml'"]),
+    (["alerts", "list", "--severity", ""], ["--severity"]),
+    (["models", "list", "--status", "live"], ["--status", "'live'"]),
+    (["evaluate", "compare", "a", "b", "--by", "week"], ["--by", "'week'"]),
+    (["data", "import", "panel", "x.csv", "--level", "cm", "--missing", "drop"],
+     ["--missing", "'drop'"]),
+]
+
+
+@pytest.mark.parametrize(("args", "mentions"), NEW_OPTIONS,
+                         ids=[" ".join(a) for a, _ in NEW_OPTIONS])
+def test_new_options_refuse_misuse(ewspipe, tmp_path: Path, args: list[str],
+                                   mentions: list[str]) -> None:
+    before = tree_digest(tmp_path)
+    res = ewspipe("--state-dir", tmp_path / "state", *args, "--json")
+    assert_refused(res, code=2, mentions=mentions, before=before, after=tree_digest(tmp_path))

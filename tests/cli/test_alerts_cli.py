@@ -63,7 +63,7 @@ def test_filters(cli, recorded, args, messages):
     ("args", "needle"),
     [
         (("--since", "last week"), "--since: 'last week' is not an ISO date"),
-        (("--severity", "LOUD"), "--severity: unknown severity 'LOUD'"),
+        (("--severity", "LOUD"), "'LOUD' is not one of 'info', 'warning', 'error', 'critical'"),
         (("--limit", "0"), "--limit"),
     ],
 )

@@ -91,6 +91,13 @@ def test_pull_ucdp_from_local_server(cli, shared_data, served, tmp_path):
     assert m["source"]["url"].endswith("/ged991-csv.zip")
     assert m["fetched_at"] == doc["download"]["fetched_at"]
     assert m["source"]["events"] == 300
+    # bytes downloaded on stderr (stdout stayed one JSON document); none with -q
+    size = f"{len(payload) / 1e6:,.1f} MB"
+    assert f"      download ged991-csv.zip: {size} of {size} (100%) done" in res.err.splitlines()
+    again = cli("--config", str(config), "data", "pull", "ucdp", "--version", "99.1",
+                "--allow-short", "-q", "--json")
+    assert again.code == 0, again.err
+    assert "download" not in again.err and again.json()["download"]["bytes"] == len(payload)
 
 
 def test_pull_ucdp_missing_version_is_clear(cli, served, tmp_path, state_dir):

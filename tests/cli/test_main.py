@@ -8,10 +8,21 @@ from typing import get_args
 import pytest
 import typer
 
-from ewspipe.cli.choices import EvaluationRunType, LevelName, RunTypeName
+from ewspipe.alerts.records import Severity
+from ewspipe.catalog.rules import Status
+from ewspipe.cli.choices import (
+    BumpName,
+    EvaluationRunType,
+    LevelName,
+    MissingName,
+    RunTypeName,
+    SeverityName,
+    StatusName,
+)
 from ewspipe.cli.main import app
-from ewspipe.panel.schema import Level
+from ewspipe.panel.schema import Level, MissingPolicy
 from ewspipe.partitions import RunType
+from ewspipe.release.version import Bump
 
 
 def test_help_lists_commands(cli):
@@ -112,6 +123,10 @@ def test_choices_follow_the_library():
     assert get_args(LevelName) == tuple(level.value for level in Level)
     assert get_args(RunTypeName) == tuple(rt.value for rt in RunType)
     assert set(get_args(EvaluationRunType)) == {"calibration", "validation"}
+    assert get_args(MissingName) == tuple(p.value for p in MissingPolicy)
+    assert get_args(SeverityName) == tuple(s.value for s in Severity)
+    assert get_args(StatusName) == tuple(s.value for s in Status)
+    assert get_args(BumpName) == tuple(b.value for b in Bump)
 
 
 @pytest.mark.parametrize(("args", "option", "shown"), [
@@ -119,6 +134,17 @@ def test_choices_follow_the_library():
     (["data", "pull", "ucdp", "--level"], "--level", "<cm|pgm|both>"),
     (["drift", "check", "--run-type"], "--run-type", "<calibration|validation|forecasting>"),
     (["evaluate", "--run-type"], "--run-type", "<calibration|validation>"),
+    (["forecasts", "query", "--level", "cm", "--model", "m", "--format"], "--format",
+     "<csv|parquet|json>"),
+    (["data", "import", "panel", "x.csv", "--level", "cm", "--missing"], "--missing",
+     "<error|zero>"),
+    (["data", "import", "ged", "x.csv", "--duplicates"], "--duplicates", "<refuse|drop>"),
+    (["evaluate", "compare", "a", "b", "--by"], "--by", "<month|origin>"),
+    (["alerts", "list", "--severity"], "--severity", "<info|warning|error|critical>"),
+    (["models", "list", "--status"], "--status", "<deployed|shadow|baseline|deprecated>"),
+    (["release", "promote", "--bump"], "--bump", "<major|minor|patch>"),
+    (["models", "sweep", "x", "--run-type"], "--run-type",
+     "<calibration|validation|forecasting>"),
 ])
 def test_declared_choices(cli, args, option, shown):
     *path, _ = args

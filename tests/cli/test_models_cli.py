@@ -244,7 +244,7 @@ def test_new_refuses_a_name_declared_in_another_model_file(cli, ws: Path) -> Non
         (["amber_tree_two"], "not an adjective_noun name"),
         (["fresh_idea", "--algorithm", "stepshiftr"], "Did you mean 'stepshifter'?"),
         (["fresh_idea", "--level", "cmm"], "'cmm' is not one of 'cm', 'pgm'"),
-        (["fresh_idea", "--status", "live"], "unknown status 'live'"),
+        (["fresh_idea", "--status", "live"], "'live' is not one of 'deployed', 'shadow'"),
         (["fresh_idea", "--target", "ln_ged_sb"], "not a count column"),
     ],
 )

@@ -167,3 +167,25 @@ def test_evaluate_and_forecast_flag_and_alert_implausible_forecasts(
     [flagged] = doc["implausible"]
     assert flagged["model"] == "growth_ridge" and flagged["origin"] == LAST_MONTH
     assert any(a["source"] == "plausibility" for a in doc["alerts"])
+
+
+def test_no_alerts_keeps_the_record_and_delivers_nothing(
+        workspace: Path, cli, state_dir: Path, hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, handler = hook
+    monkeypatch.setenv("TEST_PLAUSIBLE_HOOK", url)
+
+    def run(*args: str):
+        return cli("--config", str(workspace / "ewspipe.toml"), *args)
+
+    assert run("data", "import", "panel", str(workspace / "panel.parquet"), "--level", "cm",
+               "--no-alerts").code == 0
+    for command in (("evaluate", "--run-type", "calibration"), ("forecast",)):
+        res = run(*command, "--model", "growth_ridge", "--no-alerts", "-q", "--json")
+        assert res.code == 0, res.err
+        doc = res.json()
+        assert [f["model"] for f in doc["implausible"]] == ["growth_ridge"]
+        assert any(a["source"] == "plausibility" for a in doc["alerts"])  # in run.json
+        assert doc["alert_delivery"] == {"delivered": False,
+                                         "reason": "not asked to deliver (--no-alerts)"}
+    assert not (state_dir / "alerts.jsonl").exists()
+    assert handler.received == []

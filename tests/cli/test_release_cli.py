@@ -93,6 +93,8 @@ def test_promote_through_the_cli(rel, ctx, repo):
     (("hotfix", "start", "Bad Name"), "hotfix name"),
     (("stage", "--skip-tests", " "), "--skip-tests"),
     (("stage", "--candidate", "nosuchbranch"), "nosuchbranch"),
+    (("stage", "--snapshot", " "), "names no snapshot"),
+    (("stage", "--snapshot", "cm-ffffffff", "--snapshot", "pgm-0"), "cm-ffffffff"),
 ])
 def test_bad_input_exits_2(rel, ctx, repo, args, needle):
     rr.stage_ok(ctx)
@@ -182,9 +184,14 @@ def test_stage_then_promote_end_to_end(cli, tmp_path, state_dir):
     gate blocks the promotion until it is overridden with a recorded reason."""
     repo = rr.make_repo(tmp_path)
     cfg = str(repo / "ewspipe.toml")
-    assert cli("--config", cfg, "data", "demo", "--json").code == 0
+    demo = cli("--config", cfg, "data", "demo", "--json")
+    assert demo.code == 0
+    ids = {lvl: demo.json()[lvl]["snapshot"] for lvl in ("cm", "pgm")}
+    twice = cli("--config", cfg, "release", "stage", "--snapshot", ids["cm"], "--snapshot",
+                ids["cm"][:8], "--json")  # one per level: refused before any work
+    assert twice.code == 2 and "two snapshots given for level cm" in twice.json()["error"]
     staged = cli("--config", cfg, "release", "stage", "--skip-tests", "no suite here",
-                 "--json")
+                 "--snapshot", ids["cm"], "--snapshot", ids["pgm"], "--json")  # repeatable
     assert staged.code in (0, 1), staged.err
     report = staged.json()
     head = rr.git(repo, "rev-parse", "development")
@@ -192,6 +199,8 @@ def test_stage_then_promote_end_to_end(cli, tmp_path, state_dir):
     assert [g["gate"] for g in report["gates"]] == ["sync", "integrity", "tests", "inference",
                                                    "drift", "performance", "forecast_diff"]
     assert staged.code == (0 if report["passed"] else 1)
+    assert report["snapshots"] == ids
+    assert any(line.startswith("  ... ") for line in staged.err.splitlines())  # progress
     last = cli("--config", cfg, "release", "status", "--json").json()["last_staging"]
     assert last["candidate_commit"] == head and last["passed"] == report["passed"]
     allow: list[str] = []
@@ -202,8 +211,9 @@ def test_stage_then_promote_end_to_end(cli, tmp_path, state_dir):
         for gate in report["failed_gates"]:
             allow += ["--allow", gate]
         allow += ["--reason", "demo world, accepted in this test"]
-    res = cli("--config", cfg, "release", "promote", *allow, "--json")
+    res = cli("--config", cfg, "release", "promote", *allow, "-q", "--json")
     assert res.code == 0, res.err
+    assert "  ... " not in res.err  # --quiet: no progress
     man = res.json()["manifest"]
     assert res.json()["tag"] == "v0.1.0" and man["bump"]["bump"] == "minor"
     assert man["staging_report"] == report["report_id"]

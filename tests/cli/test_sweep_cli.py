@@ -83,6 +83,11 @@ def test_bad_options_and_models_exit_2(run):
     res = run("models", "sweep", "last_value")
     assert res.code == 2 and "no [sweep] table" in res.err
     assert run("models", "sweep", "ridge_lin").code == 2
+    cm = next(s["id"] for s in run("data", "list", "--json").json()["snapshots"]
+              if s["level"] == "cm")
+    res = run("models", "sweep", "ridge_line", "--snapshot", cm, "--snapshot", cm[:8], "--json")
+    assert res.code == 2
+    assert res.json()["error"].startswith("option --snapshot: two snapshots given for level cm")
 
 
 def test_sweep_json_and_human_output(run):
@@ -96,7 +101,10 @@ def test_sweep_json_and_human_output(run):
     assert doc["improved"] is True and doc["applied"] is None
     assert "trial #" in res.err  # progress on stderr
 
-    again = run("models", "sweep", "ridge_line", "--trials", "7")
+    # --snapshot as evaluate takes it, one id per level: the model's level's is used
+    ids = {s["level"]: s["id"] for s in run("data", "list", "--json").json()["snapshots"]}
+    again = run("models", "sweep", "ridge_line", "--trials", "7", "--snapshot", ids["pgm"],
+                "--snapshot", ids["cm"])
     assert again.code == 0, again.err
     assert "7 of 7 trials done: 1 evaluated now (0 resumed), 6 kept" in again.out
     assert "best trial #" in again.out and "validation (reported, not selected on)" in again.out

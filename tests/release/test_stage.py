@@ -24,7 +24,8 @@ from staging_repo import (
 
 from ewspipe.errors import InputError
 from ewspipe.flows.monthly import run_monthly
-from ewspipe.release.staging import StagingReport, stage
+from ewspipe.panel.snapshot import SnapshotStore
+from ewspipe.release.staging import StagingReport, _named_snapshots, stage
 from ewspipe.settings import Settings
 
 
@@ -265,3 +266,19 @@ def test_wild_candidate_fails_and_cannot_be_released(world: World) -> None:
     assert code == 1 and "inference" in doc["error"], doc
     assert (git(world.repo, "tag", "--list"), git(world.repo, "rev-parse", "production")) \
         == before
+
+
+def test_snapshots_are_named_one_per_level_as_a_list_or_comma_separated(world: World) -> None:
+    """``release stage --snapshot`` repeats (a list); one comma-separated string, its old
+    form, still names several."""
+    store = SnapshotStore(world.settings.snapshot_dir)
+    one_each = {str(m.level): m.id for m in store.list()}
+    assert len(one_each) >= 1
+    ids = list(one_each.values())
+    assert _named_snapshots(store, ids) == one_each
+    assert _named_snapshots(store, ",".join(ids)) == one_each
+    assert _named_snapshots(store, None) == {}
+    with pytest.raises(InputError, match="two snapshots given for level"):
+        _named_snapshots(store, [ids[0], ids[0][:10]])
+    with pytest.raises(InputError, match="names no snapshot"):
+        _named_snapshots(store, [" ", ""])

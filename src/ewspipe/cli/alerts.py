@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from ewspipe.alerts.log import AlertLog, parse_severity, parse_since
-from ewspipe.cli.choices import ENVIRONMENTS
+from ewspipe.cli.choices import ENVIRONMENTS, SeverityName
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.settings import Settings
 from ewspipe.workspace import Workspace
@@ -24,8 +24,9 @@ def list_alerts(
     since: str | None = typer.Option(
         None, "--since", help="Only alerts at or after this ISO date or date-time (UTC)."
     ),
-    severity: str | None = typer.Option(
-        None, "--severity", help="Only alerts at or above INFO, WARNING, ERROR or CRITICAL."
+    severity: SeverityName | None = typer.Option(
+        None, "--severity", case_sensitive=False,
+        help="Only alerts at or above INFO, WARNING, ERROR or CRITICAL (any case).",
     ),
     source: str | None = typer.Option(
         None, "--source", help="Only sources starting with this, e.g. drift or drift.ks_drift."

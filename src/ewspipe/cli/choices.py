@@ -8,7 +8,9 @@ from typing import Literal
 
 from ewspipe.settings import RunSettings
 
-__all__ = ["ENVIRONMENTS", "EvaluationRunType", "GedLevel", "LevelName", "RunTypeName"]
+__all__ = ["ENVIRONMENTS", "BumpName", "CompareBy", "DuplicatesPolicy", "EvaluationRunType",
+           "GedLevel", "LevelName", "MissingName", "OutFormat", "RunTypeName", "SeverityName",
+           "StatusName"]
 
 #: ``--level``: a level of analysis (:class:`ewspipe.panel.schema.Level`)
 LevelName = Literal["cm", "pgm"]
@@ -18,6 +20,21 @@ GedLevel = Literal["cm", "pgm", "both"]
 RunTypeName = Literal["calibration", "validation", "forecasting"]
 #: ``--run-type`` of an evaluation: forecasting is ``ewspipe forecast``'s
 EvaluationRunType = Literal["calibration", "validation"]
+
+#: ``--missing`` of a panel import (:class:`ewspipe.panel.schema.MissingPolicy`)
+MissingName = Literal["error", "zero"]
+#: ``--duplicates`` of a GED import or pull: refuse repeated event ids or keep the first
+DuplicatesPolicy = Literal["refuse", "drop"]
+#: ``forecasts query --format`` of ``--out``
+OutFormat = Literal["csv", "parquet", "json"]
+#: ``evaluate compare --by``: the Diebold-Mariano periods
+CompareBy = Literal["month", "origin"]
+#: ``alerts list --severity`` (:class:`ewspipe.alerts.records.Severity`; any case)
+SeverityName = Literal["INFO", "WARNING", "ERROR", "CRITICAL"]
+#: ``models ... --status`` (:class:`ewspipe.catalog.rules.Status`)
+StatusName = Literal["deployed", "shadow", "baseline", "deprecated"]
+#: ``release promote --bump`` (:class:`ewspipe.release.version.Bump`)
+BumpName = Literal["major", "minor", "patch"]
 
 #: ``--env`` takes one of the configured ``[run] environments``, so its choices cannot be
 #: static: the help names the built-in ones and the library refuses any other

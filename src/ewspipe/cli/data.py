@@ -7,9 +7,16 @@ from typing import Any
 
 import typer
 
-from ewspipe.cli.choices import GedLevel, LevelName
+from ewspipe.cli.choices import DuplicatesPolicy, GedLevel, LevelName, MissingName
 from ewspipe.cli.drift import drift_lines
-from ewspipe.cli.output import JSON_OPTION, emit, validation_lines
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    NO_ALERTS_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+    validation_lines,
+)
 from ewspipe.flows.ingest import (
     CheckedImport,
     checked_import,
@@ -83,17 +90,19 @@ def import_panel(
     counts: str | None = typer.Option(
         None, "--counts", help="Comma-separated count columns (default: every ged_* column)."
     ),
-    missing: str = typer.Option(
+    missing: MissingName = typer.Option(
         "error", "--missing", help="Missing counts: 'error' (refuse) or 'zero' (fill with 0)."
     ),
     allow_short: bool = SHORT_OPTION,
+    no_alerts: bool = NO_ALERTS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Validate an aggregated cm/pgm table and store it as an immutable snapshot."""
+    """Validate an aggregated cm/pgm table and store it as an immutable snapshot; its drift
+    alarms are delivered as alerts unless --no-alerts."""
     settings: Settings = ctx.obj
     checked = import_panel_checked(
         settings, file, level, count_columns=_split(counts), missing=missing,
-        allow_short=allow_short,
+        allow_short=allow_short, alerts=not no_alerts,
     )
     lvl, result = next(iter(checked.results.items()))
     emit(checked.to_dict(lvl), as_json, lambda: "\n".join(_result_lines(result, checked)))
@@ -163,12 +172,14 @@ def demo(
     last_month: int | None = typer.Option(
         None, "--last-month", help="Last month_id (default: the last complete month)."
     ),
+    no_alerts: bool = NO_ALERTS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Build the synthetic demo world and import it as cm and pgm snapshots."""
     settings: Settings = ctx.obj
     checked = import_demo_checked(
         settings, seed=seed, countries=countries, pgm_cells=pgm_cells, last_month=last_month,
+        alerts=not no_alerts,
     )
     results = checked.results
     store = _store(ctx)
@@ -219,8 +230,9 @@ def import_ged(
     countries: Path | None = COUNTRIES_OPTION,
     first_month: int | None = FIRST_OPTION,
     last_month: int | None = LAST_OPTION,
-    duplicates: str = DUPLICATES_OPTION,
+    duplicates: DuplicatesPolicy = DUPLICATES_OPTION,
     allow_short: bool = SHORT_OPTION,
+    no_alerts: bool = NO_ALERTS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Aggregate UCDP GED events to ged_sb/ged_ns/ged_os counts and store the snapshots."""
@@ -228,7 +240,7 @@ def import_ged(
     limits = input_limits(settings, allow_short=allow_short)
     checked = checked_import(settings, lambda store: import_ged_file(
         file, store, levels=_levels(level), countries=countries, first_month=first_month,
-        last_month=last_month, limits=limits, duplicates=duplicates))
+        last_month=last_month, limits=limits, duplicates=duplicates), alerts=not no_alerts)
     emit({lvl: checked.to_dict(lvl) for lvl in checked.results}, as_json,
          lambda: _ged_lines(checked))
 
@@ -244,8 +256,10 @@ def pull_ucdp(
     countries: Path | None = COUNTRIES_OPTION,
     first_month: int | None = FIRST_OPTION,
     last_month: int | None = LAST_OPTION,
-    duplicates: str = DUPLICATES_OPTION,
+    duplicates: DuplicatesPolicy = DUPLICATES_OPTION,
     allow_short: bool = SHORT_OPTION,
+    no_alerts: bool = NO_ALERTS_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Download a UCDP GED release and import it like `data import ged`."""
@@ -253,14 +267,16 @@ def pull_ucdp(
     levels = _levels(level)
     limits = input_limits(settings, allow_short=allow_short)
     target = url or ged_url(version, settings.sources.ucdp.ged_url)
-    fetched = download(target, settings.download_dir, timeout=settings.sources.ucdp.timeout_seconds)
+    with progress_on_stderr(quiet):
+        fetched = download(target, settings.download_dir,
+                           timeout=settings.sources.ucdp.timeout_seconds)
     events = extract_events(fetched.path, max_bytes=limits.max_decompressed_bytes)
     source = {"kind": "ucdp_ged_download", "version": version, "url": fetched.url,
               "download_sha256": fetched.sha256, "download_bytes": fetched.bytes}
     checked = checked_import(settings, lambda store: import_ged_file(
         events, store, levels=levels, countries=countries, first_month=first_month,
         last_month=last_month, source=source, fetched_at=fetched.fetched_at, limits=limits,
-        duplicates=duplicates))
+        duplicates=duplicates), alerts=not no_alerts)
     data = {"download": fetched.to_dict(),
             **{lvl: checked.to_dict(lvl) for lvl in checked.results}}
     emit(data, as_json, lambda: f"downloaded {fetched.url} ({fetched.bytes:,} bytes, sha256 "

@@ -16,7 +16,7 @@ import typer
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
 from ewspipe.cli.choices import LevelName, RunTypeName
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.output import JSON_OPTION, NO_ALERTS_OPTION, emit
 from ewspipe.drift.backtest import backtest, markdown_table
 from ewspipe.drift.check import DriftConfig
 from ewspipe.drift.selftest import require_pass, run_selftest
@@ -88,7 +88,7 @@ def check(
     level: LevelName = LEVEL_OPTION,
     run_type: RunTypeName = RUN_TYPE_OPTION,
     month: int | None = MONTH_OPTION,
-    no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not route alarms as alerts."),
+    no_alerts: bool = NO_ALERTS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the detectors on a snapshot's last month vs the 30 before; exit 1 on failure.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import typer
 
 from ewspipe.atomic import atomic_file
-from ewspipe.cli.choices import ENVIRONMENTS, LevelName
+from ewspipe.cli.choices import ENVIRONMENTS, LevelName, OutFormat
 from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import InputError
 from ewspipe.panel.schema import Level
@@ -36,7 +36,7 @@ app = typer.Typer(help="Stored forecasts of monthly runs, and what is published.
 
 ENV_OPTION = typer.Option(None, "--env", help=f"Environment: {ENVIRONMENTS}; default [run] "
                           "environment.")
-FORMATS = ("csv", "parquet", "json")
+FORMATS: tuple[str, ...] = get_args(OutFormat)
 
 
 def _env(settings: Settings, env: str | None) -> str:
@@ -75,8 +75,9 @@ def query(
                                    "point forecast of each origin and step."),
     out: Path | None = typer.Option(None, "--out", help="Write the rows to this file "
                                     "(atomically) instead of printing them."),
-    fmt: str | None = typer.Option(None, "--format", help="Format of --out: csv, parquet or "
-                                   "json (default: from the file's suffix)."),
+    fmt: OutFormat | None = typer.Option(None, "--format", case_sensitive=False,
+                                         help="Format of --out: csv, parquet or json "
+                                         "(default: from the file's suffix)."),
     force: bool = typer.Option(False, "--force", help="Let --out replace an existing file."),
     env: str | None = ENV_OPTION,
     as_json: bool = JSON_OPTION,
@@ -84,7 +85,7 @@ def query(
     """One model's stored forecasts (point, optionally samples) for a month."""
     if top is not None and top < 1:
         raise InputError(f"option --top: {top} is not a number of units; give 1 or more")
-    fmt = _out_format(out, fmt, force)
+    out_format = _out_format(out, fmt, force)
     settings, name, lvl = _scope(ctx, env, level)
     layout = settings.layout.env(name)
     if published:
@@ -108,14 +109,14 @@ def query(
     doc = {"level": lvl, "model": model, "month": month, "environment": name,
            "run": records[0]["run"] if records else run, "rows": len(records),
            "top": top, "predictions": records}
-    if out is not None and fmt is not None:
-        _write_rows(frame, out, fmt, doc, replace=force)
+    if out is not None and out_format is not None:
+        _write_rows(frame, out, out_format, doc, replace=force)
         doc = {**{k: v for k, v in doc.items() if k != "predictions"}, "out": str(out),
-               "format": fmt}
+               "format": out_format}
 
     def human() -> str:
         if out is not None:
-            return f"wrote {doc['rows']} rows of {model} ({lvl}) to {out} ({fmt})"
+            return f"wrote {doc['rows']} rows of {model} ({lvl}) to {out} ({out_format})"
         if not records:
             return f"no {lvl} forecasts of {model} for month {month}"
         unit = next(c for c in frame.columns if c in ("country_id", "priogrid_gid"))

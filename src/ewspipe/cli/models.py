@@ -19,8 +19,14 @@ from ewspipe.catalog.pages import non_default_hyperparameters, write_pages
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
 from ewspipe.catalog.spec import ModelSpec, toml_value
-from ewspipe.cli.choices import LevelName
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.choices import LevelName, RunTypeName, StatusName
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+    snapshot_words,
+)
 from ewspipe.errors import SpecError
 from ewspipe.panel.schema import Level
 from ewspipe.partitions import PartitionScheme
@@ -86,7 +92,7 @@ def _ensemble_summary(spec: EnsembleSpec) -> dict[str, Any]:
 def list_models(
     ctx: typer.Context,
     level: LevelName | None = typer.Option(None, "--level", help="Only this level: cm or pgm."),
-    status: str | None = typer.Option(
+    status: StatusName | None = typer.Option(
         None, "--status", help="Only this status: deployed, shadow, baseline or deprecated."
     ),
     models_dir: Path | None = MODELS_DIR_OPTION,
@@ -214,7 +220,8 @@ def new_model(
     algorithm: str = typer.Option("stepshifter", "--algorithm", help="A registered algorithm."),
     owner: str | None = typer.Option(None, "--owner", help="Owner (default: your user name)."),
     target: str = typer.Option("ged_sb", "--target", help="Count column to forecast."),
-    status: str = typer.Option("shadow", "--status", help="Initial deployment status."),
+    status: StatusName = typer.Option("shadow", "--status", help="Initial deployment status: "
+                                      "deployed, shadow, baseline or deprecated."),
     description: str | None = typer.Option(None, "--description", help="One or two sentences."),
     models_dir: Path | None = MODELS_DIR_OPTION,
     as_json: bool = JSON_OPTION,
@@ -359,15 +366,17 @@ def sweep_model(
     workers: int | None = typer.Option(
         None, "--workers", help="Concurrent trials: local threads (default 1) or local Dask "
         "workers."),
-    run_type: str = typer.Option(
+    run_type: RunTypeName = typer.Option(
         "calibration", "--run-type", help="Only calibration: tuning on validation is leakage."),
-    snapshot: str | None = typer.Option(
-        None, "--snapshot", help="Data snapshot id (default: the latest of the model's level)."),
+    snapshot: list[str] | None = typer.Option(
+        None, "--snapshot", help="Snapshot id per level (repeatable; the one of the model's "
+        "level is used; default: the latest of that level)."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard this sweep's stored trials."),
     apply: bool = typer.Option(
         False, "--apply", help="Write the best hyperparameters into models/NAME.toml if they "
         "beat the current definition on calibration (exit 1 if not)."),
     models_dir: Path | None = MODELS_DIR_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Tune a model's hyperparameters on the calibration partition (Optuna; resumable).
@@ -379,11 +388,12 @@ def sweep_model(
 
     settings: Settings = ctx.obj
     catalog = _catalog(ctx, models_dir)
-    result = run_sweep(
-        settings, catalog, name, trials=trials, executor=executor, workers=workers,
-        run_type=run_type, snapshot_ref=snapshot, fresh=fresh, apply=apply,
-        progress=lambda line: typer.echo(line, err=True),
-    )
+    with snapshot_words(), progress_on_stderr(quiet) as reporter:
+        result = run_sweep(
+            settings, catalog, name, trials=trials, executor=executor, workers=workers,
+            run_type=run_type, snapshot_ref=snapshot, fresh=fresh, apply=apply,
+            progress=reporter.note,
+        )
     doc = result.to_dict()
     emit(doc, as_json, lambda: _sweep_lines(doc))
     if result.applied is not None and not result.applied["applied"]:

@@ -14,7 +14,13 @@ from typing import Any
 import typer
 
 from ewspipe.cli.choices import ENVIRONMENTS
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    NO_ALERTS_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+)
 from ewspipe.flows.online import OnlineEvalResult, online_eval
 from ewspipe.settings import Settings
 
@@ -81,9 +87,10 @@ def online_eval_command(
         None, "--env", help="Evaluate the monthly runs (ewspipe run) of this environment "
         "(default: the ewspipe forecast runs, or when there are none the monthly runs of "
         "[run] environment). Environment: " + ENVIRONMENTS + "."),
-    no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not deliver alerts."),
+    no_alerts: bool = NO_ALERTS_OPTION,
     steps: bool = typer.Option(True, "--steps/--no-steps", help="Include per-lead-time "
                                "scores in the JSON output."),
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Score every stored forecast whose target months now have actuals; exit 1 on alerts.
@@ -94,7 +101,9 @@ def online_eval_command(
     settings). Results go to <state_dir>/online/ (monthly runs: <state_dir>/<env>/online/).
     """
     settings: Settings = ctx.obj
-    result = online_eval(settings, snapshot=snapshot, deliver=not no_alerts, environment=env)
+    with progress_on_stderr(quiet):
+        result = online_eval(settings, snapshot=snapshot, deliver=not no_alerts,
+                             environment=env)
     emit(result.to_dict(steps=steps), as_json, lambda: _lines(result))
     if result.alerts:
         raise typer.Exit(1)

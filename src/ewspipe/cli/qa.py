@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.output import JSON_OPTION, NO_ALERTS_OPTION, emit
 from ewspipe.errors import InputError
 from ewspipe.flows.guards import GuardReport, freshness_report, run_freshness_report
 from ewspipe.flows.output_drift import OutputDriftReport, check_output_drift
@@ -48,7 +48,7 @@ def _drift_lines(report: OutputDriftReport) -> str:
 def output_drift(
     ctx: typer.Context,
     run_id: str = typer.Argument(..., help="Forecast run id (or a unique part of it)."),
-    no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not deliver alerts."),
+    no_alerts: bool = NO_ALERTS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Compare a forecast run with the previous month's forecasts; exit 1 on alerts.

@@ -8,13 +8,16 @@ bad version, bad option).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.choices import BumpName
+from ewspipe.cli.output import JSON_OPTION, QUIET_OPTION, emit, progress_on_stderr
 from ewspipe.errors import InputError
+from ewspipe.progress import Reporter
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.hotfix import finish_hotfix, start_hotfix
 from ewspipe.release.promote import parse_bump, promote
@@ -48,11 +51,9 @@ def _ctx(ctx: typer.Context, repo: Path | None, *, read_only: bool = False) -> R
     return ReleaseContext.open(settings, repo, create=not read_only)
 
 
-def _say(as_json: bool):
-    def go(line: str) -> None:
-        if not as_json:
-            typer.echo(f"  ... {line}", err=True)
-    return go
+def _say(reporter: Reporter) -> Callable[[str], None]:
+    """A release step's line, as progress on stderr (never under --quiet)."""
+    return lambda line: reporter.note(f"  ... {line}")
 
 
 def _operation_lines(doc: dict[str, Any]) -> str:
@@ -119,13 +120,15 @@ def check_command(ctx: typer.Context, repo: Path | None = REPO_OPTION,
 def stage_command(
     ctx: typer.Context,
     candidate: str | None = CANDIDATE_OPTION,
-    snapshot: str | None = typer.Option(None, "--snapshot", help="Snapshot id(s), comma-"
-                                        "separated (default: production's last run's)."),
+    snapshot: list[str] | None = typer.Option(
+        None, "--snapshot", help="Snapshot id per level (repeatable; default: the snapshots "
+        "of production's last run, else the latest of each level)."),
     skip_tests: str | None = typer.Option(None, "--skip-tests", help="Skip the tests gate; "
                                           "the reason is recorded."),
     validation: bool = typer.Option(False, "--validation", help="Evaluate on the validation "
                                     "partition too."),
     repo: Path | None = REPO_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The staging validation cycle for a candidate, without promoting; the report is stored
@@ -136,9 +139,10 @@ def stage_command(
         raise InputError("option --skip-tests needs a reason (e.g. --skip-tests 'CI ran them')")
     rctx = _ctx(ctx, repo)
     rctx.require_lineage("stage")  # a candidate is compared with production: the real one
-    report = stage(rctx.git.root, ctx.obj, candidate=candidate, snapshot=snapshot,
-                   skip_tests_reason=skip_tests, validation=validation,
-                   progress=_say(as_json))
+    with progress_on_stderr(quiet) as reporter:
+        report = stage(rctx.git.root, ctx.obj, candidate=candidate, snapshot=snapshot,
+                       skip_tests_reason=skip_tests, validation=validation,
+                       progress=_say(reporter))
     doc = report.to_dict()
     doc["report_id"] = rctx.ledger.record_staging(doc)
 
@@ -157,19 +161,21 @@ def stage_command(
 @app.command("promote")
 def promote_command(
     ctx: typer.Context,
-    bump: str | None = typer.Option(None, "--bump", help="major, minor or patch (default: "
-                                    "decided from the changes)."),
+    bump: BumpName | None = typer.Option(None, "--bump", help="major, minor or patch "
+                                         "(default: decided from the changes)."),
     candidate: str | None = CANDIDATE_OPTION,
     allow: list[str] | None = ALLOW_OPTION,
     reason: str | None = REASON_OPTION,
     repo: Path | None = REPO_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Merge the staged candidate into production, tag the next version, write the manifest
     and CHANGELOG.md. Re-running completes an interrupted promotion."""
     kind = parse_bump(bump)
-    doc = promote(_ctx(ctx, repo), candidate=candidate, bump=kind, allow=list(allow or []),
-                  reason=reason, progress=_say(as_json))
+    with progress_on_stderr(quiet) as reporter:
+        doc = promote(_ctx(ctx, repo), candidate=candidate, bump=kind,
+                      allow=list(allow or []), reason=reason, progress=_say(reporter))
     emit(doc, as_json, lambda: _operation_lines(doc))
 
 
@@ -190,21 +196,23 @@ def hotfix_finish_command(
     allow: list[str] | None = ALLOW_OPTION,
     reason: str | None = REASON_OPTION,
     repo: Path | None = REPO_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Stage the checked-out hotfix, release it as a PATCH version and back-port it into
     development. Re-running completes an interrupted hotfix."""
     rctx = _ctx(ctx, repo)
+    with progress_on_stderr(quiet) as reporter:
 
-    def stager(commit: str) -> dict[str, Any]:
-        from ewspipe.release.staging import stage
+        def stager(commit: str) -> dict[str, Any]:
+            from ewspipe.release.staging import stage
 
-        report = stage(rctx.git.root, ctx.obj, candidate=commit,
-                       skip_tests_reason=skip_tests, progress=_say(as_json))
-        return report.to_dict()
+            report = stage(rctx.git.root, ctx.obj, candidate=commit,
+                           skip_tests_reason=skip_tests, progress=_say(reporter))
+            return report.to_dict()
 
-    doc = finish_hotfix(rctx, stager=stager, allow=list(allow or []), reason=reason,
-                        progress=_say(as_json))
+        doc = finish_hotfix(rctx, stager=stager, allow=list(allow or []), reason=reason,
+                            progress=_say(reporter))
     emit(doc, as_json, lambda: _operation_lines(doc))
 
 
@@ -212,10 +220,12 @@ def hotfix_finish_command(
 def rollback_command(ctx: typer.Context,
                      version: str | None = typer.Argument(None, help="Release to restore "
                                                           "(default: the previous one)."),
-                     repo: Path | None = REPO_OPTION, as_json: bool = JSON_OPTION) -> None:
+                     repo: Path | None = REPO_OPTION, quiet: bool = QUIET_OPTION,
+                     as_json: bool = JSON_OPTION) -> None:
     """Restore an earlier release's tree as a new PATCH release (history kept) and move
     the published forecasts back to it."""
-    doc = rollback(_ctx(ctx, repo), version, progress=_say(as_json))
+    with progress_on_stderr(quiet) as reporter:
+        doc = rollback(_ctx(ctx, repo), version, progress=_say(reporter))
     emit(doc, as_json, lambda: _operation_lines(doc))
 
 

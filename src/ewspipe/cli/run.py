@@ -5,25 +5,20 @@ from __future__ import annotations
 import typer
 
 from ewspipe.cli.choices import ENVIRONMENTS
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    NO_ALERTS_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+)
 from ewspipe.cli.run_summary import alerts_words, drift_words, run_summary
 from ewspipe.flows.monthly import MonthlyRun
-from ewspipe.flows.runner import TaskRecord
 from ewspipe.settings import Settings
 from ewspipe.store.run_record import MonthlyRunRecord
 from ewspipe.workspace import Workspace
 
 __all__ = ["run"]
-
-
-def _progress(event: str, record: TaskRecord, done: int, total: int) -> None:
-    if event == "started":
-        typer.echo(f"[{done:>3}/{total}] start  {record.task}", err=True)
-    elif event == "failed":
-        typer.echo(f"[{done:>3}/{total}] FAILED {record.task}", err=True)
-    else:
-        typer.echo(f"[{done:>3}/{total}] {event:<6} {record.task} ({record.seconds:.2f}s)",
-                   err=True)
 
 
 def _lines(result: MonthlyRun, rec: MonthlyRunRecord, settings: Settings) -> str:
@@ -49,7 +44,9 @@ def _lines(result: MonthlyRun, rec: MonthlyRunRecord, settings: Settings) -> str
         f"{od.get('alerts', 0)} alerts")) + f" (report {od.get('report')})")
     alerts = rec.alerts or {}
     outs = rec.outputs
-    lines.append(f"  alerts: {alerts_words(alerts)} (log {outs.alerts_log})")
+    delivered = (alerts.get("delivery") or {}).get("delivered") is not False
+    lines.append(f"  alerts: {alerts_words(alerts)} "
+                 + (f"(log {outs.alerts_log})" if delivered else "(not delivered: --no-alerts)"))
     lines.append(f"  predictions: {outs.predictions} (runs {outs.runs})")
     lines.append(f"  report: {outs.report}")
     if result.release:
@@ -79,7 +76,8 @@ def run(
     lock_timeout: float | None = typer.Option(None, "--lock-timeout", help="Seconds to wait "
                                               "when another run holds the environment "
                                               "(default [run] lock_timeout_seconds)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
+    quiet: bool = QUIET_OPTION,
+    no_alerts: bool = NO_ALERTS_OPTION,
     allow_engine_change: str | None = typer.Option(
         None, "--allow-engine-change", metavar="REASON",
         help="Production only: run although the installed ewspipe differs from the engine "
@@ -96,9 +94,10 @@ def run(
     """
     workspace = Workspace(ctx.obj)
     environment = workspace.env(env)  # an unknown name: "option --env: ..."
-    result = environment.run_monthly(
-        executor=executor, lock_timeout=lock_timeout, progress=None if quiet else _progress,
-        allow_engine_change=allow_engine_change)
+    with progress_on_stderr(quiet) as reporter:
+        result = environment.run_monthly(
+            executor=executor, lock_timeout=lock_timeout, progress=reporter.task,
+            allow_engine_change=allow_engine_change, alerts=not no_alerts)
     record = result.record()
     emit(record.to_dict(), as_json, lambda: _lines(result, record, workspace.settings))
     if result.status != "ok":

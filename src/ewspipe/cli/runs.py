@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ewspipe.catalog import Catalog, load_catalog
-from ewspipe.cli.choices import EvaluationRunType, LevelName
-from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.cli.choices import CompareBy, EvaluationRunType, LevelName
+from ewspipe.cli.output import (
+    JSON_OPTION,
+    NO_ALERTS_OPTION,
+    QUIET_OPTION,
+    emit,
+    progress_on_stderr,
+    snapshot_words,
+)
 from ewspipe.errors import EwspipeError, InputError
 from ewspipe.flows.compare import RunComparison, compare_runs, stored_run
 from ewspipe.flows.executors import parse_executor
@@ -44,17 +49,6 @@ EXECUTOR_OPTION = typer.Option(
     help="local (in-process: the next model fits while the last is predicted and scored), "
     "dask (a local cluster, one worker per core) or an existing Dask scheduler: "
     "tcp://HOST:PORT, tls://HOST:PORT (also ucx, ws, wss).")
-
-
-@contextmanager
-def _option_words() -> Iterator[None]:
-    """The library's refusals of what an option gave, with the option's name."""
-    try:
-        yield
-    except InputError as exc:
-        if str(exc).startswith("two snapshots given"):
-            raise InputError(f"option --snapshot: {exc}") from None
-        raise
 
 
 def _catalog(settings: Settings) -> Catalog:
@@ -161,6 +155,8 @@ def evaluate(
     report: bool = typer.Option(False, "--report", help="Also write an offline HTML report "
                                 "into the run folder's report/ directory."),
     executor: str = EXECUTOR_OPTION,
+    no_alerts: bool = NO_ALERTS_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Rolling-origin evaluation (13 origins x 36 steps) of models on a partition.
@@ -180,9 +176,10 @@ def evaluate(
         rt = parse_run_type(run_type)
     except InputError as exc:  # the library speaks of run types, the CLI of its option
         raise InputError(f"option --run-type: {exc}") from None
-    with _option_words():
+    with snapshot_words(), progress_on_stderr(quiet) as reporter:
         result = evaluate_models(settings, _catalog(settings), run_type=rt, names=model,
-                                 level=level, snapshot_refs=snapshot, executor=spec)
+                                 level=level, snapshot_refs=snapshot, executor=spec,
+                                 progress=reporter.task, deliver=not no_alerts)
     if not report:
         emit(result.to_dict(), as_json, lambda: _lines(result, "evaluation"))
         return
@@ -232,14 +229,18 @@ def forecast(
     level: LevelName | None = LEVEL_OPTION,
     snapshot: list[str] | None = SNAPSHOT_OPTION,
     executor: str = EXECUTOR_OPTION,
+    no_alerts: bool = NO_ALERTS_OPTION,
+    quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Forecast the 36 months after the last observed month."""
+    """Forecast the 36 months after the last observed month; its alerts (implausible
+    forecasts, output drift) are delivered unless --no-alerts."""
     settings: Settings = ctx.obj
     spec = parse_executor(executor)  # before the catalog: bad input first
-    with _option_words():
+    with snapshot_words(), progress_on_stderr(quiet) as reporter:
         result = forecast_models(settings, _catalog(settings), names=model, level=level,
-                                 snapshot_refs=snapshot, executor=spec)
+                                 snapshot_refs=snapshot, executor=spec, progress=reporter.task,
+                                 deliver=not no_alerts)
     emit(result.to_dict(), as_json, lambda: _lines(result, "forecast"))
 
 
@@ -287,8 +288,8 @@ def compare(
     run_a: str = typer.Argument(..., help="Run A (the reference): a run id or a unique part."),
     run_b: str = typer.Argument(..., help="Run B (the candidate): a run id or a unique part."),
     metric: str = typer.Option("msle", "--metric", help="Metric to compare (default msle)."),
-    by: str = typer.Option("month", "--by", help="Diebold-Mariano periods: month (target "
-                           "month, default) or origin."),
+    by: CompareBy = typer.Option("month", "--by", help="Diebold-Mariano periods: month "
+                                 "(target month, default) or origin."),
     max_lag: int | None = typer.Option(None, "--max-lag", min=0, help="HAC lag of the test "
                                        "(default floor(T^(1/3)) for T periods)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the verdict."),
@@ -296,9 +297,6 @@ def compare(
 ) -> None:
     """Compare two evaluation runs model by model: values, B - A, Diebold-Mariano test."""
     settings: Settings = ctx.obj
-    if by not in ("month", "origin"):
-        raise InputError(f"option --by: {by!r} is not month or origin")
-    result = compare_runs(settings, run_a, run_b, metric=metric,
-                          by="month" if by == "month" else "origin", max_lag=max_lag,
+    result = compare_runs(settings, run_a, run_b, metric=metric, by=by, max_lag=max_lag,
                           alpha=alpha)
     emit(result.to_dict(), as_json, lambda: _compare_lines(result))

@@ -112,10 +112,13 @@ def emit_alerts(settings: Settings, reports: list[DriftReport]) -> DeliveryRepor
 
 
 def _finish(store: DriftCheckingStore, results: dict[str, ImportResult],
-            settings: Settings) -> CheckedImport:
+            settings: Settings, *, alerts: bool = True) -> CheckedImport:
+    """``alerts=False`` (``--no-alerts``): the drift report stays in the manifests, nothing
+    is routed (``delivery`` None)."""
     checked = CheckedImport(results=results, drift=dict(store.reports),
                             skipped=dict(store.skipped))
-    checked.delivery = emit_alerts(settings, list(store.reports.values()))
+    if alerts:
+        checked.delivery = emit_alerts(settings, list(store.reports.values()))
     return checked
 
 
@@ -127,22 +130,26 @@ def import_panel_checked(
     count_columns: list[str] | None = None,
     missing: MissingPolicy | str = MissingPolicy.ERROR,
     allow_short: bool = False,
+    alerts: bool = True,
 ) -> CheckedImport:
-    """:func:`ewspipe.panel.ingest.import_panel_file` plus the drift check."""
+    """:func:`ewspipe.panel.ingest.import_panel_file` plus the drift check (its alarms routed
+    as alerts unless ``alerts`` is False)."""
     store = DriftCheckingStore(settings.snapshot_dir, settings)
     result = import_panel_file(path, level, store, count_columns=count_columns, missing=missing,
                                limits=input_limits(settings, allow_short=allow_short))
-    return _finish(store, {result.manifest.level: result}, settings)
+    return _finish(store, {result.manifest.level: result}, settings, alerts=alerts)
 
 
 def checked_import(
-    settings: Settings, run: Callable[[SnapshotStore], dict[str, ImportResult]]
+    settings: Settings, run: Callable[[SnapshotStore], dict[str, ImportResult]], *,
+    alerts: bool = True,
 ) -> CheckedImport:
     """``run(store)``, an import of :mod:`ewspipe.panel.ingest` (e.g.
     ``import_ged_file(path, store, ...)``, also behind ``data pull``), into a store that
-    drift-checks every level it writes; then the alarms are routed as alerts."""
+    drift-checks every level it writes; then the alarms are routed as alerts (unless
+    ``alerts`` is False)."""
     store = DriftCheckingStore(settings.snapshot_dir, settings)
-    return _finish(store, run(store), settings)
+    return _finish(store, run(store), settings, alerts=alerts)
 
 
 def import_demo_checked(
@@ -152,15 +159,17 @@ def import_demo_checked(
     countries: int | None = None,
     pgm_cells: int | None = None,
     last_month: int | None = None,
+    alerts: bool = True,
 ) -> CheckedImport:
-    """The demo world (:func:`ewspipe.panel.demo.import_demo_world`) plus drift."""
+    """The demo world (:func:`ewspipe.panel.demo.import_demo_world`) plus drift (its alarms
+    routed as alerts unless ``alerts`` is False)."""
     from ewspipe.panel.demo import import_demo_world
 
     store = DriftCheckingStore(settings.snapshot_dir, settings)
     results = import_demo_world(settings.demo, store, seed=seed, countries=countries,
                                 pgm_cells=pgm_cells, last_month=last_month,
                                 limits=input_limits(settings))
-    return _finish(store, results, settings)
+    return _finish(store, results, settings, alerts=alerts)
 
 
 def check_snapshot(

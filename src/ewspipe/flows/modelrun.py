@@ -71,6 +71,7 @@ from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
 from ewspipe.partitions import Partition, RunType
+from ewspipe.progress import current as current_reporter
 from ewspipe.provenance import code_fingerprint, code_version
 from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactStore
@@ -229,11 +230,18 @@ def fit_or_reuse(
 
 
 def predict_origins(
-    model: BaseForecaster, design: Design, partition: Partition
+    model: BaseForecaster, design: Design, partition: Partition, *, label: str = ""
 ) -> Forecast:
+    """Steps 1..36 from every origin of ``partition``; with a ``label``, each origin done is
+    reported to :func:`ewspipe.progress.current` (minutes per model on the pgm grid)."""
     steps = list(range(1, partition.steps + 1))
-    parts = [model.predict(design, origin=seq.origin, steps=steps)
-             for seq in partition.rolling_origins()]
+    origins = partition.rolling_origins()
+    report = current_reporter()
+    parts = []
+    for i, seq in enumerate(origins, start=1):
+        parts.append(model.predict(design, origin=seq.origin, steps=steps))
+        if label:
+            report.step(label, i, len(origins), f"origin {seq.origin}")
     return Forecast.concat(parts)
 
 
@@ -495,7 +503,7 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
         fitted_model = artifacts.load(found)
         design = model_design(spec, panel, manifest, train_last=part.train.last)
     t2 = time.perf_counter()
-    forecast = predict_origins(fitted_model, design, part)
+    forecast = predict_origins(fitted_model, design, part, label=f"predict {model}")
     del design, fitted_model
     t3 = time.perf_counter()
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
@@ -574,6 +582,7 @@ def _run(
     snapshot_refs: Sequence[str] | None,
     executor: ExecutorSpec,
     progress: Progress | None = None,
+    deliver: bool = True,
 ) -> RunResult:
     plan = plan_run(catalog, names, level)  # models incl. ensemble members, then ensembles
     specs = plan.models
@@ -608,14 +617,14 @@ def _run(
         return _run_locked(settings, catalog, plan, kind=kind, run_type=run_type,
                            chosen=chosen, panels=panels, partitions=partitions,
                            ceilings=ceilings, graph=graph, executor=executor, ctx=ctx,
-                           progress=progress)
+                           progress=progress, deliver=deliver)
 
 
 def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: str,
                 run_type: RunType, chosen: dict[str, Manifest], panels: dict[str, Panel],
                 partitions: dict[str, Partition], ceilings: dict[tuple[str, str], float],
                 graph: Graph, executor: ExecutorSpec, ctx: ModelRunContext,
-                progress: Progress | None = None) -> RunResult:
+                progress: Progress | None = None, deliver: bool = True) -> RunResult:
     specs = plan.models
     # under the lock: what a killed evaluate/forecast left half-written
     remove_stale_temps_below(settings.layout.tasks, settings.layout.work, settings.runs_dir,
@@ -676,7 +685,10 @@ def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: st
     if kind == "forecast":  # vs the previous month's forecasts; never raises
         drift_alerts, result.record["output_drift"] = after_forecast_run(settings, writer.run_id)
         alerts = [*alerts, *drift_alerts]
-    result.record["alert_delivery"] = _deliver(settings, alerts, writer.run_id)
+    # the alerts stay in run.json either way; ``deliver=False`` (--no-alerts) sends none
+    result.record["alert_delivery"] = (_deliver(settings, alerts, writer.run_id) if deliver
+                                       else {"delivered": False, "reason": "not asked to "
+                                             "deliver (--no-alerts)"})
     return result
 
 
@@ -752,6 +764,7 @@ def evaluate_models(
     snapshot_refs: Sequence[str] | None = None,
     executor: str | ExecutorSpec = "local",
     progress: Progress | None = None,
+    deliver: bool = True,
 ) -> RunResult:
     """Rolling-origin evaluation of each model on the calibration or validation partition.
 
@@ -760,11 +773,14 @@ def evaluate_models(
     in ``<state>/tasks``, so an interrupted evaluation resumes from its finished models.
     ``executor``: ``local`` (fitting one model while the previous one is predicted and
     scored), ``dask`` or a Dask scheduler address (:func:`ewspipe.executor_spec.parse_executor`).
+    ``deliver``: send the run's alerts to the ``[alerts]`` sinks (they are in ``run.json``
+    either way).
     """
     spec = parse_executor(executor)
     rt = parse_run_type(run_type)
     return _run(settings, catalog, kind="evaluate", run_type=rt, names=names, level=level,
-                snapshot_refs=snapshot_refs, executor=spec, progress=progress)
+                snapshot_refs=snapshot_refs, executor=spec, progress=progress,
+                deliver=deliver)
 
 
 def forecast_models(
@@ -776,6 +792,7 @@ def forecast_models(
     snapshot_refs: Sequence[str] | None = None,
     executor: str | ExecutorSpec = "local",
     progress: Progress | None = None,
+    deliver: bool = True,
 ) -> RunResult:
     """Forecast the 36 months after the last observed month for the last month's units.
 
@@ -784,4 +801,5 @@ def forecast_models(
     """
     spec = parse_executor(executor)
     return _run(settings, catalog, kind="forecast", run_type=RunType.FORECASTING, names=names,
-                level=level, snapshot_refs=snapshot_refs, executor=spec, progress=progress)
+                level=level, snapshot_refs=snapshot_refs, executor=spec, progress=progress,
+                deliver=deliver)

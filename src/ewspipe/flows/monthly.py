@@ -84,9 +84,10 @@ def training_cost(spec: ModelSpec) -> float:
 
 
 def build_monthly_graph(catalog: Catalog, *, publish: bool,
-                        release: dict[str, Any] | None = None) -> Graph:
+                        release: dict[str, Any] | None = None, alerts: bool = True) -> Graph:
     """The monthly run's tasks for this catalog (``publish``: add the publish task, which
-    publishes only under ``release``, the run's verified release record)."""
+    publishes only under ``release``, the run's verified release record; ``alerts=False``:
+    the alerts task counts the alerts but delivers none)."""
     plan = plan_run(catalog, None)
     models = [s for s in plan.models
               if s.status in (Status.DEPLOYED, Status.SHADOW) or s.name in plan.needed]
@@ -145,7 +146,9 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool,
     graph.append(Task("report", tasks.write_report, report_inputs))
     # route_alerts delivers the "alerts" of every output in its drift input: output drift
     # (drift of the forecasts) travels with the input drift, once per run like the others
-    graph.append(Task("alerts", tasks.route_alerts, alert_inputs))
+    # the parameter only when not delivering: the delivering task keeps its cache key
+    graph.append(Task("alerts", tasks.route_alerts, alert_inputs,
+                      {} if alerts else {"deliver": False}))
     return Graph(graph)
 
 
@@ -276,10 +279,12 @@ class MonthlyPlan:
 
 def prepare_monthly(settings: Settings, *, environment: str | None = None,
                     catalog: Catalog | None = None,
-                    allow_engine_change: str | None = None) -> MonthlyPlan:
+                    allow_engine_change: str | None = None,
+                    alerts: bool = True) -> MonthlyPlan:
     """Validate the environment and, for a publishing one, refuse unless the workspace is a
     clean production release running exactly the release's models, settings and engine
-    (:mod:`ewspipe.flows.release_guard`): before any training, not after."""
+    (:mod:`ewspipe.flows.release_guard`): before any training, not after. A publishing run
+    always delivers its alerts (``alerts=False`` is refused there)."""
     run_settings = settings.run
     env = environment or run_settings.environment
     if env not in run_settings.environments:
@@ -293,12 +298,16 @@ def prepare_monthly(settings: Settings, *, environment: str | None = None,
     if allow_engine_change is not None and not allow_engine_change.strip():
         raise InputError("give the reason for the engine change (recorded on the run and on "
                          "every forecast it publishes)", parameter="allow_engine_change")
+    if not alerts and publish:
+        raise InputError(f"environment {env!r} publishes, and a publishing run always "
+                         "delivers its alerts; run without --no-alerts, or in an environment "
+                         "that does not publish", parameter="no_alerts")
     release = check_release(settings) if publish else None
     catalog = catalog or load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
     verified = (verify_workspace(settings, release, catalog,
                                  allow_engine_change=allow_engine_change)
                 if release is not None else None)
-    graph = build_monthly_graph(catalog, publish=publish, release=verified)
+    graph = build_monthly_graph(catalog, publish=publish, release=verified, alerts=alerts)
     return MonthlyPlan(env, catalog, graph, publish, verified)
 
 
@@ -319,6 +328,7 @@ def run_monthly(
     progress: Progress | None = None,
     catalog: Catalog | None = None,
     allow_engine_change: str | None = None,
+    alerts: bool = True,
 ) -> MonthlyRun:
     """Run (or resume, or reuse) this month's graph in ``environment``.
 
@@ -333,6 +343,8 @@ def run_monthly(
         progress: called as ``progress(event, record, done, total)`` for each task event.
         allow_engine_change: the reason to run production with an engine other than the one
             the release validated (recorded on the run and on published pointers).
+        alerts: deliver the run's alerts through ``[alerts]`` (``--no-alerts``: counted in
+            the record, not delivered; refused for a publishing environment).
 
     Returns:
         The run; ``status`` is ``not_published`` when a publishing environment published
@@ -353,7 +365,7 @@ def run_monthly(
         raise InputError(f"lock timeout must be >= 0 seconds, got {timeout}",
                          parameter="lock_timeout")
     plan = prepare_monthly(settings, environment=environment, catalog=catalog,
-                           allow_engine_change=allow_engine_change)
+                           allow_engine_change=allow_engine_change, alerts=alerts)
     env = plan.environment
     layout = settings.layout.env(env)
     state = layout.root

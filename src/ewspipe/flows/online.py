@@ -62,6 +62,7 @@ from ewspipe.models.forecast import Forecast
 from ewspipe.panel.months import month_label
 from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
+from ewspipe.progress import current as current_reporter
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.predictions import read_forecast
@@ -628,13 +629,16 @@ def online_eval(
     cache: dict[tuple[str, str], pd.DataFrame] = {}
     models: list[ModelOnline] = []
     alerts: list[Alert] = []
-    for name in sorted(histories, key=lambda n: (histories[n].level, n)):
+    report = current_reporter()
+    names = sorted(histories, key=lambda n: (histories[n].level, n))
+    for i, name in enumerate(names, start=1):
         try:
             models.append(_score_model(histories[name], actuals, panels, cache))
         except StoreError as exc:
             notes.append(f"{name}: not scored: {exc}")
             alerts.append(Alert(source=SOURCE, severity=Severity.WARNING, offender=name,
                                 message=f"online evaluation skipped {name}: {exc}"))
+        report.step("online-eval", i, len(names), f"scored {name}")
     _assess_all(models, settings)
     comparisons = _compare(models, settings)
     alerts += _alerts(models, settings)

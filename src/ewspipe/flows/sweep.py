@@ -773,7 +773,7 @@ def run_sweep(
     executor: str | ExecutorSpec = "local",
     workers: int | None = None,
     run_type: RunType | str = RunType.CALIBRATION,
-    snapshot_ref: str | None = None,
+    snapshot_ref: str | Sequence[str] | None = None,
     fresh: bool = False,
     apply: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -791,7 +791,8 @@ def run_sweep(
         workers: concurrent trials (local threads, default 1; local Dask worker processes,
             default the batch size up to 4 and the CPU count).
         run_type: must be calibration; anything else is refused (leakage).
-        snapshot_ref: the data snapshot (default: the latest of the model's level).
+        snapshot_ref: the data snapshot, or snapshot ids one per level as ``evaluate`` takes
+            them (the model's level's is used); default: the latest of the model's level.
         fresh: discard this study's stored trials and start over.
         apply: write the best hyperparameters into the model file when they beat the
             current definition on calibration (``result.applied`` says what happened).
@@ -825,8 +826,8 @@ def run_sweep(
     started = time.perf_counter()
 
     snapshots = SnapshotStore(settings.snapshot_dir)
-    manifest = _snapshots_by_level(snapshots, [spec], [snapshot_ref] if snapshot_ref else None
-                                   )[spec.level]
+    refs = [snapshot_ref] if isinstance(snapshot_ref, str) else list(snapshot_ref or [])
+    manifest = _snapshots_by_level(snapshots, [spec], refs or None)[spec.level]
     scheme = settings.partition_scheme()
     calibration = scheme.partition(RunType.CALIBRATION)
     _check_coverage(spec, manifest, calibration)

@@ -456,10 +456,12 @@ def write_report(ctx: TaskContext, *, key: str, snapshots: Output, drift: Mappin
 
 
 def route_alerts(ctx: TaskContext, *, key: str, drift: Mapping[str, Output], ensembles: Output,
-                 qa: Output, report: Output, published: Output | None = None) -> Output:
+                 qa: Output, report: Output, published: Output | None = None,
+                 deliver: bool = True) -> Output:
     """Deliver the run's alerts (drift, ensembles, QA, a refused publication) through the
     ``[alerts]`` sinks, once: a re-run reuses this task and sends nothing again (a refused
-    publication is checked anew on each run, so each refusal alerts)."""
+    publication is checked anew on each run, so each refusal alerts). ``deliver=False``
+    (``run --no-alerts``): counted, not delivered."""
     raw = [*(a for d in drift.values() for a in d["alerts"]), *ensembles["alerts"],
            *qa["alerts"]]
     if published is not None and not published.get("published"):
@@ -470,8 +472,11 @@ def route_alerts(ctx: TaskContext, *, key: str, drift: Mapping[str, Output], ens
             ctx.environment))
     run_id = f"run-{key[:12]}"
     alerts = [Alert.from_dict({**a, "run_id": run_id}) for a in raw]
-    with build_router(ctx.settings.alerts, ctx.state) as router:
-        delivery = router.route(alerts).to_dict()
+    if deliver:
+        with build_router(ctx.settings.alerts, ctx.state) as router:
+            delivery = router.route(alerts).to_dict()
+    else:
+        delivery = {"delivered": False, "reason": "not asked to deliver (--no-alerts)"}
     by_source: dict[str, int] = {}
     by_severity: dict[str, int] = {}
     for a in alerts:

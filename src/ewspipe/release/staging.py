@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -70,21 +70,24 @@ def _now() -> str:
 # --------------------------------------------------------------------------- snapshots
 
 
-def _named_snapshots(store: SnapshotStore, snapshot: str | None) -> dict[str, str]:
-    """``snapshot``: one id (or unique prefix) or several, comma-separated, one per level."""
+def _named_snapshots(store: SnapshotStore,
+                     snapshot: str | Sequence[str] | None) -> dict[str, str]:
+    """``snapshot``: ids (or unique prefixes), one per level; a comma-separated string is
+    still read as several (the form ``release stage --snapshot`` took before it repeated)."""
+    given = [snapshot] if isinstance(snapshot, str) else list(snapshot or [])
+    shown = ",".join(given)
     named: dict[str, str] = {}
-    for ref in (snapshot or "").split(","):
-        ref = ref.strip()
+    for ref in (r.strip() for value in given for r in value.split(",")):
         if not ref:
             continue
         manifest = store.get(ref)  # SnapshotNotFound (an InputError) names the ref
         if manifest.level in named:
-            raise InputError(f"snapshot {snapshot!r}: two snapshots given for level "
-                             f"{manifest.level}; name one per level")
+            raise InputError(f"snapshot {shown!r}: two snapshots given for level "
+                             f"{manifest.level}; name one per level", parameter="snapshot")
         named[manifest.level] = manifest.id
     if snapshot is not None and not named:
-        raise InputError(f"snapshot {snapshot!r} names no snapshot; pass an id from "
-                         "`ewspipe data list`")
+        raise InputError(f"snapshot {shown!r} names no snapshot; pass an id from "
+                         "`ewspipe data list`", parameter="snapshot")
     return named
 
 
@@ -266,7 +269,8 @@ def _write_report(report: StagingReport) -> None:
 
 
 def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
-          snapshot: str | None = None, skip_tests_reason: str | None = None,
+          snapshot: str | Sequence[str] | None = None,
+          skip_tests_reason: str | None = None,
           validation: bool = False, progress: Progress | None = None) -> StagingReport:
     """Run every gate for ``candidate`` (default: the development branch's head) of the git
     repository ``repo`` against production's head, and write the report.
@@ -277,8 +281,9 @@ def stage(repo: Path, settings: Settings, *, candidate: str | None = None,
             Pipeline settings and gate thresholds come from production's ``ewspipe.toml``
             (the candidate cannot loosen its own gates).
         candidate: a branch, tag or commit.
-        snapshot: snapshot id(s) to stage on, comma-separated, one per level; default: the
-            snapshots of production's last run, else the latest (a WARN on the drift gate).
+        snapshot: snapshot ids to stage on, one per level (a list, or one string, where
+            commas separate ids); default: the snapshots of production's last run, else the
+            latest (a WARN on the drift gate).
         skip_tests_reason: skip the tests gate, recording this reason.
         validation: evaluate on the validation partition too.
         progress: called with one line per step.

@@ -25,6 +25,7 @@ from typing import IO
 
 from ewspipe.atomic import atomic_file
 from ewspipe.errors import DownloadError
+from ewspipe.progress import current as current_reporter
 
 __all__ = [
     "DEFAULT_GED_URL",
@@ -163,10 +164,15 @@ def download(url: str, dest_dir: Path | str, *, timeout: float) -> Download:
             _temporary_sibling(target) as fh,
         ):
             expected = response.headers.get("Content-Length")
+            total = int(expected) if expected is not None and expected.isdigit() else None
+            report = current_reporter()
+            label = f"download {_file_name(url)}"
             while chunk := response.read(_CHUNK):
                 fh.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
+                if size != total:  # the end is said once, below
+                    report.transfer(label, size, total)
             if expected is not None and expected.isdigit() and int(expected) != size:
                 raise DownloadError(
                     f"{url}: the download was cut off ({size:,} of {int(expected):,} bytes); "
@@ -174,6 +180,7 @@ def download(url: str, dest_dir: Path | str, *, timeout: float) -> Download:
                 )
             if size == 0:
                 raise DownloadError(f"{url}: the server sent an empty file; try again later")
+            report.transfer(label, size, size)
     except DownloadError:
         raise
     except urllib.error.HTTPError as exc:
