@@ -37,16 +37,17 @@ def test_passes_on_clean_synthetic_panel(panel, config):
     assert doc["passed"] and doc["failures"] == [] and doc["month"] == 447
 
 
-# The months `make run` tests as of this writing (its default last month is the last complete
-# calendar month, 563 = 2026-11) and the three before it.
-DEMO_MONTHS = (560, 561, 562, 563)
+# Every month `make run` tests from 2025 through 2035 (its default last month is the last
+# complete calendar month: 563 = 2026-11 as of this writing). The world is prefix-stable, so
+# one world through the last month serves them all.
+DEMO_MONTHS = range(540, 661)
 
 
 @pytest.fixture(scope="module")
 def demo_panels():
     """The demo world at the defaults of `ewspipe data demo` (the embedded ewspipe.toml)."""
     world = demo_world(load_settings().demo, last_month=max(DEMO_MONTHS))
-    return {lvl: validate_panel(frame, lvl, source="demo", today=date(2027, 1, 1))[0]
+    return {lvl: validate_panel(frame, lvl, source="demo", today=date(2036, 1, 1))[0]
             for lvl, frame in (("cm", world.cm), ("pgm", world.pgm))}
 
 
@@ -55,11 +56,13 @@ def test_passes_on_the_demo_world_at_the_defaults(demo_panels, level):
     """What `make run` checks: every detector quiet on the clean demo world and firing on its
     perturbation, on both levels, at the default [demo] and [drift] settings."""
     config = DriftConfig.from_settings(load_settings().drift, "forecasting", level)
+    failures = {}
     for month in DEMO_MONTHS:
         result = run_selftest(demo_panels[level], config, end=month)
-        assert result.failures() == [], (month, result.failures())
         assert result.month == month and len(result.cases) == len(DETECTORS)
-        assert result.not_applicable() == []
+        if result.failures() or result.not_applicable():
+            failures[month] = result.failures() + result.not_applicable()
+    assert failures == {}
 
 
 @pytest.mark.shared_data
