@@ -47,7 +47,8 @@ def _lines(result: MonthlyRun, rec: MonthlyRunRecord, settings: Settings) -> str
     delivered = (alerts.get("delivery") or {}).get("delivered") is not False
     lines.append(f"  alerts: {alerts_words(alerts)} "
                  + (f"(log {outs.alerts_log})" if delivered else "(not delivered: --no-alerts)"))
-    lines.append(f"  predictions: {outs.predictions} (runs {outs.runs})")
+    runs = ", ".join(f"{level} {run}" for level, run in sorted((outs.runs or {}).items()))
+    lines.append(f"  predictions: {outs.predictions}" + (f" (runs: {runs})" if runs else ""))
     lines.append(f"  report: {outs.report}")
     if result.release:
         rel = result.release
