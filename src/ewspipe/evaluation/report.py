@@ -407,7 +407,7 @@ def _section(level: str, models: Sequence[ModelInput], inputs: ReportInputs) -> 
     judged = {m.name for m in judged_models}
     base = next((r for r in rows if r.baseline and r.pooled.get(HEADLINE) is not None), None)
     base_model = next((m for m in ordered if base is not None and m.name == base.name), None)
-    base_scored = _scored(base_model) if base_model is not None else None  # held for the tests
+    base_scored = _scored(base_model) if base_model is not None else None  # kept: A of each DM
     base_errors = cell_msle(base_scored, base_model.name) if (
         base_scored is not None and base_model is not None) else None
     calibration: list[Line] = []
