@@ -16,6 +16,10 @@ from tests.flows import monthly_workspace
 
 from ewspipe.cli.main import main
 from ewspipe.models.forecast import Forecast
+from ewspipe.panel.ingest import import_frame
+from ewspipe.panel.limits import InputLimits
+from ewspipe.panel.snapshot import SnapshotStore
+from ewspipe.settings import load_settings
 from ewspipe.store.prediction_store import PredictionStore
 
 Cli = Callable[..., tuple[int, str]]
@@ -95,3 +99,68 @@ def test_force_replaces_an_existing_out(cli: Cli, tmp_path: Path) -> None:
                  "--out", str(path), "--format", "csv", "--force")
     assert len(pd.read_csv(path)) == doc["rows"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.data"]  # no temporary left
+
+
+def _named_state(root: Path) -> Cli:
+    """A state with a named cm snapshot, a pgm snapshot and one stored forecast per level
+    made on them (no monthly run: the names are what is tested)."""
+    settings = load_settings(state_dir=root / "state")
+    store = SnapshotStore(settings.snapshot_dir)
+    months = range(400, 440)
+    cm = pd.DataFrame([{"month_id": m, "country_id": c, "ged_sb": 1, "country_name": n,
+                        "isoab": i} for m in months
+                       for c, n, i in ((117, "Ukraine", "UKR"), (57, "Colombia", "COL"))])
+    pgm = pd.DataFrame([{"month_id": m, "priogrid_gid": g, "country_id": 117, "ged_sb": 0}
+                        for m in months for g in (149426, 149427)])
+    snaps = {lvl: import_frame(frame, lvl, store, source={"kind": "test"},
+                               source_name=f"{lvl} test", limits=InputLimits(min_months=1)
+                               ).manifest.id for lvl, frame in (("cm", cm), ("pgm", pgm))}
+    predictions = PredictionStore(settings.layout.env(settings.run.environment).predictions)
+    for lvl, unit, units in (("cm", "country_id", [117, 57, 9]),
+                             ("pgm", "priogrid_gid", [149426, 149427, 5])):
+        frame = pd.DataFrame({"origin": 439, "step": 1, "month_id": 440, unit: units})
+        point = np.array([30.0, 20.0, 10.0])
+        predictions.write(Forecast(frame=frame, point=point, samples=point[:, None],
+                                   unit_column=unit), level=lvl, run="m439-named",
+                          model="named_model", metadata={"snapshot": snaps[lvl]})
+
+    def run(*args: str) -> tuple[int, str]:
+        out = io.StringIO()
+        with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+            mp.delenv("EWSPIPE_CONFIG", raising=False)
+            mp.delenv("EWSPIPE_STATE_DIR", raising=False)
+            code = main(["--state-dir", str(root / "state"), *map(str, args)])
+        return code, out.getvalue()
+
+    return run
+
+
+def test_rows_carry_the_units_names_in_every_format(tmp_path: Path) -> None:
+    run = _named_state(tmp_path)
+    code, out = run("forecasts", "query", "--level", "cm", "--model", "named_model", "--json")
+    assert code == 0, out
+    rows = json.loads(out)["predictions"]
+    assert [(r["country_id"], r["name"], r["isoab"], r["label"]) for r in rows] == [
+        (9, None, None, "country 9"), (57, "Colombia", "COL", "Colombia (COL)"),
+        (117, "Ukraine", "UKR", "Ukraine (UKR)")]
+    code, out = run("forecasts", "query", "--level", "cm", "--model", "named_model")
+    assert code == 0 and "Ukraine (UKR)" in out
+    for fmt in ("csv", "parquet"):
+        path = tmp_path / f"rows.{fmt}"
+        code, out = run("forecasts", "query", "--level", "cm", "--model", "named_model",
+                        "--top", "1", "--out", str(path))
+        assert code == 0, out
+        frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
+        cols = list(frame.columns)
+        assert cols[cols.index("country_id"):][:4] == ["country_id", "name", "isoab", "label"]
+        assert frame["label"].to_list() == ["Ukraine (UKR)"]
+    code, out = run("forecasts", "query", "--level", "pgm", "--model", "named_model", "--json")
+    assert code == 0, out
+    rows = json.loads(out)["predictions"]
+    assert [(r["priogrid_gid"], r["country_id"], r["name"], r["label"]) for r in rows] == [
+        (5, None, None, "cell 5"), (149426, 117, "Ukraine", "cell 149426 (Ukraine)"),
+        (149427, 117, "Ukraine", "cell 149427 (Ukraine)")]
+    path = tmp_path / "cells.parquet"
+    assert run("forecasts", "query", "--level", "pgm", "--model", "named_model",
+               "--out", str(path))[0] == 0
+    assert pd.read_parquet(path)["country_id"].to_list()[1:] == [117, 117]

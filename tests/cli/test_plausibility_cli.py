@@ -72,7 +72,9 @@ def _panel() -> pd.DataFrame:
         else:
             values = rng.poisson(2.0, len(months)) * (rng.random(len(months)) < 0.3)
         rows.append(pd.DataFrame({"month_id": months, "country_id": country,
-                                  "ged_sb": values.astype(np.int64)}))
+                                  "ged_sb": values.astype(np.int64),
+                                  "country_name": "Ukraine" if country == 1 else "Land",
+                                  "isoab": "UKR" if country == 1 else "LND"}))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -152,6 +154,7 @@ def test_evaluate_and_forecast_flag_and_alert_implausible_forecasts(
     assert {a["offender"] for a in ours} == {"growth_ridge", "growth_chorus"}
     assert all(a["severity"] == "ERROR" and a["run_id"] == doc["run_id"] for a in ours)
     assert ours[0]["threshold"] == pytest.approx(ceiling)
+    assert all(" for Ukraine (UKR, 1), month " in a["message"] for a in ours)  # named
     assert "growth_ridge" in (state_dir / "logs" / "error.log").read_text()
     assert any("plausibility ceiling" in body["text"] for body in handler.received)
     # printed, in full, in the human output

@@ -14,6 +14,7 @@ from PIL import Image
 
 from ewspipe.cli.main import main
 from ewspipe.evaluation import plots
+from ewspipe.evaluation.report import report_files
 
 SMALL_TREE = """
 name = "{name}"
@@ -128,6 +129,16 @@ def test_report_is_self_contained(evaluated):
     assert {"pgm_map_grid_tree.png", "pgm_map_zero_grid.png"} <= names  # the pgm error map
     assert not any(n.startswith("cm_map") for n in names)
     assert "nothing was left unscored" in html
+    assert [p.name for p in report_files(page.parent)] == sorted([*names, "index.html"])
+    verdict = html.index('<h2 id="verdict">')  # the verdict first, above every figure
+    assert verdict < html.index("<h2>Run</h2>") < html.index("<img")
+    table = html[verdict:html.index("</table>", verdict)]
+    for model, baseline in (("small_tree", "last_value|zero_line|past_draws"),
+                            ("grid_tree", "zero_grid")):
+        assert re.search(rf'<td class="name">{model}</td><td class="text">model, deployed'
+                         rf'</td><td>[^<]+</td><td class="name">({baseline})</td>', table)
+    assert re.search(r'Largest errors by country.*?<td class="name">country \d+</td>', html,
+                     flags=re.S)  # the demo world has no names: labelled by id
 
 
 def test_rerender_gives_the_same_report(ws, evaluated):

@@ -8,20 +8,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from ewspipe.evaluation import plots
+from ewspipe.evaluation.compare import compare_forecasts
+from ewspipe.evaluation.plots import Line
 from ewspipe.evaluation.report import (
     REPORT_DIR,
     REPORT_FILE,
     ModelInput,
+    ReportData,
     ReportInputs,
     build_report,
     calibration_bins,
     cell_msle,
     publish_report,
     render_report,
+    report_files,
 )
 from ewspipe.evaluation.schemes import evaluate, join_actuals
+from ewspipe.geography import UnitNames
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.priogrid import gid_from_rowcol
 
@@ -54,12 +60,12 @@ def _forecast(units: np.ndarray, unit_column: str, scale: float, samples: int = 
 
 
 def _model(name: str, level: str, status: str, scale: float, actuals: pd.DataFrame,
-           units: np.ndarray, samples: int = 1) -> ModelInput:
+           units: np.ndarray, samples: int = 1, kind: str = "model") -> ModelInput:
     unit_column = "country_id" if level == "cm" else "priogrid_gid"
     fc = _forecast(units, unit_column, scale, samples)
     metrics = POINT + (SAMPLE if samples > 1 else ())
     ev = evaluate(join_actuals(fc, actuals), metrics).to_dict()
-    info = {"n_samples": samples, "rows": len(fc), "target": "ged_sb"}
+    info = {"n_samples": samples, "rows": len(fc), "target": "ged_sb", "kind": kind}
     return ModelInput(name=name, level=level, status=status, metrics=ev, info=info,
                       forecast=fc, actuals=actuals)
 
@@ -72,7 +78,9 @@ def inputs() -> ReportInputs:
     pgm_act = _actuals(cells, "priogrid_gid", last_month=492)
     models = [
         _model("zero_ish", "cm", "baseline", 0.01, cm_act, countries),
+        _model("all_zero", "cm", "baseline", 0.0, cm_act, countries),
         _model("good_tree", "cm", "deployed", 0.8, cm_act, countries),
+        _model("calm_chorus", "cm", "deployed", 0.5, cm_act, countries, kind="ensemble"),
         _model("wide_cloud", "cm", "shadow", 1.0, cm_act, countries, samples=20),
         _model("grid_base", "pgm", "baseline", 0.05, pgm_act, cells),
         _model("grid_tree", "pgm", "deployed", 0.9, pgm_act, cells),
@@ -88,16 +96,24 @@ def inputs() -> ReportInputs:
     }
     manifests = {"cm": {"id": "cm-abc", "sha256": "a" * 64, "fetched_at": "F1",
                         "source": {"url": "https://example.org/data.csv"}}}
-    return ReportInputs(record=record, models=models, snapshots=manifests)
+    names = {"cm": UnitNames("cm", name={c: f"Land {c}" for c in countries},
+                             iso={c: f"L{c:02d}" for c in countries}),
+             "pgm": UnitNames("pgm", name={1: "Land 1"}, iso={1: "L01"},
+                              country={int(g): 1 for g in cells})}
+    return ReportInputs(record=record, models=models, snapshots=manifests, names=names)
 
 
-def test_build_groups_by_level_and_sorts_by_msle(inputs):
-    data = build_report(inputs)
+@pytest.fixture(scope="module")
+def data(inputs) -> ReportData:
+    return build_report(inputs)
+
+
+def test_build_groups_by_level_and_sorts_by_msle(data):
     assert [s.level for s in data.sections] == ["cm", "pgm"]
     cm, pgm = data.sections
     msle = [r.pooled["msle"] for r in cm.rows]
     assert msle == sorted(msle)
-    assert {r.name for r in cm.rows if r.baseline} == {"zero_ish"}
+    assert {r.name for r in cm.rows if r.baseline} == {"zero_ish", "all_zero"}
     assert "crps" in cm.metrics and "crps" not in pgm.metrics
     assert set(cm.curves) == {"msle", "mse", "crps"} and set(pgm.curves) == {"msle", "mse"}
     by_step, by_month = cm.curves["msle"]
@@ -136,8 +152,8 @@ def _external_refs(page: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def page(inputs, tmp_path_factory) -> Path:
-    return render_report(build_report(inputs), tmp_path_factory.mktemp("report") / "a")
+def page(data, tmp_path_factory) -> Path:
+    return render_report(data, tmp_path_factory.mktemp("report") / "a")
 
 
 def test_render_is_offline_escaped_and_deterministic(inputs, page, tmp_path):
@@ -170,7 +186,7 @@ def test_best_value_highlighting(page):
     assert rows[0][0] in {"model", "baseline"}
     first_msle = re.findall(r"<td( class=\"best\")?>", rows[0][1])[0]
     assert first_msle == ' class="best"'  # sorted by MSLE: the first row holds the best MSLE
-    assert [kind for kind, _ in rows].count("baseline") == 1
+    assert [kind for kind, _ in rows].count("baseline") == 2
 
 
 def test_publish_is_atomic_and_replaces(inputs, tmp_path, monkeypatch):
@@ -209,3 +225,88 @@ def test_map_figure_is_a_png(tmp_path: Path):
     gid = gid_from_rowcol([200, 200, 201], [400, 401, 400])
     png = plots.error_map_figure("t", gid, [0.1, 0.5, 2.0], vmax=2.0)
     assert png.startswith(PNG_MAGIC)
+
+
+def _scored_of(inputs: ReportInputs, name: str):
+    model = next(m for m in inputs.models if m.name == name)
+    return join_actuals(model.forecast, model.actuals)
+
+
+def test_verdict_table_comes_first_with_the_compare_numbers(inputs, data, page):
+    html = page.read_text()
+    verdict = html.index('<h2 id="verdict">')
+    assert verdict < html.index("<h2>Run</h2>") and verdict < html.index("<img")
+    table = html[verdict:html.index("</table>", verdict)]
+    cm, pgm = data.sections
+    assert [v.model for v in cm.verdicts] == ["calm_chorus", "good_tree"]  # deployed only
+    assert [v.model for v in pgm.verdicts] == ["grid_tree"]
+    best_cm = min((r for r in cm.rows if r.baseline), key=lambda r: r.pooled["msle"]).name
+    for section in (cm, pgm):
+        for v in section.verdicts:
+            ref = compare_forecasts(_scored_of(inputs, v.baseline),
+                                    _scored_of(inputs, v.model), metric="msle")
+            assert v.dm is not None and ref.dm is not None
+            assert v.dm.statistic == pytest.approx(ref.dm.statistic, rel=1e-12)
+            assert v.dm.p_value == pytest.approx(ref.dm.p_value, rel=1e-12)
+            assert (v.value, v.baseline_value) == pytest.approx(
+                (ref.values["pooled"].b, ref.values["pooled"].a), rel=1e-12)
+            words = {"B better": "better", "A better": "worse"}.get(ref.dm.verdict,
+                                                                   ref.dm.verdict)
+            assert v.verdict == words
+            row = re.search(rf'<td class="name">{v.model}</td>(.*?)</tr>', table).group(1)
+            assert f"{v.dm.statistic:+.3f}" in row and f">{words}<" in row
+    assert {v.baseline for v in cm.verdicts} == {best_cm}
+    assert pgm.verdicts[0].verdict == "worse"  # grid_tree predicts ~18x the grid baseline
+
+
+def test_deployed_ensemble_on_top_and_log_axes_despite_zero_baseline(data):
+    cm = data.sections[0]
+    by_step, by_month = cm.curves["msle"]
+    marks = {ln.label: (ln.note, ln.on_top) for ln in by_month}
+    assert marks["calm_chorus"] == ("deployed ensemble", True)
+    assert marks["good_tree"] == ("deployed", False)
+    assert marks["all_zero"] == ("", False)
+    fig = Figure()
+    left, right = plots.draw_metric(fig, "cm MSLE", "MSLE", by_step, by_month)
+    for ax, lines in ((left, by_step), (right, by_month)):
+        values = np.concatenate([ln.y for ln in lines])
+        assert ax.get_yscale() == ("symlog" if (values == 0).any() else "log")
+        drawn = {ln.get_label(): ln for ln in ax.get_lines()}
+        top = drawn["calm_chorus (deployed ensemble)"]
+        others = [ln for label, ln in drawn.items() if ln is not top]
+        assert all(top.get_zorder() > o.get_zorder() for o in others)
+        assert all(top.get_linewidth() > o.get_linewidth() for o in others)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "calm_chorus (deployed ensemble)" in legend and "all_zero (baseline)" in legend
+
+
+def test_y_scale_rules():
+    x = np.arange(3.0)
+    assert plots.y_scale([Line("a", x, np.array([0.5, 2.0, 30.0]))]) == ("log", {})
+    zeros = [Line("zero", x, np.zeros(3), True), Line("m", x, np.array([0.02, 0.5, np.nan]))]
+    assert plots.y_scale(zeros) == ("symlog", {"linthresh": 0.01})
+    assert plots.y_scale([Line("z", x, np.zeros(3))])[0] == "linear"
+    assert plots.y_scale([Line("r", x, np.array([-0.2, 0.5, 0.9]))])[0] == "linear"
+
+
+def test_figures_are_files_listed_with_the_page(page):
+    files = report_files(page.parent)
+    assert files == sorted(files) and page in files
+    pngs = [f for f in files if f.suffix == ".png"]
+    assert {f.name for f in pngs} == set(re.findall(r"\(file: report/([^)]+\.png)\)",
+                                                   page.read_text()))
+    assert all(f.is_file() and f.read_bytes().startswith(PNG_MAGIC) for f in pngs)
+    assert len(files) == len(pngs) + 1
+
+
+def test_units_are_named_in_the_worst_unit_tables_and_map_captions(data, page):
+    html = page.read_text()
+    cm, pgm = data.sections
+    worst = {w.model: w for w in cm.worst}
+    assert set(worst) == {"calm_chorus", "good_tree"}
+    w = worst["good_tree"]
+    assert list(w.msle) == sorted(w.msle, reverse=True)
+    assert w.label[0] == f"Land {w.unit[0]} (L{w.unit[0]:02d})"
+    assert f'<td class="name">{w.label[0]}</td>' in html
+    assert "Largest errors by cell" in html and "(Land 1)" in pgm.worst[0].label[0]
+    assert re.search(r"largest: cell \d+ \(Land 1\)", html)

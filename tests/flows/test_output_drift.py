@@ -13,6 +13,9 @@ import pytest
 from ewspipe.errors import InputError
 from ewspipe.flows.output_drift import check_output_drift
 from ewspipe.models.forecast import Forecast
+from ewspipe.panel.ingest import import_frame
+from ewspipe.panel.limits import InputLimits
+from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.settings import Settings, load_settings
 from ewspipe.store.predictions import write_forecast
 from ewspipe.store.runs import RunStore
@@ -101,6 +104,27 @@ def test_unit_jumps_name_the_unit_and_fold_beyond_max_alerts(settings):
                                                 "amber_tree country_id=9"]
     assert "2023-04" in alerts[0].message  # month 520
     assert alerts[2].details["units"] == [7] and "1 more units" in alerts[2].message
+    assert "country_id=4 jumped" in alerts[0].message and "label" not in alerts[0].details
+
+
+def test_unit_jump_alerts_name_the_country(settings):
+    names = {4: ("Ukraine", "UKR"), 7: ("Colombia", "COL")}  # 9 has no name in the data
+    cm = pd.DataFrame([{"month_id": m, "country_id": u, "ged_sb": 1,
+                        "country_name": names.get(u, ("", ""))[0] or None,
+                        "isoab": names.get(u, ("", ""))[1] or None}
+                       for m in range(400, 420) for u in UNITS])
+    import_frame(cm, "cm", SnapshotStore(settings.snapshot_dir), source={"kind": "test"},
+                 source_name="named cm", limits=InputLimits(min_months=1))
+    _run(settings, 500, {"amber_tree": ("deployed", calm)})
+    new = _run(settings, 501, {"amber_tree": (
+        "deployed", lambda m, u: 500.0 if m == 520 and u in (4, 9) else calm(m, u))})
+    alerts = [a for a in check_output_drift(settings, new).alerts
+              if a.details["rule"] == "unit_jump"]
+    assert [a.offender for a in alerts] == ["amber_tree country_id=4",
+                                            "amber_tree country_id=9"]  # ids stay the key
+    assert "amber_tree (cm): Ukraine (UKR, 4) jumped from 4 to 500.0 " in alerts[0].message
+    assert alerts[0].details["label"] == "Ukraine (UKR, 4)"
+    assert "country_id=9 jumped" in alerts[1].message  # no name: the id wording
 
 
 def test_previous_is_the_latest_earlier_origin_and_baselines_only_measure(settings):

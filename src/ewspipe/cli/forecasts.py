@@ -3,7 +3,8 @@
 Read-only: the state database is opened read-only and never created. Every file read is
 hash-checked first; a damaged one exits 2 naming the file and how to repair it. ``query
 --out FILE`` is the one write: the rows as CSV, Parquet or JSON, written atomically, never
-over an existing file without ``--force``."""
+over an existing file without ``--force``. Query rows name their units (``name``/``isoab``
+for countries, ``country_id``/``name`` for cells, and a ``label``; ``ewspipe.store.named``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ewspipe.cli.output import JSON_OPTION, emit
 from ewspipe.errors import InputError
 from ewspipe.panel.schema import Level
 from ewspipe.settings import Settings
+from ewspipe.store.named import NAME_FIELDS, name_query_rows
 from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.published import PublishedPointers
 from ewspipe.store.statedb import open_state_db_for_reading
@@ -97,15 +99,18 @@ def query(
             raise InputError(f"no published {lvl} pointer in environment {name!r} includes "
                              f"{model!r}; run `ewspipe run --env {name}` first")
         run = hits[0]["run"]
-    frame = PredictionStore(layout.predictions).query(lvl, model, month=month, run=run,
-                                                         samples=samples)
+    store = PredictionStore(layout.predictions)
+    frame = store.query(lvl, model, month=month, run=run, samples=samples)
     if top is not None:
         frame = _top(frame, top)
+    frame = name_query_rows(store, settings, frame, level=lvl, model=model)
     records: list[dict[str, Any]] = frame.to_dict(orient="records")
     for r in records:
         if "samples" in r:
             r["samples"] = [float(x) for x in r["samples"]]
         r["point"] = float(r["point"])
+        for k in NAME_FIELDS[lvl]:  # missing names are null in JSON, never NaN
+            r[k] = None if pd.isna(r[k]) else int(r[k]) if k == "country_id" else str(r[k])
     doc = {"level": lvl, "model": model, "month": month, "environment": name,
            "run": records[0]["run"] if records else run, "rows": len(records),
            "top": top, "predictions": records}
@@ -122,7 +127,7 @@ def query(
         unit = next(c for c in frame.columns if c in ("country_id", "priogrid_gid"))
         lines = [f"{model} ({lvl}), run {doc['run']}: {len(records)} rows"]
         lines += [f"  month {r['month_id']} step {r['step']:>2} {unit} {r[unit]:>6}  "
-                  f"point {r['point']:.3f}" for r in records[:50]]
+                  f"point {r['point']:.3f}  {r['label']}" for r in records[:50]]
         if len(records) > 50:
             lines.append(f"  ... {len(records) - 50} more (use --json)")
         return "\n".join(lines)

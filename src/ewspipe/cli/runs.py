@@ -188,7 +188,8 @@ def evaluate(
     doc = result.to_dict()
     try:
         doc["report"] = str(write_report(Path(result.path),
-                                         snapshots=SnapshotStore(settings.snapshot_dir)))
+                                         snapshots=SnapshotStore(settings.snapshot_dir),
+                                         settings=settings))
     except Exception as exc:  # the run is stored and stays valid: say so, exit non-zero
         code = exc.exit_code if isinstance(exc, EwspipeError) else 1
         doc["report"] = None
@@ -215,7 +216,7 @@ def report_command(
     runs = RunStore(settings.runs_dir)
     record = stored_run(runs, run_id, "argument RUN_ID")
     path = write_report(runs.path(record["run_id"]),
-                        snapshots=SnapshotStore(settings.snapshot_dir))
+                        snapshots=SnapshotStore(settings.snapshot_dir), settings=settings)
     doc = {"run_id": record["run_id"], "report": str(path),
            "images": sorted(p.name for p in path.parent.glob("*.png")),
            "tracking": track_report(settings, record["run_id"], str(record["run_type"]),

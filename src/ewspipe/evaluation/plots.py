@@ -3,7 +3,11 @@
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot, so no global
 backend or figure state) under one fixed style, and saved without the "Software" PNG text
 chunk, so the same data always gives the same bytes. Baselines are drawn dashed in greys, the
-other models solid in colours, so a model that does not beat its yardsticks stands out.
+other models solid in colours, so a model that does not beat its yardsticks stands out; the
+line the page is about (the deployed ensemble) is drawn thick and on top of the others.
+
+Loss curves use a log y axis (symlog when a value is 0): an all-zeros baseline scores an
+order of magnitude worse than the models, and on a linear axis it squeezes their curves flat.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 from ewspipe.arrays import Floats
 from ewspipe.panel.months import month_label
 from ewspipe.panel.priogrid import CELL_DEGREES, rowcol_from_gid
 
-__all__ = ["Line", "calibration_figure", "error_map_figure", "metric_figure"]
+__all__ = ["Line", "calibration_figure", "draw_metric", "error_map_figure", "metric_figure",
+           "y_scale"]
 
 STYLE: dict[str, Any] = {
     "font.family": "DejaVu Sans",
@@ -53,12 +59,18 @@ _PNG_METADATA = {"Software": None}
 
 @dataclass(frozen=True)
 class Line:
-    """One model's curve: ``y`` over ``x``; ``baseline`` selects the dashed grey style."""
+    """One model's curve: ``y`` over ``x``; ``baseline`` selects the dashed grey style.
+
+    ``note`` is added to the legend label in brackets (e.g. "deployed ensemble");
+    ``on_top`` draws the line thick and above every other one.
+    """
 
     label: str
     x: Floats
     y: Floats
     baseline: bool = False
+    note: str = ""
+    on_top: bool = False
 
 
 @contextmanager
@@ -80,18 +92,57 @@ def _styles(lines: Sequence[Line]) -> list[dict[str, Any]]:
     colours, greys, dashes = cycle(MODEL_COLOURS), cycle(BASELINE_GREYS), cycle(BASELINE_DASHES)
     styles = []
     for line in lines:
+        note = line.note or ("baseline" if line.baseline else "")
+        label = f"{line.label} ({note})" if note else line.label
         if line.baseline:
             styles.append({"color": next(greys), "dashes": next(dashes), "linewidth": 1.3,
-                           "label": f"{line.label} (baseline)"})
+                           "label": label, "zorder": 2.0})
         else:
-            styles.append({"color": next(colours), "linestyle": "-", "linewidth": 1.8,
-                           "label": line.label})
+            styles.append({"color": next(colours), "linestyle": "-", "label": label,
+                           "linewidth": 3.2 if line.on_top else 1.8,
+                           "zorder": 4.0 if line.on_top else 3.0})
     return styles
 
 
 def _draw(ax: Axes, lines: Sequence[Line], *, marker: str = "") -> None:
-    for line, style in zip(lines, _styles(lines), strict=True):
+    """Every line, the ``on_top`` ones last (their legend entries come last as well)."""
+    pairs = sorted(zip(lines, _styles(lines), strict=True), key=lambda p: p[0].on_top)
+    for line, style in pairs:
         ax.plot(line.x, line.y, marker=marker, markersize=3.5, **style)
+
+
+class _PlainLog(LogFormatter):
+    """Log-axis tick labels as plain numbers ("0.6", "2", "1e+03" only when long)."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:.3g}"
+
+
+def y_scale(lines: Sequence[Line]) -> tuple[str, dict[str, float]]:
+    """The y scale of a panel of loss curves and its keyword arguments: "log" when every
+    value is positive, "symlog" (linear below the smallest positive value's decade) when some
+    are 0, "linear" when none is positive or one is negative."""
+    values = np.concatenate([np.asarray(ln.y, dtype=np.float64) for ln in lines]) \
+        if lines else np.empty(0)
+    values = values[np.isfinite(values)]
+    positive = values[values > 0]
+    if len(positive) == 0 or (values < 0).any():
+        return "linear", {}
+    if (values == 0).any():
+        return "symlog", {"linthresh": float(10.0 ** np.floor(np.log10(positive.min())))}
+    return "log", {}
+
+
+def _set_y_scale(ax: Axes, lines: Sequence[Line], ylabel: str) -> None:
+    scale, kwargs = y_scale(lines)
+    ax.set_yscale(scale, **kwargs)
+    if scale == "log":  # plain numbers (0.6, not 6 x 10^-1), minor ticks labelled on short spans
+        ax.yaxis.set_major_formatter(_PlainLog(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(2.0, 0.5)))
+    if scale == "symlog":
+        ax.set_ylim(bottom=0.0)
+    suffix = {"log": " (log scale)", "symlog": " (log scale, linear near 0)"}.get(scale, "")
+    ax.set_ylabel(ylabel + suffix)
 
 
 def _legend(fig: Figure, ax: Axes) -> None:
@@ -118,34 +169,52 @@ def metric_figure(
     months: tuple[int, int] | None = None,
     unscored: Sequence[int] = (),
 ) -> bytes:
-    """Two panels: the metric per step (1..steps) and per target month, one curve per model.
+    """Two panels: the metric per step (1..steps) and per target month, one curve per model,
+    on log y axes (see ``y_scale``), as PNG bytes.
 
     ``months`` fixes the month axis (default: the months drawn); ``unscored`` months, which
     had no actuals, are shaded so a gap reads as "no data", not as a missing model.
     """
     with _figure(11.0, 3.8) as fig:
-        left, right = fig.subplots(1, 2)
-        _draw(left, by_step)
-        left.set_xlabel("step (months ahead)")
-        left.set_title(f"{title} by step")
-        left.set_xlim(0.5, steps + 0.5)
-        _draw(right, by_month)
-        right.set_xlabel("target month")
-        right.set_title(f"{title} by target month")
-        drawn = [float(v) for ln in by_month for v in ln.x]
-        if months is None and drawn:
-            months = (int(min(drawn)), int(max(drawn)))
-        if months is not None:
-            right.set_xlim(months[0] - 0.5, months[1] + 0.5)
-            ticks = _month_ticks(*months)
-            right.set_xticks(ticks, [f"{month_label(m)}\n{m}" for m in ticks])
-        if len(unscored):
-            right.axvspan(min(unscored) - 0.5, max(unscored) + 0.5, color="#eeeeee",
-                          zorder=0, label="no actuals (not scored)")
-        for ax in (left, right):
-            ax.set_ylabel(ylabel)
-        _legend(fig, right if len(unscored) else left)
+        draw_metric(fig, title, ylabel, by_step, by_month, steps=steps, months=months,
+                    unscored=unscored)
         return _png(fig)
+
+
+def draw_metric(
+    fig: Figure,
+    title: str,
+    ylabel: str,
+    by_step: Sequence[Line],
+    by_month: Sequence[Line],
+    *,
+    steps: int = 36,
+    months: tuple[int, int] | None = None,
+    unscored: Sequence[int] = (),
+) -> tuple[Axes, Axes]:
+    """Draw ``metric_figure``'s two panels into ``fig``; returns them (by step, by month)."""
+    left, right = fig.subplots(1, 2)
+    _draw(left, by_step)
+    left.set_xlabel("step (months ahead)")
+    left.set_title(f"{title} by step")
+    left.set_xlim(0.5, steps + 0.5)
+    _draw(right, by_month)
+    right.set_xlabel("target month")
+    right.set_title(f"{title} by target month")
+    drawn = [float(v) for ln in by_month for v in ln.x]
+    if months is None and drawn:
+        months = (int(min(drawn)), int(max(drawn)))
+    if months is not None:
+        right.set_xlim(months[0] - 0.5, months[1] + 0.5)
+        ticks = _month_ticks(*months)
+        right.set_xticks(ticks, [f"{month_label(m)}\n{m}" for m in ticks])
+    if len(unscored):
+        right.axvspan(min(unscored) - 0.5, max(unscored) + 0.5, color="#eeeeee",
+                      zorder=0, label="no actuals (not scored)")
+    _set_y_scale(left, by_step, ylabel)
+    _set_y_scale(right, by_month, ylabel)
+    _legend(fig, right if len(unscored) else left)
+    return left, right
 
 
 def calibration_figure(title: str, lines: Sequence[Line]) -> bytes:

@@ -1,5 +1,10 @@
 """An evaluation run as one self-contained, offline HTML page (plus its figures as PNG files).
 
+The page opens with the verdict: every deployed model and ensemble against the best
+baseline of its level on the headline metric (pooled MSLE), with a Diebold-Mariano test
+(``ewspipe.evaluation.compare``) saying "better", "no significant difference" or "worse".
+Units are named (``ewspipe.geography.UnitNames``) wherever the page lists them.
+
 Three steps, kept apart so each can be tested on its own:
 
 * ``build_report`` turns plain inputs (the run record, each model's metric tables, forecast and
@@ -7,8 +12,9 @@ Three steps, kept apart so each can be tested on its own:
   and per-cell errors the page shows. It reads no file and imports nothing from ``store`` or
   ``flows`` (the layer contract); ``ewspipe.flows.reporting`` gathers the inputs.
 * ``render_report`` draws the figures (``plots``) and fills the page template; every text is
-  escaped, every image is embedded as a base64 data URI and also written beside the page, and
-  nothing is fetched from anywhere (no script, stylesheet or font links).
+  escaped, every image is embedded as a base64 data URI and also written beside the page
+  (``report_files`` lists what a report folder holds), and nothing is fetched from anywhere
+  (no script, stylesheet or font links).
 * ``publish_report`` renders into a temporary folder inside the run and swaps it in for
   ``report/``, so a failure leaves the previous report (or none) and never a half one.
 
@@ -35,9 +41,12 @@ import pandas as pd
 from ewspipe import __version__
 from ewspipe.arrays import Floats
 from ewspipe.atomic import atomic_dir
+from ewspipe.errors import InputError
 from ewspipe.evaluation import plots
+from ewspipe.evaluation.compare import DMResult, compare_forecasts
 from ewspipe.evaluation.plots import Line
 from ewspipe.evaluation.schemes import Scored, join_actuals
+from ewspipe.geography import UnitNames
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.months import month_label
 
@@ -50,11 +59,13 @@ __all__ = [
     "ModelRow",
     "ReportData",
     "ReportInputs",
+    "VerdictRow",
     "build_report",
     "calibration_bins",
     "cell_msle",
     "publish_report",
     "render_report",
+    "report_files",
 ]
 
 REPORT_DIR = "report"
@@ -72,6 +83,11 @@ SCHEME_VIEWS = (("step", "step-wise mean"), ("month", "month-wise mean"),
                 ("sequence", "sequence-wise mean"))
 CALIBRATION_EDGES = 10.0 ** np.arange(0.0, 7.01, 0.25) - 1.0  # bins on a log1p scale, 0 first
 MIN_BIN_ROWS = 10
+HEADLINE = "msle"  # the metric the verdict, the ranking and the DM test use
+WORST_UNITS = 10  # rows of each "largest errors by unit" table
+REPORT_SUFFIXES = (".html", ".png", ".svg")
+WORDS = {"B better": "better", "A better": "worse",
+         "no significant difference": "no significant difference"}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -86,7 +102,8 @@ class ModelInput:
     (columns month_id, the unit column, ``value``) feed the calibration plot and the error
     map; without them those are left out for this model and the page says so. ``forecast``
     may be a loader (a function returning it): models are then read one at a time, which
-    keeps memory at one forecast for pgm runs of millions of rows per model.
+    keeps memory at one forecast for pgm runs of millions of rows per model (plus the best
+    baseline's, held for the verdict's tests). ``info["kind"]`` is "model" or "ensemble".
     """
 
     name: str
@@ -100,11 +117,13 @@ class ModelInput:
 
 @dataclass(frozen=True)
 class ReportInputs:
-    """The run record (``run.json``), its models, and the manifest of each level's snapshot."""
+    """The run record (``run.json``), its models, the manifest of each level's snapshot and
+    the names of each level's units (ids stay ids for a level without names)."""
 
     record: Mapping[str, Any]
     models: Sequence[ModelInput]
     snapshots: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    names: Mapping[str, UnitNames] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- gathered data
@@ -139,6 +158,46 @@ class CellErrors:
 
 
 @dataclass(frozen=True)
+class VerdictRow:
+    """One judged model against the best baseline of its level on the headline metric.
+
+    ``value``/``baseline_value`` are the metric on the rows both predict (the rows the DM
+    test compares); ``dm`` is ``compare_forecasts(baseline, model).dm`` (differences are
+    model - baseline, so a negative statistic favours the model). ``verdict`` is "better",
+    "no significant difference", "worse" or "not tested" (``reason`` says why).
+    """
+
+    model: str
+    kind: str
+    status: str
+    baseline: str | None
+    metric: str
+    value: float | None
+    baseline_value: float | None
+    dm: DMResult | None
+    verdict: str
+    reason: str | None = None
+
+    @property
+    def relative(self) -> float | None:
+        """value / baseline_value - 1 (negative: the model's loss is lower)."""
+        if self.value is None or not self.baseline_value:
+            return None
+        return self.value / self.baseline_value - 1.0
+
+
+@dataclass(frozen=True)
+class WorstUnits:
+    """The units with the largest error of one judged model, named, with the baseline's."""
+
+    model: str
+    unit: npt.NDArray[np.int64]
+    label: list[str]
+    msle: Floats
+    baseline_msle: Floats  # NaN where the baseline has no scored row of the unit
+
+
+@dataclass(frozen=True)
 class LevelSection:
     level: str
     snapshot: Mapping[str, Any]
@@ -149,6 +208,10 @@ class LevelSection:
     calibration: list[Line]
     error_maps: list[CellErrors]
     missing_predictions: list[str]  # models drawn without calibration / map
+    verdicts: list[VerdictRow] = field(default_factory=list)
+    worst: list[WorstUnits] = field(default_factory=list)
+    all_judged: bool = False  # no model of the level is deployed: every model was judged
+    names: UnitNames | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +265,38 @@ def _series(metrics: Mapping[str, Any], scheme: str, label: str) -> tuple[Floats
     order = np.argsort(x, kind="stable")
     return x[order], y[order]
 
-def _curves(models: Sequence[ModelInput], labels: Sequence[str]) -> dict[
+def _kind(model: ModelInput) -> str:
+    return str(model.info.get("kind", "model"))
+
+
+def _judged(models: Sequence[ModelInput]) -> tuple[list[ModelInput], bool]:
+    """The models the verdict judges: the deployed ones, or every non-baseline model when
+    none of the level is deployed (then ``True``)."""
+    deployed = [m for m in models if m.status == "deployed"]
+    if deployed:
+        return deployed, False
+    return [m for m in models if m.status != "baseline"], True
+
+
+Emphasis = dict[str, tuple[str, bool]]  # model -> (legend note, drawn on top)
+
+
+def _emphasis(models: Sequence[ModelInput]) -> Emphasis:
+    """Deployed models are named so in the legends; the deployed ensembles (or, without one,
+    the deployed models) are drawn on top: they are what the level publishes."""
+    deployed = [m for m in models if m.status == "deployed"]
+    ensembles = {m.name for m in deployed if _kind(m) == "ensemble"}
+    top = ensembles or {m.name for m in deployed}
+    return {m.name: ("deployed ensemble" if m.name in ensembles else "deployed", m.name in top)
+            for m in deployed}
+
+
+def _line(model: ModelInput, name: str, x: Floats, y: Floats, emphasis: Emphasis) -> Line:
+    note, on_top = emphasis.get(model.name, ("", False))
+    return Line(name, x, y, model.status == "baseline", note, on_top)
+
+
+def _curves(models: Sequence[ModelInput], labels: Sequence[str], emphasis: Emphasis) -> dict[
         str, tuple[list[Line], list[Line]]]:
     """Per plotted metric, one line per model by step and by month; for CRPS a point
     forecast's MAE stands in (the CRPS of a point forecast is its MAE, DOMAIN.md 5)."""
@@ -219,9 +313,9 @@ def _curves(models: Sequence[ModelInput], labels: Sequence[str]) -> dict[
                 label, name = "mae", f"{model.name} (point: MAE)"
             elif not present:
                 continue
-            baseline = model.status == "baseline"
-            by_step.append(Line(name, *_series(model.metrics, "step", label), baseline))
-            by_month.append(Line(name, *_series(model.metrics, "month", label), baseline))
+            by_step.append(_line(model, name, *_series(model.metrics, "step", label), emphasis))
+            by_month.append(_line(model, name, *_series(model.metrics, "month", label),
+                                  emphasis))
         if by_step:
             out[metric] = (by_step, by_month)
     return out
@@ -262,24 +356,81 @@ def cell_msle(scored: Scored, model: str) -> CellErrors:
     return CellErrors(model=model, gid=gid.astype(np.int64), msle=total / count)
 
 
+def _judge(model: ModelInput, scored: Scored | None, base: ModelRow | None,
+           base_scored: Scored | None) -> VerdictRow:
+    """``model`` against the best baseline: the headline metric on their common rows and
+    the Diebold-Mariano test of ``compare_forecasts`` (A = baseline, B = model)."""
+    own = _row(model).pooled.get(HEADLINE)
+    fields: dict[str, Any] = {"model": model.name, "kind": _kind(model),
+                              "status": model.status, "metric": HEADLINE}
+    if base is None:
+        return VerdictRow(**fields, baseline=None, value=own, baseline_value=None, dm=None,
+                          verdict="not tested", reason=f"no baseline of this level has a "
+                          f"pooled {METRIC_TITLES[HEADLINE]}")
+    if scored is None or base_scored is None:
+        return VerdictRow(**fields, baseline=base.name, value=own,
+                          baseline_value=base.pooled.get(HEADLINE), dm=None,
+                          verdict="not tested", reason="predictions or actuals not available")
+    try:
+        cmp = compare_forecasts(base_scored, scored, metric=HEADLINE)
+    except InputError as exc:  # e.g. no row in common: say so in the verdict, do not fail
+        return VerdictRow(**fields, baseline=base.name, value=own,
+                          baseline_value=base.pooled.get(HEADLINE), dm=None,
+                          verdict="not tested", reason=str(exc))
+    pooled = cmp.values["pooled"]
+    verdict = WORDS[cmp.dm.verdict] if cmp.dm is not None else "not tested"
+    return VerdictRow(**fields, baseline=base.name, value=pooled.b, baseline_value=pooled.a,
+                      dm=cmp.dm, verdict=verdict, reason=cmp.dm_reason)
+
+
+def _worst(errors: CellErrors, base: CellErrors | None, names: UnitNames) -> WorstUnits:
+    order = np.argsort(-errors.msle, kind="stable")[:WORST_UNITS]
+    units = errors.gid[order]
+    base_msle = np.full(len(units), np.nan)
+    if base is not None:
+        pos = np.searchsorted(base.gid, units)
+        hit = (pos < len(base.gid)) & (base.gid[np.minimum(pos, len(base.gid) - 1)] == units)
+        base_msle[hit] = base.msle[pos[hit]]
+    return WorstUnits(model=errors.model, unit=units, label=[names.label(u) for u in units],
+                      msle=errors.msle[order], baseline_msle=base_msle)
+
+
 def _section(level: str, models: Sequence[ModelInput], inputs: ReportInputs) -> LevelSection:
     rows = sorted((_row(m) for m in models), key=_sort_key)
     order = {r.name: i for i, r in enumerate(rows)}
     ordered = sorted(models, key=lambda m: order[m.name])
     present = {label for m in models for label in m.metrics.get("metrics", ())}
     labels = [x for x in METRIC_ORDER if x in present] + sorted(present - set(METRIC_ORDER))
+    emphasis = _emphasis(ordered)
+    names = inputs.names.get(level) or UnitNames(level)
+    judged_models, all_judged = _judged(ordered)
+    judged = {m.name for m in judged_models}
+    base = next((r for r in rows if r.baseline and r.pooled.get(HEADLINE) is not None), None)
+    base_model = next((m for m in ordered if base is not None and m.name == base.name), None)
+    base_scored = _scored(base_model) if base_model is not None else None  # kept: A of each DM
+    base_errors = cell_msle(base_scored, base_model.name) if (
+        base_scored is not None and base_model is not None) else None
     calibration: list[Line] = []
     maps: list[CellErrors] = []
     missing: list[str] = []
+    verdicts: list[VerdictRow] = []
+    worst: list[WorstUnits] = []
     for model in ordered:
-        scored = _scored(model)
+        scored = base_scored if model is base_model else _scored(model)
+        if model.name in judged:
+            verdicts.append(_judge(model, scored, base, base_scored))
         if scored is None:
             missing.append(model.name)
             continue
         pred, obs, _ = calibration_bins(scored.point, scored.actual)
-        calibration.append(Line(model.name, pred, obs, model.status == "baseline"))
-        if level == "pgm":
-            maps.append(cell_msle(scored, model.name))
+        calibration.append(_line(model, model.name, pred, obs, emphasis))
+        errors = base_errors if model is base_model else None
+        if errors is None and (level == "pgm" or model.name in judged):
+            errors = cell_msle(scored, model.name)
+        if level == "pgm" and errors is not None:
+            maps.append(errors)
+        if model.name in judged and errors is not None:
+            worst.append(_worst(errors, base_errors, names))
     record = inputs.record
     snapshot = dict(record.get("snapshots", {}).get(level, {}))
     snapshot.update(inputs.snapshots.get(level, {}))
@@ -289,10 +440,14 @@ def _section(level: str, models: Sequence[ModelInput], inputs: ReportInputs) -> 
         partition=record.get("partition", {}).get(level, {}),
         rows=rows,
         metrics=labels,
-        curves=_curves(ordered, labels),
+        curves=_curves(ordered, labels, emphasis),
         calibration=calibration,
         error_maps=maps,
         missing_predictions=missing,
+        verdicts=verdicts,
+        worst=worst,
+        all_judged=all_judged,
+        names=names,
     )
 
 
@@ -329,10 +484,13 @@ dl.meta dt { font-weight: bold; } dl.meta dd { margin: 0; font-family: monospace
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: .85em; color: #555; }
 .note { font-size: .9em; color: #444; }
+td.better { background: #d9f2d9; font-weight: bold; } td.worse { background: #f8d7d7;
+  font-weight: bold; } span.reason { font-size: .85em; color: #555; }
 </style>
 </head>
 <body>
 <h1>$title</h1>
+$verdict
 $header
 $sections
 <p class="note">Rendered by ewspipe $version from the files of this run folder; self-contained
@@ -368,6 +526,78 @@ def _month(mid: Any) -> str:
 def _dl(items: Sequence[tuple[str, str]]) -> str:
     body = "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in items)
     return f'<dl class="meta">{body}</dl>'
+
+
+def _stat(value: float) -> str:
+    return f"{value:+.3f}" if math.isfinite(value) else ("+inf" if value > 0 else "-inf")
+
+
+def _p(value: float) -> str:
+    return "&lt; 0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _change(value: float | None) -> str:
+    return "&ndash;" if value is None else f"{value:+.1%}"
+
+
+def _verdict_row(level: str, v: VerdictRow) -> str:
+    reason = f'<br><span class="reason">{_e(v.reason)}</span>' if v.reason and v.dm is None \
+        else ""
+    cls = {"better": "better", "worse": "worse"}.get(v.verdict, "text")
+    dm = v.dm
+    return (f'<tr><td class="text">{_e(level)}</td><td class="name">{_e(v.model)}</td>'
+            f'<td class="text">{_e(v.kind)}, {_e(v.status)}</td><td>{_num(v.value)}</td>'
+            f'<td class="name">{_e(v.baseline or "none")}</td><td>{_num(v.baseline_value)}</td>'
+            f"<td>{_change(v.relative)}</td>"
+            f"<td>{_stat(dm.statistic) if dm else '&ndash;'}</td>"
+            f"<td>{_p(dm.p_value) if dm else '&ndash;'}</td>"
+            f"<td>{dm.n_periods if dm else '&ndash;'}</td>"
+            f'<td class="{cls}">{_e(v.verdict)}{reason}</td></tr>')
+
+
+def _verdict_table(data: ReportData) -> str:
+    """The page's first table: is what the run deploys better than doing nothing clever?"""
+    title = METRIC_TITLES[HEADLINE]
+    rows = [_verdict_row(s.level, v) for s in data.sections for v in s.verdicts]
+    head = '<h2 id="verdict">Verdict</h2>'
+    if not rows:
+        return head + '<p class="note">No model to judge: the run scored baselines only.</p>'
+    everyone = [s.level for s in data.sections if s.all_judged and s.verdicts]
+    extra = (f" No model of level {', '.join(everyone)} is deployed in this run: every model "
+             "of that level is judged." if everyone else "")
+    return (head + f'<p class="note">Each deployed model and ensemble against the best '
+            f"baseline of its level (lowest pooled {title}), on the rows both predict. "
+            f"Diebold-Mariano test of equal {title}: per-row squared log errors, model minus "
+            "baseline, averaged per target month; Newey-West variance, Harvey-Leybourne-"
+            "Newbold correction, t test, two-sided at 5%. A negative statistic and change "
+            f"mean the model's loss is lower.{_e(extra)}</p>"
+            '<table><thead><tr><th class="text">level</th><th class="name">model</th>'
+            f'<th class="text">kind, status</th><th>{_e(title)}</th>'
+            f'<th class="name">best baseline</th><th>baseline {_e(title)}</th><th>change</th>'
+            "<th>DM statistic</th><th>p-value</th><th>months</th>"
+            '<th class="text">verdict</th></tr></thead><tbody>' + "".join(rows)
+            + "</tbody></table>")
+
+
+def _worst_tables(section: LevelSection) -> str:
+    if not section.worst:
+        return ""
+    base = next((v.baseline for v in section.verdicts if v.baseline), None)
+    unit = "country" if section.level == "cm" else "cell"
+    parts = [f"<h3>Largest errors by {unit}</h3>",
+             f'<p class="note">The {WORST_UNITS} units with the highest MSLE over the run, for '
+             "each judged model, with the best baseline's MSLE on the same unit.</p>"]
+    for w in section.worst:
+        body = "".join(
+            f"<tr><td>{int(u)}</td><td class=\"name\">{_e(label)}</td><td>{_num(m)}</td>"
+            f"<td>{_num(None if math.isnan(b) else float(b))}</td></tr>"
+            for u, label, m, b in zip(w.unit, w.label, w.msle.tolist(),
+                                      w.baseline_msle.tolist(), strict=True))
+        parts.append(f"<h4>{_e(w.model)}</h4><table><thead><tr><th>id</th>"
+                     f'<th class="name">{unit}</th><th>MSLE</th>'
+                     f"<th>{_e(base or 'baseline')} MSLE</th></tr></thead><tbody>{body}"
+                     "</tbody></table>")
+    return "".join(parts)
 
 
 def _header(data: ReportData) -> str:
@@ -552,7 +782,8 @@ def _images(section: LevelSection) -> list[Image]:
     for metric, (by_step, by_month) in section.curves.items():
         title = METRIC_TITLES.get(metric, metric)
         caption = (f"{lv}: {title} by step (1..36, pooled over origins and units) and by "
-                   "target month; baselines dashed grey")
+                   "target month, log y axis; baselines dashed grey, the deployed ensemble "
+                   "(or deployed models) thick and on top")
         if metric == "crps":
             caption += "; point forecasts drawn with their MAE, the CRPS of a point forecast"
         images.append((f"{lv}_{_safe(metric)}.png", caption, plots.metric_figure(
@@ -565,10 +796,14 @@ def _images(section: LevelSection) -> list[Image]:
                        plots.calibration_figure(f"{lv} calibration", section.calibration)))
     vmax = max((float(np.nanmax(m.msle)) for m in section.error_maps if len(m.msle)),
                default=None)
+    names = section.names or UnitNames(lv)
     for cells in section.error_maps:
+        top = np.argsort(-cells.msle, kind="stable")[:3]
+        hot = "; ".join(names.label(int(g)) for g in cells.gid[top])
         images.append((f"{lv}_map_{_safe(cells.model)}.png",
                        f"{lv}: mean squared log error per PRIO-GRID cell over the run, "
-                       f"{cells.model} (same colour scale for every model of this level)",
+                       f"{cells.model} (same colour scale for every model of this level); "
+                       f"largest: {hot}",
                        plots.error_map_figure(f"{cells.model}: MSLE per cell", cells.gid,
                                               cells.msle, vmax=vmax)))
     return images
@@ -576,8 +811,8 @@ def _images(section: LevelSection) -> list[Image]:
 
 def _section_html(section: LevelSection, images: Sequence[Image]) -> str:
     parts = [f"<h2>Level {_e(section.level)}</h2>", "<h3>Data and partition</h3>",
-             _snapshot_block(section), _tables(section), _unscored(section), _notes(section),
-             "<h3>Figures</h3>"]
+             _snapshot_block(section), _tables(section), _worst_tables(section),
+             _unscored(section), _notes(section), "<h3>Figures</h3>"]
     parts.extend(_figure_html(img) for img in images)
     if section.missing_predictions:
         parts.append('<p class="note">No calibration or map for '
@@ -596,11 +831,18 @@ def render_report(data: ReportData, directory: Path) -> Path:
             (directory / name).write_bytes(png)
         html_sections.append(_section_html(section, images))
     title = f"Evaluation report: run {data.record.get('run_id', '?')}"
-    page = PAGE.substitute(title=_e(title), header=_header(data),
+    page = PAGE.substitute(title=_e(title), verdict=_verdict_table(data), header=_header(data),
                            sections="\n".join(html_sections), version=_e(__version__))
     path = directory / REPORT_FILE
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def report_files(directory: Path) -> list[Path]:
+    """The files of a rendered report folder (the page and its figures: html, png, svg),
+    sorted by name; e.g. to log them as run artifacts."""
+    return sorted(p for p in Path(directory).iterdir()
+                  if p.is_file() and p.suffix.lower() in REPORT_SUFFIXES)
 
 
 def publish_report(inputs: ReportInputs, run_dir: Path) -> Path:

@@ -30,7 +30,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
@@ -55,6 +55,7 @@ from ewspipe.features.design import Design
 from ewspipe.flows.ensemble_run import RunPlan, plan_run, run_ensembles
 from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import TRACE, Graph, Task, digest
+from ewspipe.flows.naming import alert_unit
 from ewspipe.flows.output_drift import after_forecast_run
 from ewspipe.flows.runner import (
     EnvironmentLock,
@@ -65,6 +66,7 @@ from ewspipe.flows.runner import (
     require_writable,
     run_graph,
 )
+from ewspipe.geography import UnitNames, unit_names
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
@@ -272,10 +274,11 @@ def _ceilings(settings: Settings, panels: dict[str, Panel],
             for lvl, target in wanted}
 
 
-def plausibility_alerts(results: Sequence[ModelResult], *, run_id: str,
-                        run_type: str) -> tuple[list[dict[str, Any]], list[Alert]]:
+def plausibility_alerts(results: Sequence[ModelResult], *, run_id: str, run_type: str,
+                        names: Mapping[str, UnitNames] | None = None,
+                        ) -> tuple[list[dict[str, Any]], list[Alert]]:
     """The run's implausible forecasts (one entry per model or ensemble, its worst row) and
-    one ERROR alert for each."""
+    one ERROR alert for each, naming the unit with ``names`` (per level) when given."""
     found: list[dict[str, Any]] = []
     alerts: list[Alert] = []
     for r in results:
@@ -287,14 +290,16 @@ def plausibility_alerts(results: Sequence[ModelResult], *, run_id: str,
         alerts.append(Alert(
             source="plausibility", severity=Severity.ERROR, offender=r.model,
             value=item["value"], threshold=item["ceiling"], run_id=run_id,
-            message=(f"{r.kind} {r.model} ({run_type}): {_implausible_text(item)}"),
+            message=(f"{r.kind} {r.model} ({run_type}): "
+                     f"{_implausible_text(item, (names or {}).get(r.level))}"),
             details={k: item[k] for k in ("unit_column", "unit", "month_id", "origin", "step",
                                           "rows_above", "level", "status")}))
     return found, alerts
 
 
-def _implausible_text(item: dict[str, Any]) -> str:
-    return (f"forecast {item['value']:,.0f} for {item['unit_column']} {item['unit']}, month "
+def _implausible_text(item: dict[str, Any], names: UnitNames | None = None) -> str:
+    who = alert_unit(names, item["unit"]) or f"{item['unit_column']} {item['unit']}"
+    return (f"forecast {item['value']:,.0f} for {who}, month "
             f"{item['month_id']} (origin {item['origin']}, step {item['step']}) is above the "
             f"plausibility ceiling {item['ceiling']:,.0f} ({RULE}); {item['rows_above']:,} "
             "row(s) above it")
@@ -652,8 +657,12 @@ def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: st
                 fc, ceilings[(str(lvl), target)]),
         )
         results += [ModelResult(**e.fields()) for e in ensembles]
-        implausible, raised = plausibility_alerts(results, run_id=writer.run_id,
-                                                  run_type=run_type.value)
+        flagged = {r.level for r in results if r.plausibility is not None} & set(chosen)
+        cm_id = chosen["cm"].id if "cm" in chosen else None
+        implausible, raised = plausibility_alerts(
+            results, run_id=writer.run_id, run_type=run_type.value,
+            names={lvl: unit_names(settings, lvl, snapshot=chosen[lvl].id, cm_snapshot=cm_id)
+                   for lvl in flagged})
         alerts = [*alerts, *raised]
         code = code_version()
         record = {

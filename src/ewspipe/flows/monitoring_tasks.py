@@ -11,7 +11,8 @@ model's forecast in the environment's prediction store whose origin (last observ
 the latest one before this run's (the newest partition if several runs share it): the
 previous monthly run of this environment. The measures and bounds are those of ``ewspipe
 forecast`` runs (:mod:`ewspipe.flows.output_drift`, ``[qa.output_drift]``). A first run has
-nothing to compare and says so; that is not an error.
+nothing to compare and says so; that is not an error. Alerts name units from the snapshot
+the forecast was made on ("Ukraine (UKR, 117)"; :mod:`ewspipe.flows.naming`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ewspipe.alerts.records import Alert
 from ewspipe.atomic import write_json
 from ewspipe.flows.output_drift import ModelOutputDrift, compare_forecasts
 from ewspipe.flows.tasks import TaskContext
+from ewspipe.geography import unit_names
 from ewspipe.store.prediction_store import PredictionStore
 
 __all__ = ["check_output_drift", "previous_partition"]
@@ -74,9 +76,12 @@ def check_output_drift(ctx: TaskContext, *, key: str, stored: Output) -> Output:
                          "store (first monthly run of it)")
             continue
         d.previous_run, d.previous_origin = prev
+        snapshot = store.metadata(level, run, name).get("snapshot")
         compare_forecasts(d, store.read(level, run, name, samples=False),
                           store.read(level, d.previous_run, name, samples=False),
-                          run_id=run, bounds=bounds)
+                          run_id=run, bounds=bounds,
+                          names=unit_names(ctx.settings, level,
+                                           snapshot=str(snapshot) if snapshot else None))
     compared = [d for d in models if d.change is not None and d.skipped is None]
     alerts = [a for d in models for a in d.alerts]
     note = None

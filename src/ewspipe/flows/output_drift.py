@@ -36,6 +36,8 @@ from ewspipe.alerts.router import build_router
 from ewspipe.atomic import write_json
 from ewspipe.errors import InputError
 from ewspipe.evaluation.output_drift import OutputChange, measure_change
+from ewspipe.flows.naming import alert_unit
+from ewspipe.geography import UnitNames, unit_names
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.months import month_label
 from ewspipe.settings import OutputDriftSettings, Settings
@@ -133,7 +135,8 @@ def _fmt(v: float) -> str:
     return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
 
 
-def _alerts(d: ModelOutputDrift, run_id: str, bounds: OutputDriftSettings) -> list[Alert]:
+def _alerts(d: ModelOutputDrift, run_id: str, bounds: OutputDriftSettings,
+            names: UnitNames | None = None) -> list[Alert]:
     c = d.change
     if c is None or c.rows == 0:
         return []
@@ -174,15 +177,18 @@ def _alerts(d: ModelOutputDrift, run_id: str, bounds: OutputDriftSettings) -> li
         ))
     jumping = [j for j in c.jumps if j.jump > bounds.max_unit_jump]
     for j in jumping[: bounds.max_alerts]:
+        named = alert_unit(names, j.unit)
+        who = named or f"{c.unit_column}={j.unit}"
         alerts.append(Alert(
             source=SOURCE, severity=Severity.WARNING,
             offender=f"{d.model} {c.unit_column}={j.unit}", run_id=run_id, value=j.jump,
             threshold=bounds.max_unit_jump,
-            message=(f"{d.model} ({d.level}): {c.unit_column}={j.unit} jumped from "
+            message=(f"{d.model} ({d.level}): {who} jumped from "
                      f"{_fmt(j.old)} to {_fmt(j.new)} predicted deaths in "
                      f"{month_label(j.month_id)} (|log1p change| {j.jump:.3g} > "
                      f"{bounds.max_unit_jump:g}, [qa.output_drift] max_unit_jump) {against}"),
-            details={**base, "rule": "unit_jump", **j.to_dict()},
+            details={**base, "rule": "unit_jump", **j.to_dict(),
+                     **({"label": named} if named else {})},
         ))
     rest = jumping[bounds.max_alerts:]
     if rest:
@@ -199,11 +205,13 @@ def _alerts(d: ModelOutputDrift, run_id: str, bounds: OutputDriftSettings) -> li
 def compare_forecasts(
     d: ModelOutputDrift, new: tuple[Forecast, dict[str, Any]],
     old: tuple[Forecast, dict[str, Any]], *, run_id: str, bounds: OutputDriftSettings,
+    names: UnitNames | None = None,
 ) -> None:
     """Measure ``d``'s new forecast against its previous one (each ``(forecast, metadata)``;
     ``d.previous_run`` and ``d.previous_origin`` already set) and fill in the change, a
-    changed config hash and, for statuses in ``bounds.statuses``, the alerts. Shared by
-    ``ewspipe forecast`` runs and the monthly run's output-drift task."""
+    changed config hash and, for statuses in ``bounds.statuses``, the alerts (units named
+    with ``names``, when given). Shared by ``ewspipe forecast`` runs and the monthly run's
+    output-drift task."""
     d.config_changed = new[1].get("config_hash") != old[1].get("config_hash")
     d.change = measure_change(new[0], old[0], nonzero_threshold=bounds.nonzero_threshold)
     if d.change.rows == 0:
@@ -211,7 +219,7 @@ def compare_forecasts(
                      f"{d.origin})")
         return
     if d.status in bounds.statuses:
-        d.alerts = _alerts(d, run_id, bounds)
+        d.alerts = _alerts(d, run_id, bounds, names)
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
@@ -258,7 +266,10 @@ def check_output_drift(
         new = read_forecast(runs.path(run_id) / entry["predictions"], samples=False)
         old = read_forecast(runs.path(d.previous_run) / prev_entry["predictions"],
                             samples=False)
-        compare_forecasts(d, new, old, run_id=run_id, bounds=bounds)
+        snapshot = entry.get("snapshot") or (record.get("snapshots") or {}).get(
+            level, {}).get("id")
+        compare_forecasts(d, new, old, run_id=run_id, bounds=bounds,
+                          names=unit_names(settings, level, snapshot=snapshot))
     report = OutputDriftReport(run_id, bounds.model_dump(), models)
     if deliver and report.alerts:
         with build_router(settings.alerts, settings.state_dir) as router:

@@ -2,7 +2,8 @@
 
 The report itself (``ewspipe.evaluation.report``) sits below the stores in the layer contract,
 so this module does the reading: ``run.json``, ``metrics/<model>.json``, the prediction files
-and the actuals of each level's snapshot (hash-verified), then hands plain data over.
+and the actuals of each level's snapshot (hash-verified), then hands plain data over; with
+the settings at hand it also names the units (``ewspipe.geography``) from the run's snapshots.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import pandas as pd
 
 from ewspipe.errors import InputError, SnapshotNotFound, StoreError
 from ewspipe.evaluation.report import ModelInput, ReportInputs, publish_report
+from ewspipe.geography import UnitNames, unit_names
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import SnapshotStore
+from ewspipe.settings import Settings
 from ewspipe.store.predictions import read_forecast, read_forecast_metadata
 from ewspipe.store.runs import RUN_FILE
 
-__all__ = ["load_report_inputs", "write_report"]
+__all__ = ["load_report_inputs", "run_unit_names", "write_report"]
 
 
 def _read_json(path: Path) -> Any:
@@ -60,8 +63,19 @@ def _points(path: Path) -> Forecast:
     return read_forecast(path, samples=False)[0]
 
 
-def load_report_inputs(run_dir: Path, *, snapshots: SnapshotStore) -> ReportInputs:
-    """The plain inputs of the report of the evaluation run stored in ``run_dir``.
+def run_unit_names(settings: Settings, record: dict[str, Any], levels: set[str]) -> dict[
+        str, UnitNames]:
+    """Each level's unit names from the snapshots the run scored (cells take their
+    countries' names from the run's cm snapshot)."""
+    ids = {lv: str(v["id"]) for lv, v in record.get("snapshots", {}).items() if "id" in v}
+    return {lv: unit_names(settings, lv, snapshot=ids.get(lv), cm_snapshot=ids.get("cm"))
+            for lv in sorted(levels)}
+
+
+def load_report_inputs(run_dir: Path, *, snapshots: SnapshotStore,
+                       settings: Settings | None = None) -> ReportInputs:
+    """The plain inputs of the report of the evaluation run stored in ``run_dir``; with
+    ``settings``, units are named (without, the page shows ids).
 
     Raises:
         InputError: not an evaluation run, or its snapshot is gone (exit 2).
@@ -98,12 +112,16 @@ def load_report_inputs(run_dir: Path, *, snapshots: SnapshotStore) -> ReportInpu
                                  actuals=actuals[key]))
     if not models:
         raise InputError(f"run {run_id} has no models: nothing to report")
-    return ReportInputs(record=record, models=models, snapshots=manifests)
+    names = run_unit_names(settings, record, {m.level for m in models}) if settings else {}
+    return ReportInputs(record=record, models=models, snapshots=manifests, names=names)
 
 
-def write_report(run_dir: Path, *, snapshots: SnapshotStore) -> Path:
-    """Write (or re-write) ``<run_dir>/report/`` atomically; returns the HTML page's path.
+def write_report(run_dir: Path, *, snapshots: SnapshotStore,
+                 settings: Settings | None = None) -> Path:
+    """Write (or re-write) ``<run_dir>/report/`` atomically; returns the HTML page's path
+    (``ewspipe.evaluation.report.report_files(path.parent)`` lists every file written).
 
     The run's own files are only read: a failure here never touches them.
     """
-    return publish_report(load_report_inputs(Path(run_dir), snapshots=snapshots), Path(run_dir))
+    inputs = load_report_inputs(Path(run_dir), snapshots=snapshots, settings=settings)
+    return publish_report(inputs, Path(run_dir))
