@@ -47,3 +47,5 @@ def test_help_keeps_bracketed_words(cli, path: str) -> None:
     flat = " ".join(res.out.split())  # help is re-wrapped: compare with whitespace collapsed
     missing = sorted(w for w in _bracketed(NODES[path]) if w not in flat)
     assert not missing, f"`ewspipe {path} --help` lost {missing}:\n{res.out}"
+    assert not re.search(r"<(list|tuple|dict)\[", res.out), \
+        f"`ewspipe {path} --help` shows a Python type as a metavar:\n{res.out}"

@@ -369,7 +369,8 @@ def sweep_model(
     run_type: RunTypeName = typer.Option(
         "calibration", "--run-type", help="Only calibration: tuning on validation is leakage."),
     snapshot: list[str] | None = typer.Option(
-        None, "--snapshot", help="Snapshot id per level (repeatable; the one of the model's "
+        None, "--snapshot", metavar="<id>",
+        help="Snapshot id per level (repeatable; the one of the model's "
         "level is used; default: the latest of that level)."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard this sweep's stored trials."),
     apply: bool = typer.Option(

@@ -81,7 +81,8 @@ def _lines(result: OnlineEvalResult) -> str:
 def online_eval_command(
     ctx: typer.Context,
     snapshot: list[str] | None = typer.Option(
-        None, "--snapshot", help="Actuals: snapshot id per level (repeatable; default: the "
+        None, "--snapshot", metavar="<id>",
+        help="Actuals: snapshot id per level (repeatable; default: the "
         "newest of each level)."),
     env: str | None = typer.Option(
         None, "--env", help="Evaluate the monthly runs (ewspipe run) of this environment "

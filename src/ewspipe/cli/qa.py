@@ -77,7 +77,8 @@ def _guard_lines(report: GuardReport) -> str:
 def guards(
     ctx: typer.Context,
     snapshot: list[str] | None = typer.Option(
-        None, "--snapshot", help="Snapshot id per level (repeatable; default: the newest of "
+        None, "--snapshot", metavar="<id>",
+        help="Snapshot id per level (repeatable; default: the newest of "
         "each level)."),
     run: str | None = typer.Option(None, "--run", help="A forecast run: check its snapshots "
                                    "and its models' artifacts."),

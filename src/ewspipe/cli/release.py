@@ -37,7 +37,8 @@ app.add_typer(hotfix_app, name="hotfix")
 
 REPO_OPTION = typer.Option(None, "--repo", help="The product repository (default: the git "
                            "repository holding the settings file).")
-ALLOW_OPTION = typer.Option(None, "--allow", help="Release despite this failed gate (repeat "
+ALLOW_OPTION = typer.Option(None, "--allow", metavar="<gate>",
+                            help="Release despite this failed gate (repeat "
                             "for several; sync, integrity and inference cannot be "
                             "overridden); needs --reason, recorded in the manifest, the tag "
                             "and CHANGELOG.md.")
@@ -121,7 +122,8 @@ def stage_command(
     ctx: typer.Context,
     candidate: str | None = CANDIDATE_OPTION,
     snapshot: list[str] | None = typer.Option(
-        None, "--snapshot", help="Snapshot id per level (repeatable; default: the snapshots "
+        None, "--snapshot", metavar="<id>",
+        help="Snapshot id per level (repeatable; default: the snapshots "
         "of production's last run, else the latest of each level)."),
     skip_tests: str | None = typer.Option(None, "--skip-tests", help="Skip the tests gate; "
                                           "the reason is recorded."),

@@ -39,11 +39,13 @@ evaluate_app = typer.Typer(
     invoke_without_command=True,
 )
 
-MODEL_OPTION = typer.Option(None, "--model", help="Model name (repeatable; default: all "
-                            "non-deprecated models).")
+MODEL_OPTION = typer.Option(None, "--model", metavar="<name>",
+                            help="Model name (repeatable; default: all non-deprecated "
+                            "models).")
 LEVEL_OPTION = typer.Option(None, "--level", help="Only models of this level (cm or pgm).")
-SNAPSHOT_OPTION = typer.Option(None, "--snapshot", help="Snapshot id per level (repeatable; "
-                               "default: the latest of each level).")
+SNAPSHOT_OPTION = typer.Option(None, "--snapshot", metavar="<id>",
+                               help="Snapshot id per level (repeatable; default: the "
+                               "latest of each level).")
 EXECUTOR_OPTION = typer.Option(
     "local", "--executor",
     help="local (in-process: the next model fits while the last is predicted and scored), "
