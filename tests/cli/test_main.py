@@ -135,7 +135,7 @@ def test_choices_follow_the_library():
     (["drift", "check", "--run-type"], "--run-type", "<calibration|validation|forecasting>"),
     (["evaluate", "--run-type"], "--run-type", "<calibration|validation>"),
     (["forecasts", "query", "--level", "cm", "--model", "m", "--format"], "--format",
-     "<csv|parquet|json>"),
+     "<json|csv|parquet>"),
     (["data", "import", "panel", "x.csv", "--level", "cm", "--missing"], "--missing",
      "<error|zero>"),
     (["data", "import", "ged", "x.csv", "--duplicates"], "--duplicates", "<refuse|drop>"),

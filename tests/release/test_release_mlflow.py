@@ -12,6 +12,7 @@ evidence), rollback v0.1.2 to v0.1.0."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +346,25 @@ def test_the_production_alias_serves_the_release_forecast(history, production_ru
     rows = served.iloc[[7, 2]]
     picked = _served(settings, f"models:/{name}@production", rows[[unit, "month_id"]])
     pd.testing.assert_frame_equal(picked, served.iloc[[2, 7]].reset_index(drop=True))
+
+
+def test_the_readme_example_runs_on_a_release(history, production_run):
+    """README's MLflow block, run as written on this release's store (only ``<state_dir>``
+    filled in): it loads ``small_chorus@production`` and selects rows as it says."""
+    import mlflow
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", text, re.S)
+               if "mlflow.pyfunc.load_model" in b]
+    state = history["ctx"].settings.state_dir
+    namespace: dict[str, object] = {}
+    try:
+        exec(compile(block.replace("<state_dir>", state.as_posix()), "README.md", "exec"),
+             namespace)
+    finally:
+        mlflow.set_tracking_uri(None)
+    served = _served(history["ctx"].settings, "models:/small_chorus@production")
+    pd.testing.assert_frame_equal(namespace["model"].predict(None), served)
 
 
 def test_a_version_registered_from_staging_evidence_serves_the_side_forecast(history):

@@ -25,8 +25,10 @@ EvaluationRunType = Literal["calibration", "validation"]
 MissingName = Literal["error", "zero"]
 #: ``--duplicates`` of a GED import or pull: refuse repeated event ids or keep the first
 DuplicatesPolicy = Literal["refuse", "drop"]
-#: ``forecasts query --format`` of ``--out``
-OutFormat = Literal["csv", "parquet", "json"]
+#: ``forecasts query --format`` of ``--out``. Same order as the API's ``format`` on purpose:
+#: typing treats two Literals of the same values as equal whatever their order, so typer and
+#: pydantic would show whichever was built first in both places.
+OutFormat = Literal["json", "csv", "parquet"]
 #: ``evaluate compare --by``: the Diebold-Mariano periods
 CompareBy = Literal["month", "origin"]
 #: ``alerts list --severity`` (:class:`ewspipe.alerts.records.Severity`; any case)

@@ -78,7 +78,7 @@ def query(
     out: Path | None = typer.Option(None, "--out", help="Write the rows to this file "
                                     "(atomically) instead of printing them."),
     fmt: OutFormat | None = typer.Option(None, "--format", case_sensitive=False,
-                                         help="Format of --out: csv, parquet or json "
+                                         help="Format of --out: json, csv or parquet "
                                          "(default: from the file's suffix)."),
     force: bool = typer.Option(False, "--force", help="Let --out replace an existing file."),
     env: str | None = ENV_OPTION,
