@@ -9,8 +9,8 @@ the input files:
   ``/dashboard/data/geometry`` answers), its first call in the process (shapely import, the
   global PRIO-GRID cell -> country table read and hashed, every country merged) and warm
   calls (cached shapes; the table is still read and hashed), the two cold parts on their
-  own, and the payload's bytes as served (uncompressed: the app has no gzip middleware) and
-  gzip-compressed (what a compressing proxy would send). Checked: the countries drawn for
+  own, and the payload's bytes uncompressed and gzip-compressed (what the app sends a browser
+  that accepts gzip: its GZipMiddleware). Checked: the countries drawn for
   the snapshot's last month are exactly those with cells in the table, each country's
   shape counts its cells of the table, and every country left out is listed by name.
 * ``names``: :func:`ewspipe.geography.unit_names` for the cm snapshot, cold and warm, and
@@ -272,7 +272,7 @@ def _verify_geometry(stdout: str) -> str:
         ("warm call (cached shapes; table re-read and hashed)", _ms(d["warm_s"])),
         ("cold / warm", f"{d['cold_s'] / d['warm_s']:.0f}x"),
         ("payload as served (JSON, uncompressed)", f"{d['bytes']:,} B"),
-        ("payload gzip -6 (a compressing proxy)",
+        ("payload gzip -6 (as sent to a browser accepting gzip)",
          f"{d['gzip_bytes']:,} B ({d['bytes'] / d['gzip_bytes']:.1f}x smaller)"),
     ])
 

@@ -199,6 +199,16 @@ def test_geometry_draws_each_country_from_its_cells(dash: TestClient, dash_confi
 # --------------------------------------------------------------------------- unit series
 
 
+def test_large_answers_are_gzipped_for_clients_that_accept_it(dash: TestClient) -> None:
+    """The map's shapes are the page's largest download: compressed when the browser asks."""
+    plain = dash.get("/dashboard/data/geometry", headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    packed = dash.get("/dashboard/data/geometry", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.json() == plain.json()  # the client unpacks it to the same document
+    assert int(packed.headers["content-length"]) < len(plain.content) / 3
+
+
 def test_series_has_observed_history_and_a_sample_interval(
     dash: TestClient, dash_config: Path,
 ) -> None:
