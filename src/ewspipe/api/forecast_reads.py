@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ewspipe.errors import IntegrityError
 from ewspipe.geography import UnitNames
@@ -134,12 +135,14 @@ def read_forecast_slice(store: PredictionStore, level: str, run: str, model: str
 def with_unit_names(table: pa.Table, unit: str, names: UnitNames) -> pa.Table:
     """``table`` with, after the unit column, what a person reads: ``country_id`` (pgm),
     ``name``, ``isoab`` and ``label`` (None where the data carries no name)."""
-    units = table.column(unit).to_pylist()
-    records = {u: names.record(u) for u in set(units)}
+    column = table.column(unit)
+    distinct = pc.unique(column)  # one record per unit, then spread by index: no row loop
+    records = [names.record(u) for u in distinct.to_pylist()]
+    where = pc.index_in(column, value_set=distinct)
     fields = (["country_id"] if names.level == "pgm" else []) + ["name", "isoab", "label"]
     at = table.column_names.index(unit) + 1
     for i, key in enumerate(fields):
         kind = pa.int64() if key == "country_id" else pa.string()
-        values = pa.array([records[u].get(key) for u in units], type=kind)
+        values = pa.array([r.get(key) for r in records], type=kind).take(where)
         table = table.add_column(at + i, key, values)
     return table
