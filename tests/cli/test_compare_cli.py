@@ -5,17 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-BASELINE = """
-name = "{name}"
-level = "cm"
-target = "ged_sb"
-algorithm = "{algorithm}"
-status = "baseline"
-owner = "tests"
-description = "A baseline."
-features = []
-"""
+from tests.cli.model_files import baseline
 
 CONFIG = '[workspace]\nstate_dir = "state"\n\n[tracking]\nenabled = false\n'
 
@@ -26,7 +16,7 @@ def workspace(tmp_path: Path) -> Path:
     models.mkdir()
     for name, algorithm in (("zero_line", "zero"), ("last_value", "locf"),
                             ("new_idea", "zero")):
-        (models / f"{name}.toml").write_text(BASELINE.format(name=name, algorithm=algorithm))
+        (models / f"{name}.toml").write_text(baseline(name, algorithm))
     (tmp_path / "ewspipe.toml").write_text(CONFIG)
     return tmp_path
 
@@ -72,7 +62,7 @@ def test_same_models_same_data_have_zero_delta(run):
 def test_different_model_sets_and_a_better_model(run, workspace):
     a = _evaluate(run, "--model", "zero_line", "--model", "new_idea")
     (workspace / "models" / "new_idea.toml").write_text(
-        BASELINE.format(name="new_idea", algorithm="locf"))  # same name, a better algorithm
+        baseline("new_idea", "locf"))  # same name, a better algorithm
     b = _evaluate(run, "--model", "new_idea", "--model", "last_value")
     res = run("evaluate", "compare", a, b, "--metric", "msle", "--json")
     assert res.code == 0, res.err

@@ -6,19 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.cli.model_files import baseline
 
 from ewspipe.cli.main import main
-
-BASELINE = """
-name = "{name}"
-level = "cm"
-target = "ged_sb"
-algorithm = "{algorithm}"
-status = "baseline"
-owner = "tests"
-description = "A baseline."
-features = []
-"""
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +17,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("progress")
     (root / "models").mkdir()
     for name, algorithm in (("zero_line", "zero"), ("last_value", "locf")):
-        (root / "models" / f"{name}.toml").write_text(BASELINE.format(name=name,
-                                                                      algorithm=algorithm))
+        (root / "models" / f"{name}.toml").write_text(baseline(name, algorithm))
     cfg = root / "ewspipe.toml"
     cfg.write_text('[workspace]\nstate_dir = "state"\n\n[tracking]\nenabled = false\n')
     assert main(["--config", str(cfg), "data", "demo", "--countries", "20", "--pgm-cells",

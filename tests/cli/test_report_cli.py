@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from tests.cli.model_files import baseline
 
 from ewspipe.cli.main import main
 from ewspipe.evaluation import plots
@@ -34,24 +35,14 @@ seed = 7
 n_estimators = 10
 """
 
-BASELINE = """
-name = "{name}"
-level = "{level}"
-target = "ged_sb"
-algorithm = "{algorithm}"
-status = "baseline"
-owner = "tests"
-description = "A baseline."
-features = []
-"""
 
 MODELS = {
     "small_tree": SMALL_TREE.format(name="small_tree", level="cm"),
-    "zero_line": BASELINE.format(name="zero_line", level="cm", algorithm="zero"),
-    "last_value": BASELINE.format(name="last_value", level="cm", algorithm="locf"),
-    "past_draws": BASELINE.format(name="past_draws", level="cm", algorithm="conflictology"),
+    "zero_line": baseline("zero_line", "zero", "cm"),
+    "last_value": baseline("last_value", "locf", "cm"),
+    "past_draws": baseline("past_draws", "conflictology", "cm"),
     "grid_tree": SMALL_TREE.format(name="grid_tree", level="pgm"),
-    "zero_grid": BASELINE.format(name="zero_grid", level="pgm", algorithm="zero"),
+    "zero_grid": baseline("zero_grid", "zero", "pgm"),
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -133,10 +124,10 @@ def test_report_is_self_contained(evaluated):
     verdict = html.index('<h2 id="verdict">')  # the verdict first, above every figure
     assert verdict < html.index("<h2>Run</h2>") < html.index("<img")
     table = html[verdict:html.index("</table>", verdict)]
-    for model, baseline in (("small_tree", "last_value|zero_line|past_draws"),
+    for model, against in (("small_tree", "last_value|zero_line|past_draws"),
                             ("grid_tree", "zero_grid")):
         assert re.search(rf'<td class="name">{model}</td><td class="text">model, deployed'
-                         rf'</td><td>[^<]+</td><td class="name">({baseline})</td>', table)
+                         rf'</td><td>[^<]+</td><td class="name">({against})</td>', table)
     assert re.search(r'Largest errors by country.*?<td class="name">country \d+</td>', html,
                      flags=re.S)  # the demo world has no names: labelled by id
 
