@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ewspipe.errors import IntegrityError
-from ewspipe.geography import UnitNames
+from ewspipe.geography.names import NAME_FIELDS, UnitNames
 from ewspipe.store.prediction_store import PredictionStore, partition_fix
 
 __all__ = ["ForecastQuery", "ForecastSlice", "read_forecast_slice", "with_unit_names"]
@@ -139,9 +139,8 @@ def with_unit_names(table: pa.Table, unit: str, names: UnitNames) -> pa.Table:
     distinct = pc.unique(column)  # one record per unit, then spread by index: no row loop
     records = [names.record(u) for u in distinct.to_pylist()]
     where = pc.index_in(column, value_set=distinct)
-    fields = (["country_id"] if names.level == "pgm" else []) + ["name", "isoab", "label"]
     at = table.column_names.index(unit) + 1
-    for i, key in enumerate(fields):
+    for i, key in enumerate(NAME_FIELDS[names.level]):
         kind = pa.int64() if key == "country_id" else pa.string()
         values = pa.array([r.get(key) for r in records], type=kind).take(where)
         table = table.add_column(at + i, key, values)

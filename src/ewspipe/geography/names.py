@@ -14,9 +14,12 @@ from ewspipe.geography.table import read_cell_countries, table_path
 from ewspipe.panel.snapshot import DATA_FILE, SnapshotStore
 from ewspipe.settings import Settings
 
-__all__ = ["UnitNames", "unit_labels", "unit_names"]
+__all__ = ["NAME_FIELDS", "UnitNames", "unit_labels", "unit_names"]
 
 NAME_COLUMN, ISO_COLUMN = "country_name", "isoab"
+#: The columns a named row gains after its unit column (the keys of ``UnitNames.record``),
+#: in every output that names units: API rows, ``forecasts query``, exports.
+NAME_FIELDS = {"cm": ("name", "isoab", "label"), "pgm": ("country_id", "name", "isoab", "label")}
 COUNTRY_FILE = "country.parquet"  # beside the global cell table: VIEWS id, isoab, name
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ewspipe.geography import UnitNames, unit_names
+from ewspipe.geography.names import NAME_FIELDS, UnitNames, unit_names
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
 
 __all__ = ["NAME_FIELDS", "name_query_rows", "unit_name_columns"]
 
-#: The columns added after the unit column, per level.
-NAME_FIELDS = {"cm": ("name", "isoab", "label"), "pgm": ("country_id", "name", "label")}
 
 
 def unit_name_columns(frame: pd.DataFrame, names: UnitNames) -> pd.DataFrame:
