@@ -10,7 +10,7 @@ routers. They are internal to the page and left out of the OpenAPI schema:
 - ``overview``: environments (monthly runs, published pointers, stored forecasts), snapshots
 - ``release``: production version, development ahead/behind, ledger, last staging report
 - ``map?env&level&model[&run][&step|&month]``: one step of a stored forecast, every unit
-  with its label (``labels``: "Ukraine (UKR)", "cell 149426 (Ukraine)")
+  with its label (``labels``: "Ukraine (UKR)", "cell 202022 (Ukraine)")
 - ``geometry``: country outlines merged from PRIO-GRID cells (SVG paths; the global cell ->
   country table, a demo world's own cells), and the cm countries without one (``missing``)
 - ``series?env&level&model&unit[&run][&history]``: observed history, forecast, interval

@@ -78,7 +78,7 @@ class ForecastRow(_Open):
                              "rows); null when the snapshot carries no names")
     isoab: str | None = Field(None, description="ISO-3 code of that country, or null")
     label: str = Field(description="what a person reads, e.g. 'Ukraine (UKR)', "
-                       "'cell 149426 (Ukraine)' or 'country 117' without names")
+                       "'cell 202022 (Ukraine)' or 'country 117' without names")
     point: float = Field(description="predicted fatalities (raw count)")
 
 

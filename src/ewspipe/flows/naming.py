@@ -12,7 +12,7 @@ __all__ = ["alert_unit"]
 
 
 def alert_unit(names: UnitNames | None, unit: int) -> str | None:
-    """"Ukraine (UKR, 117)" for a named country, "cell 149426 (Ukraine)" for a cell of a
+    """"Ukraine (UKR, 117)" for a named country, "cell 202022 (Ukraine)" for a cell of a
     named country; None when the data give no name (the caller keeps its id wording)."""
     if names is None:
         return None

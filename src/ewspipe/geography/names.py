@@ -29,7 +29,7 @@ class UnitNames:
 
     ``name``/``iso`` map a country id to its name and ISO-3 code (cm); ``country`` maps a
     cell to its country id (pgm). ``label(id)`` is what a person reads: "Ukraine (UKR)",
-    "cell 149426 (Ukraine)", or "country 117" when the data carries no name.
+    "cell 202022 (Ukraine)", or "country 117" when the data carries no name.
     """
 
     level: str

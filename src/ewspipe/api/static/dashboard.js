@@ -102,7 +102,7 @@
   }
 
   function unitName(level, id) {
-    // the map payload's labels name the units ("Ukraine (UKR)", "cell 149426 (Ukraine)")
+    // the map payload's labels name the units ("Ukraine (UKR)", "cell 202022 (Ukraine)")
     const labels = state.map && state.map.level === level ? state.map.labels : null;
     if (labels && labels[String(id)]) return labels[String(id)];
     return level === "cm" ? `Country ${id}` : `Cell ${id}`;
