@@ -31,6 +31,7 @@ def test_relative_state_dir_resolves_against_file(tmp_path):
     cfg.parent.mkdir()
     cfg.write_text('[workspace]\nstate_dir = "st"\n')
     assert load_settings(cfg).state_dir == cfg.parent / "st"
+    assert load_settings(str(cfg)).state_dir == cfg.parent / "st"  # a notebook passes a str
 
 
 def test_env_overrides(tmp_path, monkeypatch):

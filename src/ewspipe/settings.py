@@ -781,9 +781,11 @@ def _usable_state_dir(state_dir: Path, origin: str) -> None:
             return
 
 
-def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Read, validate and resolve the settings; relative paths are relative to the file."""
-    config_path = _find_config(path)
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read, validate and resolve the settings; relative paths are relative to the file.
+
+    ``path`` may be a string or any path-like (a notebook passes ``"ewspipe.toml"``)."""
+    config_path = _find_config(None if path is None else Path(path))
     raw: dict[str, Any] = _read_config(config_path) if config_path is not None else {}
     try:
         settings = Settings.model_validate(raw)
