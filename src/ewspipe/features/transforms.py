@@ -471,15 +471,20 @@ def _time_since_peak(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
     out = np.full_like(x, _NAN)
     if w > months:
         return out
-    since = out[w - 1:]
-    since[:] = 0.0
-    best = x[w - 1:].copy()
-    better = np.empty(best.shape, dtype=bool)
-    for d in range(1, w):  # w passes over the grid, each vectorised over months and units
-        earlier = x[w - 1 - d:months - d]
-        np.greater(earlier, best, out=better)  # strictly: a tie keeps the later month
-        np.copyto(best, earlier, where=better)
-        since[better] = d
+    # w passes over each block of _ROW_BLOCK months (vectorised over months and units); the
+    # block's running maxima stay in cache across the passes
+    best = np.empty((_ROW_BLOCK, x.shape[1]))
+    better = np.empty((_ROW_BLOCK, x.shape[1]), dtype=bool)
+    for lo in range(w - 1, months, _ROW_BLOCK):
+        hi = min(lo + _ROW_BLOCK, months)
+        top, newer, since = best[:hi - lo], better[:hi - lo], out[lo:hi]
+        np.copyto(top, x[lo:hi])
+        since[:] = 0.0
+        for d in range(1, w):
+            earlier = x[lo - d:hi - d]
+            np.greater(earlier, top, out=newer)  # strictly: a tie keeps the later month
+            np.copyto(top, earlier, where=newer)
+            np.copyto(since, float(d), where=newer)
     holes = _window_sum(np.isnan(x).astype(np.float64), w)
     out[holes != 0] = _NAN  # a month without a value in the window, or t < w - 1 (NaN)
     return out
