@@ -169,11 +169,11 @@ def test_time_since_first_counts_from_the_onset_and_is_minus_one_before():
 
 
 def test_time_since_peak():
-    # unit 1: 0 3 0 5 0 0; the latest of tied maxima counts (unit 4: 9 9)
+    # unit 1: 0 3 0 5 0 0; the earliest of tied maxima counts (unit 4: 9 9)
     check(apply(PANEL, "time_since_peak", 3), {1: [N, N, 1, 0, 1, 2], 2: [N, N, 2, 0, 1, 0],
                                                3: [N, N], 4: [N, N]})
-    check(apply(PANEL, "time_since_peak", 2), {1: [N, 0, 1, 0, 1, 0], 2: [N, 1, 0, 0, 1, 0],
-                                               3: [N, 1], 4: [N, 0]})
+    check(apply(PANEL, "time_since_peak", 2), {1: [N, 0, 1, 0, 1, 1], 2: [N, 1, 1, 0, 1, 0],
+                                               3: [N, 1], 4: [N, 1]})
     check(apply(PANEL, "time_since_peak", 1), {1: [0] * 6, 2: [0] * 6, 3: [0, 0], 4: [0, 0]})
     panel = cm_panel({1: (121, [0, 0, 0, 0, 0])}, cov={1: [1, N, 3, 2, 1]})
     check(apply(panel, "time_since_peak", 2, column="cov"), {1: [N, N, N, 1, 1]})

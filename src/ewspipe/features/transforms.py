@@ -464,7 +464,8 @@ def _time_since_first(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
 
 
 @_register("time_since_peak", "months since the largest x of the w months ending at t (0 when "
-           "t holds it; ties: the latest), same unit; NaN unless all w months have a value",
+           "t holds it; ties: the earliest, so a flat window gives w - 1), same unit; NaN "
+           "unless all w months have a value",
            "time_since_peak(ged_sb, 24)", params=(_WINDOW,), reach=lambda p: int(p[0]) - 1)
 def _time_since_peak(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
     months = len(x)
@@ -478,12 +479,12 @@ def _time_since_peak(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
     for lo in range(w - 1, months, _ROW_BLOCK):
         hi = min(lo + _ROW_BLOCK, months)
         top, newer, since = best[:hi - lo], better[:hi - lo], out[lo:hi]
-        np.copyto(top, x[lo:hi])
-        since[:] = 0.0
-        for d in range(1, w):
-            earlier = x[lo - d:hi - d]
-            np.greater(earlier, top, out=newer)  # strictly: a tie keeps the later month
-            np.copyto(top, earlier, where=newer)
+        np.copyto(top, x[lo - w + 1:hi - w + 1])  # from the window's first month on
+        since[:] = w - 1
+        for d in range(w - 2, -1, -1):
+            later = x[lo - d:hi - d]
+            np.greater(later, top, out=newer)  # strictly: a tie keeps the earlier month
+            np.copyto(top, later, where=newer)
             np.copyto(since, float(d), where=newer)
     holes = _window_sum(np.isnan(x).astype(np.float64), w)
     out[holes != 0] = _NAN  # a month without a value in the window, or t < w - 1 (NaN)
