@@ -14,12 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.features.test_build import make_panel, panels
+from tests.features.test_build import make_panel, panels, reference
 from tests.features.test_transforms import PANEL, apply, by_cell, check, cm_panel, g, pgm_panel
 
 from ewspipe.errors import SpecError
 from ewspipe.features import build_design
+from ewspipe.features.expressions import parse_expression
 from ewspipe.geography.adjacency import graph_from_cells, great_circle_km
+from ewspipe.panel.priogrid import queen_neighbours
 from ewspipe.panel.schema import validate_panel
 
 N = math.nan
@@ -211,6 +213,84 @@ def test_ged_ns_and_ged_os_features_on_the_views2020_panel(shared_data):
                                                                       design.months]))
     want.index = pd.MultiIndex.from_arrays([raw["country_id"], raw["month_id"]])
     np.testing.assert_array_equal(got.sort_index().to_numpy(), want.sort_index().to_numpy())
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def naive(panel, name: str) -> np.ndarray:
+    """The context feature by its definition, one (month, unit) at a time."""
+    expr = parse_expression(name)
+    frame = panel.frame
+    unit_col = panel.unit_column
+    keys = list(zip(frame["month_id"].astype(int), frame[unit_col].astype(int), strict=True))
+    inner = dict(zip(keys, reference(panel, expr.inputs[0]), strict=True))
+    first = frame.groupby(unit_col)["month_id"].min().to_dict()
+    graph = graph_from_cells([g(r, c) for r, c in CELLS], list(CELLS.values()))
+    borders = set(zip(graph.pairs[0].tolist(), graph.pairs[1].tolist(), strict=True))
+
+    def linked(m: int, u: int) -> list[float]:
+        if expr.transform.startswith("nb_"):
+            if panel.level.value == "pgm":
+                _, cells = queen_neighbours(np.array([u]))
+                others = set(cells.tolist())
+            else:
+                others = {v for (a, v) in borders if a == u}
+        elif expr.transform.startswith("region_"):
+            lat, lon = graph.centres(np.array([u]))
+            others = {u}
+            for v in {v for (_, v) in keys}:
+                la, lo = graph.centres(np.array([v]))
+                if float(great_circle_km(lat[0], lon[0], la[0], lo[0])) <= expr.params[0]:
+                    others.add(v)
+        else:  # global_
+            others = {v for (_, v) in keys}
+        return [inner[(m, v)] for v in others if (m, v) in inner and not math.isnan(inner[(m, v)])]
+
+    def value(m: int, u: int) -> float:
+        own = inner[(m, u)]
+        kind = expr.transform
+        if kind == "delta":
+            return own - inner.get((m - expr.params[0], u), N)
+        if kind == "time_since_first":
+            if math.isnan(own):
+                return N
+            hits = [s for s in range(first[u], m + 1) if inner[(s, u)] >= expr.params[0]]
+            return m - hits[0] if hits else -1
+        if kind == "time_since_peak":
+            window = [inner.get((m - d, u), N) for d in range(expr.params[0])]
+            if any(math.isnan(v) for v in window):
+                return N
+            return max(range(len(window)), key=lambda d: (window[d], d))
+        if math.isnan(own):
+            return N
+        values = linked(m, u)
+        if kind.endswith("_sum"):
+            return sum(values)
+        return sum(values) / len(values) if values else (N if kind == "global_mean" else 0.0)
+
+    return np.array([value(m, u) for m, u in keys], dtype=float)
+
+
+REFERENCE_CASES = {
+    "cm": ["nb_sum(ged_sb)", "nb_mean(lag(cov, 1))", "region_sum(cov, 2000)",
+           "region_mean(ged_sb, 120)", "global_sum(lag(ged_sb, 2))", "global_mean(cov)",
+           "delta(cov, 2)", "time_since_first(ged_sb, 2)", "time_since_peak(cov, 3)"],
+    "pgm": ["nb_sum(lag(ged_sb, 1))", "nb_mean(cov)", "global_mean(ged_sb)",
+            "time_since_peak(ged_sb, 2)", "time_since_first(cov, 0.5)"],
+}
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(level=st.sampled_from(["cm", "pgm"]), data=st.data())
+def test_vectorised_kernels_match_the_reference(level, data):
+    df = data.draw(panels(level), label="panel")
+    panel = make_panel(df.to_dict("records"), level)
+    design = build_design(panel, "ged_sb", REFERENCE_CASES[level])
+    for j, name in enumerate(design.feature_names):
+        np.testing.assert_allclose(design.X[:, j], naive(panel, name), rtol=1e-12, atol=1e-9,
+                                   equal_nan=True, err_msg=name)
 
 
 # --------------------------------------------------------------------------- causality
