@@ -4,6 +4,8 @@ Kernels see the panel as a dense (month x unit) grid (:class:`Grid`): "k months 
 same unit" is a row shift, "the same month" is one row, so nothing loops over units and no value
 can leak from one unit into the next. Every kernel at month t reads only rows <= t (causal), and
 returns a new array that is NaN wherever the panel has no row or the feature is undefined.
+The cm neighbour and region kernels also read which countries border each other, and where they
+lie, from the PRIO-GRID cell -> country table (:mod:`ewspipe.geography.adjacency`), on first use.
 """
 
 from __future__ import annotations
