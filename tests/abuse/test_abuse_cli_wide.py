@@ -60,6 +60,7 @@ ARGS: dict[str, tuple[list[str], int | None, str]] = {
     "models new": (["amber_tree"], 0, "writes a model file in the cwd; no state"),
     "models check": ([], 2, "no models folder"),
     "models catalog": ([], 2, "no models folder"),
+    "models features": ([], 0, "settings only"),
     "models sweep": (["amber_tree"], 2, "no models folder"),
     "evaluate": (["--run-type", "calibration"], 2, "no models folder"),
     "evaluate report": (["nosuch"], 2, "no such run"),

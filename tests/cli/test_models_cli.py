@@ -67,6 +67,16 @@ def test_help_lists_the_models_commands(cli) -> None:
         assert command in res.out
 
 
+def test_features_lists_every_transform_with_its_levels(cli) -> None:
+    res = cli("models", "features", "--json")
+    assert res.code == 0
+    rows = {r["name"]: r for r in res.json()["transforms"]}
+    assert rows["nb_sum"]["levels"] == ["cm", "pgm"] and rows["splag"]["levels"] == ["pgm"]
+    assert rows["time_since_first"]["signature"] == "time_since_first(x, threshold=1)"
+    cm = cli("models", "features", "--level", "cm")
+    assert cm.code == 0 and "region_mean(x, radius)  [cm]" in cm.out and "splag(x)" not in cm.out
+
+
 # --- list -----------------------------------------------------------------------------------
 
 

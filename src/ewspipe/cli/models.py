@@ -1,4 +1,5 @@
-"""`ewspipe models ...`: list, show, create, check, document and tune model definitions.
+"""`ewspipe models ...`: list, show, create, check, document and tune model definitions, and
+list the transforms their features may use.
 
 Exit codes: 0 success; 2 bad input, which includes an invalid model file (`check` prints its
 full report, then exits 2) or an unknown model name.
@@ -28,13 +29,16 @@ from ewspipe.cli.output import (
     snapshot_words,
 )
 from ewspipe.errors import SpecError
+from ewspipe.features.transforms import get_transform
+from ewspipe.features.transforms import names as transform_names
 from ewspipe.panel.schema import Level
 from ewspipe.partitions import PartitionScheme
 from ewspipe.settings import Settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="List, show, create, check, document and tune model definitions.",
+app = typer.Typer(help="List, show, create, check, document and tune model definitions; "
+                  "list the feature transforms.",
                   no_args_is_help=True,
                   rich_markup_mode=None)
 
@@ -124,6 +128,29 @@ def list_models(
         return "\n".join(lines + [f"note: {n}" for n in catalog.notes])
 
     emit(data, as_json, human)
+
+
+@app.command("features")
+def list_features(
+    level: LevelName | None = typer.Option(
+        None, "--level", help="Only the transforms valid at this level: cm or pgm."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List the transforms feature expressions may use: signature, levels, meaning, example."""
+    lvl = Level.parse(level, option="--level") if level is not None else None
+    rows = []
+    for name in transform_names():
+        spec = get_transform(name)
+        if lvl is None or lvl in spec.levels:
+            rows.append({"name": name, "signature": spec.signature,
+                         "levels": sorted(lv.value for lv in spec.levels),
+                         "summary": spec.summary, "example": spec.example})
+
+    def human() -> str:
+        return "\n".join(f"{r['signature']}  [{'/'.join(r['levels'])}]\n    {r['summary']}\n"
+                         f"    e.g. {r['example']}" for r in rows)
+
+    emit({"transforms": rows}, as_json, human)
 
 
 @app.command("show")

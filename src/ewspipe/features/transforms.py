@@ -4,6 +4,8 @@ Kernels see the panel as a dense (month x unit) grid (:class:`Grid`): "k months 
 same unit" is a row shift, "the same month" is one row, so nothing loops over units and no value
 can leak from one unit into the next. Every kernel at month t reads only rows <= t (causal), and
 returns a new array that is NaN wherever the panel has no row or the feature is undefined.
+The cm neighbour and region kernels also read which countries border each other, and where they
+lie, from the PRIO-GRID cell -> country table (:mod:`ewspipe.geography.adjacency`), on first use.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ewspipe.errors import SpecError
+from ewspipe.errors import InputError, SpecError
+from ewspipe.geography.adjacency import CountryGraph, country_graph, great_circle_km
 from ewspipe.panel.priogrid import cell_centre, queen_neighbours
 from ewspipe.panel.schema import TIME_COLUMN, Level, Panel
 
@@ -139,6 +142,34 @@ class Grid:
         return table
 
     @cached_property
+    def country_graph(self) -> CountryGraph:
+        """Borders and centres of the countries (cm), from the PRIO-GRID cell table."""
+        try:
+            return country_graph()
+        except InputError as exc:
+            raise SpecError(
+                f"the neighbour and region transforms ({', '.join(_GEOGRAPHY)}) at cm need the "
+                f"PRIO-GRID cell -> country table to know which countries border each other: "
+                f"{exc}") from None
+
+    @cached_property
+    def country_neighbours(self) -> IntArray:
+        """(units x most neighbours) columns of each country's neighbouring countries in the
+        panel, padded with ``len(units)`` (a column of zeros); a country without cells in the
+        table has none."""
+        left, right = self.country_graph.pairs
+        return _link_table(self.units, left, right)
+
+    @cached_property
+    def country_distances(self) -> FloatGrid:
+        """(units x units) great-circle km between country centres; NaN off the diagonal for
+        a country without cells (it has no centre), 0 on it."""
+        lat, lon = self.country_graph.centres(self.units)
+        km = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+        np.fill_diagonal(km, 0.0)
+        return km
+
+    @cached_property
     def country_keys(self) -> tuple[IntArray, int]:
         """(grid of each row's bin for per-country-month sums, number of bins): month t,
         country c -> t * (n + 1) + c; a row without a country -> the month's spare bin n."""
@@ -194,6 +225,25 @@ def _dense_index(values: IntArray) -> tuple[IntArray, IntArray]:
         return uniq.astype(np.int64), lookup[values]
     uniq, index = np.unique(values, return_inverse=True)
     return uniq.astype(np.int64), index.astype(np.int64)
+
+
+def _link_table(units: IntArray, left: IntArray, right: IntArray) -> IntArray:
+    """(units x k) table of the columns linked to each unit by the pairs (``left[i]`` ->
+    ``right[i]``), restricted to ``units`` and padded with ``len(units)``; at least one
+    column, so an empty table still sums to 0."""
+    n = len(units)
+    if n == 0:
+        return np.zeros((0, 1), dtype=np.int64)
+    src = np.minimum(np.searchsorted(units, left), n - 1)
+    dst = np.minimum(np.searchsorted(units, right), n - 1)
+    known = (units[src] == left) & (units[dst] == right)
+    src, dst = src[known], dst[known]
+    order = np.lexsort((dst, src))
+    src, dst = src[order], dst[order]
+    slot = np.arange(len(src)) - np.searchsorted(src, src)
+    table = np.full((n, max(int(slot.max(initial=-1)) + 1, 1)), n, dtype=np.int64)
+    table[src, slot] = dst
+    return table
 
 
 # --------------------------------------------------------------------------- the registry
@@ -298,6 +348,7 @@ def _register(
 
 
 _PGM = frozenset({Level.PGM})
+_CM = frozenset({Level.CM})
 _WINDOW = Param("w", int, low=1, why="a window covers at least one month", high=MAX_MONTHS,
                 months=True)
 
@@ -391,6 +442,57 @@ def _decay(grid: Grid, x: FloatGrid, halflife: float, threshold: float) -> Float
     return np.exp2(out, out=out)
 
 
+@_register("delta", "x - lag(x, k): the change over the last k months, same unit (NaN when "
+           "either month is undefined)", "delta(ged_sb, 3)",
+           params=(Param("k", int, low=1, why="a change spans at least one month",
+                         high=MAX_MONTHS, months=True),),
+           reach=lambda p: int(p[0]))
+def _delta(grid: Grid, x: FloatGrid, k: int) -> FloatGrid:
+    out = _lag(grid, x, k)
+    np.subtract(x, out, out=out)
+    return out
+
+
+@_register("time_since_first", "months since the unit's first month with x >= threshold (0 in "
+           "that month; the onset, counted from the unit's first row); -1 before it",
+           "time_since_first(ged_sb, 25)", params=(Param("threshold", float, default=1),))
+def _time_since_first(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
+    hit = x >= threshold  # NaN never reaches a threshold
+    first = np.where(hit.any(axis=0), hit.argmax(axis=0), len(x))
+    since = np.arange(len(x), dtype=np.int64)[:, None] - first
+    out = np.where(since >= 0, since, -1).astype(np.float64)
+    out[np.isnan(x)] = _NAN
+    return out
+
+
+@_register("time_since_peak", "months since the largest x of the w months ending at t (0 when "
+           "t holds it; ties: the earliest, so a flat window gives w - 1), same unit; NaN "
+           "unless all w months have a value",
+           "time_since_peak(ged_sb, 24)", params=(_WINDOW,), reach=lambda p: int(p[0]) - 1)
+def _time_since_peak(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
+    months = len(x)
+    out = np.full_like(x, _NAN)
+    if w > months:
+        return out
+    # w passes over each block of _ROW_BLOCK months (vectorised over months and units); the
+    # block's running maxima stay in cache across the passes
+    best = np.empty((_ROW_BLOCK, x.shape[1]))
+    better = np.empty((_ROW_BLOCK, x.shape[1]), dtype=bool)
+    for lo in range(w - 1, months, _ROW_BLOCK):
+        hi = min(lo + _ROW_BLOCK, months)
+        top, newer, since = best[:hi - lo], better[:hi - lo], out[lo:hi]
+        np.copyto(top, x[lo - w + 1:hi - w + 1])  # from the window's first month on
+        since[:] = w - 1
+        for d in range(w - 2, -1, -1):
+            later = x[lo - d:hi - d]
+            np.greater(later, top, out=newer)  # strictly: a tie keeps the earlier month
+            np.copyto(top, later, where=newer)
+            np.copyto(since, float(d), where=newer)
+    holes = _window_sum(np.isnan(x).astype(np.float64), w)
+    out[holes != 0] = _NAN  # a month without a value in the window, or t < w - 1 (NaN)
+    return out
+
+
 # --------------------------------------------------------------------------- pointwise kernels
 
 
@@ -435,14 +537,15 @@ def _lon(grid: Grid) -> FloatGrid:
 # --------------------------------------------------------------------------- space kernels
 
 
-@_register("splag", "sum of x over the 8 queen neighbours in the same month; neighbours "
-           "without a row (or with x undefined) count as 0", "splag(lag(ged_sb, 1))",
-           levels=_PGM)
-def _splag(grid: Grid, x: FloatGrid) -> FloatGrid:
+def _table_sum(x: FloatGrid, table: IntArray) -> FloatGrid:
+    """Per month, the sum of x over the columns in each unit's row of ``table`` (index
+    ``len(units)``: a column of zeros); NaN in x counts as 0. Each output month reads only the
+    same month of x, and adds the linked values in the table's order whatever else the grid
+    holds, so a value never depends on other months."""
     # _ROW_BLOCK months at a time: the gathers stay in cache and the temporaries are small;
     # every index is valid by construction (the last column is the 0 absent neighbours read),
     # so take() skips its bounds check (mode="clip")
-    slots = np.ascontiguousarray(grid.neighbours.T)
+    slots = np.ascontiguousarray(table.T)
     out = np.empty_like(x)
     padded = np.zeros((_ROW_BLOCK, x.shape[1] + 1))
     gathered = np.empty((_ROW_BLOCK, x.shape[1]))
@@ -455,8 +558,107 @@ def _splag(grid: Grid, x: FloatGrid) -> FloatGrid:
         for slot in slots[1:]:
             np.take(part, slot, axis=1, out=extra, mode="clip")
             block += extra
+    return out
+
+
+def _table_mean(x: FloatGrid, table: IntArray) -> FloatGrid:
+    """Mean of x over the linked units with a value that month; 0 where none has one."""
+    sums = _table_sum(x, table)
+    counts = _table_sum((~np.isnan(x)).astype(np.float64), table)
+    np.divide(sums, counts, out=sums, where=counts > 0)
+    return sums
+
+
+@_register("splag", "sum of x over the 8 queen neighbours in the same month; neighbours "
+           "without a row (or with x undefined) count as 0", "splag(lag(ged_sb, 1))",
+           levels=_PGM)
+def _splag(grid: Grid, x: FloatGrid) -> FloatGrid:
+    out = _table_sum(x, grid.neighbours)
     out[np.isnan(x)] = _NAN
     return out
+
+
+def _neighbour_table(grid: Grid) -> IntArray:
+    return grid.country_neighbours if grid.level is Level.CM else grid.neighbours
+
+
+@_register("nb_sum", "sum of x over the neighbouring units in the same month: at cm the "
+           "countries bordering it (a cell of each is a queen neighbour of a cell of the other "
+           "in the PRIO-GRID cell table), at pgm the 8 queen neighbours (= splag); "
+           "neighbours without a row or a value count as 0, a unit without neighbours "
+           "gets 0", "nb_sum(lag(ged_sb, 1))")
+def _nb_sum(grid: Grid, x: FloatGrid) -> FloatGrid:
+    out = _table_sum(x, _neighbour_table(grid))
+    out[np.isnan(x)] = _NAN
+    return out
+
+
+@_register("nb_mean", "mean of x over the neighbouring units (as nb_sum) that have a row "
+           "and a value in the same month; 0 when none has", "nb_mean(lag(ged_sb, 1))")
+def _nb_mean(grid: Grid, x: FloatGrid) -> FloatGrid:
+    out = _table_mean(x, _neighbour_table(grid))
+    out[np.isnan(x)] = _NAN
+    return out
+
+
+_RADIUS = Param("radius", float, low=0, why="a radius is a distance in km >= 0",
+                high=20_038)  # half the Earth's circumference: every country
+
+
+def _region_table(grid: Grid, radius: float) -> IntArray:
+    """Each country's region: the countries whose centres lie within ``radius`` km of its
+    centre, itself included (a country without cells: itself only)."""
+    km = grid.country_distances
+    src, dst = np.nonzero(km <= radius)  # NaN compares False
+    return _link_table(grid.units, grid.units[src], grid.units[dst])
+
+
+@_register("region_sum", "sum of x over the countries whose centre lies within radius km "
+           "of the country's centre (itself included; centres from the PRIO-GRID cell "
+           "table) in the same month; countries without a row or a value count as 0",
+           "region_sum(lag(ged_sb, 1), 1000)", params=(_RADIUS,), levels=_CM)
+def _region_sum(grid: Grid, x: FloatGrid, radius: float) -> FloatGrid:
+    out = _table_sum(x, _region_table(grid, radius))
+    out[np.isnan(x)] = _NAN
+    return out
+
+
+@_register("region_mean", "mean of x over the countries within radius km (as region_sum) "
+           "that have a row and a value in the same month", "region_mean(lag(ged_sb, 1), 1000)",
+           params=(_RADIUS,), levels=_CM)
+def _region_mean(grid: Grid, x: FloatGrid, radius: float) -> FloatGrid:
+    out = _table_mean(x, _region_table(grid, radius))
+    out[np.isnan(x)] = _NAN
+    return out
+
+
+def _month_totals(x: FloatGrid) -> tuple[FloatGrid, FloatGrid]:
+    """(sum of x over the units with a value, their number) per month, as (months x 1)."""
+    valid = ~np.isnan(x)
+    sums = np.where(valid, x, 0.0).sum(axis=1, keepdims=True)
+    return sums, valid.sum(axis=1, keepdims=True).astype(np.float64)
+
+
+@_register("global_sum", "sum of x over every unit with a row and a value in the same month "
+           "(the world's level)", "global_sum(lag(ged_sb, 1))")
+def _global_sum(grid: Grid, x: FloatGrid) -> FloatGrid:
+    sums, _ = _month_totals(x)
+    out = np.broadcast_to(sums, x.shape).copy()
+    out[np.isnan(x)] = _NAN
+    return out
+
+
+@_register("global_mean", "mean of x over every unit with a row and a value in the same "
+           "month", "global_mean(lag(ged_sb, 1))")
+def _global_mean(grid: Grid, x: FloatGrid) -> FloatGrid:
+    sums, counts = _month_totals(x)
+    np.divide(sums, counts, out=sums, where=counts > 0)
+    out = np.broadcast_to(sums, x.shape).copy()
+    out[np.isnan(x)] = _NAN
+    return out
+
+
+_GEOGRAPHY = ("nb_sum", "nb_mean", "region_sum", "region_mean")
 
 
 _ROW_BLOCK = 16  # months per block of the space kernels
