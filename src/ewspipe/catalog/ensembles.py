@@ -6,12 +6,12 @@ An ensemble combines named models of one level and target (DOMAIN.md sections 3 
     level = "cm"
     target = "ged_sb"
     members = ["amber_tree", "amber_pine"]
-    aggregation = "mean"              # mean | median
+    aggregation = "mean"              # mean | logmean | median
     status = "deployed"
     owner = "forecasting-team"
     description = "Mean of the deployed cm models."
 
-    [weights]                         # optional, mean only: member -> weight (normalised)
+    [weights]                         # optional, mean/logmean: member -> weight (normalised)
     amber_tree = 2
     amber_pine = 1
 
@@ -89,7 +89,7 @@ class EnsembleSpec(BaseModel):
     level: Level = Field(description="cm or pgm; every member has this level")
     target: Target = Field(description="count column, e.g. ged_sb; every member forecasts it")
     members: tuple[MemberName, ...] = Field(min_length=1, description="model names")
-    aggregation: str = Field(description="a registered aggregation: mean or median")
+    aggregation: str = Field(description="a registered aggregation: mean, logmean or median")
     status: Status
     owner: Text = Field(min_length=1)
     description: Text = Field(min_length=1)
@@ -153,7 +153,7 @@ _EXAMPLES = {
     "level": ('"cm"', '"cm" or "pgm"'),
     "target": ('"ged_sb"', "the members' target"),
     "members": ('["amber_tree", "amber_pine"]', "model names"),
-    "aggregation": ('"mean"', "mean or median"),
+    "aggregation": ('"mean"', "mean, logmean or median"),
     "status": ('"shadow"', "deployed | shadow | baseline | deprecated"),
     "owner": ('"your.name@example.org"', "who answers for the ensemble"),
     "description": ('"What this ensemble adds."', "shown in the catalog"),
@@ -191,7 +191,8 @@ def _consistency(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
         agg = raw.get("aggregation")
         if isinstance(agg, str) and agg in aggregation_names() and not weighted(agg):
             out.append(("weights", f"aggregation {agg!r} takes no weights; remove [weights] or "
-                        "set aggregation = \"mean\" (weights also weigh sample pooling)"))
+                        "set aggregation = \"mean\" or \"logmean\" (weights also weigh sample "
+                        "pooling)"))
         for key in weights:
             if names and key not in names:
                 hint = did_you_mean(str(key), names)
