@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from ewspipe.catalog.ensembles import check_ensemble_text
+from ewspipe.catalog.rewrite import write_stacking
 from ewspipe.ensembles.stacking import StackWindow, shrink, stack, window_rows
-from ewspipe.errors import InputError
+from ewspipe.errors import InputError, SpecError
 from ewspipe.models.forecast import Forecast
 
 
@@ -107,3 +111,62 @@ def test_window_rows_aligns_by_key_and_refuses_gaps() -> None:
                              "b": _forecast([1, 2], [1, 2])}, actuals)
     with pytest.raises(InputError, match=r"window '2005': 1 forecast rows have no actual"):
         window_rows("2005", {"a": _forecast([1, 2, 4], [1, 2, 3])}, actuals)
+
+
+ENSEMBLE = """# the deployed cm ensemble
+name = "steady_chorus"
+level = "cm"
+target = "ged_sb"
+members = ["amber_tree", "amber_ridge"]
+aggregation = "mean"   # to be stacked
+status = "deployed"
+owner = "ann"
+description = "mean of the deployed cm models"
+
+[stacking]
+shrinkage = 0.25  # chosen by hand
+"""
+
+
+def test_write_stacking_keeps_comments_and_records_provenance(tmp_path: Path) -> None:
+    path = tmp_path / "steady_chorus.toml"
+    path.write_text(ENSEMBLE)
+    windows = _windows({"amber_ridge": 0.2, "amber_tree": 0.8}, noise=0.2)
+    result = stack(windows, shrinkage=0.25)
+    old_hash = check_ensemble_text(path, ENSEMBLE)[0].spec.config_hash  # type: ignore[union-attr]
+    new_hash = write_stacking(path, result, fitted="2026-12-06", expected_config_hash=old_hash)
+    text = path.read_text()
+    assert "# the deployed cm ensemble" in text and "# chosen by hand" in text
+    spec = check_ensemble_text(path, text)[0].spec
+    assert spec is not None and spec.config_hash == new_hash != old_hash
+    assert spec.aggregation == "logmean"
+    assert list(spec.weights or {}) == ["amber_tree", "amber_ridge"]  # the file's order
+    assert spec.weight_of("amber_tree") == pytest.approx(result.weights["amber_tree"])
+    record = spec.stacking
+    assert record is not None and record.shrinkage == 0.25 and record.fitted == "2026-12-06"
+    assert record.windows == ("w0", "w1", "w2")
+    assert record.fitted_weights == pytest.approx(result.fitted)
+    assert record.stacked_msle == pytest.approx(result.pooled_stacked, abs=1e-6)
+    # a second fit replaces the record and the weights, not the comments
+    write_stacking(path, stack(windows, shrinkage=1.0), fitted="2026-12-07")
+    again = check_ensemble_text(path, path.read_text())[0].spec
+    assert again is not None and dict(again.weights or {}) == {"amber_tree": 0.5,
+                                                               "amber_ridge": 0.5}
+    assert path.read_text().count("[weights]") == 1 and "# chosen by hand" in path.read_text()
+
+
+def test_write_stacking_refuses_and_leaves_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "steady_chorus.toml"
+    path.write_text(ENSEMBLE)
+    zero = stack({"w": StackWindow({"amber_tree": np.array([1.0, 5.0, 9.0]),
+                                    "amber_ridge": np.array([40.0, 0.0, 70.0])},
+                                   np.array([1.0, 5.0, 9.0]))}, shrinkage=0.0)
+    assert zero.weights["amber_ridge"] == 0.0
+    with pytest.raises(SpecError, match=r"'amber_ridge' would get weight 0 \(shrinkage 0\)"):
+        write_stacking(path, zero, fitted="2026-12-06")
+    other = stack(_windows({"a": 0.5, "b": 0.5}, n_windows=1, rows=20))
+    with pytest.raises(SpecError, match=r"the weights are for members \['a', 'b'\]"):
+        write_stacking(path, other, fitted="2026-12-06")
+    with pytest.raises(SpecError, match="changed while the weights were learned"):
+        write_stacking(path, zero, fitted="x", expected_config_hash="0" * 64)
+    assert path.read_text() == ENSEMBLE
