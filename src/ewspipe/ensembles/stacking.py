@@ -37,6 +37,7 @@ __all__ = [
     "StackWindow",
     "Stacking",
     "WindowScore",
+    "msle",
     "shrink",
     "stack",
     "window_rows",
@@ -152,6 +153,12 @@ def _simplex_least_squares(gram: Floats, cross: Floats) -> Floats:
     )
     w = np.clip(np.asarray(result.x, dtype=np.float64), 0.0, None)
     return w / w.sum() if w.sum() > 0 else np.full(m, 1.0 / m)
+
+
+def msle(point: Floats, actual: Floats) -> float:
+    """Mean squared log1p error of raw counts (a negative point counts as 0)."""
+    diff = np.log1p(np.maximum(np.asarray(point, dtype=np.float64), 0.0)) - np.log1p(actual)
+    return float(np.mean(diff ** 2))
 
 
 def _msle(X: Floats, z: Floats, w: Floats) -> float:
