@@ -69,7 +69,7 @@ def test_stack_reports_then_applies(run, tmp_path: Path) -> None:
     assert doc["shrinkage"] == 0.5 and doc["applied"] is None
     assert sum(doc["weights"].values()) == pytest.approx(1.0)
     for w in doc["windows"]:
-        assert w["rows"] > 0 and w["rows"] % (36 * 13) == 0  # units x steps x origins
+        assert w["rows"] > 0 and (w["rows"] + w["unscored"]) % (36 * 13) == 0
         assert w["stacked_msle"] > 0 and w["current_msle"] > 0
     assert doc["pooled"]["stacked_msle"] <= doc["pooled"]["equal_msle"] + 1e-12
     assert path.read_text() == ENSEMBLE  # nothing written without --apply

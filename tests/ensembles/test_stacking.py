@@ -109,8 +109,15 @@ def test_window_rows_aligns_by_key_and_refuses_gaps() -> None:
     with pytest.raises(InputError, match=r"(?s)window '2005': .*member 'b' lacks 1 rows"):
         window_rows("2005", {"a": _forecast([1, 2, 3], [1, 2, 3]),
                              "b": _forecast([1, 2], [1, 2])}, actuals)
-    with pytest.raises(InputError, match=r"window '2005': 1 forecast rows have no actual"):
-        window_rows("2005", {"a": _forecast([1, 2, 4], [1, 2, 3])}, actuals)
+    # a row without an actual (a unit absent that month) is left out and counted
+    partial = window_rows("2005", {"a": _forecast([1, 2, 4], [1, 2, 3])}, actuals)
+    np.testing.assert_array_equal(partial.points["a"], [1, 2])
+    np.testing.assert_array_equal(partial.actual, [10, 20])
+    assert partial.unscored == 1 and data.unscored == 0
+    with pytest.raises(InputError, match=r"window '2005': none of its 2 forecast rows has an "):
+        window_rows("2005", {"a": _forecast([4, 5], [1, 2])}, actuals)
+    with pytest.raises(InputError, match=r"window '2005': the actuals repeat"):
+        window_rows("2005", {"a": _forecast([1], [1])}, pd.concat([actuals, actuals]))
 
 
 ENSEMBLE = """# the deployed cm ensemble

@@ -418,6 +418,10 @@ def _stack_lines(doc: dict[str, Any]) -> str:
     pooled = doc["pooled"]
     lines.append(f"  {'pooled':<12} {'':>8} {pooled['stacked_msle']:>9.4f} "
                  f"{pooled['equal_msle']:>9.4f}")
+    unscored = sum(w["unscored"] for w in doc["windows"])
+    if unscored:
+        lines.append(f"  {unscored:,} forecast row(s) without an actual left out, as "
+                     "evaluation leaves them unscored")
     lines.append(f"  ('equal' = equal-weight logmean; 'as written' = the file's "
                  f"{doc['current_aggregation']} as it stands; MSLE on raw counts)")
     applied = doc["applied"]

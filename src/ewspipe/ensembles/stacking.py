@@ -49,10 +49,12 @@ DEFAULT_SHRINKAGE = 0.5
 
 @dataclass(frozen=True)
 class StackWindow:
-    """One window's aligned rows: each member's point forecast and the actual counts."""
+    """One window's aligned rows: each member's point forecast and the actual counts
+    (``unscored``: forecast rows left out for want of an actual, as evaluation does)."""
 
     points: Mapping[str, Floats]
     actual: Floats
+    unscored: int = 0
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,9 @@ def _rounded(w: Floats) -> Floats:
 
 def window_rows(window: str, members: Mapping[str, Forecast], actuals: pd.DataFrame
                 ) -> StackWindow:
-    """Line up one window's member forecasts (by row key) and its actual counts.
+    """Line up one window's member forecasts (by row key) and its actual counts; rows
+    without an actual (a unit absent from the data that month, e.g. a country that ceased to
+    exist) are left out and counted, as evaluation leaves them unscored.
 
     Args:
         window: the window's label (named in errors).
@@ -227,8 +231,8 @@ def window_rows(window: str, members: Mapping[str, Forecast], actuals: pd.DataFr
 
     Raises:
         InputError: members covering different rows (naming the window and the member, see
-            :func:`~ewspipe.ensembles.aggregate.align_members`) or forecast rows without an
-            actual value.
+            :func:`~ewspipe.ensembles.aggregate.align_members`), repeated actuals, or no
+            forecast row with an actual value.
     """
     try:
         aligned = align_members(members)
@@ -241,11 +245,10 @@ def window_rows(window: str, members: Mapping[str, Forecast], actuals: pd.DataFr
                          f"{first.unit_column}) rows; give one value per month and unit")
     joined = keys.merge(actuals[["month_id", first.unit_column, "value"]],
                         on=["month_id", first.unit_column], how="left")
-    lacking = joined["value"].isna().to_numpy()
-    if lacking.any():
-        months = sorted(set(joined.loc[lacking, "month_id"].tolist()))
-        raise InputError(f"window {window!r}: {int(lacking.sum()):,} forecast rows have no "
-                         f"actual value (months {months[:6]}{' ...' if len(months) > 6 else ''})"
-                         "; stack on windows whose test months are observed")
-    return StackWindow({name: fc.point for name, fc in aligned.items()},
-                       joined["value"].to_numpy(dtype=np.float64))
+    scored = joined["value"].notna().to_numpy()
+    if not scored.any():
+        raise InputError(f"window {window!r}: none of its {len(scored):,} forecast rows has an "
+                         "actual value; stack on windows whose test months are observed")
+    return StackWindow({name: fc.point[scored] for name, fc in aligned.items()},
+                       joined["value"].to_numpy(dtype=np.float64)[scored],
+                       unscored=int((~scored).sum()))

@@ -103,6 +103,7 @@ class StackResult:
     aggregation: str
     stacking: Stacking
     current: Mapping[str, float]
+    unscored: Mapping[str, int]
     applied: Mapping[str, Any] | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +113,8 @@ class StackResult:
             "shrinkage": s.shrinkage, "members": list(s.members),
             "fitted_weights": dict(s.fitted), "weights": dict(s.weights),
             "windows": [
-                {"window": w.window, "rows": w.rows, "stacked_msle": w.stacked,
+                {"window": w.window, "rows": w.rows, "unscored": self.unscored[w.window],
+                 "stacked_msle": w.stacked,
                  "equal_msle": w.equal, "current_msle": self.current[w.window],
                  "gain_vs_equal": w.gain}
                 for w in s.scores
@@ -161,7 +163,8 @@ def run_stacking(
     for label, fcs in forecasts.items():
         combined = aggregate(fcs, method=spec.aggregation,
                              weights=dict(spec.weights) if spec.weights is not None else None)
-        current[label] = msle(combined.point, rows[label].actual)  # rows in the same order
+        scored = window_rows(label, {"ensemble": combined}, actuals)  # the same rows
+        current[label] = msle(scored.points["ensemble"], scored.actual)
     path = catalog.ensemble_files[name]
     applied = None
     if apply:
@@ -169,4 +172,4 @@ def run_stacking(
                                      expected_config_hash=spec.config_hash)
         applied = {"file": display_path(path), "config_hash": config_hash}
     return StackResult(name, display_path(path), manifest.id, spec.aggregation, result,
-                       current, applied)
+                       current, {label: w.unscored for label, w in rows.items()}, applied)
