@@ -87,6 +87,14 @@ def test_stack_reports_then_applies(run, tmp_path: Path) -> None:
         assert spec.weight_of(m) == pytest.approx(0.75 * fitted[m] + 0.125, abs=1e-5)
     assert path.read_text().startswith("# learned weights go below")
     assert run("models", "check").code == 0
+    # the written ensemble runs: its calibration score is the stacked one of that window
+    evaluated = run("evaluate", "--run-type", "calibration", "--model", "steady_chorus",
+                    "--json", "--quiet")
+    assert evaluated.code == 0, evaluated.err
+    scored = {m["model"]: m for m in evaluated.json()["models"]}["steady_chorus"]
+    again = run("models", "stack", "steady_chorus", "--windows", "2", "--json", "--quiet").json()
+    assert scored["metrics"]["pooled"]["msle"] == pytest.approx(
+        again["windows"][-1]["current_msle"], rel=1e-6)
 
 
 def test_stack_refusals(run) -> None:
