@@ -83,6 +83,9 @@ def test_config_hash_ignores_metadata() -> None:
     assert a.config_hash == b.config_hash != c.config_hash
     with pytest.raises(ValueError, match="key 'weights'"):
         EnsembleSpec.model_validate({**BASE, "weights": {"amber_tree": 1}})
+    logmean = EnsembleSpec.model_validate({**BASE, "aggregation": "logmean",
+                                           "weights": {"amber_tree": 3, "amber_ridge": 1}})
+    assert logmean.weight_of("amber_tree") == 0.75 and logmean.config_hash != a.config_hash
 
 
 CASES: list[tuple[str, dict[str, Any], str, str]] = [
@@ -107,7 +110,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("baseline member", {"status": "shadow", "members": ["amber_tree", "log_mean"]},
      "members[1]", "whose status is 'baseline'"),
     ("unknown aggregation", {"aggregation": "meen"}, "aggregation",
-     "unknown aggregation 'meen'; valid: mean, median. Did you mean 'mean'?"),
+     "unknown aggregation 'meen'; valid: logmean, mean, median. Did you mean 'mean'?"),
     ("weights with median", {"aggregation": "median",
                              "weights": {"amber_tree": 1, "amber_ridge": 1}},
      "weights", "aggregation 'median' takes no weights"),
@@ -122,6 +125,12 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("bad status", {"status": "live"}, "status", "expected one of"),
     ("reconcile on a cm ensemble", {"reconcile_with": "other_chorus"}, "reconcile_with",
      "only a pgm ensemble is reconciled"),
+    ("shrinkage out of range", {"stacking": {"shrinkage": 1.5}}, "stacking.shrinkage",
+     "shrinkage must be a number in [0, 1]"),
+    ("unknown key in [stacking]", {"stacking": {"shrinkag": 0.5}}, "stacking.shrinkag",
+     "unknown key in [stacking]; allowed: shrinkage, windows"),
+    ("fitted weights of other members", {"stacking": {"fitted_weights": {"amber_tree": 1.0}}},
+     "stacking.fitted_weights", "re-run `ewspipe models stack steady_chorus --apply`"),
     ("name mismatch", {"name": "steady_choir"}, "name",
      "'steady_choir' does not match the file name steady_chorus.toml"),
     ("name taken by a model", {"name": "amber_tree"}, "name",

@@ -1,4 +1,5 @@
-"""Aggregation of member forecasts: mean, weighted mean, median, sample pooling, alignment."""
+"""Aggregation of member forecasts: mean, weighted mean, logmean, median, sample pooling,
+alignment."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ C = _forecast([2, 8, 2, 8, 2, 8])
 
 
 def test_registry_names_and_did_you_mean() -> None:
-    assert names() == ["mean", "median"]
+    assert names() == ["logmean", "mean", "median"]
     with pytest.raises(InputError, match=r"unknown aggregation 'meen'.*Did you mean 'mean'"):
         get_aggregation("meen")
 
@@ -47,6 +48,30 @@ def test_mean_median_and_weighted_mean() -> None:
     weighted = aggregate({"a": A, "b": B}, weights={"a": 3, "b": 1})
     np.testing.assert_allclose(weighted.point, 0.75 * A.point + 0.25 * B.point)
     assert list(weighted.frame.columns) == ["origin", "step", "month_id", "country_id"]
+
+
+def test_logmean_averages_log1p_points_weighted_or_not() -> None:
+    logmean = aggregate({"a": A, "b": B}, method="logmean")
+    expected = np.expm1((np.log1p(A.point) + np.log1p(B.point)) / 2)
+    np.testing.assert_allclose(logmean.point, expected)
+    assert (logmean.point <= aggregate({"a": A, "b": B}).point + 1e-12).all()  # Jensen
+    np.testing.assert_allclose(logmean.point[[1, 4]], [2, 5])  # equal members: that value
+    weighted = aggregate({"a": A, "b": B}, method="logmean", weights={"a": 3, "b": 1})
+    np.testing.assert_allclose(weighted.point,
+                               np.expm1(0.75 * np.log1p(A.point) + 0.25 * np.log1p(B.point)))
+    # a negative member point (clipped later by post-processing) counts as 0, never NaN
+    neg = _forecast([-2, 2, 3, 4, 5, 6])
+    assert aggregate({"n": neg, "b": B}, method="logmean").point[0] == pytest.approx(1.0)
+
+
+def test_logmean_pooling_keeps_the_draws_and_combines_the_points() -> None:
+    sa = np.tile([[1.0, 2.0, 3.0, 4.0]], (6, 1))
+    sb = np.tile([[100.0, 200.0, 300.0, 400.0]], (6, 1))
+    a, b = _forecast(np.full(6, 2.5), samples=sa), _forecast(np.full(6, 250.0), samples=sb)
+    mean = aggregate({"a": a, "b": b}, samples="pool", seed=1)
+    log = aggregate({"a": a, "b": b}, method="logmean", samples="pool", seed=1)
+    np.testing.assert_array_equal(log.samples, mean.samples)  # the draws do not change
+    np.testing.assert_allclose(log.point, np.expm1((np.log1p(2.5) + np.log1p(250)) / 2))
 
 
 def test_rows_are_matched_by_key_not_position() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from ewspipe.errors import SpecError
 from ewspipe.features.design import Design
 from ewspipe.models import learners
 from ewspipe.models.hurdle import Hurdle
+from ewspipe.models.persistence import load_model, save_model
 from ewspipe.panel.schema import Level
 
 SMALL = {"n_estimators": 20, "num_leaves": 7, "min_child_samples": 5}
@@ -64,6 +67,43 @@ def test_point_is_probability_times_positive_magnitude(design: Design) -> None:
         war_rows = np.tile(X[:, 0] == 1, 3)
         expected = 0.9 * 50 if not log_target else 0.9 * np.expm1(np.log1p(50))
         assert fc.point[war_rows].mean() == pytest.approx(expected, rel=0.1)  # raw counts
+
+
+def test_combine_log_is_the_msle_point_and_old_params_read_as_counts(
+    design: Design, tmp_path: Path
+) -> None:
+    counts = small_hurdle().fit(design, train_last=TRAIN_LAST)
+    log = small_hurdle(combine="log").fit(design, train_last=TRAIN_LAST)
+    fc_counts = counts.predict(design, origin=ORIGIN, steps=[1, 2, 3])
+    fc_log = log.predict(design, origin=ORIGIN, steps=[1, 2, 3])
+    proba = log.predict_proba(design, origin=ORIGIN, steps=[1, 2, 3])
+    X = design.X[design.month_rows(ORIGIN)]
+    log_magnitude = np.concatenate([log.regressors_[s].predict(X) for s in (1, 2, 3)])
+    np.testing.assert_allclose(fc_log.point, np.expm1(proba * np.maximum(log_magnitude, 0)))
+    # the same learners: only the combination differs, and it is lower wherever 0 < P < 1
+    np.testing.assert_allclose(fc_counts.point, proba * np.expm1(log_magnitude))
+    middle = (proba > 0.01) & (proba < 0.99)
+    assert middle.any() and (fc_log.point[middle] < fc_counts.point[middle]).all()
+    # a model saved before `combine` existed has no such key in its params: it reads as counts
+    save_model(log, tmp_path / "m")
+    meta_path = tmp_path / "m" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    found = [d for d in _dicts(meta) if d.get("combine") == "log"]
+    assert found, "the saved params record combine"
+    for d in found:
+        del d["combine"]
+    meta_path.write_text(json.dumps(meta))
+    old = load_model(tmp_path / "m")
+    np.testing.assert_allclose(old.predict(design, origin=ORIGIN, steps=[1, 2, 3]).point,
+                               fc_counts.point)
+
+
+def _dicts(value: object) -> list[dict]:
+    if isinstance(value, dict):
+        return [value, *(d for v in value.values() for d in _dicts(v))]
+    if isinstance(value, list):
+        return [d for v in value for d in _dicts(v)]
+    return []
 
 
 def test_samples_are_bernoulli_times_magnitude(design: Design) -> None:
@@ -126,6 +166,7 @@ def test_predict_refuses_untrained_steps(design: Design) -> None:
         ({"regressor_params": {"max_depthh": 3}},
          r"regressor 'lightgbm' has no parameter 'max_depthh'"),
         ({"cls_n_estimators": 3}, r"unknown hyperparameter 'cls_n_estimators'"),
+        ({"combine": "logs"}, r"'combine' .* one of 'counts', 'log' \(did you mean 'log'\?\)"),
     ],
 )
 def test_check_params_names_the_bad_key(params: dict, match: str) -> None:

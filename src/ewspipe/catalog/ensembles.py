@@ -6,14 +6,29 @@ An ensemble combines named models of one level and target (DOMAIN.md sections 3 
     level = "cm"
     target = "ged_sb"
     members = ["amber_tree", "amber_pine"]
-    aggregation = "mean"              # mean | median
+    aggregation = "mean"              # mean | logmean | median
     status = "deployed"
     owner = "forecasting-team"
     description = "Mean of the deployed cm models."
 
-    [weights]                         # optional, mean only: member -> weight (normalised)
+    [weights]                         # optional, mean/logmean: member -> weight (normalised)
     amber_tree = 2
     amber_pine = 1
+
+``aggregation = "logmean"`` combines log1p points (expm1 of their weighted mean: the
+combination that suits MSLE). An optional ``[stacking]`` table records learned weights::
+
+    [stacking]                        # `ewspipe models stack NAME --apply` writes it
+    shrinkage = 0.5                   # weights = (1 - s) * fitted + s / M; s in [0, 1]
+    windows = ["2009-2012", "2013-2016", "2017-2020"]
+    fitted = "2026-12-06"             # when; the rest is provenance for review
+    fitted_weights = {amber_tree = 0.84, amber_ridge = 0.16}
+    stacked_msle = 0.3512             # pooled over the windows, with [weights]
+    equal_msle = 0.3561               # the same with equal weights
+
+Only ``shrinkage`` is an input (read by ``ewspipe models stack``); the rest is written with
+the ``[weights]`` it explains and, like it, never read when the ensemble runs (the table is
+outside the config hash; the weights are inside). See :mod:`ewspipe.ensembles.stacking`.
 
 Optional keys: ``samples`` (``"none"``, default: a point ensemble; ``"pool"``: the members'
 draws are pooled, S per row, weighted by resampling with ``seed``), ``seed`` (default 0) and,
@@ -63,6 +78,7 @@ from ewspipe.catalog.rules import Status, check_ensemble_member
 from ewspipe.catalog.spec import ModelSpec, Name, Target, Text, canonical_json
 from ewspipe.ensembles.aggregate import SampleOption, get_aggregation, weighted
 from ewspipe.ensembles.aggregate import names as aggregation_names
+from ewspipe.ensembles.stacking import DEFAULT_SHRINKAGE
 from ewspipe.errors import SpecError, did_you_mean
 from ewspipe.panel.schema import Level
 
@@ -71,6 +87,7 @@ __all__ = [
     "VOCABULARY",
     "EnsembleReport",
     "EnsembleSpec",
+    "StackingRecord",
     "check_ensemble_text",
     "check_ensembles",
 ]
@@ -78,6 +95,33 @@ __all__ = [
 
 MemberName = Name
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Score = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class StackingRecord(BaseModel):
+    """The ``[stacking]`` table: the shrinkage to stack with, and the last fit's provenance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shrinkage: float = Field(
+        DEFAULT_SHRINKAGE, ge=0, le=1, allow_inf_nan=False,
+        description="weights = (1 - s) * fitted + s / M: 0 the fitted weights, 1 equal weights")
+    windows: tuple[Text, ...] | None = Field(None, description="the windows the weights were "
+                                             "learned on")
+    fitted: Text | None = Field(None, description="when the weights were learned (ISO date)")
+    fitted_weights: Mapping[str, Score] | None = Field(
+        None, description="member -> the learned weight before shrinkage")
+    stacked_msle: Score | None = Field(None, description="pooled MSLE with [weights]")
+    equal_msle: Score | None = Field(None, description="pooled MSLE with equal weights")
+
+    @field_validator("fitted_weights", mode="after")
+    @classmethod
+    def _freeze(cls, value: Mapping[str, float] | None) -> Mapping[str, float] | None:
+        return None if value is None else MappingProxyType(dict(value))
+
+    @field_serializer("fitted_weights")
+    def _serialize(self, value: Mapping[str, float] | None) -> dict[str, float] | None:
+        return None if value is None else dict(value)
 
 
 class EnsembleSpec(BaseModel):
@@ -89,7 +133,7 @@ class EnsembleSpec(BaseModel):
     level: Level = Field(description="cm or pgm; every member has this level")
     target: Target = Field(description="count column, e.g. ged_sb; every member forecasts it")
     members: tuple[MemberName, ...] = Field(min_length=1, description="model names")
-    aggregation: str = Field(description="a registered aggregation: mean or median")
+    aggregation: str = Field(description="a registered aggregation: mean, logmean or median")
     status: Status
     owner: Text = Field(min_length=1)
     description: Text = Field(min_length=1)
@@ -100,6 +144,8 @@ class EnsembleSpec(BaseModel):
     seed: int = Field(0, ge=0, description="seed of the pooling draw")
     reconcile_with: MemberName | None = Field(
         None, description="pgm only: a cm ensemble whose forecast the cells are rescaled to")
+    stacking: StackingRecord | None = Field(
+        None, description="shrinkage for `ewspipe models stack` and its last result")
 
     @field_validator("aggregation")
     @classmethod
@@ -127,7 +173,8 @@ class EnsembleSpec(BaseModel):
         return self
 
     def semantic_dict(self) -> dict[str, Any]:
-        """What the ensemble computes: every key except owner, description and status."""
+        """What the ensemble computes: every key except owner, description, status and the
+        [stacking] record (its outcome is [weights])."""
         return {
             "name": self.name, "level": self.level.value, "target": self.target,
             "members": list(self.members), "aggregation": self.aggregation,
@@ -153,7 +200,7 @@ _EXAMPLES = {
     "level": ('"cm"', '"cm" or "pgm"'),
     "target": ('"ged_sb"', "the members' target"),
     "members": ('["amber_tree", "amber_pine"]', "model names"),
-    "aggregation": ('"mean"', "mean or median"),
+    "aggregation": ('"mean"', "mean, logmean or median"),
     "status": ('"shadow"', "deployed | shadow | baseline | deprecated"),
     "owner": ('"your.name@example.org"', "who answers for the ensemble"),
     "description": ('"What this ensemble adds."', "shown in the catalog"),
@@ -161,7 +208,23 @@ _EXAMPLES = {
     "seed": ("0", "an integer >= 0"),
     "reconcile_with": ('"steady_chorus"', "a cm ensemble"),
     "weights": ("{amber_tree = 2, amber_pine = 1}", "member -> weight"),
+    "stacking": ("{shrinkage = 0.5}", "a table"),
 }
+_STACKING_VOCABULARY = Vocabulary(
+    keys=tuple(StackingRecord.model_fields),
+    examples={"shrinkage": ("0.5", "a number in [0, 1]"),
+              "windows": ('["2013-2016", "2017-2020"]', "window labels"),
+              "fitted": ('"2026-12-06"', "a date"),
+              "fitted_weights": ("{amber_tree = 0.8, amber_pine = 0.2}", "member -> weight"),
+              "stacked_msle": ("0.35", "a number >= 0"), "equal_msle": ("0.36", "a number >= 0")},
+    unknown="unknown key in [stacking]; allowed: ",
+    special={
+        "greater_than_equal:shrinkage": "shrinkage must be a number in [0, 1] (0: the fitted "
+                                        "weights, 1: equal weights), {got}",
+        "less_than_equal:shrinkage": "shrinkage must be a number in [0, 1] (0: the fitted "
+                                     "weights, 1: equal weights), {got}",
+    },
+)
 VOCABULARY = Vocabulary(
     keys=ENSEMBLE_KEYS, examples=_EXAMPLES, array_of="model names",
     special={
@@ -170,6 +233,7 @@ VOCABULARY = Vocabulary(
         "greater_than:weights": "a weight must be a finite number > 0, {got}",
         "finite_number:weights": "a weight must be a finite number > 0, {got}",
     },
+    tables={"stacking": _STACKING_VOCABULARY},
 )
 """How :func:`~ewspipe.catalog.files.translate_error` words problems of an ensemble file."""
 
@@ -191,7 +255,8 @@ def _consistency(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
         agg = raw.get("aggregation")
         if isinstance(agg, str) and agg in aggregation_names() and not weighted(agg):
             out.append(("weights", f"aggregation {agg!r} takes no weights; remove [weights] or "
-                        "set aggregation = \"mean\" (weights also weigh sample pooling)"))
+                        "set aggregation = \"mean\" or \"logmean\" (weights also weigh sample "
+                        "pooling)"))
         for key in weights:
             if names and key not in names:
                 hint = did_you_mean(str(key), names)
@@ -201,6 +266,12 @@ def _consistency(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
         if lacking:
             out.append(("weights", f"no weight for member(s) {', '.join(map(repr, lacking))}; "
                         "give every member a weight, or drop [weights] for equal weights"))
+    stacking = raw.get("stacking")
+    fitted = stacking.get("fitted_weights") if isinstance(stacking, Mapping) else None
+    if isinstance(fitted, Mapping) and names and sorted(map(str, fitted)) != sorted(names):
+        out.append(("stacking.fitted_weights", f"names {sorted(map(str, fitted))} but the "
+                    f"members are {sorted(names)}; re-run `ewspipe models stack "
+                    f"{raw.get('name', 'NAME')} --apply` or delete the [stacking] record"))
     rec = raw.get("reconcile_with")
     if isinstance(rec, str):
         if raw.get("level") == "cm":

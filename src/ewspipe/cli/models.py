@@ -1,5 +1,5 @@
 """`ewspipe models ...`: list, show, create, check, document and tune model definitions, and
-list the transforms their features may use.
+list the transforms their features may use, and learn ensemble weights (`stack`).
 
 Exit codes: 0 success; 2 bad input, which includes an invalid model file (`check` prints its
 full report, then exits 2) or an unknown model name.
@@ -426,3 +426,70 @@ def sweep_model(
     emit(doc, as_json, lambda: _sweep_lines(doc))
     if result.applied is not None and not result.applied["applied"]:
         raise typer.Exit(1)
+
+
+def _stack_lines(doc: dict[str, Any]) -> str:
+    lines = [
+        f"stacking of {doc['ensemble']} on snapshot {doc['snapshot']}: shrinkage "
+        f"{doc['shrinkage']:g} toward equal weights, logmean combination",
+        "  " + ", ".join(f"{m} {doc['weights'][m]:.3f} (fitted {doc['fitted_weights'][m]:.3f})"
+                         for m in doc["members"]),
+        f"  {'window':<12} {'rows':>8} {'stacked':>9} {'equal':>9} "
+        f"{'as written':>11} {'gain':>7}",
+    ]
+    for w in doc["windows"]:
+        lines.append(f"  {w['window']:<12} {w['rows']:>8,} {w['stacked_msle']:>9.4f} "
+                     f"{w['equal_msle']:>9.4f} {w['current_msle']:>11.4f} "
+                     f"{100 * w['gain_vs_equal']:>6.1f}%")
+    pooled = doc["pooled"]
+    lines.append(f"  {'pooled':<12} {'':>8} {pooled['stacked_msle']:>9.4f} "
+                 f"{pooled['equal_msle']:>9.4f}")
+    unscored = sum(w["unscored"] for w in doc["windows"])
+    if unscored:
+        lines.append(f"  {unscored:,} forecast row(s) without an actual left out, as "
+                     "evaluation leaves them unscored")
+    lines.append(f"  ('equal' = equal-weight logmean; 'as written' = the file's "
+                 f"{doc['current_aggregation']} as it stands; MSLE on raw counts)")
+    applied = doc["applied"]
+    lines.append(f"  applied to {applied['file']} (aggregation = \"logmean\", [weights], "
+                 f"[stacking]; config hash {applied['config_hash'][:12]}); review the diff"
+                 if applied is not None else "  not written: add --apply to write the weights")
+    return "\n".join(lines)
+
+
+@app.command("stack")
+def stack_ensemble(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Ensemble name (ensembles/NAME.toml)."),
+    windows: int = typer.Option(
+        3, "--windows", min=1, help="Windows: calibration and copies of it moved back by "
+        "one test window each (never validation)."),
+    shrinkage: float | None = typer.Option(
+        None, "--shrinkage", min=0.0, max=1.0,
+        help="s in [0, 1]: weights = (1 - s) * fitted + s / M (default: the file's "
+        "[stacking] shrinkage, else 0.5)."),
+    snapshot: list[str] | None = typer.Option(
+        None, "--snapshot", metavar="<id>",
+        help="Snapshot id (default: the latest of the ensemble's level)."),
+    apply: bool = typer.Option(
+        False, "--apply", help="Write aggregation = \"logmean\", the weights and a [stacking] "
+        "record into ensembles/NAME.toml."),
+    models_dir: Path | None = MODELS_DIR_OPTION,
+    quiet: bool = QUIET_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Learn an ensemble's weights on windows before validation (stacking with shrinkage).
+
+    Every member is fitted and scored on each window in this process (nothing is stored);
+    the weights of the logmean combination minimise the pooled MSLE, are shrunk toward equal
+    weights, and are compared with equal weights on every window.
+    """
+    from ewspipe.flows.stacking import run_stacking
+
+    settings: Settings = ctx.obj
+    catalog = _catalog(ctx, models_dir)
+    with snapshot_words(), progress_on_stderr(quiet) as reporter:
+        result = run_stacking(settings, catalog, name, windows=windows, shrinkage=shrinkage,
+                              snapshot_ref=snapshot, apply=apply, progress=reporter.note)
+    doc = result.to_dict()
+    emit(doc, as_json, lambda: _stack_lines(doc))

@@ -1,7 +1,10 @@
 """Aggregate member forecasts into an ensemble forecast (DOMAIN.md section 4).
 
 Point forecasts are combined per (origin, step, month, unit) row by a registered aggregation:
-``mean`` (optionally weighted) or ``median``. Sample forecasts can be *pooled*: the ensemble
+``mean`` (optionally weighted), ``logmean`` (optionally weighted: expm1 of the mean of the
+members' log1p points, the combination that suits MSLE, which scores log1p errors; it is
+never above ``mean`` and lets one member's wild count move the point by at most its weight's
+share in log terms) or ``median``. Sample forecasts can be *pooled*: the ensemble
 keeps S draws per row, member m contributing ``round(w_m * S)`` of them (largest remainder, so
 the counts add up to S), each member's draws picked at random per row with a fixed seed. The
 pooled ensemble's point is the aggregated member points, so point metrics of a pooled
@@ -49,15 +52,20 @@ def _mean(values: Floats, weights: Floats | None) -> Floats:
     return np.tensordot(weights, values, axes=1)
 
 
+def _logmean(values: Floats, weights: Floats | None) -> Floats:
+    # a point below 0 (clipped later by post-processing) counts as 0: log1p needs > -1
+    return np.expm1(_mean(np.log1p(np.maximum(values, 0.0)), weights))
+
+
 def _median(values: Floats, weights: Floats | None) -> Floats:
     if weights is not None:
-        raise InputError("aggregation 'median' takes no weights; use 'mean' for a weighted "
-                         "combination")
+        raise InputError("aggregation 'median' takes no weights; use 'mean' or 'logmean' for "
+                         "a weighted combination")
     return np.median(values, axis=0)
 
 
-_AGGREGATIONS: dict[str, Aggregation] = {"mean": _mean, "median": _median}
-_WEIGHTED = frozenset({"mean"})
+_AGGREGATIONS: dict[str, Aggregation] = {"logmean": _logmean, "mean": _mean, "median": _median}
+_WEIGHTED = frozenset({"logmean", "mean"})
 
 
 def names() -> list[str]:
@@ -255,7 +263,8 @@ def aggregate(
 
     Args:
         members: member name -> forecast (raw counts), all of one level.
-        method: a registered aggregation (``names()``): "mean" (default) or "median".
+        method: a registered aggregation (``names()``): "mean" (default), "logmean" or
+            "median".
         weights: member -> weight for a weighted mean and weighted pooling; normalised to
             sum to 1. None: equal weights.
         samples: "none" (default): the ensemble is a point forecast (one sample = the point);
@@ -278,8 +287,8 @@ def aggregate(
     names_ = list(aligned)
     w = _weights(names_, weights)
     if w is not None and not weighted(method):
-        raise InputError(f"aggregation {method!r} takes no weights; use 'mean' for a weighted "
-                         "combination")
+        raise InputError(f"aggregation {method!r} takes no weights; use 'mean' or 'logmean' "
+                         "for a weighted combination")
     first = aligned[names_[0]]
     point = fn(np.stack([aligned[n].point for n in names_]), w)
     if samples == "none":

@@ -7,11 +7,22 @@ For each step s (direct multi-step, pairs as in :mod:`ewspipe.models.stepshifter
 - the **regressor** learns the target at t + s on the positive pairs only (on log1p when
   ``log_target``).
 
-Point = P(y > 0) * E[y | y > 0] in raw counts. With ``log_target`` the magnitude is
-expm1 of a log-scale fit, which sits nearer the median of the positive counts than their mean.
+The point depends on ``combine``:
+
+- ``"counts"`` (default, the original model): P(y > 0) * M in raw counts, M the regressor's
+  magnitude in counts (expm1 of a log-scale fit with ``log_target``, which sits nearer the
+  median of the positive counts than their mean);
+- ``"log"``: expm1(P(y > 0) * log1p(M)). With ``log_target``, log1p(M) is the regressor's
+  estimate of E[log1p y | y > 0], so P * log1p(M) estimates E[log1p y] (zeros add 0), the
+  point that minimises the expected squared log error, i.e. MSLE, the metric runs are scored
+  on. "counts" scales the magnitude by P in counts, which in log terms is a much larger
+  shrinkage toward 0 than P implies for small P and no shrinkage at all for P near 1.
+  Without ``log_target`` log1p(M) over-states E[log1p y | y > 0] (Jensen), so "log" is meant
+  for ``log_target = true``.
+
 With ``n_samples > 1`` each sample is Bernoulli(P) times a draw of the regressor's binned
-residual bootstrap (see :class:`~ewspipe.models.sampling.ResidualTable`), clipped at 0; the
-point stays P * E.
+residual bootstrap (see :class:`~ewspipe.models.sampling.ResidualTable`), clipped at 0, for
+either ``combine``; the point is as above.
 A step whose training labels are all one class gets a constant classifier (P = 0 or 1); a step
 without positive pairs gets a regressor predicting 0.
 
@@ -23,7 +34,9 @@ Hyperparameters (defaults): ``classifier = "lightgbm"``, ``classifier_params = N
 ``regressor = "lightgbm"``, ``regressor_params = None`` (nested tables, never split by
 prefix), ``steps = 36``, ``log_target = True``, ``n_samples = 1``, ``sampling = "residual"``,
 ``residual_bins = 10``, ``zero_downsample = 1.0`` (classifier only), ``train_window = None``,
-``seed = 0``, ``n_jobs = -1``; their meaning is as in the stepshifter.
+``seed = 0``, ``n_jobs = -1``; their meaning is as in the stepshifter. ``combine = "counts"``
+(or ``"log"``) chooses the point as above; a model saved before ``combine`` existed reads as
+"counts", which is what it computed.
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ from ewspipe.models.sampling import (
     ResidualTable,
     Rule,
     entity_rows,
+    one_of,
     step_rng,
     step_seed,
 )
@@ -54,7 +68,11 @@ from ewspipe.models.stepshifter import (
 )
 from ewspipe.threads import single_threaded_blas
 
-__all__ = ["Hurdle"]
+__all__ = ["COMBINE_OPTIONS", "Hurdle"]
+
+#: How the point joins P(y > 0) and the positive magnitude M: "counts" = P * M,
+#: "log" = expm1(P * log1p(M)) (the MSLE-consistent point; see the module docstring).
+COMBINE_OPTIONS = ("counts", "log")
 
 _CLASSIFIER_SEED, _REGRESSOR_SEED = 1, 2  # purposes of derived learner seeds
 
@@ -75,6 +93,7 @@ class Hurdle(DirectMultiStep):
         **learner_rules("classifier", learners.classifier_names()),
         **learner_rules("regressor", learners.regressor_names()),
         **STEP_RULES,
+        "combine": one_of(*COMBINE_OPTIONS),
     }
 
     def __init__(
@@ -83,12 +102,14 @@ class Hurdle(DirectMultiStep):
         classifier_params: Mapping[str, Any] | None = None,
         regressor: str = "lightgbm",
         regressor_params: Mapping[str, Any] | None = None,
+        combine: str = "counts",
         **step_params: Any,
     ) -> None:
         self.classifier = classifier
         self.classifier_params = classifier_params
         self.regressor = regressor
         self.regressor_params = regressor_params
+        self.combine = combine
         super().__init__(**step_params)
 
     @classmethod
@@ -181,11 +202,13 @@ class Hurdle(DirectMultiStep):
     def _predict_steps(
         self, X: npt.NDArray[np.float64], step_arr: npt.NDArray[np.int64], origin: int
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
-        """P(y > 0) * E[y | y > 0]; a sample is 0 where a uniform draw says no event."""
+        """The point of ``combine``; a sample is 0 where a uniform draw says no event."""
         proba, magnitude = self._parts(X, step_arr)
+        in_logs = self.params_.get("combine", "counts") == "log"  # older saved params lack it
         point = np.empty_like(proba)
         for i, step in enumerate(step_arr):
-            point[i] = proba[i] * self._to_counts(magnitude[i], int(step))
+            counts = self._to_counts(magnitude[i], int(step))
+            point[i] = np.expm1(proba[i] * np.log1p(counts)) if in_logs else proba[i] * counts
         n_samples = self.params_["n_samples"]
         samples = None
         if n_samples > 1:
