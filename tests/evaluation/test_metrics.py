@@ -27,7 +27,8 @@ def score(name: str, actual, prediction, **params) -> float:
 def test_names_lists_every_metric():
     assert names() == sorted([
         "mse", "msle", "rmsle", "mae", "pearson", "mcr", "y_hat_bar",
-        "crps", "twcrps", "mis", "coverage", "brier", "ap", "roc_auc",
+        "crps", "twcrps", "mis", "coverage", "coverage_50", "coverage_90", "brier", "ap",
+        "roc_auc",
     ])
 
 
@@ -174,6 +175,23 @@ def test_mis_and_coverage_by_hand():
 
 def test_coverage_bounds_are_inclusive():
     assert score("coverage", [2.5, 97.5], np.tile(np.arange(101.0), (2, 1))) == 1.0
+
+
+def test_coverage_50_and_90_by_hand():
+    samples = np.tile(np.arange(101.0), (4, 1))  # quartiles 25, 75; 5 % and 95 %: 5, 95
+    y = np.array([25.0, 75.0, 80.0, 4.0])
+    assert score("coverage_50", y, samples) == 0.5  # 25 and 75 in (bounds inclusive)
+    assert score("coverage_90", y, samples) == 0.75  # 4 < 5 is out
+    assert get_metric("coverage_50").alpha == 0.5 and get_metric("coverage_90").alpha == 0.1
+    assert score("coverage_90", y, samples) == score("coverage", y, samples, alpha=0.1)
+
+
+def test_coverage_counts_a_zero_inside_a_zero_interval():
+    """Many samples are 0: a 0 actual in [0, u] (even [0, 0]) is covered, a 1 in [0, 0] not."""
+    samples = np.array([[0.0] * 8 + [3.0, 9.0], [0.0] * 10, [0.0] * 10])
+    y = np.array([0.0, 0.0, 1.0])
+    assert score("coverage_50", y, samples) == pytest.approx(2 / 3)
+    assert score("coverage_90", y, samples) == pytest.approx(2 / 3)
 
 
 def test_brier_by_hand():

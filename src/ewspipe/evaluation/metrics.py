@@ -50,6 +50,8 @@ __all__ = [
     "Brier",
     "CellSums",
     "Coverage",
+    "Coverage50",
+    "Coverage90",
     "Grouping",
     "Metric",
     "MetricUndefined",
@@ -555,6 +557,31 @@ class Coverage(_MeanOfTerm):
 
 
 @dataclass(frozen=True)
+class Coverage50(Coverage):
+    """Coverage of the central 50 % interval (quartiles of the samples): about 0.5 when the
+    forecast is calibrated.
+
+    Counts are discrete with many zeros, so both quantiles are often 0: an actual 0 inside
+    [0, u] counts as covered (the bounds are inclusive), which puts the coverage of a zero-heavy
+    panel above 0.5 for a forecast that is right about the zeros. Read it with the 90 % one.
+    """
+
+    name = "coverage_50"
+    summary = "share of actuals inside the central 50 % sample interval (quartiles)"
+    alpha: float = 0.5
+
+
+@dataclass(frozen=True)
+class Coverage90(Coverage):
+    """Coverage of the central 90 % interval (5 % and 95 % sample quantiles); the same rules
+    as :class:`Coverage50` (inclusive bounds, so a 0 in [0, u] is covered)."""
+
+    name = "coverage_90"
+    summary = "share of actuals inside the central 90 % sample interval (5 % - 95 %)"
+    alpha: float = 0.1
+
+
+@dataclass(frozen=True)
 class Brier(_MeanOfTerm):
     """mean((p - [y > tau])^2) with p = share of samples > tau (a point forecast: p is 0 or 1)."""
 
@@ -635,8 +662,8 @@ class RocAuc(RankMetric):
 
 _REGISTRY: dict[str, type[Metric]] = {
     cls.name: cls
-    for cls in (MSE, MSLE, RMSLE, MAE, Pearson, MCR, YHatBar, CRPS, TwCRPS, MIS, Coverage, Brier,
-                AveragePrecision, RocAuc)
+    for cls in (MSE, MSLE, RMSLE, MAE, Pearson, MCR, YHatBar, CRPS, TwCRPS, MIS, Coverage,
+                Coverage50, Coverage90, Brier, AveragePrecision, RocAuc)
 }
 
 
