@@ -351,8 +351,10 @@ class ResidualTable:
     Binning makes the spread conditional on the level: units predicted near zero get the
     residuals of other near-zero predictions (mostly 0, sometimes an onset), high predictions get
     the wider spread of high predictions. With ``bins = 1`` this is the plain empirical residual
-    bootstrap. The residuals are in-sample, so intervals tend to be somewhat narrow for
-    flexible learners (boosting with many trees); more regularised learners narrow the gap.
+    bootstrap. With ``sampling = "residual"`` the residuals are in-sample, so intervals tend to
+    be narrow for flexible learners (boosting with many trees); the stepshifter's
+    ``sampling = "holdout"`` fits the table on out-of-sample residuals instead (same table,
+    same draws), and its ``spread`` scales the residuals (:meth:`scaled`).
 
     Attributes:
         edges: (B - 1,) inner bin edges on the model scale, increasing.
@@ -388,6 +390,10 @@ class ResidualTable:
             table[b] = _weighted_quantiles(residuals[inside], w[inside], probs) if inside.any() \
                 else overall
         return cls(edges=edges, table=table)
+
+    def scaled(self, factor: float) -> ResidualTable:
+        """The table with every residual times ``factor`` (the ``spread`` hyperparameter)."""
+        return self if factor == 1.0 else ResidualTable(self.edges, self.table * factor)
 
     def draw(
         self, predicted: npt.NDArray[np.float64], n_samples: int, rng: np.random.Generator
