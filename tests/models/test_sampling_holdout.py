@@ -47,7 +47,8 @@ def design() -> Design:
 
 @pytest.fixture(scope="module")
 def holdout(design: Design) -> Stepshifter:
-    return model(sampling="holdout", holdout_months=24).fit(design, train_last=TRAIN_LAST)
+    return model(sampling="holdout", holdout_months=24, spread=0.8).fit(design,
+                                                                       train_last=TRAIN_LAST)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,8 @@ def test_holdout_residuals_are_wider_than_in_sample_ones_of_an_overfit_learner(
 
 
 def test_holdout_sampling_is_deterministic(design, holdout) -> None:
-    again = model(sampling="holdout", holdout_months=24).fit(design, train_last=TRAIN_LAST)
+    again = model(sampling="holdout", holdout_months=24, spread=0.8).fit(design,
+                                                                       train_last=TRAIN_LAST)
     a = holdout.predict(design, origin=ORIGIN, steps=[1, 2])
     b = again.predict(design, origin=ORIGIN, steps=[1, 2])
     np.testing.assert_array_equal(a.samples, b.samples)
@@ -98,16 +100,24 @@ def test_holdout_tables_are_saved_and_reloaded(design, holdout, tmp_path: Path) 
         np.testing.assert_array_equal(a.samples, b.samples)
 
 
-def test_spread_scales_every_residual(design, residual) -> None:
+def test_spread_scales_positive_draws_and_keeps_the_zeros() -> None:
+    table = ResidualTable.fit(np.zeros(4), np.array([-2.0, -0.5, 1.0, 3.0]), bins=1)
+    predicted = np.array([1.0])
+    plain = table.draw(predicted, 200, np.random.default_rng(5))
+    narrow = table.draw(predicted, 200, np.random.default_rng(5), spread=0.5)
+    positive = plain > 0
+    np.testing.assert_allclose(narrow[positive], 1.0 + 0.5 * (plain[positive] - 1.0))
+    np.testing.assert_array_equal(narrow[~positive], plain[~positive])  # zero counts stay zero
+    assert positive.any() and (~positive).any()
+
+
+def test_spread_in_the_model_changes_samples_not_the_point(design, residual) -> None:
     wide = model(sampling="residual", spread=2.0).fit(design, train_last=TRAIN_LAST)
-    for step in (1, 2):
-        np.testing.assert_allclose(wide.residuals_[step].table,
-                                   2.0 * residual.residuals_[step].table)
-        np.testing.assert_array_equal(wide.residuals_[step].edges,
-                                      residual.residuals_[step].edges)
-    a = wide.predict(design, origin=ORIGIN, steps=[1])
-    np.testing.assert_array_equal(a.point, residual.predict(design, origin=ORIGIN,
-                                                            steps=[1]).point)
+    a = wide.predict(design, origin=ORIGIN, steps=[1, 2])
+    b = residual.predict(design, origin=ORIGIN, steps=[1, 2])
+    np.testing.assert_array_equal(a.point, b.point)
+    width = lambda s: np.quantile(s, 0.95, axis=1) - np.quantile(s, 0.05, axis=1)  # noqa: E731
+    assert np.mean(width(a.samples)) > 1.5 * np.mean(width(b.samples))
 
 
 def test_a_holdout_longer_than_the_training_pairs_is_named(design) -> None:

@@ -26,8 +26,9 @@ Hyperparameters (defaults):
 - ``residual_bins = 10``: prediction-level bins of the residual bootstrap (1 = unconditional).
 - ``holdout_months = 24`` (stepshifter, ``sampling = "holdout"``): the last months of the
   training window whose targets the residual sub-model does not see.
-- ``spread = 1.0`` (stepshifter): factor on every residual of the table (<1 narrows, >1 widens
-  the intervals; the point is unchanged).
+- ``spread = 1.0`` (stepshifter): factor on the residual of every draw above zero (<1 narrows,
+  >1 widens the intervals of positive counts; draws of a zero count and the point are
+  unchanged, see :meth:`~ewspipe.models.sampling.ResidualTable.draw`).
 - ``zero_downsample = 1.0``: share in (0, 1] of training pairs with target 0 that are kept
   (drawn per step, seeded); kept zeros get sample weight 1 / share so the fit stays unbiased.
   Conflict data are ~85 % (cm) to ~99 % (pgm) zeros, so 0.1 cuts pgm fitting time ~10 times.
@@ -561,7 +562,6 @@ class Stepshifter(DirectMultiStep):
                 table = self._holdout_table(design, pairs, X, y_model, weight, train_last)
             else:
                 table = self._residual_table(model, X, y_model, weight, step)
-            table = table.scaled(params["spread"])
         return model, table, len(pairs), top
 
     def _holdout_table(
@@ -617,6 +617,7 @@ class Stepshifter(DirectMultiStep):
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
         """Sub-model s applied to the features at the origin, for each step s."""
         n_samples = self.params_["n_samples"]
+        spread = float(self.params_.get("spread", 1.0))  # absent from older artifacts
         point = np.empty((len(step_arr), len(X)))
         samples = np.empty((len(step_arr), len(X), n_samples)) if n_samples > 1 else None
         with single_threaded_blas():  # the same sums for any thread budget, as in fit
@@ -625,7 +626,8 @@ class Stepshifter(DirectMultiStep):
                 point[i] = self._to_counts(predicted, int(step))
                 if samples is not None:
                     rng = step_rng(self.params_["seed"], origin, int(step))
-                    draws = self.residuals_[int(step)].draw(predicted, n_samples, rng)
+                    draws = self.residuals_[int(step)].draw(predicted, n_samples, rng,
+                                                            spread=spread)
                     samples[i] = self._to_counts(draws, int(step))
         return point, samples
 
