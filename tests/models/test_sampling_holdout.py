@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from ewspipe.errors import SpecError
 from ewspipe.features.design import Design
-from ewspipe.models.persistence import load_model, save_model
+from ewspipe.models.persistence import MODEL_FILE, load_model, save_model
 from ewspipe.models.sampling import ResidualTable
 from ewspipe.models.stepshifter import Stepshifter
 from ewspipe.panel.schema import Level
@@ -133,3 +134,19 @@ def test_a_holdout_longer_than_the_training_pairs_is_named(design) -> None:
 def test_bad_sampling_params_are_named(params: dict, match: str) -> None:
     with pytest.raises(SpecError, match=match):
         Stepshifter.check_params(params, dry_run=False)
+
+
+def test_an_artifact_saved_before_holdout_and_spread_loads_and_predicts_alike(
+    design, residual, tmp_path: Path
+) -> None:
+    """A model.json of an older ewspipe has neither key in its params: defaults apply."""
+    save_model(residual, tmp_path / "m")
+    doc_path = tmp_path / "m" / MODEL_FILE
+    doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    for params in (doc["params"], doc["state"]["params_"]):
+        del params["holdout_months"], params["spread"]
+    doc_path.write_text(json.dumps(doc), encoding="utf-8")
+    loaded = load_model(tmp_path / "m")
+    a = residual.predict(design, origin=ORIGIN, steps=[1, 2])
+    b = loaded.predict(design, origin=ORIGIN, steps=[1, 2])
+    np.testing.assert_array_equal(a.samples, b.samples)
