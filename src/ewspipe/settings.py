@@ -372,7 +372,8 @@ class AlertSettings(_Strict):
 
 # the metrics an evaluation run scores (flows.modelrun.POINT_METRICS + SAMPLE_METRICS)
 RunMetric = Literal["mse", "msle", "rmsle", "mae", "pearson", "mcr", "y_hat_bar",
-                    "crps", "twcrps", "mis", "coverage", "brier"]
+                    "crps", "twcrps", "mis", "coverage", "coverage_50", "coverage_90",
+                    "pit_coverage_50", "pit_coverage_90", "brier"]
 
 
 class TrackingSettings(_Strict):

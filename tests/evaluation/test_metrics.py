@@ -27,7 +27,8 @@ def score(name: str, actual, prediction, **params) -> float:
 def test_names_lists_every_metric():
     assert names() == sorted([
         "mse", "msle", "rmsle", "mae", "pearson", "mcr", "y_hat_bar",
-        "crps", "twcrps", "mis", "coverage", "brier", "ap", "roc_auc",
+        "crps", "twcrps", "mis", "coverage", "coverage_50", "coverage_90", "pit_coverage_50",
+        "pit_coverage_90", "brier", "ap", "roc_auc",
     ])
 
 
@@ -174,6 +175,47 @@ def test_mis_and_coverage_by_hand():
 
 def test_coverage_bounds_are_inclusive():
     assert score("coverage", [2.5, 97.5], np.tile(np.arange(101.0), (2, 1))) == 1.0
+
+
+def test_coverage_50_and_90_by_hand():
+    samples = np.tile(np.arange(101.0), (4, 1))  # quartiles 25, 75; 5 % and 95 %: 5, 95
+    y = np.array([25.0, 75.0, 80.0, 4.0])
+    assert score("coverage_50", y, samples) == 0.5  # 25 and 75 in (bounds inclusive)
+    assert score("coverage_90", y, samples) == 0.75  # 4 < 5 is out
+    assert get_metric("coverage_50").alpha == 0.5 and get_metric("coverage_90").alpha == 0.1
+    assert score("coverage_90", y, samples) == score("coverage", y, samples, alpha=0.1)
+
+
+def test_coverage_counts_a_zero_inside_a_zero_interval():
+    """Many samples are 0: a 0 actual in [0, u] (even [0, 0]) is covered, a 1 in [0, 0] not."""
+    samples = np.array([[0.0] * 8 + [3.0, 9.0], [0.0] * 10, [0.0] * 10])
+    y = np.array([0.0, 0.0, 1.0])
+    assert score("coverage_50", y, samples) == pytest.approx(2 / 3)
+    assert score("coverage_90", y, samples) == pytest.approx(2 / 3)
+
+
+def test_pit_coverage_by_hand():
+    """y = 0 with 8 of 10 samples 0: the PIT is uniform on [0, 0.8]; y = 1 sits at F = 0.8."""
+    samples = np.array([[0.0] * 8 + [3.0, 9.0]] * 2)
+    assert score("pit_coverage_50", [0.0], samples[:1]) == pytest.approx(0.5 / 0.8)
+    assert score("pit_coverage_90", [0.0], samples[:1]) == pytest.approx(0.75 / 0.8)
+    assert score("pit_coverage_50", [1.0], samples[:1]) == 0.0  # 0.8 > 0.75
+    assert score("pit_coverage_90", [1.0], samples[:1]) == 1.0
+    assert score("pit_coverage_90", [0.0, 1.0], samples) == pytest.approx((0.75 / 0.8 + 1) / 2)
+    assert score("pit_coverage_90", [50.0], samples[:1]) == 0.0  # F(y) = 1: above the 95 %
+
+
+def test_pit_coverage_is_nominal_for_a_calibrated_zero_heavy_forecast():
+    """Actuals drawn from the forecast's own distribution (85 % zeros): the PIT coverage is
+    0.5 / 0.9, while the interval coverage counts every 0 in [0, u] and lands far above."""
+    rng = np.random.default_rng(7)
+    n, s = 4000, 200
+    rate = np.where(rng.random(n) < 0.7, 0.05, rng.gamma(0.5, 40.0, n))
+    draw = lambda k: rng.poisson(rate[:, None] * rng.gamma(1.0, 1.0, (n, k)))  # noqa: E731
+    samples, y = draw(s).astype(float), draw(1)[:, 0].astype(float)
+    assert score("pit_coverage_50", y, samples) == pytest.approx(0.5, abs=0.03)
+    assert score("pit_coverage_90", y, samples) == pytest.approx(0.9, abs=0.02)
+    assert score("coverage_90", y, samples) > 0.95
 
 
 def test_brier_by_hand():

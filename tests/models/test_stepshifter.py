@@ -287,7 +287,7 @@ def test_learner_failure_names_the_step_and_leaves_the_model_unfitted() -> None:
                                      r"table"),
         ({"zero_downsample": 0.0}, r"'zero_downsample' .* in \(0\.0, 1\.0\]; got 0\.0"),
         ({"steps": 0}, r"'steps' .* got 0"),
-        ({"sampling": "quantile"}, r"'sampling' .* one of 'residual'; got 'quantile'"),
+        ({"sampling": "quantile"}, r"'sampling' .* one of 'residual', 'holdout'; got 'quantile'"),
         ({"train_window": 0}, r"'train_window' .* or omitted \(None\); got 0"),
         ({"n_jobs": 0}, r"'n_jobs' .* -1 for all available CPUs; got 0"),
     ],

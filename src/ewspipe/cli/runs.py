@@ -124,7 +124,10 @@ def _lines(result: RunResult, headline: str) -> str:
         if m.metrics is not None:
             pooled = m.metrics["pooled"]
             line += (f"  MSLE {_fmt(pooled.get('msle'))}  MSE {_fmt(pooled.get('mse'))}"
-                     + (f"  CRPS {_fmt(pooled['crps'])}" if "crps" in pooled else ""))
+                     + (f"  CRPS {_fmt(pooled['crps'])}" if "crps" in pooled else "")
+                     + (f"  cov90 {_fmt(pooled['coverage_90'])}  PIT90 "
+                        f"{_fmt(pooled.get('pit_coverage_90'))}" if "coverage_90" in pooled
+                        else ""))
         lines.append(line)
         if m.ensemble is not None:
             lines += _ensemble_lines(m.ensemble)

@@ -72,10 +72,13 @@ REPORT_DIR = "report"
 REPORT_FILE = "index.html"
 PLOTTED_METRICS = ("msle", "mse", "crps")  # drawn by step and by target month
 METRIC_ORDER = ("msle", "rmsle", "mse", "mae", "pearson", "mcr", "y_hat_bar", "crps",
-                "twcrps", "mis", "coverage", "brier", "ap", "roc_auc")
+                "twcrps", "mis", "coverage", "coverage_50", "coverage_90", "pit_coverage_50",
+                "pit_coverage_90", "brier", "ap", "roc_auc")
 METRIC_TITLES = {"msle": "MSLE", "rmsle": "RMSLE", "mse": "MSE", "mae": "MAE",
                  "pearson": "Pearson r", "mcr": "MCR", "y_hat_bar": "y_hat_bar", "crps": "CRPS",
-                 "twcrps": "twCRPS", "mis": "MIS", "coverage": "coverage", "brier": "Brier",
+                 "twcrps": "twCRPS", "mis": "MIS", "coverage": "coverage",
+                 "coverage_50": "coverage 50 %", "coverage_90": "coverage 90 %",
+                 "pit_coverage_50": "PIT 50 %", "pit_coverage_90": "PIT 90 %", "brier": "Brier",
                  "ap": "AP", "roc_auc": "ROC AUC"}
 LOWER_IS_BETTER = frozenset({"msle", "rmsle", "mse", "mae", "crps", "twcrps", "mis", "brier"})
 HIGHER_IS_BETTER = frozenset({"pearson", "ap", "roc_auc"})
@@ -222,9 +225,13 @@ class ReportData:
 def _metric_base(label: str) -> str:
     return label.split("(", 1)[0]
 
+_COVERAGE_ALPHA = {"coverage": 0.05, "coverage_50": 0.5, "coverage_90": 0.1,
+                   "pit_coverage_50": 0.5, "pit_coverage_90": 0.1}
+
+
 def _coverage_target(label: str) -> float:
     found = re.search(r"alpha=([0-9.eE+-]+)", label)
-    return 1.0 - (float(found.group(1)) if found else 0.05)
+    return 1.0 - (float(found.group(1)) if found else _COVERAGE_ALPHA[_metric_base(label)])
 
 
 def _value(v: Any) -> float | None:
@@ -657,7 +664,7 @@ def _best(values: Sequence[float | None], label: str) -> set[int]:
         key = lambda v: -v  # noqa: E731
     elif base == "mcr":  # a ratio: 0.5 and 2 are equally far from 1
         key = lambda v: abs(math.log(v)) if v > 0 else math.inf  # noqa: E731
-    elif base == "coverage":
+    elif base in _COVERAGE_ALPHA:
         target = _coverage_target(label)
         key = lambda v: abs(v - target)  # noqa: E731
     else:

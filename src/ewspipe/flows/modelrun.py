@@ -104,7 +104,8 @@ __all__ = [
 Output = dict[str, Any]
 
 POINT_METRICS = ("mse", "msle", "rmsle", "mae", "pearson", "mcr", "y_hat_bar")
-SAMPLE_METRICS = ("crps", "twcrps", "mis", "coverage", "brier")
+SAMPLE_METRICS = ("crps", "twcrps", "mis", "coverage", "coverage_50", "coverage_90",
+                  "pit_coverage_50", "pit_coverage_90", "brier")
 
 
 @dataclass

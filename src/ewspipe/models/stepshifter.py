@@ -21,7 +21,14 @@ Hyperparameters (defaults):
 - ``sampling = "residual"``: how samples are made when n_samples > 1: the binned residual
   bootstrap of :class:`~ewspipe.models.sampling.ResidualTable`, on the model's scale, mapped
   to counts and clipped at 0. The point stays the sub-model's prediction.
+  ``sampling = "holdout"`` (stepshifter only) draws out-of-sample residuals instead: see
+  :meth:`Stepshifter._holdout_table`.
 - ``residual_bins = 10``: prediction-level bins of the residual bootstrap (1 = unconditional).
+- ``holdout_months = 24`` (stepshifter, ``sampling = "holdout"``): the last months of the
+  training window whose targets the residual sub-model does not see.
+- ``spread = 1.0`` (stepshifter): factor on the residual of every draw above zero (<1 narrows,
+  >1 widens the intervals of positive counts; draws of a zero count and the point are
+  unchanged, see :meth:`~ewspipe.models.sampling.ResidualTable.draw`).
 - ``zero_downsample = 1.0``: share in (0, 1] of training pairs with target 0 that are kept
   (drawn per step, seeded); kept zeros get sample weight 1 / share so the fit stays unbiased.
   Conflict data are ~85 % (cm) to ~99 % (pgm) zeros, so 0.1 cuts pgm fitting time ~10 times.
@@ -108,6 +115,7 @@ _Rows = slice | npt.NDArray[np.int64]
 _T = TypeVar("_T")
 _DOWNSAMPLE_KEY = 1_000_001  # rng keys of down-sampling and residual subsets; origins (month
 _RESIDUAL_KEY = 1_000_002  # ids, the other key of step_rng) never reach them
+_HOLDOUT_PURPOSE = 1  # step_seed purpose of the residual sub-model of sampling = "holdout"
 _MAX_RESIDUAL_PAIRS = 20_000
 #: Predictions are capped at this factor x (1 + the largest training target) - 1 deaths:
 #: log1p(largest) + log(2) on the log scale. Twice the worst month a step was trained on is
@@ -519,6 +527,9 @@ class Stepshifter(DirectMultiStep):
     _rules: ClassVar[dict[str, Rule]] = {
         **learner_rules("learner", learners.regressor_names()),
         **STEP_RULES,
+        "sampling": one_of("residual", "holdout"),
+        "holdout_months": integer(1),
+        "spread": float_in(0.0, 10.0, low_open=True),
         "monotone": optional(_monotone_rule),
     }
 
@@ -526,11 +537,15 @@ class Stepshifter(DirectMultiStep):
         self,
         learner: str = "lightgbm",
         learner_params: Mapping[str, Any] | None = None,
+        holdout_months: int = 24,
+        spread: float = 1.0,
         monotone: Mapping[str, int] | None = None,
         **step_params: Any,
     ) -> None:
         self.learner = learner
         self.learner_params = learner_params
+        self.holdout_months = holdout_months
+        self.spread = spread
         self.monotone = monotone
         super().__init__(**step_params)
 
@@ -597,14 +612,66 @@ class Stepshifter(DirectMultiStep):
             raise self._fit_error(step, "learner", name, len(pairs), exc) from exc
         table = None
         if params["n_samples"] > 1:
-            table = self._residual_table(model, X, y_model, weight, step)
+            if params["sampling"] == "holdout":
+                table = self._holdout_table(design, pairs, X, y_model, weight, train_last)
+            else:
+                table = self._residual_table(model, X, y_model, weight, step)
         return model, table, len(pairs), top
+
+    def _holdout_table(
+        self,
+        design: Design,
+        pairs: TrainingPairs,
+        X: npt.NDArray[np.float64],
+        y_model: npt.NDArray[np.float64],
+        weight: npt.NDArray[np.float64] | None,
+        train_last: int,
+    ) -> ResidualTable:
+        """Out-of-sample residuals of one step (``sampling = "holdout"``).
+
+        A residual sub-model (same learner and parameters, its own seed) is fitted on the
+        step's pairs whose target month is <= train_last - ``holdout_months`` and predicts the
+        pairs whose target falls in the last ``holdout_months`` months; their residuals, binned
+        by that prediction, make the table. In-sample residuals are too small for a flexible
+        learner and blind to change over time; these are the errors of a forecast made
+        ``holdout_months`` months before the pairs it is scored on, like the test windows. The
+        point forecast stays the sub-model fitted on all pairs. The extra fit costs about one
+        more fit of the step.
+
+        Raises:
+            ValueError: no pair before or inside the held-out months (names the step and
+                how to fix it).
+        """
+        params, step = self.params_, pairs.step
+        holdout = params["holdout_months"]
+        target_month = design.months[pairs.features] + step
+        late = target_month > train_last - holdout
+        if late.all() or not late.any():
+            raise ValueError(
+                f"{self.algorithm}: sampling = 'holdout' needs training pairs of step {step} "
+                f"both before and inside the last holdout_months = {holdout} months up to "
+                f"train_last {train_last} (got {int((~late).sum())} before, {int(late.sum())} "
+                "inside); lower 'holdout_months', widen 'train_window' or add history"
+            )
+        early = np.flatnonzero(~late)
+        name = params["learner"]
+        model = learners.make_regressor(name, params["learner_params"] or {},
+                                        seed=step_seed(params["seed"], step, _HOLDOUT_PURPOSE))
+        try:
+            learners.fit_learner(model, np.take(X, early, axis=0), y_model[early],
+                                 None if weight is None else weight[early])
+        except Exception as exc:
+            raise self._fit_error(step, "holdout learner", name, len(early), exc) from exc
+        held = np.flatnonzero(late)
+        return self._residual_table(model, np.take(X, held, axis=0), y_model[held],
+                                    None if weight is None else weight[held], step)
 
     def _predict_steps(
         self, X: npt.NDArray[np.float64], step_arr: npt.NDArray[np.int64], origin: int
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
         """Sub-model s applied to the features at the origin, for each step s."""
         n_samples = self.params_["n_samples"]
+        spread = float(self.params_.get("spread", 1.0))  # absent from older artifacts
         point = np.empty((len(step_arr), len(X)))
         samples = np.empty((len(step_arr), len(X), n_samples)) if n_samples > 1 else None
         with single_threaded_blas():  # the same sums for any thread budget, as in fit
@@ -613,7 +680,8 @@ class Stepshifter(DirectMultiStep):
                 point[i] = self._to_counts(predicted, int(step))
                 if samples is not None:
                     rng = step_rng(self.params_["seed"], origin, int(step))
-                    draws = self.residuals_[int(step)].draw(predicted, n_samples, rng)
+                    draws = self.residuals_[int(step)].draw(predicted, n_samples, rng,
+                                                            spread=spread)
                     samples[i] = self._to_counts(draws, int(step))
         return point, samples
 
