@@ -655,7 +655,7 @@ class Stepshifter(DirectMultiStep):
             )
         early = np.flatnonzero(~late)
         name = params["learner"]
-        model = learners.make_regressor(name, params["learner_params"] or {},
+        model = learners.make_regressor(name, self._learner_params(design.feature_names),
                                         seed=step_seed(params["seed"], step, _HOLDOUT_PURPOSE))
         try:
             learners.fit_learner(model, np.take(X, early, axis=0), y_model[early],
