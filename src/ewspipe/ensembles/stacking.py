@@ -14,6 +14,13 @@ equal weights::
 Each window's MSLE is reported for the shrunk weights and for equal weights, so a user sees
 whether learning the weights paid on every window and not only pooled.
 
+``combine = "mean"`` learns the weights of the count-space ``mean`` aggregation instead,
+``sum_m w_m p_m``, by minimising the same pooled squared log error (SLSQP on the simplex
+with its exact gradient). The two differ where members disagree by orders of magnitude: the
+log mean of 576 and 1 deaths is 23, their mean 288. A count mean therefore follows the
+member that expects the most violence, which is what held in 2013-2016, when learned
+models expected the largest wars to end and persistence did not (docs/benchmarks.md).
+
 Pure functions on arrays; :func:`window_rows` lines forecasts and actuals up.
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +41,7 @@ from ewspipe.errors import InputError
 from ewspipe.models.forecast import Forecast
 
 __all__ = [
+    "COMBINATIONS",
     "DEFAULT_SHRINKAGE",
     "StackWindow",
     "Stacking",
@@ -45,6 +54,9 @@ __all__ = [
 
 #: The shrinkage used when an ensemble file does not set ``[stacking] shrinkage``.
 DEFAULT_SHRINKAGE = 0.5
+Combine = Literal["logmean", "mean"]
+#: The aggregations whose weights can be learned: the log-scale and the count-space mean.
+COMBINATIONS: tuple[Combine, ...] = ("logmean", "mean")
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class Stacking:
     scores: tuple[WindowScore, ...]
     pooled_stacked: float
     pooled_equal: float
+    combine: Combine = "logmean"
     windows: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,7 +111,7 @@ def shrink(fitted: Floats, shrinkage: float) -> Floats:
     return (1.0 - shrinkage) * fitted + shrinkage / len(fitted)
 
 
-def _log_points(name: str, window: str, values: Floats, n: int) -> Floats:
+def _points(name: str, window: str, values: Floats, n: int) -> Floats:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or len(arr) != n:
         raise InputError(f"window {window!r}: member {name!r} has {arr.size:,} rows but the "
@@ -107,12 +120,13 @@ def _log_points(name: str, window: str, values: Floats, n: int) -> Floats:
         bad = int((~np.isfinite(arr)).sum())
         raise InputError(f"window {window!r}: member {name!r} has {bad:,} non-finite "
                          "forecasts; fix the member before stacking")
-    return np.log1p(np.maximum(arr, 0.0))
+    return np.maximum(arr, 0.0)
 
 
 def _design(windows: Mapping[str, StackWindow], members: list[str]
             ) -> dict[str, tuple[Floats, Floats]]:
-    """Per window: (rows x members) log1p points and the log1p actuals, checked."""
+    """Per window: (rows x members) points (counts, negatives as 0) and the log1p actuals,
+    checked."""
     out = {}
     for window, data in windows.items():
         have = list(data.points)
@@ -127,7 +141,7 @@ def _design(windows: Mapping[str, StackWindow], members: list[str]
             raise InputError(f"window {window!r}: actuals must be one finite count >= 0 per row")
         if len(actual) == 0:
             raise InputError(f"window {window!r} has no rows to score")
-        X = np.column_stack([_log_points(m, window, data.points[m], len(actual))
+        X = np.column_stack([_points(m, window, data.points[m], len(actual))
                              for m in members])
         out[window] = (X, np.log1p(actual))
     return out
@@ -157,33 +171,69 @@ def _simplex_least_squares(gram: Floats, cross: Floats) -> Floats:
     return w / w.sum() if w.sum() > 0 else np.full(m, 1.0 / m)
 
 
+def _count_mean_fit(P: Floats, z: Floats) -> Floats:
+    """argmin_w mean((log1p(P w) - z)^2) on the simplex (P: rows x members, counts >= 0)."""
+    m = P.shape[1]
+    if m == 1:
+        return np.ones(1)
+
+    def loss(w: Floats) -> float:
+        return float(np.mean((np.log1p(P @ w) - z) ** 2))
+
+    def grad(w: Floats) -> Floats:
+        pw = P @ w
+        r = (np.log1p(pw) - z) / (1.0 + pw)
+        return np.asarray(2.0 * (P.T @ r) / len(z), dtype=np.float64)
+
+    result = minimize(
+        loss, np.full(m, 1.0 / m), jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * m,
+        constraints=({"type": "eq", "fun": lambda w: float(w.sum() - 1.0),
+                      "jac": lambda w: np.ones_like(w)},),
+        options={"ftol": 1e-12, "maxiter": 500},
+    )
+    w = np.clip(np.asarray(result.x, dtype=np.float64), 0.0, None)
+    return w / w.sum() if w.sum() > 0 else np.full(m, 1.0 / m)
+
+
 def msle(point: Floats, actual: Floats) -> float:
     """Mean squared log1p error of raw counts (a negative point counts as 0)."""
     diff = np.log1p(np.maximum(np.asarray(point, dtype=np.float64), 0.0)) - np.log1p(actual)
     return float(np.mean(diff ** 2))
 
 
-def _msle(X: Floats, z: Floats, w: Floats) -> float:
-    return float(np.mean((X @ w - z) ** 2))
+def _combined_log(P: Floats, w: Floats, combine: Combine) -> Floats:
+    """log1p of the combination of points ``P`` (rows x members) with weights ``w``."""
+    if combine == "mean":
+        return np.asarray(np.log1p(P @ w), dtype=np.float64)
+    return np.asarray(np.log1p(P) @ w, dtype=np.float64)
 
 
-def stack(windows: Mapping[str, StackWindow], *, shrinkage: float = DEFAULT_SHRINKAGE
-          ) -> Stacking:
-    """Learn logmean weights on the pooled rows of ``windows`` and shrink them.
+def _msle(P: Floats, z: Floats, w: Floats, combine: Combine = "logmean") -> float:
+    return float(np.mean((_combined_log(P, w, combine) - z) ** 2))
+
+
+def stack(windows: Mapping[str, StackWindow], *, shrinkage: float = DEFAULT_SHRINKAGE,
+          combine: Combine = "logmean") -> Stacking:
+    """Learn the weights of the ``combine`` aggregation on the pooled rows of ``windows``
+    and shrink them.
 
     Args:
         windows: window label -> its aligned member points and actuals (raw counts). Every
             window has the same members; member order is that of the first window.
         shrinkage: s in [0, 1]: weights = (1 - s) * fitted + s / M.
+        combine: ``"logmean"`` (the default) or ``"mean"`` (count space).
 
     Returns:
         The fitted and shrunk weights (rounded to 6 decimals, summing to 1) and the MSLE of
         each window and of all rows pooled, for the shrunk and the equal weights.
 
     Raises:
-        InputError: no windows, a bad shrinkage, or a window whose members or row counts
-            differ (naming the window and the member).
+        InputError: no windows, a bad shrinkage or combination, or a window whose members
+            or row counts differ (naming the window and the member).
     """
+    if combine not in COMBINATIONS:
+        raise InputError(f"combine must be one of {', '.join(COMBINATIONS)} (the aggregation "
+                         f"whose weights are learned), got {combine!r}")
     if not windows:
         raise InputError("stacking needs at least one window of member forecasts and actuals")
     members = list(next(iter(windows.values())).points)
@@ -194,11 +244,16 @@ def stack(windows: Mapping[str, StackWindow], *, shrinkage: float = DEFAULT_SHRI
     X_all = np.vstack([x for x, _ in data.values()])
     z_all = np.concatenate([z for _, z in data.values()])
     n = len(z_all)
-    fitted = _simplex_least_squares(X_all.T @ X_all / n, X_all.T @ z_all / n)
+    if combine == "mean":
+        fitted = _count_mean_fit(X_all, z_all)
+    else:
+        L_all = np.log1p(X_all)
+        fitted = _simplex_least_squares(L_all.T @ L_all / n, L_all.T @ z_all / n)
     weights = _rounded(shrink(fitted, shrinkage))
     equal = np.full(len(members), 1.0 / len(members))
     scores = tuple(
-        WindowScore(window, len(z), _msle(X, z, weights), _msle(X, z, equal))
+        WindowScore(window, len(z), _msle(X, z, weights, combine),
+                    _msle(X, z, equal, combine))
         for window, (X, z) in data.items()
     )
     return Stacking(
@@ -206,7 +261,8 @@ def stack(windows: Mapping[str, StackWindow], *, shrinkage: float = DEFAULT_SHRI
         fitted=dict(zip(members, map(float, _rounded(fitted)), strict=True)),
         weights=dict(zip(members, map(float, weights), strict=True)),
         shrinkage=float(shrinkage), scores=scores,
-        pooled_stacked=_msle(X_all, z_all, weights), pooled_equal=_msle(X_all, z_all, equal),
+        pooled_stacked=_msle(X_all, z_all, weights, combine),
+        pooled_equal=_msle(X_all, z_all, equal, combine), combine=combine,
     )
 
 
