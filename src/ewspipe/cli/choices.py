@@ -18,8 +18,9 @@ LevelName = Literal["cm", "pgm"]
 GedLevel = Literal["cm", "pgm", "both"]
 #: ``--run-type`` of the drift thresholds (:class:`ewspipe.partitions.RunType`)
 RunTypeName = Literal["calibration", "validation", "forecasting"]
-#: ``--run-type`` of an evaluation: forecasting is ``ewspipe forecast``'s
-EvaluationRunType = Literal["calibration", "validation"]
+#: ``--run-type`` of an evaluation: forecasting is ``ewspipe forecast``'s; backtest is every
+#: ``[partitions.backtest]`` window
+EvaluationRunType = Literal["calibration", "validation", "backtest"]
 
 #: ``--missing`` of a panel import (:class:`ewspipe.panel.schema.MissingPolicy`)
 MissingName = Literal["error", "zero"]

@@ -90,11 +90,13 @@ __all__ = [
     "build_model_graph",
     "check_coverage",
     "evaluate_models",
+    "evaluate_window",
     "fit_model",
     "fit_or_reuse",
     "forecast_models",
     "load_snapshot",
     "parse_run_type",
+    "partition_for",
     "plausibility_alerts",
     "predict_model",
     "predict_origins",
@@ -324,6 +326,8 @@ class ModelRunContext:
     order: tuple[tuple[str, str], ...] = ()
     # models whose forecasts the ensembles aggregate: in-process, handed over in memory
     keep: frozenset[str] = frozenset()
+    # a backtest run's window (``Partition.window``); None for the other run types
+    window: str | None = None
 
     @property
     def state(self) -> Path:
@@ -418,8 +422,20 @@ def _drop_prefetched() -> None:
 
 def _partition_of(ctx: ModelRunContext, run_type: str, last_month: int) -> Partition:
     rt = RunType(run_type)
-    return ctx.settings.partition_scheme().partition(
-        rt, last_observed=last_month if rt is RunType.FORECASTING else None)
+    return partition_for(ctx.settings, rt, last_month=last_month, window=ctx.window)
+
+
+def partition_for(settings: Settings, run_type: RunType, *, last_month: int,
+                  window: str | None = None) -> Partition:
+    """The partition of a run type; a backtest's is that of its window (by label)."""
+    scheme = settings.partition_scheme()
+    if run_type is RunType.BACKTEST:
+        found = [p for p in scheme.backtest() if p.window == window]
+        if not found:  # pragma: no cover - a bug, or settings changed mid-run
+            raise InputError(f"no backtest window {window!r} in [partitions.backtest]")
+        return found[0]
+    return scheme.partition(
+        run_type, last_observed=last_month if run_type is RunType.FORECASTING else None)
 
 
 def _check_partition(partition: Partition, expected: dict[str, Any], model: str) -> None:
@@ -588,6 +604,8 @@ def _run(
     executor: ExecutorSpec,
     progress: Progress | None = None,
     deliver: bool = True,
+    window: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> RunResult:
     plan = plan_run(catalog, names, level)  # models incl. ensemble members, then ensembles
     specs = plan.models
@@ -595,9 +613,7 @@ def _run(
     chosen = _snapshots_by_level(snapshots, specs, snapshot_refs)
     panels = {lvl: load_snapshot(str(settings.snapshot_dir), m.id)[1]
               for lvl, m in chosen.items()}
-    scheme = settings.partition_scheme()
-    partitions = {lvl: scheme.partition(run_type, last_observed=m.last_month
-                                        if run_type is RunType.FORECASTING else None)
+    partitions = {lvl: partition_for(settings, run_type, last_month=m.last_month, window=window)
                   for lvl, m in chosen.items()}
     if run_type is not RunType.FORECASTING:
         for spec in specs:  # every coverage problem before any work
@@ -611,7 +627,7 @@ def _run(
     ctx = ModelRunContext(settings, {s.name: s for s in specs},
                           in_process=not executor.uses_dask,
                           order=tuple((s.name, chosen[s.level].id) for s in order),
-                          keep=frozenset(plan.needed))
+                          keep=frozenset(plan.needed), window=window)
     require_writable(settings.layout.tasks, settings.artifact_dir, settings.runs_dir)
     # one evaluate/forecast run at a time per state folder (the task cache would stay
     # consistent without it, but two runs would compute the same tasks twice)
@@ -622,14 +638,15 @@ def _run(
         return _run_locked(settings, catalog, plan, kind=kind, run_type=run_type,
                            chosen=chosen, panels=panels, partitions=partitions,
                            ceilings=ceilings, graph=graph, executor=executor, ctx=ctx,
-                           progress=progress, deliver=deliver)
+                           progress=progress, deliver=deliver, extra=extra)
 
 
 def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: str,
                 run_type: RunType, chosen: dict[str, Manifest], panels: dict[str, Panel],
                 partitions: dict[str, Partition], ceilings: dict[tuple[str, str], float],
                 graph: Graph, executor: ExecutorSpec, ctx: ModelRunContext,
-                progress: Progress | None = None, deliver: bool = True) -> RunResult:
+                progress: Progress | None = None, deliver: bool = True,
+                extra: Mapping[str, Any] | None = None) -> RunResult:
     specs = plan.models
     # under the lock: what a killed evaluate/forecast left half-written
     remove_stale_temps_below(settings.layout.tasks, settings.layout.work, settings.runs_dir,
@@ -680,6 +697,7 @@ def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: st
                                           for (lvl, target), c in sorted(ceilings.items())}},
             "implausible": implausible,
             "alerts": [a.to_dict() for a in alerts],
+            **(extra or {}),
         }
         path = writer.commit(record)
     except BaseException:
@@ -750,13 +768,19 @@ def _partition_dict(p: Partition) -> dict[str, Any]:
             "origins": origins, "steps": p.steps}
 
 
-def parse_run_type(value: RunType | str) -> RunType:
+def parse_run_type(value: RunType | str, *, backtest: bool = False) -> RunType:
+    """An evaluation's run type; ``backtest``: whether the caller runs the backtest windows
+    (:func:`ewspipe.flows.backtest_run.evaluate_backtest`), else it is refused here."""
     try:
         rt = RunType(value)
     except ValueError:
+        also = ", validation or backtest" if backtest else " or validation"
         raise InputError(
-            f"run type {value!r} is not a run type; use calibration or validation"
+            f"run type {value!r} is not a run type; use calibration{also}"
         ) from None
+    if rt is RunType.BACKTEST and not backtest:
+        raise InputError("the backtest run type has one evaluation per window; run it with "
+                         "`ewspipe evaluate --run-type backtest` (evaluate_backtest)")
     if rt is RunType.FORECASTING:
         raise InputError("evaluation runs on the calibration or validation partition, not on "
                          "forecasting; forecast with `ewspipe forecast` (forecast_models)")
@@ -790,6 +814,29 @@ def evaluate_models(
     return _run(settings, catalog, kind="evaluate", run_type=rt, names=names, level=level,
                 snapshot_refs=snapshot_refs, executor=spec, progress=progress,
                 deliver=deliver)
+
+
+def evaluate_window(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    window: str,
+    names: Sequence[str] | None = None,
+    level: str | None = None,
+    snapshot_refs: Sequence[str] | None = None,
+    executor: str | ExecutorSpec = "local",
+    progress: Progress | None = None,
+    deliver: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """One backtest window's evaluation: :func:`evaluate_models` on that window's partition
+    (``[partitions.backtest]``, by label), stored as a run of run type ``backtest`` whose
+    record names the ``window`` (and carries ``extra``). The windows together are
+    :func:`ewspipe.flows.backtest_run.evaluate_backtest`."""
+    spec = parse_executor(executor)
+    return _run(settings, catalog, kind="evaluate", run_type=RunType.BACKTEST, names=names,
+                level=level, snapshot_refs=snapshot_refs, executor=spec, progress=progress,
+                deliver=deliver, window=window, extra={"window": window, **(extra or {})})
 
 
 def forecast_models(
