@@ -87,6 +87,27 @@ def test_backtest_evaluates_every_window_and_ranks_the_models(run, tmp_path: Pat
     assert text.code == 0, text.err
     assert "2005-2008" in text.out and "mean rank" in text.out and "pair_mean" in text.out
 
+    # the catalog page shows each window's score and the rank stability
+    pages = run("models", "catalog", "--out", str(tmp_path / "pages"), "--json")
+    assert pages.code == 0, pages.err
+    assert pages.json()["backtest"]["windows"] == WINDOWS
+    page = (tmp_path / "pages" / "models_cm.md").read_text()
+    assert "## Backtest windows" in page
+    section = page.split("## Backtest windows")[1].splitlines()
+    header = next(line for line in section if line.startswith("| name |"))
+    assert header == ("| name | " + " | ".join(WINDOWS)
+                      + " | mean | worst | mean rank | worst rank |")
+    row = next(line for line in section if line.startswith("| `zero_line`"))
+    zero = models["zero_line"]
+    assert f"{zero['scores']['2005-2008']:.4f} ({zero['ranks']['2005-2008']})" in row
+    assert row.endswith(f"| {zero['mean_rank']:.2f} | {zero['worst_rank']} |")
+    assert "Backtest" not in (tmp_path / "pages" / "models_pgm.md").read_text()
+    # an edited model's old scores are not shown as its own
+    model_file = tmp_path / "models" / "zero_line.toml"
+    model_file.write_text(model_file.read_text().replace('"zero"', '"locf"'))
+    again = run("models", "catalog", "--out", str(tmp_path / "pages"), "--json").json()
+    assert "zero_line" not in again["backtest"]["scored"]
+
     settings = load_settings(tmp_path / "ewspipe.toml")
     stored = stored_backtest(settings.runs_dir, WINDOWS)
     assert stored["zero_line"] == models["zero_line"]["scores"]
