@@ -83,6 +83,12 @@ def test_backtest_evaluates_every_window_and_ranks_the_models(run, tmp_path: Pat
         assert m["mean_rank"] == pytest.approx(sum(m["ranks"].values()) / 4)
         assert m["worst_rank"] == max(m["ranks"].values())
 
+    # the last window trains like calibration: calibration reuses its fitted models
+    cal = run("evaluate", "--run-type", "calibration", "--model", "last_value", "--json")
+    entry = cal.json()["models"][0]
+    assert entry["reused"] and entry["metrics"]["pooled"]["msle"] == \
+        models["last_value"]["scores"]["2017-2020"]
+
     text = run("evaluate", "--run-type", "backtest", "--model", "pair_mean")
     assert text.code == 0, text.err
     assert "2005-2008" in text.out and "mean rank" in text.out and "pair_mean" in text.out

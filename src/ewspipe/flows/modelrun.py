@@ -438,6 +438,16 @@ def partition_for(settings: Settings, run_type: RunType, *, last_month: int,
         run_type, last_observed=last_month if run_type is RunType.FORECASTING else None)
 
 
+def _artifact_run_type(settings: Settings, part: Partition) -> RunType:
+    """The run type a fitted model is stored under: a backtest window trained exactly like
+    calibration (the last default window) shares calibration's fitted models, both ways."""
+    if part.run_type is RunType.BACKTEST:
+        calibration = settings.partition_scheme().partition(RunType.CALIBRATION)
+        if calibration.train == part.train:
+            return RunType.CALIBRATION
+    return part.run_type
+
+
 def _check_partition(partition: Partition, expected: dict[str, Any], model: str) -> None:
     if _partition_dict(partition) != expected:  # pragma: no cover - settings changed mid-run
         raise InputError(f"model {model!r}: the partition changed while the run was going")
@@ -457,12 +467,13 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     # model); not earlier: the import holds the GIL and would stall building the design
     prefetch_tracking(ctx.settings)
     artifacts = ctx.artifacts
+    fitted_as = _artifact_run_type(ctx.settings, part)
     t1 = time.perf_counter()
     fitted, directory, reused = fit_or_reuse(
-        spec, design, run_type=part.run_type, train_last=part.train.last, snapshot=manifest,
+        spec, design, run_type=fitted_as, train_last=part.train.last, snapshot=manifest,
         artifacts=artifacts)
     t2 = time.perf_counter()
-    akey = artifacts.key(spec.name, part.run_type.value, spec.config_hash, manifest.sha256,
+    akey = artifacts.key(spec.name, fitted_as.value, spec.config_hash, manifest.sha256,
                          part.train.last)
     if ctx.in_process:
         with _HANDOFF_LOCK:
@@ -474,7 +485,8 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     where = _below(ctx.state, artifacts.root / directory)
     if where is not None:  # a deleted artifact makes the cached task stale
         trace["path"] = where
-    return {"model": model, "run_type": run_type, "artifact_key": akey.digest, TRACE: trace}
+    return {"model": model, "run_type": run_type, "artifact_key": akey.digest,
+            "artifact_run_type": fitted_as.value, TRACE: trace}
 
 
 def check_fitted(ctx: ModelRunContext, output: Output) -> bool:
@@ -482,7 +494,9 @@ def check_fitted(ctx: ModelRunContext, output: Output) -> bool:
     key says what) and its files still match their sha256 (IntegrityError naming it
     otherwise, as loading it would: a tampered artifact is refused, never refitted over)."""
     spec = ctx.specs.get(output.get("model")) if isinstance(output, dict) else None
-    run_type = output.get("run_type") if isinstance(output, dict) else None
+    # the run type the artifact is stored under (records before the backtest: the task's)
+    run_type = output.get("artifact_run_type", output.get("run_type")) \
+        if isinstance(output, dict) else None
     digest = output.get("artifact_key") if isinstance(output, dict) else None
     if spec is None or not isinstance(run_type, str) or not isinstance(digest, str):
         return False
@@ -515,8 +529,9 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
         design, fitted_model = handed
     else:  # another process fitted it, or the fit was reused from the task cache
         artifacts = ctx.artifacts
-        found = artifacts.find(artifacts.key(spec.name, part.run_type.value, spec.config_hash,
-                                             manifest.sha256, part.train.last))
+        found = artifacts.find(artifacts.key(
+            spec.name, _artifact_run_type(ctx.settings, part).value, spec.config_hash,
+            manifest.sha256, part.train.last))
         if found is None or found.digest != fitted["artifact_key"]:
             raise StoreError(f"model {model!r}: its fitted artifact "
                              f"({fitted['artifact_key'][:16]}) is missing from "
