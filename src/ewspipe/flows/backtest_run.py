@@ -58,18 +58,18 @@ class BacktestRun:
                               "test": part["test"],
                               "alerts": len(run.record.get("alerts") or []),
                               "implausible": run.record.get("implausible") or []}
-        pooled = {m.model: {} for run in self.windows.values() for m in run.models}
+        pooled: dict[str, dict[str, Any]] = {}
+        kinds: dict[str, str] = {}
         for label, run in self.windows.items():
             for m in run.models:
-                pooled[m.model][label] = (m.metrics or {}).get("pooled")
+                pooled.setdefault(m.model, {})[label] = (m.metrics or {}).get("pooled")
+                kinds[m.model] = m.kind
+        stability = self.stability()
         return {"kind": "evaluate", "run_type": "backtest", "backtest_id": self.id,
                 "metric": METRIC, "windows": windows,
-                "models": {name: {"kind": next(m.kind for r in self.windows.values()
-                                               for m in r.models if m.model == name),
-                                  "pooled": by_window, **st.to_dict()}
-                           for (name, by_window), st in zip(pooled.items(),
-                                                            self.stability().values(),
-                                                            strict=True)}}
+                "models": {name: {"kind": kinds[name], "pooled": by_window,
+                                  **stability[name].to_dict()}
+                           for name, by_window in pooled.items()}}
 
 
 def evaluate_backtest(
