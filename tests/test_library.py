@@ -67,6 +67,7 @@ def test_import_is_light_and_lists_the_public_names() -> None:
                          check=True).stdout
     assert out.startswith("[] ")
     for name in ("load_panel", "backtest", "forecast", "Evaluation", "Panel", "Forecast",
+                 "BacktestResult", "backtest_forecasts",
                  "ModelSpec", "load_settings", "Workspace", "init_workspace"):
         assert name in ewspipe.__all__ and name in dir(ewspipe)
     assert ewspipe.Panel.__module__ == "ewspipe.panel.schema"
@@ -122,6 +123,34 @@ def test_backtest_equals_the_evaluation_run(workspace: Settings,
     assert "msle=" in repr(chorus)
 
 
+def test_backtest_partition_scores_every_window(workspace: Settings,
+                                                 cm_frame: pd.DataFrame) -> None:
+    """One fit per [partitions.backtest] window, each the calibration protocol with its own
+    train end: the last window is calibration's, so its scores are calibration's."""
+    result = ewspipe.backtest("tiny_chorus", cm_frame, "backtest", settings=workspace)
+    assert list(result.windows) == ["2005-2008", "2009-2012", "2013-2016", "2017-2020"]
+    calibration = ewspipe.backtest("tiny_chorus", cm_frame, settings=workspace)
+    assert result["2017-2020"].metrics == calibration.metrics
+    first = result["2005-2008"]
+    assert (first.run_type, first.window, first.kind) == ("backtest", "2005-2008", "ensemble")
+    months = first.forecast.frame["month_id"]
+    assert (int(months.min()), int(months.max())) == (301, 348)
+    assert first.metrics != calibration.metrics
+    msles = [e.msle for e in result.windows.values()]
+    assert result.msle == pytest.approx(sum(msles) / 4)  # type: ignore[arg-type]
+    table = result.to_frame()
+    assert list(table["window"]) == list(result.windows)
+    assert list(table["first_month"]) == [301, 349, 397, 445]
+    assert table["msle"].tolist() == msles
+    with pytest.raises(KeyError, match="2005-2008"):
+        result["2021-2024"]
+    forecasts = ewspipe.backtest_forecasts("tiny_chorus", cm_frame, settings=workspace)
+    assert list(forecasts) == list(result.windows)
+    assert set(forecasts["2009-2012"]) == {"flat_line", "calm_mean", "tiny_chorus"}
+    np.testing.assert_array_equal(forecasts["2009-2012"]["tiny_chorus"].point,
+                                  result["2009-2012"].forecast.point)
+
+
 def test_forecast_equals_the_forecast_run(workspace: Settings, cm_frame: pd.DataFrame) -> None:
     import_frame(cm_frame, "cm", SnapshotStore(workspace.snapshot_dir), source={"kind": "test"},
                  source_name="demo cm")
@@ -148,7 +177,7 @@ def test_refusals_say_what_to_do(workspace: Settings, cm_frame: pd.DataFrame,
                                  tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"no model or ensemble named 'flat_lime'.*flat_line"):
         ewspipe.backtest("flat_lime", cm_frame, settings=workspace)
-    with pytest.raises(InputError, match=r"partition 'forecasting'.*ewspipe.forecast"):
+    with pytest.raises(InputError, match=r"partition 'forecasting'.*'backtest'.*ewspipe.forecast"):
         ewspipe.backtest("flat_line", cm_frame, "forecasting", settings=workspace)
     with pytest.raises(InputError, match=r"covers months 121..300.*calibration"):
         ewspipe.backtest("flat_line", cm_frame[cm_frame.month_id <= 300], settings=workspace)

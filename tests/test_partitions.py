@@ -78,3 +78,59 @@ def test_a_scheme_built_in_code_is_checked_like_the_settings(kwargs, needle):
     with pytest.raises(SettingsError) as exc:
         PartitionScheme(**{**base, **kwargs})
     assert needle in str(exc.value)
+
+
+def test_backtest_windows_repeat_the_protocol_before_validation(scheme):
+    windows = scheme.backtest()
+    assert [p.window for p in windows] == ["2005-2008", "2009-2012", "2013-2016", "2017-2020"]
+    assert [(p.test.first, p.test.last) for p in windows] == [
+        (301, 348), (349, 396), (397, 444), (445, 492)]
+    for p in windows:
+        assert p.run_type is RunType.BACKTEST
+        assert (p.train.first, p.train.last) == (121, p.test.first - 1)
+        assert len(p.rolling_origins()) == 13 and p.steps == 36
+        assert p.rolling_origins()[-1].target_months[-1] == p.test.last
+    cal = scheme.partition("calibration")  # the last window is calibration's
+    assert (windows[-1].train, windows[-1].test) == (cal.train, cal.test)
+    assert cal.window is None
+    with pytest.raises(ValueError, match=r"backtest\(\)"):
+        scheme.partition("backtest")
+
+
+def test_a_window_off_calendar_years_is_labelled_by_months():
+    from ewspipe.partitions import window_label
+    assert window_label(Window(303, 350)) == "2005-03..2009-02"
+
+
+@pytest.mark.parametrize(("firsts", "needle"), [
+    ((), "is empty"),
+    ((349, 301), "not strictly increasing"),
+    ((301, 301), "not strictly increasing"),
+    ((121, 301), "leaves no training month"),
+    ((301, 446), "into [partitions.validation] test"),
+])
+def test_bad_backtest_windows_name_the_key_and_the_fix(firsts, needle):
+    bad = PartitionScheme(calibration=Window(445, 492), validation=Window(493, 540),
+                          calibration_train_first=121, validation_train_first=121,
+                          forecasting_train_first=121, backtest_test_firsts=firsts)
+    with pytest.raises(SettingsError) as exc:
+        bad.backtest()
+    assert "[partitions.backtest] test_firsts" in str(exc.value) and needle in str(exc.value)
+
+
+def test_backtest_settings_are_checked_when_written_and_when_used(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EWSPIPE_CONFIG", raising=False)
+    config = tmp_path / "ewspipe.toml"
+    config.write_text("[partitions.backtest]\ntest_firsts = [301, 470]\n")
+    with pytest.raises(SettingsError, match=r"ewspipe.toml.*must be <= 445"):
+        load_settings()
+    config.write_text("[partitions.backtest]\ntest_firsts = [349, 397]\n")
+    assert [p.window for p in load_settings().partition_scheme().backtest()] == [
+        "2009-2012", "2013-2016"]
+    # the default windows do not refuse a file that never asks for a backtest ...
+    config.write_text("[partitions.calibration]\ntrain = [301, 444]\ntest = [445, 492]\n")
+    scheme = load_settings().partition_scheme()
+    # ... but a backtest on it says what to set
+    with pytest.raises(SettingsError, match="must be >= 302"):
+        scheme.backtest()

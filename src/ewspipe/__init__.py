@@ -24,12 +24,14 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
+    "BacktestResult": "ewspipe.library",
     "Evaluation": "ewspipe.library",
     "Forecast": "ewspipe.models.forecast",
     "ModelSpec": "ewspipe.catalog.spec",
     "Panel": "ewspipe.panel.schema",
     "Workspace": "ewspipe.workspace",
     "backtest": "ewspipe.library",
+    "backtest_forecasts": "ewspipe.library",
     "forecast": "ewspipe.library",
     "init_workspace": "ewspipe.starter",
     "load_panel": "ewspipe.library",

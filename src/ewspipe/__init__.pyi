@@ -1,7 +1,9 @@
 # The public API's types; __init__.py loads the same names lazily on first access.
 from ewspipe.catalog.spec import ModelSpec as ModelSpec
+from ewspipe.library import BacktestResult as BacktestResult
 from ewspipe.library import Evaluation as Evaluation
 from ewspipe.library import backtest as backtest
+from ewspipe.library import backtest_forecasts as backtest_forecasts
 from ewspipe.library import forecast as forecast
 from ewspipe.library import load_panel as load_panel
 from ewspipe.models.forecast import Forecast as Forecast

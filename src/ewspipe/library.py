@@ -9,6 +9,12 @@ TOML file, or as a :class:`~ewspipe.catalog.ModelSpec`.
     >>> import ewspipe
     >>> panel = ewspipe.load_panel("cm.parquet")                    # doctest: +SKIP
     >>> ewspipe.backtest("last_value", panel).msle                  # doctest: +SKIP
+    >>> ewspipe.backtest("last_value", panel, "backtest").to_frame()  # doctest: +SKIP
+
+``"backtest"`` repeats the protocol on every ``[partitions.backtest]`` window (one fit per
+window) and returns a :class:`BacktestResult`; :func:`backtest_forecasts` gives the raw
+per-window forecasts of a model or an ensemble's members (e.g. to learn ensemble weights
+on the backtest windows only).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeAlias
+from typing import Literal, TypeAlias, overload
 
 import pandas as pd
 
@@ -44,7 +50,8 @@ from ewspipe.panel.sources.table import read_table
 from ewspipe.partitions import Partition, RunType
 from ewspipe.settings import Settings, load_settings
 
-__all__ = ["Evaluation", "PanelLike", "backtest", "forecast", "load_panel"]
+__all__ = ["BacktestResult", "Evaluation", "PanelLike", "backtest", "backtest_forecasts",
+           "forecast", "load_panel"]
 
 PanelLike: TypeAlias = Panel | pd.DataFrame | str | os.PathLike[str]
 """What :func:`backtest` and :func:`forecast` take as data (see :func:`load_panel`)."""
@@ -202,8 +209,9 @@ def _run_type(partition: RunType | str) -> RunType:
     except ValueError:
         rt = None
     if rt is None or rt is RunType.FORECASTING:
-        raise InputError(f"partition {partition!r}: a backtest runs on 'calibration' or "
-                         "'validation'; use ewspipe.forecast() for the months ahead")
+        raise InputError(f"partition {partition!r}: a backtest runs on 'calibration', "
+                         "'validation' or 'backtest' (every [partitions.backtest] window); "
+                         "use ewspipe.forecast() for the months ahead")
     return rt
 
 
@@ -241,6 +249,7 @@ class Evaluation:
     forecast: Forecast
     scores: Scores
     members: Mapping[str, Evaluation] = field(default_factory=dict)
+    window: str | None = None  # the backtest window's label (e.g. "2005-2008"), else None
 
     @property
     def partition(self) -> str:
@@ -267,8 +276,56 @@ class Evaluation:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()
                           if k in ("msle", "mse", "crps") and v is not None)
-        return (f"Evaluation({self.model!r}, {self.kind}, {self.level}, {self.run_type}, "
+        where = self.run_type if self.window is None else f"{self.run_type} {self.window}"
+        return (f"Evaluation({self.model!r}, {self.kind}, {self.level}, {where}, "
                 f"{len(self.forecast):,} rows: {shown})")
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """A model's evaluation on every backtest window (oldest first): ``result["2005-2008"]``
+    is that window's :class:`Evaluation`; ``msle`` etc. are means over the windows."""
+
+    model: str
+    windows: Mapping[str, Evaluation]
+
+    def __getitem__(self, window: str) -> Evaluation:
+        try:
+            return self.windows[window]
+        except KeyError:
+            raise KeyError(f"no backtest window {window!r}; the windows are "
+                           f"{', '.join(self.windows)}") from None
+
+    def mean(self, metric: str) -> float | None:
+        """The metric's mean over the windows (None if any window lacks it)."""
+        values = [e.metrics.get(metric) for e in self.windows.values()]
+        if not values or any(v is None for v in values):
+            return None
+        return sum(float(v) for v in values if v is not None) / len(values)
+
+    @property
+    def msle(self) -> float | None:
+        """The pooled MSLE averaged over the windows (a sweep's backtest objective)."""
+        return self.mean("msle")
+
+    @property
+    def crps(self) -> float | None:
+        return self.mean("crps")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per window: its label, test months and every pooled metric."""
+        rows = []
+        for label, ev in self.windows.items():
+            months = ev.forecast.frame[TIME_COLUMN]
+            rows.append({"model": self.model, "window": label,
+                         "first_month": int(months.min()), "last_month": int(months.max()),
+                         **ev.metrics})
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{w}: {e.msle:.4f}" for w, e in self.windows.items()
+                          if e.msle is not None)
+        return f"BacktestResult({self.model!r}, MSLE by window {{{shown}}})"
 
 
 def _score(forecast_: Forecast, panel: Panel, target: str) -> Scores:
@@ -292,30 +349,9 @@ def _target(panel: Panel, name: str, target: str) -> None:
 # --------------------------------------------------------------------------- entry points
 
 
-def backtest(
-    model: ModelLike,
-    data: PanelLike,
-    partition: RunType | str = "calibration",
-    *,
-    settings: Settings | None = None,
-) -> Evaluation:
-    """Evaluate a model or ensemble as ``ewspipe evaluate`` does, in memory.
-
-    Fits once on the partition's training window and predicts steps 1..36 from each of its
-    rolling origins using data up to the origin only; scores every metric of the run.
-
-    Args:
-        model: a model or ensemble name from the catalog, a model TOML file or a ModelSpec.
-        data: a Panel, a DataFrame (long or VIEWS-indexed) or a Parquet/CSV path.
-        partition: ``"calibration"`` (default) or ``"validation"``.
-        settings: partitions and catalog folders; default :func:`load_settings` (the
-            ``ewspipe.toml`` of the working directory, or the built-in defaults).
-    """
-    run_type = _run_type(partition)
-    settings = settings if settings is not None else load_settings()
-    plan = _plan(model, settings)
-    panel = load_panel(data)
-    part = _partition(settings, run_type, panel)
+def _evaluate(plan: _Plan, panel: Panel, part: Partition) -> Evaluation:
+    """Fit every model of ``plan`` on ``part``, score it, and combine the ensemble."""
+    rt, window = part.run_type.value, part.window
     head = plan.ensemble or plan.models[0]
     check_coverage(head.name, part, first_month=panel.first_month, last_month=panel.last_month,
                    data="the panel", fix="pass data that covers them or choose the other "
@@ -324,15 +360,73 @@ def backtest(
     for spec in plan.models:
         _target(panel, spec.name, spec.target)
         fc = _fit_predict(spec, panel, part)
-        results[spec.name] = Evaluation(spec.name, "model", spec.level.value, run_type.value,
-                                        spec.target, fc, _score(fc, panel, spec.target))
+        results[spec.name] = Evaluation(spec.name, "model", spec.level.value, rt, spec.target,
+                                        fc, _score(fc, panel, spec.target), window=window)
     if plan.ensemble is None:
         return results[plan.models[0].name]
     ens = plan.ensemble
     _check_level(ens.name, ens.level, panel)
     fc, _alerts = combine(ens, {name: r.forecast for name, r in results.items()})
-    return Evaluation(ens.name, "ensemble", ens.level.value, run_type.value, ens.target, fc,
-                      _score(fc, panel, ens.target), members=results)
+    return Evaluation(ens.name, "ensemble", ens.level.value, rt, ens.target, fc,
+                      _score(fc, panel, ens.target), members=results, window=window)
+
+
+@overload
+def backtest(model: ModelLike, data: PanelLike,
+             partition: Literal["calibration", "validation",
+                                RunType.CALIBRATION, RunType.VALIDATION] = ...,
+             *, settings: Settings | None = None) -> Evaluation: ...
+@overload
+def backtest(model: ModelLike, data: PanelLike,
+             partition: Literal["backtest", RunType.BACKTEST],
+             *, settings: Settings | None = None) -> BacktestResult: ...
+@overload
+def backtest(model: ModelLike, data: PanelLike, partition: RunType | str = ...,
+             *, settings: Settings | None = None) -> Evaluation | BacktestResult: ...
+
+
+def backtest(
+    model: ModelLike,
+    data: PanelLike,
+    partition: RunType | str = "calibration",
+    *,
+    settings: Settings | None = None,
+) -> Evaluation | BacktestResult:
+    """Evaluate a model or ensemble as ``ewspipe evaluate`` does, in memory.
+
+    Fits once on the partition's training window and predicts steps 1..36 from each of its
+    rolling origins using data up to the origin only; scores every metric of the run.
+
+    Args:
+        model: a model or ensemble name from the catalog, a model TOML file or a ModelSpec.
+        data: a Panel, a DataFrame (long or VIEWS-indexed) or a Parquet/CSV path.
+        partition: ``"calibration"`` (default) or ``"validation"`` (an :class:`Evaluation`),
+            or ``"backtest"``: the same on every ``[partitions.backtest]`` window, one fit
+            per window (a :class:`BacktestResult`).
+        settings: partitions and catalog folders; default :func:`load_settings` (the
+            ``ewspipe.toml`` of the working directory, or the built-in defaults).
+    """
+    run_type = _run_type(partition)
+    settings = settings if settings is not None else load_settings()
+    plan = _plan(model, settings)
+    panel = load_panel(data)
+    if run_type is RunType.BACKTEST:
+        windows = {str(p.window): _evaluate(plan, panel, p)
+                   for p in settings.partition_scheme().backtest()}
+        return BacktestResult((plan.ensemble or plan.models[0]).name, windows)
+    return _evaluate(plan, panel, _partition(settings, run_type, panel))
+
+
+def backtest_forecasts(
+    model: ModelLike, data: PanelLike, *, settings: Settings | None = None
+) -> dict[str, dict[str, Forecast]]:
+    """Window label -> name -> forecast on every backtest window, oldest first: the model's
+    own, or an ensemble's members' and their combination as the ensemble's spec says (under
+    the ensemble's name). Every window ends before validation's test months, so weights
+    learned on these forecasts leave validation out of sample."""
+    result = backtest(model, data, "backtest", settings=settings)
+    return {label: {**{n: m.forecast for n, m in ev.members.items()}, ev.model: ev.forecast}
+            for label, ev in result.windows.items()}
 
 
 def forecast(model: ModelLike, data: PanelLike, *, settings: Settings | None = None) -> Forecast:

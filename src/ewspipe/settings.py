@@ -30,7 +30,7 @@ from pydantic import (
 from ewspipe.errors import InputError, SettingsError
 from ewspipe.executor_spec import parse_executor
 from ewspipe.layout import StateLayout
-from ewspipe.partitions import PartitionScheme, Window
+from ewspipe.partitions import BACKTEST_TEST_FIRSTS, PartitionScheme, Window
 
 __all__ = ["AlertSettings", "DemoSettings", "DriftSettings", "GeographySettings",
            "QaSettings", "ReconciliationSettings", "RunSettings", "Settings", "load_settings"]
@@ -142,12 +142,22 @@ class _Forecasting(_Strict):
     train_first: int = Field(121, ge=1)
 
 
+class _Backtest(_Strict):
+    """The backtest windows: the rolling-origin protocol at several train ends before the
+    validation period (checked by ``PartitionScheme.check_backtest``)."""
+
+    test_firsts: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: list(BACKTEST_TEST_FIRSTS),
+        description="first test month of each window, oldest first")
+
+
 class PartitionSettings(_Strict):
     steps: int = Field(36, ge=1, le=120)
     sequences: int = Field(13, ge=1, le=120)
     calibration: _TrainTest = _TrainTest(train=(121, 444), test=(445, 492))
     validation: _TrainTest = _TrainTest(train=(121, 492), test=(493, 540))
     forecasting: _Forecasting = _Forecasting()
+    backtest: _Backtest = _Backtest()
 
     @model_validator(mode="after")
     def _ordered(self) -> PartitionSettings:
@@ -168,6 +178,7 @@ class PartitionSettings(_Strict):
             forecasting_train_first=self.forecasting.train_first,
             steps=self.steps,
             sequences=self.sequences,
+            backtest_test_firsts=tuple(self.backtest.test_firsts),
         )
 
 
@@ -790,7 +801,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     raw: dict[str, Any] = _read_config(config_path) if config_path is not None else {}
     try:
         settings = Settings.model_validate(raw)
-        PartitionSettings.scheme(settings.partitions)
+        scheme = PartitionSettings.scheme(settings.partitions)
+        if "backtest" in settings.partitions.model_fields_set:  # defaults: checked when used
+            scheme.check_backtest()
     except ValidationError as exc:
         raise SettingsError(_format_validation_error(config_path, exc)) from None
     except SettingsError as exc:

@@ -216,6 +216,9 @@ NEW_OPTIONS: list[tuple[list[str], list[str]]] = [
     (["evaluate", "compare", "a", "b", "--by", "week"], ["--by", "'week'"]),
     (["data", "import", "panel", "x.csv", "--level", "cm", "--missing", "drop"],
      ["--missing", "'drop'"]),
+    # issue 20: the backtest run type and the sweep's objective
+    (["models", "sweep", "x", "--on", "validation"], ["--on", "'validation'", "'backtest'"]),
+    (["evaluate", "--run-type", "backtest", "--report"], ["--report", "one run per window"]),
 ]
 
 

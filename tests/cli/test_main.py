@@ -52,6 +52,11 @@ def test_partitions_json(cli):
     assert cal["train"] == [121, 444] and cal["test"] == [445, 492]
     assert cal["origins"] == list(range(444, 457))
     assert doc["partitions"][2]["test"] == [536, 571]
+    backtest = [p for p in doc["partitions"] if p["run_type"] == "backtest"]
+    assert [(p["window"], p["train"][1], p["test"]) for p in backtest] == [
+        ("2005-2008", 300, [301, 348]), ("2009-2012", 348, [349, 396]),
+        ("2013-2016", 396, [397, 444]), ("2017-2020", 444, [445, 492])]
+    assert "window" not in cal
 
 
 def test_bad_config_exits_2(cli, tmp_path):

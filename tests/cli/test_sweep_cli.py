@@ -91,10 +91,10 @@ def test_bad_options_and_models_exit_2(run):
 
 
 def test_sweep_json_and_human_output(run):
-    res = run("models", "sweep", "ridge_line", "--json")
+    res = run("models", "sweep", "ridge_line", "--on", "calibration", "--json")
     assert res.code == 0, res.err
     doc = res.json()
-    assert doc["model"] == "ridge_line" and doc["run_type"] == "calibration"
+    assert doc["model"] == "ridge_line" and doc["run_type"] == doc["on"] == "calibration"
     assert doc["counts"]["complete"] == 6 and doc["budget"] == 6
     assert doc["best"]["calibration"] < doc["references"]["current"]["calibration"]
     assert doc["best"]["validation"] is not None
@@ -104,7 +104,7 @@ def test_sweep_json_and_human_output(run):
     # --snapshot as evaluate takes it, one id per level: the model's level's is used
     ids = {s["level"]: s["id"] for s in run("data", "list", "--json").json()["snapshots"]}
     again = run("models", "sweep", "ridge_line", "--trials", "7", "--snapshot", ids["pgm"],
-                "--snapshot", ids["cm"])
+                "--snapshot", ids["cm"], "--on", "calibration")
     assert again.code == 0, again.err
     assert "7 of 7 trials done: 1 evaluated now (0 resumed), 6 kept" in again.out
     assert "best trial #" in again.out and "validation (reported, not selected on)" in again.out
@@ -114,7 +114,7 @@ def test_apply_rewrites_the_model_file_keeping_comments(run, workspace):
     path = workspace / "models" / "ridge_line.toml"
     before_text = path.read_text()
     before_hash = run("models", "show", "ridge_line", "--json").json()["config_hash"]
-    res = run("models", "sweep", "ridge_line", "--apply", "--json")
+    res = run("models", "sweep", "ridge_line", "--apply", "--on", "calibration", "--json")
     assert res.code == 0, res.err
     doc = res.json()
     applied = doc["applied"]
@@ -130,6 +130,7 @@ def test_apply_rewrites_the_model_file_keeping_comments(run, workspace):
     assert result["score_before"] == pytest.approx(
         doc["references"]["current"]["calibration"], abs=1e-6)
     assert result["previous"] == {"learner_params.alpha": 100000.0}
+    assert result["on"] == "calibration"
     assert "run_id" not in result  # tracking is off in this workspace
     # only the alpha line changed, comment kept; everything else is as it was
     old, new = before_text.splitlines(), text.splitlines()
@@ -149,7 +150,33 @@ def test_apply_refuses_when_the_sweep_does_not_beat_the_file(run, workspace):
     path.write_text(RIDGE.format(alpha="0.01",
                                  space="{ choices = [100000.0, 1000000.0] }"))
     before = path.read_text()
-    res = run("models", "sweep", "ridge_line", "--apply", "--trials", "2")
+    res = run("models", "sweep", "ridge_line", "--apply", "--trials", "2", "--on", "calibration")
     assert res.code == 1
     assert "not applied" in res.out and "does not beat" in res.out
     assert path.read_text() == before
+
+
+def test_sweep_selects_on_the_backtest_windows_by_default(run, workspace):
+    """The default objective is the mean over the backtest windows (two here, to stay
+    cheap); each window's score is recorded and validation is only reported."""
+    config = workspace / "ewspipe.toml"
+    config.write_text(config.read_text() + "\n[partitions.backtest]\ntest_firsts = [397, 445]\n")
+    res = run("models", "sweep", "ridge_line", "--trials", "1", "--json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["on"] == doc["run_type"] == "backtest"
+    best, current = doc["best"], doc["references"]["current"]
+    assert list(best["windows"]) == ["2013-2016", "2017-2020"]
+    assert best["backtest"] == pytest.approx(sum(best["windows"].values()) / 2)
+    assert current["backtest"] == pytest.approx(sum(current["windows"].values()) / 2)
+    assert "calibration" not in best and best["validation"] is not None
+    # the last window is calibration's: a calibration sweep scores it the same
+    cal = run("models", "sweep", "ridge_line", "--trials", "1", "--on", "calibration",
+              "--json").json()
+    assert cal["references"]["current"]["calibration"] == pytest.approx(
+        current["windows"]["2017-2020"])
+    assert cal["study"] != doc["study"]
+    text = run("models", "sweep", "ridge_line", "--trials", "1")
+    assert "on the mean over the backtest windows" in text.out and "by window: 2013-2016" in \
+        text.out
+    assert run("models", "sweep", "ridge_line", "--on", "validation").code == 2

@@ -119,6 +119,7 @@ def _sweep(workspace: Path, name: str = "ridge_line", *, settings: Settings | No
            **kwargs):
     settings = settings or _settings(workspace)
     catalog = load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+    kwargs.setdefault("on", "calibration")  # one fit per trial: the backtest is tested apart
     return run_sweep(settings, catalog, name, **kwargs)
 
 
@@ -316,7 +317,8 @@ def test_killed_sweep_resumes_reusing_its_finished_trials(workspace, monkeypatch
            "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ewspipe", "--config", str(workspace / "ewspipe.toml"),
-         "models", "sweep", "ridge_line", "--trials", "4"],
+         "models", "sweep", "ridge_line", "--trials", "4",
+         "--on", "calibration"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90

@@ -32,7 +32,8 @@ def _model(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(record: dict[str, Any]) -> dict[str, Any]:
-    return {"run_id": record["run_id"], "run_type": record["run_type"],
+    window = {"window": record["window"]} if record.get("window") else {}  # backtest runs
+    return {"run_id": record["run_id"], "run_type": record["run_type"], **window,
             "started_at": record.get("started_at"), "snapshots": record.get("snapshots"),
             "code": record.get("code"), "partition": record.get("partition"),
             "models": [_model(m) for m in record.get("models") or []]}
@@ -49,7 +50,8 @@ def _evaluation(settings: Settings, run_id: str) -> dict[str, Any]:
 @router.get("", summary="Evaluation runs, newest first", response_model=Page[EvaluationRun])
 def get_evaluations(
     settings: SettingsDep, paging: PageDep,
-    run_type: Literal["calibration", "validation"] | None = Query(None),
+    run_type: Literal["calibration", "validation", "backtest"] | None = Query(
+        None, description="backtest: one run per [partitions.backtest] window (its window)"),
     model: str | None = Query(None, pattern=NAME_PATTERN, max_length=200,
                               description="Only runs that evaluated this model."),
 ) -> dict[str, Any]:

@@ -163,6 +163,7 @@ class EvaluationModel(_Open):
 class EvaluationRun(_Open):
     run_id: str
     run_type: str
+    window: str | None = Field(None, description="a backtest run's window, e.g. 2005-2008")
     started_at: str | None = None
     models: list[EvaluationModel]
 

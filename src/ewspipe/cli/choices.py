@@ -10,7 +10,7 @@ from ewspipe.settings import RunSettings
 
 __all__ = ["ENVIRONMENTS", "BumpName", "CompareBy", "DuplicatesPolicy", "EvaluationRunType",
            "GedLevel", "LevelName", "MissingName", "OutFormat", "RunTypeName", "SeverityName",
-           "StatusName"]
+           "StatusName", "SweepOn"]
 
 #: ``--level``: a level of analysis (:class:`ewspipe.panel.schema.Level`)
 LevelName = Literal["cm", "pgm"]
@@ -18,8 +18,11 @@ LevelName = Literal["cm", "pgm"]
 GedLevel = Literal["cm", "pgm", "both"]
 #: ``--run-type`` of the drift thresholds (:class:`ewspipe.partitions.RunType`)
 RunTypeName = Literal["calibration", "validation", "forecasting"]
-#: ``--run-type`` of an evaluation: forecasting is ``ewspipe forecast``'s
-EvaluationRunType = Literal["calibration", "validation"]
+#: ``--run-type`` of an evaluation: forecasting is ``ewspipe forecast``'s; backtest is every
+#: ``[partitions.backtest]`` window
+EvaluationRunType = Literal["calibration", "validation", "backtest"]
+#: ``models sweep --on``: the objective (:data:`ewspipe.flows.sweep.SWEEP_ON`)
+SweepOn = Literal["backtest", "calibration"]
 
 #: ``--missing`` of a panel import (:class:`ewspipe.panel.schema.MissingPolicy`)
 MissingName = Literal["error", "zero"]

@@ -20,7 +20,7 @@ from ewspipe.catalog.pages import non_default_hyperparameters, write_pages
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
 from ewspipe.catalog.spec import ModelSpec, toml_value
-from ewspipe.cli.choices import LevelName, RunTypeName, StatusName
+from ewspipe.cli.choices import LevelName, RunTypeName, StatusName, SweepOn
 from ewspipe.cli.output import (
     JSON_OPTION,
     QUIET_OPTION,
@@ -28,7 +28,7 @@ from ewspipe.cli.output import (
     progress_on_stderr,
     snapshot_words,
 )
-from ewspipe.errors import SpecError
+from ewspipe.errors import SettingsError, SpecError
 from ewspipe.features.transforms import get_transform
 from ewspipe.features.transforms import names as transform_names
 from ewspipe.panel.schema import Level
@@ -322,15 +322,41 @@ def catalog_pages(
     models_dir: Path | None = MODELS_DIR_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Write the Markdown model catalog: models_cm.md and models_pgm.md."""
+    """Write the Markdown model catalog: models_cm.md and models_pgm.md.
+
+    With stored backtest evaluations (`ewspipe evaluate --run-type backtest`) of the current
+    definitions, each page also shows the scores on every backtest window and the rank
+    stability of its models and ensembles.
+    """
     catalog = _catalog(ctx, models_dir)
     target = out if out is not None else catalog.models_dir.parent / "docs" / "catalog"
-    paths = write_pages(catalog, target)
+    backtest = _stored_backtest(ctx.obj, catalog)
+    paths = write_pages(catalog, target, backtest=backtest)
     counts = {lvl.value: len(catalog.filter(level=lvl)) for lvl in Level}
-    data = {"pages": [display_path(p) for p in paths], "models": counts}
+    data = {"pages": [display_path(p) for p in paths], "models": counts,
+            "backtest": None if backtest is None else {
+                "windows": backtest[0], "scored": sorted(backtest[1])}}
     emit(data, as_json, lambda: "\n".join(
-        f"wrote {display_path(p)} ({counts[lvl.value]} model(s))"
-        for p, lvl in zip(paths, Level, strict=True)))
+        [f"wrote {display_path(p)} ({counts[lvl.value]} model(s))"
+         for p, lvl in zip(paths, Level, strict=True)]
+        + ([f"  with backtest scores of {len(backtest[1])} model(s) and ensemble(s) on "
+            f"{', '.join(backtest[0])}"] if backtest is not None else [])))
+
+
+def _stored_backtest(settings: Settings, catalog: Catalog
+                     ) -> tuple[list[str], dict[str, dict[str, float | None]]] | None:
+    """The windows and the stored backtest scores of the catalog's current definitions, or
+    None when there are none (or the backtest windows do not fit these partitions)."""
+    from ewspipe.flows.backtest_run import stored_backtest  # the engine: only when asked
+
+    try:
+        windows = [str(p.window) for p in settings.partition_scheme().backtest()]
+    except SettingsError:
+        return None
+    configs = {s.name: s.config_hash for s in catalog}
+    configs.update({e.name: e.config_hash for e in catalog.ensembles.values()})
+    scores = stored_backtest(settings.runs_dir, windows, configs)
+    return (windows, scores) if scores else None
 
 
 def _score(value: Any) -> str:
@@ -338,8 +364,9 @@ def _score(value: Any) -> str:
 
 
 def _sweep_lines(doc: dict[str, Any]) -> str:
-    counts, best = doc["counts"], doc["best"]
+    counts, best, on = doc["counts"], doc["best"], doc["on"]
     objective = f"{doc['scheme']} {doc['metric']}"
+    where = "the mean over the backtest windows" if on == "backtest" else "calibration"
     reused = doc.get("tasks", {}).get("reused", 0)
     lines = [
         f"sweep of {doc['model']}: study {doc['study']} ({doc['storage']}), snapshot "
@@ -348,21 +375,24 @@ def _sweep_lines(doc: dict[str, Any]) -> str:
         f"{counts['evaluated']} evaluated now ({counts['resumed']} resumed), {counts['kept']} "
         f"kept from earlier runs, {counts['failed']} failed"
         + (f"; {reused} evaluation(s) reused from the task cache" if reused else ""),
-        f"  objective: {objective} on calibration ({doc['direction']}); "
+        f"  objective: {objective} on {where} ({doc['direction']}); "
         f"{doc['settings']['sampler']} seed {doc['settings']['seed']}, batch "
         f"{doc['settings']['batch_size']}, executor {doc['executor']}",
-        f"  best trial #{best['trial']}: {doc['metric']} {_score(best['calibration'])} "
-        f"calibration, {_score(best['validation'])} validation (reported, not selected on)",
+        f"  best trial #{best['trial']}: {doc['metric']} {_score(best[on])} "
+        f"{on}, {_score(best['validation'])} validation (reported, not selected on)",
     ]
+    if best.get("windows"):
+        lines.append("    by window: " + ", ".join(f"{w} {_score(v)}"
+                                                   for w, v in best["windows"].items()))
     lines += [f"    {k} = {toml_value(v) or repr(v)}" for k, v in best["params"].items()]
     refs = doc["references"]
     if "current" in refs:
         cur = refs["current"]
-        lines.append(f"  current definition: {_score(cur['calibration'])} calibration, "
+        lines.append(f"  current definition: {_score(cur[on])} {on}, "
                      f"{_score(cur.get('validation'))} validation")
     if "untuned" in refs:
         lines.append(f"  untuned (searched keys at their defaults): "
-                     f"{_score(refs['untuned']['calibration'])} calibration")
+                     f"{_score(refs['untuned'][on])} {on}")
     lines.append("  top: " + ", ".join(f"#{t['trial']} {_score(t['score'])}"
                                        for t in doc["top"]))
     tracking = doc["tracking"]
@@ -395,6 +425,9 @@ def sweep_model(
         "workers."),
     run_type: RunTypeName = typer.Option(
         "calibration", "--run-type", help="Only calibration: tuning on validation is leakage."),
+    on: SweepOn = typer.Option(
+        "backtest", "--on", help="The objective: backtest (the mean over the "
+        "[partitions.backtest] windows, one fit per window) or calibration alone."),
     snapshot: list[str] | None = typer.Option(
         None, "--snapshot", metavar="<id>",
         help="Snapshot id per level (repeatable; the one of the model's "
@@ -402,14 +435,16 @@ def sweep_model(
     fresh: bool = typer.Option(False, "--fresh", help="Discard this sweep's stored trials."),
     apply: bool = typer.Option(
         False, "--apply", help="Write the best hyperparameters into models/NAME.toml if they "
-        "beat the current definition on calibration (exit 1 if not)."),
+        "beat the current definition on the objective (exit 1 if not)."),
     models_dir: Path | None = MODELS_DIR_OPTION,
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Tune a model's hyperparameters on the calibration partition (Optuna; resumable).
+    """Tune a model's hyperparameters on the backtest windows (Optuna; resumable).
 
-    Each trial is scored like `ewspipe evaluate` (13 rolling origins x 36 steps). The study
+    Each trial is scored like `ewspipe evaluate` (13 rolling origins x 36 steps) on every
+    backtest window, and the mean is the objective (`--on calibration`: calibration alone);
+    the best trial is reported once on validation, never selected on it. The study
     is stored in <state_dir>/sweeps/NAME.db: an interrupted sweep continues where it stopped.
     """
     from ewspipe.flows.sweep import run_sweep  # Optuna and Dask load only when sweeping
@@ -420,7 +455,7 @@ def sweep_model(
         result = run_sweep(
             settings, catalog, name, trials=trials, executor=executor, workers=workers,
             run_type=run_type, snapshot_ref=snapshot, fresh=fresh, apply=apply,
-            progress=reporter.note,
+            progress=reporter.note, on=on,
         )
     doc = result.to_dict()
     emit(doc, as_json, lambda: _sweep_lines(doc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ewspipe.cli.output import JSON_OPTION, emit
+from ewspipe.errors import SettingsError
 from ewspipe.panel.months import month_label
 from ewspipe.partitions import RunType
 from ewspipe.settings import Settings
@@ -19,13 +20,19 @@ def partitions(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show train/test windows and rolling origins of every run type."""
+    """Show train/test windows and rolling origins of every run type (backtest: one line per
+    [partitions.backtest] window, after the others)."""
     settings: Settings = ctx.obj
     scheme = settings.partition_scheme()
     run_types = [RunType.CALIBRATION, RunType.VALIDATION]
     if last_observed is not None:
         run_types.append(RunType.FORECASTING)
     parts = [scheme.partition(rt, last_observed=last_observed) for rt in run_types]
+    notes = []
+    try:
+        parts += scheme.backtest()
+    except SettingsError as exc:  # default windows that do not fit these partitions
+        notes.append(f"no backtest windows: {exc}")
     data = {
         "steps": scheme.steps,
         "sequences": scheme.sequences,
@@ -35,22 +42,25 @@ def partitions(
                 "train": [p.train.first, p.train.last],
                 "test": [p.test.first, p.test.last],
                 "origins": [s.origin for s in p.rolling_origins()],
+                **({"window": p.window} if p.window else {}),
             }
             for p in parts
         ],
+        **({"notes": notes} if notes else {}),
     }
 
     def human() -> str:
         lines = [f"steps 1..{scheme.steps}, {scheme.sequences} rolling origins"]
         for p in parts:
             origins = p.rolling_origins()
+            name = p.run_type.value if p.window is None else f"backtest {p.window}"
             lines.append(
-                f"{p.run_type.value:<12} train {p.train.first}..{p.train.last} "
+                f"{name:<22} train {p.train.first}..{p.train.last} "
                 f"({month_label(p.train.first)}..{month_label(p.train.last)})  "
                 f"test {p.test.first}..{p.test.last} "
                 f"({month_label(p.test.first)}..{month_label(p.test.last)})  "
                 f"origins {origins[0].origin}..{origins[-1].origin}"
             )
-        return "\n".join(lines)
+        return "\n".join([*lines, *(f"note: {n}" for n in notes)])
 
     emit(data, as_json, human)

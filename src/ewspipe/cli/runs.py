@@ -18,6 +18,7 @@ from ewspipe.cli.output import (
     snapshot_words,
 )
 from ewspipe.errors import EwspipeError, InputError
+from ewspipe.flows.backtest_run import BacktestRun, evaluate_backtest
 from ewspipe.flows.compare import RunComparison, compare_runs, stored_run
 from ewspipe.flows.executors import parse_executor
 from ewspipe.flows.modelrun import (
@@ -153,7 +154,8 @@ def _lines(result: RunResult, headline: str) -> str:
 def evaluate(
     ctx: typer.Context,
     run_type: EvaluationRunType | None = typer.Option(
-        None, "--run-type", help="calibration or validation (forecasts: `ewspipe forecast`)."),
+        None, "--run-type", help="calibration, validation, or backtest (every "
+        "[partitions.backtest] window, one stored run each; forecasts: `ewspipe forecast`)."),
     model: list[str] | None = MODEL_OPTION,
     level: LevelName | None = LEVEL_OPTION,
     snapshot: list[str] | None = SNAPSHOT_OPTION,
@@ -174,9 +176,19 @@ def evaluate(
         return
     settings: Settings = ctx.obj
     if run_type is None:
-        raise InputError("option --run-type is required: calibration or validation "
+        raise InputError("option --run-type is required: calibration, validation or backtest "
                          "(or use a sub-command such as `ewspipe evaluate compare`)")
     spec = parse_executor(executor)  # before the catalog: bad input first
+    if run_type == "backtest":
+        if report:
+            raise InputError("option --report: a backtest stores one run per window; write a "
+                             "window's report with `ewspipe evaluate report RUN`")
+        with snapshot_words(), progress_on_stderr(quiet) as reporter:
+            backtest = evaluate_backtest(settings, _catalog(settings), names=model, level=level,
+                                         snapshot_refs=snapshot, executor=executor,
+                                         progress=reporter.task, deliver=not no_alerts)
+        emit(backtest.to_dict(), as_json, lambda: _backtest_lines(backtest))
+        return
     try:
         rt = parse_run_type(run_type)
     except InputError as exc:  # the library speaks of run types, the CLI of its option
@@ -206,6 +218,28 @@ def evaluate(
     doc["report_tracking"] = track_report(settings, result.run_id, result.run_type,
                                           Path(doc["report"])).to_dict()
     emit(doc, as_json, lambda: _lines(result, "evaluation") + f"\n  report: {doc['report']}")
+
+
+def _backtest_lines(run: BacktestRun) -> str:
+    doc = run.to_dict()
+    labels = list(doc["windows"])
+    lines = [f"backtest {doc['backtest_id']}: {len(labels)} windows, pooled MSLE (rank)"]
+    lines += [f"  {label}: run {w['run_id']} (train {w['train'][0]}..{w['train'][1]}, "
+              f"test {w['test'][0]}..{w['test'][1]})" for label, w in doc["windows"].items()]
+    lines.append(f"  {'model':<20} " + " ".join(f"{label:>14}" for label in labels)
+                 + f" {'mean':>8} {'worst':>8} {'mean rank':>9} {'worst rank':>10}")
+    for name, m in doc["models"].items():
+        cells = [f"{_fmt(m['scores'][w])} ({m['ranks'][w] or '-'})" for w in labels]
+        mean_rank = "n/a" if m["mean_rank"] is None else f"{m['mean_rank']:.2f}"
+        lines.append(f"  {name:<20} " + " ".join(f"{c:>14}" for c in cells)
+                     + f" {_fmt(m['mean']):>8} {_fmt(m['worst']):>8} {mean_rank:>9} "
+                     f"{_fmt(m['worst_rank']):>10}")
+    alerts = sum(w["alerts"] for w in doc["windows"].values())
+    implausible = sum(len(w["implausible"]) for w in doc["windows"].values())
+    if alerts:
+        lines.append(f"  alerts: {alerts:,} over the windows ({implausible} implausible "
+                     "forecast(s)); each window's are in its run.json")
+    return "\n".join(lines)
 
 
 @evaluate_app.command("report")

@@ -90,11 +90,13 @@ __all__ = [
     "build_model_graph",
     "check_coverage",
     "evaluate_models",
+    "evaluate_window",
     "fit_model",
     "fit_or_reuse",
     "forecast_models",
     "load_snapshot",
     "parse_run_type",
+    "partition_for",
     "plausibility_alerts",
     "predict_model",
     "predict_origins",
@@ -325,6 +327,8 @@ class ModelRunContext:
     order: tuple[tuple[str, str], ...] = ()
     # models whose forecasts the ensembles aggregate: in-process, handed over in memory
     keep: frozenset[str] = frozenset()
+    # a backtest run's window (``Partition.window``); None for the other run types
+    window: str | None = None
 
     @property
     def state(self) -> Path:
@@ -419,8 +423,30 @@ def _drop_prefetched() -> None:
 
 def _partition_of(ctx: ModelRunContext, run_type: str, last_month: int) -> Partition:
     rt = RunType(run_type)
-    return ctx.settings.partition_scheme().partition(
-        rt, last_observed=last_month if rt is RunType.FORECASTING else None)
+    return partition_for(ctx.settings, rt, last_month=last_month, window=ctx.window)
+
+
+def partition_for(settings: Settings, run_type: RunType, *, last_month: int,
+                  window: str | None = None) -> Partition:
+    """The partition of a run type; a backtest's is that of its window (by label)."""
+    scheme = settings.partition_scheme()
+    if run_type is RunType.BACKTEST:
+        found = [p for p in scheme.backtest() if p.window == window]
+        if not found:  # pragma: no cover - a bug, or settings changed mid-run
+            raise InputError(f"no backtest window {window!r} in [partitions.backtest]")
+        return found[0]
+    return scheme.partition(
+        run_type, last_observed=last_month if run_type is RunType.FORECASTING else None)
+
+
+def _artifact_run_type(settings: Settings, part: Partition) -> RunType:
+    """The run type a fitted model is stored under: a backtest window trained exactly like
+    calibration (the last default window) shares calibration's fitted models, both ways."""
+    if part.run_type is RunType.BACKTEST:
+        calibration = settings.partition_scheme().partition(RunType.CALIBRATION)
+        if calibration.train == part.train:
+            return RunType.CALIBRATION
+    return part.run_type
 
 
 def _check_partition(partition: Partition, expected: dict[str, Any], model: str) -> None:
@@ -442,12 +468,13 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     # model); not earlier: the import holds the GIL and would stall building the design
     prefetch_tracking(ctx.settings)
     artifacts = ctx.artifacts
+    fitted_as = _artifact_run_type(ctx.settings, part)
     t1 = time.perf_counter()
     fitted, directory, reused = fit_or_reuse(
-        spec, design, run_type=part.run_type, train_last=part.train.last, snapshot=manifest,
+        spec, design, run_type=fitted_as, train_last=part.train.last, snapshot=manifest,
         artifacts=artifacts)
     t2 = time.perf_counter()
-    akey = artifacts.key(spec.name, part.run_type.value, spec.config_hash, manifest.sha256,
+    akey = artifacts.key(spec.name, fitted_as.value, spec.config_hash, manifest.sha256,
                          part.train.last)
     if ctx.in_process:
         with _HANDOFF_LOCK:
@@ -459,7 +486,8 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     where = _below(ctx.state, artifacts.root / directory)
     if where is not None:  # a deleted artifact makes the cached task stale
         trace["path"] = where
-    return {"model": model, "run_type": run_type, "artifact_key": akey.digest, TRACE: trace}
+    return {"model": model, "run_type": run_type, "artifact_key": akey.digest,
+            "artifact_run_type": fitted_as.value, TRACE: trace}
 
 
 def check_fitted(ctx: ModelRunContext, output: Output) -> bool:
@@ -467,7 +495,9 @@ def check_fitted(ctx: ModelRunContext, output: Output) -> bool:
     key says what) and its files still match their sha256 (IntegrityError naming it
     otherwise, as loading it would: a tampered artifact is refused, never refitted over)."""
     spec = ctx.specs.get(output.get("model")) if isinstance(output, dict) else None
-    run_type = output.get("run_type") if isinstance(output, dict) else None
+    # the run type the artifact is stored under (records before the backtest: the task's)
+    run_type = output.get("artifact_run_type", output.get("run_type")) \
+        if isinstance(output, dict) else None
     digest = output.get("artifact_key") if isinstance(output, dict) else None
     if spec is None or not isinstance(run_type, str) or not isinstance(digest, str):
         return False
@@ -500,8 +530,9 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
         design, fitted_model = handed
     else:  # another process fitted it, or the fit was reused from the task cache
         artifacts = ctx.artifacts
-        found = artifacts.find(artifacts.key(spec.name, part.run_type.value, spec.config_hash,
-                                             manifest.sha256, part.train.last))
+        found = artifacts.find(artifacts.key(
+            spec.name, _artifact_run_type(ctx.settings, part).value, spec.config_hash,
+            manifest.sha256, part.train.last))
         if found is None or found.digest != fitted["artifact_key"]:
             raise StoreError(f"model {model!r}: its fitted artifact "
                              f"({fitted['artifact_key'][:16]}) is missing from "
@@ -589,6 +620,8 @@ def _run(
     executor: ExecutorSpec,
     progress: Progress | None = None,
     deliver: bool = True,
+    window: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> RunResult:
     plan = plan_run(catalog, names, level)  # models incl. ensemble members, then ensembles
     specs = plan.models
@@ -596,9 +629,7 @@ def _run(
     chosen = _snapshots_by_level(snapshots, specs, snapshot_refs)
     panels = {lvl: load_snapshot(str(settings.snapshot_dir), m.id)[1]
               for lvl, m in chosen.items()}
-    scheme = settings.partition_scheme()
-    partitions = {lvl: scheme.partition(run_type, last_observed=m.last_month
-                                        if run_type is RunType.FORECASTING else None)
+    partitions = {lvl: partition_for(settings, run_type, last_month=m.last_month, window=window)
                   for lvl, m in chosen.items()}
     if run_type is not RunType.FORECASTING:
         for spec in specs:  # every coverage problem before any work
@@ -612,7 +643,7 @@ def _run(
     ctx = ModelRunContext(settings, {s.name: s for s in specs},
                           in_process=not executor.uses_dask,
                           order=tuple((s.name, chosen[s.level].id) for s in order),
-                          keep=frozenset(plan.needed))
+                          keep=frozenset(plan.needed), window=window)
     require_writable(settings.layout.tasks, settings.artifact_dir, settings.runs_dir)
     # one evaluate/forecast run at a time per state folder (the task cache would stay
     # consistent without it, but two runs would compute the same tasks twice)
@@ -623,14 +654,15 @@ def _run(
         return _run_locked(settings, catalog, plan, kind=kind, run_type=run_type,
                            chosen=chosen, panels=panels, partitions=partitions,
                            ceilings=ceilings, graph=graph, executor=executor, ctx=ctx,
-                           progress=progress, deliver=deliver)
+                           progress=progress, deliver=deliver, extra=extra)
 
 
 def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: str,
                 run_type: RunType, chosen: dict[str, Manifest], panels: dict[str, Panel],
                 partitions: dict[str, Partition], ceilings: dict[tuple[str, str], float],
                 graph: Graph, executor: ExecutorSpec, ctx: ModelRunContext,
-                progress: Progress | None = None, deliver: bool = True) -> RunResult:
+                progress: Progress | None = None, deliver: bool = True,
+                extra: Mapping[str, Any] | None = None) -> RunResult:
     specs = plan.models
     # under the lock: what a killed evaluate/forecast left half-written
     remove_stale_temps_below(settings.layout.tasks, settings.layout.work, settings.runs_dir,
@@ -681,6 +713,7 @@ def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: st
                                           for (lvl, target), c in sorted(ceilings.items())}},
             "implausible": implausible,
             "alerts": [a.to_dict() for a in alerts],
+            **(extra or {}),
         }
         path = writer.commit(record)
     except BaseException:
@@ -751,13 +784,19 @@ def _partition_dict(p: Partition) -> dict[str, Any]:
             "origins": origins, "steps": p.steps}
 
 
-def parse_run_type(value: RunType | str) -> RunType:
+def parse_run_type(value: RunType | str, *, backtest: bool = False) -> RunType:
+    """An evaluation's run type; ``backtest``: whether the caller runs the backtest windows
+    (:func:`ewspipe.flows.backtest_run.evaluate_backtest`), else it is refused here."""
     try:
         rt = RunType(value)
     except ValueError:
+        also = ", validation or backtest" if backtest else " or validation"
         raise InputError(
-            f"run type {value!r} is not a run type; use calibration or validation"
+            f"run type {value!r} is not a run type; use calibration{also}"
         ) from None
+    if rt is RunType.BACKTEST and not backtest:
+        raise InputError("the backtest run type has one evaluation per window; run it with "
+                         "`ewspipe evaluate --run-type backtest` (evaluate_backtest)")
     if rt is RunType.FORECASTING:
         raise InputError("evaluation runs on the calibration or validation partition, not on "
                          "forecasting; forecast with `ewspipe forecast` (forecast_models)")
@@ -791,6 +830,29 @@ def evaluate_models(
     return _run(settings, catalog, kind="evaluate", run_type=rt, names=names, level=level,
                 snapshot_refs=snapshot_refs, executor=spec, progress=progress,
                 deliver=deliver)
+
+
+def evaluate_window(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    window: str,
+    names: Sequence[str] | None = None,
+    level: str | None = None,
+    snapshot_refs: Sequence[str] | None = None,
+    executor: str | ExecutorSpec = "local",
+    progress: Progress | None = None,
+    deliver: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """One backtest window's evaluation: :func:`evaluate_models` on that window's partition
+    (``[partitions.backtest]``, by label), stored as a run of run type ``backtest`` whose
+    record names the ``window`` (and carries ``extra``). The windows together are
+    :func:`ewspipe.flows.backtest_run.evaluate_backtest`."""
+    spec = parse_executor(executor)
+    return _run(settings, catalog, kind="evaluate", run_type=RunType.BACKTEST, names=names,
+                level=level, snapshot_refs=snapshot_refs, executor=spec, progress=progress,
+                deliver=deliver, window=window, extra={"window": window, **(extra or {})})
 
 
 def forecast_models(

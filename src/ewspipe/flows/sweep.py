@@ -1,4 +1,5 @@
-"""Hyperparameter sweeps on the calibration partition: Optuna, resumable, tracked in MLflow.
+"""Hyperparameter sweeps on the backtest windows (or calibration): Optuna, resumable, tracked
+in MLflow.
 
 ``ewspipe models sweep NAME`` searches the ``[sweep.space]`` of a model file
 (:mod:`ewspipe.catalog.sweep`) and scores every trial with the protocol of
@@ -6,10 +7,14 @@
 ``registry.create(algorithm, params)`` -> ``fit(train_last)`` -> predictions from the 13
 rolling origins -> ``join_actuals`` / ``evaluate`` against the panel's actuals.
 
-* **Calibration only.** Trials are scored on the calibration partition. The validation
-  partition is the held-out estimate of future accuracy: tuning on it is leakage, so a sweep
-  asked to run there is refused. The best trial is *reported* on validation next to its
-  calibration score (and so is the model as currently defined), never selected on it.
+* **Before validation only.** Trials are scored on the backtest windows by default
+  (``on="backtest"``: the mean over the ``[partitions.backtest]`` windows of the objective,
+  one fit per window, so the winner is not tuned to one window) or on the calibration
+  partition alone (``on="calibration"``); the result records which (``on``) and keys its
+  scores by it (``best["backtest"]`` or ``best["calibration"]``). The validation partition
+  is the held-out estimate of future accuracy: tuning on it is leakage, so a sweep asked to
+  run there is refused. The best trial is *reported* on validation once, next to its
+  objective (and so is the model as currently defined), never selected on it.
 * **Deterministic.** Trials are proposed in batches of ``batch_size`` and the sampler is
   seeded per trial number (``seed``, trial number), so the same seed, space, batch size and
   budget give the same trials on any executor, interrupted or not.
@@ -132,12 +137,16 @@ _log = logging.getLogger(__name__)
 SWEEP_EXPERIMENT = experiment_name("sweep")
 _TOP = 5
 _SQL_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")
+#: what a sweep may select on (``--on``): every backtest window, or calibration alone
+SWEEP_ON = ("backtest", "calibration")
+_BACKTEST = "backtest"
 _LEAKAGE = (
-    "sweeps tune on the calibration partition only: the validation partition's test window is "
-    "the held-out estimate of how the model will do on new months, and tuning on it (or on the "
-    "forecasting run) leaks that window into the model's hyperparameters. Run the sweep with "
-    "--run-type calibration (the default); its result reports the best trial's validation "
-    "score next to the calibration score, as a check for overfitting"
+    "sweeps tune on the backtest windows or the calibration partition only: the validation "
+    "partition's test window is the held-out estimate of how the model will do on new months, "
+    "and tuning on it (or on the forecasting run) leaks that window into the model's "
+    "hyperparameters. Run the sweep with --run-type calibration (the default) and choose the "
+    "objective with --on backtest (the default) or --on calibration; its result reports the "
+    "best trial's validation score next to the objective, as a check for overfitting"
 )
 
 
@@ -154,6 +163,7 @@ class TrialContext:
     partitions: Mapping[str, Partition]  # run type value -> partition
     metric: str
     scheme: str
+    windows: Mapping[str, Partition] = field(default_factory=dict)  # backtest: label -> it
 
 
 @dataclass(frozen=True)
@@ -162,7 +172,7 @@ class TrialTask:
 
     key: str  # "trial:17", "current:calibration", ...
     params: Mapping[str, Any]
-    partition: str
+    partition: str  # or "backtest": every window of ``TrialContext.windows``, averaged
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,7 @@ class TrialOutcome:
     n_scored: int = 0
     n_unscored: int = 0
     error: str | None = None
+    windows: dict[str, float | None] = field(default_factory=dict)  # backtest: each window's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,9 +197,43 @@ def _metrics_for(n_samples: int, metric: str) -> list[str]:
     return names if metric in names else [*names, metric]
 
 
+def _score_on(context: TrialContext, params: Mapping[str, Any], partition: Partition,
+              seconds: dict[str, float]) -> tuple[float | None, Any, str | None]:
+    """Fit, predict and score ``params`` on one partition: (objective, Evaluation, why the
+    objective has no value); adds the seconds spent to ``seconds``."""
+    t0 = time.perf_counter()
+    model = registry.create(context.algorithm, dict(params))
+    model.fit(context.design, train_last=partition.train.last)
+    t1 = time.perf_counter()
+    forecast = predict_origins(model, context.design, partition)
+    t2 = time.perf_counter()
+    scored = join_actuals(forecast, context.actuals)
+    if context.metric not in POINT_METRICS and forecast.n_samples <= 1:
+        raise SpecError(f"metric {context.metric!r} scores samples, but these parameters "
+                        "give a point forecast (n_samples = 1)")
+    ev = evaluate(scored, _metrics_for(forecast.n_samples, context.metric))
+    for name, took in (("fit", t1 - t0), ("predict", t2 - t1),
+                       ("evaluate", time.perf_counter() - t2)):
+        seconds[name] = seconds.get(name, 0.0) + took
+    value = ev.pooled.get(context.metric) if context.scheme == "pooled" else \
+        ev.means[context.scheme].get(context.metric)
+    if value is None or not np.isfinite(value):
+        why = "; ".join(n for n in ev.notes if n.startswith(context.metric)) or "undefined"
+        return None, ev, f"{context.metric} ({context.scheme}) has no value: {why}"
+    return float(value), ev, None
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return float(sum(v for v in values if v is not None) / len(values))
+
+
 def evaluate_params(context: TrialContext, task: TrialTask) -> TrialOutcome:
     """Fit ``task.params`` on the partition's training window, predict from its rolling
-    origins and score against the actuals: the protocol of ``ewspipe evaluate``.
+    origins and score against the actuals: the protocol of ``ewspipe evaluate``. On
+    ``"backtest"``, the same on every window; the score is the mean of the windows' (pooled
+    metrics too), each window's is in ``windows``.
 
     Never raises for a bad trial (an error becomes ``TrialOutcome.error``), so one failing
     combination does not end the sweep; a KeyboardInterrupt still does.
@@ -196,26 +241,27 @@ def evaluate_params(context: TrialContext, task: TrialTask) -> TrialOutcome:
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
     try:
-        partition = context.partitions[task.partition]
-        model = registry.create(context.algorithm, dict(task.params))
-        model.fit(context.design, train_last=partition.train.last)
-        t1 = time.perf_counter()
-        forecast = predict_origins(model, context.design, partition)
-        t2 = time.perf_counter()
-        scored = join_actuals(forecast, context.actuals)
-        if context.metric not in POINT_METRICS and forecast.n_samples <= 1:
-            raise SpecError(f"metric {context.metric!r} scores samples, but these parameters "
-                            "give a point forecast (n_samples = 1)")
-        ev = evaluate(scored, _metrics_for(forecast.n_samples, context.metric))
-        seconds = {"fit": t1 - t0, "predict": t2 - t1, "evaluate": time.perf_counter() - t2}
-        value = ev.pooled.get(context.metric) if context.scheme == "pooled" else \
-            ev.means[context.scheme].get(context.metric)
-        pooled = {k: v for k, v in ev.pooled.items()}
-        if value is None or not np.isfinite(value):
-            why = "; ".join(n for n in ev.notes if n.startswith(context.metric)) or "undefined"
-            return TrialOutcome(task.key, None, pooled, seconds, ev.n_scored, ev.n_unscored,
-                                error=f"{context.metric} ({context.scheme}) has no value: {why}")
-        return TrialOutcome(task.key, float(value), pooled, seconds, ev.n_scored, ev.n_unscored)
+        if task.partition == _BACKTEST:
+            parts = dict(context.windows)
+        else:
+            parts = {task.partition: context.partitions[task.partition]}
+        scores: dict[str, float | None] = {}
+        pooled_each: list[dict[str, Any]] = []
+        n_scored = n_unscored = 0
+        for label, partition in parts.items():
+            value, ev, why = _score_on(context, task.params, partition, seconds)
+            pooled_each.append(dict(ev.pooled))
+            n_scored, n_unscored = n_scored + ev.n_scored, n_unscored + ev.n_unscored
+            if why is not None:
+                where = f" on window {label}" if task.partition == _BACKTEST else ""
+                return TrialOutcome(task.key, None, pooled_each[-1], seconds, n_scored,
+                                    n_unscored, error=why + where, windows=scores)
+            scores[label] = value
+        pooled = pooled_each[0] if len(pooled_each) == 1 else {
+            k: _mean([p.get(k) for p in pooled_each]) for k in pooled_each[0]}
+        return TrialOutcome(task.key, _mean(list(scores.values())), pooled, seconds,
+                            n_scored, n_unscored,
+                            windows=scores if task.partition == _BACKTEST else {})
     except Exception as exc:
         seconds.setdefault("total", time.perf_counter() - t0)
         return TrialOutcome(task.key, None, seconds=seconds,
@@ -557,21 +603,24 @@ class SweepResult:
     settings: dict[str, Any]
     tasks: dict[str, int] = field(default_factory=dict)  # graph tasks "ran" / "reused"
     applied: dict[str, Any] | None = None
+    #: what trials were selected on: "backtest" (the mean over the windows) or "calibration";
+    #: ``best`` and ``references`` hold that score under this key
+    on: str = _BACKTEST
 
     @property
     def improved(self) -> bool | None:
-        """Whether the best trial beats the model as currently defined on calibration."""
+        """Whether the best trial beats the model as currently defined on the objective."""
         if self.best is None:
             return None
-        current = self.references.get("current", {}).get("calibration")
+        current = self.references.get("current", {}).get(self.on)
         if current is None:
             return None
-        return _better(self.best["calibration"], current, self.direction)
+        return _better(self.best[self.on], current, self.direction)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["improved"] = self.improved
-        data["run_type"] = RunType.CALIBRATION.value
+        data["run_type"] = self.on
         return data
 
 
@@ -656,7 +705,8 @@ def _n_samples(spec: ModelSpec) -> int:
 
 def _outcome_record(outcome: TrialOutcome) -> dict[str, Any]:
     return {"score": outcome.score, "pooled": outcome.pooled, "error": outcome.error,
-            "seconds": {k: round(v, 3) for k, v in outcome.seconds.items()}}
+            "seconds": {k: round(v, 3) for k, v in outcome.seconds.items()},
+            "windows": outcome.windows}
 
 
 def _now() -> str:
@@ -679,6 +729,7 @@ class _Run:
     direction: str
     budget: int
     progress: Callable[[str], None]
+    on: str = _BACKTEST
     counts: dict[str, int] = field(default_factory=lambda: {"evaluated": 0, "resumed": 0})
     tasks: dict[str, int] = field(default_factory=lambda: {"ran": 0, "reused": 0})
 
@@ -731,15 +782,16 @@ def _ask_batch(optuna: Any, run: _Run) -> list[Any]:
 
 
 def _evaluate_batch(optuna: Any, run: _Run, trials: Sequence[Any], resumed: set[int]) -> None:
-    tasks = [TrialTask(f"trial:{t.number:06d}", _params_of(run, t.params),
-                       RunType.CALIBRATION.value) for t in trials]
+    tasks = [TrialTask(f"trial:{t.number:06d}", _params_of(run, t.params), run.on)
+             for t in trials]
     by_key = {task.key: t for task, t in zip(tasks, trials, strict=True)}
 
     def record(outcome: TrialOutcome, reused: bool) -> None:
         frozen = by_key[outcome.key]
         handle = optuna.trial.Trial(run.study, frozen._trial_id)
         for name, value in (("pooled", outcome.pooled), ("error", outcome.error),
-                            ("seconds", {k: round(v, 3) for k, v in outcome.seconds.items()})):
+                            ("seconds", {k: round(v, 3) for k, v in outcome.seconds.items()}),
+                            ("windows", outcome.windows)):
             handle.set_user_attr(name, value)
         if outcome.score is None:
             run.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
@@ -777,8 +829,10 @@ def run_sweep(
     fresh: bool = False,
     apply: bool = False,
     progress: Callable[[str], None] | None = None,
+    on: str = _BACKTEST,
 ) -> SweepResult:
-    """Run (or continue) the ``[sweep]`` of model ``name`` on the calibration partition.
+    """Run (or continue) the ``[sweep]`` of model ``name`` on the backtest windows (or on
+    the calibration partition alone).
 
     Args:
         settings: workspace settings (state dir, partitions, tracking).
@@ -791,11 +845,13 @@ def run_sweep(
         workers: concurrent trials (local threads, default 1; local Dask worker processes,
             default the batch size up to 4 and the CPU count).
         run_type: must be calibration; anything else is refused (leakage).
+        on: the objective: ``"backtest"`` (default; the mean over the ``[partitions.backtest]``
+            windows, one fit per window) or ``"calibration"``.
         snapshot_ref: the data snapshot, or snapshot ids one per level as ``evaluate`` takes
             them (the model's level's is used); default: the latest of the model's level.
         fresh: discard this study's stored trials and start over.
         apply: write the best hyperparameters into the model file when they beat the
-            current definition on calibration (``result.applied`` says what happened).
+            current definition on the objective (``result.applied`` says what happened).
         progress: called with one line per finished evaluation.
 
     Raises:
@@ -811,6 +867,9 @@ def run_sweep(
                          "calibration") from None
     if rt is not RunType.CALIBRATION:
         raise InputError(f"option --run-type: a sweep on {rt.value} is refused: {_LEAKAGE}")
+    if on not in SWEEP_ON:
+        raise InputError(f"option --on: {on!r} is not an objective; use backtest (the mean "
+                         "over the [partitions.backtest] windows) or calibration")
     spec = catalog.require_runnable(name)
     if spec.sweep is None:
         raise SpecError(
@@ -832,6 +891,11 @@ def run_sweep(
     calibration = scheme.partition(RunType.CALIBRATION)
     _check_coverage(spec, manifest, calibration)
     partitions = {RunType.CALIBRATION.value: calibration}
+    windows = {}
+    if on == _BACKTEST:
+        windows = {str(p.window): p for p in scheme.backtest()}
+        for window in windows.values():
+            _check_coverage(spec, manifest, window)
     notes: list[str] = []
     validation = scheme.partition(RunType.VALIDATION)
     try:
@@ -845,6 +909,9 @@ def run_sweep(
         "model": spec.name, "config_hash": spec.config_hash, "search": sweep.search_dict(),
         "metric": metric, "snapshot": manifest.sha256,
         "partition": _partition_dict(calibration),
+        # a calibration study keeps its identity (and its stored trials) from before --on
+        **({"on": on, "windows": {k: _partition_dict(p) for k, p in windows.items()}}
+           if on == _BACKTEST else {}),
     }
     fingerprint = hashlib.sha256(canonical_json(identity).encode("ascii")).hexdigest()
     study_name = f"{spec.name}-{fingerprint[:12]}"
@@ -868,7 +935,7 @@ def run_sweep(
 
         distributions = _distributions(optuna, sweep)
         code = code_version()
-        tags = {"ewspipe.model": spec.name, "ewspipe.run_type": RunType.CALIBRATION.value,
+        tags = {"ewspipe.model": spec.name, "ewspipe.run_type": on,
                 "ewspipe.snapshot": manifest.id, "ewspipe.config_hash": spec.config_hash,
                 "ewspipe.code_commit": str(code.commit or "unknown"),
                 "ewspipe.code_dirty": str(bool(code.dirty)).lower(),
@@ -880,25 +947,27 @@ def run_sweep(
                   "scheme": sweep.scheme, "direction": direction, "seed": sweep.seed,
                   "sampler": sweep.sampler, "batch_size": sweep.batch_size,
                   "startup_trials": sweep.startup_trials, "study": study_name,
-                  "config_hash": spec.config_hash, "snapshot": manifest.id,
+                  "config_hash": spec.config_hash, "snapshot": manifest.id, "on": on,
                   **{f"space.{k}": d.describe() for k, d in sweep.space.items()}}
         tracker = _Tracker(settings)
         base_key = digest({  # what a trial's score depends on besides its parameters
             "model": spec.name, "algorithm": spec.algorithm, "config_hash": spec.config_hash,
             "snapshot": manifest.sha256, "metric": metric, "scheme": sweep.scheme,
             "partitions": {k: _partition_dict(p) for k, p in partitions.items()},
+            **({"windows": {k: _partition_dict(p) for k, p in windows.items()}}
+               if windows else {}),
             "code": code_fingerprint()})
         run_executor = _engine(executor_spec, workers, sweep.batch_size,
                                TaskCache(sweep_task_dir(settings), settings.state_dir), base_key)
         run = _Run(spec, sweep, study, study_name, run_executor, tracker, distributions,
-                   metric, sweep.scheme, direction, budget, say)
+                   metric, sweep.scheme, direction, budget, say, on)
         status = "FAILED"
         result: SweepResult | None = None
         try:
             panel = snapshots.load(manifest.id)
             context = TrialContext(spec.algorithm, model_design(spec, panel, manifest),
                                    _actuals(panel, spec.target), partitions, metric,
-                                   sweep.scheme)
+                                   sweep.scheme, windows)
             del panel
             run_executor.start(context)
             tracker.start(study_name, study.user_attrs["uid"], tags, params, space)
@@ -910,7 +979,7 @@ def run_sweep(
             plain = untuned(spec.hyperparameters, sweep.space)
             references = {"current": current} if plain == current else \
                 {"current": current, "untuned": plain}
-            ref_results = _cached(run, [TrialTask(f"{ref}:calibration", p, "calibration")
+            ref_results = _cached(run, [TrialTask(f"{ref}:{on}", p, on)
                                         for ref, p in references.items()])
 
             while True:
@@ -935,11 +1004,11 @@ def run_sweep(
             best = result.best if result is not None else None
             metrics: dict[str, float | None] = {}
             if result is not None and best is not None:
-                metrics = {"best/score": best["calibration"],
+                metrics = {"best/score": best[on],
                            "best/validation_score": best.get("validation"),
                            "best/trial": float(best["trial"])}
                 for ref, scores in result.references.items():
-                    metrics[f"{ref}/score"] = scores.get("calibration")
+                    metrics[f"{ref}/score"] = scores.get(on)
                     metrics[f"{ref}/validation_score"] = scores.get("validation")
             tracker.finish(status, metrics, {} if best is None else {
                 "ewspipe.best_trial": str(best["trial"]),
@@ -992,9 +1061,11 @@ def _summarise(run: _Run, study: Any, references: Mapping[str, dict[str, Any]],
     best_val = val.get(f"trial:{best_trial.number:06d}:validation", {})
     refs: dict[str, dict[str, Any]] = {}
     for ref in references:
-        record = ref_results[f"{ref}:calibration"]
-        refs[ref] = {"calibration": record["score"], "pooled": record["pooled"],
+        record = ref_results[f"{ref}:{run.on}"]
+        refs[ref] = {run.on: record["score"], "pooled": record["pooled"],
                      "error": record["error"], "hyperparameters": references[ref]}
+        if run.on == _BACKTEST:
+            refs[ref]["windows"] = record.get("windows") or {}
     if "current" in refs:
         current_val = val.get("current:validation", {})
         refs["current"]["validation"] = current_val.get("score")
@@ -1004,9 +1075,11 @@ def _summarise(run: _Run, study: Any, references: Mapping[str, dict[str, Any]],
             notes.append(f"reference {ref!r} could not be scored: {record['error']}")
     best = {
         "trial": best_trial.number, "params": dict(best_trial.params),
-        "hyperparameters": best_params, "calibration": best_trial.value,
+        "hyperparameters": best_params, run.on: best_trial.value,
         "validation": best_val.get("score"), "pooled": best_trial.user_attrs.get("pooled"),
         "validation_pooled": best_val.get("pooled"),
+        **({"windows": best_trial.user_attrs.get("windows") or {}}
+           if run.on == _BACKTEST else {}),
     }
     if best_val.get("error"):
         notes.append(f"best trial on validation: {best_val['error']}")
@@ -1026,7 +1099,7 @@ def _summarise(run: _Run, study: Any, references: Mapping[str, dict[str, Any]],
         metric=run.metric, scheme=run.scheme, direction=run.direction, budget=run.budget,
         executor=run.executor.name, workers=run.executor.workers, counts=counts, best=best,
         tasks=dict(run.tasks),
-        references=refs, top=top, notes=notes, tracking={}, seconds=0.0,
+        references=refs, top=top, notes=notes, tracking={}, seconds=0.0, on=run.on,
         settings={"seed": sweep.seed, "sampler": sweep.sampler, "batch_size": sweep.batch_size,
                   "startup_trials": sweep.startup_trials,
                   "space": {k: d.describe() for k, d in sweep.space.items()}},
@@ -1038,10 +1111,11 @@ def _apply(catalog: Catalog, spec: ModelSpec, result: SweepResult,
     path = catalog.path(spec.name)
     best = result.best
     assert best is not None
-    current = result.references.get("current", {}).get("calibration")
-    if current is not None and not _better(best["calibration"], current, result.direction):
+    on = result.on
+    current = result.references.get("current", {}).get(on)
+    if current is not None and not _better(best[on], current, result.direction):
         return {"applied": False, "file": display_path(path), "reason": (
-            f"the best trial's calibration {result.metric} {best['calibration']:.4f} does not "
+            f"the best trial's {on} {result.metric} {best[on]:.4f} does not "
             f"beat the current definition's {current:.4f}; the file is unchanged")}
     record: dict[str, Any] = {
         "study": result.study,
@@ -1049,7 +1123,8 @@ def _apply(catalog: Catalog, spec: ModelSpec, result: SweepResult,
         "trial": best["trial"],
         "metric": result.metric,
         "scheme": result.scheme,
-        "score": round(float(best["calibration"]), 6),
+        "on": on,
+        "score": round(float(best[on]), 6),
         "score_before": None if current is None else round(float(current), 6),
         "validation_score": None if best["validation"] is None
         else round(float(best["validation"]), 6),
