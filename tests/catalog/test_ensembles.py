@@ -128,7 +128,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("shrinkage out of range", {"stacking": {"shrinkage": 1.5}}, "stacking.shrinkage",
      "shrinkage must be a number in [0, 1]"),
     ("unknown key in [stacking]", {"stacking": {"shrinkag": 0.5}}, "stacking.shrinkag",
-     "unknown key in [stacking]; allowed: shrinkage, windows"),
+     "unknown key in [stacking]; allowed: shrinkage, combine, windows"),
     ("fitted weights of other members", {"stacking": {"fitted_weights": {"amber_tree": 1.0}}},
      "stacking.fitted_weights", "re-run `ewspipe models stack steady_chorus --apply`"),
     ("name mismatch", {"name": "steady_choir"}, "name",

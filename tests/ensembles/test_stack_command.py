@@ -97,6 +97,19 @@ def test_stack_reports_then_applies(run, tmp_path: Path) -> None:
         again["windows"][-1]["current_msle"], rel=1e-6)
 
 
+def test_stack_learns_count_mean_weights(run, tmp_path: Path) -> None:
+    path = tmp_path / "ensembles" / "steady_chorus.toml"
+    res = run("models", "stack", "steady_chorus", "--windows", "1", "--combine", "mean",
+              "--apply", "--json", "--quiet")
+    assert res.code == 0, res.err
+    assert res.json()["combine"] == "mean"
+    spec = check_ensemble_text(path, path.read_text())[0].spec
+    assert spec is not None and spec.aggregation == "mean"
+    assert spec.stacking is not None and spec.stacking.combine == "mean"
+    bad = run("models", "stack", "steady_chorus", "--combine", "median")
+    assert bad.code == 2 and "median" in bad.out + bad.err
+
+
 def test_stack_refusals(run) -> None:
     res = run("models", "stack", "steady_chorsu", "--json")
     assert res.code == 2 and "steady_chorus" in res.out + res.err  # did you mean

@@ -20,13 +20,15 @@ combination that suits MSLE). An optional ``[stacking]`` table records learned w
 
     [stacking]                        # `ewspipe models stack NAME --apply` writes it
     shrinkage = 0.5                   # weights = (1 - s) * fitted + s / M; s in [0, 1]
-    windows = ["2009-2012", "2013-2016", "2017-2020"]
+    combine = "logmean"               # or "mean": the aggregation whose weights are learned
+    windows = ["2005-2008", "2009-2012", "2013-2016", "2017-2020"]
     fitted = "2026-12-06"             # when; the rest is provenance for review
     fitted_weights = {amber_tree = 0.84, amber_ridge = 0.16}
     stacked_msle = 0.3512             # pooled over the windows, with [weights]
     equal_msle = 0.3561               # the same with equal weights
 
-Only ``shrinkage`` is an input (read by ``ewspipe models stack``); the rest is written with
+Only ``shrinkage`` and ``combine`` are inputs (read by ``ewspipe models stack``); the rest is
+written with
 the ``[weights]`` it explains and, like it, never read when the ensemble runs (the table is
 outside the config hash; the weights are inside). See :mod:`ewspipe.ensembles.stacking`.
 
@@ -53,7 +55,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -106,6 +108,8 @@ class StackingRecord(BaseModel):
     shrinkage: float = Field(
         DEFAULT_SHRINKAGE, ge=0, le=1, allow_inf_nan=False,
         description="weights = (1 - s) * fitted + s / M: 0 the fitted weights, 1 equal weights")
+    combine: Literal["logmean", "mean"] = Field(
+        "logmean", description="the aggregation whose weights are learned: logmean or mean")
     windows: tuple[Text, ...] | None = Field(None, description="the windows the weights were "
                                              "learned on")
     fitted: Text | None = Field(None, description="when the weights were learned (ISO date)")
@@ -213,6 +217,7 @@ _EXAMPLES = {
 _STACKING_VOCABULARY = Vocabulary(
     keys=tuple(StackingRecord.model_fields),
     examples={"shrinkage": ("0.5", "a number in [0, 1]"),
+              "combine": ('"mean"', '"logmean" or "mean"'),
               "windows": ('["2013-2016", "2017-2020"]', "window labels"),
               "fitted": ('"2026-12-06"', "a date"),
               "fitted_weights": ("{amber_tree = 0.8, amber_pine = 0.2}", "member -> weight"),

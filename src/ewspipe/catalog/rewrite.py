@@ -120,7 +120,7 @@ def _replace(path: Path, text: str) -> None:
 def write_stacking(
     path: Path, stacking: Stacking, *, fitted: str, expected_config_hash: str | None = None
 ) -> str:
-    """Write stacked weights into an ensemble file: ``aggregation = "logmean"`` (the
+    """Write stacked weights into an ensemble file: ``aggregation = stacking.combine`` (the
     combination the weights were learned for), ``[weights]`` and the ``[stacking]`` record
     (shrinkage, windows, date, fitted weights, pooled MSLE stacked and equal), keeping every
     other line and comment.
@@ -154,7 +154,7 @@ def write_stacking(
             f"{stacking.shrinkage:g}), which an ensemble file does not take; nothing was "
             f"written. Remove them from members in {shown}, or stack with a shrinkage > 0")
     doc = tomlkit.parse(text)
-    doc["aggregation"] = "logmean"
+    doc["aggregation"] = stacking.combine
     weights = tomlkit.table()
     for member in before.spec.members:  # the file's order
         weights.add(member, float(stacking.weights[member]))
@@ -163,7 +163,8 @@ def write_stacking(
     doc.add("weights", weights)
     record = _table_for(doc, ["stacking"])
     values = {
-        "shrinkage": stacking.shrinkage, "windows": list(stacking.windows), "fitted": fitted,
+        "shrinkage": stacking.shrinkage, "combine": stacking.combine,
+        "windows": list(stacking.windows), "fitted": fitted,
         "fitted_weights": {m: float(stacking.fitted[m]) for m in before.spec.members},
         "stacked_msle": round(stacking.pooled_stacked, 6),
         "equal_msle": round(stacking.pooled_equal, 6),

@@ -10,7 +10,7 @@ from ewspipe.settings import RunSettings
 
 __all__ = ["ENVIRONMENTS", "BumpName", "CompareBy", "DuplicatesPolicy", "EvaluationRunType",
            "GedLevel", "LevelName", "MissingName", "OutFormat", "RunTypeName", "SeverityName",
-           "StatusName", "SweepOn"]
+           "StackCombine", "StatusName", "SweepOn"]
 
 #: ``--level``: a level of analysis (:class:`ewspipe.panel.schema.Level`)
 LevelName = Literal["cm", "pgm"]
@@ -23,6 +23,8 @@ RunTypeName = Literal["calibration", "validation", "forecasting"]
 EvaluationRunType = Literal["calibration", "validation", "backtest"]
 #: ``models sweep --on``: the objective (:data:`ewspipe.flows.sweep.SWEEP_ON`)
 SweepOn = Literal["backtest", "calibration"]
+#: ``models stack --combine`` (:data:`ewspipe.ensembles.stacking.COMBINATIONS`)
+StackCombine = Literal["logmean", "mean"]
 
 #: ``--missing`` of a panel import (:class:`ewspipe.panel.schema.MissingPolicy`)
 MissingName = Literal["error", "zero"]

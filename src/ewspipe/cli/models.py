@@ -20,7 +20,7 @@ from ewspipe.catalog.pages import non_default_hyperparameters, write_pages
 from ewspipe.catalog.rules import Status
 from ewspipe.catalog.scaffold import scaffold_model
 from ewspipe.catalog.spec import ModelSpec, toml_value
-from ewspipe.cli.choices import LevelName, RunTypeName, StatusName, SweepOn
+from ewspipe.cli.choices import LevelName, RunTypeName, StackCombine, StatusName, SweepOn
 from ewspipe.cli.output import (
     JSON_OPTION,
     QUIET_OPTION,
@@ -466,7 +466,7 @@ def sweep_model(
 def _stack_lines(doc: dict[str, Any]) -> str:
     lines = [
         f"stacking of {doc['ensemble']} on snapshot {doc['snapshot']}: shrinkage "
-        f"{doc['shrinkage']:g} toward equal weights, logmean combination",
+        f"{doc['shrinkage']:g} toward equal weights, {doc['combine']} combination",
         "  " + ", ".join(f"{m} {doc['weights'][m]:.3f} (fitted {doc['fitted_weights'][m]:.3f})"
                          for m in doc["members"]),
         f"  {'window':<12} {'rows':>8} {'stacked':>9} {'equal':>9} "
@@ -483,10 +483,10 @@ def _stack_lines(doc: dict[str, Any]) -> str:
     if unscored:
         lines.append(f"  {unscored:,} forecast row(s) without an actual left out, as "
                      "evaluation leaves them unscored")
-    lines.append(f"  ('equal' = equal-weight logmean; 'as written' = the file's "
+    lines.append(f"  ('equal' = equal-weight {doc['combine']}; 'as written' = the file's "
                  f"{doc['current_aggregation']} as it stands; MSLE on raw counts)")
     applied = doc["applied"]
-    lines.append(f"  applied to {applied['file']} (aggregation = \"logmean\", [weights], "
+    lines.append(f"  applied to {applied['file']} (aggregation = \"{doc['combine']}\", [weights], "
                  f"[stacking]; config hash {applied['config_hash'][:12]}); review the diff"
                  if applied is not None else "  not written: add --apply to write the weights")
     return "\n".join(lines)
@@ -496,9 +496,12 @@ def _stack_lines(doc: dict[str, Any]) -> str:
 def stack_ensemble(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Ensemble name (ensembles/NAME.toml)."),
-    windows: int = typer.Option(
-        3, "--windows", min=1, help="Windows: calibration and copies of it moved back by "
-        "one test window each (never validation)."),
+    windows: int | None = typer.Option(
+        None, "--windows", min=1, help="Use the N latest [partitions.backtest] windows "
+        "(default: all; never validation)."),
+    combine: StackCombine | None = typer.Option(
+        None, "--combine", help="The aggregation whose weights are learned: logmean (log "
+        "scale) or mean (counts). Default: the file's [stacking] combine, else logmean."),
     shrinkage: float | None = typer.Option(
         None, "--shrinkage", min=0.0, max=1.0,
         help="s in [0, 1]: weights = (1 - s) * fitted + s / M (default: the file's "
@@ -507,7 +510,7 @@ def stack_ensemble(
         None, "--snapshot", metavar="<id>",
         help="Snapshot id (default: the latest of the ensemble's level)."),
     apply: bool = typer.Option(
-        False, "--apply", help="Write aggregation = \"logmean\", the weights and a [stacking] "
+        False, "--apply", help="Write the aggregation, the weights and a [stacking] "
         "record into ensembles/NAME.toml."),
     models_dir: Path | None = MODELS_DIR_OPTION,
     quiet: bool = QUIET_OPTION,
@@ -525,6 +528,7 @@ def stack_ensemble(
     catalog = _catalog(ctx, models_dir)
     with snapshot_words(), progress_on_stderr(quiet) as reporter:
         result = run_stacking(settings, catalog, name, windows=windows, shrinkage=shrinkage,
-                              snapshot_ref=snapshot, apply=apply, progress=reporter.note)
+                              combine=combine, snapshot_ref=snapshot, apply=apply,
+                              progress=reporter.note)
     doc = result.to_dict()
     emit(doc, as_json, lambda: _stack_lines(doc))

@@ -1,11 +1,12 @@
 """``ewspipe models stack``: learn an ensemble's weights on several windows before validation.
 
-The windows are calibration's rolling-origin partition and copies of it moved back by whole
-test windows (``steps + sequences - 1`` months each, so their test months do not overlap),
-each trained on every month before its test window: the windows the validation partition
-never sees. On each, every member is fitted and predicts every origin in process (as
+The windows are the backtest run type's (``[partitions.backtest]``, by default 2005-2008,
+2009-2012, 2013-2016 and 2017-2020 = calibration), each trained on every month before its test
+window: the windows the validation partition never sees. On each, every member is fitted and
+predicts every origin in process (as
 :func:`ewspipe.backtest` does: nothing is stored), and :func:`ewspipe.ensembles.stacking.stack`
-learns the weights of the ``logmean`` combination and scores them against equal weights.
+learns the weights of the ``logmean`` (or count-space ``mean``) combination and scores them
+against equal weights.
 With ``apply`` the weights go into the ensemble file
 (:func:`ewspipe.catalog.rewrite.write_stacking`).
 
@@ -17,14 +18,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ewspipe.catalog import Catalog, ModelSpec
 from ewspipe.catalog.files import display_path
 from ewspipe.catalog.rewrite import write_stacking
 from ewspipe.ensembles.aggregate import aggregate
-from ewspipe.ensembles.stacking import DEFAULT_SHRINKAGE, Stacking, msle, stack, window_rows
+from ewspipe.ensembles.stacking import (
+    COMBINATIONS,
+    DEFAULT_SHRINKAGE,
+    Stacking,
+    msle,
+    stack,
+    window_rows,
+)
 from ewspipe.errors import InputError
 from ewspipe.flows.modelrun import (
     _actuals,
@@ -37,13 +45,13 @@ from ewspipe.models import registry
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
-from ewspipe.partitions import Partition, PartitionScheme, RunType, Window
+from ewspipe.partitions import Partition, PartitionScheme, Window
 from ewspipe.settings import Settings
 
 __all__ = ["DEFAULT_WINDOWS", "StackResult", "member_forecasts", "run_stacking",
            "stacking_windows", "window_label"]
 
-DEFAULT_WINDOWS = 3
+DEFAULT_WINDOWS: int | None = None  # every [partitions.backtest] window
 
 
 def window_label(test: Window) -> str:
@@ -52,25 +60,19 @@ def window_label(test: Window) -> str:
     return f"{first}-{last}" if first != last else str(first)
 
 
-def stacking_windows(scheme: PartitionScheme, count: int = DEFAULT_WINDOWS
+def stacking_windows(scheme: PartitionScheme, count: int | None = DEFAULT_WINDOWS
                      ) -> list[tuple[str, Partition]]:
-    """Calibration's partition and ``count - 1`` copies moved back by one test window each,
-    oldest first, labelled by their test years."""
-    if count < 1:
-        raise InputError(f"--windows must be >= 1, got {count}")
-    calibration = scheme.partition(RunType.CALIBRATION)
-    width = len(calibration.test)
-    out = []
-    for k in range(count - 1, -1, -1):
-        test = Window(calibration.test.first - k * width, calibration.test.last - k * width)
-        if test.first - 1 < calibration.train.first:
-            raise InputError(
-                f"{count} windows of {width} months before calibration's test start at month "
-                f"{test.first}, before the first training month {calibration.train.first}; "
-                "use fewer --windows")
-        train = Window(calibration.train.first, test.first - 1)
-        out.append((window_label(test), replace(calibration, train=train, test=test)))
-    return out
+    """The ``[partitions.backtest]`` windows (all of them, or the ``count`` latest), oldest
+    first, labelled by their test years: never validation's test months."""
+    windows = scheme.backtest()
+    if count is not None:
+        if count < 1:
+            raise InputError(f"--windows must be >= 1, got {count}")
+        if count > len(windows):
+            raise InputError(f"--windows {count}: [partitions.backtest] has {len(windows)} "
+                             "windows; use fewer --windows or add test_firsts")
+        windows = windows[-count:]
+    return [(p.window or window_label(p.test), p) for p in windows]
 
 
 def member_forecasts(
@@ -110,7 +112,7 @@ class StackResult:
         s = self.stacking
         return {
             "ensemble": self.ensemble, "file": self.file, "snapshot": self.snapshot,
-            "shrinkage": s.shrinkage, "members": list(s.members),
+            "shrinkage": s.shrinkage, "combine": s.combine, "members": list(s.members),
             "fitted_weights": dict(s.fitted), "weights": dict(s.weights),
             "windows": [
                 {"window": w.window, "rows": w.rows, "unscored": self.unscored[w.window],
@@ -130,8 +132,9 @@ def run_stacking(
     catalog: Catalog,
     name: str,
     *,
-    windows: int = DEFAULT_WINDOWS,
+    windows: int | None = DEFAULT_WINDOWS,
     shrinkage: float | None = None,
+    combine: str | None = None,
     snapshot_ref: str | Sequence[str] | None = None,
     apply: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -139,13 +142,18 @@ def run_stacking(
     """Fit the members of ensemble ``name`` on the stacking windows, learn the weights and
     (``apply``) write them into its file.
 
-    ``shrinkage`` defaults to the file's ``[stacking] shrinkage`` (else 0.5). The scores of
+    ``shrinkage`` defaults to the file's ``[stacking] shrinkage`` (else 0.5), ``combine`` to
+    its ``[stacking] combine`` (else ``logmean``). The scores of
     the ensemble as currently written (its aggregation and weights) are reported per window
     beside the stacked and equal weights, so a user sees what ``--apply`` changes.
     """
     spec = catalog.get_ensemble(name)
     if shrinkage is None:
         shrinkage = spec.stacking.shrinkage if spec.stacking is not None else DEFAULT_SHRINKAGE
+    if combine is None:
+        combine = spec.stacking.combine if spec.stacking is not None else "logmean"
+    if combine not in COMBINATIONS:
+        raise InputError(f"--combine {combine!r}: use one of {', '.join(COMBINATIONS)}")
     parts = stacking_windows(settings.partition_scheme(), windows)
     members = [catalog.get(m) for m in spec.members]
     snapshots = SnapshotStore(settings.snapshot_dir)
@@ -158,7 +166,7 @@ def run_stacking(
     forecasts = member_forecasts(members, panel, manifest, parts, progress=progress)
     actuals = _actuals(panel, spec.target)
     rows = {label: window_rows(label, fcs, actuals) for label, fcs in forecasts.items()}
-    result = stack(rows, shrinkage=shrinkage)
+    result = stack(rows, shrinkage=shrinkage, combine=combine)  # type: ignore[arg-type]
     current = {}
     for label, fcs in forecasts.items():
         combined = aggregate(fcs, method=spec.aggregation,
