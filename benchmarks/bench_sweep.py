@@ -47,7 +47,7 @@ def _argv(run_dir: Path) -> list[str]:
             "--state-dir", str(run_dir / "state")]
     load = shlex.join([*base, "data", "import", "panel", str(source), "--level", "cm"])
     sweep = shlex.join([*base, "models", "sweep", MODEL, "--trials", str(TRIALS),
-                        "--workers", str(WORKERS), "--json"])
+                        "--workers", str(WORKERS), "--on", "calibration", "--json"])
     return ["bash", "-c", f"{load} > /dev/null && {sweep} 2> /dev/null"]
 
 
@@ -100,7 +100,7 @@ def _cases() -> list[Case]:
     return [Case(
         label=f"{MODEL} sweep, {TRIALS} trials (calibration)",
         display=(f"{prefix} data import panel <SHARED>/{CM_FILE} --level cm && {prefix} models "
-                 f"sweep {MODEL} --trials {TRIALS} --workers {WORKERS} --json"),
+                 f"sweep {MODEL} --trials {TRIALS} --workers {WORKERS} --on calibration --json"),
         argv=_argv,
         verify=_verify,
         target=Target(wall_s=360.0),
