@@ -2,7 +2,7 @@
 
 On the real cm data (``../shared/data``, or ``$EWSPIPE_SHARED_DIR/data``) the first block must
 print the ```text block that follows it, which states the calibration pooled MSLE of LOCF
-(0.5635) and of the deployed cm ensemble steady_chorus (0.3532), the figures of
+(0.5635) and of the deployed cm ensemble steady_chorus (0.3578), the figures of
 docs/benchmarks.md. Without the real data that test skips (CI makes it mandatory), and the
 same blocks still run on a demo-world cm file, whose figures are not checked. README.md's
 quickstart block must be the page's first block, word for word.
@@ -28,7 +28,7 @@ PAGE = ROOT / "docs" / "quickstart.md"
 DATA_PREFIX = "../shared/data"
 FENCE = re.compile(r"^```(\w*)\s*$")
 LOCF_MSLE = 0.5635  # docs/benchmarks.md, last_value on calibration
-CHORUS_MSLE = 0.3532  # docs/benchmarks.md, steady_chorus (deployed cm ensemble) on calibration
+CHORUS_MSLE = 0.3578  # docs/benchmarks.md, steady_chorus (deployed cm ensemble) on calibration
 MAX_USER_LINES = 5
 
 

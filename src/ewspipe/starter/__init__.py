@@ -2,10 +2,10 @@
 
 The files are package data under ``starter/files`` so that a wheel carries them: the
 settings are this repository's own ``ewspipe.toml`` (every default, with its comments; a test
-keeps them equal to the built-in defaults), the baseline ``last_value`` and the learned
-models ``amber_tree`` and ``amber_ridge`` copied from ``models/``, the deployed ensemble of
-the two learned ones (``ensembles/steady_chorus.toml``: a baseline may not be a member), and
-a ``.gitignore``. Low in the layers on purpose: it
+keeps them equal to the built-in defaults), the baseline ``last_value``, the learned models
+``amber_tree`` and ``amber_ridge`` and the deployed persistence model ``amber_mean`` copied
+from ``models/``, the deployed ensemble of the three (``ensembles/steady_chorus.toml``: a
+baseline may not be a member), and a ``.gitignore``. Low in the layers on purpose: it
 only copies files, so it reads no settings and imports nothing of the pipeline.
 """
 
@@ -27,6 +27,7 @@ STARTER_FILES: dict[str, str] = {
     "models/last_value.toml": "models/last_value.toml",
     "models/amber_tree.toml": "models/amber_tree.toml",
     "models/amber_ridge.toml": "models/amber_ridge.toml",
+    "models/amber_mean.toml": "models/amber_mean.toml",
     "ensembles/steady_chorus.toml": "ensembles/steady_chorus.toml",
 }
 
