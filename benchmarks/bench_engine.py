@@ -2,7 +2,7 @@
 
 Targets from the issue (2-core reference machine):
 * one LightGBM stepshifter, calibration evaluation on real cm data (13 origins x 36 steps,
-  20 features, 100 trees), end to end (import + features + fit + predict + score) <= 15 s
+  23 features, 100 trees), end to end (import + features + fit + predict + score) <= 15 s
   (views-stepshifter 1.4.0 needs ~195 s for this protocol);
 * one pgm LightGBM stepshifter forecasting run on the full semi-synthetic set (13,110 cells x
   415 months), end to end including the import, <= 5 min and <= 6 GiB;
@@ -273,7 +273,8 @@ def _cases() -> list[Case]:
             f"{prefix} data import panel <SHARED>/{CM_FILE} --level cm && {prefix} evaluate "
             "--run-type calibration --model amber_tree --json",
             _verify_one, Target(wall_s=15.0),
-            "real cm data; 13 origins x 36 steps; 20 features; LightGBM, 100 trees.",
+            "real cm data; 13 origins x 36 steps; 23 features (20 before the escalation "
+            "features of issue 20, 14.4 s then); LightGBM, 100 trees.",
         ),
         *[
             _case(
