@@ -99,7 +99,7 @@ def test_quickstart_reproduces_the_benchmark_figures_on_real_data(real_run: Ran)
     assert round(ns["locf"].msle, 4) == LOCF_MSLE
     assert round(ns["chorus"].msle, 4) == CHORUS_MSLE
     assert ns["chorus"].kind == "ensemble" and set(ns["chorus"].members) == {
-        "amber_tree", "amber_ridge"}
+        "amber_tree", "amber_ridge", "amber_mean"}
     # the page shows exactly what its first block prints
     page = blocks(PAGE)
     first = page.index(real_run.outputs[0][0])

@@ -126,8 +126,9 @@ def test_shell_completion(cli):
 def test_choices_follow_the_library():
     """The declared choices are the library's levels and run types (a new one is added to both)."""
     assert get_args(LevelName) == tuple(level.value for level in Level)
-    assert get_args(RunTypeName) == tuple(rt.value for rt in RunType)
-    assert set(get_args(EvaluationRunType)) == {"calibration", "validation"}
+    # drift thresholds are per calibration/validation/forecasting run; a backtest is evaluated
+    assert get_args(RunTypeName) == tuple(rt.value for rt in RunType if rt is not RunType.BACKTEST)
+    assert set(get_args(EvaluationRunType)) == {"calibration", "validation", "backtest"}
     assert get_args(MissingName) == tuple(p.value for p in MissingPolicy)
     assert get_args(SeverityName) == tuple(s.value for s in Severity)
     assert get_args(StatusName) == tuple(s.value for s in Status)
@@ -138,7 +139,7 @@ def test_choices_follow_the_library():
     (["forecast", "--level"], "--level", "<cm|pgm>"),
     (["data", "pull", "ucdp", "--level"], "--level", "<cm|pgm|both>"),
     (["drift", "check", "--run-type"], "--run-type", "<calibration|validation|forecasting>"),
-    (["evaluate", "--run-type"], "--run-type", "<calibration|validation>"),
+    (["evaluate", "--run-type"], "--run-type", "<calibration|validation|backtest>"),
     (["forecasts", "query", "--level", "cm", "--model", "m", "--format"], "--format",
      "<json|csv|parquet>"),
     (["data", "import", "panel", "x.csv", "--level", "cm", "--missing"], "--missing",

@@ -364,7 +364,7 @@ def test_catalog_default_location(cli, ws: Path) -> None:
     assert res.code == 0, res.err
     doc = res.json()
     assert doc == {"pages": ["docs/catalog/models_cm.md", "docs/catalog/models_pgm.md"],
-                   "models": {"cm": 1, "pgm": 1}}
+                   "models": {"cm": 1, "pgm": 1}, "backtest": None}  # no backtest stored
     cm = (ws / "docs" / "catalog" / "models_cm.md").read_text()
     assert "| `amber_tree` | average | ged_sb | none | `w = 6` | deployed | ann@example.org " \
            "| Six-month mean. |" in cm
