@@ -27,7 +27,7 @@ Pure functions on arrays; :func:`window_rows` lines forecasts and actuals up.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -147,6 +147,19 @@ def _design(windows: Mapping[str, StackWindow], members: list[str]
     return out
 
 
+def _minimise_on_simplex(loss: Callable[[Floats], float], grad: Callable[[Floats], Floats],
+                         m: int, *, ftol: float) -> Floats:
+    """SLSQP from equal weights under w >= 0, sum w = 1; deterministic for given inputs."""
+    result = minimize(
+        loss, np.full(m, 1.0 / m), jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * m,
+        constraints=({"type": "eq", "fun": lambda w: float(w.sum() - 1.0),
+                      "jac": lambda w: np.ones_like(w)},),
+        options={"ftol": ftol, "maxiter": 500},
+    )
+    w = np.clip(np.asarray(result.x, dtype=np.float64), 0.0, None)
+    return w / w.sum() if w.sum() > 0 else np.full(m, 1.0 / m)
+
+
 def _simplex_least_squares(gram: Floats, cross: Floats) -> Floats:
     """argmin_w w'Gw - 2c'w on the simplex (G = X'X/n, c = X'y/n)."""
     m = len(cross)
@@ -161,14 +174,7 @@ def _simplex_least_squares(gram: Floats, cross: Floats) -> Floats:
     def grad(w: Floats) -> Floats:
         return np.asarray(2.0 * (G @ w - c), dtype=np.float64)
 
-    result = minimize(
-        loss, np.full(m, 1.0 / m), jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * m,
-        constraints=({"type": "eq", "fun": lambda w: float(w.sum() - 1.0),
-                      "jac": lambda w: np.ones_like(w)},),
-        options={"ftol": 1e-14, "maxiter": 500},
-    )
-    w = np.clip(np.asarray(result.x, dtype=np.float64), 0.0, None)
-    return w / w.sum() if w.sum() > 0 else np.full(m, 1.0 / m)
+    return _minimise_on_simplex(loss, grad, m, ftol=1e-14)
 
 
 def _count_mean_fit(P: Floats, z: Floats) -> Floats:
@@ -185,14 +191,7 @@ def _count_mean_fit(P: Floats, z: Floats) -> Floats:
         r = (np.log1p(pw) - z) / (1.0 + pw)
         return np.asarray(2.0 * (P.T @ r) / len(z), dtype=np.float64)
 
-    result = minimize(
-        loss, np.full(m, 1.0 / m), jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * m,
-        constraints=({"type": "eq", "fun": lambda w: float(w.sum() - 1.0),
-                      "jac": lambda w: np.ones_like(w)},),
-        options={"ftol": 1e-12, "maxiter": 500},
-    )
-    w = np.clip(np.asarray(result.x, dtype=np.float64), 0.0, None)
-    return w / w.sum() if w.sum() > 0 else np.full(m, 1.0 / m)
+    return _minimise_on_simplex(loss, grad, m, ftol=1e-12)
 
 
 def msle(point: Floats, actual: Floats) -> float:
