@@ -39,10 +39,8 @@ from ewspipe.flows.modelrun import (
     POINT_METRICS,
     SAMPLE_METRICS,
     check_coverage,
-    model_design,
-    predict_origins,
+    fit_predict,
 )
-from ewspipe.models import registry
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Level, MissingPolicy, Panel, validate_panel
 from ewspipe.panel.snapshot import Manifest
@@ -191,11 +189,7 @@ def _check_level(name: str, level: Level, panel: Panel) -> None:
 def _fit_predict(spec: ModelSpec, panel: Panel, partition: Partition) -> Forecast:
     """Fit on the partition's training window and predict every origin (as modelrun does)."""
     _check_level(spec.name, spec.level, panel)
-    design = model_design(spec, panel, _memory_manifest(panel),
-                          train_last=partition.train.last)
-    model = registry.create(spec.algorithm, spec.hyperparameters_dict())
-    model.fit(design, train_last=partition.train.last)  # type: ignore[attr-defined]  # subclasses
-    return predict_origins(model, design, partition)
+    return fit_predict(spec, panel, _memory_manifest(panel), partition)
 
 
 def _partition(settings: Settings, run_type: RunType, panel: Panel) -> Partition:

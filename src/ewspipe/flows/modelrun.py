@@ -234,6 +234,16 @@ def fit_or_reuse(
     return model, manifest.directory, False
 
 
+def fit_predict(spec: ModelSpec, panel: Panel, manifest: Manifest, partition: Partition
+                ) -> Forecast:
+    """Fit on the partition's training window and predict every origin, in memory (nothing
+    stored, no cache): the one path of ``ewspipe.backtest`` and ``models stack``."""
+    design = model_design(spec, panel, manifest, train_last=partition.train.last)
+    model = registry.create(spec.algorithm, spec.hyperparameters_dict())
+    model.fit(design, train_last=partition.train.last)  # type: ignore[attr-defined]  # subclasses
+    return predict_origins(model, design, partition)
+
+
 def predict_origins(
     model: BaseForecaster, design: Design, partition: Partition, *, label: str = ""
 ) -> Forecast:

@@ -38,10 +38,8 @@ from ewspipe.flows.modelrun import (
     _actuals,
     _check_coverage,
     _snapshots_by_level,
-    model_design,
-    predict_origins,
+    fit_predict,
 )
-from ewspipe.models import registry
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
@@ -88,10 +86,7 @@ def member_forecasts(
             _check_coverage(spec, manifest, partition)
             if progress is not None:
                 progress(f"window {label}: fitting {spec.name}")
-            design = model_design(spec, panel, manifest, train_last=partition.train.last)
-            model = registry.create(spec.algorithm, spec.hyperparameters_dict())
-            model.fit(design, train_last=partition.train.last)  # type: ignore[attr-defined]
-            out[label][spec.name] = predict_origins(model, design, partition)
+            out[label][spec.name] = fit_predict(spec, panel, manifest, partition)
     return out
 
 
