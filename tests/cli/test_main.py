@@ -17,9 +17,11 @@ from ewspipe.cli.choices import (
     MissingName,
     RunTypeName,
     SeverityName,
+    StackCombine,
     StatusName,
 )
 from ewspipe.cli.main import app
+from ewspipe.ensembles.stacking import COMBINATIONS
 from ewspipe.panel.schema import Level, MissingPolicy
 from ewspipe.partitions import RunType
 from ewspipe.release.version import Bump
@@ -133,6 +135,7 @@ def test_choices_follow_the_library():
     assert get_args(SeverityName) == tuple(s.value for s in Severity)
     assert get_args(StatusName) == tuple(s.value for s in Status)
     assert get_args(BumpName) == tuple(b.value for b in Bump)
+    assert get_args(StackCombine) == COMBINATIONS
 
 
 @pytest.mark.parametrize(("args", "option", "shown"), [

@@ -55,7 +55,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -80,7 +80,7 @@ from ewspipe.catalog.rules import Status, check_ensemble_member
 from ewspipe.catalog.spec import ModelSpec, Name, Target, Text, canonical_json
 from ewspipe.ensembles.aggregate import SampleOption, get_aggregation, weighted
 from ewspipe.ensembles.aggregate import names as aggregation_names
-from ewspipe.ensembles.stacking import DEFAULT_SHRINKAGE
+from ewspipe.ensembles.stacking import DEFAULT_SHRINKAGE, Combine
 from ewspipe.errors import SpecError, did_you_mean
 from ewspipe.panel.schema import Level
 
@@ -108,7 +108,7 @@ class StackingRecord(BaseModel):
     shrinkage: float = Field(
         DEFAULT_SHRINKAGE, ge=0, le=1, allow_inf_nan=False,
         description="weights = (1 - s) * fitted + s / M: 0 the fitted weights, 1 equal weights")
-    combine: Literal["logmean", "mean"] = Field(
+    combine: Combine = Field(
         "logmean", description="the aggregation whose weights are learned: logmean or mean")
     windows: tuple[Text, ...] | None = Field(None, description="the windows the weights were "
                                              "learned on")

@@ -43,6 +43,7 @@ from ewspipe.models.forecast import Forecast
 __all__ = [
     "COMBINATIONS",
     "DEFAULT_SHRINKAGE",
+    "Combine",
     "StackWindow",
     "Stacking",
     "WindowScore",
