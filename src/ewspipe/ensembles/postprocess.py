@@ -7,6 +7,8 @@ values were corrected and by how much at most.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 import numpy.typing as npt
 
@@ -14,7 +16,7 @@ from ewspipe.alerts import Alert, Severity
 from ewspipe.errors import CheckFailed
 from ewspipe.models.forecast import Forecast
 
-__all__ = ["SOURCE", "check_finite", "clip_negative", "postprocess"]
+__all__ = ["SOURCE", "Negatives", "check_finite", "clip_negative", "clip_negatives", "postprocess"]
 
 SOURCE = "non_negativity"
 _SHOW = 3
@@ -61,15 +63,64 @@ def check_finite(forecast: Forecast, *, model: str) -> None:
     )
 
 
-def clip_negative(forecast: Forecast, *, model: str) -> tuple[Forecast, Alert | None]:
+@dataclass(frozen=True)
+class Negatives:
+    """What :func:`clip_negatives` set to 0 in one forecast or chunk.
+
+    Chunks of one forecast are :meth:`merge`-d in row order, so a streamed forecast raises the
+    same single alert (same counts, same worst row) as the whole forecast would.
+    """
+
+    point_values: int
+    sample_values: int
+    rows: int
+    largest: float
+    where: str
+    month_id: int
+    unit: int
+
+    def merge(self, later: Negatives | None) -> Negatives:
+        """Counts added; the worst row is the earlier one on a tie (as ``argmin`` picks)."""
+        if later is None:
+            return self
+        worst = later if later.largest > self.largest else self
+        return replace(worst, point_values=self.point_values + later.point_values,
+                       sample_values=self.sample_values + later.sample_values,
+                       rows=self.rows + later.rows)
+
+    def alert(self, *, model: str) -> Alert:
+        return Alert(
+            source=SOURCE,
+            severity=Severity.WARNING,
+            message=(
+                f"model {model!r}: {self.point_values:,} point values and "
+                f"{self.sample_values:,} sample values were below 0 and set to 0 (in "
+                f"{self.rows:,} rows); largest correction {self.largest:.6g} at {self.where}"
+            ),
+            offender=model,
+            value=self.largest,
+            threshold=0.0,
+            details={
+                "model": model,
+                "point_values": self.point_values,
+                "sample_values": self.sample_values,
+                "rows": self.rows,
+                "largest_correction": self.largest,
+                "month_id": self.month_id,
+                "unit": self.unit,
+            },
+        )
+
+
+def clip_negatives(forecast: Forecast) -> tuple[Forecast, Negatives | None]:
     """Set negative point and sample values to 0.
 
     Works in row blocks (one pass when nothing is negative, two otherwise), so no
     (rows x S) temporary is allocated besides the corrected copy.
 
     Returns:
-        The corrected forecast (the input itself when nothing is negative) and a WARNING
-        alert stating how many values were set to 0 and the largest correction, or None.
+        The corrected forecast (the input itself when nothing is negative; otherwise with a
+        fresh samples array) and what was corrected, or None.
     """
     samples = forecast.samples
     n = samples.shape[0]
@@ -86,35 +137,26 @@ def clip_negative(forecast: Forecast, *, model: str) -> tuple[Forecast, Alert | 
         np.maximum(block, 0.0, out=fixed_samples[lo:lo + _BLOCK])
         if sample_min[lo:lo + _BLOCK].min() < 0:
             n_sample += int(np.count_nonzero(block < 0))
-    n_point = int(np.count_nonzero(forecast.point < 0))
-    rows = np.flatnonzero(row_min < 0)
     worst = int(np.argmin(row_min))
-    largest = float(-row_min[worst])
     frame = forecast.frame
     fixed = Forecast(frame=frame, point=np.maximum(forecast.point, 0.0), samples=fixed_samples,
                      unit_column=forecast.unit_column)
-    alert = Alert(
-        source=SOURCE,
-        severity=Severity.WARNING,
-        message=(
-            f"model {model!r}: {n_point:,} point values and {n_sample:,} sample values were "
-            f"below 0 and set to 0 (in {len(rows):,} rows); largest correction {largest:.6g} at "
-            f"{_where(forecast, np.array([worst]))}"
-        ),
-        offender=model,
-        value=largest,
-        threshold=0.0,
-        details={
-            "model": model,
-            "point_values": n_point,
-            "sample_values": n_sample,
-            "rows": len(rows),
-            "largest_correction": largest,
-            "month_id": int(frame["month_id"].iloc[worst]),
-            "unit": int(frame[forecast.unit_column].iloc[worst]),
-        },
+    return fixed, Negatives(
+        point_values=int(np.count_nonzero(forecast.point < 0)),
+        sample_values=n_sample,
+        rows=int(np.count_nonzero(row_min < 0)),
+        largest=float(-row_min[worst]),
+        where=_where(forecast, np.array([worst])),
+        month_id=int(frame["month_id"].iloc[worst]),
+        unit=int(frame[forecast.unit_column].iloc[worst]),
     )
-    return fixed, alert
+
+
+def clip_negative(forecast: Forecast, *, model: str) -> tuple[Forecast, Alert | None]:
+    """:func:`clip_negatives` with its WARNING alert (how many values were set to 0 and the
+    largest correction), or None when nothing was negative."""
+    fixed, negatives = clip_negatives(forecast)
+    return fixed, None if negatives is None else negatives.alert(model=model)
 
 
 def postprocess(forecast: Forecast, *, model: str) -> tuple[Forecast, list[Alert]]:
