@@ -13,7 +13,10 @@ forecasts (same snapshot, same partition, same configuration):
    earlier in the same run; cm ensembles always come first). Cell ownership: the
    ``[reconciliation] mapping_file`` when set, else the pgm snapshot's own per-month
    ``country_id`` column, read in the forecast origin months. cm countries owning no cell of
-   the grid (outside the pgm domain) are left out and counted in the summary;
+   the grid (outside the pgm domain) are left out and counted in the summary. Points and,
+   for a sample forecast, every draw are reconciled streamed by month
+   (:class:`ewspipe.ensembles.reconcile.Reconciler`: draw j of the cells with draw j of the
+   country);
 5. scored with the same metrics as models (evaluation runs) and stored as
    ``predictions/<ensemble>.parquet`` and ``metrics/<ensemble>.json``; a reconciled ensemble
    also gets ``reconciliation/<ensemble>.parquet`` (one row per country-month: forecast, cell
@@ -40,7 +43,7 @@ from ewspipe.catalog.loader import display_path
 from ewspipe.catalog.rules import Status
 from ewspipe.ensembles.aggregate import aggregate
 from ewspipe.ensembles.postprocess import check_finite, postprocess
-from ewspipe.ensembles.reconcile import Ownership, read_ownership, reconcile
+from ewspipe.ensembles.reconcile import Ownership, Reconciler, month_chunks, read_ownership
 from ewspipe.errors import InputError, SpecError
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Level, Panel
@@ -203,6 +206,24 @@ def _ownership(
     )
 
 
+def _reconcile_by_month(reconciler: Reconciler, forecast: Forecast) -> Forecast:
+    """``forecast`` reconciled month chunk by month chunk into one output forecast.
+
+    The chunks are views of the input, so besides the output only one chunk's draws are
+    allocated at a time; the result equals in-memory ``reconcile`` bit for bit.
+    """
+    point = np.empty_like(forecast.point)
+    samples = np.empty(forecast.samples.shape, dtype=np.float64)
+    row = 0
+    for part in reconciler.run(month_chunks(forecast)):
+        end = row + len(part)
+        point[row:end] = part.point
+        samples[row:end] = part.samples
+        row = end
+    return Forecast(frame=forecast.frame, point=point, samples=samples,
+                    unit_column=forecast.unit_column)
+
+
 Defer = Callable[..., None]
 
 
@@ -262,13 +283,15 @@ def run_ensembles(
         if spec.reconcile_with is not None:
             origins = np.unique(forecast.frame["origin"].to_numpy())
             ownership = _ownership(settings, panel, manifest, origins, ownership_cache)
-            result = reconcile(
-                forecast, done[spec.reconcile_with], ownership,
+            reconciler = Reconciler(
+                done[spec.reconcile_with], ownership,
                 max_factor=rec_settings.max_factor, min_factor=rec_settings.min_factor,
                 min_deaths=rec_settings.alert_min_deaths, outside="exclude",
                 grid_model=spec.name, country_model=spec.reconcile_with,
             )
-            forecast, summary = result.forecast, result.summary
+            forecast = _reconcile_by_month(reconciler, forecast)
+            result = reconciler.report()
+            summary = result.summary
             raised += list(result.alerts)
             table_path = writer.path / f"reconciliation/{spec.name}.parquet"
             table_path.parent.mkdir(parents=True, exist_ok=True)
