@@ -7,8 +7,17 @@ country-level forecast (VIEWS ADR 027)::
 
 Negative values (cells and countries) are set to 0 first. Points are reconciled with the
 country point; sample forecasts draw by draw (draw j of the cells with draw j of the country,
-or with the country point when the country forecast has no samples). Everything is vectorised:
-cells are summed per (country, origin, step) code with ``np.bincount``.
+or with the country point when the country forecast has no samples). Other draw counts are
+refused, naming both forecasts and both counts: pairing draws of different ensembles by
+position only means something when both have S draws. Everything is vectorised: cells are
+summed per (country, origin, step) code and draw with ``np.bincount``.
+
+**Streaming.** A :class:`Reconciler` holds the (small) country forecast and takes the grid
+forecast chunk by chunk, each chunk whole months (e.g. :func:`month_chunks`, or a model's
+output month by month), so memory is bounded by one chunk's draws: a global month at S =
+1,000 is 66,205 x 1,000 x 8 bytes ~ 0.5 GB. Per-draw sums are added in blocks that start at
+every month, so any chunking gives the in-memory :func:`reconcile` result bit for bit, with
+the same table, alerts and summary (:meth:`Reconciler.report`).
 
 **Which country owns a cell.** An :class:`Ownership` maps cells to countries, either statically
 (one country per cell, e.g. ``priogrid_country/priogrid.parquet``) or per month (a
