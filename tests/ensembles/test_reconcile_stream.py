@@ -12,6 +12,7 @@ import pytest
 
 from ewspipe.ensembles.reconcile import Ownership, Reconciler, month_chunks, reconcile
 from ewspipe.errors import CheckFailed, InputError
+from ewspipe.flows.ensemble_run import reconcile_by_month
 from ewspipe.models.forecast import Forecast
 
 # the package exports the function ``reconcile``, which hides the module of the same name
@@ -171,3 +172,15 @@ def test_a_nan_in_a_later_chunk_fails_naming_the_model_and_row() -> None:
     with pytest.raises(CheckFailed, match=r"'pgm_ens' predicted NaN.*month 103, priogrid_gid 3 "
                                           r"\(origin 101\)"):
         _stream(bad, country, own, CHUNKINGS["one month each"])
+
+
+@pytest.mark.parametrize("chunk_values", [1, 3 * MONTH * S, 10**9])
+def test_the_ensemble_runs_month_by_month_assembly_equals_reconcile(chunk_values: int) -> None:
+    grid, country, own = _case(seed=7)
+    whole = reconcile(grid, country, own, outside="exclude")
+    rec = Reconciler(country, own, outside="exclude")
+    out = reconcile_by_month(rec, grid, chunk_values=chunk_values)
+    assert out.frame is grid.frame
+    np.testing.assert_array_equal(out.point, whole.forecast.point)
+    np.testing.assert_array_equal(out.samples, whole.forecast.samples)
+    assert rec.report().summary == whole.summary

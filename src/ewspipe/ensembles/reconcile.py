@@ -61,6 +61,7 @@ from ewspipe.panel.priogrid import N_CELLS
 from ewspipe.panel.sources.table import read_table
 
 __all__ = [
+    "CHUNK_VALUES",
     "DEFAULT_MAX_FACTOR",
     "DEFAULT_MIN_FACTOR",
     "NO_COUNTRY",
@@ -84,7 +85,7 @@ CELL_COLUMNS = ("priogrid_gid", "priogrid_id")
 _GID_SPAN = 1 << 18  # > 259,200 cells: month * span + gid is a unique cell-month key
 _BLOCK = 8192  # rows per block for sample sums: codes and draws stay in the CPU cache
 _BLOCK_VALUES = _BLOCK * 100  # ... and at most this many cell-draws (fewer rows at S = 1,000)
-_CHUNK_VALUES = 1 << 24  # cell-draws per chunk of month_chunks: 128 MiB of float64 draws
+CHUNK_VALUES = 1 << 24  # cell-draws per chunk of month_chunks: 128 MiB of float64 draws
 _STEP_SPAN = 1 << 20  # origin * span + step is a unique (origin, step) key
 _SHORT = reprlib.Repr()
 _SHORT.maxlist = 8
@@ -675,7 +676,7 @@ class Reconciler:
         return self._report
 
 
-def month_chunks(forecast: Forecast, *, max_values: int = _CHUNK_VALUES) -> Iterator[Forecast]:
+def month_chunks(forecast: Forecast, *, max_values: int = CHUNK_VALUES) -> Iterator[Forecast]:
     """``forecast`` cut into chunks of whole months (views, no copy): consecutive (origin,
     step) groups of at most ``max_values`` cell-draws each (at least one month per chunk)."""
     frame = forecast.frame

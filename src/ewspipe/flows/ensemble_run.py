@@ -43,7 +43,13 @@ from ewspipe.catalog.loader import display_path
 from ewspipe.catalog.rules import Status
 from ewspipe.ensembles.aggregate import aggregate
 from ewspipe.ensembles.postprocess import check_finite, postprocess
-from ewspipe.ensembles.reconcile import Ownership, Reconciler, month_chunks, read_ownership
+from ewspipe.ensembles.reconcile import (
+    CHUNK_VALUES,
+    Ownership,
+    Reconciler,
+    month_chunks,
+    read_ownership,
+)
 from ewspipe.errors import InputError, SpecError
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Level, Panel
@@ -54,7 +60,9 @@ from ewspipe.settings import Settings
 from ewspipe.store.predictions import write_forecast
 from ewspipe.store.runs import RunWriter
 
-__all__ = ["EnsembleOutcome", "RunPlan", "combine", "plan_run", "run_ensembles"]
+__all__ = [
+    "EnsembleOutcome", "RunPlan", "combine", "plan_run", "reconcile_by_month", "run_ensembles",
+]
 
 Score = Callable[[Forecast, Panel, str], dict[str, Any]]
 Check = Callable[[Forecast, Panel, str, str], dict[str, Any] | None]
@@ -206,8 +214,10 @@ def _ownership(
     )
 
 
-def _reconcile_by_month(reconciler: Reconciler, forecast: Forecast) -> Forecast:
-    """``forecast`` reconciled month chunk by month chunk into one output forecast.
+def reconcile_by_month(reconciler: Reconciler, forecast: Forecast, *,
+                       chunk_values: int = CHUNK_VALUES) -> Forecast:
+    """``forecast`` reconciled month chunk by month chunk (at most ``chunk_values``
+    cell-draws each) into one output forecast; then ``reconciler.report()`` has the rest.
 
     The chunks are views of the input, so besides the output only one chunk's draws are
     allocated at a time; the result equals in-memory ``reconcile`` bit for bit.
@@ -215,7 +225,7 @@ def _reconcile_by_month(reconciler: Reconciler, forecast: Forecast) -> Forecast:
     point = np.empty_like(forecast.point)
     samples = np.empty(forecast.samples.shape, dtype=np.float64)
     row = 0
-    for part in reconciler.run(month_chunks(forecast)):
+    for part in reconciler.run(month_chunks(forecast, max_values=chunk_values)):
         end = row + len(part)
         point[row:end] = part.point
         samples[row:end] = part.samples
@@ -289,7 +299,7 @@ def run_ensembles(
                 min_deaths=rec_settings.alert_min_deaths, outside="exclude",
                 grid_model=spec.name, country_model=spec.reconcile_with,
             )
-            forecast = _reconcile_by_month(reconciler, forecast)
+            forecast = reconcile_by_month(reconciler, forecast)
             result = reconciler.report()
             summary = result.summary
             raised += list(result.alerts)
