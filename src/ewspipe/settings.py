@@ -185,7 +185,10 @@ class PartitionSettings(_Strict):
 class DemoSettings(_Strict):
     seed: int = 20240701
     countries: int = Field(190, ge=10, le=400)
-    pgm_cells: int = Field(2000, ge=50, le=13110)
+    pgm_cells: Annotated[int, Field(ge=50, le=13110)] | Literal["global"] = Field(
+        2000, description="cells of the pgm region (a disc of N cells), or \"global\": every "
+        "cell of the PRIO-GRID table with its real country (then the owners are the countries)"
+    )
     first_month: int = Field(121, ge=1)
     last_month: int | None = Field(
         None, description="last month_id of the demo world; default: last complete month"
