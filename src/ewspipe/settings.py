@@ -194,6 +194,16 @@ class DemoSettings(_Strict):
         None, description="last month_id of the demo world; default: last complete month"
     )
 
+    @field_validator("pgm_cells", mode="before")
+    @classmethod
+    def _cells(cls, value: Any) -> Any:
+        if value == "global":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 50 <= value <= 13110:
+            raise ValueError("must be a number of grid cells from 50 to 13110 (a disc of "
+                             "cells) or \"global\" (every cell of the PRIO-GRID table)")
+        return value
+
 
 class DataSettings(_Strict):
     """Input limits of every import (README "Input limits"; ewspipe.panel.limits)."""
