@@ -16,6 +16,7 @@ from ewspipe.errors import InputError
 from ewspipe.panel.global_grid import GLOBAL
 from ewspipe.panel.ingest import ImportResult, import_frame, import_stream
 from ewspipe.panel.limits import InputLimits
+from ewspipe.panel.messages import excerpt
 from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.panel.synthetic import DemoWorld, demo_world
 from ewspipe.settings import DemoSettings
@@ -27,10 +28,17 @@ BLOCK_MONTHS = 12  # months per streamed block of the global world: ~800,000 row
 
 def pgm_cells_value(value: int | str | None) -> int | str | None:
     """``--pgm-cells`` as given on the command line: a number of cells or ``global``."""
-    if isinstance(value, str):
-        text = value.strip()
-        return int(text) if text.lstrip("+-").isdigit() else text.lower()
-    return value
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lstrip("+-").isdigit():
+        return int(text)
+    if text.lower() == GLOBAL:
+        return GLOBAL
+    raise InputError(
+        f"demo world: grid cells {excerpt(text, 40)!r} is neither a number of cells "
+        "(50..13110, a disc) nor 'global' (every PRIO-GRID cell); pass e.g. --cells 2000 or "
+        "--cells global", parameter="pgm_cells")
 
 
 def _arrow_blocks(world: DemoWorld) -> Iterator[pa.Table]:
