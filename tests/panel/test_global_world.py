@@ -11,10 +11,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ewspipe.errors import InputError
+from ewspipe.errors import InputError, SettingsError
 from ewspipe.panel.global_grid import SHARED_DIR_ENV
 from ewspipe.panel.synthetic import COUNT_COLUMNS, DemoWorld, demo_world
-from ewspipe.settings import DemoSettings
+from ewspipe.settings import DemoSettings, load_settings
 
 GLOBAL_SHORT = DemoSettings(pgm_cells="global", first_month=121, last_month=160)
 
@@ -93,3 +93,12 @@ def test_global_world_without_the_table_is_refused(tmp_path: Path,
     monkeypatch.delenv(SHARED_DIR_ENV)
     with pytest.raises(InputError, match=f"{SHARED_DIR_ENV}, which is not set"):
         demo_world(GLOBAL_SHORT)
+
+
+def test_global_is_a_demo_setting(tmp_path: Path) -> None:
+    config = tmp_path / "ewspipe.toml"
+    config.write_text('[demo]\npgm_cells = "global"\n')
+    assert load_settings(config).demo.pgm_cells == "global"
+    config.write_text('[demo]\npgm_cells = "2000"\n')
+    with pytest.raises(SettingsError, match=r"pgm_cells.*50 to 13110.*global"):
+        load_settings(config)
