@@ -14,6 +14,10 @@ The world imitates what matters about the real data for a forecasting pipeline, 
   events placed on cells by a drifting latent field with fading hotspots (the allocation of
   ``shared/data/pgm_semisynthetic``), so cells are clumped in space and time and sum exactly
   to the cm totals.
+* **global** (``pgm_cells = "global"``): every cell of the PRIO-GRID table
+  (:mod:`ewspipe.panel.global_grid`, 66,205 cells) with its real owner; the cm countries are
+  the owners (their VIEWS ids and names, no border changes), allocated the same way. The
+  ~29 M pgm rows are produced month by month (:meth:`DemoWorld.pgm_blocks`).
 
 Reproducibility: every random draw comes from a generator keyed by (seed, stream, month_id),
 so the world is byte-identical for the same settings and a longer span only appends months
