@@ -185,11 +185,24 @@ class PartitionSettings(_Strict):
 class DemoSettings(_Strict):
     seed: int = 20240701
     countries: int = Field(190, ge=10, le=400)
-    pgm_cells: int = Field(2000, ge=50, le=13110)
+    pgm_cells: Annotated[int, Field(ge=50, le=13110)] | Literal["global"] = Field(
+        2000, description="cells of the pgm region (a disc of N cells), or \"global\": every "
+        "cell of the PRIO-GRID table with its real country (then the owners are the countries)"
+    )
     first_month: int = Field(121, ge=1)
     last_month: int | None = Field(
         None, description="last month_id of the demo world; default: last complete month"
     )
+
+    @field_validator("pgm_cells", mode="before")
+    @classmethod
+    def _cells(cls, value: Any) -> Any:
+        if value == "global":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 50 <= value <= 13110:
+            raise ValueError("must be a number of grid cells from 50 to 13110 (a disc of "
+                             "cells) or \"global\" (every cell of the PRIO-GRID table)")
+        return value
 
 
 class DataSettings(_Strict):

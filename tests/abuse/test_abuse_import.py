@@ -330,6 +330,25 @@ def demo_too_many_cells(tmp: Path) -> tuple[list[str], list[str]]:
     return (["data", "demo", "--pgm-cells", "20000"], ["--pgm-cells", "13110"])
 
 
+def _pgm_parquet(tmp: Path, name: str, value: object) -> tuple[list[str], list[str]]:
+    """A sorted pgm Parquet table (the streamed import) with one bad ged_sb cell."""
+    df = _panel(units=(49181, 49182, 49183)).rename(columns={"country_id": "priogrid_gid"})
+    df = df.astype({"ged_sb": np.uint64 if value == np.iinfo(np.uint64).max else np.int64})
+    df.loc[7, "ged_sb"] = value
+    path = tmp / name
+    df.to_parquet(path, index=False)
+    return (["data", "import", "panel", path, "--level", "pgm"],
+            [str(path), "'ged_sb'", "data row 8", "priogrid_gid=49182"])
+
+
+def pgm_streamed_uint64_max(tmp: Path) -> tuple[list[str], list[str]]:
+    return _pgm_parquet(tmp, "uint.parquet", np.iinfo(np.uint64).max)
+
+
+def pgm_streamed_negative(tmp: Path) -> tuple[list[str], list[str]]:
+    return _pgm_parquet(tmp, "negative.parquet", -1)
+
+
 def demo_before_first(tmp: Path) -> tuple[list[str], list[str]]:
     return (["data", "demo", "--last-month", "100"], ["--last-month", "first month"])
 
@@ -344,7 +363,7 @@ CASES: dict[str, Case] = {f.__name__: f for f in (
     ged_countries_loop, ged_string_best_parquet, ged_wide, demo_short, demo_short_setting,
     demo_too_many_countries,
     demo_too_many_cells,
-    demo_before_first,
+    demo_before_first, pgm_streamed_uint64_max, pgm_streamed_negative,
 )}
 
 

@@ -45,3 +45,29 @@ def test_demo_bad_options(cli, state_dir):
     res = cli("data", "demo", "--countries", "two")
     assert res.code == 2
     assert not (state_dir / "snapshots").exists() or not any((state_dir / "snapshots").iterdir())
+
+
+def test_demo_global_world_covers_every_cell_and_reconciles(cli, shared_data):
+    res = cli("data", "demo", "--cells", "global", "--last-month", "160", "--json",
+              "--no-alerts")
+    assert res.code == 0, res.err
+    doc = res.json()
+    cm, pgm = doc["cm"]["manifest"], doc["pgm"]["manifest"]
+    assert pgm["units"] == 66_205 and pgm["rows"] == 66_205 * 40
+    assert cm["units"] == 187 and cm["source"]["pgm_cells"] == "global"
+    assert pgm["totals"] == cm["totals"]  # every country owns cells: the totals reconcile
+    assert pgm["validation"]["passed"] and doc["pgm"]["drift"].get("alarms") is not None
+    assert doc["pgm"]["summary"]["units"] == 66_205
+
+
+def test_demo_global_without_the_table_is_refused(cli, state_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("EWSPIPE_SHARED_DIR", str(tmp_path / "nowhere"))
+    res = cli("data", "demo", "--cells", "global", "--last-month", "160", "--json")
+    assert res.code == 2 and "Traceback" not in res.err
+    assert "EWSPIPE_SHARED_DIR" in res.err and "priogrid.parquet" in res.err
+    assert res.json()["exit_code"] == 2
+    assert not (state_dir / "snapshots").exists() or not any((state_dir / "snapshots").iterdir())
+    res = cli("data", "demo", "--cells", "everywhere")
+    assert res.code == 2 and "--cells global" in res.err and "everywhere" in res.err
+    res = cli("data", "demo", "--pgm-cells", "20000")
+    assert res.code == 2 and "option --pgm-cells" in res.err and "global" in res.err

@@ -28,7 +28,7 @@ from ewspipe.panel.ingest import ImportResult, import_ged_file
 from ewspipe.panel.schema import Level
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
 from ewspipe.panel.sources.ucdp import download, extract_events, ged_url
-from ewspipe.panel.summary import summarise
+from ewspipe.panel.summary import summarise_snapshot
 from ewspipe.settings import Settings
 
 __all__ = ["app"]
@@ -138,7 +138,7 @@ def show_snapshot(
     """Show a snapshot's manifest, validation report and data summary."""
     store = _store(ctx)
     manifest = store.get(snapshot)
-    summary = summarise(store.load(manifest.id))
+    summary = summarise_snapshot(store, manifest.id)
     data: dict[str, Any] = {"manifest": manifest.to_dict(), "summary": summary}
 
     def human() -> str:
@@ -166,8 +166,10 @@ def demo(
     ctx: typer.Context,
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default: [demo] seed)."),
     countries: int | None = typer.Option(None, "--countries", help="Number of countries."),
-    pgm_cells: int | None = typer.Option(
-        None, "--pgm-cells", help="Grid cells in the pgm region (50..13110)."
+    pgm_cells: str | None = typer.Option(
+        None, "--pgm-cells", "--cells",
+        help="Grid cells in the pgm region (50..13110), or 'global': every cell of the "
+        "PRIO-GRID table ($EWSPIPE_SHARED_DIR/data/priogrid_country) with its real country.",
     ),
     last_month: int | None = typer.Option(
         None, "--last-month", help="Last month_id (default: the last complete month)."
@@ -183,7 +185,7 @@ def demo(
     )
     results = checked.results
     store = _store(ctx)
-    summaries = {lvl: summarise(store.load(r.manifest.id)) for lvl, r in results.items()}
+    summaries = {lvl: summarise_snapshot(store, r.manifest.id) for lvl, r in results.items()}
     data = {
         lvl: {**checked.to_dict(lvl), "summary": summaries[lvl]} for lvl in results
     }

@@ -65,6 +65,11 @@ class DriftCheckingStore(SnapshotStore):
         self.reports[level] = drift
         return {"drift": drift.summary()}
 
+    def _annotate_months(self) -> int | None:
+        """Drift reads the test and standard windows only: all a streamed import loads."""
+        drift = self.settings.drift
+        return drift.test_months + drift.standard_months
+
     def _stored(self, panel: Panel, manifest: Manifest) -> None:
         level = panel.level.value
         if level in self.reports:
@@ -157,7 +162,7 @@ def import_demo_checked(
     *,
     seed: int | None = None,
     countries: int | None = None,
-    pgm_cells: int | None = None,
+    pgm_cells: int | str | None = None,
     last_month: int | None = None,
     alerts: bool = True,
 ) -> CheckedImport:

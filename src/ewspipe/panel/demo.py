@@ -1,19 +1,49 @@
-"""Generate the demo world and import it through the same path as real data."""
+"""Generate the demo world and import it through the same path as real data.
+
+The global world's pgm panel (~29 million rows) is generated and imported twelve months at a
+time (:func:`ewspipe.panel.ingest.import_stream`), never whole in memory.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pyarrow as pa
 from pydantic import ValidationError
 
 from ewspipe.errors import InputError
-from ewspipe.panel.ingest import ImportResult, import_frame
+from ewspipe.panel.global_grid import GLOBAL
+from ewspipe.panel.ingest import ImportResult, import_frame, import_stream
 from ewspipe.panel.limits import InputLimits
+from ewspipe.panel.messages import excerpt
 from ewspipe.panel.snapshot import SnapshotStore
-from ewspipe.panel.synthetic import demo_world
+from ewspipe.panel.synthetic import DemoWorld, demo_world
 from ewspipe.settings import DemoSettings
 
-__all__ = ["import_demo_world"]
+__all__ = ["BLOCK_MONTHS", "import_demo_world", "pgm_cells_value"]
+
+BLOCK_MONTHS = 12  # months per streamed block of the global world: ~800,000 rows
+
+
+def pgm_cells_value(value: int | str | None) -> int | str | None:
+    """``--pgm-cells`` as given on the command line: a number of cells or ``global``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lstrip("+-").isdigit():
+        return int(text)
+    if text.lower() == GLOBAL:
+        return GLOBAL
+    raise InputError(
+        f"demo world: grid cells {excerpt(text, 40)!r} is neither a number of cells "
+        "(50..13110, a disc) nor 'global' (every PRIO-GRID cell); pass e.g. --cells 2000 or "
+        "--cells global", parameter="pgm_cells")
+
+
+def _arrow_blocks(world: DemoWorld) -> Iterator[pa.Table]:
+    for block in world.pgm_blocks(BLOCK_MONTHS):
+        yield pa.Table.from_pandas(block, preserve_index=False)
 
 
 def import_demo_world(
@@ -22,12 +52,17 @@ def import_demo_world(
     *,
     seed: int | None = None,
     countries: int | None = None,
-    pgm_cells: int | None = None,
+    pgm_cells: int | str | None = None,
     last_month: int | None = None,
     limits: InputLimits | None = None,
 ) -> dict[str, ImportResult]:
-    """Build the world (options override ``[demo]``) and store cm and pgm snapshots."""
+    """Build the world (options override ``[demo]``) and store cm and pgm snapshots.
+
+    ``pgm_cells`` is a number of cells (a disc) or ``"global"`` (every PRIO-GRID cell, the pgm
+    panel streamed into its snapshot twelve months at a time).
+    """
     limits = limits or InputLimits()
+    pgm_cells = pgm_cells_value(pgm_cells)
     overrides: dict[str, Any] = {
         k: v
         for k, v in {"seed": seed, "countries": countries, "pgm_cells": pgm_cells,
@@ -69,11 +104,15 @@ def import_demo_world(
         "pgm_cells": settings.pgm_cells, "first_month": world.first_month,
         "last_month": world.last_month,
     }
-    results: dict[str, ImportResult] = {}
-    for level, frame in (("cm", world.cm), ("pgm", world.pgm)):
-        results[level] = import_frame(
-            frame, level, store,
-            source={"kind": "demo", "name": f"demo world seed {settings.seed}", **params},
-            source_name=f"demo world ({level}, seed {settings.seed})", limits=limits,
-        )
+    source = {"kind": "demo", "name": f"demo world seed {settings.seed}", **params}
+    results = {"cm": import_frame(world.cm, "cm", store, source=source, limits=limits,
+                                  source_name=f"demo world (cm, seed {settings.seed})")}
+    name = f"demo world (pgm, seed {settings.seed})"
+    streamed = None
+    if settings.pgm_cells == GLOBAL:
+        streamed = import_stream(lambda: _arrow_blocks(world), store, source=source,
+                                 source_name=name, limits=limits)
+    # the disc world (and a global one the fast checks refuse) is imported in memory
+    results["pgm"] = streamed or import_frame(world.pgm, "pgm", store, source=source,
+                                              source_name=name, limits=limits)
     return results

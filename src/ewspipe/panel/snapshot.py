@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +23,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ewspipe import __version__
-from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir, remove_stale_temps
+from ewspipe.atomic import (
+    TMP_DIR_PREFIX,
+    atomic_dir,
+    commit_dir,
+    make_temp_dir,
+    remove_stale_temps,
+)
 from ewspipe.errors import InputError, IntegrityError, SnapshotNotFound, StoreError
 from ewspipe.panel.months import month_label
-from ewspipe.panel.schema import Level, Panel, PanelSpec, ValidationReport
+from ewspipe.panel.schema import TIME_COLUMN, Level, Panel, PanelSpec, ValidationReport
 
-__all__ = ["Manifest", "SnapshotStore", "content_hash", "file_sha256"]
+__all__ = [
+    "DATA_FILE",
+    "Manifest",
+    "PanelFacts",
+    "SnapshotStore",
+    "content_hash",
+    "file_content_hash",
+    "file_sha256",
+]
 
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -45,8 +60,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 def content_hash(panel: Panel) -> str:
     """sha256 of the panel's meaning, independent of Parquet writer versions."""
-    h = hashlib.sha256()
-    h.update(f"level={panel.level.value};counts={','.join(panel.spec.count_columns)};".encode())
+    h = _hash_header(panel.level, panel.spec.count_columns)
     for name in panel.frame.columns:
         col = panel.frame[name]
         h.update(f"column={name}:{col.dtype};".encode())
@@ -55,6 +69,49 @@ def content_hash(panel: Panel) -> str:
         else:
             h.update("\x1f".join("\x00" if pd.isna(v) else str(v) for v in col).encode())
     return h.hexdigest()
+
+
+def _hash_header(level: Level, count_columns: tuple[str, ...] | list[str]) -> hashlib._Hash:
+    h = hashlib.sha256()
+    h.update(f"level={level.value};counts={','.join(count_columns)};".encode())
+    return h
+
+
+def file_content_hash(path: Path, level: Level, count_columns: tuple[str, ...]) -> str:
+    """:func:`content_hash` of a stored panel whose columns are all int64, read back one
+    column at a time: a streamed panel is never whole in memory, not even to be hashed."""
+    h = _hash_header(level, count_columns)
+    parquet = pq.ParquetFile(path)
+    for name in parquet.schema_arrow.names:
+        h.update(f"column={name}:int64;".encode())
+        for batch in parquet.iter_batches(batch_size=1 << 22, columns=[name]):
+            h.update(memoryview(np.ascontiguousarray(batch.column(0).to_numpy())))
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class PanelFacts:
+    """What a manifest records about a panel: from the frame, or gathered while it streamed."""
+
+    level: Level
+    count_columns: tuple[str, ...]
+    columns: dict[str, str]
+    rows: int
+    first_month: int
+    last_month: int
+    units: int
+    units_last_month: int
+    totals: dict[str, int]
+
+    @classmethod
+    def of(cls, panel: Panel) -> PanelFacts:
+        return cls(
+            level=panel.level, count_columns=tuple(panel.spec.count_columns),
+            columns={c: str(t) for c, t in panel.frame.dtypes.items()},
+            rows=len(panel.frame), first_month=panel.first_month,
+            last_month=panel.last_month, units=len(panel.units),
+            units_last_month=len(panel.forecast_entities()), totals=panel.totals(),
+        )
 
 
 @dataclass(frozen=True)
@@ -132,11 +189,7 @@ class SnapshotStore:
         except FileExistsError:
             raise
         except OSError as exc:  # read-only or full state folder: a clear refusal, not a trace
-            raise InputError(
-                f"{self.root}: cannot write the snapshot ({exc.strerror or exc}); nothing was "
-                "stored. Make the state folder writable and free some space, or pass "
-                "--state-dir with a writable folder, then re-run the import"
-            ) from exc
+            raise self._unwritable(exc) from exc
 
     def _store_in(self, panel: Panel, report: ValidationReport, source: dict[str, Any],
                   fetched_at: str | None, extra: dict[str, Any]) -> tuple[Manifest, bool]:
@@ -150,35 +203,119 @@ class SnapshotStore:
             with atomic_dir(final) as tmp:
                 table = pa.Table.from_pandas(panel.frame, preserve_index=False)
                 pq.write_table(table, tmp / DATA_FILE, compression="zstd")
-                imported = _now()
-                manifest = Manifest(
-                    id=snap_id,
-                    sha256=digest,
-                    file_sha256=file_sha256(tmp / DATA_FILE),
-                    level=panel.level.value,
-                    source=source,
-                    imported_at=imported,
-                    fetched_at=fetched_at or imported,
-                    columns={c: str(t) for c, t in panel.frame.dtypes.items()},
-                    count_columns=list(panel.spec.count_columns),
-                    rows=len(panel.frame),
-                    first_month=panel.first_month,
-                    last_month=panel.last_month,
-                    months=panel.last_month - panel.first_month + 1,
-                    units=len(panel.units),
-                    units_last_month=len(panel.forecast_entities()),
-                    totals=panel.totals(),
-                    validation=report.to_dict(),
-                    ewspipe_version=__version__,
-                    extra=extra,
-                )
-                manifest_path = tmp / MANIFEST_FILE
-                manifest_path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+                manifest = self._manifest(snap_id, digest, tmp / DATA_FILE, PanelFacts.of(panel),
+                                          report, source, fetched_at, extra)
+                (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
         except FileExistsError:
             if (final / MANIFEST_FILE).is_file():  # a concurrent writer won the race
                 return self.get(snap_id), False
             raise
         return manifest, True
+
+    @staticmethod
+    def _manifest(snap_id: str, digest: str, data: Path, facts: PanelFacts,
+                  report: ValidationReport, source: dict[str, Any], fetched_at: str | None,
+                  extra: dict[str, Any]) -> Manifest:
+        imported = _now()
+        return Manifest(
+            id=snap_id,
+            sha256=digest,
+            file_sha256=file_sha256(data),
+            level=facts.level.value,
+            source=source,
+            imported_at=imported,
+            fetched_at=fetched_at or imported,
+            columns=dict(facts.columns),
+            count_columns=list(facts.count_columns),
+            rows=facts.rows,
+            first_month=facts.first_month,
+            last_month=facts.last_month,
+            months=facts.last_month - facts.first_month + 1,
+            units=facts.units,
+            units_last_month=facts.units_last_month,
+            totals=dict(facts.totals),
+            validation=report.to_dict(),
+            ewspipe_version=__version__,
+            extra=extra,
+        )
+
+    # ------------------------------------------------------------------ streamed write
+    def staging(self, level: Level) -> Path:
+        """A fresh temporary folder for a streamed write: fill ``<folder>/DATA_FILE``
+        (int64 columns, sorted by month and unit), then :meth:`write_staged` it or
+        :meth:`discard` it."""
+        try:
+            remove_stale_temps(self.root)
+            return make_temp_dir(self.root / f"{level.value}-incoming")
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+
+    @staticmethod
+    def discard(staged: Path) -> None:
+        shutil.rmtree(staged, ignore_errors=True)
+
+    def write_staged(
+        self,
+        staged: Path,
+        facts: PanelFacts,
+        report: ValidationReport,
+        *,
+        source: dict[str, Any],
+        fetched_at: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[Manifest, bool]:
+        """Store a panel streamed into ``staged`` (see :meth:`staging`) like :meth:`write`
+        stores one in memory: the same id, manifest and hooks, where :meth:`_annotate` sees
+        only the last :meth:`_annotate_months` months. ``staged`` is consumed either way."""
+        data = staged / DATA_FILE
+        try:
+            digest = file_content_hash(data, facts.level, facts.count_columns)
+            snap_id = f"{facts.level.value}-{digest[:_ID_HEX]}"
+            final = self.root / snap_id
+            tail = self._tail(data, facts)
+            extra = {**(extra or {}), **self._annotate(tail)}
+            if (final / MANIFEST_FILE).is_file():
+                manifest, created = self.get(snap_id), False
+            else:
+                manifest = self._manifest(snap_id, digest, data, facts, report, source,
+                                          fetched_at, extra)
+                (staged / MANIFEST_FILE).write_text(
+                    json.dumps(manifest.to_dict(), indent=2) + "\n")
+                try:
+                    commit_dir(staged, final)
+                    created = True
+                except FileExistsError:
+                    if not (final / MANIFEST_FILE).is_file():
+                        raise
+                    manifest, created = self.get(snap_id), False  # a concurrent writer won
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        finally:
+            self.discard(staged)
+        self._stored(tail, manifest)
+        return manifest, created
+
+    def _annotate_months(self) -> int | None:
+        """How many trailing months :meth:`_annotate` reads (None: all of them); a streamed
+        write loads only those."""
+        return 1
+
+    def _tail(self, data: Path, facts: PanelFacts) -> Panel:
+        months = self._annotate_months()
+        first = facts.first_month if months is None else \
+            max(facts.first_month, facts.last_month - max(months, 1) + 1)
+        filters = [(TIME_COLUMN, ">=", first)] if first > facts.first_month else None
+        frame = pq.read_table(data, filters=filters).to_pandas(split_blocks=True,
+                                                              self_destruct=True)
+        return Panel(frame=frame, spec=PanelSpec(level=facts.level,
+                                                 count_columns=facts.count_columns))
+
+    def _unwritable(self, exc: OSError) -> InputError:
+        return InputError(
+            f"{self.root}: cannot write the snapshot ({exc.strerror or exc}); nothing was "
+            "stored. Make the state folder writable and free some space, or pass "
+            "--state-dir with a writable folder, then re-run the import"
+        )
 
     # ------------------------------------------------------------------ read
     def list(self) -> list[Manifest]:
@@ -221,8 +358,9 @@ class SnapshotStore:
     def get(self, ref: str) -> Manifest:
         return self._read_manifest(self.root / self.resolve(ref) / MANIFEST_FILE)
 
-    def load(self, ref: str, *, verify: bool = True) -> Panel:
-        """The stored panel; ``verify`` re-hashes the file against the manifest first."""
+    def data_path(self, ref: str, *, verify: bool = True) -> Path:
+        """The snapshot's Parquet file (for block-wise readers); ``verify`` re-hashes it
+        against the manifest first."""
         manifest = self.get(ref)
         path = self.root / manifest.id / DATA_FILE
         if verify and file_sha256(path) != manifest.file_sha256:
@@ -230,6 +368,12 @@ class SnapshotStore:
                 f"snapshot {manifest.id}: {path} no longer matches its recorded sha256; the "
                 "store was modified. Re-import the source to recreate it."
             )
+        return path
+
+    def load(self, ref: str, *, verify: bool = True) -> Panel:
+        """The stored panel; ``verify`` re-hashes the file against the manifest first."""
+        manifest = self.get(ref)
+        path = self.data_path(manifest.id, verify=verify)
         # one block per column, each taken over from Arrow as it is converted: no consolidation
         # copy of the whole panel (5.4M rows on pgm)
         frame = pq.read_table(path).to_pandas(split_blocks=True, self_destruct=True)

@@ -14,6 +14,10 @@ The world imitates what matters about the real data for a forecasting pipeline, 
   events placed on cells by a drifting latent field with fading hotspots (the allocation of
   ``shared/data/pgm_semisynthetic``), so cells are clumped in space and time and sum exactly
   to the cm totals.
+* **global** (``pgm_cells = "global"``): every cell of the PRIO-GRID table
+  (:mod:`ewspipe.panel.global_grid`, 66,205 cells) with its real owner; the cm countries are
+  the owners (their VIEWS ids and names, no border changes), allocated the same way. The
+  ~29 M pgm rows are produced month by month (:meth:`DemoWorld.pgm_blocks`).
 
 Reproducibility: every random draw comes from a generator keyed by (seed, stream, month_id),
 so the world is byte-identical for the same settings and a longer span only appends months
@@ -22,8 +26,11 @@ so the world is byte-identical for the same settings and a longer span only appe
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +38,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter
 
 from ewspipe.errors import InputError
+from ewspipe.panel.global_grid import GLOBAL, load_global_grid
 from ewspipe.panel.months import last_complete_month_id
 from ewspipe.panel.priogrid import cell_centre, gid_from_rowcol
 from ewspipe.settings import DemoSettings
@@ -101,21 +109,62 @@ class DemoParams:
 
 
 @dataclass(frozen=True, eq=False)
+class _PgmLayout:
+    """What the pgm allocation needs: the cells, their owners and the cm totals to split."""
+
+    seed: int
+    months: IntArray
+    gids: IntArray
+    labels: IntArray  # dense owner label per cell
+    owner_ids: IntArray  # country id per cell
+    totals: IntArray  # (3, n_months, n_labels) cm counts of each label's country
+    params: DemoParams
+    static: np.random.Generator  # the static stream as the allocation starts: copied per use
+
+    def blocks(self, months_per_block: int | None) -> Iterator[pd.DataFrame]:
+        size = self.months.size if months_per_block is None else max(1, months_per_block)
+        monthly = _allocate_pgm(self.seed, self.months, self.gids, self.labels, self.totals,
+                                self.params, copy.deepcopy(self.static))
+        for start in range(0, self.months.size, size):
+            block = self.months[start:start + size]
+            cells = [next(monthly) for _ in range(block.size)]
+            yield _pgm_frame(block, self.gids, self.owner_ids, cells)
+
+
+@dataclass(frozen=True, eq=False)
 class DemoWorld:
     """The generated panels plus what produced them.
 
     ``cm`` and ``pgm`` hold raw integer counts (int64) sorted by (month_id, unit); every pgm
     cell belongs to a country present in every month, and per (country, month) the cells sum
-    exactly to the cm row. ``countries`` lists each country id that occurs in ``cm``.
+    exactly to the cm row. ``countries`` lists each country id that occurs in ``cm``. ``pgm``
+    is built on first use; :meth:`pgm_blocks` yields the same rows a few months at a time.
     """
 
     cm: pd.DataFrame
-    pgm: pd.DataFrame
     countries: pd.DataFrame
     settings: DemoSettings
     first_month: int
     last_month: int
+    layout: _PgmLayout
     params: DemoParams = field(default_factory=DemoParams)
+
+    @property
+    def pgm_cells(self) -> int:
+        return int(self.layout.gids.size)
+
+    @property
+    def pgm_rows(self) -> int:
+        return int(self.layout.gids.size * self.layout.months.size)
+
+    def pgm_blocks(self, months_per_block: int | None = None) -> Iterator[pd.DataFrame]:
+        """The pgm panel in blocks of ``months_per_block`` months (None: one block), each a
+        frame like :attr:`pgm`; every call starts afresh and yields the same rows."""
+        return self.layout.blocks(months_per_block)
+
+    @cached_property
+    def pgm(self) -> pd.DataFrame:
+        return next(self.pgm_blocks(None))
 
 
 # --------------------------------------------------------------------------- randomness
@@ -355,8 +404,10 @@ def _allocate_pgm(
     totals: IntArray,
     params: DemoParams,
     static: np.random.Generator,
-) -> IntArray:
-    """Cell counts (3, n_months, n_cells) whose per-label sums equal ``totals`` (3, m, k)."""
+) -> Iterator[IntArray]:
+    """Cell counts (3, n_cells) month by month whose per-label sums equal ``totals``
+    (3, m, k): the state carried between months is a few grid-sized arrays, so a global
+    world never holds all its months."""
     n_cells = gids.size
     k = int(labels.max()) + 1
     row, col = np.divmod(gids - 1, 720)
@@ -394,8 +445,8 @@ def _allocate_pgm(
     temp = params.temperature
     ceiling = params.kappa / temp
 
-    out = np.zeros((3, months.size, n_cells), dtype=np.int64)
     for t, month in enumerate(months.tolist()):
+        out = np.zeros((3, n_cells), dtype=np.int64)
         r = _rng(seed, _PGM, month)
         drift = params.rho * drift + innov * _smooth_noise(r, shape, params.sigma_local)
         births = np.flatnonzero(r.random(k) < params.hotspot_birth)
@@ -416,6 +467,7 @@ def _allocate_pgm(
         month_totals = totals[:, t, :]
         active = np.flatnonzero(month_totals.sum(axis=0) > 0)
         if active.size == 0:
+            yield out
             continue
         latent = base + c_drift * drift.ravel()[flat] + hot[flat]
         for j in active.tolist():
@@ -431,11 +483,33 @@ def _allocate_pgm(
                 where = np.searchsorted(cdf, r.random(sizes.size) * cdf[-1], side="right")
                 np.minimum(where, cells.size - 1, out=where)
                 placed = np.bincount(where, weights=sizes, minlength=cells.size)
-                out[c, t, cells] += placed.astype(np.int64)
-    return out
+                out[c, cells] += placed.astype(np.int64)
+        yield out
 
 
 # --------------------------------------------------------------------------- public API
+
+
+def _pgm_frame(months: IntArray, gids: IntArray, owner_ids: IntArray,
+               cells: list[IntArray]) -> pd.DataFrame:
+    """Rows (month, cell) of ``months`` from the per-month (3, n_cells) counts in ``cells``."""
+    n_m, n_c = months.size, gids.size
+    stacked = np.stack(cells, axis=1) if cells else np.zeros((3, 0, n_c), dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "month_id": np.repeat(months, n_c),
+            "priogrid_gid": np.tile(gids, n_m),
+            "country_id": np.tile(owner_ids, n_m),
+            **{name: stacked[i].ravel() for i, name in enumerate(COUNT_COLUMNS)},
+        }
+    )
+
+
+def _stable_roster(n: int, first_month: int) -> _Roster:
+    """Countries that exist in every month: the global world's owners never change."""
+    return _Roster(first=np.full(n, first_month, dtype=np.int64),
+                   last=np.full(n, _NEVER, dtype=np.int64),
+                   parent=np.full(n, -1, dtype=np.int64), stable=np.ones(n, dtype=bool))
 
 
 def demo_world(
@@ -449,7 +523,13 @@ def demo_world(
     ``last_month`` overrides ``settings.last_month``; when both are None it is the last complete
     calendar month, so the demo grows by one month per month like real data.
     ``settings.countries`` is the number of country ids ever seen; a few of them start late or
-    end early. ``settings.pgm_cells`` is the exact number of grid cells.
+    end early. ``settings.pgm_cells`` is the exact number of grid cells, or ``"global"``: every
+    cell of the PRIO-GRID table (:mod:`ewspipe.panel.global_grid`) with its real owner, the
+    owners being the cm countries (``settings.countries`` does not apply). The pgm panel is
+    built lazily: :meth:`DemoWorld.pgm_blocks` streams it a few months at a time.
+
+    Raises:
+        InputError: for a last month before the first, or an absent global table.
     """
     params = params or DemoParams()
     first = int(settings.first_month)
@@ -461,21 +541,34 @@ def demo_world(
             "pass a last month on or after the first"
         )
     seed = int(settings.seed)
-    n = int(settings.countries)
     months = np.arange(first, last + 1, dtype=np.int64)
-
-    # countries are drawn before the grid, so cm does not depend on pgm_cells
     static = _rng(seed, _STATIC, 0)
-    roster = _roster(n, first, params, static)
-    traits = _traits(n, params, static)
-    gids = _region(int(settings.pgm_cells), params)
-    row, col = np.divmod(gids - 1, 720)
-    coords = np.column_stack([row, col]).astype(np.float64)
-    stable = np.flatnonzero(roster.stable)
-    k_wanted = min(max(3, round(gids.size / params.cells_per_country)), stable.size)
-    labels = _partition(coords, k_wanted, static)
-    k = int(labels.max()) + 1
-    owners = _pick_countries(stable, k, traits.propensity, static)
+    names: list[str]
+    if settings.pgm_cells == GLOBAL:
+        grid = load_global_grid()
+        ids, labels = np.unique(grid.country_ids, return_inverse=True)
+        n = ids.size
+        roster = _stable_roster(n, first)
+        traits = _traits(n, params, static)
+        gids, labels = grid.gids, labels.astype(np.int64)
+        owners = np.arange(n, dtype=np.int64)
+        country_ids = ids.astype(np.int64)
+        names = [grid.names.get(int(c), f"Country {int(c)}") for c in country_ids.tolist()]
+    else:
+        # countries are drawn before the grid, so cm does not depend on pgm_cells
+        n = int(settings.countries)
+        roster = _roster(n, first, params, static)
+        traits = _traits(n, params, static)
+        gids = _region(int(settings.pgm_cells), params)
+        row, col = np.divmod(gids - 1, 720)
+        coords = np.column_stack([row, col]).astype(np.float64)
+        stable = np.flatnonzero(roster.stable)
+        k_wanted = min(max(3, round(gids.size / params.cells_per_country)), stable.size)
+        labels = _partition(coords, k_wanted, static)
+        k = int(labels.max()) + 1
+        owners = _pick_countries(stable, k, traits.propensity, static)
+        country_ids = np.arange(1, n + 1, dtype=np.int64)
+        names = [f"Demoland {i + 1}" for i in range(n)]
 
     counts = _simulate_cm(seed, months, roster, traits, params)
 
@@ -485,19 +578,8 @@ def demo_world(
     cm = pd.DataFrame(
         {
             "month_id": months[t_idx],
-            "country_id": c_idx.astype(np.int64) + 1,
+            "country_id": country_ids[c_idx],
             **{name: counts[i, t_idx, c_idx] for i, name in enumerate(COUNT_COLUMNS)},
-        }
-    )
-
-    cells = _allocate_pgm(seed, months, gids, labels, counts[:, :, owners], params, static)
-    n_m, n_c = months.size, gids.size
-    pgm = pd.DataFrame(
-        {
-            "month_id": np.repeat(months, n_c),
-            "priogrid_gid": np.tile(gids, n_m),
-            "country_id": np.tile(owners[labels] + 1, n_m),
-            **{name: cells[i].ravel() for i, name in enumerate(COUNT_COLUMNS)},
         }
     )
 
@@ -506,19 +588,22 @@ def demo_world(
     has_cells[owners] = True
     countries = pd.DataFrame(
         {
-            "country_id": seen.astype(np.int64) + 1,
-            "name": [f"Demoland {i + 1}" for i in seen.tolist()],
+            "country_id": country_ids[seen],
+            "name": [names[i] for i in seen.tolist()],
             "first_month": roster.first[seen],
             "last_month": np.minimum(roster.last[seen], last),
             "has_cells": has_cells[seen],
         }
     )
+    layout = _PgmLayout(seed=seed, months=months, gids=gids, labels=labels,
+                        owner_ids=country_ids[owners][labels], totals=counts[:, :, owners],
+                        params=params, static=copy.deepcopy(static))
     return DemoWorld(
         cm=cm,
-        pgm=pgm,
         countries=countries,
         settings=settings,
         first_month=first,
         last_month=last,
         params=params,
+        layout=layout,
     )

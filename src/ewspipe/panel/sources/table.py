@@ -26,7 +26,7 @@ from ewspipe.errors import PanelError
 from ewspipe.panel.limits import InputLimits
 from ewspipe.panel.messages import excerpt
 
-__all__ = ["check_path", "read_table"]
+__all__ = ["check_parquet_file", "check_path", "read_table"]
 
 _PARQUET = (".parquet", ".pq")
 _CSV = (".csv", ".csv.gz", ".tsv", ".txt")
@@ -73,6 +73,17 @@ def _kind(path: Path) -> str:
     raise PanelError(
         f"{path}: unknown file type; use a Parquet (.parquet) or CSV (.csv, .csv.gz) file"
     )
+
+
+def check_parquet_file(path: Path | str, *, limits: InputLimits | None = None) -> bool:
+    """Whether ``path`` is a Parquet file within ``limits`` (False for CSV); the checks
+    :func:`read_table` runs before reading, for a reader that streams the file instead."""
+    path = Path(path)
+    check_path(path)
+    if _kind(path) != "parquet":
+        return False
+    _check_parquet(path, limits or InputLimits())
+    return True
 
 
 def read_table(
