@@ -21,7 +21,7 @@ from ewspipe.partitions import Partition
 from ewspipe.progress import current as current_reporter
 
 __all__ = ["Chunk", "blocks_per_chunk", "model_samples", "plan_chunks", "planned_rows",
-           "predict_chunk", "predict_chunks"]
+           "predict_chunk", "predict_chunks", "split_blocks"]
 
 #: bytes of one draw while it is computed (float64)
 DRAW_BYTES = 8
@@ -76,11 +76,20 @@ def plan_chunks(model: BaseForecaster, design: Design, partition: Partition, *,
     rows = max((design.month_rows(o).stop - design.month_rows(o).start for o in origins),
                default=1)
     fit = blocks_per_chunk(rows, model_samples(model), budget, reserved=_design_bytes(design))
-    if fit >= len(steps):
-        per = fit // len(steps)
+    return split_blocks(origins, steps, fit)
+
+
+def split_blocks(origins: Sequence[int], steps: Sequence[int], blocks: int) -> list[Chunk]:
+    """Chunks of at most ``blocks`` (origin, step) blocks each, in forecast order: whole
+    origins grouped when ``blocks`` holds one or more, else each origin in runs of
+    ``blocks`` consecutive steps."""
+    steps = tuple(steps)
+    if blocks >= len(steps):
+        per = blocks // len(steps)
         return [Chunk(tuple((o, steps) for o in origins[i:i + per]))
                 for i in range(0, len(origins), per)]
-    return [Chunk(((o, steps[i:i + fit]),)) for o in origins for i in range(0, len(steps), fit)]
+    return [Chunk(((o, steps[i:i + blocks]),)) for o in origins
+            for i in range(0, len(steps), blocks)]
 
 
 def planned_rows(design: Design, chunks: Sequence[Chunk]) -> int:
