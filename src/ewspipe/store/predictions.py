@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -66,7 +67,7 @@ def _columns(forecast: Forecast, *, compact: bool, quantiles: bool) -> dict[str,
     columns[forecast.unit_column] = pa.array(frame[forecast.unit_column].to_numpy(np.int64))
     values = np.float32 if compact else np.float64
     columns["point"] = pa.array(forecast.point.astype(values))
-    draws = np.ascontiguousarray(forecast.samples, dtype=values)
+    draws: npt.NDArray[np.floating[Any]] = np.ascontiguousarray(forecast.samples, dtype=values)
     offsets = pa.array(np.arange(0, (n + 1) * s, s, dtype=np.int32))
     columns["samples"] = pa.ListArray.from_arrays(offsets, pa.array(draws.ravel()))
     if quantiles and s > 1:
