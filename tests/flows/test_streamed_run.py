@@ -1,5 +1,5 @@
-"""The monthly run streams a forecast chunk by chunk (predict, work file, QA, store) with the
-same stored result as in one piece."""
+"""The monthly run and an evaluation stream a forecast chunk by chunk (predict, work file,
+QA, store, scoring) with the same result as in one piece."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from ewspipe.catalog import load_catalog
+from ewspipe.flows.modelrun import RunResult, evaluate_models
 from ewspipe.flows.monthly import run_monthly
 from ewspipe.models import chunking
 from ewspipe.settings import load_settings
-from ewspipe.store.predictions import STORED_QUANTILES, quantile_column
+from ewspipe.store.predictions import STORED_QUANTILES, quantile_column, read_forecast
 
 MODEL = """name = "{name}"
 level = "{level}"
@@ -41,17 +43,26 @@ def _workspace(root: Path) -> Path:
     return cfg
 
 
-def _stored(cfg: Path) -> dict[str, Path]:
+Stored = dict[str, Path]
+
+
+def _stored(cfg: Path) -> tuple[Stored, RunResult]:
+    """The monthly run's stored partitions, then a calibration evaluation of the sample
+    model (13 origins, scored from the file when it was written in chunks)."""
     settings = load_settings(cfg)
     result = run_monthly(settings)
     doc = result.to_dict()
     assert result.status == "ok" and doc["qa"]["passed"]
     state = settings.state_dir / "development"
-    return {p["model"]: state / p["path"] for p in doc["outputs"]["partitions"]}
+    catalog = load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+    evaluation = evaluate_models(settings, catalog, run_type="calibration",
+                                 names=["grid_draws"])
+    return {p["model"]: state / p["path"] for p in doc["outputs"]["partitions"]}, evaluation
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], dict[str, Path]]:
+def runs(tmp_path_factory: pytest.TempPathFactory
+         ) -> tuple[tuple[Stored, RunResult], tuple[Stored, RunResult]]:
     """The same workspace run whole and in one-step chunks (a budget no step fits)."""
     whole = _stored(_workspace(tmp_path_factory.mktemp("whole")))
     with pytest.MonkeyPatch.context() as mp:
@@ -62,7 +73,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], dic
 
 @pytest.mark.parametrize("model", ["grid_draws", "last_value"])
 def test_chunked_run_stores_the_same_forecast(runs, model: str) -> None:
-    whole, chunked = runs
+    (whole, _), (chunked, _) = runs
     a, b = pq.read_table(whole[model]), pq.read_table(chunked[model])
     assert a.column_names == b.column_names
     for name in a.column_names:
@@ -72,10 +83,21 @@ def test_chunked_run_stores_the_same_forecast(runs, model: str) -> None:
 
 
 def test_sample_partition_carries_stored_quantiles(runs) -> None:
-    whole, _ = runs
+    (whole, _), _ = runs
     table = pq.read_table(whole["grid_draws"])
     levels = np.stack([table.column(quantile_column(q)).to_numpy() for q in STORED_QUANTILES])
     draws = np.stack(table.column("samples").to_numpy(zero_copy_only=False))
     np.testing.assert_array_equal(levels, np.quantile(draws, list(STORED_QUANTILES), axis=1)
                                   .astype(np.float32))
     assert quantile_column(0.5) not in pq.read_schema(whole["last_value"]).names
+
+
+def test_chunked_evaluation_scores_the_same(runs) -> None:
+    (_, whole), (_, chunked) = runs
+    [a], [b] = whole.models, chunked.models
+    assert a.metrics is not None and "crps" in a.metrics["metrics"]
+    assert a.metrics == b.metrics and (a.rows, a.n_samples) == (b.rows, b.n_samples)
+    fa, _ = read_forecast(Path(whole.path) / a.predictions)
+    fb, _ = read_forecast(Path(chunked.path) / b.predictions)
+    assert fa.frame.equals(fb.frame) and np.array_equal(fa.samples, fb.samples)
+    assert pq.ParquetFile(Path(chunked.path) / b.predictions).num_row_groups == 13 * 36
