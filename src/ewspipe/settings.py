@@ -33,7 +33,8 @@ from ewspipe.layout import StateLayout
 from ewspipe.partitions import BACKTEST_TEST_FIRSTS, PartitionScheme, Window
 
 __all__ = ["AlertSettings", "DemoSettings", "DriftSettings", "GeographySettings",
-           "QaSettings", "ReconciliationSettings", "RunSettings", "Settings", "load_settings"]
+           "QaSettings", "ReconciliationSettings", "RunSettings", "Settings", "load_settings",
+           "parse_memory_size"]
 
 CONFIG_ENV = "EWSPIPE_CONFIG"
 STATE_DIR_ENV = "EWSPIPE_STATE_DIR"
@@ -472,6 +473,34 @@ def _check_executor(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)\s*")
+_SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+               "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+#: the smallest memory budget accepted: below it the model and panel alone do not fit
+MIN_MEMORY_BUDGET = 64 << 20
+
+
+def parse_memory_size(text: str) -> int:
+    """Bytes of a size such as ``"6GiB"``, ``"512MiB"`` or ``"8GB"`` (binary or decimal units).
+
+    Raises:
+        ValueError: not a number followed by a unit, naming the accepted units.
+    """
+    found = _SIZE.fullmatch(text) if isinstance(text, str) else None
+    if found is None:
+        raise ValueError(f"{text!r} is not a memory size; write a number and a unit, e.g. "
+                         f"\"6GiB\" or \"512MiB\" (units: {', '.join(_SIZE_UNITS)})")
+    return int(float(found.group(1)) * _SIZE_UNITS[found.group(2)])
+
+
+def _check_memory_budget(value: str) -> str:
+    size = parse_memory_size(value)
+    if size < MIN_MEMORY_BUDGET:
+        raise ValueError(f"{value!r} is below the smallest budget, 64MiB; give the memory a "
+                         "run may use, e.g. \"6GiB\"")
+    return value
+
+
 class RunSettings(_Strict):
     """``[run]``: the monthly run (``ewspipe run``; ewspipe.flows.monthly).
 
@@ -481,7 +510,9 @@ class RunSettings(_Strict):
     second run on the same environment waits for the lock (0: exit at once). State of an
     environment lives in ``<state_dir>/<environment>/``; snapshots stay shared. Run records
     and published-pointer history go to SQLite in that folder, or to PostgreSQL when
-    ``state_url = "postgresql://..."``.
+    ``state_url = "postgresql://..."``. ``memory_budget`` (e.g. ``"6GiB"``): the memory a
+    model's prediction may use; a sampling model's draws are made and written in chunks of
+    steps that fit it (:mod:`ewspipe.models.chunking`).
     """
 
     executor: Annotated[str, AfterValidator(_check_executor)] = "local"
@@ -491,6 +522,7 @@ class RunSettings(_Strict):
     publish_environments: tuple[str, ...] = ("production",)
     demo_when_empty: bool = True
     state_url: str = Field("", pattern=r"^(|sqlite:///.+|postgres(ql)?://.+)$")
+    memory_budget: Annotated[str, AfterValidator(_check_memory_budget)] = "6GiB"
 
     @field_validator("environments")
     @classmethod
@@ -515,6 +547,11 @@ class RunSettings(_Strict):
                              f"not one of environments ({known}); a run there would publish "
                              "nothing. List only configured environments")
         return self
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        """``memory_budget`` in bytes."""
+        return parse_memory_size(self.memory_budget)
 
     @property
     def production_environment(self) -> str:

@@ -10,7 +10,7 @@ unnoticed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy.typing as npt
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import Panel
 
-__all__ = ["Implausible", "check_forecast", "check_values", "largest_observed",
+__all__ = ["Implausible", "check_forecast", "check_values", "combine", "largest_observed",
            "plausibility_ceiling"]
 
 RULE = "[qa] max_forecast_factor x the largest count ever observed at this level"
@@ -91,3 +91,13 @@ def check_forecast(forecast: Forecast, ceiling: float) -> Implausible | None:
         forecast.point, ceiling=ceiling, unit_column=forecast.unit_column,
         units=frame[forecast.unit_column].to_numpy(), months=frame["month_id"].to_numpy(),
         origins=frame["origin"].to_numpy(), steps=frame["step"].to_numpy())
+
+
+def combine(first: Implausible | None, later: Implausible | None) -> Implausible | None:
+    """The finding of two consecutive parts of one forecast (checked chunk by chunk): the
+    worst row (the earlier on a tie, as :func:`check_values` on the whole) and the rows
+    above the ceiling of both."""
+    if first is None or later is None:
+        return first or later
+    worst = later if later.value > first.value else first
+    return replace(worst, rows_above=first.rows_above + later.rows_above)

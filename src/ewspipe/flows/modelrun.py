@@ -45,7 +45,9 @@ from ewspipe.catalog import Catalog, ModelSpec
 from ewspipe.errors import InputError, IntegrityError, SpecError, StoreError
 from ewspipe.evaluation.plausibility import (
     RULE,
+    Implausible,
     check_forecast,
+    combine,
     largest_observed,
     plausibility_ceiling,
 )
@@ -69,6 +71,7 @@ from ewspipe.flows.runner import (
 from ewspipe.geography import UnitNames, unit_names
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
+from ewspipe.models.chunking import plan_chunks, planned_rows, predict_chunks
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
@@ -77,7 +80,7 @@ from ewspipe.progress import current as current_reporter
 from ewspipe.provenance import code_fingerprint, code_version
 from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactStore
-from ewspipe.store.predictions import read_forecast, write_forecast
+from ewspipe.store.predictions import forecast_writer, read_forecast
 from ewspipe.store.runs import RunStore, RunWriter
 from ewspipe.store.tracking import prefetch_tracking, track_run
 
@@ -101,6 +104,7 @@ __all__ = [
     "predict_model",
     "predict_origins",
     "require_snapshot_data",
+    "write_predictions",
 ]
 
 Output = dict[str, Any]
@@ -550,28 +554,59 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
         fitted_model = artifacts.load(found)
         design = model_design(spec, panel, manifest, train_last=part.train.last)
     t2 = time.perf_counter()
-    forecast = predict_origins(fitted_model, design, part, label=f"predict {model}")
+    rel = f"work/forecasts/{model}/{key[:16]}.parquet"
+    path = ctx.settings.layout.resolve(rel)
+    forecast, rows, n_samples, implausible = write_predictions(
+        fitted_model, design, part, path, budget=ctx.settings.run.memory_budget_bytes,
+        label=f"predict {model}", ceiling=ceiling, metadata={
+            "model": spec.name, "run_type": run_type, "snapshot": manifest.id,
+            "config_hash": spec.config_hash, "artifact": fitted[TRACE]["artifact"],
+            "status": spec.status,
+            "code_commit": code_version().commit, "target": spec.target,
+        })
     del design, fitted_model
     t3 = time.perf_counter()
-    rel = f"work/forecasts/{model}/{key[:16]}.parquet"
-    write_forecast(forecast, ctx.settings.layout.resolve(rel), metadata={
-        "model": spec.name, "run_type": run_type, "snapshot": manifest.id,
-        "config_hash": spec.config_hash, "artifact": fitted[TRACE]["artifact"],
-        "status": spec.status,
-        "code_commit": code_version().commit, "target": spec.target,
-    })
     metrics = None
     if part.run_type is not RunType.FORECASTING:
-        metrics = json.loads(json.dumps(_score(forecast, panel, spec.target),
+        scored = forecast if forecast is not None else read_forecast(path)[0]
+        metrics = json.loads(json.dumps(_score(scored, panel, spec.target),
                                         default=_json_ready))
+        del scored
     t4 = time.perf_counter()
-    if ctx.in_process and model in ctx.keep:
+    if ctx.in_process and model in ctx.keep and forecast is not None:
         with _HANDOFF_LOCK:
             _KEPT[key] = forecast
-    return {"model": model, "path": rel, "rows": len(forecast),
-            "n_samples": forecast.n_samples, "metrics": metrics,
-            "plausibility": _plausibility(forecast, ceiling),
+    return {"model": model, "path": rel, "rows": rows, "n_samples": n_samples,
+            "metrics": metrics,
+            "plausibility": None if implausible is None else implausible.to_dict(),
             TRACE: {"predict": t3 - t2, "evaluate": t4 - t3}}
+
+
+def write_predictions(
+    model: BaseForecaster, design: Design, partition: Partition, path: Path, *,
+    budget: int, metadata: dict[str, Any], label: str = "", ceiling: float | None = None,
+) -> tuple[Forecast | None, int, int, Implausible | None]:
+    """Predict every origin of ``partition`` in chunks that fit ``budget`` bytes
+    (:func:`ewspipe.models.chunking.predict_chunks`), writing each to the forecast file
+    ``path`` as it comes and checking its points against ``ceiling`` (when given).
+
+    Returns:
+        (the forecast when it was one chunk, else None: read it back from ``path``, e.g.
+        row group by row group with :func:`ewspipe.store.predictions.iter_forecast`), its
+        rows, its samples per row and the plausibility finding.
+    """
+    plan = plan_chunks(model, design, partition, budget=budget)
+    rows = planned_rows(design, plan)
+    implausible: Implausible | None = None
+    whole: Forecast | None = None
+    with forecast_writer(path, metadata=metadata, rows=rows) as out:
+        for chunk in predict_chunks(model, design, partition, budget=budget, label=label,
+                                    chunks=plan):
+            out.write(chunk)
+            if ceiling is not None:
+                implausible = combine(implausible, check_forecast(chunk, ceiling))
+            whole = chunk if len(plan) == 1 else None
+    return whole, rows, int(out.n_samples or 1), implausible
 
 
 def _json_ready(obj: Any) -> Any:

@@ -14,7 +14,7 @@ import json
 import math
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,9 @@ from ewspipe.drift.check import DriftConfig, check_panel
 from ewspipe.drift.selftest import run_selftest
 from ewspipe.errors import InputError, StoreError
 from ewspipe.evaluation.plausibility import (
+    Implausible,
     check_forecast,
+    combine,
     largest_observed,
     plausibility_ceiling,
 )
@@ -41,8 +43,8 @@ from ewspipe.flows.modelrun import (
     fit_or_reuse,
     load_snapshot,
     model_design,
-    predict_origins,
     require_snapshot_data,
+    write_predictions,
 )
 from ewspipe.flows.publish_policy import decide_publish, deployed_pointers
 from ewspipe.layout import EnvironmentLayout
@@ -54,7 +56,7 @@ from ewspipe.provenance import code_version
 from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactStore
 from ewspipe.store.prediction_store import PredictionStore
-from ewspipe.store.predictions import read_forecast, write_forecast
+from ewspipe.store.predictions import iter_forecast, read_forecast, read_forecast_metadata
 from ewspipe.store.published import PublishedPointers
 from ewspipe.store.runs import RunStore, RunWriter
 from ewspipe.store.statedb import open_state_db
@@ -237,7 +239,9 @@ def stored_intact(ctx: TaskContext, output: Output) -> bool:
 
 def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Output,
                    model: str, config_hash: str) -> Output:
-    """Predict steps 1..36 from the last observed month with the trained artifact."""
+    """Predict steps 1..36 from the last observed month with the trained artifact, written
+    chunk by chunk within ``[run] memory_budget`` (a sampling model's draws are never all in
+    memory)."""
     spec = _spec(ctx, model, config_hash)
     manifest, panel = _snapshot(ctx, snapshots, spec.level.value)
     partition = _partition(ctx, manifest)
@@ -250,17 +254,18 @@ def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Ou
                          f"({trained['artifact_key'][:16]}) is missing from {artifacts.root}")
     fitted = artifacts.load(found)
     design = model_design(spec, panel, manifest, train_last=partition.train.last)
-    forecast = predict_origins(fitted, design, partition)
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
-    write_forecast(forecast, ctx.layout.resolve(rel), metadata={
-        "model": model, "kind": "model", "run_type": RUN_TYPE.value, "snapshot": manifest.id,
-        "config_hash": spec.config_hash, "artifact": found.directory,
-        "status": spec.status.value, "code_commit": code_version().commit,
-        "target": spec.target,
-    })
+    _, rows, n_samples, _ = write_predictions(
+        fitted, design, partition, ctx.layout.resolve(rel),
+        budget=ctx.settings.run.memory_budget_bytes, metadata={
+            "model": model, "kind": "model", "run_type": RUN_TYPE.value,
+            "snapshot": manifest.id, "config_hash": spec.config_hash,
+            "artifact": found.directory, "status": spec.status.value,
+            "code_commit": code_version().commit, "target": spec.target,
+        })
     return {"model": model, "level": spec.level.value, "status": spec.status.value,
-            "target": spec.target, "kind": "model", "path": rel, "rows": len(forecast),
-            "n_samples": forecast.n_samples}
+            "target": spec.target, "kind": "model", "path": rel, "rows": rows,
+            "n_samples": n_samples}
 
 
 def build_ensembles(ctx: TaskContext, *, key: str, snapshots: Output,
@@ -300,30 +305,60 @@ def build_ensembles(ctx: TaskContext, *, key: str, snapshots: Output,
     }
 
 
-def _qa_one(forecast: Forecast, item: Output, snap: Output, steps: int,
+class _QaTally:
+    """The QA checks of one forecast, accumulated chunk by chunk (its rows, in order)."""
+
+    def __init__(self, ceiling: float) -> None:
+        self.ceiling = ceiling
+        self.non_finite = self.negative = self.month_mismatch = False
+        self.implausible: Implausible | None = None
+        self.origins: set[int] = set()
+        self.steps: set[int] = set()
+        self.units: set[int] = set()
+        self.rows = 0
+
+    def add(self, chunk: Forecast) -> None:
+        frame = chunk.frame
+        self.non_finite |= not (np.isfinite(chunk.point).all()
+                                and np.isfinite(chunk.samples).all())
+        self.negative |= bool((chunk.point < 0).any() or (chunk.samples < 0).any())
+        self.implausible = combine(self.implausible, check_forecast(chunk, self.ceiling))
+        self.month_mismatch |= not (frame["month_id"] == frame["origin"] + frame["step"]).all()
+        self.origins.update(int(o) for o in frame["origin"].unique())
+        self.steps.update(int(s) for s in frame["step"].unique())
+        self.units.update(int(u) for u in frame[chunk.unit_column].unique())
+        self.rows += len(frame)
+
+    def problems(self, item: Output, snap: Output, steps: int) -> list[str]:
+        problems = []
+        if self.non_finite:
+            problems.append("non-finite values")
+        if self.negative:
+            problems.append("negative values")
+        if self.implausible is not None:
+            problems.append(self.implausible.message())
+        if self.month_mismatch:
+            problems.append("month_id != origin + step")
+        if self.origins != {snap["last_month"]}:
+            problems.append(f"origin is not the last observed month {snap['last_month']}")
+        if sorted(self.steps) != list(range(1, steps + 1)):
+            problems.append(f"steps are not 1..{steps}")
+        units = len(self.units)
+        if item["kind"] == "model" and units != snap["units_last_month"]:
+            problems.append(f"{units} units, expected the {snap['units_last_month']} of the "
+                            "last observed month")
+        if self.rows != units * steps:
+            problems.append(f"{self.rows} rows for {units} units x {steps} steps")
+        return problems
+
+
+def _qa_one(forecast: Forecast | Iterable[Forecast], item: Output, snap: Output, steps: int,
             ceiling: float) -> list[str]:
-    problems = []
-    frame = forecast.frame
-    if not (np.isfinite(forecast.point).all() and np.isfinite(forecast.samples).all()):
-        problems.append("non-finite values")
-    if (forecast.point < 0).any() or (forecast.samples < 0).any():
-        problems.append("negative values")
-    implausible = check_forecast(forecast, ceiling)
-    if implausible is not None:
-        problems.append(implausible.message())
-    if not (frame["month_id"] == frame["origin"] + frame["step"]).all():
-        problems.append("month_id != origin + step")
-    if set(frame["origin"].unique()) != {snap["last_month"]}:
-        problems.append(f"origin is not the last observed month {snap['last_month']}")
-    if sorted(frame["step"].unique()) != list(range(1, steps + 1)):
-        problems.append(f"steps are not 1..{steps}")
-    units = frame[forecast.unit_column].nunique()
-    if item["kind"] == "model" and units != snap["units_last_month"]:
-        problems.append(f"{units} units, expected the {snap['units_last_month']} of the last "
-                        "observed month")
-    if len(frame) != units * steps:
-        problems.append(f"{len(frame)} rows for {units} units x {steps} steps")
-    return problems
+    """The QA problems of one forecast, whole or as its chunks in order."""
+    tally = _QaTally(ceiling)
+    for chunk in [forecast] if isinstance(forecast, Forecast) else forecast:
+        tally.add(chunk)
+    return tally.problems(item, snap, steps)
 
 
 def qa_checks(ctx: TaskContext, *, key: str, snapshots: Output,
@@ -338,13 +373,13 @@ def qa_checks(ctx: TaskContext, *, key: str, snapshots: Output,
     alerts = []
     observed: dict[tuple[str, str], float] = {}
     for item in _items(forecasts, ensembles):
-        forecast, _ = read_forecast(ctx.layout.resolve(item["path"]))
         where = (item["level"], item["target"])
         if where not in observed:
             _, panel = _snapshot(ctx, snapshots, item["level"])
             observed[where] = largest_observed(panel, item["target"])
         ceiling = plausibility_ceiling(observed[where], factor)
-        problems = _qa_one(forecast, item, snapshots[item["level"]], steps, ceiling)
+        problems = _qa_one(iter_forecast(ctx.layout.resolve(item["path"])),  # by row group
+                           item, snapshots[item["level"]], steps, ceiling)
         checks.append({"model": item["model"], "passed": not problems, "problems": problems})
         if problems:
             alerts.append(_alert_dict(Alert(
@@ -356,17 +391,21 @@ def qa_checks(ctx: TaskContext, *, key: str, snapshots: Output,
 
 def store_predictions(ctx: TaskContext, *, key: str, snapshots: Output,
                       forecasts: Mapping[str, Output], ensembles: Output, qa: Output) -> Output:
-    """Write every forecast into the prediction store, run ``m<last month>-<key>`` per level."""
+    """Write every forecast into the prediction store, run ``m<last month>-<key>`` per level
+    (read and written row group by row group, with the stored quantiles of a sample
+    forecast)."""
     store = ctx.predictions
     runs = {lvl: f"m{snap['last_month']}-{key[:12]}" for lvl, snap in snapshots.items()}
     partitions = []
     for item in _items(forecasts, ensembles):
-        forecast, meta = read_forecast(ctx.layout.resolve(item["path"]))
-        info, _ = store.write(forecast, level=item["level"], run=runs[item["level"]],
-                              model=item["model"], metadata={
-                                  **meta, "environment": ctx.environment,
-                                  "snapshot_sha256": snapshots[item["level"]]["sha256"],
-                                  "qa_passed": qa["passed"]})
+        path = ctx.layout.resolve(item["path"])
+        meta = read_forecast_metadata(path)
+        info, _ = store.write_chunks(iter_forecast(path), rows=int(meta["rows"]),
+                                     level=item["level"], run=runs[item["level"]],
+                                     model=item["model"], metadata={
+                                         **meta, "environment": ctx.environment,
+                                         "snapshot_sha256": snapshots[item["level"]]["sha256"],
+                                         "qa_passed": qa["passed"]})
         partitions.append({"model": item["model"], "level": item["level"],
                            "status": item["status"], "kind": item["kind"],
                            "target": item["target"], "run": runs[item["level"]],

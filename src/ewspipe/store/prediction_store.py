@@ -3,7 +3,9 @@
 Each partition holds one file, ``part-0.parquet``, in the one forecast format
 (:mod:`ewspipe.store.predictions`), compact: the index columns (``origin``, ``step``,
 ``month_id``, the unit column), ``point`` as float32 and ``samples`` as a list of float32 (one
-row per prediction, never one row per sample; a point model's list holds its one value). Every
+row per prediction, never one row per sample; a point model's list holds its one value) and,
+for a sample forecast, one float32 column per stored quantile level (``q0.05`` .. ``q0.95``,
+computed from the stored draws as they are written chunk by chunk). Every
 partition has the same types, so the folder reads as one Hive-partitioned dataset
 (``pandas.read_parquet(folder)``, DuckDB ``read_parquet('folder/**/*.parquet',
 hive_partitioning=true, union_by_name=true)``); partitions of earlier versions (fixed-size
@@ -22,6 +24,7 @@ or silently wrong numbers. Queries run through DuckDB over the Hive-style layout
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir
 from ewspipe.errors import InputError, IntegrityError
 from ewspipe.models.forecast import Forecast
 from ewspipe.store.integrity import record_sha256, verify_file
-from ewspipe.store.predictions import META_KEY, forecast_table, table_forecast, write_table
+from ewspipe.store.predictions import META_KEY, forecast_writer, table_forecast
 
 __all__ = ["PartitionInfo", "PredictionStore", "partition_fix"]
 
@@ -97,6 +100,17 @@ class PredictionStore:
     ) -> tuple[PartitionInfo, bool]:
         """Store one model's forecast of one run; returns the partition and whether it was
         created (False: it existed already and was left untouched)."""
+        return self.write_chunks([forecast], rows=len(forecast), level=level, run=run,
+                                 model=model, metadata=metadata)
+
+    def write_chunks(
+        self, chunks: Iterable[Forecast], *, rows: int, level: str, run: str, model: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[PartitionInfo, bool]:
+        """:meth:`write` of the forecast made of ``chunks`` (whole rows, in order, ``rows``
+        in all), one chunk in memory at a time; a sample forecast's partition carries the
+        :data:`~ewspipe.store.predictions.STORED_QUANTILES` columns. ``chunks`` is not
+        consumed when the partition exists already."""
         final = self.partition_path(level, run, model)
         info = PartitionInfo(level, run, model, final / PART_FILE)
         replace = False
@@ -108,10 +122,11 @@ class PredictionStore:
                 replace = True  # damaged: this run's copy heals it
         try:
             with atomic_dir(final, replace=replace) as tmp:
-                table = forecast_table(forecast, {"level": level, "run": run, "model": model,
-                                                  **(metadata or {})}, compact=True)
-                write_table(table, tmp / PART_FILE, forecast.unit_column,
-                            row_group_size=_row_group_rows(forecast))
+                meta = {"level": level, "run": run, "model": model, **(metadata or {})}
+                with forecast_writer(tmp / PART_FILE, metadata=meta, rows=rows, compact=True,
+                                     quantiles=True, row_group_rows=_row_group_rows) as out:
+                    for chunk in chunks:
+                        out.write(chunk)
                 record_sha256(tmp / PART_FILE)
         except FileExistsError:
             if not (final / PART_FILE).is_file():

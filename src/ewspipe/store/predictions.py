@@ -13,15 +13,24 @@ int32/int16 index). Reading widens either to a float64 :class:`Forecast`.
 prediction store's partitions of 1-draw and 100-draw models share one schema and the folder
 reads as one dataset (pandas, polars, DuckDB). Files of earlier versions (fixed-size lists)
 are read the same way.
+
+A forecast too big for memory (a sampling model's 1,000 draws on the grid) is written chunk
+by chunk (:func:`forecast_writer`, from :func:`ewspipe.models.chunking.predict_chunks`) and
+read back row group by row group (:func:`iter_forecast`): each chunk is whole rows of the
+forecast, in order. The prediction store also writes, for a sample forecast, one float32
+column per :data:`STORED_QUANTILES` level, computed per chunk from the stored draws.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,8 +39,9 @@ from ewspipe.atomic import atomic_file
 from ewspipe.errors import StoreError
 from ewspipe.models.forecast import INDEX_COLUMNS, Forecast
 
-__all__ = ["META_KEY", "STORED_QUANTILES", "forecast_table", "quantile_column", "read_forecast",
-           "read_forecast_metadata", "table_forecast", "write_forecast", "write_table"]
+__all__ = ["META_KEY", "STORED_QUANTILES", "ChunkWriter", "forecast_table", "forecast_writer",
+           "iter_forecast", "quantile_column", "read_forecast", "read_forecast_metadata",
+           "table_forecast", "write_forecast", "write_forecast_chunks", "write_table"]
 
 META_KEY = _META_KEY = b"ewspipe"
 #: quantile levels of the draws computed once, when a sample forecast is stored (one float32
@@ -49,9 +59,7 @@ def quantile_column(level: float) -> str:
 _COMPACT_INTS = {"origin": np.int32, "step": np.int16, "month_id": np.int32}
 
 
-def forecast_table(forecast: Forecast, metadata: dict[str, Any], *,
-                   compact: bool = False) -> pa.Table:
-    """The forecast as the format's table (``compact``: the prediction store's types)."""
+def _columns(forecast: Forecast, *, compact: bool, quantiles: bool) -> dict[str, pa.Array]:
     n, s = forecast.samples.shape
     frame = forecast.frame
     ints = _COMPACT_INTS if compact else dict.fromkeys(INDEX_COLUMNS, np.int64)
@@ -59,18 +67,110 @@ def forecast_table(forecast: Forecast, metadata: dict[str, Any], *,
     columns[forecast.unit_column] = pa.array(frame[forecast.unit_column].to_numpy(np.int64))
     values = np.float32 if compact else np.float64
     columns["point"] = pa.array(forecast.point.astype(values))
-    flat = pa.array(np.ascontiguousarray(forecast.samples, dtype=values).ravel())
+    draws: npt.NDArray[np.floating[Any]] = np.ascontiguousarray(forecast.samples, dtype=values)
     offsets = pa.array(np.arange(0, (n + 1) * s, s, dtype=np.int32))
-    columns["samples"] = pa.ListArray.from_arrays(offsets, flat)
+    columns["samples"] = pa.ListArray.from_arrays(offsets, pa.array(draws.ravel()))
+    if quantiles and s > 1:
+        # of the values as stored, exactly as a reader computing them from the samples would
+        levels = np.quantile(draws, list(STORED_QUANTILES), axis=1).astype(np.float32)
+        for i, level in enumerate(STORED_QUANTILES):
+            columns[quantile_column(level)] = pa.array(levels[i])
+    return columns
+
+
+def forecast_table(forecast: Forecast, metadata: dict[str, Any], *,
+                   compact: bool = False, quantiles: bool = False) -> pa.Table:
+    """The forecast as the format's table (``compact``: the prediction store's types;
+    ``quantiles``: with the :data:`STORED_QUANTILES` columns when it has samples)."""
+    n, s = forecast.samples.shape
     meta = {**metadata, "unit_column": forecast.unit_column, "n_samples": s, "rows": n}
-    return pa.table(columns).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    table = pa.table(_columns(forecast, compact=compact, quantiles=quantiles))
+    return table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+
+
+#: zstd; only the keys dictionary-encoded (encoding float draws only costs time, 5x here,
+#: and space)
+_WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 
 
 def write_table(table: pa.Table, path: Path | str, unit_column: str, **options: Any) -> None:
-    """Write a forecast table (zstd; only the keys dictionary-encoded: encoding float draws
-    only costs time, 5x here, and space)."""
-    pq.write_table(table, path, compression="zstd",
-                   use_dictionary=[*INDEX_COLUMNS, unit_column], **options)
+    """Write a forecast table in the format's encoding."""
+    pq.write_table(table, path, **_WRITE_OPTIONS, use_dictionary=[*INDEX_COLUMNS, unit_column],
+                   **options)
+
+
+class ChunkWriter:
+    """Writes one forecast file chunk by chunk (:func:`forecast_writer`): each chunk is a
+    :class:`Forecast` of the next rows, in order, and becomes one or more row groups, so only
+    one chunk's draws are in memory. ``rows`` (the whole forecast's) goes into the metadata,
+    which Parquet writes before the rows; closing with another count is an error."""
+
+    def __init__(self, path: Path, metadata: dict[str, Any], *, rows: int, compact: bool,
+                 quantiles: bool, row_group_rows: Callable[[Forecast], int] | None) -> None:
+        self.path = path
+        self.metadata = metadata
+        self.rows = rows
+        self.compact = compact
+        self.quantiles = quantiles
+        self.row_group_rows = row_group_rows
+        self.written = 0
+        self.n_samples: int | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+
+    def write(self, chunk: Forecast) -> None:
+        """Append ``chunk``'s rows (same unit column and sample count as the first chunk)."""
+        if self.n_samples is not None and chunk.n_samples != self.n_samples:
+            raise ValueError(f"{self.path.name}: a chunk has {chunk.n_samples} samples, the "
+                             f"first had {self.n_samples}")
+        columns = _columns(chunk, compact=self.compact, quantiles=self.quantiles)
+        if self._writer is None:
+            meta = {**self.metadata, "unit_column": chunk.unit_column,
+                    "n_samples": chunk.n_samples, "rows": self.rows}
+            self._schema = pa.table(columns).schema.with_metadata(
+                {_META_KEY: json.dumps(meta).encode()})
+            self._writer = pq.ParquetWriter(
+                self.path, self._schema, **_WRITE_OPTIONS,
+                use_dictionary=[*INDEX_COLUMNS, chunk.unit_column])
+            self.n_samples = chunk.n_samples
+        table = pa.Table.from_pydict(columns, schema=self._schema)
+        options = {} if self.row_group_rows is None else {
+            "row_group_size": self.row_group_rows(chunk)}
+        self._writer.write_table(table, **options)
+        self.written += len(chunk)
+
+    def abort(self) -> None:
+        """Close the file after a failure (the caller removes it)."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def close(self) -> None:
+        if self._writer is None:
+            raise ValueError(f"{self.path.name}: no rows were written (an empty forecast)")
+        self._writer.close()
+        if self.written != self.rows:
+            raise ValueError(f"{self.path.name}: {self.written} rows written, {self.rows} "
+                             "planned")
+
+
+@contextmanager
+def forecast_writer(path: Path, *, metadata: dict[str, Any], rows: int,
+                    compact: bool = False, quantiles: bool = False,
+                    row_group_rows: Callable[[Forecast], int] | None = None,
+                    ) -> Iterator[ChunkWriter]:
+    """A :class:`ChunkWriter` on a temporary name, renamed to ``path`` once every one of
+    ``rows`` rows is written (removed on any failure); ``row_group_rows(chunk)``: the row
+    group size of a chunk (default: Parquet's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        writer = ChunkWriter(tmp, metadata, rows=rows, compact=compact, quantiles=quantiles,
+                             row_group_rows=row_group_rows)
+        try:
+            yield writer
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
 
 
 def table_forecast(table: pa.Table, meta: dict[str, Any], *, samples: bool) -> Forecast:
@@ -91,10 +191,16 @@ def table_forecast(table: pa.Table, meta: dict[str, Any], *, samples: bool) -> F
 
 def write_forecast(forecast: Forecast, path: Path, *, metadata: dict[str, Any]) -> Path:
     """Write at full precision, atomically (temporary name, then rename)."""
-    table = forecast_table(forecast, metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        write_table(table, tmp, forecast.unit_column)
+    return write_forecast_chunks([forecast], path, metadata=metadata, rows=len(forecast))
+
+
+def write_forecast_chunks(chunks: Iterable[Forecast], path: Path, *,
+                          metadata: dict[str, Any], rows: int) -> Path:
+    """:func:`write_forecast` of the forecast made of ``chunks`` (in order, ``rows`` in all),
+    one chunk in memory at a time."""
+    with forecast_writer(path, metadata=metadata, rows=rows) as out:
+        for chunk in chunks:
+            out.write(chunk)
     return path
 
 
@@ -124,3 +230,18 @@ def read_forecast(path: Path, *, samples: bool = True) -> tuple[Forecast, dict[s
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{path}: unreadable forecast file ({exc})") from exc
     return table_forecast(table, meta, samples=samples), meta
+
+
+def iter_forecast(path: Path, *, samples: bool = True) -> Iterator[Forecast]:
+    """The stored forecast row group by row group (each a :class:`Forecast` of the next
+    rows, in order): what streamed readers (QA, the store, scoring) use instead of
+    :func:`read_forecast`, so a file of 1,000-draw chunks is read one chunk at a time."""
+    meta = read_forecast_metadata(path)
+    columns = [*INDEX_COLUMNS, meta["unit_column"], "point", *(["samples"] if samples else [])]
+    try:
+        with pq.ParquetFile(path) as parquet:
+            for group in range(parquet.num_row_groups):
+                table = parquet.read_row_group(group, columns=columns)
+                yield table_forecast(table, meta, samples=samples)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{path}: unreadable forecast file ({exc})") from exc
