@@ -145,16 +145,50 @@ def read_forecast_slice(store: PredictionStore, level: str, run: str, model: str
     return ForecastSlice(table, total, unit, n_samples, meta, stored)
 
 
+def _countries(cells: np.ndarray, country: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(country id, found) of each cell: a sorted lookup, no Python call per cell."""
+    if not country:
+        return np.zeros(len(cells), np.int64), np.zeros(len(cells), bool)
+    keys = np.fromiter(country.keys(), np.int64, len(country))
+    values = np.fromiter(country.values(), np.int64, len(country))
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    at = np.minimum(np.searchsorted(keys, cells), len(keys) - 1)
+    found = keys[at] == cells
+    return np.where(found, values[at], 0), found
+
+
 def with_unit_names(table: pa.Table, unit: str, names: UnitNames) -> pa.Table:
     """``table`` with, after the unit column, what a person reads: ``country_id`` (pgm),
-    ``name``, ``isoab`` and ``label`` (None where the data carries no name)."""
-    column = table.column(unit)
-    distinct = pc.unique(column)  # one record per unit, then spread by index: no row loop
-    records = [names.record(u) for u in distinct.to_pylist()]
-    where = pc.index_in(column, value_set=distinct)
-    at = table.column_names.index(unit) + 1
+    ``name``, ``isoab`` and ``label`` (None where the data carries no name): the values of
+    :meth:`UnitNames.record`, built per country and spread by index (a global month is
+    66,205 cells but only ~250 countries)."""
+    ids = np.asarray(table.column(unit).to_numpy(), dtype=np.int64)
+    if names.level == "cm":
+        cids, found = ids, np.ones(len(ids), bool)
+    else:
+        cids, found = _countries(ids, names.country)
+    distinct = np.unique(cids[found])
+    at = np.full(len(ids), len(distinct), np.int64)  # the last entry: no country
+    at[found] = np.searchsorted(distinct, cids[found])
+    countries = [int(c) for c in distinct]
+    index = pa.array(at)
+
+    def spread(values: list[object], kind: pa.DataType) -> pa.Array:
+        return pa.array([*values, None], type=kind).take(index)
+
+    columns = {"country_id": spread(countries, pa.int64()),
+               "name": spread([names.name.get(c) for c in countries], pa.string()),
+               "isoab": spread([names.iso.get(c) for c in countries], pa.string())}
+    if names.level == "cm":
+        columns["label"] = spread([names.country_label(c) for c in countries], pa.string())
+    else:  # "cell 202022 (Ukraine)", "cell 202022 (country 117)", "cell 5"
+        cells = pc.cast(pa.array(ids), pa.string())
+        owner = spread([names.name.get(c, f"country {c}") for c in countries], pa.string())
+        columns["label"] = pc.coalesce(
+            pc.binary_join_element_wise("cell ", cells, " (", owner, ")", ""),
+            pc.binary_join_element_wise("cell ", cells, ""))
+    at_column = table.column_names.index(unit) + 1
     for i, key in enumerate(NAME_FIELDS[names.level]):
-        kind = pa.int64() if key == "country_id" else pa.string()
-        values = pa.array([r.get(key) for r in records], type=kind).take(where)
-        table = table.add_column(at + i, key, values)
+        table = table.add_column(at_column + i, key, columns[key])
     return table
