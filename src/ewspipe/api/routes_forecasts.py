@@ -7,6 +7,7 @@ environment, as ``ewspipe forecasts published`` reads it); ``?run=`` reads any s
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from ewspipe.api.forecast_reads import (
     read_forecast_slice,
     with_unit_names,
 )
+from ewspipe.api.json_rows import json_rows
 from ewspipe.api.publishing import current_pointer
 from ewspipe.api.schemas import ErrorBody, ForecastPage
 from ewspipe.geography import unit_names
@@ -55,6 +57,7 @@ _PARQUET_ACCEPT = ("application/vnd.apache.parquet", "application/x-parquet",
 
 
 MAX_ID = 2**63 - 1
+LARGE_BODY = 1 << 20  # bytes: from here on the answer is gzipped fast (level 1), see _response
 
 
 def _ints(text: str | None, name: str, limit: int) -> tuple[int, ...]:
@@ -151,13 +154,26 @@ def _resolve(settings: Settings, level: str, target: str, model: str | None, run
 
 
 def _json_body(head: dict[str, Any], table: pa.Table) -> bytes:
-    for i, f in enumerate(table.schema):  # pandas writes float64 several times faster
-        if f.type == pa.float32():
-            table = table.set_column(i, f.name, table.column(i).cast(pa.float64()))
-    frame = table.to_pandas()
-    rows = frame.to_json(orient="records", double_precision=6) if len(frame) else "[]"
-    text = json.dumps(head)
-    return (text[:-1] + ', "rows": ' + rows + "}").encode()
+    rows = json_rows(table)  # column-wise, no object per row
+    if rows is None:  # the samples' lists: pandas
+        for i, f in enumerate(table.schema):  # pandas writes float64 several times faster
+            if f.type == pa.float32():
+                table = table.set_column(i, f.name, table.column(i).cast(pa.float64()))
+        frame = table.to_pandas()
+        rows = (frame.to_json(orient="records", double_precision=6) if len(frame)
+                else "[]").encode()
+    return json.dumps(head)[:-1].encode() + b', "rows": ' + rows + b"}"
+
+
+def _response(request: Request, body: bytes, fmt: Format, headers: dict[str, str]
+              ) -> Response:
+    """The answer; a large one gzipped here at level 1 when the client accepts gzip (the app's
+    middleware, level 6, then passes it on as it is): on a global month's 15 MB of JSON that
+    is ~3x faster for ~25 % more bytes."""
+    if len(body) >= LARGE_BODY and "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+        headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    return Response(body, media_type=MEDIA[fmt], headers=headers)
 
 
 def _csv_table(sl: ForecastSlice) -> pa.Table:
@@ -264,7 +280,7 @@ def get_forecasts(
                "X-Offset": str(query.offset), "X-Run": run_id, "X-Model": chosen,
                "X-Environment": name}
     if fmt == "json":
-        return Response(_json_body(head, sl.table), media_type=MEDIA["json"], headers=headers)
+        return _response(request, _json_body(head, sl.table), fmt, headers)
     stem = f"{level}_{target}_{chosen}_{run_id}"
     sink = io.BytesIO()
     described = sl.table.replace_schema_metadata({b"ewspipe": json.dumps(head).encode()})
@@ -277,4 +293,4 @@ def get_forecasts(
         pq.write_table(described, sink)
     suffix = "arrows" if fmt == "arrow" else fmt
     headers["Content-Disposition"] = f'attachment; filename="{stem}.{suffix}"'
-    return Response(sink.getvalue(), media_type=MEDIA[fmt], headers=headers)
+    return _response(request, sink.getvalue(), fmt, headers)
