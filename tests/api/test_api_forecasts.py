@@ -164,6 +164,18 @@ def test_arrow_stream_equals_json(client):
     assert np.allclose(got["q0.9"], rows["q0.9"], atol=1e-6)
 
 
+def test_a_large_answer_is_gzipped_when_the_client_accepts_it(client, monkeypatch):
+    from ewspipe.api import routes_forecasts
+
+    plain = client.get(f"{URL}/cm/ged_sb", headers={"Accept-Encoding": "identity"})
+    monkeypatch.setattr(routes_forecasts, "LARGE_BODY", 1)
+    packed = client.get(f"{URL}/cm/ged_sb", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip" and packed.json() == plain.json()
+    assert int(packed.headers["content-length"]) < len(plain.content) / 3
+    again = client.get(f"{URL}/cm/ged_sb", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in again.headers and again.content == plain.content
+
+
 def test_pages_add_up(client):
     whole = client.get(f"{URL}/pgm/ged_sb").json()
     pages, offset = [], 0
