@@ -52,11 +52,12 @@ def _constant(column: pa.Array) -> bool:
     return bool(low == high)
 
 
-def json_rows(table: pa.Table) -> bytes | None:
-    """``table`` as ``[{"col": value, ...}, ...]`` (UTF-8), or None when a column's type
-    (e.g. the samples' lists) is not covered: the caller then serialises another way."""
+def json_rows(table: pa.Table, prefix: bytes = b"", suffix: bytes = b"") -> bytes | None:
+    """``prefix``, then ``table`` as ``[{"col": value, ...}, ...]`` (UTF-8), then ``suffix``
+    (one copy of the rows); None when a column's type (e.g. the samples' lists) is not
+    covered: the caller then serialises another way."""
     if table.num_rows == 0:
-        return b"[]"
+        return prefix + b"[]" + suffix
     pieces: list[pa.Array | str] = []
     for i, name in enumerate(table.column_names):
         column = table.column(i).combine_chunks()
@@ -77,9 +78,8 @@ def json_rows(table: pa.Table) -> bytes | None:
     if len(merged) == 1:  # every column constant
         merged = [pa.array([merged[0]] * table.num_rows, pa.string())]
     rows = pc.binary_join_element_wise(*merged, "")  # the last argument: the separator
-    rows = rows.cast(pa.large_string())  # 64-bit offsets: any size
-    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[rows.offset:
-                                                              rows.offset + len(rows) + 1]
-    data = rows.buffers()[2]
-    body = memoryview(data)[int(offsets[0]):int(offsets[-1]) - 1]  # without the last ","
-    return b"[" + bytes(body) + b"]"
+    wide = pa.types.is_large_string(rows.type)
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64 if wide else np.int32)[
+        rows.offset:rows.offset + len(rows) + 1]
+    body = memoryview(rows.buffers()[2])[int(offsets[0]):int(offsets[-1]) - 1]  # no last ","
+    return b"".join((prefix, b"[", body, b"]", suffix))

@@ -154,15 +154,16 @@ def _resolve(settings: Settings, level: str, target: str, model: str | None, run
 
 
 def _json_body(head: dict[str, Any], table: pa.Table) -> bytes:
-    rows = json_rows(table)  # column-wise, no object per row
-    if rows is None:  # the samples' lists: pandas
-        for i, f in enumerate(table.schema):  # pandas writes float64 several times faster
-            if f.type == pa.float32():
-                table = table.set_column(i, f.name, table.column(i).cast(pa.float64()))
-        frame = table.to_pandas()
-        rows = (frame.to_json(orient="records", double_precision=6) if len(frame)
-                else "[]").encode()
-    return json.dumps(head)[:-1].encode() + b', "rows": ' + rows + b"}"
+    start = json.dumps(head)[:-1].encode() + b', "rows": '
+    body = json_rows(table, start, b"}")  # column-wise, no object per row
+    if body is not None:
+        return body
+    for i, f in enumerate(table.schema):  # the samples' lists: pandas (float64 is faster)
+        if f.type == pa.float32():
+            table = table.set_column(i, f.name, table.column(i).cast(pa.float64()))
+    frame = table.to_pandas()
+    rows = frame.to_json(orient="records", double_precision=6) if len(frame) else "[]"
+    return start + rows.encode() + b"}"
 
 
 def _response(request: Request, body: bytes, fmt: Format, headers: dict[str, str]
