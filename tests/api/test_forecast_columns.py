@@ -66,3 +66,17 @@ def test_json_rows_of_constant_columns():
     assert json.loads(json_rows(nan)) == [{"point": 0.0}, {"point": None}, {"point": 0.0}]
     one = table.slice(1, 1)
     assert json.loads(json_rows(one)) == [{"month_id": 547, "name": None, "q0.5": 2.5}]
+
+
+def test_json_rows_in_parallel_blocks_equal_one_block(monkeypatch):
+    from ewspipe.api import json_rows as module
+
+    rng = np.random.default_rng(3)
+    table = pa.table({"month_id": pa.array(np.full(101, 547), pa.int32()),
+                      "cell": pa.array(rng.integers(1, 259_200, 101)),
+                      "q0.5": pa.array(rng.gamma(0.3, 2.0, 101).astype(np.float32))})
+    whole = json_rows(table, b'{"rows": ', b"}")
+    monkeypatch.setattr(module, "PARALLEL_ROWS", 2)
+    monkeypatch.setattr(module, "PARTS", 3)
+    assert json_rows(table, b'{"rows": ', b"}") == whole
+    assert len(json.loads(whole)["rows"]) == 101

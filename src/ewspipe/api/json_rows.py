@@ -10,14 +10,21 @@ bytes are the joined array's data buffer as it is: no Python object per row or v
 from __future__ import annotations
 
 import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["json_rows"]
+__all__ = ["PARTS", "json_rows", "pool"]
 
 _NULL = "null"
+PARTS = max(1, min(4, os.cpu_count() or 1))  # threads (and blocks of rows) per answer
+PARALLEL_ROWS = 20_000  # from here on a table is written in PARTS blocks
+_LOCK = threading.Lock()
+_POOL: ThreadPoolExecutor | None = None
 
 
 def _text(column: pa.Array) -> pa.Array | None:
@@ -55,9 +62,33 @@ def _constant(column: pa.Array) -> bool:
 def json_rows(table: pa.Table, prefix: bytes = b"", suffix: bytes = b"") -> bytes | None:
     """``prefix``, then ``table`` as ``[{"col": value, ...}, ...]`` (UTF-8), then ``suffix``
     (one copy of the rows); None when a column's type (e.g. the samples' lists) is not
-    covered: the caller then serialises another way."""
+    covered: the caller then serialises another way. A large table is written in blocks of
+    rows on parallel threads (Arrow compute releases the GIL)."""
     if table.num_rows == 0:
         return prefix + b"[]" + suffix
+    parts = PARTS if table.num_rows >= PARALLEL_ROWS else 1
+    size = -(-table.num_rows // parts)
+    blocks = [table.slice(i, size) for i in range(0, table.num_rows, size)]
+    bodies = list(pool().map(_rows, blocks)) if len(blocks) > 1 else [_rows(blocks[0])]
+    joined: list[bytes | memoryview] = [prefix, b"["]
+    for i, body in enumerate(bodies):
+        if body is None:
+            return None
+        joined += [b",", body] if i else [body]
+    return b"".join([*joined, b"]", suffix])
+
+
+def pool() -> ThreadPoolExecutor:
+    """The threads that share the CPU-heavy part of one large answer (one pool per process)."""
+    global _POOL
+    with _LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(PARTS, thread_name_prefix="ewspipe-answer")
+        return _POOL
+
+
+def _rows(table: pa.Table) -> memoryview | None:
+    """The rows ``{...},{...}`` of a non-empty ``table`` (no brackets), or None."""
     pieces: list[pa.Array | str] = []
     for i, name in enumerate(table.column_names):
         column = table.column(i).combine_chunks()
@@ -81,5 +112,4 @@ def json_rows(table: pa.Table, prefix: bytes = b"", suffix: bytes = b"") -> byte
     wide = pa.types.is_large_string(rows.type)
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64 if wide else np.int32)[
         rows.offset:rows.offset + len(rows) + 1]
-    body = memoryview(rows.buffers()[2])[int(offsets[0]):int(offsets[-1]) - 1]  # no last ","
-    return b"".join((prefix, b"[", body, b"]", suffix))
+    return memoryview(rows.buffers()[2])[int(offsets[0]):int(offsets[-1]) - 1]  # no last ","
