@@ -696,8 +696,9 @@ class ApiSettings(_Strict):
     page_size: int = Field(100, ge=1, le=100_000, description="default ?limit of lists")
     max_page_size: int = Field(1000, ge=1, le=100_000, description="largest ?limit of lists")
     max_forecast_rows: int = Field(
-        50_000, ge=1, le=5_000_000,
-        description="default and largest ?limit of forecast rows (one pgm month: 13,110)")
+        100_000, ge=1, le=5_000_000,
+        description="default and largest ?limit of forecast rows (one global pgm month: "
+        "66,205)")
 
     @model_validator(mode="after")
     def _page_sizes(self) -> ApiSettings:

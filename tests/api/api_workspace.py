@@ -2,29 +2,36 @@
 (tests/flows/monthly_workspace.py) made a released product repository (its
 ``release_workspace``: git, promoted to production, so production may publish), with a
 development run, a production run (which publishes), a calibration evaluation and a stored
-pgm run with samples (for quantiles; no monthly-run record, so it may not be published).
+pgm run with samples (for quantiles; no monthly-run record, so it may not be published), and
+the same forecast again as a run whose partition also stores its quantile columns.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from tests.flows import monthly_workspace
 
 from ewspipe.cli.main import main
 from ewspipe.models.forecast import Forecast
 from ewspipe.settings import Settings, load_settings
+from ewspipe.store.integrity import record_sha256
 from ewspipe.store.prediction_store import PredictionStore
+from ewspipe.store.predictions import STORED_QUANTILES, quantile_column
 
 TOKEN_ENV = "EWSPIPE_API_TOKEN"
 SAMPLED_RUN = "m520-sampled"
 SAMPLED_MODEL = "sampled_grid"
+QUANTILES_RUN = "m520-quantiles"  # SAMPLED_RUN's forecast, with stored quantile columns
 N_SAMPLES = 40
 
 
@@ -56,8 +63,35 @@ def _run_json(ws: Workspace, *args: str) -> dict:
     return json.loads(out)
 
 
+def add_stored_quantiles(path: Path) -> None:
+    """Append the :data:`STORED_QUANTILES` columns (float32, from the stored draws) to a
+    partition written by :meth:`PredictionStore.write`, row group by row group, and record
+    its new sha256: a partition as the sampling writer stores it."""
+    source = pq.ParquetFile(path)
+    meta = source.schema_arrow.metadata or {}
+    n = int(json.loads(meta[b"ewspipe"])["n_samples"])
+    tmp = path.with_name(path.name + ".tmp")
+    writer = None
+    for i in range(source.num_row_groups):
+        group = source.read_row_group(i)
+        flat = group.column("samples").combine_chunks().flatten().to_numpy()
+        draws = np.asarray(flat, dtype=np.float32).reshape(-1, n)
+        values = np.quantile(draws, list(STORED_QUANTILES), axis=1).astype(np.float32)
+        for level, column in zip(STORED_QUANTILES, values, strict=True):
+            group = group.append_column(quantile_column(level), pa.array(column))
+        group = group.replace_schema_metadata(meta)
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, group.schema, compression="zstd")
+        writer.write_table(group)
+    assert writer is not None
+    writer.close()
+    tmp.replace(path)
+    record_sha256(path)
+
+
 def _sampled_forecast(store: PredictionStore) -> None:
-    """A pgm forecast with samples, stored as its own run (no monthly-run record)."""
+    """A pgm forecast with samples, stored as its own run (no monthly-run record), and again
+    with its quantile columns (QUANTILES_RUN)."""
     rng = np.random.default_rng(7)
     cells = np.arange(1, 51)
     steps = np.arange(1, 37)
@@ -65,10 +99,13 @@ def _sampled_forecast(store: PredictionStore) -> None:
                           "month_id": 520 + np.repeat(steps, len(cells)),
                           "priogrid_gid": np.tile(cells, len(steps))})
     draws = rng.gamma(0.5, 3.0, size=(len(frame), N_SAMPLES))
-    store.write(Forecast(frame=frame, point=draws.mean(axis=1), samples=draws,
-                         unit_column="priogrid_gid"),
-                level="pgm", run=SAMPLED_RUN, model=SAMPLED_MODEL,
-                metadata={"target": "ged_sb", "status": "deployed", "kind": "model"})
+    for run in (SAMPLED_RUN, QUANTILES_RUN):
+        info, _ = store.write(Forecast(frame=frame, point=draws.mean(axis=1), samples=draws,
+                                       unit_column="priogrid_gid"),
+                              level="pgm", run=run, model=SAMPLED_MODEL,
+                              metadata={"target": "ged_sb", "status": "deployed",
+                                        "kind": "model"})
+    add_stored_quantiles(info.path)
 
 
 def build_workspace(root: Path) -> Workspace:

@@ -7,14 +7,18 @@ import io
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 import pytest
-from api_workspace import N_SAMPLES, SAMPLED_MODEL, SAMPLED_RUN
+from api_workspace import N_SAMPLES, QUANTILES_RUN, SAMPLED_MODEL, SAMPLED_RUN
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ewspipe.api import forecast_reads
 from ewspipe.api.app import create_app
+from ewspipe.store.predictions import STORED_QUANTILES
 
 URL = "/api/v1/forecasts"
 
@@ -121,6 +125,57 @@ def test_quantiles_and_samples_come_from_the_draws(client, workspace):
     assert len(table.column("samples")[0]) == N_SAMPLES
 
 
+def test_stored_quantiles_equal_those_computed_from_the_draws(client, monkeypatch):
+    """The same forecast with and without its stored quantile columns answers the same
+    numbers; with them, asked levels that are all stored never touch the draws."""
+    params = {"model": SAMPLED_MODEL, "month_from": 521, "month_to": 522,
+              "quantiles": "0.05,0.5,0.95"}
+    old = client.get(f"{URL}/pgm/ged_sb", params={**params, "run": SAMPLED_RUN}).json()
+    assert old["stored_quantiles"] == []
+    with monkeypatch.context() as mp:
+        mp.setattr(forecast_reads, "_quantile_columns", lambda *a: pytest.fail("from draws"))
+        new = client.get(f"{URL}/pgm/ged_sb", params={**params, "run": QUANTILES_RUN}).json()
+    assert new["stored_quantiles"] == list(STORED_QUANTILES)
+    want, got = pd.DataFrame(old["rows"]), pd.DataFrame(new["rows"])
+    assert list(got.columns) == list(want.columns) and len(got) == new["total"] == 100
+    for column in ("q0.05", "q0.5", "q0.95"):
+        assert np.allclose(got[column], want[column], rtol=1e-6, atol=1e-6)
+    assert (got[["step", "priogrid_gid", "point"]] == want[["step", "priogrid_gid",
+                                                           "point"]]).all().all()
+    other = {**params, "quantiles": "0.05,0.33", "samples": "true"}  # 0.33 is not stored
+    mixed = client.get(f"{URL}/pgm/ged_sb", params={**other, "run": QUANTILES_RUN}).json()
+    assert mixed["rows"] == client.get(f"{URL}/pgm/ged_sb",
+                                       params={**other, "run": SAMPLED_RUN}).json()["rows"]
+
+
+def test_arrow_stream_equals_json(client):
+    params = {"run": QUANTILES_RUN, "model": SAMPLED_MODEL, "month_from": 521,
+              "month_to": 521, "quantiles": "0.1,0.9"}
+    rows = pd.DataFrame(client.get(f"{URL}/pgm/ged_sb", params=params).json()["rows"])
+    resp = client.get(f"{URL}/pgm/ged_sb", params=params,
+                      headers={"Accept": "application/vnd.apache.arrow.stream"})
+    assert resp.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    assert resp.headers["x-total-count"] == str(len(rows))
+    table = paipc.open_stream(io.BytesIO(resp.content)).read_all()
+    assert table.column_names == list(rows.columns)
+    assert table.schema.field("q0.1").type == pa.float32()
+    got = table.to_pandas()
+    assert np.array_equal(got["priogrid_gid"], rows["priogrid_gid"])
+    assert np.allclose(got["q0.9"], rows["q0.9"], atol=1e-6)
+
+
+def test_a_large_answer_is_gzipped_when_the_client_accepts_it(client, monkeypatch):
+    from ewspipe.api import routes_forecasts
+
+    plain = client.get(f"{URL}/cm/ged_sb", headers={"Accept-Encoding": "identity"})
+    monkeypatch.setattr(routes_forecasts, "LARGE_BODY", 1)
+    packed = client.get(f"{URL}/cm/ged_sb", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip" and packed.json() == plain.json()
+    assert int(packed.headers["content-length"]) < len(plain.content) / 3
+    again = client.get(f"{URL}/cm/ged_sb", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in again.headers and again.content == plain.content
+
+
 def test_pages_add_up(client):
     whole = client.get(f"{URL}/pgm/ged_sb").json()
     pages, offset = [], 0
@@ -157,9 +212,9 @@ def test_any_page_is_a_slice_of_the_filtered_whole(client, lo, span, limit, offs
     ({"quantiles": "a"}, "quantiles", "not a comma-separated list"),
     ({"quantiles": "0.5"}, "quantiles", "point forecasts only"),
     ({"env": "nowhere"}, "env", "not an environment"),
-    ({"limit": 60_000}, "limit", "max_forecast_rows"),
+    ({"limit": 200_000}, "limit", "max_forecast_rows"),
     ({"limit": 0}, "limit", "greater than or equal to 1"),
-    ({"format": "xml"}, "format", "'json', 'csv' or 'parquet'"),
+    ({"format": "xml"}, "format", "'json', 'csv', 'parquet' or 'arrow'"),
     ({"month_from": "soon"}, "month_from", "valid integer"),
     ({"run": "../etc"}, "run", "pattern"),
 ])

@@ -391,3 +391,27 @@ def test_no_query_makes_the_data_endpoints_fail(
     assert response.status_code in (200, 404, 422), (params, response.text)
     if response.status_code == 422:
         assert all(d["msg"] for d in response.json()["detail"])
+
+
+def test_series_interval_from_stored_quantiles_equals_the_draws(
+    dash: TestClient, dash_config: Path,
+) -> None:
+    """A partition that stores its quantile columns gives the interval the draws give (run
+    last in this module: it adds a run to the workspace)."""
+    from api_workspace import add_stored_quantiles
+
+    store = PredictionStore(load_settings(dash_config).layout.env(ENV).predictions)
+    run = store.runs("cm", "past_draws")[-1]
+    source = store.partition_path("cm", run, "past_draws")
+    copy = store.partition_path("cm", f"{run}-q", "past_draws")
+    shutil.copytree(source, copy)
+    add_stored_quantiles(copy / "part-0.parquet")
+    assert store.stored_quantiles("cm", f"{run}-q", "past_draws")
+    cm = _newest(dash_config, "cm")
+    unit = int(cm.loc[cm.month_id == 520].sort_values("ged_sb").iloc[-1]["country_id"])
+    url = f"/dashboard/data/series?env={ENV}&level=cm&model=past_draws&unit={unit}&run="
+    want, got = _ok(dash, url + run), _ok(dash, url + f"{run}-q")
+    for a, b in zip(want["forecast"], got["forecast"], strict=True):
+        assert a["point"] == b["point"]
+        assert [b[k] for k in ("q10", "q50", "q90")] == pytest.approx(
+            [a[k] for k in ("q10", "q50", "q90")], rel=1e-3, abs=1e-6)

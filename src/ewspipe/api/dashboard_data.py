@@ -27,6 +27,7 @@ from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
 from ewspipe.settings import Settings
 from ewspipe.store.integrity import open_sealed_json
 from ewspipe.store.prediction_store import PredictionStore
+from ewspipe.store.predictions import quantile_column
 from ewspipe.store.runs import RunStore
 from ewspipe.store.statedb import open_state_db_for_reading
 
@@ -45,6 +46,7 @@ __all__ = [
 
 LEVEL_UNIT = {"cm": "country_id", "pgm": "priogrid_gid"}
 RUN_HINT = "run `ewspipe run` (or `make run`) to produce forecasts"
+INTERVAL = (0.1, 0.5, 0.9)  # a unit's forecast interval and median (of the samples)
 
 
 class ParamError(InputError):
@@ -249,7 +251,13 @@ def unit_series(settings: Settings, *, env: str, level: str, model: str, unit: i
     target = str(meta.get("target") or "ged_sb")
     (origin,), = _sql("SELECT max(origin) FROM read_parquet(?)", [str(path)])
     with_samples = int(meta.get("n_samples") or 1) > 1
-    rows = _sql(f"SELECT step, month_id, point{', samples' if with_samples else ''} "
+    stored = PredictionStore(check_environment(settings, env).predictions).stored_quantiles(
+        level, meta["run"], model)
+    # the interval's stored columns when the partition has them: every row group holds
+    # every unit, so reading the samples of one unit decompresses all draws of the run
+    interval = ("".join(f', "{quantile_column(q)}"' for q in INTERVAL)
+                if set(INTERVAL) <= set(stored) else ", samples" if with_samples else "")
+    rows = _sql(f"SELECT step, month_id, point{interval} "
                 f"FROM read_parquet(?) WHERE origin = ? AND {col} = ? ORDER BY step",
                 [str(path), int(origin), int(unit)])
     if not rows:
@@ -260,7 +268,8 @@ def unit_series(settings: Settings, *, env: str, level: str, model: str, unit: i
         item: dict[str, Any] = {"step": int(row[0]), "month": int(row[1]),
                                 "point": _round(row[2])}
         if with_samples:
-            lo, med, hi = np.quantile(np.asarray(row[3], dtype=np.float64), [0.1, 0.5, 0.9])
+            lo, med, hi = row[3:] if len(row) == 6 else np.quantile(
+                np.asarray(row[3], dtype=np.float64), INTERVAL)
             item.update(q10=_round(lo), q50=_round(med), q90=_round(hi))
         forecast.append(item)
     observed: list[list[Any]] = []

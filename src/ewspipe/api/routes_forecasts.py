@@ -1,4 +1,5 @@
-"""``GET /api/v1/forecasts/{level}/{target}``: stored forecasts as JSON, CSV or Parquet.
+"""``GET /api/v1/forecasts/{level}/{target}``: stored forecasts as JSON, CSV, Parquet or an
+Arrow IPC stream.
 
 By default the published forecast (the pointer of the level and target in the publishing
 environment, as ``ewspipe forecasts published`` reads it); ``?run=`` reads any stored run.
@@ -6,6 +7,7 @@ environment, as ``ewspipe forecasts published`` reads it); ``?run=`` reads any s
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from typing import Any, Literal
@@ -13,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Path, Query, Request, Response
 
@@ -31,6 +34,7 @@ from ewspipe.api.forecast_reads import (
     read_forecast_slice,
     with_unit_names,
 )
+from ewspipe.api.json_rows import json_rows
 from ewspipe.api.publishing import current_pointer
 from ewspipe.api.schemas import ErrorBody, ForecastPage
 from ewspipe.geography import unit_names
@@ -44,14 +48,16 @@ router = APIRouter(prefix="/api/v1", tags=["forecasts"])
 TARGET_PATTERN = r"^[a-z][a-z0-9_]*$"
 MAX_UNITS = 20_000
 MAX_QUANTILES = 20
-Format = Literal["json", "csv", "parquet"]
+Format = Literal["json", "csv", "parquet", "arrow"]
+ARROW_MEDIA = "application/vnd.apache.arrow.stream"
 MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8",
-         "parquet": "application/vnd.apache.parquet"}
+         "parquet": "application/vnd.apache.parquet", "arrow": ARROW_MEDIA}
 _PARQUET_ACCEPT = ("application/vnd.apache.parquet", "application/x-parquet",
                    "application/parquet")
 
 
 MAX_ID = 2**63 - 1
+LARGE_BODY = 1 << 20  # bytes: from here on the answer is gzipped fast (level 1), see _response
 
 
 def _ints(text: str | None, name: str, limit: int) -> tuple[int, ...]:
@@ -94,6 +100,8 @@ def _format(fmt: Format | None, accept: str | None) -> Format:
         return "csv"
     if any(a in accept for a in _PARQUET_ACCEPT):
         return "parquet"
+    if ARROW_MEDIA in accept:
+        return "arrow"
     return "json"
 
 
@@ -146,13 +154,27 @@ def _resolve(settings: Settings, level: str, target: str, model: str | None, run
 
 
 def _json_body(head: dict[str, Any], table: pa.Table) -> bytes:
-    for i, f in enumerate(table.schema):  # pandas writes float64 several times faster
+    start = json.dumps(head)[:-1].encode() + b', "rows": '
+    body = json_rows(table, start, b"}")  # column-wise, no object per row
+    if body is not None:
+        return body
+    for i, f in enumerate(table.schema):  # the samples' lists: pandas (float64 is faster)
         if f.type == pa.float32():
             table = table.set_column(i, f.name, table.column(i).cast(pa.float64()))
     frame = table.to_pandas()
     rows = frame.to_json(orient="records", double_precision=6) if len(frame) else "[]"
-    text = json.dumps(head)
-    return (text[:-1] + ', "rows": ' + rows + "}").encode()
+    return start + rows.encode() + b"}"
+
+
+def _response(request: Request, body: bytes, fmt: Format, headers: dict[str, str]
+              ) -> Response:
+    """The answer; a large one gzipped here at level 1 when the client accepts gzip (the app's
+    middleware, level 6, then passes it on as it is): on a global month's 14 MB of JSON that
+    is ~2x faster for ~25 % more bytes."""
+    if len(body) >= LARGE_BODY and "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+        headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    return Response(body, media_type=MEDIA[fmt], headers=headers)
 
 
 def _csv_table(sl: ForecastSlice) -> pa.Table:
@@ -172,9 +194,11 @@ def _csv_table(sl: ForecastSlice) -> pa.Table:
     summary="Forecasts of a level and target (published by default)",
     response_model=ForecastPage,
     responses={
-        200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
-              "description": "JSON (ForecastPage), CSV or Parquet rows; CSV and Parquet carry "
-              "the paging in X-Total-Count, X-Limit and X-Offset headers"},
+        200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {},
+                          ARROW_MEDIA: {}},
+              "description": "JSON (ForecastPage), CSV, Parquet or Arrow IPC stream rows; "
+              "CSV, Parquet and Arrow carry the paging in X-Total-Count, X-Limit and X-Offset "
+              "headers"},
         404: {"model": ErrorBody, "description": "nothing published, unknown run or model"},
     },
 )
@@ -200,9 +224,13 @@ def get_forecasts(
     samples: bool = Query(False, description="Include the draws (``samples`` column)."),
     quantiles: str | None = Query(None, max_length=400, description="Comma-separated "
                                   "levels in [0, 1], e.g. 0.05,0.95: one ``q<level>`` column "
-                                  "each, computed from the samples."),
-    format: Format | None = Query(None, description="json, csv or parquet (default: from "
-                                  "the Accept header, else json)."),
+                                  "each, read from the partition when it stores them all "
+                                  "(``stored_quantiles`` of the answer: 0.05, 0.1, 0.25, 0.5, "
+                                  "0.75, 0.9, 0.95 of a sample forecast), else computed from "
+                                  "the samples (slower: the draws are read)."),
+    format: Format | None = Query(None, description="json, csv, parquet or arrow (an Arrow "
+                                  "IPC stream, " + ARROW_MEDIA + "; default: from the Accept "
+                                  "header, else json)."),
     limit: int | None = Query(None, ge=1, le=5_000_000, description="Rows per page (default "
                               "and maximum [api] max_forecast_rows)."),
     offset: int = Query(0, ge=0, le=10**9, description="Rows to skip."),
@@ -210,7 +238,13 @@ def get_forecasts(
     """One model's forecasts: point predictions per unit and target month, optionally with
     quantiles or the samples, filtered by month range, step and units, paged. Each row names
     its unit (``name``, ``isoab``, ``label``; a cell also its ``country_id``) from the
-    snapshots."""
+    snapshots.
+
+    One whole month of the global grid (66,205 cells) fits one page (``limit`` up to ``[api]
+    max_forecast_rows``, default 100,000): ``?month_from=m&month_to=m&quantiles=0.05,0.5,0.95``
+    reads the stored quantile columns of that month's row groups only, never the draws. JSON
+    is the default; ``format=arrow`` (or ``parquet``) hands the same columns over typed and
+    several times smaller, for clients that load them into a data frame."""
     cap = settings.api.max_forecast_rows
     if limit is not None and limit > cap:
         invalid("query", "limit", f"{limit} exceeds {cap} rows ([api] max_forecast_rows); "
@@ -239,20 +273,25 @@ def get_forecasts(
         settings, level, snapshot=meta.get("snapshot")))
     head = {"level": level, "target": target, "model": chosen, "run": run_id,
             "environment": name, "published": published, "unit_column": sl.unit_column,
-            "n_samples": sl.n_samples, "quantiles": list(query.quantiles), "total": sl.total,
+            "n_samples": sl.n_samples, "quantiles": list(query.quantiles),
+            "stored_quantiles": list(sl.stored_quantiles), "total": sl.total,
             "limit": query.limit, "offset": query.offset}
     fmt = _format(format, request.headers.get("accept"))
     headers = {"X-Total-Count": str(sl.total), "X-Limit": str(query.limit),
                "X-Offset": str(query.offset), "X-Run": run_id, "X-Model": chosen,
                "X-Environment": name}
     if fmt == "json":
-        return Response(_json_body(head, sl.table), media_type=MEDIA["json"], headers=headers)
+        return _response(request, _json_body(head, sl.table), fmt, headers)
     stem = f"{level}_{target}_{chosen}_{run_id}"
     sink = io.BytesIO()
+    described = sl.table.replace_schema_metadata({b"ewspipe": json.dumps(head).encode()})
     if fmt == "csv":
         pacsv.write_csv(_csv_table(sl), sink)
+    elif fmt == "arrow":
+        with paipc.new_stream(sink, described.schema) as writer:
+            writer.write_table(described)
     else:
-        pq.write_table(sl.table.replace_schema_metadata(
-            {b"ewspipe": json.dumps(head).encode()}), sink)
-    headers["Content-Disposition"] = f'attachment; filename="{stem}.{fmt}"'
-    return Response(sink.getvalue(), media_type=MEDIA[fmt], headers=headers)
+        pq.write_table(described, sink)
+    suffix = "arrows" if fmt == "arrow" else fmt
+    headers["Content-Disposition"] = f'attachment; filename="{stem}.{suffix}"'
+    return _response(request, sink.getvalue(), fmt, headers)

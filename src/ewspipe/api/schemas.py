@@ -92,6 +92,9 @@ class ForecastPage(BaseModel):
     unit_column: str
     n_samples: int
     quantiles: list[float]
+    stored_quantiles: list[float] = Field(
+        default_factory=list, description="quantile levels the forecast stores: asked for "
+        "together, they are read as stored instead of computed from the samples")
     total: int
     limit: int
     offset: int

@@ -38,7 +38,13 @@ from ewspipe.atomic import TMP_DIR_PREFIX, atomic_dir
 from ewspipe.errors import InputError, IntegrityError
 from ewspipe.models.forecast import Forecast
 from ewspipe.store.integrity import record_sha256, verify_file
-from ewspipe.store.predictions import META_KEY, forecast_writer, table_forecast
+from ewspipe.store.predictions import (
+    META_KEY,
+    STORED_QUANTILES,
+    forecast_writer,
+    quantile_column,
+    table_forecast,
+)
 
 __all__ = ["PartitionInfo", "PredictionStore", "partition_fix"]
 
@@ -218,6 +224,19 @@ class PredictionStore:
             raise IntegrityError(f"{path}: unreadable partition (its metadata is not a JSON "
                                  f"object); {partition_fix(path)}")
         return meta
+
+    def stored_quantiles(self, level: str, run: str, model: str) -> tuple[float, ...]:
+        """The levels of :data:`~ewspipe.store.predictions.STORED_QUANTILES` whose column
+        (``q0.05``...) the partition carries: computed when it was written, so a reader takes
+        them from there instead of decompressing the draws (partitions of earlier versions
+        carry none)."""
+        path = self.checked_path(level, run, model)
+        try:
+            names = set(pq.read_schema(path).names)
+        except (OSError, pa.ArrowException) as exc:
+            raise IntegrityError(f"{path}: unreadable partition ({exc}); "
+                                 f"{partition_fix(path)}") from exc
+        return tuple(q for q in STORED_QUANTILES if quantile_column(q) in names)
 
     def query(
         self,
