@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from tests.flows import monthly_workspace
@@ -56,30 +55,22 @@ class Workspace:
 
 
 def _run_json(ws: Workspace, *args: str) -> dict:
-    import json
 
     code, out = ws.cli(*args, "--json")
     assert code == 0, out
     return json.loads(out)
 
 
-def add_stored_quantiles(path: Path) -> None:
-    """Append the :data:`STORED_QUANTILES` columns (float32, from the stored draws) to a
-    partition written by :meth:`PredictionStore.write`, row group by row group, and record
-    its new sha256: a partition as the sampling writer stores it."""
+def strip_stored_quantiles(path: Path) -> None:
+    """Rewrite a partition without its :data:`STORED_QUANTILES` columns and record its new
+    sha256: a sample partition as versions before the stored quantiles wrote it."""
     source = pq.ParquetFile(path)
     meta = source.schema_arrow.metadata or {}
-    n = int(json.loads(meta[b"ewspipe"])["n_samples"])
+    drop = [quantile_column(level) for level in STORED_QUANTILES]
     tmp = path.with_name(path.name + ".tmp")
     writer = None
     for i in range(source.num_row_groups):
-        group = source.read_row_group(i)
-        flat = group.column("samples").combine_chunks().flatten().to_numpy()
-        draws = np.asarray(flat, dtype=np.float32).reshape(-1, n)
-        values = np.quantile(draws, list(STORED_QUANTILES), axis=1).astype(np.float32)
-        for level, column in zip(STORED_QUANTILES, values, strict=True):
-            group = group.append_column(quantile_column(level), pa.array(column))
-        group = group.replace_schema_metadata(meta)
+        group = source.read_row_group(i).drop_columns(drop).replace_schema_metadata(meta)
         if writer is None:
             writer = pq.ParquetWriter(tmp, group.schema, compression="zstd")
         writer.write_table(group)
@@ -90,8 +81,9 @@ def add_stored_quantiles(path: Path) -> None:
 
 
 def _sampled_forecast(store: PredictionStore) -> None:
-    """A pgm forecast with samples, stored as its own run (no monthly-run record), and again
-    with its quantile columns (QUANTILES_RUN)."""
+    """A pgm forecast with samples, stored as its own run (no monthly-run record) with its
+    quantile columns (QUANTILES_RUN), and again as an older version stored it, without them
+    (SAMPLED_RUN)."""
     rng = np.random.default_rng(7)
     cells = np.arange(1, 51)
     steps = np.arange(1, 37)
@@ -105,7 +97,8 @@ def _sampled_forecast(store: PredictionStore) -> None:
                               level="pgm", run=run, model=SAMPLED_MODEL,
                               metadata={"target": "ged_sb", "status": "deployed",
                                         "kind": "model"})
-    add_stored_quantiles(info.path)
+        if run == SAMPLED_RUN:
+            strip_stored_quantiles(info.path)
 
 
 def build_workspace(root: Path) -> Workspace:

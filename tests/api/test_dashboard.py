@@ -396,21 +396,23 @@ def test_no_query_makes_the_data_endpoints_fail(
 def test_series_interval_from_stored_quantiles_equals_the_draws(
     dash: TestClient, dash_config: Path,
 ) -> None:
-    """A partition that stores its quantile columns gives the interval the draws give (run
-    last in this module: it adds a run to the workspace)."""
-    from api_workspace import add_stored_quantiles
+    """A partition that stores its quantile columns gives the interval its draws give (a
+    copy without the columns, as older versions stored it; run last in this module: it adds
+    a run to the workspace)."""
+    from api_workspace import strip_stored_quantiles
 
     store = PredictionStore(load_settings(dash_config).layout.env(ENV).predictions)
     run = store.runs("cm", "past_draws")[-1]
     source = store.partition_path("cm", run, "past_draws")
     copy = store.partition_path("cm", f"{run}-q", "past_draws")
     shutil.copytree(source, copy)
-    add_stored_quantiles(copy / "part-0.parquet")
-    assert store.stored_quantiles("cm", f"{run}-q", "past_draws")
+    strip_stored_quantiles(copy / "part-0.parquet")
+    assert store.stored_quantiles("cm", run, "past_draws")
+    assert not store.stored_quantiles("cm", f"{run}-q", "past_draws")
     cm = _newest(dash_config, "cm")
     unit = int(cm.loc[cm.month_id == 520].sort_values("ged_sb").iloc[-1]["country_id"])
     url = f"/dashboard/data/series?env={ENV}&level=cm&model=past_draws&unit={unit}&run="
-    want, got = _ok(dash, url + run), _ok(dash, url + f"{run}-q")
+    want, got = _ok(dash, url + f"{run}-q"), _ok(dash, url + run)
     for a, b in zip(want["forecast"], got["forecast"], strict=True):
         assert a["point"] == b["point"]
         assert [b[k] for k in ("q10", "q50", "q90")] == pytest.approx(
