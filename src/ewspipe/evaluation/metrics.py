@@ -994,8 +994,15 @@ class Accumulator:
 
     def _flush(self) -> None:
         parts, self._pending, self._pending_rows = self._pending, [], 0
-        self._block(*(None if parts[0][i] is None else np.concatenate([p[i] for p in parts])
-                      for i in range(4)))
+        y, x, draws, codes = parts[0]
+        if len(parts) > 1:
+            y = np.concatenate([p[0] for p in parts])
+            x = None if x is None else np.concatenate([p[1] for p in parts if p[1] is not None])
+            draws = None if draws is None else np.concatenate(
+                [p[2] for p in parts if p[2] is not None])
+            codes = None if codes is None else np.concatenate(
+                [p[3] for p in parts if p[3] is not None])
+        self._block(y, x, draws, codes)
 
     def _block(self, y: Floats, x: Floats | None, samples: Floats | None,
                codes: npt.NDArray[np.intp] | Ints | None) -> None:
@@ -1035,7 +1042,15 @@ class Accumulator:
         """The block's rows split into sorted-draws rows and constant rows (closed form)."""
         b = samples.shape[0]
         first = samples[:, 0]
-        const = (samples.min(axis=1) == first) & (samples.max(axis=1) == first)
+        # first == last picks the candidates in O(1) a row, so varying rows pay no extra pass
+        candidates = np.flatnonzero(samples[:, -1] == first)
+        if len(candidates) == b:
+            const = (samples.min(axis=1) == first) & (samples.max(axis=1) == first)
+        else:
+            const = np.zeros(b, dtype=bool)
+            if len(candidates):
+                sub = samples[candidates]
+                const[candidates] = (sub.min(axis=1) == sub[:, 0]) & (sub.max(axis=1) == sub[:, 0])
         bad = const & ~np.isfinite(first)  # a row holding NaN is never constant
         slow_idx = np.flatnonzero(~const)
         const_idx = np.flatnonzero(const)
