@@ -30,10 +30,11 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from ewspipe.evaluation.plausibility import (
     largest_observed,
     plausibility_ceiling,
 )
-from ewspipe.evaluation.schemes import evaluate, join_actuals
+from ewspipe.evaluation.streamed import iter_chunks, score_streamed
 from ewspipe.features.build import build_design
 from ewspipe.features.design import Design
 from ewspipe.flows.ensemble_run import RunPlan, plan_run, run_ensembles
@@ -101,6 +102,7 @@ __all__ = [
     "predict_model",
     "predict_origins",
     "require_snapshot_data",
+    "score_chunks",
 ]
 
 Output = dict[str, Any]
@@ -262,9 +264,19 @@ def predict_origins(
 
 def _score(forecast: Forecast, panel: Panel, target: str) -> dict[str, Any]:
     """The run's metrics of one forecast against the panel's actuals (JSON-ready)."""
-    scored = join_actuals(forecast, _actuals(panel, target))
-    names_ = POINT_METRICS + (SAMPLE_METRICS if forecast.n_samples > 1 else ())
-    return evaluate(scored, names_).to_dict()
+    return score_chunks(iter_chunks(forecast), panel, target)
+
+
+def score_chunks(chunks: Iterable[Forecast], panel: Panel, target: str) -> dict[str, Any]:
+    """The run's metrics of a forecast given chunk by chunk (whole rows in (origin, step,
+    unit) order), JSON-ready: one pass, the draws never all in memory, and the very numbers
+    of scoring the whole forecast at once."""
+    rest = iter(chunks)
+    first = next(rest, None)
+    if first is None:
+        raise InputError("forecast has no rows: nothing to score")
+    names_ = POINT_METRICS + (SAMPLE_METRICS if first.n_samples > 1 else ())
+    return score_streamed(chain([first], rest), _actuals(panel, target), names_).to_dict()
 
 
 def _actuals(panel: Panel, target: str) -> pd.DataFrame:
