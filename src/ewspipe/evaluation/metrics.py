@@ -277,7 +277,12 @@ class _ConstRows:
 
     def mean_of_copies(self, values: Floats) -> Floats:
         """mean_j v over S copies of v, bit for bit as the general path's row mean: a pairwise
-        sum of S copies is not S * v in floating point, so each distinct v is averaged once."""
+        sum of S copies is not S * v in floating point, so each distinct v is averaged once.
+        Integers below 2**53 / S are the exception (every partial sum is exact): they are
+        their own mean, which is the usual case (counts)."""
+        if len(values) and np.array_equal(values, np.floor(values)) and \
+                float(np.abs(values).max()) * self.s < 2.0**53:
+            return values.copy()
         uniq, inverse = np.unique(values, return_inverse=True)
         out = np.empty(len(uniq))
         step = _sample_chunk_rows(self.s)
@@ -1043,14 +1048,16 @@ class Accumulator:
         b = samples.shape[0]
         first = samples[:, 0]
         # first == last picks the candidates in O(1) a row, so varying rows pay no extra pass
-        candidates = np.flatnonzero(samples[:, -1] == first)
-        if len(candidates) == b:
-            const = (samples.min(axis=1) == first) & (samples.max(axis=1) == first)
+        candidates = samples[:, -1] == first
+        k = int(np.count_nonzero(candidates))
+        if 2 * k >= b:  # mostly candidates: two passes over the block beat gathering them
+            const = candidates & (samples.min(axis=1) == first) & (samples.max(axis=1) == first)
         else:
             const = np.zeros(b, dtype=bool)
-            if len(candidates):
-                sub = samples[candidates]
-                const[candidates] = (sub.min(axis=1) == sub[:, 0]) & (sub.max(axis=1) == sub[:, 0])
+            if k:
+                pick = np.flatnonzero(candidates)
+                sub = samples[pick]
+                const[pick] = (sub.min(axis=1) == sub[:, 0]) & (sub.max(axis=1) == sub[:, 0])
         bad = const & ~np.isfinite(first)  # a row holding NaN is never constant
         slow_idx = np.flatnonzero(~const)
         const_idx = np.flatnonzero(const)
