@@ -174,3 +174,20 @@ def test_streamed_refusals_match_in_memory() -> None:
         scorer.add(wide)
     with pytest.raises(InputError, match="nothing to score"):
         score_streamed(iter_chunks(forecast, 8), actuals.iloc[:0], ["crps"])
+
+
+def test_run_scoring_streams_and_matches_the_whole_forecast() -> None:
+    """flows.modelrun.score_chunks (what a run stores) on chunks of a sample forecast: the
+    run's metric set, equal to scoring the whole forecast; no chunk at all is refused."""
+    from ewspipe.flows.modelrun import POINT_METRICS, SAMPLE_METRICS, score_chunks
+    from ewspipe.panel.schema import Level, Panel, PanelSpec
+
+    forecast, actuals = _forecast(3, origins=2, steps=3, units=9, s=20, const_share=0.6,
+                                  integer=True)
+    frame = actuals.rename(columns={"value": "ged_sb"}).sort_values(["month_id", UNIT])
+    panel = Panel(frame.reset_index(drop=True), PanelSpec(Level.PGM, ("ged_sb",)))
+    got = score_chunks(iter_chunks(forecast, 7), panel, "ged_sb")
+    want = evaluate(join_actuals(forecast, actuals), POINT_METRICS + SAMPLE_METRICS).to_dict()
+    _same(got, want)
+    with pytest.raises(InputError, match="no rows"):
+        score_chunks(iter(()), panel, "ged_sb")
