@@ -20,6 +20,10 @@ Decisions (also in the docstrings of the classes concerned):
 * twCRPS uses the chaining function ``v(z) = max(z, threshold)``; default threshold 25 deaths.
 * Point metrics take the point prediction; ``evaluate(point_source="sample_mean")`` feeds them the
   mean of the samples instead.
+* The engine (``Accumulator``) takes rows part by part and sums them in fixed row blocks, so a
+  forecast scored chunk by chunk (``evaluation.streamed``) gets the same bits as scored whole.
+  Rows whose draws are all equal (most pgm rows: all zeros) skip the sort: closed forms that
+  give the sorted-draws formula's very bits.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "MSE",
     "MSLE",
     "RMSLE",
+    "Accumulator",
     "AveragePrecision",
     "Brier",
     "CellSums",
@@ -60,12 +65,15 @@ __all__ = [
     "PitCoverage90",
     "RankMetric",
     "RocAuc",
+    "Totals",
     "TwCRPS",
     "YHatBar",
     "accumulate",
+    "block_rows",
     "finish",
     "get_metric",
     "names",
+    "pearson_refs",
 ]
 
 Input = Literal["point", "samples"]
@@ -101,6 +109,8 @@ class _Rows:
     _scratch: Floats | None
     cell: npt.NDArray[np.intp] | None
     _refs: tuple[Floats, Floats] | None
+    block_pos: npt.NDArray[np.intp] | None = None  # these rows' places in their block, if a subset
+    block_len: int = 0
 
     @property
     def x(self) -> Floats:
@@ -137,7 +147,15 @@ class _Rows:
         if half == 0:
             return np.zeros(ordered.shape[0])
         weights = (s + 1.0 - 2.0 * np.arange(1, half + 1)) / (s * s)
-        return (ordered[:, : s - half - 1 : -1] - ordered[:, :half]) @ weights
+        diff = ordered[:, : s - half - 1 : -1] - ordered[:, :half]
+        if self.block_pos is None:
+            return diff @ weights
+        # BLAS gemv rounds a row differently by its place in the call: keep every row at its
+        # place in the whole block (the constant rows' zeros add nothing), so the spread is
+        # the same bits whether or not the block's constant rows took the fast path.
+        whole = np.zeros((self.block_len, half))
+        whole[self.block_pos] = diff
+        return (whole @ weights)[self.block_pos]
 
     def _ref(self, side: int) -> Floats:
         assert self._refs is not None
@@ -201,6 +219,11 @@ def _pit_covered(rows: _Rows, alpha: float) -> Floats:
     """P(alpha/2 <= U <= 1 - alpha/2) for the randomised PIT U ~ Uniform(F(y-), F(y))."""
     below = np.count_nonzero(rows.sorted < rows.y[:, None], axis=1) / rows.sorted.shape[1]
     upto = np.count_nonzero(rows.sorted <= rows.y[:, None], axis=1) / rows.sorted.shape[1]
+    return _pit_inside(below, upto, alpha)
+
+
+def _pit_inside(below: Floats, upto: Floats, alpha: float) -> Floats:
+    """The PIT term from F(y-) (``below``) and F(y) (``upto``)."""
     lo, hi = alpha / 2, 1 - alpha / 2
     inside = np.clip(np.minimum(upto, hi) - np.maximum(below, lo), 0.0, None)
     width = upto - below
@@ -240,6 +263,62 @@ _KERNELS: dict[str, Callable[[_Rows, float], Floats]] = {
     "p_exceed": _p_exceed,
 }
 _REF_KINDS = frozenset({"dx", "dy", "dxx", "dyy", "dxy"})
+
+
+@dataclass(eq=False)
+class _ConstRows:
+    """Rows whose S draws all equal ``c`` (at pgm most rows: all zeros). Every sample term has
+    a closed form here, with no sort and no pass over the draws, and it is the very value the
+    sorted-draws formula gives: the spread is exactly 0, quantiles are c, counts 0 or S."""
+
+    y: Floats
+    c: Floats
+    s: int
+
+    def mean_of_copies(self, values: Floats) -> Floats:
+        """mean_j v over S copies of v, bit for bit as the general path's row mean: a pairwise
+        sum of S copies is not S * v in floating point, so each distinct v is averaged once.
+        Integers below 2**53 / S are the exception (every partial sum is exact): they are
+        their own mean, which is the usual case (counts)."""
+        if len(values) and np.array_equal(values, np.floor(values)) and \
+                float(np.abs(values).max()) * self.s < 2.0**53:
+            return values.copy()
+        uniq, inverse = np.unique(values, return_inverse=True)
+        out = np.empty(len(uniq))
+        step = _sample_chunk_rows(self.s)
+        for lo in range(0, len(uniq), step):
+            part = uniq[lo:lo + step]
+            copies = np.empty((len(part), self.s))
+            copies[:] = part[:, None]
+            out[lo:lo + step] = copies.mean(axis=1)
+        return out[inverse.reshape(-1)]
+
+
+def _const_pit(rows: _ConstRows, alpha: float) -> Floats:
+    return _pit_inside((rows.c < rows.y).astype(np.float64),
+                       (rows.c <= rows.y).astype(np.float64), alpha)
+
+
+def _const_interval(rows: _ConstRows, alpha: float) -> Floats:
+    c, y = rows.c, rows.y
+    below = np.where(y < c, c - y, 0.0)
+    above = np.where(y > c, y - c, 0.0)
+    return (c - c) + (2.0 / alpha) * (below + above)
+
+
+def _const_p_exceed(rows: _ConstRows, tau: float) -> Floats:
+    return (rows.c > tau).astype(np.float64)
+
+
+_CONST_KERNELS: dict[str, Callable[[_ConstRows, float], Floats]] = {
+    "crps": lambda r, _: r.mean_of_copies(np.abs(r.c - r.y)),
+    "twcrps": lambda r, t: r.mean_of_copies(np.abs(np.maximum(r.c, t) - np.maximum(r.y, t))),
+    "interval_score": _const_interval,
+    "covered": lambda r, _: ((r.c <= r.y) & (r.y <= r.c)).astype(np.float64),
+    "pit_covered": _const_pit,
+    "brier": lambda r, tau: (_const_p_exceed(r, tau) - (r.y > tau)) ** 2,
+    "p_exceed": _const_p_exceed,
+}
 
 
 # --- cells and groups ------------------------------------------------------------------------
@@ -769,6 +848,270 @@ def _sample_chunk_rows(n_samples: int) -> int:
     return max(256, SAMPLE_CHUNK_BYTES // (8 * n_samples))
 
 
+def block_rows(metrics: Sequence[Metric], n_samples: int) -> int:
+    """Rows per block of the engine: term sums are added per cell block by block, so the block
+    is part of the rounding, and every path that must agree bit for bit uses this one."""
+    if any(m.input == "samples" for m in metrics):
+        return _sample_chunk_rows(n_samples)
+    return POINT_CHUNK_ROWS
+
+
+def pearson_refs(
+    point: Floats, actual: Floats, cell: npt.NDArray[np.intp] | Ints | None, n_cells: int
+) -> tuple[Floats, Floats]:
+    """One prediction and one actual of each cell (Pearson's shift), from all rows at once."""
+    if cell is None:
+        return point[:1].copy(), actual[:1].copy()
+    refs = (np.zeros(n_cells), np.zeros(n_cells))
+    refs[0][cell], refs[1][cell] = point, actual  # any row of a cell will do
+    return refs
+
+
+@dataclass(eq=False)
+class Totals:
+    """Per-cell row counts and term sums of an ``Accumulator``, per-row collected values, and
+    the invalid rows it counted; ``cell_sums`` checks them and keeps the non-empty cells."""
+
+    counts: Ints
+    sums: dict[_Term, Floats]
+    collected: dict[_Term, Floats]
+    refs: tuple[Floats, Floats] | None
+    checks: _Checks
+    n: int
+
+    def cell_sums(
+        self, metrics: Sequence[Metric], actual: Floats,
+        row_cell: npt.NDArray[np.intp] | Ints | None,
+    ) -> CellSums:
+        """The ``CellSums`` of these totals; raises the first invalid input found."""
+        point_users = [m for m in metrics if m.input == "point"]
+        sample_users = [m for m in metrics if m.input == "samples"]
+        log_users = [m for m in point_users if m.log_scale]
+        _raise_bad_rows(self.checks, self.n, metrics, point_users, sample_users, log_users)
+        keep = np.flatnonzero(self.counts)
+        return CellSums(
+            cells=keep,
+            n=self.counts[keep],
+            sums={t: v[keep] for t, v in self.sums.items()},
+            refs=None if self.refs is None else (self.refs[0][keep], self.refs[1][keep]),
+            collected=self.collected,
+            actual=actual,
+            row_cell=None if row_cell is None else np.asarray(row_cell, dtype=np.intp),
+        )
+
+
+class Accumulator:
+    """Sums every term the metrics need per cell, fed rows part by part in row order: a whole
+    forecast in one part, or its chunks one after the other (draws never all in memory).
+
+    Rows are summed in blocks of ``block`` rows counted from the first row fed, whatever the
+    parts (a part's tail waits for the next part), so any partition of the same rows gives
+    the same bits. Cell codes (``cell``, None: one cell) may grow from part to part. Point
+    metrics need ``refs`` (:func:`pearson_refs`) when Pearson is asked. Rows whose draws are
+    all equal take a closed form instead of a sort (:class:`_ConstRows`), with equal bits.
+    """
+
+    def __init__(self, metrics: Sequence[Metric], *, block: int,
+                 refs: tuple[Floats, Floats] | None = None, n_cells: int = 1) -> None:
+        self.metrics = list(metrics)
+        self.block = block
+        self.refs = refs
+        self._points = any(m.input == "point" for m in self.metrics)
+        self._draws = any(m.input == "samples" for m in self.metrics)
+        self._log = any(m.log_scale for m in self.metrics if m.input == "point")
+        self.terms = list(dict.fromkeys(t for m in self.metrics for t in m.terms()))
+        self.collect = list(dict.fromkeys(t for m in self.metrics for t in m.collected()))
+        if any(t.kind in _REF_KINDS for t in self.terms) and refs is None:
+            raise InputError("Pearson needs refs: pass pearson_refs(point, actual, ...)")
+        self.counts = np.zeros(n_cells, dtype=np.int64)
+        self.sums = {t: np.zeros(n_cells) for t in self.terms}
+        self._collected: dict[_Term, list[Floats]] = {t: [] for t in self.collect}
+        self.checks = _Checks()
+        self.rows = 0
+        self._width: int | None = None
+        self._pending: list[tuple[Floats, Floats | None, Floats | None, Ints | None]] = []
+        self._pending_rows = 0
+        self._bufs: tuple[Floats, Floats] | None = None
+
+    def add(self, actual: Floats, point: Floats | None, samples: Floats | None,
+            cell: npt.NDArray[np.intp] | Ints | None = None) -> None:
+        """Feed the next rows (in row order); ``cell`` codes per row, None for one cell."""
+        n = int(actual.shape[0])
+        if n == 0:
+            return
+        self._check_inputs(point, samples)
+        if cell is not None and len(cell) and int(cell.max()) >= len(self.counts):
+            self._grow(int(cell.max()) + 1)
+        start = 0
+        if self._pending_rows:
+            start = min(self.block - self._pending_rows, n)
+            self._keep(actual, point, samples, cell, 0, start)
+            if self._pending_rows == self.block:
+                self._flush()
+        while n - start >= self.block:
+            self._block(*_part(actual, point, samples, cell, start, start + self.block))
+            start += self.block
+        if start < n:
+            self._keep(actual, point, samples, cell, start, n)
+
+    def close(self) -> Totals:
+        """Sum the last (partial) block and return the totals."""
+        if self._pending_rows:
+            self._flush()
+        if self.rows == 0:
+            raise InputError(
+                f"{', '.join(m.label for m in self.metrics)}: no rows to score (0 rows); "
+                "check that the forecast and the actuals overlap"
+            )
+        collected = {t: np.concatenate(v) for t, v in self._collected.items()}
+        return Totals(self.counts, self.sums, collected, self.refs, self.checks, self.rows)
+
+    def _check_inputs(self, point: Floats | None, samples: Floats | None) -> None:
+        if (self._points and point is None) or (self._draws and samples is None):
+            raise InputError("point or sample predictions missing for the metrics asked")
+        if not self._draws:
+            return
+        assert samples is not None
+        width = int(samples.shape[1])
+        if width == 0:
+            users = ", ".join(m.label for m in self.metrics if m.input == "samples")
+            raise InputError(f"{users}: the forecast has 0 samples per row")
+        if self._width is None:
+            self._width = width
+        elif width != self._width:
+            raise InputError(f"rows come with {width} samples after rows with {self._width}; "
+                             "every chunk of a forecast has the same number of samples")
+
+    def _grow(self, n_cells: int) -> None:
+        size = max(n_cells, 2 * len(self.counts))
+        self.counts = np.concatenate([self.counts, np.zeros(size - len(self.counts), np.int64)])
+        for t, v in self.sums.items():
+            self.sums[t] = np.concatenate([v, np.zeros(size - len(v))])
+
+    def _keep(self, actual: Floats, point: Floats | None, samples: Floats | None,
+              cell: npt.NDArray[np.intp] | Ints | None, lo: int, hi: int) -> None:
+        """Hold rows lo:hi (copied: the caller may reuse its arrays) for the next block."""
+        y, x, draws, codes = _part(actual, point, samples, cell, lo, hi)
+        self._pending.append((y.copy(), None if x is None else x.copy(),
+                              None if draws is None else draws.copy(),
+                              None if codes is None else codes.copy()))
+        self._pending_rows += hi - lo
+
+    def _flush(self) -> None:
+        parts, self._pending, self._pending_rows = self._pending, [], 0
+        y, x, draws, codes = parts[0]
+        if len(parts) > 1:
+            y = np.concatenate([p[0] for p in parts])
+            x = None if x is None else np.concatenate([p[1] for p in parts if p[1] is not None])
+            draws = None if draws is None else np.concatenate(
+                [p[2] for p in parts if p[2] is not None])
+            codes = None if codes is None else np.concatenate(
+                [p[3] for p in parts if p[3] is not None])
+        self._block(y, x, draws, codes)
+
+    def _block(self, y: Floats, x: Floats | None, samples: Floats | None,
+               codes: npt.NDArray[np.intp] | Ints | None) -> None:
+        """Sum one block of rows into the cells (today's rounding: one bincount per block)."""
+        lo, b = self.rows, int(y.shape[0])
+        checks = self.checks
+        with np.errstate(invalid="ignore"):  # only NaN/inf input gets here; that raises later
+            checks.add("actual_bad", ~np.isfinite(y), lo)
+            checks.add("actual_neg", y < 0, lo)
+            if x is not None and self._points:
+                checks.add("point_bad", ~np.isfinite(x), lo)
+                if self._log:
+                    checks.add("point_neg", x < 0, lo)
+            rows = _Rows(y, x, None, None, None if codes is None else np.asarray(codes),
+                         self.refs)
+            draws = None
+            if self._draws:
+                assert samples is not None
+                draws = self._draw_rows(y, samples, lo)
+            if codes is None:
+                self.counts[0] += b
+            else:
+                self.counts += np.bincount(codes, minlength=len(self.counts))
+            for term in self.terms:
+                values = self._values(term, rows, draws, b)
+                if codes is None:
+                    self.sums[term][0] += values.sum()
+                else:
+                    self.sums[term] += np.bincount(codes, weights=values,
+                                                   minlength=len(self.counts))
+            for term in self.collect:
+                self._collected[term].append(self._values(term, rows, draws, b))
+        self.rows += b
+
+    def _draw_rows(self, y: Floats, samples: Floats, lo: int) -> tuple[
+            _Rows | None, _ConstRows | None, npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """The block's rows split into sorted-draws rows and constant rows (closed form)."""
+        b = samples.shape[0]
+        first = samples[:, 0]
+        # first == last picks the candidates in O(1) a row, so varying rows pay no extra pass
+        candidates = samples[:, -1] == first
+        k = int(np.count_nonzero(candidates))
+        if 2 * k >= b:  # mostly candidates: two passes over the block beat gathering them
+            const = candidates & (samples.min(axis=1) == first) & (samples.max(axis=1) == first)
+        else:
+            const = np.zeros(b, dtype=bool)
+            if k:
+                pick = np.flatnonzero(candidates)
+                sub = samples[pick]
+                const[pick] = (sub.min(axis=1) == sub[:, 0]) & (sub.max(axis=1) == sub[:, 0])
+        bad = const & ~np.isfinite(first)  # a row holding NaN is never constant
+        slow_idx = np.flatnonzero(~const)
+        const_idx = np.flatnonzero(const)
+        slow = fast = None
+        if len(const_idx):
+            fast = _ConstRows(y[const_idx], first[const_idx], samples.shape[1])
+        if len(slow_idx):
+            k = len(slow_idx)
+            ordered, scratch = self._buffers(k, samples.shape[1])
+            if k == b:
+                np.copyto(ordered, samples)
+            else:
+                np.take(samples, slow_idx, axis=0, out=ordered)
+            ordered.sort(axis=1)  # NaN sorts last, -inf first: two columns tell finiteness
+            bad[slow_idx] = ~(np.isfinite(ordered[:, 0]) & np.isfinite(ordered[:, -1]))
+            partial = k < b
+            slow = _Rows(y[slow_idx] if partial else y, None, ordered, scratch, None, None,
+                         slow_idx if partial else None, b)
+        self.checks.add("samples_bad", bad, lo)
+        return slow, fast, slow_idx, const_idx
+
+    def _buffers(self, k: int, width: int) -> tuple[Floats, Floats]:
+        """Sorted draws and scratch for k rows, reused from block to block."""
+        if self._bufs is None or len(self._bufs[0]) < k:
+            rows = min(self.block, max(k, 2 * (0 if self._bufs is None else len(self._bufs[0]))))
+            self._bufs = (np.empty((rows, width)), np.empty((rows, width)))
+        return self._bufs[0][:k], self._bufs[1][:k]
+
+    @staticmethod
+    def _values(term: _Term, rows: _Rows, draws: tuple[
+            _Rows | None, _ConstRows | None, npt.NDArray[np.intp], npt.NDArray[np.intp]] | None,
+                b: int) -> Floats:
+        if term.kind not in _CONST_KERNELS:
+            return _KERNELS[term.kind](rows, term.param)
+        assert draws is not None
+        slow, fast, slow_idx, const_idx = draws
+        if fast is None:
+            assert slow is not None
+            return _KERNELS[term.kind](slow, term.param)
+        if slow is None:
+            return _CONST_KERNELS[term.kind](fast, term.param)
+        out = np.empty(b)
+        out[slow_idx] = _KERNELS[term.kind](slow, term.param)
+        out[const_idx] = _CONST_KERNELS[term.kind](fast, term.param)
+        return out
+
+
+def _part(actual: Floats, point: Floats | None, samples: Floats | None,
+          cell: npt.NDArray[np.intp] | Ints | None, lo: int, hi: int,
+          ) -> tuple[Floats, Floats | None, Floats | None, npt.NDArray[np.intp] | Ints | None]:
+    return (actual[lo:hi], None if point is None else point[lo:hi],
+            None if samples is None else samples[lo:hi], None if cell is None else cell[lo:hi])
+
+
 def accumulate(
     metrics: Sequence[Metric],
     actual: Floats,
@@ -777,101 +1120,31 @@ def accumulate(
     cell: npt.NDArray[np.intp] | Ints | None = None,
     n_cells: int = 1,
 ) -> CellSums:
-    """Sum every term the metrics need per cell, in row chunks (no rows x S x S intermediate).
+    """Sum every term the metrics need per cell, in row blocks (no rows x S x S intermediate).
 
     ``cell`` holds a code in 0 .. n_cells-1 per row (None: one cell). ``point`` is needed when
-    a point metric is asked, ``samples`` (n, S) when a sample metric is.
+    a point metric is asked, ``samples`` (n, S) when a sample metric is. One
+    :class:`Accumulator` fed all rows at once.
 
     Raises:
         InputError: no rows; NaN/inf anywhere used; negative actuals; negative predictions for
             a log-scale metric. The message names the metrics and counts the rows.
     """
-    n = int(actual.shape[0])
-    if n == 0:
+    if int(actual.shape[0]) == 0:
         raise InputError(
             f"{', '.join(m.label for m in metrics)}: no rows to score (0 rows); "
             "check that the forecast and the actuals overlap"
         )
-    point_users = [m for m in metrics if m.input == "point"]
-    sample_users = [m for m in metrics if m.input == "samples"]
-    log_users = [m for m in point_users if m.log_scale]
-    terms = list(dict.fromkeys(t for m in metrics for t in m.terms()))
-    collected = list(dict.fromkeys(t for m in metrics for t in m.collected()))
-    if (point_users and point is None) or (sample_users and samples is None):
-        raise InputError("point or sample predictions missing for the metrics asked")
-    if samples is not None and sample_users and samples.shape[1] == 0:
-        raise InputError(
-            f"{', '.join(m.label for m in sample_users)}: the forecast has 0 samples per row"
-        )
-
     refs = None
-    if any(t.kind in _REF_KINDS for t in terms):  # Pearson: one value of each cell to shift by
-        assert point is not None  # Pearson is a point metric, checked just above
-        if cell is None:
-            refs = (point[:1].copy(), actual[:1].copy())
-        else:
-            refs = (np.zeros(n_cells), np.zeros(n_cells))
-            refs[0][cell], refs[1][cell] = point, actual  # any row of a cell will do
-
-    counts = np.zeros(n_cells, dtype=np.int64)
-    sums = {t: np.zeros(n_cells) for t in terms}
-    rows_of = {t: np.empty(n) for t in collected}
-    checks = _Checks()
-    if sample_users:
-        assert samples is not None
-        chunk = _sample_chunk_rows(samples.shape[1])
-        ordered_buf = np.empty((min(chunk, n), samples.shape[1]))
-        scratch_buf = np.empty_like(ordered_buf)
-    else:
-        chunk = POINT_CHUNK_ROWS
-
-    with np.errstate(invalid="ignore"):  # only NaN/inf input gets here, and that raises below
-        for lo in range(0, n, chunk):
-            hi = min(lo + chunk, n)
-            y = actual[lo:hi]
-            checks.add("actual_bad", ~np.isfinite(y), lo)
-            checks.add("actual_neg", y < 0, lo)
-            x = None
-            if point_users:
-                assert point is not None
-                x = point[lo:hi]
-                checks.add("point_bad", ~np.isfinite(x), lo)
-                if log_users:
-                    checks.add("point_neg", x < 0, lo)
-            ordered = scratch = None
-            if sample_users:
-                assert samples is not None
-                ordered, scratch = ordered_buf[: hi - lo], scratch_buf[: hi - lo]
-                np.copyto(ordered, samples[lo:hi])
-                ordered.sort(axis=1)  # NaN sorts last, -inf first: two columns tell finiteness
-                checks.add("samples_bad",
-                           ~(np.isfinite(ordered[:, 0]) & np.isfinite(ordered[:, -1])), lo)
-            codes = None if cell is None else cell[lo:hi]
-            rows = _Rows(y, x, ordered, scratch, codes, refs)
-            if codes is None:
-                counts[0] += hi - lo
-            else:
-                counts += np.bincount(codes, minlength=n_cells)
-            for term in terms:
-                values = _KERNELS[term.kind](rows, term.param)
-                if codes is None:
-                    sums[term][0] += values.sum()
-                else:
-                    sums[term] += np.bincount(codes, weights=values, minlength=n_cells)
-            for term in collected:
-                rows_of[term][lo:hi] = _KERNELS[term.kind](rows, term.param)
-
-    _raise_bad_rows(checks, n, metrics, point_users, sample_users, log_users)
-    keep = np.flatnonzero(counts)
-    return CellSums(
-        cells=keep,
-        n=counts[keep],
-        sums={t: v[keep] for t, v in sums.items()},
-        refs=None if refs is None else (refs[0][keep], refs[1][keep]),
-        collected=rows_of,
-        actual=actual,
-        row_cell=None if cell is None else np.asarray(cell, dtype=np.intp),
-    )
+    if any(t.kind in _REF_KINDS for m in metrics for t in m.terms()):
+        if point is None:
+            raise InputError("point or sample predictions missing for the metrics asked")
+        refs = pearson_refs(point, actual, cell, n_cells)
+    width = 1 if samples is None else int(samples.shape[1])
+    acc = Accumulator(metrics, block=block_rows(metrics, max(width, 1)), refs=refs,
+                      n_cells=n_cells)
+    acc.add(actual, point, samples, cell)
+    return acc.close().cell_sums(metrics, actual, cell)
 
 
 def _raise_bad_rows(

@@ -36,8 +36,13 @@ __all__ = [
     "PointSource",
     "Scheme",
     "Scored",
+    "cell_layout",
+    "check_options",
     "evaluate",
     "join_actuals",
+    "nothing_to_score",
+    "resolve_metrics",
+    "summarise",
 ]
 
 Scheme = Literal["step", "month", "sequence"]
@@ -241,7 +246,8 @@ class Evaluation:
         }
 
 
-def _resolve(metrics: Sequence[str | Metric]) -> list[Metric]:
+def resolve_metrics(metrics: Sequence[str | Metric]) -> list[Metric]:
+    """Metric objects for names or objects; refuses none or one asked twice."""
     resolved = [get_metric(m) if isinstance(m, str) else m for m in metrics]
     if not resolved:
         raise InputError(f"no metrics asked; choose from {', '.join(names())}")
@@ -254,9 +260,22 @@ def _resolve(metrics: Sequence[str | Metric]) -> list[Metric]:
 
 def _cells(scored: Scored) -> tuple[Ints, int, int, int]:
     """Cell code per row, (origin - first origin) * max_step + step - 1, and the layout."""
-    first, last = int(scored.origin.min()), int(scored.origin.max())
-    max_step = int(scored.step.max())
-    if int(scored.step.min()) < 1:
+    first, max_step, n_cells = cell_layout(scored.origin, scored.step)
+    cell = (scored.origin - first) * max_step
+    cell += scored.step
+    cell -= 1
+    return cell, n_cells, first, max_step
+
+
+def cell_layout(origin: Ints, step: Ints) -> tuple[int, int, int]:
+    """(first origin, max step, number of cells) of the (origin, step) cells of these rows.
+
+    Raises:
+        InputError: a step below 1, or origins too far apart for a rolling-origin protocol.
+    """
+    first, last = int(origin.min()), int(origin.max())
+    max_step = int(step.max())
+    if int(step.min()) < 1:
         raise InputError("steps must be >= 1; build Scored with join_actuals")
     n_cells = (last - first + 1) * max_step
     if n_cells > MAX_CELLS:
@@ -264,10 +283,7 @@ def _cells(scored: Scored) -> tuple[Ints, int, int, int]:
             f"origins {first}..{last} with steps up to {max_step} span {n_cells:,} cells; "
             "rolling-origin evaluation expects a few dozen origins"
         )
-    cell = (scored.origin - first) * max_step
-    cell += scored.step
-    cell -= 1
-    return cell, n_cells, first, max_step
+    return first, max_step, n_cells
 
 
 def _grouping(keys: Ints) -> tuple[Ints, Grouping]:
@@ -304,23 +320,44 @@ def evaluate(
         InputError: nothing to score, unknown metric or scheme, NaN/inf or negative counts
             (the message names the metric and the number of rows).
     """
-    resolved = _resolve(metrics)
-    unknown = [s for s in schemes if s not in SCHEMES]
-    if unknown:
-        raise InputError(f"unknown scheme(s) {unknown}; choose from {', '.join(SCHEMES)}")
-    if point_source not in ("point", "sample_mean"):
-        raise InputError(f"point_source must be 'point' or 'sample_mean', got {point_source!r}")
+    resolved = resolve_metrics(metrics)
+    check_options(schemes, point_source)
     if len(scored) == 0:
-        raise InputError(
-            f"nothing to score: none of the {scored.n_unscored:,} forecast rows has an actual "
-            f"(target months without actuals: {_months_text(scored.unscored_months)})"
-        )
+        raise nothing_to_score(scored.n_unscored, scored.unscored_months)
     point = scored.point
     if point_source == "sample_mean" and any(m.input == "point" for m in resolved):
         point = scored.samples.mean(axis=1)
 
     cell, n_cells, first_origin, max_step = _cells(scored)
     sums = accumulate(resolved, scored.actual, point, scored.samples, cell, n_cells)
+    return summarise(resolved, sums, first_origin=first_origin, max_step=max_step,
+                     schemes=schemes, point_source=point_source, n_scored=len(scored),
+                     n_unscored=scored.n_unscored, unscored_months=scored.unscored_months)
+
+
+def check_options(schemes: Sequence[Scheme], point_source: PointSource) -> None:
+    """Refuse an unknown scheme or point source (InputError)."""
+    unknown = [s for s in schemes if s not in SCHEMES]
+    if unknown:
+        raise InputError(f"unknown scheme(s) {unknown}; choose from {', '.join(SCHEMES)}")
+    if point_source not in ("point", "sample_mean"):
+        raise InputError(f"point_source must be 'point' or 'sample_mean', got {point_source!r}")
+
+
+def nothing_to_score(n_unscored: int, unscored_months: tuple[int, ...]) -> InputError:
+    return InputError(
+        f"nothing to score: none of the {n_unscored:,} forecast rows has an actual "
+        f"(target months without actuals: {_months_text(unscored_months)})"
+    )
+
+
+def summarise(
+    resolved: Sequence[Metric], sums: CellSums, *, first_origin: int, max_step: int,
+    schemes: Sequence[Scheme], point_source: PointSource, n_scored: int, n_unscored: int,
+    unscored_months: tuple[int, ...],
+) -> Evaluation:
+    """The ``Evaluation`` of cell sums laid out by :func:`cell_layout`: pooled, per group of
+    each scheme and each scheme's mean (shared by ``evaluate`` and the streamed scorer)."""
     cell_origin = first_origin + sums.cells // max_step
     cell_step = sums.cells % max_step + 1
     keys = {"step": cell_step, "month": cell_origin + cell_step, "sequence": cell_origin}
@@ -342,9 +379,9 @@ def evaluate(
     return Evaluation(
         metrics=tuple(m.label for m in resolved),
         point_source=point_source,
-        n_scored=len(scored),
-        n_unscored=scored.n_unscored,
-        unscored_months=scored.unscored_months,
+        n_scored=n_scored,
+        n_unscored=n_unscored,
+        unscored_months=unscored_months,
         pooled=pooled,
         means=means,
         groups=groups,
