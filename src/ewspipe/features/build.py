@@ -8,11 +8,12 @@ fifteen features on the 5.4-million-row pgm panel stays within a few GiB.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 
 from ewspipe.errors import SpecError
 from ewspipe.features.design import Design, check_training_features
@@ -65,24 +66,27 @@ def build_design(
     for expr in exprs:
         check_expression(expr, level=panel.level, columns=frame.columns)
 
-    months = frame[TIME_COLUMN].to_numpy(np.int64)
-    start = 0 if first_month is None else int(np.searchsorted(months, first_month))
+    start = 0 if first_month is None else int(
+        np.searchsorted(frame[TIME_COLUMN].to_numpy(), first_month))
     X = np.empty((len(frame) - start, len(exprs)), dtype=np.float64)
     if exprs:  # a baseline's design has no features: no grid to build
         grid = Grid.from_panel(panel)
         pending: list[tuple[int, np.ndarray]] = []
+        held = 0
         for j, values in _evaluate(grid, exprs):
             pending.append((j, grid.to_rows(values, start)))
-            if len(pending) == _HOLD:
+            held += values.nbytes
+            if len(pending) == _HOLD or held >= _HOLD_BYTES:
                 _write(X, pending)
+                held = 0
         _write(X, pending)
     design = Design(
         level=panel.level,
         unit_column=panel.unit_column,
         target=target,
-        months=months[start:].copy(),
-        units=frame[panel.unit_column].to_numpy(np.int64)[start:].copy(),
-        y=frame[target].to_numpy(np.float64)[start:].copy(),
+        months=_rows_from(frame[TIME_COLUMN], start, np.int64),
+        units=_rows_from(frame[panel.unit_column], start, np.int64),
+        y=_rows_from(frame[target], start, np.float64),
         X=X,
         feature_names=tuple(e.name for e in exprs),
     )
@@ -92,7 +96,17 @@ def build_design(
 
 
 _HOLD = 8  # finished columns held back, so X is written a cache-sized block of rows at a time
+# ... unless their grids reach this many bytes: each pins a (months x units) grid, 234 MB on the
+# global pgm panel, where eight would cost more memory than the passes over X they spare
+_HOLD_BYTES = 512 << 20
 _BLOCK = 1 << 14  # rows per block
+
+
+def _rows_from(series: pd.Series, start: int, dtype: type) -> np.ndarray:
+    """Panel rows ``start:`` of a column as a new ``dtype`` array: sliced before converting,
+    so the rows a design drops are never converted (a column of the global pgm panel is
+    ~29 M rows, 234 MB as int64)."""
+    return series.iloc[start:].to_numpy(dtype, copy=True)
 
 
 def _write(X: np.ndarray, pending: list[tuple[int, np.ndarray]]) -> None:
@@ -179,10 +193,15 @@ def _evaluate(grid: Grid, exprs: Sequence[Expr]) -> Iterator[tuple[int, FloatGri
             release(expr)
         return
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = pool.map(feature, range(len(exprs)))
+        # at most ``threads`` features ahead of the one yielded: a finished grid waits for its
+        # turn in memory, so running further ahead would pile up grids (234 MB each on the
+        # global pgm panel) without finishing any sooner
+        ahead: deque[Future[FloatGrid]] = deque()
         try:
             for j, expr in enumerate(exprs):
-                yield j, next(results)
+                while len(ahead) < threads and j + len(ahead) < len(exprs):
+                    ahead.append(pool.submit(feature, j + len(ahead)))
+                yield j, ahead.popleft().result()
                 release(expr)
         finally:  # on an error: stop the features not yet started
             pool.shutdown(wait=True, cancel_futures=True)
