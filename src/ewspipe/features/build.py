@@ -98,7 +98,7 @@ def build_design(
 _HOLD = 8  # finished columns held back, so X is written a cache-sized block of rows at a time
 # ... unless their grids reach this many bytes: each pins a (months x units) grid, 234 MB on the
 # global pgm panel, where eight would cost more memory than the passes over X they spare
-_HOLD_BYTES = 512 << 20
+_HOLD_BYTES = 256 << 20
 _BLOCK = 1 << 14  # rows per block
 
 
