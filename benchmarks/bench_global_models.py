@@ -40,9 +40,12 @@ MODELS = ("copper_mesh", "grid_mean")
 TARGET = Target(wall_s=1800.0, peak_rss_mib=8192.0)
 TIMEOUT_S = 1800.0
 
-# Runs in the measured interpreter: argv = [priogrid table, models folder, months].
+# Runs in the measured interpreter: argv = [source folder, priogrid table, models folder,
+# months]; the code measured is this checkout's (the source folder goes first on the path).
 _CHILD = """\
-import json, sys, time, tomllib
+import sys
+sys.path.insert(0, sys.argv[1])
+import json, time, tomllib
 import numpy as np, pandas as pd
 t0 = time.perf_counter()
 
@@ -58,7 +61,7 @@ from ewspipe.panel.snapshot import Manifest
 from ewspipe.partitions import RunType
 from ewspipe.settings import Settings
 
-table, models, n_months = sys.argv[1], sys.argv[2], int(sys.argv[3])
+table, models, n_months = sys.argv[2], sys.argv[3], int(sys.argv[4])
 cells = pd.read_parquet(table).sort_values("priogrid_id")
 gids = cells["priogrid_id"].to_numpy(np.int32)
 countries = cells["country_id"].to_numpy(np.int64)
@@ -88,7 +91,7 @@ manifest = Manifest(
     id="synthetic-global", sha256="", file_sha256="", level="pgm", source={}, imported_at="",
     fetched_at="", columns={}, count_columns=["ged_sb"], rows=len(frame), first_month=first,
     last_month=last, months=n_months, units=len(gids), units_last_month=len(gids), totals={},
-    validation={})
+    validation={}, ewspipe_version="")
 part = Settings().partition_scheme().partition(RunType.FORECASTING, last_observed=last)
 report = {"rows": len(frame), "cells": len(gids), "nonzero": float((recent > 0).mean()),
           "panel_s": time.perf_counter() - t0, "panel_hwm_mib": hwm_mib(), "models": {}}
@@ -111,9 +114,11 @@ for name in ("copper_mesh", "grid_mean"):
         "design_rows": len(design), "features": len(design.feature_names),
         "design_s": t2 - t1, "fit_s": t3 - t2, "predict_s": t4 - t3,
         "design_hwm_mib": design_hwm, "fit_hwm_mib": fit_hwm, "predict_hwm_mib": hwm_mib(),
-        "forecast_rows": len(forecast), "steps": sorted(set(forecast.steps.tolist())),
+        "forecast_rows": len(forecast),
+        "steps": sorted(set(forecast.frame["step"].tolist())),
         "finite_nonneg": bool(np.isfinite(point).all() and (point >= 0).all()),
-        "units_sorted": bool((forecast.units.reshape(-1, len(gids)) == gids).all()),
+        "units_sorted": bool(
+            (forecast.frame["priogrid_gid"].to_numpy().reshape(-1, len(gids)) == gids).all()),
         "mean_quiet": float(point[:, quiet].mean()), "mean_active": float(point[:, ~quiet].mean()),
         "point": point[0].tolist() if name == "grid_mean" else None,
     }
@@ -178,13 +183,13 @@ def _cases() -> list[Case]:
         raise SetupError(f"benchmark input missing: <SHARED>/{PRIOGRID_FILE} ({table})")
 
     def argv(run_dir: Path) -> list[str]:
-        return [sys.executable, "-I", "-c", _CHILD, str(table), str(REPO / "models"),
-                str(MONTHS)]
+        return [sys.executable, "-I", "-c", _CHILD, str(REPO / "src"), str(table),
+                str(REPO / "models"), str(MONTHS)]
 
     return [
         Case(
             label="global pgm, copper_mesh + grid_mean",
-            display=f"python -c <benchmarks/bench_global_models.py:_CHILD> "
+            display=f"python -c <benchmarks/bench_global_models.py:_CHILD> src "
             f"<SHARED>/{PRIOGRID_FILE} models {MONTHS}",
             argv=argv,
             verify=_verify,
