@@ -7,7 +7,9 @@ features at o to predict month o + s. No recursion, no error accumulation (DOMAI
 Training pairs for every step come from one vectorised look-up (:func:`training_pairs`): rows
 are sorted by month, so the feature rows of step s are a contiguous block of the design (a view
 of ``X``, no copy) whenever every one of them has a target s months later; otherwise an index
-array selects them.
+array selects them. With ``zero_downsample`` < 1 the pairs are found and thinned a block of
+rows at a time (:func:`downsampled_pairs`, the same pairs and draws), so only the kept ones
+are ever held: ~6 % of the ~16 M candidates per step of copper_mesh on the global grid.
 
 Hyperparameters (defaults):
 
