@@ -9,6 +9,7 @@ import pytest
 
 import ewspipe.features.build as build
 from ewspipe.features.build import build_design
+from ewspipe.features.expressions import parse_features
 from ewspipe.features.transforms import Grid, _country_totals, _time_since, _window_sum
 from ewspipe.panel.priogrid import gid_from_rowcol
 from ewspipe.panel.schema import Panel, validate_panel
@@ -111,3 +112,17 @@ def test_a_design_is_the_same_however_its_columns_are_batched(holes: bool, monke
     # the design owns its arrays: writing to them never reaches the panel
     batched.y[:] = -1
     assert (panel.frame["ged_sb"] >= 0).all()
+
+
+def test_features_sharing_a_computed_node_are_evaluated_together() -> None:
+    """The shared grid of mmean(ged_sb, 12) is freed after its two users right behind it, not
+    held until column 15; every column is still computed exactly once."""
+    exprs = parse_features(COPPER_MESH)
+    order = [exprs[j].name for j in build._evaluation_order(exprs)]
+    assert sorted(order) == sorted(e.name for e in exprs)
+    at = order.index("mmean(ged_sb, 12)")
+    assert order[at + 1:at + 3] == ["splag(mmean(ged_sb, 12))",
+                                    "country_sum(mmean(ged_sb, 12))"]
+    at = order.index("time_since(ged_sb, 1)")
+    assert order[at + 1] == "splag(time_since(ged_sb, 1))"
+    assert order[:6] == [e.name for e in exprs[:6]]  # otherwise the columns' own order
