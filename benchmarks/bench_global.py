@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ class TreeRss:
 
         self._root = psutil.Process(pid)
         self.peak = 0
+        self.peak_at = time.time()  # when the peak was sampled (epoch seconds)
         self.most_processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -136,7 +138,8 @@ class TreeRss:
             for p in procs:
                 with contextlib.suppress(psutil.Error):  # ended between listing and reading
                     total += p.memory_info().rss
-            self.peak = max(self.peak, total)
+            if total > self.peak:
+                self.peak, self.peak_at = total, time.time()
             self.most_processes = max(self.most_processes, len(procs))
             self._stop.wait(SAMPLE_EVERY_S)
 
@@ -177,10 +180,21 @@ def _partition(path: Path) -> dict[str, Any]:
     for name in names:
         total.update(name.encode() + hashers[name].digest())
     select = ("count(*), sum(len(samples))" if "samples" in names else "count(*), 0")
-    rows, draws = duckdb.sql(f"SELECT {select} FROM read_parquet(?)",
-                             params=[str(path)]).fetchall()[0]
+    with duckdb.connect(config={"enable_progress_bar": False}) as con:
+        rows, draws = con.execute(f"SELECT {select} FROM read_parquet(?)",
+                                  [str(path)]).fetchall()[0]
     return {"rows": int(rows), "draws": int(draws or 0), "row_groups": groups,
             "quantiles": [n for n in names if n.startswith("q")], "digest": total.hexdigest()}
+
+
+def _running(tasks: list[dict[str, Any]], at: float) -> list[str]:
+    """The tasks that were running at epoch second ``at`` (finished_at has 1 s resolution)."""
+    found = []
+    for task in tasks:
+        end = datetime.strptime(task["finished_at"], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
+        if end.timestamp() - task["seconds"] - 1 <= at <= end.timestamp() + 1:
+            found.append(task["task"])
+    return found
 
 
 def _child(case: str) -> dict[str, Any]:
@@ -197,7 +211,7 @@ def _child(case: str) -> dict[str, Any]:
                    "--no-alerts", "--quiet", "--json"]
     else:
         command = [*base, "run", "--executor", executor, "--no-alerts", "--quiet", "--json"]
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     rss = TreeRss(proc.pid)
@@ -213,6 +227,8 @@ def _child(case: str) -> dict[str, Any]:
         "case": case, "budget_gib": budget, "executor": executor, "demo_s": demo_s,
         "wall_s": wall, "seconds": doc.get("seconds"), "status": doc.get("status"),
         "tree_peak_rss_mib": rss.peak / 2**20, "processes": rss.most_processes,
+        "peak_at_s": rss.peak_at - started,
+        "running_at_peak": _running(doc.get("tasks", []), rss.peak_at),
         "workers_restarted": len(re.findall(r"exceeded \d+% memory budget|[Rr]estarting worker",
                                             err)),
         "tasks": {t["task"]: round(t["seconds"], 1) for t in doc.get("tasks", [])}}
@@ -284,8 +300,9 @@ def _verify_run(case: str) -> Callable[[str], str]:
                 f"({draws['row_groups']} row groups, quantiles {', '.join(draws['quantiles'])})"
                 f"{same}; demo import {doc['demo_s']:.0f} s; run {doc['wall_s']:.0f} s (its "
                 f"own {doc['seconds']:.0f} s), tree peak {doc['tree_peak_rss_mib']:,.0f} MiB "
-                f"({doc['processes']} processes); check {doc['check_s']:.0f} s; slowest "
-                f"tasks: {_phases(doc['tasks'])}")
+                f"({doc['processes']} processes) at {doc['peak_at_s']:.0f} s, running "
+                f"{', '.join(doc['running_at_peak']) or '-'}; check {doc['check_s']:.0f} s; "
+                f"slowest tasks: {_phases(doc['tasks'])}")
 
     return verify
 
@@ -314,7 +331,8 @@ def _verify_calibration(stdout: str) -> str:
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in model["timings"].items())
     return (f"{rows:,} rows x {SAMPLES:,} draws scored, CRPS {pooled:.4g} (n_scored "
             f"{n_scored}); demo import {doc['demo_s']:.0f} s; evaluate {doc['wall_s']:.0f} s, "
-            f"tree peak {doc['tree_peak_rss_mib']:,.0f} MiB; model timings: {timings}")
+            f"tree peak {doc['tree_peak_rss_mib']:,.0f} MiB at {doc['peak_at_s']:.0f} s; model "
+            f"timings: {timings}")
 
 
 def _dask_settings() -> bool:
