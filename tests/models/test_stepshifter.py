@@ -7,12 +7,18 @@ import importlib.util
 import numpy as np
 import pytest
 
+import ewspipe.models.stepshifter as stepshifter_module
 from ewspipe.errors import EwspipeError, SpecError
 from ewspipe.features.design import Design
 from ewspipe.models import learners
 from ewspipe.models.base import NotFittedError
 from ewspipe.models.sampling import ResidualTable
-from ewspipe.models.stepshifter import Stepshifter, downsample_zeros, training_pairs
+from ewspipe.models.stepshifter import (
+    Stepshifter,
+    downsample_zeros,
+    downsampled_pairs,
+    training_pairs,
+)
 from ewspipe.panel.schema import Level
 
 SMALL = {"n_estimators": 10, "num_leaves": 7, "min_child_samples": 5}
@@ -135,6 +141,46 @@ def test_zero_downsample_in_the_model_keeps_every_positive_pair() -> None:
         assert full.n_pairs_[step] == len(pairs)
         assert positives < len(pairs) / 1.5
         assert positives <= thin.n_pairs_[step] < positives + 0.05 * (len(pairs) - positives)
+
+
+@pytest.mark.parametrize("block", [1, 5, 1 << 20])
+@pytest.mark.parametrize("window", [None, 3])
+def test_downsampled_pairs_are_training_pairs_then_downsample_zeros(block, window,
+                                                                    monkeypatch) -> None:
+    """Block by block (global pgm memory), the same pairs, targets, weights and draws."""
+    monkeypatch.setattr(stepshifter_module, "_PAIR_BLOCK", block)
+    holey = small_panel()
+    y = np.where(np.arange(60 * 7).reshape(60, 7) % 4 == 0, 5.0, 0.0)
+    y[10, 2] = np.nan
+    for design in (holey, grid_design(y, y[:, :, None])):
+        last = int(design.last_month)
+        for step in (1, 2):
+            full = training_pairs(design, train_last=last, step=step, window=window)
+            target = design.y[full.targets]
+            keep, weight = downsample_zeros(target == 0, 0.4, seed=9, step=step)
+            assert keep is not None
+            want = full.subset(keep)
+            got, values, weights, n, top = downsampled_pairs(
+                design, train_last=last, step=step, window=window, share=0.4, seed=9)
+            np.testing.assert_array_equal(got.features, want.features)
+            np.testing.assert_array_equal(got.targets, want.targets)
+            np.testing.assert_array_equal(values, target[keep])
+            np.testing.assert_array_equal(weights, weight)
+            assert (n, top) == (len(full), float(np.max(target, initial=0.0)))
+
+
+def test_a_down_sampled_fit_is_the_same_for_any_pair_block(monkeypatch) -> None:
+    design, _ = lagged_relation(threshold=25.0)
+    params = {"learner_params": SMALL, "steps": 3, "zero_downsample": 0.3, "seed": 4,
+              "n_samples": 5}
+    one = Stepshifter(**params).fit(design, train_last=200)
+    monkeypatch.setattr(stepshifter_module, "_PAIR_BLOCK", 7)
+    other = Stepshifter(**params).fit(design, train_last=200)
+    assert one.n_pairs_ == other.n_pairs_ and one.target_max_ == other.target_max_
+    a = one.predict(design, origin=200, steps=[1, 2, 3])
+    b = other.predict(design, origin=200, steps=[1, 2, 3])
+    np.testing.assert_array_equal(a.point, b.point)
+    np.testing.assert_array_equal(a.samples, b.samples)
 
 
 # ---------------------------------------------------------------------------- learning ---

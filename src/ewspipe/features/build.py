@@ -1,18 +1,23 @@
 """Turn a panel and a model's feature list into the :class:`Design` every forecaster consumes.
 
 Features are computed once per canonical name on the panel's (month x unit) grid, shared between
-the features that nest them, and freed as soon as no remaining feature needs them, so a design of
-fifteen features on the 5.4-million-row pgm panel stays within a few GiB.
+the features that nest them (and evaluated next to each other), and freed as soon as no
+remaining feature needs them; at most one feature per thread is computed ahead of the one being
+written, and finished columns wait for their write only up to 256 MiB of grids. So the 17
+features of copper_mesh on the global grid (66,205 cells x 443 months, ~29 M rows; 16 M rows
+and 2.1 GB of ``X`` from its training window on) peak at ~3.9 GiB with the panel, ``X`` and a
+few grids of 234 MB (benchmark ``global_models``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 
 from ewspipe.errors import SpecError
 from ewspipe.features.design import Design, check_training_features
@@ -65,24 +70,27 @@ def build_design(
     for expr in exprs:
         check_expression(expr, level=panel.level, columns=frame.columns)
 
-    months = frame[TIME_COLUMN].to_numpy(np.int64)
-    start = 0 if first_month is None else int(np.searchsorted(months, first_month))
+    start = 0 if first_month is None else int(
+        np.searchsorted(frame[TIME_COLUMN].to_numpy(), first_month))
     X = np.empty((len(frame) - start, len(exprs)), dtype=np.float64)
     if exprs:  # a baseline's design has no features: no grid to build
         grid = Grid.from_panel(panel)
         pending: list[tuple[int, np.ndarray]] = []
+        held = 0
         for j, values in _evaluate(grid, exprs):
             pending.append((j, grid.to_rows(values, start)))
-            if len(pending) == _HOLD:
+            held += values.nbytes
+            if len(pending) == _HOLD or held >= _HOLD_BYTES:
                 _write(X, pending)
+                held = 0
         _write(X, pending)
     design = Design(
         level=panel.level,
         unit_column=panel.unit_column,
         target=target,
-        months=months[start:].copy(),
-        units=frame[panel.unit_column].to_numpy(np.int64)[start:].copy(),
-        y=frame[target].to_numpy(np.float64)[start:].copy(),
+        months=_rows_from(frame[TIME_COLUMN], start, np.int64),
+        units=_rows_from(frame[panel.unit_column], start, np.int64),
+        y=_rows_from(frame[target], start, np.float64),
         X=X,
         feature_names=tuple(e.name for e in exprs),
     )
@@ -92,7 +100,17 @@ def build_design(
 
 
 _HOLD = 8  # finished columns held back, so X is written a cache-sized block of rows at a time
+# ... unless their grids reach this many bytes: each pins a (months x units) grid, 234 MB on the
+# global pgm panel, where eight would cost more memory than the passes over X they spare
+_HOLD_BYTES = 256 << 20
 _BLOCK = 1 << 14  # rows per block
+
+
+def _rows_from(series: pd.Series, start: int, dtype: type) -> np.ndarray:
+    """Panel rows ``start:`` of a column as a new ``dtype`` array: sliced before converting,
+    so the rows a design drops are never converted (a column of the global pgm panel is
+    ~29 M rows, 234 MB as int64)."""
+    return series.iloc[start:].to_numpy(dtype, copy=True)
 
 
 def _write(X: np.ndarray, pending: list[tuple[int, np.ndarray]]) -> None:
@@ -121,8 +139,8 @@ def _write_rows(X: np.ndarray, pending: list[tuple[int, np.ndarray]], lo: int, h
 
 
 def _evaluate(grid: Grid, exprs: Sequence[Expr]) -> Iterator[tuple[int, FloatGrid]]:
-    """Yield (column, grid values) per feature, in column order; shared nodes are computed
-    once and dropped when their last user is done.
+    """Yield (column, grid values) per feature, in :func:`_evaluation_order`; shared nodes
+    are computed once and dropped when their last user is done.
 
     Features are computed in the task's thread budget (kernels are numpy calls that release
     the GIL, and the page faults of their fresh grids are shared too); a node is computed by
@@ -172,20 +190,47 @@ def _evaluate(grid: Grid, exprs: Sequence[Expr]) -> Iterator[tuple[int, FloatGri
         except SpecError as exc:
             raise SpecError(f"feature {exprs[j].name!r}: {exc}") from exc
 
+    order = _evaluation_order(exprs)
     threads = min(available_threads(), len(exprs))
     if threads <= 1:
-        for j, expr in enumerate(exprs):
+        for j in order:
             yield j, feature(j)
-            release(expr)
+            release(exprs[j])
         return
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = pool.map(feature, range(len(exprs)))
+        # at most ``threads`` features ahead of the one yielded: a finished grid waits for its
+        # turn in memory, so running further ahead would pile up grids (234 MB each on the
+        # global pgm panel) without finishing any sooner
+        ahead: deque[Future[FloatGrid]] = deque()
         try:
-            for j, expr in enumerate(exprs):
-                yield j, next(results)
-                release(expr)
+            for i, j in enumerate(order):
+                while len(ahead) < threads and i + len(ahead) < len(order):
+                    ahead.append(pool.submit(feature, order[i + len(ahead)]))
+                yield j, ahead.popleft().result()
+                release(exprs[j])
         finally:  # on an error: stop the features not yet started
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _evaluation_order(exprs: Sequence[Expr]) -> list[int]:
+    """Column order, except that the features sharing a computed node (not a bare column)
+    with one just taken follow it at once: a shared grid (234 MB on the global pgm panel) is
+    then freed after a few features rather than held until its last user's column comes up.
+    Values do not depend on the order; only how long grids live does."""
+    calls = [{node.name for node in _unique_nodes(e, set()) if isinstance(node, Call)}
+             for e in exprs]
+    order: list[int] = []
+    taken: set[int] = set()
+    for first in range(len(exprs)):
+        queue = deque([first])
+        while queue:
+            j = queue.popleft()
+            if j in taken:
+                continue
+            taken.add(j)
+            order.append(j)
+            queue.extend(k for k in range(len(exprs)) if k not in taken and calls[k] & calls[j])
+    return order
 
 
 def _unique_nodes(expr: Expr, seen: set[str]) -> Iterator[Expr]:

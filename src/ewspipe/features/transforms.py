@@ -170,30 +170,22 @@ class Grid:
         return km
 
     @cached_property
-    def country_keys(self) -> tuple[IntArray, int]:
-        """(grid of each row's bin for per-country-month sums, number of bins): month t,
-        country c -> t * (n + 1) + c; a row without a country -> the month's spare bin n."""
-        codes, n = self.countries
-        width = n + 1
-        keys = np.where(codes >= 0, codes, n)
-        keys += np.arange(len(keys), dtype=np.int64)[:, None] * width
-        return keys, len(keys) * width
-
-    @cached_property
-    def countries(self) -> tuple[IntArray, int]:
+    def countries(self) -> tuple[npt.NDArray[np.int32], int]:
         """(grid of dense country indices, -1 for no country or no row; number of countries)."""
         # shifted ids: 0 = no country (id < 0, missing, or no row), else country id + 1
         series = self.frame[_COUNTRY]
         if self.flat is None and pd.api.types.is_integer_dtype(series.dtype) \
                 and not isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
-            shifted = np.maximum(series.to_numpy(np.int64).reshape(self.shape), -1) + 1
+            shifted = series.to_numpy(np.int64, copy=True).reshape(self.shape)
+            np.maximum(shifted, -1, out=shifted)
+            shifted += 1
         else:  # rows missing from the grid, or missing ids: through the float grid (NaN)
             ids = self.column(_COUNTRY)
             with np.errstate(invalid="ignore"):
                 shifted = np.where(ids >= 0, ids + 1, 0).astype(np.int64)
         seen = np.bincount(shifted.reshape(-1))[1:] > 0
-        lookup = np.concatenate([[-1], np.cumsum(seen, dtype=np.int64) - 1])
-        return lookup[shifted], int(seen.sum())
+        lookup = np.concatenate([[-1], np.cumsum(seen, dtype=np.int64) - 1]).astype(np.int32)
+        return lookup[shifted], int(seen.sum())  # int32: half the memory of a grid of int64
 
 
 def _full_rectangle(months: IntArray, units: IntArray, n_months: int) -> IntArray | None:
@@ -370,31 +362,31 @@ def _lag(grid: Grid, x: FloatGrid, k: int) -> FloatGrid:
 def _window_sum(x: FloatGrid, w: int) -> FloatGrid:
     """Sum over months t-w+1..t of one unit; NaN unless all w months have a defined value.
 
-    Cumulative sums run down each unit's own column, so a window's value depends only on that
-    unit's months up to t (exact for counts, and the same whatever follows t). They are
-    accumulated a block of months at a time: numpy's cumsum along axis 0 of the whole grid
-    strides across it, and its temporaries would be fresh grid-sized memory each."""
+    Running sums go down each unit's own column, so a window's value depends only on that
+    unit's months up to t (exact for counts, and the same whatever follows t). They are added
+    one month at a time into a ring of the last w + 1 months (the additions of a cumulative sum
+    down the column, in the same order): no grid-sized temporaries beside the result, which
+    matters on the global pgm grid (234 MB per grid)."""
     months = len(x)
     out = np.full_like(x, _NAN)
     if w > months:
         return out
-    total = np.empty((months + 1, x.shape[1]))
-    holes = np.empty((months + 1, x.shape[1]), dtype=np.int32)
-    total[0] = 0.0
-    holes[0] = 0
-    for lo in range(0, months, _ROW_BLOCK):
-        hi = min(lo + _ROW_BLOCK, months)
-        missing = np.isnan(x[lo:hi])
-        np.copyto(total[lo + 1:hi + 1], x[lo:hi])
-        total[lo + 1:hi + 1][missing] = 0.0
-        holes[lo + 1:hi + 1] = missing
-        # the running sum of month lo carries into the block first: sums are added in month
-        # order, the same as one cumulative sum down the whole column
-        np.cumsum(total[lo:hi + 1], axis=0, out=total[lo:hi + 1])
-        np.cumsum(holes[lo:hi + 1], axis=0, out=holes[lo:hi + 1])
-    sums = out[w - 1:]
-    np.subtract(total[w:], total[:-w], out=sums)
-    sums[(holes[w:] - holes[:-w]) > 0] = _NAN
+    size = w + 1
+    total = np.zeros((size, x.shape[1]))  # total[t % size]: sum of months < t
+    holes = np.zeros((size, x.shape[1]), dtype=np.int32)  # the same, counting NaN months
+    value = np.empty(x.shape[1])
+    missing = np.empty(x.shape[1], dtype=bool)
+    for t in range(months):
+        before, now = t % size, (t + 1) % size
+        np.isnan(x[t], out=missing)
+        np.copyto(value, x[t])
+        value[missing] = 0.0
+        np.add(total[before], value, out=total[now])
+        np.add(holes[before], missing, out=holes[now])
+        if t >= w - 1:  # sums of months t-w+1..t: total(t + 1) - total(t + 1 - w)
+            first = (t + 1 - w) % size
+            np.subtract(total[now], total[first], out=out[t])
+            out[t][holes[now] != holes[first]] = _NAN
     return out
 
 
@@ -413,14 +405,16 @@ def _mmean(grid: Grid, x: FloatGrid, w: int) -> FloatGrid:
 
 
 def _time_since(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
-    months = np.arange(len(x), dtype=np.int64)[:, None]
-    last = np.where(x >= threshold, months, -1)  # NaN never reaches a threshold
-    for lo in range(0, len(last), _ROW_BLOCK):  # running maximum down the months, by blocks
-        block = last[max(lo - 1, 0):lo + _ROW_BLOCK]  # with the last month of the previous one
-        np.maximum.accumulate(block, axis=0, out=block)
-    np.maximum(last, grid.start - 1, out=last)  # never reached: count from the first month
-    out = (months - last).astype(np.float64)
-    out[np.isnan(x)] = _NAN
+    """Months since the last month >= threshold, one month at a time (a running maximum of
+    the months reached, carried per unit: no grid-sized temporaries beside the result)."""
+    out = np.empty_like(x)
+    last = grid.start - 1  # never reached: count from the month before the unit's first row
+    reached = np.empty(x.shape[1], dtype=bool)
+    for t in range(len(x)):
+        np.greater_equal(x[t], threshold, out=reached)  # NaN never reaches a threshold
+        last[reached] = t
+        np.subtract(t, last, out=out[t], casting="unsafe")
+        out[t][np.isnan(x[t])] = _NAN
     return out
 
 
@@ -668,16 +662,26 @@ def _country_totals(
     grid: Grid, x: FloatGrid, *, counts: bool
 ) -> tuple[FloatGrid, FloatGrid | None, BoolGrid]:
     """(sum over the cell's country this month, number of cells summed if ``counts``, cells
-    with a value). Every row goes into one bincount (rows without a country or a value into a
-    spare bin per month, with weight 0), which spares two boolean gathers of the grid."""
-    keys, size = grid.country_keys
-    own = (grid.countries[0] >= 0) & ~np.isnan(x)
-    sums = np.bincount(keys.reshape(-1), weights=np.where(own, x, 0.0).reshape(-1),
-                       minlength=size)
-    tally = None
-    if counts:
-        tally = np.bincount(keys.reshape(-1), weights=own.reshape(-1), minlength=size)[keys]
-    return sums[keys], tally, own
+    with a value). A block of months at a time, every row of the block in one bincount (month
+    t, country c -> bin t * (n + 1) + c; rows without a country or a value into a spare bin
+    per month, with weight 0): the same additions, in the same order, as one bincount of the
+    whole grid, without its grid-sized keys and weights."""
+    codes, n = grid.countries
+    width = n + 1
+    own = (codes >= 0) & ~np.isnan(x)
+    sums = np.empty_like(x)
+    tally = np.empty_like(x) if counts else None
+    for lo in range(0, len(x), _ROW_BLOCK):
+        hi = min(lo + _ROW_BLOCK, len(x))
+        block = codes[lo:hi]
+        keys = np.where(block >= 0, block, n).astype(np.int64)
+        keys += np.arange(hi - lo, dtype=np.int64)[:, None] * width
+        flat, mine, size = keys.reshape(-1), own[lo:hi], (hi - lo) * width
+        weights = np.where(mine, x[lo:hi], 0.0).reshape(-1)
+        sums[lo:hi] = np.bincount(flat, weights=weights, minlength=size)[keys]
+        if tally is not None:
+            tally[lo:hi] = np.bincount(flat, weights=mine.reshape(-1), minlength=size)[keys]
+    return sums, tally, own
 
 
 @_register("country_sum", "sum of x over the cells of the cell's country in the same month "

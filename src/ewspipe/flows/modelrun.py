@@ -87,12 +87,14 @@ from ewspipe.store.tracking import prefetch_tracking, track_run
 
 __all__ = [
     "POINT_METRICS",
+    "PREFETCH_MAX_BYTES",
     "SAMPLE_METRICS",
     "ModelResult",
     "ModelRunContext",
     "RunResult",
     "build_model_graph",
     "check_coverage",
+    "design_bytes",
     "evaluate_models",
     "evaluate_window",
     "fit_model",
@@ -195,6 +197,16 @@ def model_design(
         raise SpecError(
             f"model {spec.name!r} cannot run on snapshot {manifest.id}: {exc}"
         ) from exc
+
+
+def design_bytes(spec: ModelSpec, panel: Panel, *, train_last: int) -> int:
+    """The bytes of the feature matrix :func:`model_design` builds for ``spec`` (an upper
+    bound: a feature written twice is one column), without building it."""
+    first = registry.create(spec.algorithm, spec.hyperparameters_dict()) \
+        .first_design_month(train_last)
+    months = panel.frame[TIME_COLUMN]
+    start = 0 if first is None else int(months.searchsorted(first))
+    return (len(months) - start) * len(spec.features) * 8  # float64
 
 
 def check_coverage(name: str, partition: Partition, *, first_month: int, last_month: int,
@@ -401,6 +413,10 @@ _PREFETCHED: dict[tuple[str, str, str, int], Future[tuple[Design, float]]] = {}
 # predict task key -> its forecast, for the ensembles (in-process; else read from its file)
 _KEPT: dict[str, Forecast] = {}
 _DESIGNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ewspipe-design")
+#: A design larger than this is not built ahead, during the previous model's fit: on the
+#: Africa + Middle East grid (~0.4 GB for copper_mesh) building ahead saves its seconds; on the
+#: global grid (~2.1 GB, and ~4 GB at the peak of building it) it would hold two at once.
+PREFETCH_MAX_BYTES = 1 << 30
 
 
 def _timed_design(spec: ModelSpec, panel: Panel, manifest: Manifest,
@@ -419,6 +435,8 @@ def _prefetch_next(ctx: ModelRunContext, model: str, run_type: str) -> None:
     spec = ctx.specs[nxt]
     manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), sid)
     train_last = _partition_of(ctx, run_type, manifest.last_month).train.last
+    if design_bytes(spec, panel, train_last=train_last) > PREFETCH_MAX_BYTES:
+        return  # two such designs at once (this fit's, the next one's) would double the peak
     key = (nxt, spec.config_hash, sid, train_last)
     with _HANDOFF_LOCK:
         if key not in _PREFETCHED:
