@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from ewspipe.errors import InputError, SettingsError
-from ewspipe.executor_spec import parse_executor
+from ewspipe.executor_spec import parse_executor, parse_memory_limit
 from ewspipe.layout import StateLayout
 from ewspipe.partitions import BACKTEST_TEST_FIRSTS, PartitionScheme, Window
 
@@ -459,19 +459,34 @@ def _check_executor(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _check_memory_limit(value: str) -> str:
+    try:
+        parse_memory_limit(value)  # the loader names the key
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 class RunSettings(_Strict):
     """``[run]``: the monthly run (``ewspipe run``; ewspipe.flows.monthly).
 
     ``executor``: ``local`` (in-process), ``dask`` (a local Dask cluster, one worker per core)
     or a Dask scheduler address, ``tcp://HOST:PORT`` or ``tls://HOST:PORT`` (any scheme in
     ewspipe.executor_spec.SCHEDULER_SCHEMES). ``lock_timeout_seconds``: how long a
-    second run on the same environment waits for the lock (0: exit at once). State of an
+    second run on the same environment waits for the lock (0: exit at once).
+    ``dask_workers`` and ``dask_memory_limit``: the local Dask cluster (``executor = "dask"``)
+    of the monthly run, evaluate and forecast: its worker processes (0: one per core) and each
+    worker's memory limit (``"4GiB"``; ``""``: Dask's default, the machine's memory shared
+    among the workers); a worker above it is restarted and its task fails, naming the limit.
+    Workers of an external scheduler are sized where they are started. State of an
     environment lives in ``<state_dir>/<environment>/``; snapshots stay shared. Run records
     and published-pointer history go to SQLite in that folder, or to PostgreSQL when
     ``state_url = "postgresql://..."``.
     """
 
     executor: Annotated[str, AfterValidator(_check_executor)] = "local"
+    dask_workers: int = Field(0, ge=0, le=1024)
+    dask_memory_limit: Annotated[str, AfterValidator(_check_memory_limit)] = ""
     lock_timeout_seconds: float = Field(0.0, ge=0, le=86400)
     environment: str = "development"
     environments: tuple[str, ...] = ("development", STAGING_ENVIRONMENT, "production")
@@ -502,6 +517,11 @@ class RunSettings(_Strict):
                              f"not one of environments ({known}); a run there would publish "
                              "nothing. List only configured environments")
         return self
+
+    @property
+    def dask_memory_limit_bytes(self) -> int | None:
+        """``dask_memory_limit`` in bytes; None: Dask's default."""
+        return parse_memory_limit(self.dask_memory_limit, source="[run] dask_memory_limit")
 
     @property
     def production_environment(self) -> str:
