@@ -112,6 +112,10 @@ class LaneExecutor:
         self._lanes.clear()
 
 
+#: task name prefixes whose suffix is a model (the monthly run's, evaluate's and forecast's)
+_MODEL_TASKS = ("train", "forecast", "fit", "predict")
+
+
 class WorkerKilled(EwspipeError):
     """A task whose Dask worker died under it (exit 1): on a local cluster most likely its
     memory limit; the message names the task, the limit and the setting to raise."""
@@ -172,7 +176,8 @@ class DaskExecutor:
 
         if not isinstance(exc, KilledWorker):
             return exc
-        model = task.partition(":")[2] or task
+        kind, _, model = task.partition(":")
+        what = f"task {task} (model {model})" if kind in _MODEL_TASKS else f"task {task}"
         if self.cluster is None:
             limit = ("the workers' memory limit (set where they are started: "
                      "`dask worker --memory-limit`)")
@@ -185,7 +190,7 @@ class DaskExecutor:
             fix = ("raise [run] dask_memory_limit, or lower [run] dask_workers so that each "
                    "worker gets more memory, or run in-process (--executor local)")
         return WorkerKilled(
-            f"task {task} (model {model}): its Dask worker died while running it, most "
+            f"{what}: its Dask worker died while running it, most "
             f"likely above {limit}; {fix}. Finished tasks are reused by the next run")
 
     def close(self) -> None:
