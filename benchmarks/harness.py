@@ -110,6 +110,7 @@ class Case:
     # A target the child measures itself (a ratio, one call's time): stdout -> met? A miss
     # makes the case FAIL with its numbers recorded, instead of aborting like a wrong result.
     met: Callable[[str], bool] | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S  # per run; a slower one is a failed measurement
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def _run_case(
     for i in range(1, repeats + 1):
         with tempfile.TemporaryDirectory(prefix="ewspipe-bench-") as tmp:
             run_dir = Path(tmp)
-            run = measure(case.argv(run_dir), cwd=run_dir)
+            run = measure(case.argv(run_dir), cwd=run_dir, timeout_s=case.timeout_s)
         if run.returncode != 0:
             raise VerificationError(
                 f"{bench}/{case.label}: command exited {run.returncode}:\n{_tail(run.stderr)}"
