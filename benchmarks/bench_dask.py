@@ -11,14 +11,14 @@ cores (each worker one thread; in-process, a model's steps are fitted on every c
 next model fits while the last is predicted).
 
 Each case's child (``python -m benchmarks.bench_dask run MODE``) imports the pgm data into a
-fresh state directory, then times ``ewspipe forecast`` alone and samples the RSS of its whole
-process tree (the run, the nanny and worker processes; psutil, every 0.1 s) for the peak:
-RSS summed over processes, an upper bound (pages shared between them count twice). The
-harness's own peak RSS column is the largest single process. Then it digests every model's
-forecast file (the Parquet data, point and all draws, without the file's metadata). The
-verification holds each Dask run's digests against the in-process run's: the forecasts and
-draws must be bit-identical on every executor. No target (the issue's Dask targets are at
-global scale); the figures feed docs/scaling.md.
+fresh state directory, then times ``ewspipe forecast`` alone and samples the RSS of its
+whole process tree (the run, whose nannies run inside it, and the worker processes; psutil,
+every 0.1 s) for the peak: RSS summed over processes, an upper bound (pages shared between
+them count twice). The harness's own peak RSS column is the largest single process. Then it
+digests every model's forecast file (the Parquet data, point and all draws, without the
+file's metadata). The verification holds each Dask run's digests against the in-process
+run's: the forecasts and draws must be bit-identical on every executor. No target (the
+issue's Dask targets are at global scale); the figures feed docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -201,8 +201,8 @@ def _verify(mode: str) -> Callable[[str], str]:
         if problems:
             raise VerificationError("; ".join(problems))
         same = ("" if mode == "local" else
-                f"all {len(doc['digests'])} stored partitions bit-identical to in-process "
-                "(point and draws); ")
+                f"all {len(doc['digests'])} forecasts bit-identical to in-process (point "
+                "and draws); ")
         slow = sorted(doc["tasks"].items(), key=lambda kv: -kv[1])[:3]
         return (f"{doc['executor']}: {len(doc['digests'])} models forecast, no worker "
                 f"restarted; {same}`ewspipe forecast` alone {doc['wall_s']:.1f} s wall (its "

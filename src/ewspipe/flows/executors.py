@@ -149,7 +149,7 @@ class DaskExecutor:
                                             scheduler_kwargs={"dashboard_address":
                                                               "127.0.0.1:0"}, **limit)
             each = "" if memory_limit is None else f", {format_bytes(memory_limit)} each"
-            self.name = f"dask (local cluster, {n} workers{each})"
+            self.name = f"dask (local cluster, {n} worker{'s' if n != 1 else ''}{each})"
             self.client = Client(self.cluster)
         else:
             self.client = connect_scheduler(address)
