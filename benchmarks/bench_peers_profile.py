@@ -79,6 +79,7 @@ PHASES: tuple[tuple[str, str, str], ...] = (
 DETAILS: tuple[tuple[str, str], ...] = (
     ("ewspipe.models.stepshifter", "training_pairs"),
     ("ewspipe.models.stepshifter", "downsample_zeros"),
+    ("ewspipe.models.stepshifter", "downsampled_pairs"),
 )
 LEARNERS: tuple[tuple[str, str], ...] = (
     ("lightgbm", "LGBMRegressor.fit"),

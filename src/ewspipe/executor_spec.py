@@ -13,7 +13,8 @@ from typing import Literal
 
 from ewspipe.errors import InputError
 
-__all__ = ["ACCEPTED_FORMS", "SCHEDULER_SCHEMES", "ExecutorSpec", "parse_executor"]
+__all__ = ["ACCEPTED_FORMS", "MIN_MEMORY_LIMIT", "SCHEDULER_SCHEMES", "ExecutorSpec",
+           "format_bytes", "parse_executor", "parse_memory_limit", "parse_memory_size"]
 
 #: the network transports ``distributed`` registers (``distributed.comm.registry``);
 #: ``inproc://`` is left out: such an address only exists inside the process that made it
@@ -80,3 +81,61 @@ def parse_executor(value: str | ExecutorSpec, *, source: str | None = None) -> E
     if source is not None:
         raise InputError(f"{source}: {problem}")
     raise InputError(problem, parameter="executor")
+
+
+#: the smallest per-worker memory limit accepted: a worker process holding Python, pandas and
+#: the learners needs about this much before any task runs; below it the nanny would kill and
+#: restart it in a loop
+MIN_MEMORY_LIMIT = 512 * 2**20
+
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$")
+
+
+_UNIT_NAMES = "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
+
+
+def parse_memory_size(text: str) -> int:
+    """Bytes of a size such as ``"6GiB"``, ``"512MiB"`` or ``"1.5 GB"`` (binary or decimal
+    units, any case): the one parser of ``[run] memory_budget`` and ``dask_memory_limit``.
+
+    Raises:
+        ValueError: not a number followed by a unit, naming the accepted units.
+    """
+    found = _SIZE.match(text) if isinstance(text, str) else None
+    unit = _UNITS.get(found.group(2).lower()) if found else None
+    if found is None or unit is None:
+        raise ValueError(f"{text!r} is not a memory size; write a number and a unit, e.g. "
+                         f"\"6GiB\" or \"512MiB\" (units: {_UNIT_NAMES})")
+    return int(float(found.group(1)) * unit)
+
+
+def format_bytes(n: int) -> str:
+    """``4 GiB``, ``512 MiB``: a size for messages (binary units, as Dask prints them)."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
+
+
+def parse_memory_limit(value: str, *, source: str | None = None) -> int | None:
+    """A per-worker memory limit (``"4GiB"``, ``"3.5 GB"``) in bytes; None for ``""`` (Dask's
+    default: the machine's memory shared among the workers). InputError, starting with
+    ``source`` (``[run] dask_memory_limit``) when given, for anything else or a limit below
+    :data:`MIN_MEMORY_LIMIT`."""
+    where = "" if source is None else f"{source}: "
+    if not value.strip():
+        return None
+    try:
+        size = parse_memory_size(value)
+    except ValueError:
+        raise InputError(f"{where}{value!r} is not a memory size; write a number and a "
+                         "unit, e.g. \"4GiB\" or \"3500MB\" (units: " + _UNIT_NAMES + "), "
+                         "or \"\" for Dask's default (the machine's memory shared among the "
+                         "workers)") from None
+    if size < MIN_MEMORY_LIMIT:
+        raise InputError(f"{where}{value!r} is below the {format_bytes(MIN_MEMORY_LIMIT)} a "
+                         "worker needs before it runs any task; give each worker at least "
+                         f"{format_bytes(MIN_MEMORY_LIMIT)} (e.g. \"4GiB\")")
+    return size

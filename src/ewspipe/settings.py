@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from ewspipe.errors import InputError, SettingsError
-from ewspipe.executor_spec import parse_executor
+from ewspipe.executor_spec import parse_executor, parse_memory_limit, parse_memory_size
 from ewspipe.layout import StateLayout
 from ewspipe.partitions import BACKTEST_TEST_FIRSTS, PartitionScheme, Window
 
@@ -473,24 +473,8 @@ def _check_executor(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)\s*")
-_SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-               "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 #: the smallest memory budget accepted: below it the model and panel alone do not fit
 MIN_MEMORY_BUDGET = 64 << 20
-
-
-def parse_memory_size(text: str) -> int:
-    """Bytes of a size such as ``"6GiB"``, ``"512MiB"`` or ``"8GB"`` (binary or decimal units).
-
-    Raises:
-        ValueError: not a number followed by a unit, naming the accepted units.
-    """
-    found = _SIZE.fullmatch(text) if isinstance(text, str) else None
-    if found is None:
-        raise ValueError(f"{text!r} is not a memory size; write a number and a unit, e.g. "
-                         f"\"6GiB\" or \"512MiB\" (units: {', '.join(_SIZE_UNITS)})")
-    return int(float(found.group(1)) * _SIZE_UNITS[found.group(2)])
 
 
 def _check_memory_budget(value: str) -> str:
@@ -501,13 +485,26 @@ def _check_memory_budget(value: str) -> str:
     return value
 
 
+def _check_memory_limit(value: str) -> str:
+    try:
+        parse_memory_limit(value)  # the loader names the key
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 class RunSettings(_Strict):
     """``[run]``: the monthly run (``ewspipe run``; ewspipe.flows.monthly).
 
     ``executor``: ``local`` (in-process), ``dask`` (a local Dask cluster, one worker per core)
     or a Dask scheduler address, ``tcp://HOST:PORT`` or ``tls://HOST:PORT`` (any scheme in
     ewspipe.executor_spec.SCHEDULER_SCHEMES). ``lock_timeout_seconds``: how long a
-    second run on the same environment waits for the lock (0: exit at once). State of an
+    second run on the same environment waits for the lock (0: exit at once).
+    ``dask_workers`` and ``dask_memory_limit``: the local Dask cluster (``executor = "dask"``)
+    of the monthly run, evaluate and forecast: its worker processes (0: one per core) and each
+    worker's memory limit (``"4GiB"``; ``""``: Dask's default, the machine's memory shared
+    among the workers); a worker above it is restarted and its task fails, naming the limit.
+    Workers of an external scheduler are sized where they are started. State of an
     environment lives in ``<state_dir>/<environment>/``; snapshots stay shared. Run records
     and published-pointer history go to SQLite in that folder, or to PostgreSQL when
     ``state_url = "postgresql://..."``. ``memory_budget`` (e.g. ``"6GiB"``): the memory a
@@ -516,6 +513,8 @@ class RunSettings(_Strict):
     """
 
     executor: Annotated[str, AfterValidator(_check_executor)] = "local"
+    dask_workers: int = Field(0, ge=0, le=1024)
+    dask_memory_limit: Annotated[str, AfterValidator(_check_memory_limit)] = ""
     lock_timeout_seconds: float = Field(0.0, ge=0, le=86400)
     environment: str = "development"
     environments: tuple[str, ...] = ("development", STAGING_ENVIRONMENT, "production")
@@ -552,6 +551,9 @@ class RunSettings(_Strict):
     def memory_budget_bytes(self) -> int:
         """``memory_budget`` in bytes."""
         return parse_memory_size(self.memory_budget)
+    def dask_memory_limit_bytes(self) -> int | None:
+        """``dask_memory_limit`` in bytes; None: Dask's default."""
+        return parse_memory_limit(self.dask_memory_limit, source="[run] dask_memory_limit")
 
     @property
     def production_environment(self) -> str:

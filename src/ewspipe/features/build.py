@@ -1,11 +1,12 @@
 """Turn a panel and a model's feature list into the :class:`Design` every forecaster consumes.
 
 Features are computed once per canonical name on the panel's (month x unit) grid, shared between
-the features that nest them, and freed as soon as no remaining feature needs them; at most one
-feature per thread is computed ahead of the one being written, and finished columns wait for
-their write only up to 256 MiB of grids. So the 17 features of copper_mesh on the global grid
-(66,205 cells x 443 months, ~29 M rows; 16 M rows and 2.1 GB of ``X`` from its training
-window on) peak at ~4.1 GiB with the panel, ``X`` and a few grids of 234 MB.
+the features that nest them (and evaluated next to each other), and freed as soon as no
+remaining feature needs them; at most one feature per thread is computed ahead of the one being
+written, and finished columns wait for their write only up to 256 MiB of grids. So the 17
+features of copper_mesh on the global grid (66,205 cells x 443 months, ~29 M rows; 16 M rows
+and 2.1 GB of ``X`` from its training window on) peak at ~3.9 GiB with the panel, ``X`` and a
+few grids of 234 MB (benchmark ``global_models``).
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, Protocol
 
-from ewspipe.errors import InputError
-from ewspipe.executor_spec import ACCEPTED_FORMS, ExecutorSpec, parse_executor
+from ewspipe.errors import EwspipeError, InputError
+from ewspipe.executor_spec import ACCEPTED_FORMS, ExecutorSpec, format_bytes, parse_executor
 from ewspipe.threads import THREADS_ENV
 
 __all__ = ["ACCEPTED_FORMS", "DaskExecutor", "Executor", "ExecutorSpec", "Handle",
-           "InlineExecutor", "LaneExecutor", "connect_scheduler", "dask_client_classes",
-           "make_executor", "parse_executor"]
+           "InlineExecutor", "LaneExecutor", "WorkerKilled", "connect_scheduler",
+           "dask_client_classes", "make_executor", "parse_executor"]
 
 
 class Handle(Protocol):
@@ -112,20 +112,44 @@ class LaneExecutor:
         self._lanes.clear()
 
 
-class DaskExecutor:
-    """Tasks as Dask futures: a local cluster (one single-threaded worker process per core)
-    when ``address`` is None, else the scheduler at ``address``."""
+#: task name prefixes whose suffix is a model (the monthly run's, evaluate's and forecast's)
+_MODEL_TASKS = ("train", "forecast", "fit", "predict")
 
-    def __init__(self, address: str | None = None, *, workers: int | None = None) -> None:
+
+class WorkerKilled(EwspipeError):
+    """A task whose Dask worker died under it (exit 1): on a local cluster most likely its
+    memory limit; the message names the task, the limit and the setting to raise."""
+
+
+class DaskExecutor:
+    """Tasks as Dask futures: a local cluster (``workers`` single-threaded worker processes,
+    default one per core, each with ``memory_limit`` bytes, default Dask's) when ``address``
+    is None, else the scheduler at ``address``."""
+
+    def __init__(self, address: str | None = None, *, workers: int | None = None,
+                 memory_limit: int | None = None) -> None:
         Client, LocalCluster = dask_client_classes()
         self.cluster: Any = None
+        self.memory_limit = memory_limit
         if address is None:
+            import dask
+
             n = workers or os.cpu_count() or 1
+            limit: dict[str, Any] = {} if memory_limit is None else {"memory_limit": memory_limit}
             # one thread per worker, and tasks told so: step threads inside a task would
-            # otherwise oversubscribe the cores the other workers use
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, env={THREADS_ENV: "1"})
-            self.name = f"dask (local cluster, {n} workers)"
+            # otherwise oversubscribe the cores the other workers use. No pausing: a task's
+            # data lives inside the task (results are small records), so a worker paused at
+            # 80% of its limit by the panels it caches would never run another task and the
+            # run would hang; above the limit the nanny restarts it and the task fails, named
+            with dask.config.set({"distributed.worker.memory.pause": False}):
+                # no dashboard; the scheduler's own HTTP server on a free port (its default,
+                # 8787, may be another cluster's: a warning on every run)
+                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                            dashboard_address=None, env={THREADS_ENV: "1"},
+                                            scheduler_kwargs={"dashboard_address":
+                                                              "127.0.0.1:0"}, **limit)
+            each = "" if memory_limit is None else f", {format_bytes(memory_limit)} each"
+            self.name = f"dask (local cluster, {n} worker{'s' if n != 1 else ''}{each})"
             self.client = Client(self.cluster)
         else:
             self.client = connect_scheduler(address)
@@ -143,6 +167,31 @@ class DaskExecutor:
 
         wait(list(handles), return_when="FIRST_COMPLETED")
         return [h for h in handles if h.done()]
+
+    def explain_failure(self, exc: Exception, task: str) -> Exception:
+        """``exc`` as the runner should raise it for ``task``: a worker that died under the
+        task (Dask's KilledWorker: the nanny restarts a worker above its memory limit) as a
+        :class:`WorkerKilled` naming the task, the limit and what to change."""
+        from distributed.scheduler import KilledWorker
+
+        if not isinstance(exc, KilledWorker):
+            return exc
+        kind, _, model = task.partition(":")
+        what = f"task {task} (model {model})" if kind in _MODEL_TASKS else f"task {task}"
+        if self.cluster is None:
+            limit = ("the workers' memory limit (set where they are started: "
+                     "`dask worker --memory-limit`)")
+            fix = "start the workers with more memory each, or run fewer tasks per machine"
+        else:
+            limit = ("the workers' memory limit ("
+                     + (format_bytes(self.memory_limit) if self.memory_limit is not None
+                        else "Dask's default, the machine's memory shared among the workers")
+                     + " each, [run] dask_memory_limit)")
+            fix = ("raise [run] dask_memory_limit, or lower [run] dask_workers so that each "
+                   "worker gets more memory, or run in-process (--executor local)")
+        return WorkerKilled(
+            f"{what}: its Dask worker died while running it, most "
+            f"likely above {limit}; {fix}. Finished tasks are reused by the next run")
 
     def close(self) -> None:
         self.client.close()
@@ -173,10 +222,14 @@ def connect_scheduler(address: str, *, timeout: str = "20s") -> Any:
         ) from exc
 
 
-def make_executor(spec: str | ExecutorSpec, *, lanes: bool = False) -> Executor:
+def make_executor(spec: str | ExecutorSpec, *, lanes: bool = False,
+                  workers: int | None = None, memory_limit: int | None = None) -> Executor:
     """The executor ``spec`` names; ``local`` is a :class:`LaneExecutor` with ``lanes``,
-    else an :class:`InlineExecutor`."""
+    else an :class:`InlineExecutor`. ``workers`` and ``memory_limit`` (bytes per worker):
+    the local Dask cluster's (``[run] dask_workers``, ``dask_memory_limit``)."""
     parsed = parse_executor(spec)
     if parsed.kind == "local":
         return LaneExecutor() if lanes else InlineExecutor()
+    if parsed.kind == "dask":
+        return DaskExecutor(None, workers=workers, memory_limit=memory_limit)
     return DaskExecutor(parsed.address)

@@ -743,7 +743,8 @@ def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: st
     # under the lock: what a killed evaluate/forecast left half-written
     remove_stale_temps_below(settings.layout.tasks, settings.layout.work, settings.runs_dir,
                              settings.artifact_dir)
-    ex = make_executor(executor, lanes=True)
+    ex = make_executor(executor, lanes=True, workers=settings.run.dask_workers or None,
+                       memory_limit=settings.run.dask_memory_limit_bytes)
     runs = RunStore(settings.runs_dir)
     started = time.time()
     writer = runs.begin(kind, run_type.value)

@@ -383,7 +383,8 @@ def run_monthly(
                 "executor": str(spec), "code": code_version().to_dict(), "release": plan.release,
                 "host": socket.gethostname(), "pid": os.getpid()}
         db.record_run({**base, "status": "running"})
-        ex = make_executor(spec)
+        ex = make_executor(spec, workers=run_settings.dask_workers or None,
+                           memory_limit=run_settings.dask_memory_limit_bytes)
         try:
             done = run_graph(plan.graph, ctx, base_key=base_key(settings, env), executor=ex,
                              cache=TaskCache(layout.tasks, state), progress=progress,

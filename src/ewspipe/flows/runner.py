@@ -381,8 +381,9 @@ def run_graph(
             try:
                 output, seconds = handle.result()
             except Exception as exc:
-                if failure is None:
-                    failure = exc
+                if failure is None:  # a Dask executor names a worker killed under the task
+                    explain = getattr(executor, "explain_failure", None)
+                    failure = exc if explain is None else explain(exc, task.name)
                 if progress is not None:
                     progress("failed", TaskRecord(task.name, key, "failed"),
                              len(run.records), total)
