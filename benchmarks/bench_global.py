@@ -35,6 +35,7 @@ import math
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -83,6 +84,9 @@ CASES: dict[str, tuple[int, str, int, float | None]] = {
     "calibration": (6, "local", 0, 8192.0),
 }
 DASK_MEMORY_LIMIT = "4GiB"
+# every child's result document, one line each, also appended here: a case's figures survive a
+# benchmark stopped before its end (the result JSON is written only after the last case)
+LOG = Path(tempfile.gettempdir()) / "ewspipe-bench-global.jsonl"
 
 
 # --- the child: import, the measured command under an RSS sampler, the store checked --------
@@ -180,7 +184,8 @@ def _partition(path: Path) -> dict[str, Any]:
     for name in names:
         total.update(name.encode() + hashers[name].digest())
     select = ("count(*), sum(len(samples))" if "samples" in names else "count(*), 0")
-    with duckdb.connect(config={"enable_progress_bar": False}) as con:
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout holds our JSON document
         rows, draws = con.execute(f"SELECT {select} FROM read_parquet(?)",
                                   [str(path)]).fetchall()[0]
     return {"rows": int(rows), "draws": int(draws or 0), "row_groups": groups,
@@ -191,6 +196,8 @@ def _running(tasks: list[dict[str, Any]], at: float) -> list[str]:
     """The tasks that were running at epoch second ``at`` (finished_at has 1 s resolution)."""
     found = []
     for task in tasks:
+        if "finished_at" not in task:
+            continue
         end = datetime.strptime(task["finished_at"], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
         if end.timestamp() - task["seconds"] - 1 <= at <= end.timestamp() + 1:
             found.append(task["task"])
@@ -236,8 +243,10 @@ def _child(case: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     if case == "calibration":
         result["models"] = [{"model": m["model"], "rows": m["rows"],
-                             "n_samples": m["n_samples"], "metrics": m["metrics"],
-                             "timings": m["timings"]} for m in doc["models"]]
+                             "n_samples": m["n_samples"], "timings": m["timings"],
+                             "metrics": {k: v for k, v in (m["metrics"] or {}).items()
+                                         if k in ("pooled", "n_scored", "n_unscored")}}
+                            for m in doc["models"]]
     else:
         result["qa_passed"] = doc["qa"]["passed"]
         env = work / "state" / "development"
@@ -324,8 +333,7 @@ def _verify_calibration(stdout: str) -> str:
     if model is None:
         raise VerificationError(f"{MODEL} not in the evaluation")
     metrics = model["metrics"] or {}
-    crps = metrics.get("crps")
-    pooled = crps.get("pooled") if isinstance(crps, dict) else crps
+    pooled = {k.lower(): v for k, v in (metrics.get("pooled") or {}).items()}.get("crps")
     rows, want = model["rows"], ORIGINS * STEPS * CELLS
     problems = []
     if rows != want:
@@ -336,7 +344,7 @@ def _verify_calibration(stdout: str) -> str:
     if n_scored is not None and n_scored != want:
         problems.append(f"{n_scored} rows scored, expected {want:,}")
     if not isinstance(pooled, float) or not math.isfinite(pooled) or pooled < 0:
-        problems.append(f"CRPS {crps!r}")
+        problems.append(f"pooled CRPS {pooled!r}")
     if problems:
         raise VerificationError("; ".join(problems))
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in model["timings"].items())
@@ -411,7 +419,10 @@ BENCHMARKS = [
 
 def _main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "child" and argv[1] in CASES:
-        print(json.dumps(_child(argv[1])))
+        line = json.dumps(_child(argv[1]))
+        with LOG.open("a", encoding="utf-8") as fh:  # kept when the benchmark is stopped early
+            fh.write(line + "\n")
+        print(line)
         return 0
     print(f"usage: python -m benchmarks.bench_global child {{{','.join(CASES)}}}",
           file=sys.stderr)
