@@ -24,6 +24,14 @@ draws counted back with DuckDB, the stored quantile columns, and a sha256 per st
 over its Parquet data column by column, row group by row group (never the whole partition in
 memory; the file's metadata, which holds provenance, is left out). The harness's peak RSS is
 the largest single process of the child (import, run or check).
+
+Cases run in the order run 6 GiB, calibration, run 4 GiB, Dask (the Dask case needs the 6 GiB
+run's digests). A measured command that fails (out of memory, a killed worker) makes its case
+FAIL with the failure and its figures recorded rather than aborting the later cases; every
+child's result document is also appended to ``<tmp>/ewspipe-bench-global.jsonl``. One case
+can be run alone: ``python -m benchmarks.bench_global child run4`` in an empty folder (it
+prints the result document). Expect about 10 minutes per monthly run on the 2-core machine
+and much longer for the calibration case (13 origins of draws).
 """
 
 from __future__ import annotations
