@@ -30,6 +30,7 @@ from ewspipe.models.hurdle import Hurdle
 from ewspipe.models.stepshifter import Stepshifter
 from ewspipe.panel.schema import Level
 from ewspipe.partitions import Partition, RunType, Window
+from ewspipe.progress import NullReporter, reporting
 from ewspipe.store.predictions import read_forecast
 
 FIRST, TRAIN_LAST, STEPS, N_ORIGINS = 121, 170, 3, 2
@@ -82,6 +83,14 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sampling, "UNIT_BLOCK", BLOCK)
 
 
+class _Steps(NullReporter):
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, str]] = []
+
+    def step(self, label: str, done: int, total: int, detail: str = "") -> None:
+        self.seen.append((done, total, detail))
+
+
 def _same(a: Forecast, b: Forecast) -> None:
     assert a.frame.equals(b.frame)
     assert np.array_equal(a.point, b.point)
@@ -100,7 +109,12 @@ def test_unit_chunks_are_the_step_chunks_and_the_whole_forecast(fitted, design: 
     for per in (BLOCK, 3 * BLOCK):
         chunks = split_units(ORIGINS, range(1, STEPS + 1), units, per)
         assert planned_rows(design, chunks) == len(whole)
-        parts = list(predict_chunks(model, design, PARTITION, budget=0, chunks=chunks))
+        report = _Steps()
+        with reporting(report):
+            parts = list(predict_chunks(model, design, PARTITION, budget=0, chunks=chunks,
+                                        label="m"))
+        assert report.seen == [(i, N_ORIGINS, f"origin {o}")  # once per origin, at its end
+                               for i, o in enumerate(ORIGINS, start=1)]
         assert [len(p) for p in parts] == [c.units[1] - c.units[0] for c in chunks]
         _same(Forecast.concat(parts), whole)
     # one chunk alone (a Dask task), even a run that does not start on a block boundary
