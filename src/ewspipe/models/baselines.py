@@ -124,11 +124,11 @@ class _Baseline(BaseForecaster):
     def _sampler(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Sampler:
         """A function from a run of the origin's units to their point (steps x units) and
         samples (steps x units x S, or None) in raw counts."""
-        point = self._values(design, origin, rows, steps)
+        point, _ = self._values(design, origin, rows, steps)
         return lambda part: (point[:, part], None)
 
-    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Array:
-        """The point (steps x units) in raw counts of a point baseline."""
+    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
+        """Point (steps x units) and samples (None: a point baseline) in raw counts."""
         raise NotImplementedError
 
     def first_design_month(self, train_last: int) -> int | None:
@@ -183,8 +183,8 @@ class Zero(_Baseline):
 
     algorithm = "zero"
 
-    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Array:
-        return np.zeros((len(steps), rows.stop - rows.start))
+    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
+        return np.zeros((len(steps), rows.stop - rows.start)), None
 
 
 @register("locf")
@@ -193,9 +193,9 @@ class Locf(_Baseline):
 
     algorithm = "locf"
 
-    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Array:
+    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
         values, group, counts = self._window(design, origin, rows, 1)
-        return _per_step(np.bincount(group, values, len(counts)), len(steps))
+        return _per_step(np.bincount(group, values, len(counts)), len(steps)), None
 
 
 class _WindowMean(_Baseline):
@@ -215,10 +215,10 @@ class _WindowMean(_Baseline):
     def _from_scale(values: _Array) -> _Array:
         return values
 
-    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Array:
+    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
         values, group, counts = self._window(design, origin, rows, self.w)
         mean = np.bincount(group, self._to_scale(values), len(counts)) / counts
-        return _per_step(self._from_scale(mean), len(steps))
+        return _per_step(self._from_scale(mean), len(steps)), None
 
 
 @register("average")
