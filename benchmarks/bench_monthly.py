@@ -57,7 +57,8 @@ __all__ = ["BENCHMARKS"]
 
 LAST_MONTH = 535
 CELLS, STEPS, SAMPLES = 13_110, 36, 100
-RECONCILE_CM = {"models": ("amber_tree", "amber_ridge"), "ensembles": ("steady_chorus",)}
+RECONCILE_CM = {"models": ("amber_tree", "amber_ridge", "amber_mean"),
+                "ensembles": ("steady_chorus",)}
 FANOUT_MIN_MODELS = 8
 FANOUT_SPEEDUP = 1.6
 FANOUT_PAIRS = 3

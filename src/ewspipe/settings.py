@@ -551,6 +551,8 @@ class RunSettings(_Strict):
     def memory_budget_bytes(self) -> int:
         """``memory_budget`` in bytes."""
         return parse_memory_size(self.memory_budget)
+
+    @property
     def dask_memory_limit_bytes(self) -> int | None:
         """``dask_memory_limit`` in bytes; None: Dask's default."""
         return parse_memory_limit(self.dask_memory_limit, source="[run] dask_memory_limit")

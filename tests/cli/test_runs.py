@@ -187,7 +187,7 @@ def test_reference_values_on_real_cm_data(cli, shared_data, tmp_path):
     assert msle["amber_tree"] <= 0.37
 
 
-@pytest.mark.parametrize("where", ["predict_origins", "write_forecast", "_score"])
+@pytest.mark.parametrize("where", ["predict_chunks", "forecast_writer", "score_chunks"])
 def test_a_failure_in_the_background_finish_commits_nothing(run, workspace, monkeypatch,
                                                              where):
     """Predicting, writing and scoring run in a background thread: a failure there still
@@ -200,7 +200,7 @@ def test_a_failure_in_the_background_finish_commits_nothing(run, workspace, monk
     def failing(*args, **kwargs):
         forecast_or_model = args[0]
         name = getattr(forecast_or_model, "learner", None)
-        if name is not None or where != "predict_origins":  # the stepshifter, or any call
+        if name is not None or where != "predict_chunks":  # the stepshifter, or any call
             raise EwspipeError(f"boom in {where}")
         return real(*args, **kwargs)
 

@@ -20,7 +20,7 @@ observed target in its window is an error, never silently zero.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -34,13 +34,13 @@ from ewspipe.models.sampling import (
     DEFAULT_STEPS,
     Rule,
     assemble,
+    blocked_draws,
     bootstrap_history,
     check_params,
     check_steps,
     check_train_last,
     entity_rows,
     integer,
-    step_rng,
 )
 
 __all__ = ["Average", "Conflictology", "Locf", "LogAverage", "Zero"]
@@ -48,6 +48,7 @@ __all__ = ["Average", "Conflictology", "Locf", "LogAverage", "Zero"]
 _Array = npt.NDArray[np.float64]
 _Steps = npt.NDArray[np.int64]
 _Values = tuple[_Array, _Array | None]
+_Sampler = Callable[[slice], _Values]
 
 
 class _Baseline(BaseForecaster):
@@ -99,14 +100,35 @@ class _Baseline(BaseForecaster):
         self._check_fitted()
         step_arr = check_steps(steps)
         rows = entity_rows(design, origin)
-        point, samples = self._values(design, int(origin), rows, step_arr)
+        point, samples = self._sampler(design, int(origin), rows, step_arr)(slice(None))
         return assemble(
             design, int(origin), step_arr, design.units[rows], point, samples,
             algorithm=self.algorithm,
         )
 
+    def predict_units(
+        self, design: Design, *, origin: int, step: int, units: Sequence[slice]
+    ) -> Iterator[Forecast]:
+        """The forecast of one step for each run of units (positions in the origin's sorted
+        unit order), in turn: the rows of :meth:`predict` bit for bit, with the window read
+        once and only one run's draws alive."""
+        self._check_fitted()
+        step_arr = check_steps([step])
+        rows = entity_rows(design, origin)
+        sample = self._sampler(design, int(origin), rows, step_arr)
+        for part in units:
+            point, samples = sample(part)
+            yield assemble(design, int(origin), step_arr, design.units[rows][part], point,
+                           samples, algorithm=self.algorithm)
+
+    def _sampler(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Sampler:
+        """A function from a run of the origin's units to their point (steps x units) and
+        samples (steps x units x S, or None) in raw counts."""
+        point, _ = self._values(design, origin, rows, steps)
+        return lambda part: (point[:, part], None)
+
     def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
-        """Point (steps x units) and samples (steps x units x S, or None) in raw counts."""
+        """Point (steps x units) and samples (None: a point baseline) in raw counts."""
         raise NotImplementedError
 
     def first_design_month(self, train_last: int) -> int | None:
@@ -227,8 +249,8 @@ class Conflictology(_Baseline):
     """Probabilistic baseline: per step, ``n_samples`` draws with replacement from the unit's
     observed targets of the last ``w`` months; the point is the mean of the draws.
 
-    Draws are seeded by (``seed``, origin, step): identical inputs give identical samples, and a
-    step's samples do not depend on which other steps were requested.
+    Draws are seeded by (``seed``, origin, step, unit block): identical inputs give identical
+    samples, and a unit's samples do not depend on which other steps or units were requested.
     """
 
     algorithm = "conflictology"
@@ -241,12 +263,20 @@ class Conflictology(_Baseline):
         self.n_samples = n_samples
         self.seed = seed
 
-    def _values(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Values:
+    def _sampler(self, design: Design, origin: int, rows: slice, steps: _Steps) -> _Sampler:
         values, group, counts = self._window(design, origin, rows, self.w)
-        samples = np.stack([
-            bootstrap_history(
-                values, group, len(counts), self.n_samples, step_rng(self.seed, origin, s)
-            )
-            for s in steps  # over steps (<= 36), each vectorised over units
-        ])
-        return samples.mean(axis=2), samples
+        order = np.argsort(group, kind="stable")  # sorted once: each block's sort is linear
+        values, group, n = values[order], group[order], len(counts)
+
+        def draw(block: slice, rng: np.random.Generator) -> _Array:
+            return bootstrap_history(values, group, n, self.n_samples, rng, groups=block)
+
+        def sample(part: slice) -> _Values:
+            samples = np.stack([
+                blocked_draws(part, n, self.n_samples, draw, seed=self.seed, origin=origin,
+                              step=int(s))
+                for s in steps  # over steps (<= 36), each vectorised over units
+            ])
+            return samples.mean(axis=2), samples
+
+        return sample

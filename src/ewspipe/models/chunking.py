@@ -2,26 +2,33 @@
 memory (66,205 cells x 36 steps x 1,000 draws are ~19 GB as float64).
 
 A chunk is a run of whole (origin, step) blocks in forecast order: all units of one origin and
-one step are always in the same chunk. Draws are seeded per (seed, origin, step)
-(:func:`ewspipe.models.sampling.step_rng`), so a chunk's forecast is exactly the rows of the
+one step are in the same chunk, unless one step does not fit the budget (the global grid at
+S = 1,000 is 530 MB a copy): then a chunk is a run of whole unit blocks
+(:data:`ewspipe.models.sampling.UNIT_BLOCK` units in the origin's unit order) of one
+(origin, step). Draws are seeded per (seed, origin, step, unit block)
+(:func:`ewspipe.models.sampling.block_rng`), so a chunk's forecast is exactly the rows of the
 whole forecast whatever the chunk size: the planner only decides how many blocks are alive at
 once. :func:`plan_chunks` makes the plan, :func:`predict_chunk` computes one chunk (the unit a
-Dask task can run) and :func:`predict_chunks` streams them.
+Dask task can run) and :func:`predict_chunks` streams them (the unit runs of one step share
+its point forecast, computed once).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 from ewspipe.features.design import Design
+from ewspipe.models import sampling
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
 from ewspipe.partitions import Partition
 from ewspipe.progress import current as current_reporter
 
 __all__ = ["Chunk", "blocks_per_chunk", "model_samples", "plan_chunks", "planned_rows",
-           "predict_chunk", "predict_chunks", "split_blocks"]
+           "predict_chunk", "predict_chunks", "split_blocks", "split_units",
+           "units_per_chunk"]
 
 #: bytes of one draw while it is computed (float64)
 DRAW_BYTES = 8
@@ -37,24 +44,43 @@ HEADROOM = 0.25
 
 @dataclass(frozen=True)
 class Chunk:
-    """(origin, steps) blocks predicted together, in forecast order."""
+    """(origin, steps) blocks predicted together, in forecast order; with ``units``, the
+    units [start, stop) (positions in the origin's sorted unit order) of a single
+    (origin, (step,)) block."""
 
     blocks: tuple[tuple[int, tuple[int, ...]], ...]
+    units: tuple[int, int] | None = None
 
     @property
     def origins(self) -> tuple[int, ...]:
         return tuple(dict.fromkeys(o for o, _ in self.blocks))
 
 
+def _row_bytes(n_samples: int) -> int:
+    """Bytes a forecast row costs at a chunk's peak."""
+    return (max(1, n_samples) * DRAW_BYTES + ROW_BYTES) * WORKING_COPIES
+
+
+def _usable(budget: int, reserved: int) -> float:
+    return budget * (1.0 - HEADROOM) - reserved
+
+
 def blocks_per_chunk(rows_per_step: int, n_samples: int, budget: int, *,
                      reserved: int = 0) -> int:
     """How many (origin, step) blocks of ``rows_per_step`` rows with ``n_samples`` draws each
     fit ``budget`` bytes, after :data:`HEADROOM` and ``reserved`` bytes (e.g. the design);
-    at least 1 (a single step is the smallest chunk: a budget below it is exceeded)."""
-    usable = budget * (1.0 - HEADROOM) - reserved
-    per_block = max(1, rows_per_step) * (max(1, n_samples) * DRAW_BYTES + ROW_BYTES) \
-        * WORKING_COPIES
-    return max(1, int(usable // per_block))
+    at least 1 (below one step, :func:`units_per_chunk` splits the step)."""
+    per_block = max(1, rows_per_step) * _row_bytes(n_samples)
+    return max(1, int(_usable(budget, reserved) // per_block))
+
+
+def units_per_chunk(n_samples: int, budget: int, *, reserved: int = 0) -> int:
+    """How many units of one step with ``n_samples`` draws fit ``budget`` bytes (as in
+    :func:`blocks_per_chunk`), in whole unit blocks: at least one block (the smallest chunk:
+    a budget below it is exceeded)."""
+    block = sampling.UNIT_BLOCK
+    fit = int(_usable(budget, reserved) // (block * _row_bytes(n_samples)))
+    return max(1, fit) * block
 
 
 def model_samples(model: BaseForecaster) -> int:
@@ -73,10 +99,15 @@ def plan_chunks(model: BaseForecaster, design: Design, partition: Partition, *,
     blocks of consecutive steps."""
     steps = tuple(range(1, partition.steps + 1))
     origins = [s.origin for s in partition.rolling_origins()]
-    rows = max((design.month_rows(o).stop - design.month_rows(o).start for o in origins),
-               default=1)
-    fit = blocks_per_chunk(rows, model_samples(model), budget, reserved=_design_bytes(design))
-    return split_blocks(origins, steps, fit)
+    units = {o: design.month_rows(o).stop - design.month_rows(o).start for o in origins}
+    rows = max(units.values(), default=1)
+    n_samples, reserved = model_samples(model), _design_bytes(design)
+    if rows * _row_bytes(n_samples) > _usable(budget, reserved):  # one step does not fit
+        per = units_per_chunk(n_samples, budget, reserved=reserved)
+        if per < rows:
+            return split_units(origins, steps, units, per)
+    return split_blocks(origins, steps, blocks_per_chunk(rows, n_samples, budget,
+                                                         reserved=reserved))
 
 
 def split_blocks(origins: Sequence[int], steps: Sequence[int], blocks: int) -> list[Chunk]:
@@ -92,17 +123,49 @@ def split_blocks(origins: Sequence[int], steps: Sequence[int], blocks: int) -> l
             for i in range(0, len(steps), blocks)]
 
 
+def split_units(origins: Sequence[int], steps: Sequence[int], units: Mapping[int, int],
+                per: int) -> list[Chunk]:
+    """One chunk per run of at most ``per`` units (a multiple of the unit block) of each
+    (origin, step), in forecast order; ``units`` is the number of units at each origin."""
+    return [Chunk(((o, (s,)),), units=(start, min(start + per, units[o])))
+            for o in origins for s in steps for start in range(0, units[o], per)]
+
+
 def planned_rows(design: Design, chunks: Sequence[Chunk]) -> int:
     """Rows of the forecast the chunks make: the units at each origin times its steps."""
-    return sum((design.month_rows(o).stop - design.month_rows(o).start) * len(s)
-               for chunk in chunks for o, s in chunk.blocks)
+    return sum(chunk.units[1] - chunk.units[0] if chunk.units is not None else
+               sum((design.month_rows(o).stop - design.month_rows(o).start) * len(s)
+                   for o, s in chunk.blocks)
+               for chunk in chunks)
 
 
 def predict_chunk(model: BaseForecaster, design: Design, chunk: Chunk) -> Forecast:
     """One chunk's forecast: its blocks' rows of the whole forecast, bit for bit."""
+    if chunk.units is not None:
+        return next(_unit_runs(model, design, [chunk]))
     parts = [model.predict(design, origin=o, steps=list(s))  # type: ignore[attr-defined]
              for o, s in chunk.blocks]
     return parts[0] if len(parts) == 1 else Forecast.concat(parts)
+
+
+def _unit_runs(model: BaseForecaster, design: Design,
+               chunks: Sequence[Chunk]) -> Iterator[Forecast]:
+    """The forecasts of unit-run chunks of one (origin, step), its point computed once."""
+    (origin, (step,)), = chunks[0].blocks
+    runs = [slice(*c.units) for c in chunks if c.units is not None]
+    return model.predict_units(design, origin=origin, step=step,  # type: ignore[attr-defined]
+                               units=runs)
+
+
+def _forecasts(model: BaseForecaster, design: Design,
+               plan: Sequence[Chunk]) -> Iterator[Forecast]:
+    """The plan's forecasts in order; consecutive unit runs of a step share its point."""
+    for key, group in groupby(plan, key=lambda c: None if c.units is None else c.blocks):
+        chunks = list(group)
+        if key is None:
+            yield from (predict_chunk(model, design, c) for c in chunks)
+        else:
+            yield from _unit_runs(model, design, chunks)
 
 
 def predict_chunks(model: BaseForecaster, design: Design, partition: Partition, *,
@@ -117,11 +180,13 @@ def predict_chunks(model: BaseForecaster, design: Design, partition: Partition, 
     last_step = partition.steps
     report = current_reporter()
     done = 0
-    for chunk in plan:
-        yield predict_chunk(model, design, chunk)
+    for chunk, forecast in zip(plan, _forecasts(model, design, plan), strict=True):
+        yield forecast
         if label:
             for origin, steps in chunk.blocks:
-                if steps and steps[-1] == last_step:
+                rows = design.month_rows(origin)
+                whole = chunk.units is None or chunk.units[1] == rows.stop - rows.start
+                if steps and steps[-1] == last_step and whole:
                     done += 1
                     report.step(label, done, len(origins), f"origin {origin}")
 

@@ -52,11 +52,11 @@ from ewspipe.models import learners
 from ewspipe.models.registry import register
 from ewspipe.models.sampling import (
     DEFAULT_STEPS,
+    Draw,
     ResidualTable,
     Rule,
     entity_rows,
     one_of,
-    step_rng,
     step_seed,
 )
 from ewspipe.models.stepshifter import (
@@ -199,26 +199,27 @@ class Hurdle(DirectMultiStep):
                 magnitude[i] = self.regressors_[int(step)].predict(X)
         return proba, magnitude
 
-    def _predict_steps(
-        self, X: npt.NDArray[np.float64], step_arr: npt.NDArray[np.int64], origin: int
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
-        """The point of ``combine``; a sample is 0 where a uniform draw says no event."""
-        proba, magnitude = self._parts(X, step_arr)
+    def _step_parts(
+        self, X: npt.NDArray[np.float64], step: int
+    ) -> tuple[npt.NDArray[np.float64], Draw | None]:
+        """The point of ``combine``; a sample is 0 where a uniform draw says no event, else
+        a draw of the regressor's binned residuals."""
+        parts = self._parts(X, np.array([step], dtype=np.int64))
+        proba, magnitude = parts[0][0], parts[1][0]
         in_logs = self.params_.get("combine", "counts") == "log"  # older saved params lack it
-        point = np.empty_like(proba)
-        for i, step in enumerate(step_arr):
-            counts = self._to_counts(magnitude[i], int(step))
-            point[i] = np.expm1(proba[i] * np.log1p(counts)) if in_logs else proba[i] * counts
+        counts = self._to_counts(magnitude, step)
+        point = np.expm1(proba * np.log1p(counts)) if in_logs else proba * counts
         n_samples = self.params_["n_samples"]
-        samples = None
-        if n_samples > 1:
-            samples = np.empty((*point.shape, n_samples))
-            for i, step in enumerate(step_arr):
-                rng = step_rng(self.params_["seed"], origin, int(step))
-                occurs = rng.random((point.shape[1], n_samples)) < proba[i][:, None]
-                draws = self.residuals_[int(step)].draw(magnitude[i], n_samples, rng)
-                samples[i] = np.where(occurs, self._to_counts(draws, int(step)), 0.0)
-        return point, samples
+        if n_samples <= 1:
+            return point, None
+        table = self.residuals_[step]
+
+        def draw(block: slice, rng: np.random.Generator) -> npt.NDArray[np.float64]:
+            occurs = rng.random((len(proba[block]), n_samples)) < proba[block][:, None]
+            draws = table.draw(magnitude[block], n_samples, rng)
+            return np.where(occurs, self._to_counts(draws, step), 0.0)
+
+        return point, draw
 
     def predict_proba(
         self, design: Design, *, origin: int, steps: Sequence[int] = DEFAULT_STEPS

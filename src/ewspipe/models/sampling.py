@@ -11,8 +11,9 @@ Three parts, all used by baselines, the stepshifter and the hurdle:
   models, see its docstring for the method) and :func:`bootstrap_history` (draws from each
   unit's own recent history, for the conflictology baseline).
 
-Random draws are seeded per (seed, origin, step) with :func:`step_rng`, so a forecast does not
-depend on which other steps or origins were requested alongside it.
+Random draws are seeded per (seed, origin, step, unit block) with :func:`block_rng` and drawn
+block by block (:func:`blocked_draws`, :data:`UNIT_BLOCK` units a block), so a forecast does not
+depend on which other steps, origins or units were requested alongside it.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ from ewspipe.models.forecast import Forecast
 
 __all__ = [
     "DEFAULT_STEPS",
+    "UNIT_BLOCK",
+    "Draw",
     "ResidualTable",
     "Rule",
     "assemble",
+    "block_rng",
+    "blocked_draws",
     "boolean",
     "bootstrap_history",
     "check_feature_names",
@@ -58,8 +63,16 @@ _log = logging.getLogger(__name__)
 DEFAULT_STEPS: range = range(1, 37)
 """Steps 1..36: step s predicts month origin + s."""
 
+UNIT_BLOCK = 8192
+"""Units of one (origin, step) drawn from one generator (in the origin's sorted unit order):
+fixed, so the draws are the same whatever the chunking; a grid of at most this many units is
+one block, seeded as before blocks existed (:func:`block_rng`)."""
+
 Rule = Callable[[Any], str | None]
 """A hyperparameter rule: returns None when the value is valid, else what was expected."""
+
+Draw = Callable[[slice, np.random.Generator], npt.NDArray[np.float64]]
+"""Draws of one unit block (positions in the origin's unit order) from its generator."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,6 +331,39 @@ def step_rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng([seed, *(int(k) for k in key)])
 
 
+def block_rng(seed: int, origin: int, step: int, block: int) -> np.random.Generator:
+    """The generator of unit block ``block`` of (origin, step): block 0 keeps the key
+    (seed, origin, step) of a whole step, so forecasts of at most :data:`UNIT_BLOCK` units
+    draw what they drew before unit blocks; later blocks add theirs to the key."""
+    return step_rng(seed, origin, step) if block == 0 else step_rng(seed, origin, step, block)
+
+
+def blocked_draws(
+    units: slice,
+    n_units: int,
+    n_samples: int,
+    draw: Draw,
+    *,
+    seed: int,
+    origin: int,
+    step: int,
+) -> npt.NDArray[np.float64]:
+    """(len(units), n_samples) draws of the units ``units`` (positions 0..n_units-1 in the
+    origin's unit order) of one step: ``draw(block_units, rng)`` is called once per
+    :data:`UNIT_BLOCK`-unit block overlapping ``units`` with that block's :func:`block_rng`,
+    so a unit's draws do not depend on which others are drawn (only the overlapping blocks
+    are ever alive)."""
+    size = UNIT_BLOCK  # read at call time (tests shrink it)
+    start, stop = units.indices(n_units)[:2]
+    out = np.empty((max(stop - start, 0), n_samples))
+    for block in range(start // size, -(-stop // size)):
+        lo, hi = block * size, min((block + 1) * size, n_units)
+        values = draw(slice(lo, hi), block_rng(seed, origin, step, block))
+        a, b = max(start, lo), min(stop, hi)
+        out[a - start:b - start] = values[a - lo:b - lo]
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Probabilistic output
 # --------------------------------------------------------------------------------------------
@@ -423,18 +469,23 @@ def bootstrap_history(
     n_groups: int,
     n_samples: int,
     rng: np.random.Generator,
+    *,
+    groups: slice | None = None,
 ) -> npt.NDArray[np.float64]:
     """(n_groups, n_samples) draws with replacement from each group's own values.
 
     Args:
-        values: observed values, any order.
+        values: observed values, any order (sorted by group is cheapest).
         group: the group (entity index 0..n_groups-1) of each value.
         n_groups: number of groups; every group must have at least one value.
         n_samples: draws per group.
         rng: the generator to draw from.
+        groups: draw for these groups only (a unit block): (len(groups), n_samples).
     """
     order = np.argsort(group, kind="stable")
     counts = np.bincount(group, minlength=n_groups)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    offset = np.floor(rng.random((n_groups, n_samples)) * counts[:, None]).astype(np.int64)
-    return values[order][starts[:, None] + offset]
+    part = slice(0, n_groups) if groups is None else groups
+    counts, starts = counts[part], starts[part]
+    offset = np.floor(rng.random((len(counts), n_samples)) * counts[:, None]).astype(np.int64)
+    return values[order[starts[:, None] + offset]]

@@ -64,7 +64,7 @@ the bound and are unaffected.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, TypeVar
@@ -81,9 +81,11 @@ from ewspipe.models.forecast import Forecast
 from ewspipe.models.registry import register
 from ewspipe.models.sampling import (
     DEFAULT_STEPS,
+    Draw,
     ResidualTable,
     Rule,
     assemble,
+    blocked_draws,
     boolean,
     check_feature_names,
     check_params,
@@ -541,14 +543,44 @@ class DirectMultiStep(BaseForecaster):
         """
         step_arr = self._check_predict(design, steps)
         rows = entity_rows(design, origin)
-        point, samples = self._predict_steps(design.X[rows], step_arr, origin)
+        X, n = design.X[rows], rows.stop - rows.start
+        n_samples = self.params_["n_samples"]
+        point = np.empty((len(step_arr), n))
+        samples = np.empty((len(step_arr), n, n_samples)) if n_samples > 1 else None
+        for i, step in enumerate(step_arr):  # over steps, each vectorised over units
+            point[i], draw = self._step_parts(X, int(step))
+            if samples is not None and draw is not None:
+                samples[i] = self._draws(draw, slice(None), n, int(origin), int(step))
         return assemble(design, int(origin), step_arr, design.units[rows], point, samples,
                         algorithm=self.algorithm)
 
-    def _predict_steps(
-        self, X: npt.NDArray[np.float64], step_arr: npt.NDArray[np.int64], origin: int
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
-        """Point forecasts (steps x units) and samples (steps x units x n, or None) in counts."""
+    def predict_units(
+        self, design: Design, *, origin: int, step: int, units: Sequence[slice]
+    ) -> Iterator[Forecast]:
+        """The forecast of one step for each run of units (positions in the origin's sorted
+        unit order), in turn: the rows of :meth:`predict` bit for bit, with the step's point
+        predicted once (on all its units) and only one run's draws alive."""
+        step_arr = self._check_predict(design, [step])
+        rows = entity_rows(design, origin)
+        n = rows.stop - rows.start
+        point, draw = self._step_parts(design.X[rows], int(step_arr[0]))
+        for part in units:
+            samples = None if draw is None else \
+                self._draws(draw, part, n, int(origin), int(step_arr[0]))[None]
+            yield assemble(design, int(origin), step_arr, design.units[rows][part],
+                           point[part][None], samples, algorithm=self.algorithm)
+
+    def _draws(self, draw: Draw, part: slice, n: int, origin: int,
+               step: int) -> npt.NDArray[np.float64]:
+        return blocked_draws(part, n, self.params_["n_samples"], draw,
+                             seed=self.params_["seed"], origin=origin, step=step)
+
+    def _step_parts(
+        self, X: npt.NDArray[np.float64], step: int
+    ) -> tuple[npt.NDArray[np.float64], Draw | None]:
+        """The point forecast of ``step`` for the units of ``X`` in counts, and (when the model
+        samples) a function drawing a block of those units' samples in counts from a
+        generator (see :func:`ewspipe.models.sampling.blocked_draws`)."""
         raise NotImplementedError
 
     def _check_predict(self, design: Design, steps: Sequence[int]) -> npt.NDArray[np.int64]:
@@ -724,24 +756,24 @@ class Stepshifter(DirectMultiStep):
         return self._residual_table(model, np.take(X, held, axis=0), y_model[held],
                                     None if weight is None else weight[held], step)
 
-    def _predict_steps(
-        self, X: npt.NDArray[np.float64], step_arr: npt.NDArray[np.int64], origin: int
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
-        """Sub-model s applied to the features at the origin, for each step s."""
+    def _step_parts(
+        self, X: npt.NDArray[np.float64], step: int
+    ) -> tuple[npt.NDArray[np.float64], Draw | None]:
+        """Sub-model ``step`` applied to the features at the origin; draws add its binned
+        residuals (:meth:`ResidualTable.draw`)."""
         n_samples = self.params_["n_samples"]
         spread = float(self.params_.get("spread", 1.0))  # absent from older artifacts
-        point = np.empty((len(step_arr), len(X)))
-        samples = np.empty((len(step_arr), len(X), n_samples)) if n_samples > 1 else None
         with single_threaded_blas():  # the same sums for any thread budget, as in fit
-            for i, step in enumerate(step_arr):  # over steps, each vectorised over units
-                predicted = np.asarray(self.models_[int(step)].predict(X), dtype=np.float64)
-                point[i] = self._to_counts(predicted, int(step))
-                if samples is not None:
-                    rng = step_rng(self.params_["seed"], origin, int(step))
-                    draws = self.residuals_[int(step)].draw(predicted, n_samples, rng,
-                                                            spread=spread)
-                    samples[i] = self._to_counts(draws, int(step))
-        return point, samples
+            predicted = np.asarray(self.models_[step].predict(X), dtype=np.float64)
+        if n_samples <= 1:
+            return self._to_counts(predicted, step), None
+        table = self.residuals_[step]
+
+        def draw(block: slice, rng: np.random.Generator) -> npt.NDArray[np.float64]:
+            return self._to_counts(table.draw(predicted[block], n_samples, rng, spread=spread),
+                                   step)
+
+        return self._to_counts(predicted, step), draw
 
     # ---------------------------------------------------------------- persistence hooks ---
 
