@@ -23,14 +23,12 @@ issue's Dask targets are at global scale); the figures feed docs/scaling.md.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +41,7 @@ from benchmarks.harness import (
     Benchmark,
     Case,
     SetupError,
+    TreeRss,
     VerificationError,
     ewspipe_command,
 )
@@ -87,40 +86,6 @@ def _set_run(config: Path, executor: str, workers: int) -> None:
     config.write_text(text, encoding="utf-8")
 
 
-class TreeRss:
-    """Peak RSS summed over a process and all its descendants, sampled in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        import psutil
-
-        self._root = psutil.Process(pid)
-        self.peak = 0
-        self.most_processes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            try:
-                procs = [self._root, *self._root.children(recursive=True)]
-            except psutil.Error:
-                break
-            total = 0
-            for p in procs:
-                with contextlib.suppress(psutil.Error):  # ended between listing and reading
-                    total += p.memory_info().rss
-            self.peak = max(self.peak, total)
-            self.most_processes = max(self.most_processes, len(procs))
-            self._stop.wait(SAMPLE_EVERY_S)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _digest(path: Path) -> str:
     """sha256 of a stored partition's data (schema and columns; not its metadata)."""
     import pyarrow as pa
@@ -146,7 +111,7 @@ def _child(mode: str) -> dict[str, Any]:
     proc = subprocess.Popen([*base, "forecast", "--level", "pgm", "--executor", executor,
                              "--no-alerts", "--quiet", "--json"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    rss = TreeRss(proc.pid)
+    rss = TreeRss(proc.pid, every_s=SAMPLE_EVERY_S)
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     rss.stop()

@@ -38,7 +38,6 @@ and much longer for the calibration case (13 origins of draws).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -46,7 +45,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -59,6 +57,7 @@ from benchmarks.harness import (
     Case,
     SetupError,
     Target,
+    TreeRss,
     VerificationError,
     ewspipe_command,
     shared_dir,
@@ -124,42 +123,6 @@ def _workspace(dest: Path, case: str) -> Path:
                 raise SetupError(f"ewspipe.toml: no `{key} = ...` line under [run]")
     (dest / "ewspipe.toml").write_text(text, encoding="utf-8")
     return dest
-
-
-class TreeRss:
-    """Peak RSS summed over a process and all its descendants, sampled in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        import psutil
-
-        self._root = psutil.Process(pid)
-        self.peak = 0
-        self.peak_at = time.time()  # when the peak was sampled (epoch seconds)
-        self.most_processes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            try:
-                procs = [self._root, *self._root.children(recursive=True)]
-            except psutil.Error:
-                break
-            total = 0
-            for p in procs:
-                with contextlib.suppress(psutil.Error):  # ended between listing and reading
-                    total += p.memory_info().rss
-            if total > self.peak:
-                self.peak, self.peak_at = total, time.time()
-            self.most_processes = max(self.most_processes, len(procs))
-            self._stop.wait(SAMPLE_EVERY_S)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _column_bytes(column: Any) -> bytes:
@@ -231,7 +194,7 @@ def _child(case: str) -> dict[str, Any]:
     t0, started = time.perf_counter(), time.time()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    rss = TreeRss(proc.pid)
+    rss = TreeRss(proc.pid, every_s=SAMPLE_EVERY_S)
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     rss.stop()

@@ -7,6 +7,7 @@ or to this process. Outputs hold no hostnames or absolute paths, so results can 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -14,6 +15,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -487,3 +490,41 @@ def write_doc(results: Sequence[dict[str, Any]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_doc(results), encoding="utf-8")
     return path
+
+
+class TreeRss:
+    """Peak RSS summed over a process and all its descendants (a Dask cluster's workers too),
+    sampled every ``every_s`` seconds in a thread; ``peak_at`` is when the peak was seen."""
+
+    def __init__(self, pid: int, *, every_s: float = 0.2) -> None:
+        import psutil
+
+        self._root = psutil.Process(pid)
+        self._every_s = every_s
+        self.peak = 0
+        self.peak_at = time.time()  # epoch seconds
+        self.most_processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self._root, *self._root.children(recursive=True)]
+            except psutil.Error:
+                break
+            total = 0
+            for p in procs:
+                with contextlib.suppress(psutil.Error):  # ended between listing and reading
+                    total += p.memory_info().rss
+            if total > self.peak:
+                self.peak, self.peak_at = total, time.time()
+            self.most_processes = max(self.most_processes, len(procs))
+            self._stop.wait(self._every_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
