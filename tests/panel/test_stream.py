@@ -136,3 +136,55 @@ def test_a_short_streamed_table_is_refused_like_in_memory(pgm: pd.DataFrame,
                      source_name=str(path), limits=limits)
     assert str(streamed.value) == str(memory.value)
     assert not any((tmp_path / "store").iterdir())
+
+
+_KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+import pyarrow.parquet as pq
+from ewspipe.panel.ingest import import_stream
+from ewspipe.panel.snapshot import SnapshotStore
+
+path, root, flag = sys.argv[1:4]
+
+def blocks():
+    for i, batch in enumerate(pq.ParquetFile(path).iter_batches(batch_size=2_000)):
+        if i == 2:  # two blocks written: say so, then hang until killed
+            Path(flag).write_text("ready")
+            time.sleep(600)
+        yield batch
+
+import_stream(blocks, SnapshotStore(Path(root)), source={}, source_name=path)
+"""
+
+
+def test_a_streamed_import_killed_mid_write_stores_nothing_and_heals(
+        pgm: pd.DataFrame, tmp_path: Path) -> None:
+    """kill -9 while blocks are being written: no snapshot appears, and the next import
+    removes the dead writer's temporary folder and stores the panel whole."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = _write(pgm, tmp_path / "pgm.parquet")
+    root, flag = tmp_path / "store", tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path), str(root),
+                             str(flag)], env={**os.environ})
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert proc.poll() is None, "the writer ended before it was killed"
+            assert time.monotonic() < deadline, "the writer never reached its second block"
+            time.sleep(0.05)
+        assert list(root.iterdir()), "the writer staged nothing before the kill"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    store = SnapshotStore(root)
+    assert store.list() == []  # a half-written panel is never a snapshot
+    result = import_panel_file(path, "pgm", store)
+    assert [m.id for m in store.list()] == [result.manifest.id]
+    assert sorted(p.name for p in root.iterdir()) == [result.manifest.id]  # temp removed
+    assert len(store.load(result.manifest.id).frame) == len(pgm)
