@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from ewspipe.errors import IntegrityError
 from ewspipe.geography.names import NAME_FIELDS, UnitNames
 from ewspipe.store.prediction_store import PredictionStore, partition_fix
-from ewspipe.store.predictions import quantile_column
+from ewspipe.store.predictions import draw_quantiles, quantile_column
 
 __all__ = ["ForecastQuery", "ForecastSlice", "read_forecast_slice", "with_unit_names"]
 
@@ -89,10 +89,8 @@ def _quantile_columns(samples: pa.ChunkedArray, n_samples: int,
                       quantiles: Sequence[float]) -> dict[str, pa.Array]:
     flat = samples.combine_chunks().flatten().to_numpy(zero_copy_only=False)
     draws = np.asarray(flat, dtype=np.float32).reshape(-1, max(n_samples, 1))
-    if len(draws) == 0:
-        return {quantile_column(q): pa.array([], pa.float32()) for q in quantiles}
-    values = np.quantile(draws, list(quantiles), axis=1).astype(np.float32)
-    return {quantile_column(q): pa.array(values[i]) for i, q in enumerate(quantiles)}
+    return {name: pa.array(values, pa.float32())
+            for name, values in draw_quantiles(draws, quantiles).items()}
 
 
 def read_forecast_slice(store: PredictionStore, level: str, run: str, model: str,

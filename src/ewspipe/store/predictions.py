@@ -24,7 +24,7 @@ column per :data:`STORED_QUANTILES` level, computed per chunk from the stored dr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,10 @@ from ewspipe.atomic import atomic_file
 from ewspipe.errors import StoreError
 from ewspipe.models.forecast import INDEX_COLUMNS, Forecast
 
-__all__ = ["META_KEY", "STORED_QUANTILES", "ChunkWriter", "forecast_table", "forecast_writer",
-           "iter_forecast", "quantile_column", "read_forecast", "read_forecast_metadata",
-           "table_forecast", "write_forecast", "write_forecast_chunks", "write_table"]
+__all__ = ["META_KEY", "STORED_QUANTILES", "ChunkWriter", "draw_quantiles", "forecast_table",
+           "forecast_writer", "iter_forecast", "quantile_column", "read_forecast",
+           "read_forecast_metadata", "table_forecast", "write_forecast", "write_forecast_chunks",
+           "write_table"]
 
 META_KEY = _META_KEY = b"ewspipe"
 #: quantile levels of the draws computed once, when a sample forecast is stored (one float32
@@ -72,10 +73,20 @@ def _columns(forecast: Forecast, *, compact: bool, quantiles: bool) -> dict[str,
     columns["samples"] = pa.ListArray.from_arrays(offsets, pa.array(draws.ravel()))
     if quantiles and s > 1:
         # of the values as stored, exactly as a reader computing them from the samples would
-        levels = np.quantile(draws, list(STORED_QUANTILES), axis=1).astype(np.float32)
-        for i, level in enumerate(STORED_QUANTILES):
-            columns[quantile_column(level)] = pa.array(levels[i])
+        for name, values in draw_quantiles(draws, STORED_QUANTILES).items():
+            columns[name] = pa.array(values)
     return columns
+
+
+def draw_quantiles(draws: npt.NDArray[np.floating[Any]],
+                   levels: Sequence[float]) -> dict[str, npt.NDArray[np.float32]]:
+    """Each row's quantiles of its draws (``np.quantile``, linear), float32, by column name:
+    the one rule of the stored quantile columns and of readers that compute them from the
+    stored draws (the API for other levels or older partitions), so both give equal numbers."""
+    if len(draws) == 0:
+        return {quantile_column(q): np.empty(0, np.float32) for q in levels}
+    values = np.quantile(draws, list(levels), axis=1).astype(np.float32)
+    return {quantile_column(q): values[i] for i, q in enumerate(levels)}
 
 
 def forecast_table(forecast: Forecast, metadata: dict[str, Any], *,
