@@ -39,7 +39,7 @@ def _workspace(root: Path) -> Path:
     cfg = root / "ewspipe.toml"
     cfg.write_text('[workspace]\nstate_dir = "state"\n\n[tracking]\nenabled = false\n\n'
                    "[demo]\ncountries = 20\npgm_cells = 60\nlast_month = 520\n\n"
-                   '[run]\nmemory_budget = "64MiB"\n\n[qa]\nexpected_last_month = 520\n')
+                   '[run]\nmemory_budget = "8GiB"\n\n[qa]\nexpected_last_month = 520\n')
     return cfg
 
 

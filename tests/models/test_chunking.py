@@ -118,6 +118,24 @@ def test_plan_fits_the_budget(design: Design) -> None:
         len(plan_chunks(model, design, PARTITION, budget=budget))
 
 
+def test_what_the_process_holds_comes_out_of_the_budget(design: Design) -> None:
+    """The budget bounds the process: bytes it already holds (a cached panel, the design)
+    leave fewer to the chunks, and holding the whole budget leaves one step per chunk."""
+    model = Conflictology(w=6, n_samples=1000).fit(design, train_last=TRAIN_LAST)
+    per_block = 25 * (1000 * DRAW_BYTES + ROW_BYTES) * WORKING_COPIES
+    own = design.X.nbytes + design.y.nbytes + design.units.nbytes + design.months.nbytes
+    budget = int((4 * STEPS * per_block + own) / (1 - HEADROOM)) + 1  # four origins at once
+    free = plan_chunks(model, design, PARTITION, budget=budget)
+    half = plan_chunks(model, design, PARTITION, budget=budget, held=budget * 3 // 8)
+    full = plan_chunks(model, design, PARTITION, budget=budget, held=budget)
+    assert [len(c.origins) for c in free][:3] == [4, 4, 4]
+    assert len(free) < len(half) < len(full) == N_ORIGINS * STEPS
+    for plan in (free, half, full):
+        assert planned_rows(design, plan) == planned_rows(design, free)
+    # held below the design's own bytes changes nothing: the design is always reserved
+    assert plan_chunks(model, design, PARTITION, budget=budget, held=1) == free
+
+
 def test_streamed_file_is_the_whole_forecast(fitted, design: Design, tmp_path: Path) -> None:
     model, whole = fitted
     meta = {"model": "m", "target": "ged_sb"}

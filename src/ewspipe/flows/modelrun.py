@@ -70,6 +70,7 @@ from ewspipe.flows.runner import (
     run_graph,
 )
 from ewspipe.geography import UnitNames, unit_names
+from ewspipe.memory import resident_bytes
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.chunking import plan_chunks, planned_rows, predict_chunks
@@ -626,7 +627,7 @@ def write_predictions(
         row group by row group with :func:`ewspipe.store.predictions.iter_forecast`), its
         rows, its samples per row and the plausibility finding.
     """
-    plan = plan_chunks(model, design, partition, budget=budget)
+    plan = plan_chunks(model, design, partition, budget=budget, held=resident_bytes())
     rows = planned_rows(design, plan)
     implausible: Implausible | None = None
     whole: Forecast | None = None

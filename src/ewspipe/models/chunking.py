@@ -93,15 +93,19 @@ def _design_bytes(design: Design) -> int:
 
 
 def plan_chunks(model: BaseForecaster, design: Design, partition: Partition, *,
-                budget: int) -> list[Chunk]:
+                budget: int, held: int = 0) -> list[Chunk]:
     """The chunks of the partition's forecast (steps 1..steps from every origin) that fit
     ``budget`` bytes: whole origins grouped when several fit, else each origin split into
-    blocks of consecutive steps."""
+    blocks of consecutive steps.
+
+    ``held`` is what the process already holds (its resident bytes, which include the design:
+    :func:`ewspipe.memory.resident_bytes`); the design's bytes are reserved when more. The
+    plan only decides how many blocks are alive at once, never the values."""
     steps = tuple(range(1, partition.steps + 1))
     origins = [s.origin for s in partition.rolling_origins()]
     units = {o: design.month_rows(o).stop - design.month_rows(o).start for o in origins}
     rows = max(units.values(), default=1)
-    n_samples, reserved = model_samples(model), _design_bytes(design)
+    n_samples, reserved = model_samples(model), max(held, _design_bytes(design))
     if rows * _row_bytes(n_samples) > _usable(budget, reserved):  # one step does not fit
         per = units_per_chunk(n_samples, budget, reserved=reserved)
         if per < rows:

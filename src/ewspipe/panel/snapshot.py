@@ -42,6 +42,7 @@ __all__ = [
     "content_hash",
     "file_content_hash",
     "file_sha256",
+    "read_frame",
 ]
 
 DATA_FILE = "data.parquet"
@@ -374,9 +375,7 @@ class SnapshotStore:
         """The stored panel; ``verify`` re-hashes the file against the manifest first."""
         manifest = self.get(ref)
         path = self.data_path(manifest.id, verify=verify)
-        # one block per column, each taken over from Arrow as it is converted: no consolidation
-        # copy of the whole panel (5.4M rows on pgm)
-        frame = pq.read_table(path).to_pandas(split_blocks=True, self_destruct=True)
+        frame = read_frame(path)
         spec = PanelSpec(level=Level(manifest.level), count_columns=tuple(manifest.count_columns))
         return Panel(frame=frame, spec=spec)
 
@@ -386,3 +385,57 @@ class SnapshotStore:
             return Manifest(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as exc:
             raise StoreError(f"{path}: unreadable snapshot manifest ({exc})") from exc
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """A snapshot's Parquet file as a frame equal to ``pq.read_table(path).to_pandas()``.
+
+    A file of null-free numeric columns (every snapshot ewspipe writes) is copied row group by
+    row group into one array per column: the peak is the frame plus one row group. Reading
+    the whole table and converting it held Arrow's copy and pandas' at once, and the
+    allocator kept the freed Arrow memory: 3.4 GB of RSS for the 1.3 GB global pgm panel,
+    for the rest of the process. Any other file takes that path, then returns the freed
+    memory to the system.
+    """
+    with pq.ParquetFile(path) as parquet:
+        if _streamable(parquet):
+            return _read_row_groups(parquet)
+    # one block per column, each taken over from Arrow as it is converted: no consolidation
+    frame = pq.read_table(path).to_pandas(split_blocks=True, self_destruct=True)
+    pa.default_memory_pool().release_unused()
+    return frame
+
+
+def _streamable(parquet: pq.ParquetFile) -> bool:
+    """Whether ``to_pandas`` would give a plain numpy column per field on a default index."""
+    schema = parquet.schema_arrow
+    if not all(pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+               or pa.types.is_boolean(f.type) for f in schema):
+        return False
+    index = (schema.pandas_metadata or {}).get("index_columns", [])
+    if any(not isinstance(i, dict) or i.get("kind") != "range" or i.get("start") != 0
+           or i.get("step") != 1 or i.get("name") is not None for i in index):
+        return False
+    meta = parquet.metadata
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            stats = group.column(c).statistics
+            if stats is None or not stats.has_null_count or stats.null_count != 0:
+                return False  # a null turns an integer column into float64 NaN
+    return True
+
+
+def _read_row_groups(parquet: pq.ParquetFile) -> pd.DataFrame:
+    schema, n = parquet.schema_arrow, parquet.metadata.num_rows
+    arrays = {f.name: np.empty(n, dtype=f.type.to_pandas_dtype()) for f in schema}
+    at = 0
+    for g in range(parquet.metadata.num_row_groups):
+        table = parquet.read_row_group(g)
+        rows = table.num_rows
+        for name, out in arrays.items():
+            out[at:at + rows] = table.column(name).to_numpy()
+        at += rows
+        del table
+    pa.default_memory_pool().release_unused()
+    return pd.DataFrame(arrays, copy=False)
