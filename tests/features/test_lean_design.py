@@ -10,6 +10,7 @@ import pytest
 import ewspipe.features.build as build
 from ewspipe.features.build import build_design
 from ewspipe.features.expressions import parse_features
+from ewspipe.features.matrix import FeatureMatrix
 from ewspipe.features.transforms import Grid, _country_totals, _time_since, _window_sum
 from ewspipe.panel.priogrid import gid_from_rowcol
 from ewspipe.panel.schema import Panel, validate_panel
@@ -96,12 +97,30 @@ def test_month_by_month_kernels_equal_the_whole_grid_ones_bit_for_bit(holes: boo
 
 
 @pytest.mark.parametrize("holes", [False, True])
-def test_a_design_is_the_same_however_its_columns_are_batched(holes: bool, monkeypatch) -> None:
+def test_a_compact_design_reads_back_the_float64_values(holes: bool, monkeypatch) -> None:
+    """Columns float32 holds exactly are stored as float32 and read back bit for bit; the
+    others stay float64; no column is a view pinning a feature's whole grid."""
     panel = _pgm_panel(holes=holes)
     batched = build_design(panel, "ged_sb", COPPER_MESH, first_month=130)
-    monkeypatch.setattr(build, "_HOLD_BYTES", 1)  # every column written on its own
-    single = build_design(panel, "ged_sb", COPPER_MESH, first_month=130)
-    np.testing.assert_array_equal(single.X, batched.X)
+    with monkeypatch.context() as mp:  # the reference: every column kept as float64
+        mp.setattr(FeatureMatrix, "compact",
+                   staticmethod(lambda v: np.array(v, dtype=np.float64)))
+        wide = build_design(panel, "ged_sb", COPPER_MESH, first_month=130)
+    assert set(wide.X.column_dtypes) == {np.dtype(np.float64)}
+    reference = np.asarray(wide.X)
+    assert np.array_equal(np.asarray(batched.X), reference, equal_nan=True)
+    assert np.signbit(np.asarray(batched.X)).tolist() == np.signbit(reference).tolist()
+    kinds = dict(zip(batched.feature_names, batched.X.column_dtypes, strict=True))
+    assert kinds["lag(ged_sb, 1)"] == kinds["lat()"] == np.float32
+    assert kinds["mmean(ged_sb, 12)"] == np.float64
+    assert batched.X.nbytes < wide.X.nbytes
+    assert all(c.base is None for c in batched.X._columns)
+    rows = np.array([5, 0, 17, 17, len(batched) - 1])
+    np.testing.assert_array_equal(batched.X[rows], reference[rows])
+    np.testing.assert_array_equal(batched.X[3:9, 2], reference[3:9, 2])
+    mask = np.zeros(len(batched), dtype=bool)
+    mask[::7] = True
+    np.testing.assert_array_equal(batched.X[mask, 1:4], reference[mask, 1:4])
     full = build_design(panel, "ged_sb", COPPER_MESH)
     tail = int(np.searchsorted(full.months, 130))
     np.testing.assert_array_equal(batched.X, full.X[tail:])

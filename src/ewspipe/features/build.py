@@ -3,10 +3,11 @@
 Features are computed once per canonical name on the panel's (month x unit) grid, shared between
 the features that nest them (and evaluated next to each other), and freed as soon as no
 remaining feature needs them; at most one feature per thread is computed ahead of the one being
-written, and finished columns wait for their write only up to 256 MiB of grids. So the 17
-features of copper_mesh on the global grid (66,205 cells x 443 months, ~29 M rows; 16 M rows
-and 2.1 GB of ``X`` from its training window on) peak at ~3.9 GiB with the panel, ``X`` and a
-few grids of 234 MB (benchmark ``global_models``).
+stored. Each finished column is stored as compactly as is lossless
+(:class:`~ewspipe.features.matrix.FeatureMatrix`): the 17 features of copper_mesh on the global
+grid (66,205 cells x 443 months, ~29 M rows; 16 M rows from its training window on) take
+1.4 GB instead of 2.1 GB, beside the panel and a few grids of 234 MB (benchmark
+``global_models``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from ewspipe.errors import SpecError
 from ewspipe.features.design import Design, check_training_features
 from ewspipe.features.expressions import Call, Column, Expr, check_expression, parse_features
+from ewspipe.features.matrix import FeatureMatrix
 from ewspipe.features.transforms import FloatGrid, Grid, get_transform
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.threads import available_threads
@@ -72,18 +74,12 @@ def build_design(
 
     start = 0 if first_month is None else int(
         np.searchsorted(frame[TIME_COLUMN].to_numpy(), first_month))
-    X = np.empty((len(frame) - start, len(exprs)), dtype=np.float64)
+    columns: list[np.ndarray] = [np.empty(0)] * len(exprs)
     if exprs:  # a baseline's design has no features: no grid to build
         grid = Grid.from_panel(panel)
-        pending: list[tuple[int, np.ndarray]] = []
-        held = 0
         for j, values in _evaluate(grid, exprs):
-            pending.append((j, grid.to_rows(values, start)))
-            held += values.nbytes
-            if len(pending) == _HOLD or held >= _HOLD_BYTES:
-                _write(X, pending)
-                held = 0
-        _write(X, pending)
+            columns[j] = FeatureMatrix.compact(grid.to_rows(values, start))
+    X = FeatureMatrix(columns, len(frame) - start)
     design = Design(
         level=panel.level,
         unit_column=panel.unit_column,
@@ -99,43 +95,11 @@ def build_design(
     return design
 
 
-_HOLD = 8  # finished columns held back, so X is written a cache-sized block of rows at a time
-# ... unless their grids reach this many bytes: each pins a (months x units) grid, 234 MB on the
-# global pgm panel, where eight would cost more memory than the passes over X they spare
-_HOLD_BYTES = 256 << 20
-_BLOCK = 1 << 14  # rows per block
-
-
 def _rows_from(series: pd.Series, start: int, dtype: type) -> np.ndarray:
     """Panel rows ``start:`` of a column as a new ``dtype`` array: sliced before converting,
     so the rows a design drops are never converted (a column of the global pgm panel is
     ~29 M rows, 234 MB as int64)."""
     return series.iloc[start:].to_numpy(dtype, copy=True)
-
-
-def _write(X: np.ndarray, pending: list[tuple[int, np.ndarray]]) -> None:
-    """Copy finished columns into the row-major X block by block (one column at a time would
-    stride through all of X once per feature), in one thread per CPU of the task's budget:
-    the first write into a fresh X also takes the page faults of its memory, hundreds of MB
-    on pgm, and threads share them (numpy copies without the GIL)."""
-    n_blocks = -(-len(X) // _BLOCK)
-    threads = min(available_threads(), n_blocks)
-    if threads <= 1:
-        _write_rows(X, pending, 0, len(X))
-    else:
-        per = -(-n_blocks // threads) * _BLOCK
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda lo: _write_rows(X, pending, lo, min(lo + per, len(X))),
-                          range(0, len(X), per)))
-    pending.clear()
-
-
-def _write_rows(X: np.ndarray, pending: list[tuple[int, np.ndarray]], lo: int, hi: int) -> None:
-    for start in range(lo, hi, _BLOCK):
-        stop = min(start + _BLOCK, hi)
-        block = X[start:stop]
-        for j, values in pending:
-            block[:, j] = values[start:stop]
 
 
 def _evaluate(grid: Grid, exprs: Sequence[Expr]) -> Iterator[tuple[int, FloatGrid]]:

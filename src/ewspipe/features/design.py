@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ewspipe.errors import SpecError
+from ewspipe.features.matrix import FeatureMatrix
 from ewspipe.panel.schema import Level
 
 __all__ = ["Design", "check_training_features"]
@@ -25,7 +26,9 @@ _SCAN_BLOCK = 1 << 14  # rows per block of all_missing
 class Design:
     """Features ``X`` (n x k, float64) and target ``y`` (n, raw counts) of one panel.
 
-    ``months`` and ``units`` identify each row. Rows are sorted by (month, unit); months of a
+    ``X`` is a :class:`~ewspipe.features.matrix.FeatureMatrix` (a float64 array given is
+    converted): read it like an array, ``X[rows]``, ``X[rows, cols]``. ``months`` and
+    ``units`` identify each row. Rows are sorted by (month, unit); months of a
     unit are contiguous (the panel guarantees it). ``X`` may hold NaN where a feature is not
     yet defined (e.g. a 12-month sum in a unit's first months); learners must cope.
     """
@@ -36,10 +39,12 @@ class Design:
     months: npt.NDArray[np.int64]
     units: npt.NDArray[np.int64]
     y: npt.NDArray[np.float64]
-    X: npt.NDArray[np.float64]
+    X: FeatureMatrix
     feature_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
+        if not isinstance(self.X, FeatureMatrix):
+            object.__setattr__(self, "X", FeatureMatrix.from_array(self.X))
         n = len(self.months)
         if not (len(self.units) == len(self.y) == self.X.shape[0] == n):
             raise ValueError("Design arrays must have the same number of rows")
@@ -150,7 +155,7 @@ class Design:
         end = int(np.searchsorted(self.months, month_id, side="right"))
         return Design(
             self.level, self.unit_column, self.target, self.months[:end], self.units[:end],
-            self.y[:end], self.X[:end], self.feature_names,
+            self.y[:end], self.X.head(end), self.feature_names,
         )
 
 

@@ -75,6 +75,7 @@ import numpy.typing as npt
 from ewspipe.errors import EwspipeError, SpecError, did_you_mean
 from ewspipe.features.design import Design, check_training_features
 from ewspipe.features.expressions import canonical_name
+from ewspipe.features.matrix import FeatureMatrix
 from ewspipe.models import learners
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
@@ -150,11 +151,9 @@ class TrainingPairs:
         index = np.arange(rows.start, rows.stop)[keep] if isinstance(rows, slice) else rows[keep]
         return TrainingPairs(self.step, index, self.targets[keep])
 
-    def rows_of(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """The feature rows of the pairs: a view for a block, else a gather (``np.take``
-        copies whole rows, about 4x faster than ``X[index]`` on a wide row-major matrix)."""
-        rows = self.features
-        return X[rows] if isinstance(rows, slice) else np.take(X, rows, axis=0)
+    def rows_of(self, X: FeatureMatrix) -> npt.NDArray[np.float64]:
+        """The feature rows of the pairs, as a new float64 array."""
+        return X[self.features]
 
 
 def training_pairs(
@@ -692,7 +691,7 @@ class Stepshifter(DirectMultiStep):
             pairs = self._pairs(design, train_last, step)
             target = design.y[pairs.targets]
             top = self._target_max(target)
-        X = pairs.rows_of(design.X)  # a view when the pairs are a block of rows
+        X = pairs.rows_of(design.X)
         y_model = self._to_model_scale(target)
         model = learners.make_regressor(name, self._learner_params(design.feature_names),
                                         seed=step_seed(seed, step))
