@@ -507,9 +507,11 @@ class RunSettings(_Strict):
     Workers of an external scheduler are sized where they are started. State of an
     environment lives in ``<state_dir>/<environment>/``; snapshots stay shared. Run records
     and published-pointer history go to SQLite in that folder, or to PostgreSQL when
-    ``state_url = "postgresql://..."``. ``memory_budget`` (e.g. ``"6GiB"``): the memory a
-    model's prediction may use; a sampling model's draws are made and written in chunks of
-    steps that fit it (:mod:`ewspipe.models.chunking`).
+    ``state_url = "postgresql://..."``. ``memory_budget`` (e.g. ``"6GiB"``): the memory the run's
+    process (or each Dask worker) aims to stay within: a sampling model's draws are made and
+    written in chunks that fit what the process does not already hold
+    (:mod:`ewspipe.models.chunking`), and above half of it the cached panels are dropped
+    once a design is built. A design alone larger than the budget still exceeds it.
     """
 
     executor: Annotated[str, AfterValidator(_check_executor)] = "local"

@@ -109,6 +109,7 @@ __all__ = [
     "predict_origins",
     "require_snapshot_data",
     "score_chunks",
+    "spare_panels",
     "write_predictions",
 ]
 
@@ -406,6 +407,15 @@ def load_snapshot(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]
     return manifest, store.load(snapshot_id)
 
 
+def spare_panels(budget: int) -> None:
+    """Drop the cached panels (:func:`load_snapshot`) once a design is built, when the
+    process holds more than half of its memory ``budget``: fitting and predicting read only
+    the design, and a later task reloads a panel in about a second (the global pgm panel,
+    1.3 GB). Tasks that still hold a panel keep theirs."""
+    if resident_bytes() > budget // 2:
+        load_snapshot.cache_clear()
+
+
 # fit task key -> (design, fitted model), from fit_model to predict_model in one process
 _HANDOFF: dict[str, tuple[Design, BaseForecaster]] = {}
 _HANDOFF_LOCK = threading.Lock()
@@ -508,6 +518,8 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     part = _partition_of(ctx, run_type, manifest.last_month)
     _check_partition(part, partition, model)
     design, built = _design(ctx, spec, panel, manifest, part.train.last)
+    del panel
+    spare_panels(ctx.settings.run.memory_budget_bytes)
     _prefetch_next(ctx, model, run_type)
     # MLflow's import and store warm up while the learners fit (no-op after the first
     # model); not earlier: the import holds the GIL and would stall building the design

@@ -44,6 +44,7 @@ from ewspipe.flows.modelrun import (
     load_snapshot,
     model_design,
     require_snapshot_data,
+    spare_panels,
     write_predictions,
 )
 from ewspipe.flows.publish_policy import decide_publish, deployed_pointers
@@ -208,6 +209,8 @@ def train_model(ctx: TaskContext, *, key: str, snapshots: Output, model: str,
     manifest, panel = _snapshot(ctx, snapshots, spec.level.value)
     partition = _partition(ctx, manifest)
     design = model_design(spec, panel, manifest, train_last=partition.train.last)
+    del panel
+    spare_panels(ctx.settings.run.memory_budget_bytes)
     artifacts = ctx.artifacts
     _, _, reused = fit_or_reuse(spec, design, run_type=RUN_TYPE,
                                 train_last=partition.train.last, snapshot=manifest,
@@ -254,6 +257,8 @@ def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Ou
                          f"({trained['artifact_key'][:16]}) is missing from {artifacts.root}")
     fitted = artifacts.load(found)
     design = model_design(spec, panel, manifest, train_last=partition.train.last)
+    del panel
+    spare_panels(ctx.settings.run.memory_budget_bytes)
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
     _, rows, n_samples, _ = write_predictions(
         fitted, design, partition, ctx.layout.resolve(rel),
