@@ -114,6 +114,33 @@ def test_a_window_model_reads_no_design_row_before_its_first_design_month() -> N
     assert Stepshifter(**{**params, "train_window": None}).first_design_month(train_last) is None
 
 
+@pytest.mark.parametrize("kind", ["lightgbm", "ridge", "hurdle"])
+def test_a_forecast_reads_only_its_origin_month(kind: str) -> None:
+    """The monthly forecast builds its design from first_predict_month(origin) on: one
+    month. The forecast, draws included, is the same as from the whole design."""
+    from ewspipe.models.hurdle import Hurdle
+
+    design, _ = lagged_relation(n_months=60, n_units=6)
+    if kind == "hurdle":
+        model = Hurdle(classifier_params=SMALL, regressor_params=SMALL, steps=4,
+                       n_samples=7, seed=2)
+    else:
+        model = Stepshifter(learner=kind, learner_params=SMALL if kind == "lightgbm" else {},
+                            steps=4, n_samples=7, seed=2, n_jobs=1)
+    model.fit(design, train_last=170)
+    for origin in (170, 175):
+        first = model.first_predict_month(origin)
+        assert first == origin
+        cut = slice(int(np.searchsorted(design.months, first)), None)
+        lean = Design(design.level, design.unit_column, design.target, design.months[cut],
+                      design.units[cut], design.y[cut], design.X[cut], design.feature_names)
+        fa = model.predict(design, origin=origin, steps=[1, 2, 3, 4])
+        fb = model.predict(lean, origin=origin, steps=[1, 2, 3, 4])
+        assert fa.frame.equals(fb.frame)
+        np.testing.assert_array_equal(fa.point, fb.point)
+        np.testing.assert_array_equal(fa.samples, fb.samples)
+
+
 def test_downsample_zeros_keeps_all_positives_and_reweights_zeros() -> None:
     rng = np.random.default_rng(0)
     is_zero = rng.random(20_000) < 0.8

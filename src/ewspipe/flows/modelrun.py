@@ -184,14 +184,19 @@ def _snapshots_by_level(
 
 
 def model_design(
-    spec: ModelSpec, panel: Panel, manifest: Manifest, *, train_last: int | None = None
+    spec: ModelSpec, panel: Panel, manifest: Manifest, *, train_last: int | None = None,
+    predict_from: int | None = None,
 ) -> Design:
     """The design ``spec``'s model reads when trained up to ``train_last``: from the first
-    month it reads on (``BaseForecaster.first_design_month``); all rows without train_last."""
+    month it reads on (``BaseForecaster.first_design_month``); all rows without train_last.
+    With ``predict_from`` (an origin), only what predicting from it reads
+    (``first_predict_month``), for a model already fitted: no training rows are checked."""
     first = None
-    if train_last is not None:
-        first = registry.create(spec.algorithm, spec.hyperparameters_dict()) \
-            .first_design_month(train_last)
+    model = registry.create(spec.algorithm, spec.hyperparameters_dict())
+    if predict_from is not None:
+        first, train_last = model.first_predict_month(predict_from), None
+    elif train_last is not None:
+        first = model.first_design_month(train_last)
     try:
         return build_design(panel, spec.target, list(spec.features), first_month=first,
                             train_last=train_last)

@@ -256,7 +256,8 @@ def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Ou
         raise StoreError(f"model {model!r}: the artifact trained in this run "
                          f"({trained['artifact_key'][:16]}) is missing from {artifacts.root}")
     fitted = artifacts.load(found)
-    design = model_design(spec, panel, manifest, train_last=partition.train.last)
+    [origin] = [s.origin for s in partition.rolling_origins()]
+    design = model_design(spec, panel, manifest, predict_from=origin)
     del panel
     spare_panels(ctx.settings.run.memory_budget_bytes)
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"

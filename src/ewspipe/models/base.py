@@ -75,6 +75,12 @@ class BaseForecaster:
         so a model trained on a window does not pay for a design of the whole history."""
         return None
 
+    def first_predict_month(self, origin: int) -> int | None:
+        """The earliest month whose design rows ``predict(origin=...)`` reads; None: any. A
+        forecast from one origin builds its design from there on. By default what a fit up
+        to ``origin`` reads."""
+        return self.first_design_month(origin)
+
     def _check_fitted(self) -> None:
         if not any(k.endswith("_") and not k.startswith("_") for k in vars(self)):
             raise NotFittedError(

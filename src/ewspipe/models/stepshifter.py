@@ -427,6 +427,11 @@ class DirectMultiStep(BaseForecaster):
         window = self.get_params()["train_window"]
         return None if window is None else int(train_last) - int(window)
 
+    def first_predict_month(self, origin: int) -> int | None:
+        """Predict reads the features of its origin's rows only: a forecast's design is one
+        month (on the global grid 66,205 rows, against 16 M for the fit's window)."""
+        return int(origin)
+
     def _pairs(self, design: Design, train_last: int, step: int) -> TrainingPairs:
         pairs = training_pairs(design, train_last=train_last, step=step,
                                window=self.params_["train_window"])
