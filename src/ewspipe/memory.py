@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["resident_bytes"]
+__all__ = ["process_budget", "resident_bytes", "worker_memory_limit"]
 
 
 def resident_bytes() -> int:
@@ -27,3 +27,26 @@ def resident_bytes() -> int:
     except ImportError:
         return 0
     return int(psutil.Process().memory_info().rss)
+
+
+def worker_memory_limit() -> int | None:
+    """The memory limit of the Dask worker this code runs in (None: not in a worker, or a
+    worker without a limit)."""
+    if "distributed" not in sys.modules:  # never imported: not a worker
+        return None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # ValueError: not running in a worker
+        return None
+    limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
+    return int(limit) if limit else None
+
+
+def process_budget(budget: int) -> int:
+    """The memory budget of this process: ``budget`` (``[run] memory_budget``), or the
+    memory limit of the Dask worker it runs in when that is lower. A worker above its limit
+    is restarted by its nanny, so a chunk sized to a larger run budget would kill it."""
+    limit = worker_memory_limit()
+    return budget if limit is None else min(budget, limit)

@@ -70,7 +70,7 @@ from ewspipe.flows.runner import (
     run_graph,
 )
 from ewspipe.geography import UnitNames, unit_names
-from ewspipe.memory import resident_bytes
+from ewspipe.memory import process_budget, resident_bytes
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
 from ewspipe.models.chunking import plan_chunks, planned_rows, predict_chunks
@@ -524,7 +524,7 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     _check_partition(part, partition, model)
     design, built = _design(ctx, spec, panel, manifest, part.train.last)
     del panel
-    spare_panels(ctx.settings.run.memory_budget_bytes)
+    spare_panels(process_budget(ctx.settings.run.memory_budget_bytes))
     _prefetch_next(ctx, model, run_type)
     # MLflow's import and store warm up while the learners fit (no-op after the first
     # model); not earlier: the import holds the GIL and would stall building the design
@@ -604,8 +604,9 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
     t2 = time.perf_counter()
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
     path = ctx.settings.layout.resolve(rel)
+    budget = process_budget(ctx.settings.run.memory_budget_bytes)
     forecast, rows, n_samples, implausible = write_predictions(
-        fitted_model, design, part, path, budget=ctx.settings.run.memory_budget_bytes,
+        fitted_model, design, part, path, budget=budget,
         label=f"predict {model}", ceiling=ceiling, metadata={
             "model": spec.name, "run_type": run_type, "snapshot": manifest.id,
             "config_hash": spec.config_hash, "artifact": fitted[TRACE]["artifact"],
