@@ -25,6 +25,7 @@ from ewspipe.models.base import BaseForecaster
 from ewspipe.models.forecast import Forecast
 from ewspipe.partitions import Partition
 from ewspipe.progress import current as current_reporter
+from ewspipe.threads import single_threaded_blas
 
 __all__ = ["Chunk", "blocks_per_chunk", "model_samples", "plan_chunks", "planned_rows",
            "predict_chunk", "predict_chunks", "split_blocks", "split_units",
@@ -167,7 +168,10 @@ def _forecasts(model: BaseForecaster, design: Design,
     for key, group in groupby(plan, key=lambda c: None if c.units is None else c.blocks):
         chunks = list(group)
         if key is None:
-            yield from (predict_chunk(model, design, c) for c in chunks)
+            for chunk in chunks:
+                with single_threaded_blas():  # set once per chunk, not once per step
+                    forecast = predict_chunk(model, design, chunk)
+                yield forecast
         else:
             yield from _unit_runs(model, design, chunks)
 
