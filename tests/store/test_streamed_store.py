@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from ewspipe.models.forecast import Forecast
 from ewspipe.store.prediction_store import PredictionStore
@@ -126,3 +129,27 @@ def test_stored_quantiles_are_np_quantile_of_the_draws_bit_for_bit() -> None:
         want = np.quantile(draws, list(STORED_QUANTILES), axis=1).astype(np.float32)
         for i, q in enumerate(STORED_QUANTILES):
             assert got[quantile_column(q)].tobytes() == want[i].tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(draws=hnp.arrays(st.sampled_from([np.float32, np.float64]),
+                        st.tuples(st.integers(1, 30), st.integers(1, 40)),
+                        elements={"allow_nan": False, "allow_infinity": False,
+                                  "min_value": -1e6, "max_value": 1e6}),
+       levels=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=9))
+def test_sorted_quantiles_are_np_quantile_bits(draws: np.ndarray, levels: list[float]) -> None:
+    from ewspipe.store.predictions import _sorted_linear_quantiles
+
+    got = _sorted_linear_quantiles(np.sort(draws, axis=1), levels)
+    want = np.quantile(draws, levels, axis=1)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    if not np.signbit(draws[draws == 0]).any():  # -0.0 and 0.0 sort as equals: either
+        assert got.tobytes() == want.tobytes()     # may come first, so only then bit for bit
+
+
+def test_sorted_quantiles_of_a_row_with_nan_are_nan() -> None:
+    from ewspipe.store.predictions import _sorted_linear_quantiles
+
+    draws = np.array([[1.0, np.nan, 3.0], [1.0, 2.0, 3.0]])
+    got = _sorted_linear_quantiles(np.sort(draws, axis=1), [0.05, 0.5])
+    np.testing.assert_array_equal(got, np.quantile(draws, [0.05, 0.5], axis=1))

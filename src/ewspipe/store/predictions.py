@@ -85,12 +85,41 @@ def draw_quantiles(draws: npt.NDArray[np.floating[Any]],
     stored draws (the API for other levels or older partitions), so both give equal numbers."""
     if len(draws) == 0:
         return {quantile_column(q): np.empty(0, np.float32) for q in levels}
-    # sorted first: np.quantile's partition runs ~3x faster on sorted rows (0.58 s instead of
-    # 0.90 s for 471,960 rows x 100 draws), and the order statistics, so the result, are the
-    # same; the sorted copy is the one np.quantile would have made
-    ordered = np.sort(draws, axis=1)
-    values = np.quantile(ordered, list(levels), axis=1, overwrite_input=True).astype(np.float32)
+    if draws.shape[1] == 0:
+        values = np.quantile(draws, list(levels), axis=1).astype(np.float32)
+    else:
+        values = _sorted_linear_quantiles(np.sort(draws, axis=1), levels).astype(np.float32)
     return {quantile_column(q): values[i] for i, q in enumerate(levels)}
+
+
+def _sorted_linear_quantiles(ordered: npt.NDArray[np.floating[Any]],
+                             levels: Sequence[float]) -> npt.NDArray[np.float64]:
+    """``np.quantile(ordered, levels, axis=1)`` (method "linear") for rows already sorted,
+    with numpy's own arithmetic step for step (virtual index, bounds, gamma, the two-sided
+    lerp), so the numbers are the same bits (a test holds it to np.quantile; only a zero's
+    sign may differ where a row mixes -0.0 and 0.0, which sort as equals). np.quantile
+    partitions every row for every level, 7x the time of one sort here: 0.9 s of the 1.3 s
+    a 471,960-row x 100-draw partition's quantiles took."""
+    n = ordered.shape[1]
+    q = np.asarray(levels, dtype=np.float64)
+    virtual = (n - 1) * q  # numpy's virtual index of method "linear"
+    previous = np.floor(virtual)
+    following = previous + 1
+    above, below = virtual >= n - 1, virtual < 0
+    previous[above] = following[above] = -1
+    previous[below] = following[below] = 0
+    lo, hi = previous.astype(np.intp), following.astype(np.intp)
+    gamma = (virtual - lo)[:, None]  # an array, as numpy's: float32 rows lerp in float64
+    out = np.empty((len(q), len(ordered)), dtype=np.result_type(ordered.dtype, np.float64))
+    for k in range(len(q)):
+        a, b, t = ordered[:, lo[k]], ordered[:, hi[k]], gamma[k]
+        diff = b - a
+        np.add(a, diff * t, out=out[k])
+        if t[0] >= 0.5:
+            np.subtract(b, diff * (1 - t), out=out[k], casting="unsafe", dtype=out.dtype)
+    if np.issubdtype(ordered.dtype, np.inexact):
+        out[:, np.isnan(ordered[:, -1])] = np.nan  # a row holding NaN (sorted last)
+    return out
 
 
 def forecast_table(forecast: Forecast, metadata: dict[str, Any], *,
