@@ -392,6 +392,8 @@ make bench                                      # every benchmark, 3 repeats eac
 .venv/bin/python -m benchmarks import_pgm --repeats 5
 .venv/bin/python -m benchmarks --render         # rebuild this page from the result JSON only
 .venv/bin/python -m benchmarks --out /tmp/bench # trial run: JSON and page go to /tmp/bench
+# two revisions in temporary worktrees, taking turns: a table of after/before ratios
+.venv/bin/python -m benchmarks.side_by_side 71328da HEAD metrics api engine:1
 ```
 
 Run from the repository root. The data benchmarks need the shared data folder:
