@@ -64,3 +64,23 @@ def test_the_next_design_is_built_ahead_only_below_the_limit(panel, monkeypatch,
             assert design.X.nbytes <= design_bytes(specs["next_model"], panel, train_last=180)
     finally:
         modelrun._drop_prefetched()
+
+
+def test_no_design_is_built_ahead_past_half_the_budget(panel, monkeypatch) -> None:
+    """Past half the budget the fit just dropped the cached panels (spare_panels): building
+    the next design ahead would load them again for the whole fit."""
+    specs = {"first_model": _spec("first_model", None),
+             "next_model": _spec("next_model", 12)}
+    loads = []
+    monkeypatch.setattr(modelrun, "load_snapshot", lambda folder, sid: loads.append(sid) or (
+        SimpleNamespace(id=sid, last_month=180), panel))
+    monkeypatch.setattr(modelrun, "resident_bytes", lambda: 5 << 30)
+    ctx = ModelRunContext(settings=Settings(), specs=specs,
+                          order=(("first_model", "s1"), ("next_model", "s1")))
+    try:
+        assert Settings().run.memory_budget_bytes // 2 < 5 << 30
+        modelrun._prefetch_next(ctx, "first_model", "forecasting")
+        assert loads == [] and not any(k[0] == "next_model" for k in modelrun._PREFETCHED)
+    finally:
+        modelrun._drop_prefetched()
+

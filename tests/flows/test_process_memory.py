@@ -10,7 +10,7 @@ from ewspipe.flows.modelrun import load_snapshot, spare_panels
 from ewspipe.memory import resident_bytes
 
 
-def test_resident_bytes_is_this_process(monkeypatch) -> None:
+def test_resident_bytes_is_this_process() -> None:
     held = resident_bytes()
     assert 10 << 20 < held < 64 << 30
     block = bytearray(64 << 20)  # touched: resident

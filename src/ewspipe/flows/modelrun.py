@@ -110,6 +110,7 @@ __all__ = [
     "require_snapshot_data",
     "score_chunks",
     "spare_panels",
+    "task_budget",
     "write_predictions",
 ]
 
@@ -412,13 +413,25 @@ def load_snapshot(snapshot_dir: str, snapshot_id: str) -> tuple[Manifest, Panel]
     return manifest, store.load(snapshot_id)
 
 
-def spare_panels(budget: int) -> None:
+def task_budget(settings: Settings) -> int:
+    """The memory budget of a task running here: ``[run] memory_budget``, or the limit of
+    the Dask worker it runs on when lower (:func:`ewspipe.memory.process_budget`)."""
+    return process_budget(settings.run.memory_budget_bytes)
+
+
+def _past_half(budget: int) -> bool:
+    return resident_bytes() > budget // 2
+
+
+def spare_panels(budget: int) -> bool:
     """Drop the cached panels (:func:`load_snapshot`) once a design is built, when the
     process holds more than half of its memory ``budget``: fitting and predicting read only
     the design, and a later task reloads a panel in about a second (the global pgm panel,
-    1.3 GB). Tasks that still hold a panel keep theirs."""
-    if resident_bytes() > budget // 2:
-        load_snapshot.cache_clear()
+    1.3 GB). Tasks that still hold a panel keep theirs. Returns whether it dropped them."""
+    if not _past_half(budget):
+        return False
+    load_snapshot.cache_clear()
+    return True
 
 
 # fit task key -> (design, fitted model), from fit_model to predict_model in one process
@@ -447,6 +460,8 @@ def _prefetch_next(ctx: ModelRunContext, model: str, run_type: str) -> None:
     names = [m for m, _ in ctx.order]
     if not ctx.in_process or model not in names or names.index(model) + 1 >= len(names):
         return
+    if _past_half(task_budget(ctx.settings)):
+        return  # the panels were just dropped (spare_panels): a design ahead reloads them
     nxt, sid = ctx.order[names.index(model) + 1]
     spec = ctx.specs[nxt]
     manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), sid)
@@ -524,7 +539,7 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     _check_partition(part, partition, model)
     design, built = _design(ctx, spec, panel, manifest, part.train.last)
     del panel
-    spare_panels(process_budget(ctx.settings.run.memory_budget_bytes))
+    spare_panels(task_budget(ctx.settings))
     _prefetch_next(ctx, model, run_type)
     # MLflow's import and store warm up while the learners fit (no-op after the first
     # model); not earlier: the import holds the GIL and would stall building the design
@@ -604,9 +619,8 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
     t2 = time.perf_counter()
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
     path = ctx.settings.layout.resolve(rel)
-    budget = process_budget(ctx.settings.run.memory_budget_bytes)
     forecast, rows, n_samples, implausible = write_predictions(
-        fitted_model, design, part, path, budget=budget,
+        fitted_model, design, part, path, budget=task_budget(ctx.settings),
         label=f"predict {model}", ceiling=ceiling, metadata={
             "model": spec.name, "run_type": run_type, "snapshot": manifest.id,
             "config_hash": spec.config_hash, "artifact": fitted[TRACE]["artifact"],

@@ -45,11 +45,11 @@ from ewspipe.flows.modelrun import (
     model_design,
     require_snapshot_data,
     spare_panels,
+    task_budget,
     write_predictions,
 )
 from ewspipe.flows.publish_policy import decide_publish, deployed_pointers
 from ewspipe.layout import EnvironmentLayout
-from ewspipe.memory import process_budget
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import Panel
 from ewspipe.panel.snapshot import Manifest, SnapshotStore
@@ -211,7 +211,7 @@ def train_model(ctx: TaskContext, *, key: str, snapshots: Output, model: str,
     partition = _partition(ctx, manifest)
     design = model_design(spec, panel, manifest, train_last=partition.train.last)
     del panel
-    spare_panels(process_budget(ctx.settings.run.memory_budget_bytes))
+    spare_panels(task_budget(ctx.settings))
     artifacts = ctx.artifacts
     _, _, reused = fit_or_reuse(spec, design, run_type=RUN_TYPE,
                                 train_last=partition.train.last, snapshot=manifest,
@@ -259,12 +259,12 @@ def forecast_model(ctx: TaskContext, *, key: str, snapshots: Output, trained: Ou
     fitted = artifacts.load(found)
     [origin] = [s.origin for s in partition.rolling_origins()]
     design = model_design(spec, panel, manifest, predict_from=origin)
+    budget = task_budget(ctx.settings)
     del panel
-    spare_panels(process_budget(ctx.settings.run.memory_budget_bytes))
+    spare_panels(budget)
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
     _, rows, n_samples, _ = write_predictions(
-        fitted, design, partition, ctx.layout.resolve(rel),
-        budget=process_budget(ctx.settings.run.memory_budget_bytes), metadata={
+        fitted, design, partition, ctx.layout.resolve(rel), budget=budget, metadata={
             "model": model, "kind": "model", "run_type": RUN_TYPE.value,
             "snapshot": manifest.id, "config_hash": spec.config_hash,
             "artifact": found.directory, "status": spec.status.value,
