@@ -42,20 +42,28 @@ __all__ = ["BENCHMARKS"]
 CELLS, STEPS, SAMPLES = 13_110, 36, 1_000
 MODEL = "grid_draws"
 BUDGETS_GIB = (6, 2)
-MODEL_FILE = f"""name = "{MODEL}"
+
+
+def draws_model_file(benchmark: str) -> str:
+    """The TOML of the pgm conflictology model at SAMPLES draws that the draws and global
+    benchmarks add to the shipped catalog."""
+    return f"""name = "{MODEL}"
 level = "pgm"
 target = "ged_sb"
 algorithm = "conflictology"
 features = []
 status = "shadow"
 owner = "benchmarks"
-description = "Conflictology on the grid with {SAMPLES:,} draws (the draws benchmark)."
+description = "Conflictology on the grid with {SAMPLES:,} draws (the {benchmark} benchmark)."
 
 [hyperparameters]
 w = 12
 n_samples = {SAMPLES}
 seed = 7
 """
+
+
+MODEL_FILE = draws_model_file("draws")
 # stored digests by budget: the second case must match the first
 _DIGESTS: dict[int, str] = {}
 

@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_draws import MODEL, SAMPLES, draws_model_file
 from benchmarks.harness import (
     REPO,
     Benchmark,
@@ -65,26 +66,12 @@ from benchmarks.harness import (
 
 __all__ = ["BENCHMARKS"]
 
-CELLS, STEPS, SAMPLES, ORIGINS = 66_205, 36, 1_000, 13
-MODEL = "grid_draws"
+CELLS, STEPS, ORIGINS = 66_205, 36, 13  # SAMPLES and MODEL: bench_draws' model file
 PGM_MODELS = ("copper_mesh", "grid_mean", "zero_grid", "copper_chorus", MODEL)
 TIMEOUT_S = 3600.0
 SAMPLE_EVERY_S = 0.2
 _TABLE = "data/priogrid_country/priogrid.parquet"
-MODEL_FILE = f"""name = "{MODEL}"
-level = "pgm"
-target = "ged_sb"
-algorithm = "conflictology"
-features = []
-status = "shadow"
-owner = "benchmarks"
-description = "Conflictology on the grid with {SAMPLES:,} draws (the global benchmark)."
-
-[hyperparameters]
-w = 12
-n_samples = {SAMPLES}
-seed = 7
-"""
+MODEL_FILE = draws_model_file("global")
 # case -> (memory budget GiB, executor, dask workers, peak target MiB)
 CASES: dict[str, tuple[int, str, int, float | None]] = {
     "run6": (6, "local", 0, 8192.0),
