@@ -40,6 +40,21 @@ def _run(worktree: Path, name: str, repeats: int, out: Path, log: Path) -> int:
             check=False).returncode
 
 
+def _check(revisions: list[str], specs: list[str]) -> str | None:
+    """What is wrong with the arguments, before any worktree is made (None: nothing)."""
+    for rev in revisions:
+        found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet",
+                                f"{rev}^{{commit}}"], capture_output=True, check=False)
+        if found.returncode != 0:
+            return f"{rev!r} is not a commit of {REPO.name}; give a revision git knows"
+    for spec in specs:
+        name, sep, repeats = spec.partition(":")
+        if not name or (sep and not (repeats.isdigit() and int(repeats) >= 1)):
+            return (f"{spec!r}: expected NAME or NAME:REPEATS with REPEATS a whole number "
+                    ">= 1 (names: python -m benchmarks --list)")
+    return None
+
+
 def compare(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Markdown rows (one per case of ``after``) comparing two result documents."""
     cases = {c["label"]: c for c in before.get("cases", [])}
@@ -63,6 +78,10 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     revisions, specs = argv[:2], argv[2:]
+    problem = _check(revisions, specs)
+    if problem:
+        print(f"side_by_side: {problem}", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="ewspipe-side-by-side-"))
     trees = {}
     try:

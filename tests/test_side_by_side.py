@@ -27,3 +27,15 @@ def test_a_case_new_in_after_has_no_ratios() -> None:
 def test_too_few_arguments_print_the_usage(capsys) -> None:
     assert main(["HEAD"]) == 2
     assert "side_by_side BEFORE AFTER" in capsys.readouterr().err
+
+
+def test_a_revision_git_does_not_know_is_refused_before_any_worktree(capsys) -> None:
+    assert main(["no-such-revision-xyz", "HEAD", "metrics"]) == 2
+    assert "'no-such-revision-xyz' is not a commit" in capsys.readouterr().err
+
+
+def test_a_malformed_benchmark_spec_is_refused(capsys) -> None:
+    assert main(["HEAD", "HEAD", "engine:x"]) == 2
+    assert "'engine:x': expected NAME or NAME:REPEATS" in capsys.readouterr().err
+    assert main(["HEAD", "HEAD", "engine:0"]) == 2
+
