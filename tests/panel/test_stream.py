@@ -74,9 +74,17 @@ def test_drift_of_a_streamed_import_reads_its_window_only(pgm: pd.DataFrame, tmp
     streamed = import_panel_checked(settings, path, "pgm", alerts=False)
     memory = checked_import(load_settings(state_dir=tmp_path / "s2"), lambda store: {
         "pgm": import_frame(pgm, "pgm", store, source={}, source_name="x")}, alerts=False)
-    assert streamed.drift_summary("pgm") == memory.drift_summary("pgm")
+    assert _timeless(streamed.drift_summary("pgm")) == _timeless(memory.drift_summary("pgm"))
     assert streamed.drift["pgm"].snapshot == streamed.results["pgm"].manifest.id
     assert isinstance(DriftCheckingStore(tmp_path, settings)._annotate_months(), int)
+
+
+def _timeless(summary: dict[str, object]) -> dict[str, object]:
+    """The summary without each alarm's raise time: the two imports run a moment apart, and a
+    second boundary between them made this comparison flaky."""
+    top = summary.get("top")
+    assert isinstance(top, list)
+    return {**summary, "top": [{k: v for k, v in a.items() if k != "time"} for a in top]}
 
 
 def _shuffled(frame: pd.DataFrame) -> pd.DataFrame:
