@@ -512,6 +512,9 @@ class RunSettings(_Strict):
     written in chunks that fit what the process does not already hold
     (:mod:`ewspipe.models.chunking`), and above half of it the cached panels are dropped
     once a design is built. A design alone larger than the budget still exceeds it.
+    ``split_draws``: on Dask with several workers, evaluate and forecast split the prediction
+    of a model whose forecast holds at least this many values (rows x draws) into one task
+    per worker (:mod:`ewspipe.flows.predict_parts`; same file and scores); 0: never.
     """
 
     executor: Annotated[str, AfterValidator(_check_executor)] = "local"
@@ -524,6 +527,7 @@ class RunSettings(_Strict):
     demo_when_empty: bool = True
     state_url: str = Field("", pattern=r"^(|sqlite:///.+|postgres(ql)?://.+)$")
     memory_budget: Annotated[str, AfterValidator(_check_memory_budget)] = "6GiB"
+    split_draws: int = Field(100_000_000, ge=0)
 
     @field_validator("environments")
     @classmethod

@@ -42,6 +42,7 @@ class Measured:
 
     def __init__(self, inner: executors.Executor, sizes: dict[str, tuple[int, int]]) -> None:
         self.inner, self.sizes, self.name = inner, sizes, inner.name
+        self.workers = inner.workers
         self.metrics: dict[str, int] = {}
         self._names: dict[int, str] = {}
 
@@ -78,8 +79,9 @@ def _workspace(root: Path, cluster: bool) -> Path:
         (root / "models" / f"{name}.toml").write_text(text)
     if cluster:
         with cfg.open("a") as fh:
+            # split_draws = 1: the evaluation's prediction is split across the 2 workers
             fh.write('\n[run]\nexecutor = "dask"\ndask_workers = 2\n'
-                     'dask_memory_limit = "1GiB"\n')
+                     'dask_memory_limit = "1GiB"\nsplit_draws = 1\n')
     return cfg
 
 
@@ -140,7 +142,10 @@ def test_cluster_forecasts_and_draws_are_bit_identical(runs):
         assert draws[0].tobytes() == draws[1].tobytes()
         if model.endswith("_draws"):
             assert draws[0].shape[1] == 20 and np.ptp(draws[0], axis=1).any()
-    # evaluate: fit and predict on the workers (artifact loaded, design rebuilt there)
+    # evaluate: fit and predict on the workers (artifact loaded, design rebuilt there), the
+    # prediction in two parts side by side, joined and scored: the in-process file and scores
+    assert {r.task for r in ev2.tasks} - {r.task for r in ev1.tasks} == {
+        "predict:grid_draws[1/2]", "predict:grid_draws[2/2]"}
     (m1,), (m2,) = ev1.models, ev2.models
     assert m1.metrics == m2.metrics and m1.n_samples == 20
     assert _table(Path(ev1.path) / m1.predictions).equals(_table(Path(ev2.path) / m2.predictions))
@@ -153,7 +158,8 @@ def test_data_reaches_the_workers_by_reference(runs):
     assert [e.name for e in runs["executors"]] == \
         ["local", "local"] + ["dask (local cluster, 2 workers, 1 GiB each)"] * 2
     assert {"snapshot", "train:grid_draws", "forecast:grid_draws", "ensembles", "store",
-            "fit:grid_draws", "predict:grid_draws"} <= sizes.keys()
+            "fit:grid_draws", "predict:grid_draws", "predict:grid_draws[1/2]",
+            "predict:grid_draws[2/2]"} <= sizes.keys()
     assert all(out >= 0 for _, out in sizes.values()), sizes  # every output was measured
     heavy = {task: size for task, size in sizes.items() if max(size) >= SHIPPED_LIMIT}
     assert not heavy, f"tasks shipping >= 64 KiB through the scheduler: {heavy}"

@@ -35,6 +35,9 @@ class Handle(Protocol):
 
 class Executor(Protocol):
     name: str
+    #: how many tasks run side by side (in-process: 1, though lanes overlap a fit and a
+    #: finish); the runs split a big prediction into this many tasks
+    workers: int
 
     def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0,
                lane: str = "") -> Handle: ...
@@ -66,6 +69,7 @@ class InlineExecutor:
     """Runs each task when it is submitted, in this process."""
 
     name = "local"
+    workers = 1
 
     def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0,
                lane: str = "") -> Handle:
@@ -88,6 +92,7 @@ class LaneExecutor:
     """
 
     name = "local"
+    workers = 1
 
     def __init__(self) -> None:
         self._lanes: dict[str, ThreadPoolExecutor] = {}
@@ -151,9 +156,11 @@ class DaskExecutor:
             each = "" if memory_limit is None else f", {format_bytes(memory_limit)} each"
             self.name = f"dask (local cluster, {n} worker{'s' if n != 1 else ''}{each})"
             self.client = Client(self.cluster)
+            self.workers = n
         else:
             self.client = connect_scheduler(address)
             self.name = f"dask ({address})"
+            self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
 
     def submit(self, fn: Callable[..., Any], *args: Any, priority: float = 0.0,
                lane: str = "") -> Handle:
@@ -177,6 +184,7 @@ class DaskExecutor:
         if not isinstance(exc, KilledWorker):
             return exc
         kind, _, model = task.partition(":")
+        model = model.partition("[")[0]  # a part of a prediction: predict:<model>[i/n]
         what = f"task {task} (model {model})" if kind in _MODEL_TASKS else f"task {task}"
         if self.cluster is None:
             limit = ("the workers' memory limit (set where they are started: "

@@ -11,7 +11,8 @@ Both runs are graphs on the one runner (:mod:`ewspipe.flows.runner`): per model 
 ``fit:<model>`` task (design, then fit or reuse) and a ``predict:<model>`` task (predict every
 origin, write the forecast named by the task key below ``<state>/work/forecasts``, score it),
 cached in ``<state>/tasks``; an interrupted run resumes from its finished models, on any
-executor. The driver then runs the ensembles in memory and commits the run folder
+executor. On Dask with several workers a big prediction is split into ``predict:<model>[i/n]``
+tasks that ``predict:<model>`` joins (:mod:`ewspipe.flows.predict_parts`). The driver then runs the ensembles in memory and commits the run folder
 (``predictions/<model>.parquet``, ``metrics/<model>.json``, ``run.json``) as one rename.
 
 Every model's and ensemble's forecast is held against the monthly QA's plausibility ceiling
@@ -30,7 +31,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,7 @@ from ewspipe.evaluation.plausibility import (
 from ewspipe.evaluation.streamed import iter_chunks, score_streamed
 from ewspipe.features.build import build_design
 from ewspipe.features.design import Design
+from ewspipe.flows import predict_parts
 from ewspipe.flows.ensemble_run import RunPlan, plan_run, run_ensembles
 from ewspipe.flows.executors import ExecutorSpec, make_executor, parse_executor
 from ewspipe.flows.graph import TRACE, Graph, Task, digest
@@ -73,7 +75,7 @@ from ewspipe.geography import UnitNames, unit_names
 from ewspipe.memory import process_budget, resident_bytes
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
-from ewspipe.models.chunking import plan_chunks, planned_rows, predict_chunks
+from ewspipe.models.chunking import Block, plan_chunks, planned_rows, predict_chunks
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
@@ -100,11 +102,15 @@ __all__ = [
     "evaluate_window",
     "fit_model",
     "fit_or_reuse",
+    "fitted_artifact",
+    "forecast_metadata",
     "forecast_models",
     "load_snapshot",
     "parse_run_type",
     "partition_for",
     "plausibility_alerts",
+    "json_ready",
+    "partition_of",
     "predict_model",
     "predict_origins",
     "require_snapshot_data",
@@ -465,7 +471,7 @@ def _prefetch_next(ctx: ModelRunContext, model: str, run_type: str) -> None:
     nxt, sid = ctx.order[names.index(model) + 1]
     spec = ctx.specs[nxt]
     manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), sid)
-    train_last = _partition_of(ctx, run_type, manifest.last_month).train.last
+    train_last = partition_of(ctx, run_type, manifest.last_month).train.last
     if design_bytes(spec, panel, train_last=train_last) > PREFETCH_MAX_BYTES:
         return  # two such designs at once (this fit's, the next one's) would double the peak
     key = (nxt, spec.config_hash, sid, train_last)
@@ -496,7 +502,7 @@ def _drop_prefetched() -> None:
     wait_futures(ahead)  # nothing still builds once the run is over (a failure is not ours)
 
 
-def _partition_of(ctx: ModelRunContext, run_type: str, last_month: int) -> Partition:
+def partition_of(ctx: ModelRunContext, run_type: str, last_month: int) -> Partition:
     rt = RunType(run_type)
     return partition_for(ctx.settings, rt, last_month=last_month, window=ctx.window)
 
@@ -535,7 +541,7 @@ def fit_model(ctx: ModelRunContext, *, key: str, model: str, config_hash: str,
     monthly run's ``train`` task: a model fitted by one is reused by the other)."""
     spec = ctx.spec(model, config_hash)
     manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), snapshot["id"])
-    part = _partition_of(ctx, run_type, manifest.last_month)
+    part = partition_of(ctx, run_type, manifest.last_month)
     _check_partition(part, partition, model)
     design, built = _design(ctx, spec, panel, manifest, part.train.last)
     del panel
@@ -600,33 +606,21 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
     score it."""
     spec = ctx.spec(model, config_hash)
     manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), snapshot["id"])
-    part = _partition_of(ctx, run_type, manifest.last_month)
+    part = partition_of(ctx, run_type, manifest.last_month)
     with _HANDOFF_LOCK:
         handed = _HANDOFF.pop(fitted["artifact_key"], None)
     if handed is not None:
         design, fitted_model = handed
     else:  # another process fitted it, or the fit was reused from the task cache
-        artifacts = ctx.artifacts
-        found = artifacts.find(artifacts.key(
-            spec.name, _artifact_run_type(ctx.settings, part).value, spec.config_hash,
-            manifest.sha256, part.train.last))
-        if found is None or found.digest != fitted["artifact_key"]:
-            raise StoreError(f"model {model!r}: its fitted artifact "
-                             f"({fitted['artifact_key'][:16]}) is missing from "
-                             f"{artifacts.root}; run again to refit it")
-        fitted_model = artifacts.load(found)
+        fitted_model = fitted_artifact(ctx, spec, fitted, manifest, part)
         design = model_design(spec, panel, manifest, train_last=part.train.last)
     t2 = time.perf_counter()
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
     path = ctx.settings.layout.resolve(rel)
     forecast, rows, n_samples, implausible = write_predictions(
         fitted_model, design, part, path, budget=task_budget(ctx.settings),
-        label=f"predict {model}", ceiling=ceiling, metadata={
-            "model": spec.name, "run_type": run_type, "snapshot": manifest.id,
-            "config_hash": spec.config_hash, "artifact": fitted[TRACE]["artifact"],
-            "status": spec.status,
-            "code_commit": code_version().commit, "target": spec.target,
-        })
+        label=f"predict {model}", ceiling=ceiling,
+        metadata=forecast_metadata(spec, fitted, manifest, run_type))
     del design, fitted_model
     t3 = time.perf_counter()
     metrics = None
@@ -634,8 +628,7 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
         # a forecast of several chunks is scored as it was written: row group by row
         # group, so its draws are never all in memory (a 13-origin pgm evaluation at S = 1,000)
         chunks = iter_chunks(forecast) if forecast is not None else iter_forecast(path)
-        metrics = json.loads(json.dumps(score_chunks(chunks, panel, spec.target),
-                                        default=_json_ready))
+        metrics = json_ready(score_chunks(chunks, panel, spec.target))
     t4 = time.perf_counter()
     if ctx.in_process and model in ctx.keep and forecast is not None:
         with _HANDOFF_LOCK:
@@ -646,11 +639,37 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
             TRACE: {"predict": t3 - t2, "evaluate": t4 - t3}}
 
 
+def fitted_artifact(ctx: ModelRunContext, spec: ModelSpec, fitted: Output, manifest: Manifest,
+                    part: Partition) -> BaseForecaster:
+    """The model the ``fit:`` task output ``fitted`` names, loaded from the artifact store;
+    StoreError when it is no longer there."""
+    artifacts = ctx.artifacts
+    found = artifacts.find(artifacts.key(
+        spec.name, _artifact_run_type(ctx.settings, part).value, spec.config_hash,
+        manifest.sha256, part.train.last))
+    if found is None or found.digest != fitted["artifact_key"]:
+        raise StoreError(f"model {spec.name!r}: its fitted artifact "
+                         f"({fitted['artifact_key'][:16]}) is missing from "
+                         f"{artifacts.root}; run again to refit it")
+    return artifacts.load(found)
+
+
+def forecast_metadata(spec: ModelSpec, fitted: Output, manifest: Manifest,
+                      run_type: str) -> dict[str, Any]:
+    """What an evaluation's or forecast's forecast file records about how it was made."""
+    return {"model": spec.name, "run_type": run_type, "snapshot": manifest.id,
+            "config_hash": spec.config_hash, "artifact": fitted[TRACE]["artifact"],
+            "status": spec.status, "code_commit": code_version().commit,
+            "target": spec.target}
+
+
 def write_predictions(
     model: BaseForecaster, design: Design, partition: Partition, path: Path, *,
     budget: int, metadata: dict[str, Any], label: str = "", ceiling: float | None = None,
+    blocks: Sequence[Block] | None = None,
 ) -> tuple[Forecast | None, int, int, Implausible | None]:
-    """Predict every origin of ``partition`` in chunks that fit ``budget`` bytes
+    """Predict every origin of ``partition`` (``blocks``: only these (origin, steps) blocks,
+    a part of it) in chunks that fit ``budget`` bytes
     (:func:`ewspipe.models.chunking.predict_chunks`), writing each to the forecast file
     ``path`` as it comes and checking its points against ``ceiling`` (when given).
 
@@ -659,7 +678,8 @@ def write_predictions(
         row group by row group with :func:`ewspipe.store.predictions.iter_forecast`), its
         rows, its samples per row and the plausibility finding.
     """
-    plan = plan_chunks(model, design, partition, budget=budget, held=resident_bytes())
+    plan = plan_chunks(model, design, partition, budget=budget, held=resident_bytes(),
+                       blocks=blocks)
     rows = planned_rows(design, plan)
     implausible: Implausible | None = None
     whole: Forecast | None = None
@@ -673,6 +693,11 @@ def write_predictions(
     return whole, rows, int(out.n_samples or 1), implausible
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers (what a task output holds)."""
+    return json.loads(json.dumps(value, default=_json_ready))
+
+
 def _json_ready(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
@@ -681,10 +706,14 @@ def _json_ready(obj: Any) -> Any:
 
 def build_model_graph(specs: Sequence[ModelSpec], *, run_type: RunType,
                       snapshots: dict[str, Manifest], partitions: dict[str, Partition],
-                      ceilings: dict[tuple[str, str], float]) -> Graph:
+                      ceilings: dict[tuple[str, str], float],
+                      parts: Mapping[str, int] | None = None) -> Graph:
     """``fit:<model>`` then ``predict:<model>`` for each model, in ``specs`` order (the
     runner keeps it among equal costs). Keys: model config hash, snapshot sha256, run type,
-    partition, ceiling and (base key) the code; no other setting."""
+    partition, ceiling and (base key) the code; no other setting.
+
+    ``parts``: models whose prediction is split (:mod:`ewspipe.flows.predict_parts`) into
+    that many ``predict:<model>[i/n]`` tasks, which ``predict:<model>`` joins and scores."""
     tasks: list[Task] = []
     for spec in specs:
         m = snapshots[spec.level]
@@ -693,9 +722,14 @@ def build_model_graph(specs: Sequence[ModelSpec], *, run_type: RunType,
                   "partition": _partition_dict(partitions[spec.level])}
         tasks.append(Task(f"fit:{spec.name}", fit_model, {}, params, lane="fit",
                           check=check_fitted))
+        finish = {**params, "ceiling": ceilings[(str(spec.level), spec.target)]}
+        n = (parts or {}).get(spec.name, 1)
+        if n > 1:
+            tasks += predict_parts.part_tasks(spec.name, partitions[spec.level], n, params,
+                                              finish)
+            continue
         tasks.append(Task(f"predict:{spec.name}", predict_model, {"fitted": f"fit:{spec.name}"},
-                          {**params, "ceiling": ceilings[(str(spec.level), spec.target)]},
-                          cost=1.0, lane="finish"))
+                          finish, cost=1.0, lane="finish"))
     return Graph(tasks)
 
 
@@ -747,7 +781,7 @@ def _run(
                                             for sp in [*specs, *plan.ensembles]})
     # models of the smaller panel (cm) first: the record lists them in plan order anyway
     order = sorted(specs, key=lambda sp: len(panels[sp.level].frame))
-    graph = build_model_graph(order, run_type=run_type, snapshots=chosen,
+    graph = functools.partial(build_model_graph, order, run_type=run_type, snapshots=chosen,
                               partitions=partitions, ceilings=ceilings)
     ctx = ModelRunContext(settings, {s.name: s for s in specs},
                           in_process=not executor.uses_dask,
@@ -769,7 +803,7 @@ def _run(
 def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: str,
                 run_type: RunType, chosen: dict[str, Manifest], panels: dict[str, Panel],
                 partitions: dict[str, Partition], ceilings: dict[tuple[str, str], float],
-                graph: Graph, executor: ExecutorSpec, ctx: ModelRunContext,
+                graph: Callable[..., Graph], executor: ExecutorSpec, ctx: ModelRunContext,
                 progress: Progress | None = None, deliver: bool = True,
                 extra: Mapping[str, Any] | None = None) -> RunResult:
     specs = plan.models
@@ -783,7 +817,10 @@ def _run_locked(settings: Settings, catalog: Catalog, plan: RunPlan, *, kind: st
     writer = runs.begin(kind, run_type.value)
     try:
         try:
-            done = run_graph(graph, ctx, base_key=model_run_base_key(), executor=ex,
+            # a big prediction is split across the workers when there are several
+            parts = predict_parts.split_counts(specs, panels, partitions, workers=ex.workers,
+                                               min_draws=settings.run.split_draws)
+            done = run_graph(graph(parts=parts), ctx, base_key=model_run_base_key(), executor=ex,
                              cache=TaskCache(settings.layout.tasks, settings.state_dir),
                              progress=progress)
             results, kept = _collect(settings, specs, plan.needed, chosen, done.outputs,

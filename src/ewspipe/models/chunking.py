@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import groupby, pairwise
 
 from ewspipe.features.design import Design
 from ewspipe.models import sampling
@@ -27,9 +27,12 @@ from ewspipe.partitions import Partition
 from ewspipe.progress import current as current_reporter
 from ewspipe.threads import single_threaded_blas
 
-__all__ = ["Chunk", "blocks_per_chunk", "model_samples", "plan_chunks", "planned_rows",
-           "predict_chunk", "predict_chunks", "split_blocks", "split_units",
-           "units_per_chunk"]
+__all__ = ["Block", "Chunk", "blocks_per_chunk", "model_samples", "plan_chunks",
+           "planned_rows", "predict_chunk", "predict_chunks", "split_blocks", "split_parts",
+           "split_units", "units_per_chunk"]
+
+#: an origin and a run of its consecutive steps, predicted together
+Block = tuple[int, tuple[int, ...]]
 
 #: bytes of one draw while it is computed (float64)
 DRAW_BYTES = 8
@@ -94,25 +97,31 @@ def _design_bytes(design: Design) -> int:
 
 
 def plan_chunks(model: BaseForecaster, design: Design, partition: Partition, *,
-                budget: int, held: int = 0) -> list[Chunk]:
+                budget: int, held: int = 0, blocks: Sequence[Block] | None = None,
+                ) -> list[Chunk]:
     """The chunks of the partition's forecast (steps 1..steps from every origin) that fit
     ``budget`` bytes: whole origins grouped when several fit, else each origin split into
-    blocks of consecutive steps.
+    blocks of consecutive steps. ``blocks``: only these (origin, steps) blocks, in order (a
+    part of the forecast, :func:`split_parts`), each split the same way.
 
     ``held`` is what the process already holds (its resident bytes, which include the design:
     :func:`ewspipe.memory.resident_bytes`); the design's bytes are reserved when more. The
     plan only decides how many blocks are alive at once, never the values."""
     steps = tuple(range(1, partition.steps + 1))
-    origins = [s.origin for s in partition.rolling_origins()]
+    if blocks is None:
+        blocks = [(s.origin, steps) for s in partition.rolling_origins()]
+    origins = list(dict.fromkeys(o for o, _ in blocks))
     units = {o: design.month_rows(o).stop - design.month_rows(o).start for o in origins}
     rows = max(units.values(), default=1)
     n_samples, reserved = model_samples(model), max(held, _design_bytes(design))
     if rows * _row_bytes(n_samples) > _usable(budget, reserved):  # one step does not fit
         per = units_per_chunk(n_samples, budget, reserved=reserved)
         if per < rows:
-            return split_units(origins, steps, units, per)
-    return split_blocks(origins, steps, blocks_per_chunk(rows, n_samples, budget,
-                                                         reserved=reserved))
+            return [c for o, s in blocks for c in split_units([o], s, units, per)]
+    fit = blocks_per_chunk(rows, n_samples, budget, reserved=reserved)
+    if all(s == steps for _, s in blocks):
+        return split_blocks(origins, steps, fit)
+    return [c for o, s in blocks for c in split_blocks([o], s, fit)]
 
 
 def split_blocks(origins: Sequence[int], steps: Sequence[int], blocks: int) -> list[Chunk]:
@@ -134,6 +143,20 @@ def split_units(origins: Sequence[int], steps: Sequence[int], units: Mapping[int
     (origin, step), in forecast order; ``units`` is the number of units at each origin."""
     return [Chunk(((o, (s,)),), units=(start, min(start + per, units[o])))
             for o in origins for s in steps for start in range(0, units[o], per)]
+
+
+def split_parts(origins: Sequence[int], steps: Sequence[int], parts: int) -> list[list[Block]]:
+    """The forecast's (origin, step) pairs, in forecast order, as at most ``parts`` runs of
+    near-equal length, each given as its (origin, consecutive steps) blocks: the parts of one
+    model's prediction that separate tasks compute (whole origins where a run holds them)."""
+    pairs = [(o, s) for o in origins for s in steps]
+    if not pairs or parts < 1:
+        return []
+    n = min(parts, len(pairs))
+    edges = [len(pairs) * i // n for i in range(n + 1)]
+    return [[(o, tuple(s for _, s in run))
+             for o, run in groupby(pairs[lo:hi], key=lambda p: p[0])]
+            for lo, hi in pairwise(edges)]
 
 
 def planned_rows(design: Design, chunks: Sequence[Chunk]) -> int:
