@@ -20,7 +20,7 @@ from tests.models.test_chunking import N_ORIGINS, ORIGINS, PARTITION, STEPS, _de
 from ewspipe.catalog import load_catalog
 from ewspipe.flows import executors
 from ewspipe.flows.ingest import import_demo_checked
-from ewspipe.flows.modelrun import evaluate_models, predict_origins
+from ewspipe.flows.modelrun import evaluate_models, forecast_models, predict_origins
 from ewspipe.flows.predict_parts import split_counts
 from ewspipe.models.chunking import plan_chunks, planned_rows, predict_chunks, split_parts
 from ewspipe.models.forecast import Forecast
@@ -83,9 +83,20 @@ def _evaluate(settings: Settings) -> Any:
     return evaluate_models(settings, catalog, run_type="calibration", names=["grid_draws"])
 
 
+def _forecast_run(settings: Settings) -> Any:
+    catalog = load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+    return forecast_models(settings, catalog, names=["grid_draws"], deliver=False)
+
+
 def _forecast(result: Any) -> Any:
     (model,) = result.models
     return pq.read_table(Path(result.path) / model.predictions).replace_schema_metadata(None)
+
+
+def _joined(settings: Settings, result: Any) -> Path:
+    """The work file of the run's ``predict:grid_draws`` (the join), named by its key."""
+    [key] = [r.key for r in result.tasks if r.task == "predict:grid_draws"]
+    return settings.layout.resolve(f"work/forecasts/grid_draws/{key[:16]}.parquet")
 
 
 def _statuses(result: Any) -> dict[str, str]:
@@ -99,10 +110,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     plain = _settings(tmp_path_factory.mktemp("plain"), split=0)
     split = _settings(tmp_path_factory.mktemp("split"), split=1)
     with pytest.MonkeyPatch.context() as mp:
-        out = {"plain": (plain, _evaluate(plain))}
+        out = {"plain": (plain, _evaluate(plain)), "plain_forecast": _forecast_run(plain)}
         mp.setattr(executors.LaneExecutor, "workers", 3)
         out["split"] = (split, _evaluate(split))
         out["again"] = _evaluate(split)
+        out["split_forecast"] = _forecast_run(split)
         yield {**out, "rerun": lambda: _evaluate(split)}
 
 
@@ -123,8 +135,16 @@ def test_a_split_evaluation_stores_the_unsplit_forecast_and_scores(runs) -> None
     assert m2.timings["parts"] == 3
     # the draws are stored once: the part files are gone once joined
     folder = settings.layout.resolve("work/forecasts/grid_draws")
-    assert len(list(folder.glob("*.parquet"))) == 1
+    assert _joined(settings, split).is_file()
     assert (folder / "parts").is_dir() and not any((folder / "parts").iterdir())
+
+
+def test_a_split_forecast_is_the_unsplit_one(runs) -> None:
+    """One origin: the parts are runs of steps (step blocks)."""
+    plain, split = runs["plain_forecast"], runs["split_forecast"]
+    assert "predict:grid_draws[3/3]" in _statuses(split)
+    assert _forecast(plain).equals(_forecast(split))
+    assert split.models[0].metrics is None and split.models[0].rows == plain.models[0].rows
 
 
 def test_a_finished_split_run_is_reused_whole(runs) -> None:
@@ -137,9 +157,7 @@ def test_a_lost_joined_file_is_rebuilt_from_the_artifact(runs) -> None:
     """The join's file deleted: the join runs again and predicts its parts itself (their
     files went with the first join), the same rows and scores."""
     settings, split = runs["split"]
-    joined = list(settings.layout.resolve("work/forecasts/grid_draws").glob("*.parquet"))
-    assert len(joined) == 1
-    joined[0].unlink()
+    _joined(settings, split).unlink()
     healed = runs["rerun"]()
     statuses = _statuses(healed)
     assert statuses["predict:grid_draws"] == "ran"
