@@ -36,6 +36,7 @@ from ewspipe.models import registry
 from ewspipe.models.chunking import Block, model_samples, plan_chunks, predict_chunks, split_parts
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
+from ewspipe.panel.snapshot import Manifest
 from ewspipe.partitions import Partition, RunType
 from ewspipe.store.predictions import forecast_writer, iter_forecast
 
@@ -160,7 +161,7 @@ def join_parts(ctx: modelrun.ModelRunContext, *, key: str, fitted: Output,
 
 
 def _predict_again(ctx: modelrun.ModelRunContext, spec: ModelSpec, fitted: Output,
-                   manifest: Any, part: Partition, blocks: list[list[Any]],
+                   manifest: Manifest, part: Partition, blocks: list[list[Any]],
                    ) -> Iterator[Forecast]:
     """A part whose file is gone (removed by an earlier join whose own file was then lost):
     its rows again, from the fitted artifact."""
