@@ -21,7 +21,7 @@ from ewspipe.catalog import load_catalog
 from ewspipe.flows import executors
 from ewspipe.flows.ingest import import_demo_checked
 from ewspipe.flows.modelrun import evaluate_models, forecast_models, predict_origins
-from ewspipe.flows.predict_parts import split_counts
+from ewspipe.flows.predict_parts import pipelined, split_counts
 from ewspipe.models.chunking import plan_chunks, planned_rows, predict_chunks, split_parts
 from ewspipe.models.forecast import Forecast
 from ewspipe.models.stepshifter import Stepshifter
@@ -61,6 +61,36 @@ def test_the_parts_chunks_are_the_whole_forecast(parts: int, budget: int) -> Non
                    unit_column=joined.unit_column),
           Forecast(whole.frame.reset_index(drop=True), whole.point, whole.samples,
                    unit_column=whole.unit_column))
+
+
+def test_the_join_pipeline_keeps_the_order_and_raises_what_fails() -> None:
+    chunks = [_tiny(i) for i in range(7)]
+    written: list[int] = []
+    seen = [int(c.frame["origin"].iloc[0]) for c in
+            pipelined(iter(chunks), lambda c: written.append(int(c.frame["origin"].iloc[0])))]
+    assert seen == written == list(range(7))
+
+    def broken_write(chunk: Forecast) -> None:
+        if int(chunk.frame["origin"].iloc[0]) == 3:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        list(pipelined(iter(chunks), broken_write))
+
+    def broken_source() -> Iterator[Forecast]:
+        yield chunks[0]
+        raise ValueError("unreadable part")
+
+    with pytest.raises(ValueError, match="unreadable part"):
+        list(pipelined(broken_source(), lambda c: None))
+
+
+def _tiny(origin: int) -> Forecast:
+    import pandas as pd
+
+    frame = pd.DataFrame({"origin": [origin], "step": [1], "month_id": [origin + 1],
+                          "priogrid_gid": [1]})
+    return Forecast(frame, np.zeros(1), np.zeros((1, 2)), unit_column="priogrid_gid")
 
 
 DRAWS = MODEL.format(name="grid_draws", level="pgm", algorithm="stepshifter", status="shadow",

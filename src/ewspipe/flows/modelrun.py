@@ -666,12 +666,13 @@ def forecast_metadata(spec: ModelSpec, fitted: Output, manifest: Manifest,
 def write_predictions(
     model: BaseForecaster, design: Design, partition: Partition, path: Path, *,
     budget: int, metadata: dict[str, Any], label: str = "", ceiling: float | None = None,
-    blocks: Sequence[Block] | None = None,
+    blocks: Sequence[Block] | None = None, compression: str | None = None,
 ) -> tuple[Forecast | None, int, int, Implausible | None]:
     """Predict every origin of ``partition`` (``blocks``: only these (origin, steps) blocks,
     a part of it) in chunks that fit ``budget`` bytes
     (:func:`ewspipe.models.chunking.predict_chunks`), writing each to the forecast file
-    ``path`` as it comes and checking its points against ``ceiling`` (when given).
+    ``path`` as it comes and checking its points against ``ceiling`` (when given);
+    ``compression``: the file's, instead of the format's (:func:`forecast_writer`).
 
     Returns:
         (the forecast when it was one chunk, else None: read it back from ``path``, e.g.
@@ -683,7 +684,7 @@ def write_predictions(
     rows = planned_rows(design, plan)
     implausible: Implausible | None = None
     whole: Forecast | None = None
-    with forecast_writer(path, metadata=metadata, rows=rows) as out:
+    with forecast_writer(path, metadata=metadata, rows=rows, compression=compression) as out:
         for chunk in predict_chunks(model, design, partition, budget=budget, label=label,
                                     chunks=plan):
             out.write(chunk)

@@ -22,7 +22,8 @@ predicts a missing part itself, the same rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from ewspipe.panel.snapshot import Manifest
 from ewspipe.partitions import Partition, RunType
 from ewspipe.store.predictions import forecast_writer, iter_forecast
 
-__all__ = ["join_parts", "part_tasks", "predict_part", "split_counts"]
+__all__ = ["join_parts", "part_tasks", "pipelined", "predict_part", "split_counts"]
 
 Output = dict[str, Any]
 
@@ -105,7 +106,8 @@ def predict_part(ctx: modelrun.ModelRunContext, *, key: str, fitted: Output, mod
     rel = f"work/forecasts/{model}/parts/{key[:16]}.parquet"
     _, rows, n_samples, _ = modelrun.write_predictions(
         fitted_model, design, part, ctx.settings.layout.resolve(rel), budget=budget,
-        blocks=wanted, metadata=modelrun.forecast_metadata(spec, fitted, manifest, run_type))
+        blocks=wanted, metadata=modelrun.forecast_metadata(spec, fitted, manifest, run_type),
+        compression="lz4")  # read once, by the join
     return {"model": model, "part": rel, "rows": rows, "n_samples": n_samples,
             "blocks": blocks, TRACE: {"predict": time.perf_counter() - t0}}
 
@@ -138,8 +140,7 @@ def join_parts(ctx: modelrun.ModelRunContext, *, key: str, fitted: Output,
                          metadata=modelrun.forecast_metadata(spec, fitted, manifest,
                                                              run_type)) as out:
         def written() -> Iterator[Forecast]:
-            for chunk in chunks():
-                out.write(chunk)
+            for chunk in pipelined(chunks(), out.write):
                 found[0] = combine(found[0], check_forecast(chunk, ceiling))
                 yield chunk
 
@@ -158,6 +159,27 @@ def join_parts(ctx: modelrun.ModelRunContext, *, key: str, fitted: Output,
             "plausibility": None if found[0] is None else found[0].to_dict(),
             TRACE: {"predict": predict, "evaluate": time.perf_counter() - t0,
                     "parts": len(ordered)}}
+
+
+def pipelined(source: Iterator[Forecast], write: Callable[[Forecast], None],
+              ) -> Iterator[Forecast]:
+    """``source``'s chunks, each also given to ``write``, in order: the next chunk is read
+    and the previous one written in two threads while the caller checks and scores this one
+    (Parquet decoding, zstd and the draws' sort release the GIL). The join runs after its
+    parts, when their workers' cores are free: read, score and write take about as long
+    each, so overlapped they take about as long as the slowest. Three chunks are alive at
+    most; an error in any of the three is raised here."""
+    with ThreadPoolExecutor(2, thread_name_prefix="ewspipe-join") as pool:
+        ahead = pool.submit(next, source, None)
+        behind: Future[None] | None = None
+        while (chunk := ahead.result()) is not None:
+            ahead = pool.submit(next, source, None)
+            if behind is not None:
+                behind.result()
+            behind = pool.submit(write, chunk)
+            yield chunk
+        if behind is not None:
+            behind.result()
 
 
 def _predict_again(ctx: modelrun.ModelRunContext, spec: ModelSpec, fitted: Output,

@@ -150,8 +150,11 @@ class ChunkWriter:
     which Parquet writes before the rows; closing with another count is an error."""
 
     def __init__(self, path: Path, metadata: dict[str, Any], *, rows: int, compact: bool,
-                 quantiles: bool, row_group_rows: Callable[[Forecast], int] | None) -> None:
+                 quantiles: bool, row_group_rows: Callable[[Forecast], int] | None,
+                 compression: str | None = None) -> None:
         self.path = path
+        self.options = {**_WRITE_OPTIONS, **({} if compression is None else
+                                             {"compression": compression})}
         self.metadata = metadata
         self.rows = rows
         self.compact = compact
@@ -174,7 +177,7 @@ class ChunkWriter:
             self._schema = pa.table(columns).schema.with_metadata(
                 {_META_KEY: json.dumps(meta).encode()})
             self._writer = pq.ParquetWriter(
-                self.path, self._schema, **_WRITE_OPTIONS,
+                self.path, self._schema, **self.options,
                 use_dictionary=[*INDEX_COLUMNS, chunk.unit_column])
             self.n_samples = chunk.n_samples
         table = pa.Table.from_pydict(columns, schema=self._schema)
@@ -201,14 +204,16 @@ class ChunkWriter:
 def forecast_writer(path: Path, *, metadata: dict[str, Any], rows: int,
                     compact: bool = False, quantiles: bool = False,
                     row_group_rows: Callable[[Forecast], int] | None = None,
+                    compression: str | None = None,
                     ) -> Iterator[ChunkWriter]:
     """A :class:`ChunkWriter` on a temporary name, renamed to ``path`` once every one of
     ``rows`` rows is written (removed on any failure); ``row_group_rows(chunk)``: the row
-    group size of a chunk (default: Parquet's)."""
+    group size of a chunk (default: Parquet's); ``compression``: instead of the format's
+    zstd (``"lz4"`` for a file read once soon: a third of zstd's time both ways)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
         writer = ChunkWriter(tmp, metadata, rows=rows, compact=compact, quantiles=quantiles,
-                             row_group_rows=row_group_rows)
+                             row_group_rows=row_group_rows, compression=compression)
         try:
             yield writer
         except BaseException:
