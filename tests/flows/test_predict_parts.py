@@ -196,6 +196,40 @@ def test_a_lost_joined_file_is_rebuilt_from_the_artifact(runs) -> None:
     assert healed.models[0].metrics == split.models[0].metrics
 
 
+def test_a_join_that_fails_midway_keeps_its_parts_and_resumes(runs, tmp_path: Path) -> None:
+    """A join killed mid-way (here: an error after its first chunk) leaves no joined file and
+    every part file; the next run reuses the parts and joins them: the unsplit forecast."""
+    from ewspipe.flows import predict_parts
+
+    settings = _settings(tmp_path, split=1)
+    calls = {"n": 0}
+    real = predict_parts.check_forecast
+
+    def dies(chunk: Forecast, ceiling: float) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("killed mid-join")
+        return real(chunk, ceiling)
+
+    folder = settings.layout.resolve("work/forecasts/grid_draws")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(executors.LaneExecutor, "workers", 3)
+        mp.setattr(predict_parts, "check_forecast", dies)
+        with pytest.raises(RuntimeError, match="killed mid-join"):
+            _evaluate(settings)
+        assert not list(folder.glob("*.parquet"))  # nothing half-joined is visible
+        assert len(list((folder / "parts").glob("*.parquet"))) == 3
+        mp.setattr(predict_parts, "check_forecast", real)
+        resumed = _evaluate(settings)
+    statuses = _statuses(resumed)
+    assert statuses["predict:grid_draws"] == "ran"
+    assert statuses["predict:grid_draws[2/3]"] == "reused"
+    assert _forecast(resumed).equals(_forecast(runs["plain"][1]))
+    assert resumed.models[0].metrics == runs["plain"][1].models[0].metrics
+    assert not any((folder / "parts").iterdir())
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
 def test_only_big_predictions_on_several_workers_are_split(runs) -> None:
     from ewspipe.flows.modelrun import load_snapshot, partition_for
     from ewspipe.panel.snapshot import SnapshotStore

@@ -12,7 +12,8 @@ Both runs are graphs on the one runner (:mod:`ewspipe.flows.runner`): per model 
 origin, write the forecast named by the task key below ``<state>/work/forecasts``, score it),
 cached in ``<state>/tasks``; an interrupted run resumes from its finished models, on any
 executor. On Dask with several workers a big prediction is split into ``predict:<model>[i/n]``
-tasks that ``predict:<model>`` joins (:mod:`ewspipe.flows.predict_parts`). The driver then runs the ensembles in memory and commits the run folder
+tasks that ``predict:<model>`` joins (:mod:`ewspipe.flows.predict_parts`). The driver then
+runs the ensembles in memory and commits the run folder
 (``predictions/<model>.parquet``, ``metrics/<model>.json``, ``run.json``) as one rename.
 
 Every model's and ensemble's forecast is held against the monthly QA's plausibility ceiling
@@ -105,12 +106,12 @@ __all__ = [
     "fitted_artifact",
     "forecast_metadata",
     "forecast_models",
+    "json_ready",
     "load_snapshot",
     "parse_run_type",
     "partition_for",
-    "plausibility_alerts",
-    "json_ready",
     "partition_of",
+    "plausibility_alerts",
     "predict_model",
     "predict_origins",
     "require_snapshot_data",

@@ -34,7 +34,14 @@ from ewspipe.flows import modelrun
 from ewspipe.flows.graph import TRACE, Task
 from ewspipe.memory import resident_bytes
 from ewspipe.models import registry
-from ewspipe.models.chunking import Block, model_samples, plan_chunks, predict_chunks, split_parts
+from ewspipe.models.chunking import (
+    Block,
+    model_samples,
+    plan_chunks,
+    predict_chunks,
+    rows_per_chunk,
+    split_parts,
+)
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import Manifest
@@ -130,10 +137,15 @@ def join_parts(ctx: modelrun.ModelRunContext, *, key: str, fitted: Output,
     found: list[Implausible | None] = [None]
     n_samples = 1
 
+    # three chunks alive at once (read ahead, scored, written behind), within the budget
+    batch = rows_per_chunk(max(int(p["n_samples"]) for p in ordered),
+                           modelrun.task_budget(ctx.settings), reserved=resident_bytes(),
+                           alive=3)
+
     def chunks() -> Iterator[Forecast]:
         for p in ordered:
             path = layout.resolve(p["part"])
-            yield from (iter_forecast(path) if path.is_file()
+            yield from (iter_forecast(path, rows=batch) if path.is_file()
                         else _predict_again(ctx, spec, fitted, manifest, part, p["blocks"]))
 
     with forecast_writer(layout.resolve(rel), rows=rows,

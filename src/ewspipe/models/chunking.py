@@ -28,7 +28,8 @@ from ewspipe.progress import current as current_reporter
 from ewspipe.threads import single_threaded_blas
 
 __all__ = ["Block", "Chunk", "blocks_per_chunk", "model_samples", "plan_chunks",
-           "planned_rows", "predict_chunk", "predict_chunks", "split_blocks", "split_parts",
+           "planned_rows", "predict_chunk", "predict_chunks", "rows_per_chunk", "split_blocks",
+           "split_parts",
            "split_units", "units_per_chunk"]
 
 #: an origin and a run of its consecutive steps, predicted together
@@ -85,6 +86,14 @@ def units_per_chunk(n_samples: int, budget: int, *, reserved: int = 0) -> int:
     block = sampling.UNIT_BLOCK
     fit = int(_usable(budget, reserved) // (block * _row_bytes(n_samples)))
     return max(1, fit) * block
+
+
+def rows_per_chunk(n_samples: int, budget: int, *, reserved: int = 0, alive: int = 1) -> int:
+    """Rows of ``n_samples`` draws that fit ``budget`` bytes (as in :func:`blocks_per_chunk`)
+    with ``alive`` such chunks in memory at once; at least one unit block
+    (:data:`ewspipe.models.sampling.UNIT_BLOCK` rows)."""
+    fit = int(_usable(budget, reserved) // (max(1, alive) * _row_bytes(n_samples)))
+    return max(sampling.UNIT_BLOCK, fit)
 
 
 def model_samples(model: BaseForecaster) -> int:

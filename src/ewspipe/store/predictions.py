@@ -281,14 +281,21 @@ def read_forecast(path: Path, *, samples: bool = True) -> tuple[Forecast, dict[s
     return table_forecast(table, meta, samples=samples), meta
 
 
-def iter_forecast(path: Path, *, samples: bool = True) -> Iterator[Forecast]:
+def iter_forecast(path: Path, *, samples: bool = True,
+                  rows: int | None = None) -> Iterator[Forecast]:
     """The stored forecast row group by row group (each a :class:`Forecast` of the next
     rows, in order): what streamed readers (QA, the store, scoring) use instead of
-    :func:`read_forecast`, so a file of 1,000-draw chunks is read one chunk at a time."""
+    :func:`read_forecast`, so a file of 1,000-draw chunks is read one chunk at a time.
+    ``rows``: at most that many rows a chunk (a row group read in parts)."""
     meta = read_forecast_metadata(path)
     columns = [*INDEX_COLUMNS, meta["unit_column"], "point", *(["samples"] if samples else [])]
     try:
         with pq.ParquetFile(path) as parquet:
+            if rows is not None:
+                for batch in parquet.iter_batches(batch_size=rows, columns=columns):
+                    yield table_forecast(pa.Table.from_batches([batch]), meta,
+                                         samples=samples)
+                return
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group, columns=columns)
                 yield table_forecast(table, meta, samples=samples)
