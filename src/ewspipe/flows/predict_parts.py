@@ -135,7 +135,6 @@ def join_parts(ctx: modelrun.ModelRunContext, *, key: str, fitted: Output,
     rows = sum(int(p["rows"]) for p in ordered)
     rel = f"work/forecasts/{model}/{key[:16]}.parquet"
     found: list[Implausible | None] = [None]
-    n_samples = 1
 
     # three chunks alive at once (read ahead, scored, written behind), within the budget
     batch = rows_per_chunk(max(int(p["n_samples"]) for p in ordered),
@@ -203,7 +202,7 @@ def _predict_again(ctx: modelrun.ModelRunContext, spec: ModelSpec, fitted: Outpu
     wanted = _blocks(blocks)
     _, panel = modelrun.load_snapshot(str(ctx.settings.snapshot_dir), manifest.id)
     design = modelrun.model_design(spec, panel, manifest, predict_from=wanted[0][0])
-    budget = modelrun.task_budget(ctx.settings)
+    budget = modelrun.task_budget(ctx.settings) // 3  # three chunks alive in the join
     plan = plan_chunks(fitted_model, design, part, budget=budget, held=resident_bytes(),
                        blocks=wanted)
     yield from predict_chunks(fitted_model, design, part, budget=budget, chunks=plan)
