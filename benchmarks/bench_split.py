@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_dask import MEMORY_LIMIT, _set_run
+from benchmarks.bench_dask import MEMORY_LIMIT, _load, _set_run
 from benchmarks.bench_draws import MODEL, draws_model_file
 from benchmarks.bench_monthly import _source, _workspace
 from benchmarks.harness import (
@@ -107,14 +107,6 @@ def _evaluate(root: Path, split: bool) -> dict[str, Any]:
 def _child() -> dict[str, Any]:
     runs = {mode: _evaluate(Path.cwd() / mode, mode == "split") for mode in ("unsplit", "split")}
     return {**runs, "ratio": runs["split"]["wall_s"] / runs["unsplit"]["wall_s"]}
-
-
-def _load(stdout: str) -> dict[str, Any]:
-    try:
-        doc: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-        return doc
-    except (ValueError, IndexError) as exc:
-        raise VerificationError(f"no JSON result in the output ({exc})") from exc
 
 
 def _verify(stdout: str) -> str:
