@@ -3,9 +3,9 @@
 On the real cm data (``../shared/data``, or ``$EWSPIPE_SHARED_DIR/data``) the first block must
 print the ```text block that follows it, which states the calibration pooled MSLE of LOCF
 (0.5635) and of the deployed cm ensemble steady_chorus (0.3578), the figures of
-docs/benchmarks.md. Without the real data that test skips (CI makes it mandatory), and the
-same blocks still run on a demo-world cm file, whose figures are not checked. README.md's
-quickstart block must be the page's first block, word for word.
+docs/benchmarks.md, to within CPU_TOLERANCE on another CPU. Without the real data that test
+skips (CI makes it mandatory), and the same blocks still run on a demo-world cm file, whose
+figures are not checked. README.md's quickstart block must be the page's first block, word for word.
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 LOCF_MSLE = 0.5635  # docs/benchmarks.md, last_value on calibration
 CHORUS_MSLE = 0.3578  # docs/benchmarks.md, steady_chorus (deployed cm ensemble) on calibration
 MAX_USER_LINES = 5
+#: how far a figure may be from the page's on another CPU: numpy picks its vectorised math
+#: kernels (log1p, expm1) by the CPU's instruction set, a last-bit difference can flip a
+#: LightGBM split, and steady_chorus scores 0.3575 on an AMD EPYC without AVX-512 where the
+#: page's Intel Xeon gave 0.3578 (every figure is bit-for-bit reproducible on one machine)
+CPU_TOLERANCE = 5e-4
+NUMBER = re.compile(r"\d+\.\d+")
 
 
 @dataclass(frozen=True)
@@ -96,16 +102,19 @@ def test_the_first_block_is_five_lines_and_readme_shows_it() -> None:
 @pytest.mark.shared_data
 def test_quickstart_reproduces_the_benchmark_figures_on_real_data(real_run: Ran) -> None:
     ns = real_run.namespace
-    assert round(ns["locf"].msle, 4) == LOCF_MSLE
-    assert round(ns["chorus"].msle, 4) == CHORUS_MSLE
+    assert abs(ns["locf"].msle - LOCF_MSLE) <= CPU_TOLERANCE
+    assert abs(ns["chorus"].msle - CHORUS_MSLE) <= CPU_TOLERANCE
     assert ns["chorus"].kind == "ensemble" and set(ns["chorus"].members) == {
         "amber_tree", "amber_ridge", "amber_mean"}
     # the page shows exactly what its first block prints
     page = blocks(PAGE)
     first = page.index(real_run.outputs[0][0])
     assert page[first + 1].lang == "text"
-    assert real_run.outputs[0][1] == page[first + 1].text
-    assert f"{LOCF_MSLE}" in page[first + 1].text and f"{CHORUS_MSLE}" in page[first + 1].text
+    printed, shown = real_run.outputs[0][1], page[first + 1].text
+    assert NUMBER.sub("#", printed) == NUMBER.sub("#", shown)
+    pairs = list(zip(NUMBER.findall(printed), NUMBER.findall(shown), strict=True))
+    assert all(abs(float(a) - float(b)) <= CPU_TOLERANCE for a, b in pairs), pairs
+    assert f"{LOCF_MSLE}" in shown and f"{CHORUS_MSLE}" in shown
 
 
 def _recorded_runs_reuse(ns: dict[str, Any]) -> None:

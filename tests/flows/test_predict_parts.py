@@ -199,11 +199,11 @@ def test_a_lost_joined_file_is_rebuilt_from_the_artifact(runs) -> None:
 def test_a_join_that_fails_midway_keeps_its_parts_and_resumes(runs, tmp_path: Path) -> None:
     """A join killed mid-way (here: an error after its first chunk) leaves no joined file and
     every part file; the next run reuses the parts and joins them: the unsplit forecast."""
-    from ewspipe.flows import predict_parts
+    from ewspipe.flows import modelrun
 
     settings = _settings(tmp_path, split=1)
     calls = {"n": 0}
-    real = predict_parts.check_forecast
+    real = modelrun.check_forecast
 
     def dies(chunk: Forecast, ceiling: float) -> Any:
         calls["n"] += 1
@@ -214,12 +214,12 @@ def test_a_join_that_fails_midway_keeps_its_parts_and_resumes(runs, tmp_path: Pa
     folder = settings.layout.resolve("work/forecasts/grid_draws")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(executors.LaneExecutor, "workers", 3)
-        mp.setattr(predict_parts, "check_forecast", dies)
+        mp.setattr(modelrun, "check_forecast", dies)
         with pytest.raises(RuntimeError, match="killed mid-join"):
             _evaluate(settings)
         assert not list(folder.glob("*.parquet"))  # nothing half-joined is visible
         assert len(list((folder / "parts").glob("*.parquet"))) == 3
-        mp.setattr(predict_parts, "check_forecast", real)
+        mp.setattr(modelrun, "check_forecast", real)
         resumed = _evaluate(settings)
     statuses = _statuses(resumed)
     assert statuses["predict:grid_draws"] == "ran"

@@ -32,7 +32,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
@@ -76,7 +76,13 @@ from ewspipe.geography import UnitNames, unit_names
 from ewspipe.memory import process_budget, resident_bytes
 from ewspipe.models import registry
 from ewspipe.models.base import BaseForecaster
-from ewspipe.models.chunking import Block, plan_chunks, planned_rows, predict_chunks
+from ewspipe.models.chunking import (
+    Block,
+    plan_chunks,
+    planned_rows,
+    predict_chunks,
+    rows_per_chunk,
+)
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
 from ewspipe.panel.snapshot import DATA_FILE, Manifest, SnapshotStore
@@ -640,6 +646,103 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
             TRACE: {"predict": t3 - t2, "evaluate": t4 - t3}}
 
 
+# --------------------------------------------------------------------------- split
+# a big prediction on several Dask workers (ewspipe.flows.predict_parts plans the parts)
+
+
+def _part_blocks(value: Sequence[Sequence[Any]]) -> list[Block]:
+    return [(int(o), tuple(int(s) for s in steps)) for o, steps in value]
+
+def predict_part(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
+                 config_hash: str, snapshot: dict[str, Any], run_type: str,
+                 partition: dict[str, Any], blocks: list[list[Any]]) -> Output:
+    """Predict one part's (origin, steps) ``blocks`` with the fitted model into a file of its
+    own (named by the task key), in chunks within the memory budget."""
+    t0 = time.perf_counter()
+    spec = ctx.spec(model, config_hash)
+    manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), snapshot["id"])
+    part = partition_of(ctx, run_type, manifest.last_month)
+    fitted_model = fitted_artifact(ctx, spec, fitted, manifest, part)
+    wanted = _part_blocks(blocks)
+    design = model_design(spec, panel, manifest, predict_from=wanted[0][0])
+    budget = task_budget(ctx.settings)
+    del panel
+    spare_panels(budget)
+    rel = f"work/forecasts/{model}/parts/{key[:16]}.parquet"
+    _, rows, n_samples, _ = write_predictions(
+        fitted_model, design, part, ctx.settings.layout.resolve(rel), budget=budget,
+        blocks=wanted, metadata=forecast_metadata(spec, fitted, manifest, run_type),
+        compression="lz4")  # read once, by the join
+    return {"model": model, "part": rel, "rows": rows, "n_samples": n_samples,
+            "blocks": blocks, TRACE: {"predict": time.perf_counter() - t0}}
+
+def join_parts(ctx: ModelRunContext, *, key: str, fitted: Output,
+               parts: Mapping[str, Output], order: list[str], model: str, config_hash: str,
+               snapshot: dict[str, Any], run_type: str, partition: dict[str, Any],
+               ceiling: float) -> Output:
+    """The parts, in order, as the model's one forecast file (named by the task key), held
+    against the plausibility ``ceiling`` and, outside forecasting runs, scored: the output of
+    an unsplit ``predict_model``. The part files are removed once it is in place."""
+    t0 = time.perf_counter()
+    spec = ctx.spec(model, config_hash)
+    manifest, panel = load_snapshot(str(ctx.settings.snapshot_dir), snapshot["id"])
+    part = partition_of(ctx, run_type, manifest.last_month)
+    ordered = [parts[name] for name in order]
+    layout = ctx.settings.layout
+    rows = sum(int(p["rows"]) for p in ordered)
+    rel = f"work/forecasts/{model}/{key[:16]}.parquet"
+    found: list[Implausible | None] = [None]
+
+    # three chunks alive at once (read ahead, scored, written behind), within the budget
+    batch = rows_per_chunk(max(int(p["n_samples"]) for p in ordered),
+                           task_budget(ctx.settings), reserved=resident_bytes(),
+                           alive=3)
+
+    def chunks() -> Iterator[Forecast]:
+        for p in ordered:
+            path = layout.resolve(p["part"])
+            yield from (iter_forecast(path, rows=batch) if path.is_file()
+                        else _predict_again(ctx, spec, fitted, manifest, part, p["blocks"]))
+
+    with forecast_writer(layout.resolve(rel), rows=rows,
+                         metadata=forecast_metadata(spec, fitted, manifest,
+                                                             run_type)) as out:
+        def written() -> Iterator[Forecast]:
+            for chunk in predict_parts.pipelined(chunks(), out.write):
+                found[0] = combine(found[0], check_forecast(chunk, ceiling))
+                yield chunk
+
+        metrics = None
+        if part.run_type is not RunType.FORECASTING:
+            metrics = json_ready(score_chunks(written(), panel, spec.target))
+        else:
+            for _ in written():
+                pass
+        n_samples = int(out.n_samples or 1)
+    for p in ordered:  # stored once: the joined file holds every part's rows
+        layout.resolve(p["part"]).unlink(missing_ok=True)
+    predict = sum(float(p.get(TRACE, {}).get("predict", 0.0)) for p in ordered)
+    return {"model": model, "path": rel, "rows": rows, "n_samples": n_samples,
+            "metrics": metrics,
+            "plausibility": None if found[0] is None else found[0].to_dict(),
+            TRACE: {"predict": predict, "evaluate": time.perf_counter() - t0,
+                    "parts": len(ordered)}}
+
+def _predict_again(ctx: ModelRunContext, spec: ModelSpec, fitted: Output,
+                   manifest: Manifest, part: Partition, blocks: list[list[Any]],
+                   ) -> Iterator[Forecast]:
+    """A part whose file is gone (removed by an earlier join whose own file was then lost):
+    its rows again, from the fitted artifact."""
+    fitted_model = fitted_artifact(ctx, spec, fitted, manifest, part)
+    wanted = _part_blocks(blocks)
+    _, panel = load_snapshot(str(ctx.settings.snapshot_dir), manifest.id)
+    design = model_design(spec, panel, manifest, predict_from=wanted[0][0])
+    budget = task_budget(ctx.settings) // 3  # three chunks alive in the join
+    plan = plan_chunks(fitted_model, design, part, budget=budget, held=resident_bytes(),
+                       blocks=wanted)
+    yield from predict_chunks(fitted_model, design, part, budget=budget, chunks=plan)
+
+
 def fitted_artifact(ctx: ModelRunContext, spec: ModelSpec, fitted: Output, manifest: Manifest,
                     part: Partition) -> BaseForecaster:
     """The model the ``fit:`` task output ``fitted`` names, loaded from the artifact store;
@@ -728,7 +831,7 @@ def build_model_graph(specs: Sequence[ModelSpec], *, run_type: RunType,
         n = (parts or {}).get(spec.name, 1)
         if n > 1:
             tasks += predict_parts.part_tasks(spec.name, partitions[spec.level], n, params,
-                                              finish)
+                                              finish, predict=predict_part, join=join_parts)
             continue
         tasks.append(Task(f"predict:{spec.name}", predict_model, {"fitted": f"fit:{spec.name}"},
                           finish, cost=1.0, lane="finish"))

@@ -21,7 +21,6 @@ predicts a missing part itself, the same rows.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -29,26 +28,17 @@ from typing import Any
 import numpy as np
 
 from ewspipe.catalog import ModelSpec
-from ewspipe.evaluation.plausibility import Implausible, check_forecast, combine
-from ewspipe.flows import modelrun
-from ewspipe.flows.graph import TRACE, Task
-from ewspipe.memory import resident_bytes
+from ewspipe.flows.graph import Task
 from ewspipe.models import registry
 from ewspipe.models.chunking import (
-    Block,
     model_samples,
-    plan_chunks,
-    predict_chunks,
-    rows_per_chunk,
     split_parts,
 )
 from ewspipe.models.forecast import Forecast
 from ewspipe.panel.schema import TIME_COLUMN, Panel
-from ewspipe.panel.snapshot import Manifest
-from ewspipe.partitions import Partition, RunType
-from ewspipe.store.predictions import forecast_writer, iter_forecast
+from ewspipe.partitions import Partition
 
-__all__ = ["join_parts", "part_tasks", "pipelined", "predict_part", "split_counts"]
+__all__ = ["part_tasks", "pipelined", "split_counts"]
 
 Output = dict[str, Any]
 
@@ -75,101 +65,22 @@ def split_counts(specs: Sequence[ModelSpec], panels: Mapping[str, Panel],
 
 
 def part_tasks(model: str, partition: Partition, n: int, params: Mapping[str, Any],
-               finish: Mapping[str, Any]) -> list[Task]:
-    """The ``predict:<model>[i/n]`` tasks and the ``predict:<model>`` task that joins them
-    (its output is an unsplit ``predict_model``'s)."""
+               finish: Mapping[str, Any], *, predict: Callable[..., Output],
+               join: Callable[..., Output]) -> list[Task]:
+    """The ``predict:<model>[i/n]`` tasks (``predict``: ``modelrun.predict_part``) and the
+    ``predict:<model>`` task that joins them (``join``: ``modelrun.join_parts``, its output
+    an unsplit ``predict_model``'s)."""
     origins = [s.origin for s in partition.rolling_origins()]
     runs = split_parts(origins, range(1, partition.steps + 1), n)
     names = [f"predict:{model}[{i}/{len(runs)}]" for i in range(1, len(runs) + 1)]
-    tasks = [Task(name, predict_part, {"fitted": f"fit:{model}"},
+    tasks = [Task(name, predict, {"fitted": f"fit:{model}"},
                   {**params, "blocks": [[o, list(s)] for o, s in blocks]},
                   cost=1.0, lane="finish")
              for name, blocks in zip(names, runs, strict=True)]
-    tasks.append(Task(f"predict:{model}", join_parts,
+    tasks.append(Task(f"predict:{model}", join,
                       {"fitted": f"fit:{model}", "parts": tuple(names)},
                       {**finish, "order": names}, cost=1.0, lane="finish"))
     return tasks
-
-
-def _blocks(value: Sequence[Sequence[Any]]) -> list[Block]:
-    return [(int(o), tuple(int(s) for s in steps)) for o, steps in value]
-
-
-def predict_part(ctx: modelrun.ModelRunContext, *, key: str, fitted: Output, model: str,
-                 config_hash: str, snapshot: dict[str, Any], run_type: str,
-                 partition: dict[str, Any], blocks: list[list[Any]]) -> Output:
-    """Predict one part's (origin, steps) ``blocks`` with the fitted model into a file of its
-    own (named by the task key), in chunks within the memory budget."""
-    t0 = time.perf_counter()
-    spec = ctx.spec(model, config_hash)
-    manifest, panel = modelrun.load_snapshot(str(ctx.settings.snapshot_dir), snapshot["id"])
-    part = modelrun.partition_of(ctx, run_type, manifest.last_month)
-    fitted_model = modelrun.fitted_artifact(ctx, spec, fitted, manifest, part)
-    wanted = _blocks(blocks)
-    design = modelrun.model_design(spec, panel, manifest, predict_from=wanted[0][0])
-    budget = modelrun.task_budget(ctx.settings)
-    del panel
-    modelrun.spare_panels(budget)
-    rel = f"work/forecasts/{model}/parts/{key[:16]}.parquet"
-    _, rows, n_samples, _ = modelrun.write_predictions(
-        fitted_model, design, part, ctx.settings.layout.resolve(rel), budget=budget,
-        blocks=wanted, metadata=modelrun.forecast_metadata(spec, fitted, manifest, run_type),
-        compression="lz4")  # read once, by the join
-    return {"model": model, "part": rel, "rows": rows, "n_samples": n_samples,
-            "blocks": blocks, TRACE: {"predict": time.perf_counter() - t0}}
-
-
-def join_parts(ctx: modelrun.ModelRunContext, *, key: str, fitted: Output,
-               parts: Mapping[str, Output], order: list[str], model: str, config_hash: str,
-               snapshot: dict[str, Any], run_type: str, partition: dict[str, Any],
-               ceiling: float) -> Output:
-    """The parts, in order, as the model's one forecast file (named by the task key), held
-    against the plausibility ``ceiling`` and, outside forecasting runs, scored: the output of
-    an unsplit ``predict_model``. The part files are removed once it is in place."""
-    t0 = time.perf_counter()
-    spec = ctx.spec(model, config_hash)
-    manifest, panel = modelrun.load_snapshot(str(ctx.settings.snapshot_dir), snapshot["id"])
-    part = modelrun.partition_of(ctx, run_type, manifest.last_month)
-    ordered = [parts[name] for name in order]
-    layout = ctx.settings.layout
-    rows = sum(int(p["rows"]) for p in ordered)
-    rel = f"work/forecasts/{model}/{key[:16]}.parquet"
-    found: list[Implausible | None] = [None]
-
-    # three chunks alive at once (read ahead, scored, written behind), within the budget
-    batch = rows_per_chunk(max(int(p["n_samples"]) for p in ordered),
-                           modelrun.task_budget(ctx.settings), reserved=resident_bytes(),
-                           alive=3)
-
-    def chunks() -> Iterator[Forecast]:
-        for p in ordered:
-            path = layout.resolve(p["part"])
-            yield from (iter_forecast(path, rows=batch) if path.is_file()
-                        else _predict_again(ctx, spec, fitted, manifest, part, p["blocks"]))
-
-    with forecast_writer(layout.resolve(rel), rows=rows,
-                         metadata=modelrun.forecast_metadata(spec, fitted, manifest,
-                                                             run_type)) as out:
-        def written() -> Iterator[Forecast]:
-            for chunk in pipelined(chunks(), out.write):
-                found[0] = combine(found[0], check_forecast(chunk, ceiling))
-                yield chunk
-
-        metrics = None
-        if part.run_type is not RunType.FORECASTING:
-            metrics = modelrun.json_ready(modelrun.score_chunks(written(), panel, spec.target))
-        else:
-            for _ in written():
-                pass
-        n_samples = int(out.n_samples or 1)
-    for p in ordered:  # stored once: the joined file holds every part's rows
-        layout.resolve(p["part"]).unlink(missing_ok=True)
-    predict = sum(float(p.get(TRACE, {}).get("predict", 0.0)) for p in ordered)
-    return {"model": model, "path": rel, "rows": rows, "n_samples": n_samples,
-            "metrics": metrics,
-            "plausibility": None if found[0] is None else found[0].to_dict(),
-            TRACE: {"predict": predict, "evaluate": time.perf_counter() - t0,
-                    "parts": len(ordered)}}
 
 
 def pipelined(source: Iterator[Forecast], write: Callable[[Forecast], None],
@@ -191,18 +102,3 @@ def pipelined(source: Iterator[Forecast], write: Callable[[Forecast], None],
             yield chunk
         if behind is not None:
             behind.result()
-
-
-def _predict_again(ctx: modelrun.ModelRunContext, spec: ModelSpec, fitted: Output,
-                   manifest: Manifest, part: Partition, blocks: list[list[Any]],
-                   ) -> Iterator[Forecast]:
-    """A part whose file is gone (removed by an earlier join whose own file was then lost):
-    its rows again, from the fitted artifact."""
-    fitted_model = modelrun.fitted_artifact(ctx, spec, fitted, manifest, part)
-    wanted = _blocks(blocks)
-    _, panel = modelrun.load_snapshot(str(ctx.settings.snapshot_dir), manifest.id)
-    design = modelrun.model_design(spec, panel, manifest, predict_from=wanted[0][0])
-    budget = modelrun.task_budget(ctx.settings) // 3  # three chunks alive in the join
-    plan = plan_chunks(fitted_model, design, part, budget=budget, held=resident_bytes(),
-                       blocks=wanted)
-    yield from predict_chunks(fitted_model, design, part, budget=budget, chunks=plan)
