@@ -17,6 +17,11 @@ The join removes the part files once the joined file is in place (the draws are 
 A part's task record names its file under ``part``, not ``path``, so a finished run's records
 stay reusable without them; should the join have to run again (its file was deleted), it
 predicts a missing part itself, the same rows.
+
+This module plans the split (:func:`split_counts`, :func:`part_tasks`) and holds the join's
+read-ahead/write-behind (:func:`pipelined`); the two task bodies are
+``ewspipe.flows.modelrun.predict_part`` and ``join_parts``, beside the unsplit
+``predict_model`` whose helpers they share.
 """
 
 from __future__ import annotations
