@@ -198,7 +198,8 @@ def test_a_lost_joined_file_is_rebuilt_from_the_artifact(runs) -> None:
 
 def test_a_join_that_fails_midway_keeps_its_parts_and_resumes(runs, tmp_path: Path) -> None:
     """A join killed mid-way (here: an error after its first chunk) leaves no joined file and
-    every part file; the next run reuses the parts and joins them: the unsplit forecast."""
+    every part file; the next run reuses the parts and joins them (a damaged part file is
+    predicted again): the unsplit forecast."""
     from ewspipe.flows import modelrun
 
     settings = _settings(tmp_path, split=1)
@@ -218,7 +219,10 @@ def test_a_join_that_fails_midway_keeps_its_parts_and_resumes(runs, tmp_path: Pa
         with pytest.raises(RuntimeError, match="killed mid-join"):
             _evaluate(settings)
         assert not list(folder.glob("*.parquet"))  # nothing half-joined is visible
-        assert len(list((folder / "parts").glob("*.parquet"))) == 3
+        parts = sorted((folder / "parts").glob("*.parquet"))
+        assert len(parts) == 3
+        # and one part file truncated meanwhile: predicted again, never a run that always fails
+        parts[1].write_bytes(parts[1].read_bytes()[:1000])
         mp.setattr(modelrun, "check_forecast", real)
         resumed = _evaluate(settings)
     statuses = _statuses(resumed)

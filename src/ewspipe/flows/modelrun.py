@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ewspipe.alerts.records import Alert, Severity
 from ewspipe.alerts.router import build_router
@@ -91,7 +93,12 @@ from ewspipe.progress import current as current_reporter
 from ewspipe.provenance import code_fingerprint, code_version
 from ewspipe.settings import Settings
 from ewspipe.store.artifacts import ArtifactStore
-from ewspipe.store.predictions import forecast_writer, iter_forecast, read_forecast
+from ewspipe.store.predictions import (
+    forecast_writer,
+    iter_forecast,
+    read_forecast,
+    read_forecast_metadata,
+)
 from ewspipe.store.runs import RunStore, RunWriter
 from ewspipe.store.tracking import prefetch_tracking, track_run
 
@@ -653,6 +660,7 @@ def predict_model(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
 def _part_blocks(value: Sequence[Sequence[Any]]) -> list[Block]:
     return [(int(o), tuple(int(s) for s in steps)) for o, steps in value]
 
+
 def predict_part(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
                  config_hash: str, snapshot: dict[str, Any], run_type: str,
                  partition: dict[str, Any], blocks: list[list[Any]]) -> Output:
@@ -675,6 +683,7 @@ def predict_part(ctx: ModelRunContext, *, key: str, fitted: Output, model: str,
         compression="lz4")  # read once, by the join
     return {"model": model, "part": rel, "rows": rows, "n_samples": n_samples,
             "blocks": blocks, TRACE: {"predict": time.perf_counter() - t0}}
+
 
 def join_parts(ctx: ModelRunContext, *, key: str, fitted: Output,
                parts: Mapping[str, Output], order: list[str], model: str, config_hash: str,
@@ -701,12 +710,11 @@ def join_parts(ctx: ModelRunContext, *, key: str, fitted: Output,
     def chunks() -> Iterator[Forecast]:
         for p in ordered:
             path = layout.resolve(p["part"])
-            yield from (iter_forecast(path, rows=batch) if path.is_file()
+            yield from (iter_forecast(path, rows=batch) if _part_intact(path, int(p["rows"]))
                         else _predict_again(ctx, spec, fitted, manifest, part, p["blocks"]))
 
     with forecast_writer(layout.resolve(rel), rows=rows,
-                         metadata=forecast_metadata(spec, fitted, manifest,
-                                                             run_type)) as out:
+                         metadata=forecast_metadata(spec, fitted, manifest, run_type)) as out:
         def written() -> Iterator[Forecast]:
             for chunk in predict_parts.pipelined(chunks(), out.write):
                 found[0] = combine(found[0], check_forecast(chunk, ceiling))
@@ -727,6 +735,18 @@ def join_parts(ctx: ModelRunContext, *, key: str, fitted: Output,
             "plausibility": None if found[0] is None else found[0].to_dict(),
             TRACE: {"predict": predict, "evaluate": time.perf_counter() - t0,
                     "parts": len(ordered)}}
+
+
+def _part_intact(path: Path, rows: int) -> bool:
+    """Whether a part file can be joined: there, a readable forecast file of its ``rows``
+    (a damaged one is predicted again, as a missing one is, instead of failing every run)."""
+    try:
+        read_forecast_metadata(path)
+        with pq.ParquetFile(path) as parquet:
+            return bool(parquet.metadata.num_rows == rows)
+    except (OSError, StoreError, pa.ArrowException, ValueError):
+        return False
+
 
 def _predict_again(ctx: ModelRunContext, spec: ModelSpec, fitted: Output,
                    manifest: Manifest, part: Partition, blocks: list[list[Any]],
