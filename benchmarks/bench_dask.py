@@ -98,6 +98,27 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
+def run_measured(argv: list[str], *, what: str) -> tuple[dict[str, Any], str, float, TreeRss]:
+    """Run an ``ewspipe ... --json`` command under a process-tree RSS sampler: its JSON
+    document, its stderr, its wall time and the sampler (``.peak``, ``.most_processes``);
+    SystemExit naming ``what`` when it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rss = TreeRss(proc.pid, every_s=SAMPLE_EVERY_S)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    rss.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"{what} exited {proc.returncode}: {err[-3000:]}")
+    doc: dict[str, Any] = json.loads(out)
+    return doc, err, wall, rss
+
+
+def restarts(stderr: str) -> int:
+    """Dask workers restarted above their memory limit, as the nanny logged them."""
+    return len(re.findall(r"exceeded \d+% memory budget", stderr))
+
+
 def _child(mode: str) -> dict[str, Any]:
     executor, workers = MODES[mode]
     work = _workspace(Path.cwd() / "ws", "pgm", ensembles=False)
@@ -107,18 +128,10 @@ def _child(mode: str) -> dict[str, Any]:
             str(work / "state")]
     subprocess.run([*base, "data", "import", "panel", str(_source(PGM_FILE)), "--level",
                     "pgm"], check=True, capture_output=True)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([*base, "forecast", "--level", "pgm", "--executor", executor,
-                             "--no-alerts", "--quiet", "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    rss = TreeRss(proc.pid, every_s=SAMPLE_EVERY_S)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    rss.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"{mode}: ewspipe forecast exited {proc.returncode}: {err[-3000:]}")
-    doc = json.loads(out)
-    killed = len(re.findall(r"exceeded \d+% memory budget", err))
+    doc, err, wall, rss = run_measured(
+        [*base, "forecast", "--level", "pgm", "--executor", executor, "--no-alerts",
+         "--quiet", "--json"], what=f"{mode}: ewspipe forecast")
+    killed = restarts(err)
     digests = {m["model"]: _digest(Path(doc["path"]) / m["predictions"]) for m in doc["models"]}
     return {"mode": mode, "executor": doc["executor"],
             "reused": [t["task"] for t in doc["tasks"] if t["status"] != "ran"],

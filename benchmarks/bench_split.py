@@ -25,11 +25,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_dask import MEMORY_LIMIT, _load, _set_run
+from benchmarks.bench_dask import MEMORY_LIMIT, _load, _set_run, restarts, run_measured
 from benchmarks.bench_draws import MODEL, draws_model_file
 from benchmarks.bench_monthly import _source, _workspace
 from benchmarks.harness import (
@@ -37,7 +36,6 @@ from benchmarks.harness import (
     REPO,
     Benchmark,
     Case,
-    TreeRss,
     VerificationError,
     ewspipe_command,
 )
@@ -84,20 +82,12 @@ def _evaluate(root: Path, split: bool) -> dict[str, Any]:
     base = [*ewspipe_command(), "--config", str(config), "--state-dir", str(work / "state")]
     subprocess.run([*base, "data", "import", "panel", str(_source(PGM_FILE)), "--level",
                     "pgm"], check=True, capture_output=True)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([*base, "evaluate", "--run-type", "calibration", "--model", MODEL,
-                             "--executor", "dask", "--no-alerts", "--quiet", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    rss = TreeRss(proc.pid, every_s=0.1)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    rss.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"evaluate (split={split}) exited {proc.returncode}: {err[-3000:]}")
-    doc = json.loads(out)
+    doc, err, wall, rss = run_measured(
+        [*base, "evaluate", "--run-type", "calibration", "--model", MODEL, "--executor",
+         "dask", "--no-alerts", "--quiet", "--json"], what=f"evaluate (split={split})")
     (model,) = doc["models"]
     return {"wall_s": wall, "tree_peak_rss_mib": rss.peak / 2**20,
-            "restarted": len(re.findall(r"exceeded \d+% memory budget", err)),
+            "restarted": restarts(err),
             "tasks": {t["task"]: t["seconds"] for t in doc["tasks"]},
             "digest": _digest(Path(doc["path"]) / model["predictions"]),
             "metrics": model["metrics"], "rows": model["rows"],
