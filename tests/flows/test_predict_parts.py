@@ -256,3 +256,14 @@ def test_only_big_predictions_on_several_workers_are_split(runs) -> None:
     assert split_counts(specs, panels, partitions, workers=2, min_draws=0) == {}
     assert split_counts(specs, panels, partitions, workers=2, min_draws=1) == {
         "grid_draws": 2, "small_ridge": 2}
+
+
+@pytest.mark.parametrize("value", ["-1", '"many"', "1.5"])
+def test_a_bad_split_draws_is_refused_naming_the_key(tmp_path: Path, value: str) -> None:
+    from ewspipe.errors import SettingsError
+
+    cfg = tmp_path / "ewspipe.toml"
+    cfg.write_text(f"[run]\nsplit_draws = {value}\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(cfg)
+    assert "split_draws" in str(info.value) and info.value.exit_code == 2
