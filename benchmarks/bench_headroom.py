@@ -87,9 +87,9 @@ def _child() -> dict[str, Any]:
         hindsight = dataclasses.replace(part, train=Window(part.train.first, last))
         doc[name] = {
             "out_of_sample": _score(fit_predict(spec, panel, manifest, part), panel,
-                                    spec.target)["msle"],
+                                    spec.target).pooled["msle"],
             "hindsight": _score(fit_predict(spec, panel, manifest, hindsight), panel,
-                                spec.target)["msle"],
+                                spec.target).pooled["msle"],
             "window_only": _window_only(spec, panel, part),
             BASELINE: ewspipe.backtest(BASELINE, panel, name, settings=settings).msle,
             "train_last": part.train.last, "hindsight_train_last": last,
