@@ -49,3 +49,20 @@ def test_help_keeps_bracketed_words(cli, path: str) -> None:
     assert not missing, f"`ewspipe {path} --help` lost {missing}:\n{res.out}"
     assert not re.search(r"<(list|tuple|dict)\[", res.out), \
         f"`ewspipe {path} --help` shows a Python type as a metavar:\n{res.out}"
+
+
+#: Imported only by the commands that use them: every CLI start (``--help``, shell completion,
+#: ``status``) would otherwise pay for them (scipy.stats alone took about 1 s of 2.3 s).
+HEAVY = ("scipy", "lightgbm", "sklearn", "mlflow", "sqlalchemy", "duckdb", "distributed",
+         "fastapi", "shapely", "matplotlib")
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ewspipe.cli.main; "
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]", f"importing the CLI imported {out}"

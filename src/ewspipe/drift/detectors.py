@@ -43,7 +43,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from ewspipe.drift.windows import Windows
 from ewspipe.errors import InputError
@@ -237,6 +236,8 @@ def _per_positives(
 
 
 def _ks_inverse_p(pos_t: FloatArray, pos_s: FloatArray) -> float:
+    from scipy import stats  # here: scipy.stats costs ~1 s of every CLI start
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(stats.ks_2samp(pos_t, pos_s, method="asymp").pvalue)
@@ -268,6 +269,8 @@ def _nonzero_shift(w: Windows, _: int) -> list[Measurement]:
 
 
 def _positive_shift(w: Windows, min_positives: int) -> list[Measurement]:
+    from scipy import stats
+
     return _per_positives(w, min_positives, lambda pos_t, pos_s: float(
         stats.wasserstein_distance(np.log1p(pos_t), np.log1p(pos_s))))
 

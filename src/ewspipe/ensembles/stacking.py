@@ -33,7 +33,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 
 from ewspipe.arrays import Floats
 from ewspipe.ensembles.aggregate import align_members
@@ -151,6 +150,8 @@ def _design(windows: Mapping[str, StackWindow], members: list[str]
 def _minimise_on_simplex(loss: Callable[[Floats], float], grad: Callable[[Floats], Floats],
                          m: int, *, ftol: float) -> Floats:
     """SLSQP from equal weights under w >= 0, sum w = 1; deterministic for given inputs."""
+    from scipy.optimize import minimize  # here: only stacking needs it, not every CLI start
+
     result = minimize(
         loss, np.full(m, 1.0 / m), jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * m,
         constraints=({"type": "eq", "fun": lambda w: float(w.sum() - 1.0),

@@ -38,7 +38,6 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
 
 from ewspipe.arrays import Floats
 from ewspipe.errors import InputError
@@ -183,6 +182,8 @@ def diebold_mariano(
         statistic = mean / np.sqrt(variance) * correction
     else:  # every period has the same difference
         statistic = 0.0 if mean == 0.0 else float(np.copysign(np.inf, mean))
+    from scipy import stats  # here: scipy.stats costs ~1 s of every CLI start
+
     p_value = float(2.0 * stats.t.sf(abs(statistic), df=n - 1))
     verdict: Verdict = "no significant difference"
     if p_value < alpha:

@@ -35,7 +35,6 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.ndimage import gaussian_filter
 
 from ewspipe.errors import InputError
 from ewspipe.panel.global_grid import GLOBAL, load_global_grid
@@ -370,6 +369,8 @@ def _pick_countries(
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> FloatArray:
     """Gaussian-smoothed white noise rescaled to unit variance."""
+    from scipy.ndimage import gaussian_filter  # here: the CLI imports this module at start
+
     delta = np.zeros((int(8 * sigma) + 3,) * 2)
     delta[delta.shape[0] // 2, delta.shape[1] // 2] = 1.0
     norm = math.sqrt(float((gaussian_filter(delta, sigma) ** 2).sum()))
