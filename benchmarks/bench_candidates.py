@@ -9,6 +9,11 @@ re-measurable: the child (``python -m benchmarks.bench_candidates run``) scores 
 and both shipped models with ``ewspipe.backtest(..., "backtest")`` and prints one JSON document.
 Validation is not read. No target: a context measurement.
 
+``benchmarks/candidates/ensembles/`` holds candidate sample ensembles (``misty_chorus``:
+cloudy_chorus plus the 12-month Conflictology draws, through the shadow copy ``past_cloud``).
+They are scored on the same windows for CRPS and interval coverage beside ``cloudy_chorus`` and
+``past_draws``, in a temporary workspace that holds the shipped catalog and the candidates.
+
 The panel is the fatalities002 state-based series (``ged_sb``, the target) with the non-state
 (``ged_ns``) and one-sided (``ged_os``) deaths of the views2020 table beside it. views2020 is
 the only real table with the violence types; it ends in August 2020 (month 488), and it holds no
@@ -20,7 +25,9 @@ feature reads the origin month or earlier, and the last backtest origin is month
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +36,11 @@ from benchmarks.harness import CM_FILE, REPO, Benchmark, Case, VerificationError
 __all__ = ["BENCHMARKS"]
 
 CANDIDATES = REPO / "benchmarks" / "candidates"
+CANDIDATE_ENSEMBLES = CANDIDATES / "ensembles"
 SHIPPED = ("amber_ridge", "amber_tree", "log_mean")
+#: the shipped sample ensemble and the Conflictology baseline the candidate ensembles face
+SAMPLE_REFERENCES = ("cloudy_chorus", "past_draws")
+SAMPLE_METRICS = ("crps", "coverage_90", "pit_coverage_90", "pit_coverage_50")
 VIOLENCE_FILE = "data/views_ged_cm/views2020_ged_cm.parquet"
 OTHER_TYPES = ("ged_ns", "ged_os")
 
@@ -56,33 +67,71 @@ def _panel_with_violence_types(settings: Any) -> Any:
     return ewspipe.load_panel(frame, "cm")
 
 
+def _sample_scores(settings: Any, panel: Any) -> dict[str, Any]:
+    """CRPS and interval coverage of every candidate sample ensemble and of what it is
+    measured against, on the backtest windows. The ensembles' members come from the shipped
+    catalog and the candidate models, so they run in a temporary workspace holding both."""
+    import ewspipe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copy(REPO / "ewspipe.toml", root / "ewspipe.toml")
+        shutil.copytree(REPO / "models", root / "models")
+        shutil.copytree(REPO / "ensembles", root / "ensembles")
+        for path in CANDIDATES.glob("*.toml"):
+            shutil.copy(path, root / "models" / path.name)
+        for path in CANDIDATE_ENSEMBLES.glob("*.toml"):
+            shutil.copy(path, root / "ensembles" / path.name)
+        local = ewspipe.load_settings(root / "ewspipe.toml")
+        names = [*SAMPLE_REFERENCES, *(p.stem for p in sorted(CANDIDATE_ENSEMBLES.glob("*.toml")))]
+        doc: dict[str, Any] = {}
+        for name in names:
+            result = ewspipe.backtest(name, panel, "backtest", settings=local)
+            doc[name] = {w: {k: ev.metrics[k] for k in SAMPLE_METRICS}
+                         for w, ev in result.windows.items()}
+    return doc
+
+
 def _child() -> dict[str, Any]:
     import ewspipe
 
     settings = ewspipe.load_settings(REPO / "ewspipe.toml")
     panel = _panel_with_violence_types(settings)
     models: list[str] = [*SHIPPED, *(str(p) for p in sorted(CANDIDATES.glob("*.toml")))]
-    doc: dict[str, Any] = {}
+    msle: dict[str, Any] = {}
     for model in models:
         result = ewspipe.backtest(model, panel, "backtest", settings=settings)
-        doc[result.model] = {w: ev.msle for w, ev in result.windows.items()}
-    return doc
+        msle[result.model] = {w: ev.msle for w, ev in result.windows.items()}
+    return {"msle": msle, "samples": _sample_scores(settings, panel)}
 
 
 def _verify(stdout: str) -> str:
     try:
-        doc: dict[str, dict[str, float]] = json.loads(stdout)
+        doc: dict[str, Any] = json.loads(stdout)
     except json.JSONDecodeError as exc:
         raise VerificationError(f"the child printed no JSON document: {exc}") from exc
+    msle: dict[str, dict[str, float]] = doc["msle"]
     expected = {*SHIPPED, *(p.stem for p in CANDIDATES.glob("*.toml"))}
-    if set(doc) != expected:
-        raise VerificationError(f"scored {sorted(doc)}, expected {sorted(expected)}")
-    windows = list(doc[SHIPPED[0]])
+    if set(msle) != expected:
+        raise VerificationError(f"scored {sorted(msle)}, expected {sorted(expected)}")
+    windows = list(msle[SHIPPED[0]])
     lines = [f"| model | {' | '.join(windows)} | mean |", "|---|" + "---:|" * (len(windows) + 1)]
-    for name, scores in sorted(doc.items(), key=lambda kv: sum(kv[1].values())):
+    for name, scores in sorted(msle.items(), key=lambda kv: sum(kv[1].values())):
         mean = sum(scores.values()) / len(scores)
         lines.append(f"| {name} | {' | '.join(f'{scores[w]:.4f}' for w in windows)} | "
                      f"{mean:.4f} |")
+    samples: dict[str, dict[str, dict[str, float]]] = doc["samples"]
+    wanted = {*SAMPLE_REFERENCES, *(p.stem for p in CANDIDATE_ENSEMBLES.glob("*.toml"))}
+    if set(samples) != wanted:
+        raise VerificationError(f"sample scores for {sorted(samples)}, expected {sorted(wanted)}")
+    lines += ["", "Sample forecasts on the same windows: CRPS, then plain / randomised-PIT "
+              "coverage of the central 90 % interval (the issue asks 85-95 %), then PIT "
+              "coverage of the 50 % interval.", "",
+              f"| model | {' | '.join(windows)} |", "|---|" + "---|" * len(windows)]
+    for name in [*SAMPLE_REFERENCES, *sorted(wanted - set(SAMPLE_REFERENCES))]:
+        cells = [f"{m['crps']:.2f}; {m['coverage_90']:.3f} / {m['pit_coverage_90']:.3f}; "
+                 f"{m['pit_coverage_50']:.3f}" for m in (samples[name][w] for w in windows)]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -105,9 +154,10 @@ BENCHMARKS = [
         description=(
             "Real cm data, pooled MSLE on raw counts on the four [partitions.backtest] windows "
             "(2005-2008 .. 2017-2020): every model file in benchmarks/candidates/ beside "
-            "amber_ridge, amber_tree and log_mean. The panel adds views2020's ged_ns/ged_os "
-            "(to August 2020) for the violence-type candidates. No target: the record of what "
-            "was tried."
+            "amber_ridge, amber_tree and log_mean; then CRPS and coverage of the sample "
+            "ensembles in benchmarks/candidates/ensembles/ beside cloudy_chorus and past_draws. "
+            "The panel adds views2020's ged_ns/ged_os (to August 2020) for the violence-type "
+            "candidates. No target: the record of what was tried."
         ),
         cases=_cases,
     )
