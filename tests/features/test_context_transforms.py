@@ -170,6 +170,17 @@ def test_time_since_first_counts_from_the_onset_and_is_minus_one_before():
     check(apply(panel, "time_since_first", 1.0, column="cov"), {1: [N, 0, N, 2]})
 
 
+def test_spell_counts_the_months_in_a_row_at_or_above_the_threshold():
+    # unit 1: 0 3 0 5 0 0, unit 2: 2 0 0 1 0 4, unit 3 (starts late): 7 1, unit 4: 9 9
+    check(apply(PANEL, "spell", 1.0), {1: [0, 1, 0, 1, 0, 0], 2: [1, 0, 0, 1, 0, 1],
+                                       3: [1, 2], 4: [1, 2]})
+    check(apply(PANEL, "spell", 4.0), {1: [0, 0, 0, 1, 0, 0], 2: [0, 0, 0, 0, 0, 1],
+                                       3: [1, 0], 4: [1, 2]})
+    # a month without a value is NaN and ends the spell
+    panel = cm_panel({1: (121, [0, 0, 0, 0, 0])}, cov={1: [5, 5, N, 5, 5]})
+    check(apply(panel, "spell", 1.0, column="cov"), {1: [1, 2, N, 1, 2]})
+
+
 def test_time_since_peak():
     # unit 1: 0 3 0 5 0 0; the earliest of tied maxima counts (unit 4: 9 9)
     check(apply(PANEL, "time_since_peak", 3), {1: [N, N, 1, 0, 1, 2], 2: [N, N, 2, 0, 1, 0],
@@ -257,6 +268,13 @@ def naive(panel, name: str) -> np.ndarray:
                 return N
             hits = [s for s in range(first[u], m + 1) if inner[(s, u)] >= expr.params[0]]
             return m - hits[0] if hits else -1
+        if kind == "spell":
+            if math.isnan(own):
+                return N
+            run, s = 0, m
+            while (s, u) in inner and inner[(s, u)] >= expr.params[0]:  # NaN never reaches
+                run, s = run + 1, s - 1
+            return float(run)
         if kind == "time_since_peak":
             window = [inner.get((m - d, u), N) for d in range(expr.params[0])]
             if any(math.isnan(v) for v in window):
@@ -275,9 +293,10 @@ def naive(panel, name: str) -> np.ndarray:
 REFERENCE_CASES = {
     "cm": ["nb_sum(ged_sb)", "nb_mean(lag(cov, 1))", "region_sum(cov, 2000)",
            "region_mean(ged_sb, 120)", "global_sum(lag(ged_sb, 2))", "global_mean(cov)",
-           "delta(cov, 2)", "time_since_first(ged_sb, 2)", "time_since_peak(cov, 3)"],
+           "delta(cov, 2)", "time_since_first(ged_sb, 2)", "time_since_peak(cov, 3)",
+           "spell(ged_sb, 2)", "spell(cov, 0.5)"],
     "pgm": ["nb_sum(lag(ged_sb, 1))", "nb_mean(cov)", "global_mean(ged_sb)",
-            "time_since_peak(ged_sb, 2)", "time_since_first(cov, 0.5)"],
+            "time_since_peak(ged_sb, 2)", "time_since_first(cov, 0.5)", "spell(ged_sb, 1)"],
 }
 
 
@@ -300,10 +319,11 @@ FAMILIES = {
     "regions": ["region_sum(ged_sb, 2000)", "region_mean(cov, 150)"],
     "global": ["global_sum(ged_sb)", "global_mean(cov)", "global_mean(lag(ged_sb, 2))"],
     "onset": ["time_since_first(ged_sb, 2)", "time_since_first(cov, 0.5)"],
+    "duration": ["spell(ged_sb, 1)", "spell(cov, 0.5)", "spell(mmean(ged_sb, 2), 3)"],
     "escalation": ["delta(ged_sb, 1)", "delta(mmean(cov, 2), 2)", "time_since_peak(ged_sb, 3)",
                    "time_since_peak(cov, 2)"],
 }
-PGM_OK = {"neighbours", "global", "onset", "escalation"}
+PGM_OK = {"neighbours", "global", "onset", "duration", "escalation"}
 
 _CAUSAL = settings(max_examples=25, deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

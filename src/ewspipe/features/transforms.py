@@ -459,6 +459,25 @@ def _time_since_first(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
     return out
 
 
+@_register("spell", "months in a row ending at t with x >= threshold (the current spell's "
+           "length; 0 when x < threshold at t); a month without a value ends a spell, and "
+           "the unit's first row starts counting",
+           "spell(ged_sb, 25)", params=(Param("threshold", float, default=1),))
+def _spell(grid: Grid, x: FloatGrid, threshold: float) -> FloatGrid:
+    """One month at a time, a running count per unit reset where the threshold is missed (a
+    NaN never reaches it): no grid-sized temporaries beside the result."""
+    out = np.empty_like(x)
+    run = np.zeros(x.shape[1])
+    reached = np.empty(x.shape[1], dtype=bool)
+    for t in range(len(x)):
+        np.greater_equal(x[t], threshold, out=reached)
+        run += 1.0
+        run[~reached] = 0.0
+        out[t] = run
+        out[t][np.isnan(x[t])] = _NAN
+    return out
+
+
 @_register("time_since_peak", "months since the largest x of the w months ending at t (0 when "
            "t holds it; ties: the earliest, so a flat window gives w - 1), same unit; NaN "
            "unless all w months have a value",
