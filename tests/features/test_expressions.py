@@ -140,6 +140,7 @@ def test_spec_error_is_an_input_error_with_exit_code_2():
         ("decay(ged_sb)", "decay takes 2 to 3 arguments, decay(x, halflife, threshold=1)"),
         ("log1p()", "log1p takes 1 argument, log1p(x); got 0"),
         ("lat(ged_sb)", "lat takes 0 arguments, lat(); got 1"),
+        ("spell(ged_sb, 1, 2)", "spell takes 1 to 2 arguments, spell(x, threshold=1); got 3"),
     ],
 )
 def test_bad_arity(text, expected):
@@ -156,6 +157,8 @@ def test_bad_arity(text, expected):
         ("msum(ged_sb, 1.5)", "argument 2 of msum (w) must be a whole number, got 1.5", 13),
         ("lag(3, 1)", "argument 1 of lag (x) must be a column or a transform, got the number 3", 4),
         ("decay(ged_sb, halflife=x)", "halflife= needs a number, got 'x'", 23),
+        ("spell(ged_sb, nan)", "argument 2 of spell (threshold) must be a number, got 'nan'",
+         14),
     ],
 )
 def test_non_numeric_or_misplaced_argument(text, expected, position):
