@@ -31,7 +31,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import CM_FILE, REPO, Benchmark, Case, VerificationError, shared_dir
+from benchmarks.harness import (
+    CM_FILE,
+    REPO,
+    Benchmark,
+    Case,
+    VerificationError,
+    child_document,
+    shared_dir,
+)
 
 __all__ = ["BENCHMARKS"]
 
@@ -106,10 +114,7 @@ def _child() -> dict[str, Any]:
 
 
 def _verify(stdout: str) -> str:
-    try:
-        doc: dict[str, Any] = json.loads(stdout)
-    except json.JSONDecodeError as exc:
-        raise VerificationError(f"the child printed no JSON document: {exc}") from exc
+    doc = child_document(stdout)
     msle: dict[str, dict[str, float]] = doc["msle"]
     expected = {*SHIPPED, *(p.stem for p in CANDIDATES.glob("*.toml"))}
     if set(msle) != expected:

@@ -27,7 +27,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import CM_FILE, REPO, Benchmark, Case, VerificationError, shared_dir
+from benchmarks.harness import (
+    CM_FILE,
+    REPO,
+    Benchmark,
+    Case,
+    VerificationError,
+    child_document,
+    shared_dir,
+)
 
 __all__ = ["BENCHMARKS"]
 
@@ -98,16 +106,8 @@ def _child() -> dict[str, Any]:
     return doc
 
 
-def _doc(stdout: str) -> dict[str, Any]:
-    try:
-        doc: dict[str, Any] = json.loads(stdout)
-    except json.JSONDecodeError as exc:
-        raise VerificationError(f"the child printed no JSON document: {exc}") from exc
-    return doc
-
-
 def _verify(stdout: str) -> str:
-    doc = _doc(stdout)
+    doc = child_document(stdout)
     lines = ["| partition | amber_ridge out of sample | in hindsight (trained through the "
              "window) | fitted on the window alone | log_mean |", "|---|---:|---:|---:|---:|"]
     for name in RUN_TYPES:

@@ -84,6 +84,15 @@ class VerificationError(BenchmarkError):
     """The measured command failed or printed a wrong result, so its timing means nothing."""
 
 
+def child_document(stdout: str) -> dict[str, Any]:
+    """The one JSON document a benchmark child prints; VerificationError if it printed none."""
+    try:
+        doc: dict[str, Any] = json.loads(stdout)
+    except json.JSONDecodeError as exc:
+        raise VerificationError(f"the child printed no JSON document: {exc}") from exc
+    return doc
+
+
 @dataclass(frozen=True)
 class Target:
     """Upper bounds from the issue; a case passes when its worst run stays within both."""
