@@ -104,19 +104,35 @@ def _run_records(settings: Settings, env: str, env_dir: EnvironmentLayout
              "qa_passed": r.qa_passed} for r in records]
 
 
-def _stored_levels(env_dir: EnvironmentLayout) -> dict[str, Any]:
+def _stored_levels(env_dir: EnvironmentLayout, published: list[dict[str, Any]]
+                   ) -> dict[str, Any]:
+    """Per level: the runs (newest first), the models each run holds, and defaults that go
+    together: the published run (else the newest) and a model that run holds, so the map's
+    first request never pairs a model with a run that lacks it."""
     store = PredictionStore(env_dir.predictions)
     levels: dict[str, Any] = {}
     for level in LEVEL_UNIT:
         runs = list(reversed(store.runs(level)))
         if not runs:
             continue
+        run_models: dict[str, list[str]] = {run: [] for run in runs}
+        newest: dict[str, str] = {}  # model -> the newest run holding it, for its metadata
+        for part in store.partitions(level=level):
+            run_models[part.run].append(part.model)
+        for run in reversed(runs):
+            newest.update({model: run for model in run_models[run]})
         models = []
-        for part in store.partitions(level=level, run=runs[0]):
-            meta = store.metadata(level, part.run, part.model)
+        for model in sorted(newest):
+            meta = store.metadata(level, newest[model], model)
             models.append({k: meta.get(k) for k in
                            ("model", "kind", "status", "target", "n_samples", "snapshot")})
-        levels[level] = {"runs": runs, "models": models}
+        pointer = next((p for p in published if p.get("level") == level), None)
+        default_run = pointer["run"] if pointer and pointer.get("run") in runs else runs[0]
+        held = set(run_models[default_run])
+        levels[level] = {"runs": runs, "run_models": run_models, "models": models,
+                         "default_run": default_run,
+                         "default_model": _default_model(
+                             [m for m in models if m["model"] in held], pointer)}
     return levels
 
 
@@ -135,15 +151,9 @@ def overview(settings: Settings) -> dict[str, Any]:
     for env in settings.run.environments:
         env_dir = settings.layout.env(env)
         published = _published(env_dir)
-        levels = _stored_levels(env_dir)
-        for level, info in levels.items():
-            pointer = next((p for p in published if p.get("level") == level), None)
-            info["default_model"] = _default_model(info["models"], pointer)
-            info["default_run"] = pointer["run"] if pointer and pointer.get("run") in \
-                info["runs"] else info["runs"][0]
         envs.append({"name": env, "exists": env_dir.root.is_dir(),
                      "runs": _run_records(settings, env, env_dir),
-                     "published": published, "levels": levels})
+                     "published": published, "levels": _stored_levels(env_dir, published)})
     with_data = [e["name"] for e in envs if e["levels"]]
     default = next((n for n in (settings.run.production_environment, settings.run.environment)
                     if n in with_data),

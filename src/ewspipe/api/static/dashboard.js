@@ -351,14 +351,17 @@
     if (!levels.includes(state.level)) state.level = levels[0];
     levelSelect.value = state.level;
     const lv = info.levels[state.level];
-    const names = lv.models.map((m) => m.model);
-    if (!names.includes(state.model)) state.model = lv.default_model;
+    // the run first, then a model that run holds: a pair the map can always draw
+    if (!lv.runs.includes(state.run)) state.run = lv.default_run;
+    fillSelect($("run"), lv.runs, state.run);
+    const names = lv.run_models[state.run];
+    if (!names.includes(state.model)) {
+      state.model = names.includes(lv.default_model) ? lv.default_model : names[0];
+    }
     fillSelect($("model"), names, state.model, (n) => {
       const m = lv.models.find((x) => x.model === n);
       return `${n} (${m.kind === "ensemble" ? "ensemble, " : ""}${m.status})`;
     });
-    if (!lv.runs.includes(state.run)) state.run = lv.default_run;
-    fillSelect($("run"), lv.runs, state.run);
     return true;
   }
 
