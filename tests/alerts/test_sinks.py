@@ -66,6 +66,12 @@ def test_jsonl_appends_and_filters(tmp_path):
     assert log.read()[0] == _alert(Severity.INFO, time="2024-01-01T00:00:00Z")
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00+01:00", "9999-12-31T23:59-01:00"])
+def test_since_outside_the_utc_range_is_refused(text: str) -> None:
+    with pytest.raises(InputError, match=r"option --since: .* outside the dates"):
+        parse_since(text)
+
+
 def _append_many(path: str, worker: int) -> None:
     log = AlertLog(Path(path))
     for i in range(40):

@@ -210,6 +210,8 @@ def test_any_page_is_a_slice_of_the_filtered_whole(client, lo, span, limit, offs
     ({"month_from": 2**70}, "month_from", "less than or equal"),
     ({"quantiles": "0.5,1.5"}, "quantiles", "outside [0, 1]"),
     ({"quantiles": "a"}, "quantiles", "not a comma-separated list"),
+    # two levels, one column name (q0.05): one would silently overwrite the other
+    ({"quantiles": "0.05,0.0500000001"}, "quantiles", "both name the column q0.05"),
     ({"quantiles": "0.5"}, "quantiles", "point forecasts only"),
     ({"env": "nowhere"}, "env", "not an environment"),
     ({"limit": 200_000}, "limit", "max_forecast_rows"),
@@ -262,8 +264,12 @@ def test_nothing_published_in_a_fresh_state(workspace, tmp_path):
     with TestClient(create_app(settings)) as fresh:
         resp = fresh.get(f"{URL}/cm/ged_sb")
         assert resp.status_code == 404
-        assert "nothing published for cm/ged_sb in environment 'production'" in \
-            resp.json()["detail"]
+        assert "nothing published for cm/ged_sb in environment 'production'; publish with " \
+            "`ewspipe run --env production`" in resp.json()["detail"]
+        # an environment that never publishes is not told to publish
+        dev = fresh.get(f"{URL}/cm/ged_sb", params={"env": "development"}).json()["detail"]
+        assert "environment 'development' never publishes ([run] publish_environments: " \
+            "production)" in dev and "ewspipe run --env development" not in dev
         assert not any(tmp_path.iterdir())  # a read created no state
 
 
@@ -284,3 +290,17 @@ def test_a_pointer_to_a_pruned_run_is_404(workspace, tmp_path):
         assert resp.status_code == 404
         assert "query parameter 'run'" in resp.json()["detail"] and "pruned" in \
             resp.json()["detail"]
+
+
+@pytest.mark.parametrize("header", ["identity, gzip;q=0", "gzip;q=0", "*;q=0", "br"])
+def test_gzip_refused_by_q_zero_is_not_sent(client, monkeypatch, header):
+    from ewspipe.api import routes_forecasts
+
+    plain = client.get(f"{URL}/cm/ged_sb", headers={"Accept-Encoding": "identity"})
+    monkeypatch.setattr(routes_forecasts, "LARGE_BODY", 1)  # the route's own gzip
+    resp = client.get(f"{URL}/cm/ged_sb", headers={"Accept-Encoding": header})
+    assert "content-encoding" not in resp.headers and resp.content == plain.content
+    small = client.get("/api/v1/models", headers={"Accept-Encoding": header})  # middleware
+    assert "content-encoding" not in small.headers and small.status_code == 200
+    packed = client.get("/api/v1/models", headers={"Accept-Encoding": "gzip;q=0.5"})
+    assert packed.headers["content-encoding"] == "gzip"

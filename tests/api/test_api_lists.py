@@ -67,6 +67,10 @@ def test_evaluations(client, workspace):
     ("/api/v1/models/no_such_model", {}, 404, "name"),
     ("/api/v1/models", {"status": "retired"}, 422, "status"),
     ("/api/v1/alerts", {"since": "yesterday"}, 422, "since"),
+    # valid ISO texts whose UTC instant falls outside years 1-9999 (was a 500)
+    ("/api/v1/alerts", {"since": "0001-01-01T00:00+01:00"}, 422, "since"),
+    ("/api/v1/alerts", {"since": "9999-12-31T23:59-01:00"}, 422, "since"),
+    ("/api/v1/alerts", {"env": ""}, 422, "env"),  # an empty env is no environment
     ("/api/v1/alerts", {"severity": "LOUD"}, 422, "severity"),
     ("/api/v1/releases/v9.9.9", {}, 404, "version"),
     ("/api/v1/releases", {"kind": "merge"}, 422, "kind"),

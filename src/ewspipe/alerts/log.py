@@ -44,7 +44,13 @@ def parse_since(text: str, *, option: str = "--since") -> datetime:
             f"option {option}: {text!r} is not an ISO date or date-time; use e.g. "
             "2024-07-01 or 2024-07-01T12:00:00Z"
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:  # 0001-01-01T00:00+01:00 is a valid ISO text but before the first UTC instant
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise InputError(
+            f"option {option}: {text!r} lies outside the dates Python can hold in UTC "
+            "(years 1-9999); use e.g. 2024-07-01"
+        ) from None
 
 
 def parse_severity(text: str, *, option: str = "--severity") -> Severity:

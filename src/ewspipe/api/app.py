@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
@@ -32,6 +31,7 @@ from ewspipe.api import (
     routes_runs,
 )
 from ewspipe.api.auth import read_token
+from ewspipe.api.encoding import QGZipMiddleware
 from ewspipe.api.errors import install_error_handlers
 from ewspipe.extras import MissingExtra, install_hint
 from ewspipe.settings import Settings
@@ -140,6 +140,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dashboard.router)
     # JSON and CSV compress ~8x (the map's country shapes: 118 kB -> 15 kB); no answer holds
     # a secret (the token is a request header only), so compression leaks nothing (BREACH)
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=6)
+    app.add_middleware(QGZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=6)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app

@@ -39,8 +39,11 @@ def get_alerts(
         after = parse_since(since, option="since") if since is not None else None
     except InputError as exc:
         invalid("query", "since", str(exc).removeprefix("option since: "))
-    logs = [(env_or_default(settings, env), settings.layout.env(env).alerts_log)] if env \
-        else [(name, settings.layout.env(name).alerts_log) for name in settings.run.environments]
+    if env is not None:
+        logs = [(env_or_default(settings, env), settings.layout.env(env).alerts_log)]
+    else:
+        logs = [(name, settings.layout.env(name).alerts_log)
+                for name in settings.run.environments]
     if workspace and env is None:
         logs.insert(0, (WORKSPACE, settings.layout.alerts_log))
     level = Severity(severity) if severity is not None else None

@@ -27,6 +27,7 @@ from ewspipe.api.deps import (
     publish_environment,
     publishing_env,
 )
+from ewspipe.api.encoding import accepts_gzip
 from ewspipe.api.errors import invalid, not_found
 from ewspipe.api.forecast_reads import (
     ForecastQuery,
@@ -40,6 +41,7 @@ from ewspipe.api.schemas import ErrorBody, ForecastPage
 from ewspipe.geography import unit_names
 from ewspipe.settings import Settings
 from ewspipe.store.prediction_store import PredictionStore
+from ewspipe.store.predictions import quantile_column
 
 __all__ = ["router"]
 
@@ -89,7 +91,15 @@ def _quantiles(text: str | None) -> tuple[float, ...]:
     bad = [v for v in values if not 0.0 <= v <= 1.0]
     if bad:
         invalid("query", "quantiles", f"{bad[0]} is outside [0, 1]; use levels such as 0.05")
-    return tuple(dict.fromkeys(values))
+    levels = tuple(dict.fromkeys(values))
+    named: dict[str, float] = {}
+    for level in levels:  # one column per level: q<level> keeps 6 significant digits
+        other = named.setdefault(quantile_column(level), level)
+        if other != level:
+            invalid("query", "quantiles", f"{other!r} and {level!r} both name the column "
+                    f"{quantile_column(level)}; levels must differ within 6 significant "
+                    "digits")
+    return levels
 
 
 def _format(fmt: Format | None, accept: str | None) -> Format:
@@ -128,9 +138,12 @@ def _resolve(settings: Settings, level: str, target: str, model: str | None, run
         name = publishing_env(settings, env, fix="pass ?env= and ?run=")
         pointer = current_pointer(settings, name, level, target)
         if pointer is None:
+            publishing = settings.run.publish_environments
+            how = (f"publish with `ewspipe run --env {name}`" if name in publishing else
+                   f"environment {name!r} never publishes ([run] publish_environments: "
+                   f"{', '.join(publishing) or 'none'})")
             not_found("path", "target", f"nothing published for {level}/{target} in "
-                      f"environment {name!r}; publish with `ewspipe run --env {name}` or read "
-                      "a stored run with ?run=")
+                      f"environment {name!r}; {how}, or read a stored run with ?run=")
         chosen = model or pointer["primary"]
         if chosen not in pointer["models"]:
             not_found("query", "model", f"{chosen!r} is not in the published {level}/{target} "
@@ -171,7 +184,7 @@ def _response(request: Request, body: bytes, fmt: Format, headers: dict[str, str
     """The answer; a large one gzipped here at level 1 when the client accepts gzip (the app's
     middleware, level 6, then passes it on as it is): on a global month's 14 MB of JSON that
     is ~2x faster for ~25 % more bytes."""
-    if len(body) >= LARGE_BODY and "gzip" in request.headers.get("accept-encoding", ""):
+    if len(body) >= LARGE_BODY and accepts_gzip(request.headers.get("accept-encoding", "")):
         body = gzip.compress(body, compresslevel=1, mtime=0)
         headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
     return Response(body, media_type=MEDIA[fmt], headers=headers)
