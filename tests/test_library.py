@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -188,3 +189,41 @@ def test_refusals_say_what_to_do(workspace: Settings, cm_frame: pd.DataFrame,
     grid = cm_frame.rename(columns={"country_id": "priogrid_gid"})
     with pytest.raises(InputError, match=r"cm model but the panel is pgm"):
         ewspipe.backtest("flat_line", grid, settings=workspace)
+
+
+@pytest.mark.parametrize(("call", "parameter", "needle"), [
+    (lambda ws, df: ewspipe.backtest(None, df, settings=ws), "model", "cannot use a NoneType"),
+    (lambda ws, df: ewspipe.backtest(42, df, settings=ws), "model", "cannot use a int"),
+    (lambda ws, df: ewspipe.backtest("flat_lime", df, settings=ws), "model", "flat_line"),
+    (lambda ws, df: ewspipe.backtest("flat_line", df, "nope", settings=ws), "partition",
+     "partition 'nope'"),
+    (lambda ws, df: ewspipe.backtest("flat_line", df, settings="ewspipe.toml"), "settings",
+     "ewspipe.load_settings('ewspipe.toml')"),
+    (lambda ws, df: ewspipe.forecast("flat_line", df, settings=5), "settings",
+     "cannot use a int"),
+    (lambda ws, df: ewspipe.load_panel(df, level="xx"), "level", "level 'xx'"),
+    (lambda ws, df: ewspipe.load_panel(df, count_columns=["ged_sb", "ged_sb"]),
+     "count_columns", "'ged_sb' is listed more than once"),
+    (lambda ws, df: ewspipe.load_panel(df, count_columns=[]), "count_columns",
+     "the list is empty"),
+    (lambda ws, df: ewspipe.load_panel(df, count_columns=[1]), "count_columns",
+     "1 is not a column name"),
+])
+def test_a_wrong_argument_is_an_input_error_naming_it(workspace: Settings,
+                                                      cm_frame: pd.DataFrame, call: Any,
+                                                      parameter: str, needle: str) -> None:
+    """Not a TypeError or AttributeError from deep inside, and never 'option --x' wording."""
+    with pytest.raises(InputError) as caught:
+        call(workspace, cm_frame)
+    assert caught.value.parameter == parameter and needle in str(caught.value)
+    assert "option " not in str(caught.value)
+
+
+def test_load_panel_applies_the_import_plausibility_bound(cm_frame: pd.DataFrame) -> None:
+    """load_panel's checks are those of `data import panel`, the deaths bound included."""
+    wild = cm_frame.copy()
+    wild.loc[wild.index[5], "ged_sb"] = 2**62
+    with pytest.raises(PanelError, match=r"column 'ged_sb': 1 rows exceed the plausibility "
+                       r"bound of 1,000,000"):
+        ewspipe.load_panel(wild)
+    assert ewspipe.load_panel(cm_frame, count_columns="ged_sb").spec.count_columns == ("ged_sb",)

@@ -134,3 +134,14 @@ def test_backtest_settings_are_checked_when_written_and_when_used(tmp_path, monk
     # ... but a backtest on it says what to set
     with pytest.raises(SettingsError, match="must be >= 302"):
         scheme.backtest()
+
+
+def test_a_forecasting_train_first_after_the_data_names_the_key():
+    """Was "month window [99999999, 535] is empty", naming neither the key nor the fix."""
+    scheme = PartitionScheme(calibration=Window(445, 492), validation=Window(493, 540),
+                             calibration_train_first=121, validation_train_first=121,
+                             forecasting_train_first=99_999_999)
+    with pytest.raises(SettingsError, match=r"\[partitions.forecasting\] train_first = "
+                       r"99999999 comes after the last observed month 535.*<= 535"):
+        scheme.partition(RunType.FORECASTING, last_observed=535)
+    assert scheme.partition(RunType.CALIBRATION).train == Window(121, 444)  # others unaffected

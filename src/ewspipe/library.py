@@ -42,6 +42,7 @@ from ewspipe.flows.modelrun import (
     fit_predict,
 )
 from ewspipe.models.forecast import Forecast
+from ewspipe.panel.limits import InputLimits
 from ewspipe.panel.schema import TIME_COLUMN, Level, MissingPolicy, Panel, validate_panel
 from ewspipe.panel.snapshot import Manifest
 from ewspipe.panel.sources.table import read_table
@@ -80,7 +81,7 @@ def load_panel(
         InputError: the level cannot be told, or contradicts the panel given.
     """
     if isinstance(data, Panel):
-        if level is not None and Level.parse(str(level), option="level") is not data.level:
+        if level is not None and _parse_level(level) is not data.level:
             raise InputError(f"load_panel: level={level!r} but the panel given is "
                              f"{data.level.value}; pass level={data.level.value!r} or leave it out")
         return data
@@ -93,7 +94,7 @@ def load_panel(
                          "DataFrame, a Panel or the path of a Parquet/CSV file")
     lvl = _level(frame, level, source)
     panel, _ = validate_panel(frame, lvl, source=source, count_columns=count_columns,
-                              missing=missing)
+                              missing=missing, max_count=InputLimits().max_deaths_per_row)
     return panel
 
 
@@ -109,9 +110,18 @@ def _flat(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(level=names)
 
 
+def _parse_level(level: Level | str) -> Level:
+    try:
+        return Level(level)
+    except ValueError:
+        raise InputError(f"level {level!r}: use 'cm' (country-month) or 'pgm' "
+                         "(PRIO-GRID-month), or leave it out to infer it from the unit column",
+                         parameter="level") from None
+
+
 def _level(frame: pd.DataFrame, level: Level | str | None, source: str) -> Level:
     if level is not None:
-        return Level.parse(str(level), option="level")
+        return _parse_level(level)
     for column, lvl in _UNITS.items():
         if column in frame.columns:
             return lvl
@@ -148,15 +158,36 @@ class _Plan:
     ensemble: EnsembleSpec | None = None
 
 
+def _settings(settings: object) -> Settings:
+    """The settings given, or (None) the working directory's."""
+    if settings is None:
+        return load_settings()
+    if isinstance(settings, Settings):
+        return settings
+    hint = (f"ewspipe.load_settings({os.fspath(settings)!r})"
+            if isinstance(settings, str | os.PathLike) else "ewspipe.load_settings(path)")
+    raise InputError(f"settings: cannot use a {type(settings).__name__}; pass {hint}, or "
+                     "None for the ewspipe.toml of the working directory",
+                     parameter="settings")
+
+
 def _plan(model: ModelLike, settings: Settings) -> _Plan:
     if isinstance(model, ModelSpec):
         return _Plan([model])
+    if not isinstance(model, str | os.PathLike):
+        raise InputError(f"model: cannot use a {type(model).__name__}; pass a model or "
+                         "ensemble name, the path of a model TOML file or a ModelSpec",
+                         parameter="model")
     text = os.fspath(model)
     path = Path(text)
     if text.endswith(".toml") or path.is_file():
         return _Plan([_spec_from_file(path)])
     catalog = load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
-    plan = plan_run(catalog, [text])  # unknown (did-you-mean) or deprecated: SpecError
+    try:
+        plan = plan_run(catalog, [text])  # unknown (did-you-mean) or deprecated: SpecError
+    except InputError as exc:
+        exc.parameter = exc.parameter or "model"
+        raise
     if not plan.ensembles:
         return _Plan(plan.models)
     if len(plan.ensembles) > 1:  # a pgm ensemble reconciled with a cm one needs both panels
@@ -205,7 +236,7 @@ def _run_type(partition: RunType | str) -> RunType:
     if rt is None or rt is RunType.FORECASTING:
         raise InputError(f"partition {partition!r}: a backtest runs on 'calibration', "
                          "'validation' or 'backtest' (every [partitions.backtest] window); "
-                         "use ewspipe.forecast() for the months ahead")
+                         "use ewspipe.forecast() for the months ahead", parameter="partition")
     return rt
 
 
@@ -401,7 +432,7 @@ def backtest(
             ``ewspipe.toml`` of the working directory, or the built-in defaults).
     """
     run_type = _run_type(partition)
-    settings = settings if settings is not None else load_settings()
+    settings = _settings(settings)
     plan = _plan(model, settings)
     panel = load_panel(data)
     if run_type is RunType.BACKTEST:
@@ -427,7 +458,7 @@ def forecast(model: ModelLike, data: PanelLike, *, settings: Settings | None = N
     """Forecast the 36 months after the panel's last month for the units present in it, as
     ``ewspipe forecast`` does: fitted on every month from the forecasting partition's first
     training month up to the last one. Arguments as for :func:`backtest`."""
-    settings = settings if settings is not None else load_settings()
+    settings = _settings(settings)
     plan = _plan(model, settings)
     panel = load_panel(data)
     part = _partition(settings, RunType.FORECASTING, panel)

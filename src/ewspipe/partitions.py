@@ -172,6 +172,11 @@ class PartitionScheme:
             return Partition(run_type, train, self.validation, self.steps, self.sequences)
         if last_observed is None:
             raise ValueError("a forecasting partition needs last_observed (the data's last month)")
+        if self.forecasting_train_first > last_observed:
+            raise SettingsError(
+                f"[partitions.forecasting] train_first = {self.forecasting_train_first} comes "
+                f"after the last observed month {last_observed}: nothing to train on; set it "
+                f"to a month_id <= {last_observed} in ewspipe.toml (default 121, January 1990)")
         train = Window(self.forecasting_train_first, last_observed)
         test = Window(last_observed + 1, last_observed + self.steps)
         return Partition(run_type, train, test, self.steps, 1)

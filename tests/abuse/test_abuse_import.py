@@ -353,6 +353,67 @@ def demo_before_first(tmp: Path) -> tuple[list[str], list[str]]:
     return (["data", "demo", "--last-month", "100"], ["--last-month", "first month"])
 
 
+def demo_future(tmp: Path) -> tuple[list[str], list[str]]:
+    """Refused before ~1.7 M future rows are generated, naming the option, not the data."""
+    return (["data", "demo", "--last-month", "9999"], ["--last-month", "9999", "in the future"])
+
+
+def demo_future_setting(tmp: Path) -> tuple[list[str], list[str]]:
+    config = tmp / "demo.toml"
+    config.write_text("[demo]\nlast_month = 9999\n")
+    return (["--config", config, "data", "demo"],
+            ["[demo] last_month in ewspipe.toml 9999", "in the future"])
+
+
+def demo_before_first_setting(tmp: Path) -> tuple[list[str], list[str]]:
+    config = tmp / "demo.toml"
+    config.write_text("[demo]\nlast_month = 100\n")
+    return (["--config", config, "data", "demo"],
+            ["[demo] last_month in ewspipe.toml 100", "before the first month"])
+
+
+def counts_twice(tmp: Path) -> tuple[list[str], list[str]]:
+    """One column listed twice in --counts (was an internal error, exit 70)."""
+    path = _csv(_panel(), tmp / "panel.csv")
+    return (["data", "import", "panel", path, "--level", "cm", "--counts", "ged_sb,ged_sb"],
+            ["--counts", "'ged_sb'", "more than once"])
+
+
+def counts_empty(tmp: Path) -> tuple[list[str], list[str]]:
+    """--counts "," names no column (was stored as a snapshot without counts, exit 0)."""
+    path = _csv(_panel(), tmp / "panel.csv")
+    return (["data", "import", "panel", path, "--level", "cm", "--counts", ","],
+            ["--counts", "list is empty", "ged_sb"])
+
+
+def csv_rows_longer_than_header(tmp: Path) -> tuple[list[str], list[str]]:
+    """Every data row has one more field than the header: read as an implicit index, the
+    columns would shift one to the right and the import succeed with the wrong numbers."""
+    path = tmp / "shifted.csv"
+    body = _panel().to_csv(index=False).splitlines()
+    path.write_text("\n".join([body[0], *(f"999,{line}" for line in body[1:])]) + "\n")
+    return (["data", "import", "panel", path, "--level", "cm"],
+            [str(path), "more fields than the header", "name in the header"])
+
+
+def ged_before_1980(tmp: Path) -> tuple[list[str], list[str]]:
+    """An event before month_id 1 was blamed on an option the user never passed."""
+    rows = _ged_rows()
+    rows[1] = "1002,1,5,1900-01-03,1900-01-03,652,33.5,36.3\n"
+    path = _ged(tmp / "old.csv", rows)
+    return (["data", "import", "ged", path],
+            [str(path), "'date_start'", "before 1980-01-01", "data row 2"])
+
+
+def ged_countries_negative_id(tmp: Path) -> tuple[list[str], list[str]]:
+    """A bad id in the countries table is the countries file's fault, not the events'."""
+    path = _ged(tmp / "ok.csv", _ged_rows())
+    countries = tmp / "countries.csv"
+    countries.write_text("gwcode,country_id\n652,-1\n")
+    return (["data", "import", "ged", path, "--countries", countries, "--level", "cm"],
+            [str(countries), "'country_id'", "below 1", "data row 1"])
+
+
 CASES: dict[str, Case] = {f.__name__: f for f in (
     gz_bomb_cell, gz_bomb_size, gz_bomb_quoted_cell, many_columns_csv, many_columns_parquet,
     parquet_rows_bomb, long_line,
@@ -364,6 +425,9 @@ CASES: dict[str, Case] = {f.__name__: f for f in (
     demo_too_many_countries,
     demo_too_many_cells,
     demo_before_first, pgm_streamed_uint64_max, pgm_streamed_negative,
+    demo_future, demo_future_setting, demo_before_first_setting,
+    counts_twice, counts_empty, csv_rows_longer_than_header, ged_before_1980,
+    ged_countries_negative_id,
 )}
 
 
@@ -391,7 +455,7 @@ def test_import_abuse_is_refused(ewspipe, tmp_path: Path, seeded_state: Path, na
                          after=tree_digest(state))
     assert len(res.out) + len(res.err) < 2 * MAX_MESSAGE, "the refusal echoes too much"
     assert len(doc["error"]) < MAX_MESSAGE
-    if name == "demo_short_setting":
+    if name.endswith("_setting"):
         assert "--last-month" not in doc["error"], "blames an option the user never passed"
     if "2_pow_70" in name or "uint64" in name:
         assert "rows have negative" not in doc["error"]

@@ -89,6 +89,16 @@ def test_models_check_refuses_an_impossible_feature(
     assert doc["files_invalid"] == 1 and doc["problem_count"] == 1
 
 
+def test_models_check_refuses_a_learner_without_features(
+    ewspipe: Callable[..., Outcome], workspace: Callable[[str], Path],
+) -> None:
+    """A stepshifter with `features = []` passed the check, then every run failed with exit 1
+    and scikit-learn's "Found array with 0 feature(s)"."""
+    doc = _refused_feature(ewspipe, workspace, "[]", "key 'features'",
+                           ["'stepshifter' learns from features", "list at least one"])
+    assert doc["files_invalid"] == 1 and doc["problem_count"] == 1
+
+
 @pytest.mark.parametrize(("expr", "mentions"), [
     (DEEP, [f"{len(DEEP)} characters", "more than the 1000", "fix"]),
     (NESTED, ["nested 100 deep", "more than the 20", "fix"]),

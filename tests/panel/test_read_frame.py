@@ -65,3 +65,15 @@ def test_other_files_take_the_whole_table_path_with_the_same_result(tmp_path, ca
         table = pa.Table.from_pandas(frame.iloc[:0], preserve_index=False)
     pq.write_table(table, path, row_group_size=100, **kwargs)
     _same(path)
+
+
+def test_a_trailing_delimiter_on_every_row_reads_as_written(tmp_path):
+    """Was read as an implicit index: every column shifted one to the right."""
+    from ewspipe.panel.sources.table import read_table
+
+    path = tmp_path / "trailing.csv"
+    path.write_text("month_id,country_id,ged_sb\n121,1,0,\n122,1,3,\n")
+    frame = read_table(path)
+    assert list(frame.columns) == ["month_id", "country_id", "ged_sb"]
+    assert frame.to_dict("list") == {"month_id": [121, 122], "country_id": [1, 1],
+                                     "ged_sb": [0, 3]}

@@ -67,3 +67,16 @@ def test_forecast_entities_are_the_last_months_units():
     panel, _ = validate_panel(df, "cm", source="t")
     assert panel.forecast_entities().tolist() == [2]
     assert panel.units.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(("column", "convert", "kind"), [
+    ("ged_sb", lambda s: s.astype(complex) + 7j, "complex numbers"),  # was stored as the real part
+    ("ged_sb", lambda s: pd.to_timedelta(s, unit="s"), "durations"),  # was nanoseconds
+    ("month_id", lambda s: pd.Timestamp("2000-01-01") + pd.to_timedelta(s, unit="D"), "dates"),
+])
+def test_columns_of_another_kind_are_named_not_converted(column, convert, kind):
+    df = pd.DataFrame({"month_id": np.repeat(np.arange(121, 161), 2),
+                       "country_id": np.tile([1, 2], 40), "ged_sb": np.arange(80)})
+    df[column] = convert(df[column])
+    with pytest.raises(PanelError, match=rf"t.parquet: column '{column}': holds {kind} \("):
+        validate_panel(df, "cm", source="t.parquet")

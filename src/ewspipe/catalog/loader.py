@@ -394,6 +394,10 @@ def check_model_text(
                 defaults=registry.default_params(algorithm))]
 
     features = raw.get("features")
+    if known_algorithm and features in (None, []) and registry.get(algorithm).needs_features:
+        problems.append(Problem(shown, "features", f"algorithm {algorithm!r} learns from "
+                                "features, and this model lists none. Fix: list at least one, "
+                                'e.g. features = ["log1p(ged_sb)", "mmean(log1p(ged_sb), 12)"]'))
     if isinstance(features, list):
         level = raw.get("level")
         known_level = Level(level) if level in {lv.value for lv in Level} else None

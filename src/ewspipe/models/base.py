@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from ewspipe.features.design import Design
 from ewspipe.models.forecast import Forecast
@@ -32,6 +32,9 @@ class Forecaster(Protocol):
 
 class BaseForecaster:
     """get_params / set_params / repr from the ``__init__`` signature, as in scikit-learn."""
+
+    #: learns from the model file's ``features`` (a model of it needs at least one)
+    needs_features: ClassVar[bool] = False
 
     @classmethod
     def _parameters(cls) -> list[inspect.Parameter]:

@@ -303,6 +303,8 @@ class DirectMultiStep(BaseForecaster):
     ``params_``, ``trained_steps_`` and ``feature_names_`` in ``fit``.
     """
 
+    needs_features: ClassVar[bool] = True
+
     algorithm: ClassVar[str]
     _rules: ClassVar[dict[str, Rule]]
 

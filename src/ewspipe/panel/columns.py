@@ -22,6 +22,12 @@ def numbers(df: pd.DataFrame, column: str, source: str, *, fix: str, show: list[
     col = df[column]
     if pd.api.types.is_bool_dtype(col):
         raise row_error(source, column, "holds booleans (true/false), expected numbers", fix)
+    kind = ("dates" if pd.api.types.is_datetime64_any_dtype(col) else
+            "durations" if pd.api.types.is_timedelta64_dtype(col) else
+            "complex numbers" if pd.api.types.is_complex_dtype(col) else None)
+    if kind is not None:  # as numbers they would be nanoseconds, or lose the imaginary part
+        raise row_error(source, column, f"holds {kind} ({col.dtype}), expected whole numbers",
+                        fix)
     if not pd.api.types.is_numeric_dtype(col):
         converted = pd.to_numeric(col, errors="coerce")
         text = (converted.isna() & col.notna()).to_numpy()

@@ -17,6 +17,7 @@ from ewspipe.panel.global_grid import GLOBAL
 from ewspipe.panel.ingest import ImportResult, import_frame, import_stream
 from ewspipe.panel.limits import InputLimits
 from ewspipe.panel.messages import excerpt
+from ewspipe.panel.months import current_month_id, month_label
 from ewspipe.panel.snapshot import SnapshotStore
 from ewspipe.panel.synthetic import DemoWorld, demo_world
 from ewspipe.settings import DemoSettings
@@ -82,15 +83,26 @@ def import_demo_world(
         names = {str(err["loc"][0]) for err in errors if err["loc"]}
         parameter = names.pop() if len(names) == 1 and names <= set(overrides) else None
         raise InputError(f"demo world: {problems}", parameter=parameter) from exc
+    given = "last month" if last_month is not None else "[demo] last_month in ewspipe.toml"
     if settings.last_month is not None and settings.last_month < settings.first_month:
         raise InputError(
-            f"last month {settings.last_month} is before the first month "
-            f"{settings.first_month}; pass a later month_id", parameter="last_month"
+            f"{given} {settings.last_month} is before the first month "
+            f"{settings.first_month}; pass a later month_id",
+            parameter="last_month" if last_month is not None else None,
+        )
+    newest = current_month_id()
+    if settings.last_month is not None and settings.last_month > newest:
+        # refused before the world is built: a future month would be generated, then refused
+        # by the import's future check with a message about the data, not the setting
+        raise InputError(
+            f"{given} {settings.last_month} ({month_label(settings.last_month)}) is in the "
+            f"future: the newest possible month is {newest} ({month_label(newest)}); pass "
+            "an earlier month_id, or leave it out for the last complete month",
+            parameter="last_month" if last_month is not None else None,
         )
     if settings.last_month is not None and \
             settings.last_month - settings.first_month + 1 < limits.min_months:
         need = settings.first_month + limits.min_months - 1
-        given = "last month" if last_month is not None else "[demo] last_month in ewspipe.toml"
         raise InputError(
             f"{given} {settings.last_month} gives a demo world of only "
             f"{settings.last_month - settings.first_month + 1} months from the first month "

@@ -202,6 +202,8 @@ def import_ged_file(
         check_path(Path(countries))
     events, dropped = load_events(path, limits=limits, duplicates=duplicates)
     table = read_table(countries, limits=limits) if countries is not None else None
+    if table is not None:  # messages about the table name its file
+        table.attrs["source"] = f"{countries} (the countries table)"
     base = {
         "kind": "ucdp_ged",
         "file": path.name,

@@ -9,6 +9,7 @@ source, the column, the first offending rows and how to fix them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -192,6 +193,33 @@ def _infer_count_columns(df: pd.DataFrame, level: Level) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- validation
 
 
+def _count_list(count_columns: object) -> tuple[str, ...]:
+    """The count columns asked for (``--counts``, or ``count_columns=`` from Python): one name
+    or a list of distinct names, at least one."""
+    counts: tuple[object, ...]
+    if isinstance(count_columns, str):
+        counts = (count_columns,)
+    elif isinstance(count_columns, Iterable):
+        counts = tuple(count_columns)
+    else:
+        counts = (count_columns,)
+    bad = [c for c in counts if not isinstance(c, str) or not c.strip()]
+    if bad:
+        raise PanelError(f"count columns (--counts): {bad[0]!r} is not a column name; list "
+                         "the count columns by name, e.g. ged_sb,ged_ns",
+                         parameter="count_columns")
+    if not counts:
+        raise PanelError("count columns (--counts): the list is empty; name at least one "
+                         "count column, e.g. ged_sb, or leave it out to use every ged_* column",
+                         parameter="count_columns")
+    names = tuple(str(c) for c in counts)
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise PanelError(f"count columns (--counts): {twice[0]!r} is listed more than once; "
+                         "name each count column once", parameter="count_columns")
+    return names
+
+
 def validate_panel(
     df: pd.DataFrame,
     level: Level | str,
@@ -266,7 +294,7 @@ def validate_panel(
                 "name the count columns ged_sb / ged_ns / ged_os, or list them with --counts",
             )
     else:
-        counts = tuple(count_columns)
+        counts = _count_list(count_columns)
         absent = [c for c in counts if c not in df.columns]
         if absent:
             raise _fail(source, absent[0], "count column named in --counts is missing "

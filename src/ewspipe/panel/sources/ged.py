@@ -96,6 +96,10 @@ def _dates(df: pd.DataFrame, column: str, source: str, today: date) -> pd.Series
     _check_rows(df, source, column, col.isna().to_numpy(), "have no date", fix_text)
     _check_rows(df, source, column, parsed.isna().to_numpy(), "cannot be read as a date",
                 fix_text)
+    early = (parsed < pd.Timestamp(1980, 1, 1)).to_numpy()
+    _check_rows(df, source, column, early, "are before 1980-01-01, the first month of the "
+                "month_id calendar (month_id 1)", "check the date format (two-digit years?) "
+                "or drop these rows")
     future = (parsed >= pd.Timestamp(today) + pd.Timedelta(days=1)).to_numpy()
     _check_rows(df, source, column, future, f"start after today ({today.isoformat()})",
                 "events cannot start in the future: check the date format (day/month swapped?) "
@@ -335,6 +339,7 @@ def load_events(
 
 def _countries_table(countries: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     """Normalised (gwcode, country_id, first_month, last_month) rows; bool = has periods."""
+    name = str(countries.attrs.get("source", _COUNTRIES))
     table = countries.reset_index(drop=True)
     table.columns = [str(c) for c in table.columns]
     fix_cols = (
@@ -344,7 +349,7 @@ def _countries_table(countries: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     for col in ("gwcode", "country_id"):
         if col not in table.columns:
             raise _fail(
-                _COUNTRIES,
+                name,
                 col,
                 f"required column is missing (found: {name_list(table.columns)})",
                 fix_cols,
@@ -353,18 +358,23 @@ def _countries_table(countries: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     if len(period) == 1:
         other = "last_month" if period[0] == "first_month" else "first_month"
         raise _fail(
-            _COUNTRIES,
+            name,
             other,
             f"'{period[0]}' is given but '{other}' is not",
             "give both first_month and last_month (empty = open-ended), or neither",
         )
-    gw, no_gw = _integers(table, "gwcode", _COUNTRIES, fix_cols, allow_missing=True)
+    gw, no_gw = _integers(table, "gwcode", name, fix_cols, allow_missing=True)
     cid_fix = "every row with a gwcode needs an integer country_id"
-    cid, no_cid = _integers(table, "country_id", _COUNTRIES, cid_fix, allow_missing=True)
+    cid, no_cid = _integers(table, "country_id", name, cid_fix, allow_missing=True)
+    impossible = ~no_cid & (cid < 1)
+    if impossible.any():
+        raise _fail(name, "country_id", f"{int(impossible.sum())} rows have a country_id below 1",
+                    "country ids are positive integers (VIEWS ids start at 1)", table, impossible,
+                    ["gwcode", "country_id"])
     orphan = ~no_gw & no_cid
     if orphan.any():
         raise _fail(
-            _COUNTRIES,
+            name,
             "country_id",
             f"{int(orphan.sum())} rows have a gwcode but no country_id",
             cid_fix,
@@ -376,14 +386,14 @@ def _countries_table(countries: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     first = np.full(len(table), _OPEN_LOW, dtype=np.int64)
     last = np.full(len(table), _OPEN_HIGH, dtype=np.int64)
     if period:
-        given, missing = _integers(table, "first_month", _COUNTRIES, fix_cols, allow_missing=True)
+        given, missing = _integers(table, "first_month", name, fix_cols, allow_missing=True)
         first = np.where(missing, _OPEN_LOW, given)
-        given, missing = _integers(table, "last_month", _COUNTRIES, fix_cols, allow_missing=True)
+        given, missing = _integers(table, "last_month", name, fix_cols, allow_missing=True)
         last = np.where(missing, _OPEN_HIGH, given)
         backwards = keep & (first > last)
         if backwards.any():
             raise _fail(
-                _COUNTRIES,
+                name,
                 "first_month",
                 f"{int(backwards.sum())} rows end before they start",
                 "first_month must be <= last_month",
@@ -413,6 +423,7 @@ def _map_countries(
     fatalities002 table.
     """
     table, has_period = _countries_table(countries)
+    name = str(countries.attrs.get("source", _COUNTRIES))
     pairs = pd.DataFrame({"gwcode": gw, TIME_COLUMN: month}).drop_duplicates(ignore_index=True)
     cand = pairs.merge(table, on="gwcode", how="inner")
     cand = cand[
@@ -431,7 +442,7 @@ def _map_countries(
         )
         raise PanelError(
             f"{source}: column 'country_id': {len(codes)} GW codes of these events map to "
-            f"several ids in the {_COUNTRIES}: {listed}\n"
+            f"several ids in {name}: {listed}\n"
             "  Fix: keep one row per gwcode (the id your panel uses), or add first_month and "
             "last_month columns saying when each id applies (for VIEWS' views_countries.parquet "
             "rename fat002_first_month / fat002_last_month to first_month / last_month)"
@@ -458,7 +469,7 @@ def _map_countries(
             lines.append(f"    ... and {len(miss) - 20} more codes")
         raise PanelError(
             f"{source}: column 'country_id': {int(unmapped.sum())} events have a Gleditsch-Ward "
-            f"code the {_COUNTRIES} does not map ({len(miss)} codes: "
+            f"code {name} does not map ({len(miss)} codes: "
             f"{', '.join(str(g) for g in miss.index[:20])})\n"
             + "\n".join(lines)
             + "\n  Fix: add rows (gwcode, country_id) for these codes to the countries table, "

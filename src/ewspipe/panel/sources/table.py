@@ -12,6 +12,7 @@ import csv
 import errno
 import gzip
 import os
+import warnings
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -107,7 +108,18 @@ def read_table(
     sep = "\t" if path.name.lower().endswith(".tsv") else ","
     _scan_csv(path, sep, limits)
     try:
-        return pd.read_csv(path, sep=sep, usecols=columns, low_memory=False)
+        with warnings.catch_warnings():
+            # index_col=False: a data row longer than the header is an error, not an implicit
+            # index that shifts every column name one to the right (a trailing delimiter on
+            # every row is still read as the export meant it)
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, sep=sep, usecols=columns, low_memory=False,
+                               index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise PanelError(
+            f"{path}: the data rows have more fields than the header ({excerpt(str(exc), 120)})"
+            "\n  Fix: give every column a name in the header line, or remove the extra field"
+        ) from exc
     except pd.errors.EmptyDataError as exc:
         raise PanelError(f"{path}: the CSV has no header and no rows") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, EOFError, OSError) as exc:
