@@ -374,7 +374,8 @@ def test_hyperparameters_are_checked_against_the_algorithm(workspace: Path) -> N
 def test_nested_hyperparameter_typo(workspace: Path) -> None:
     """The example of the model-file format: a typo inside [hyperparameters.learner_params]."""
     _write(workspace / "models", "amber_tree", _model(
-        algorithm="stepshifter", hyperparameters={"learner_params": {"n_estimatorz": 10}}))
+        algorithm="stepshifter", features=["ged_sb"],
+        hyperparameters={"learner_params": {"n_estimatorz": 10}}))
     msg = _one(workspace)
     assert msg.startswith("models/amber_tree.toml: key "
                           "'hyperparameters.learner_params.n_estimatorz': ")
@@ -393,7 +394,8 @@ def test_hyperparameter_values_are_checked_by_the_algorithm(workspace: Path) -> 
 @needs_registry
 def test_hurdle_nested_learner_parameter(workspace: Path) -> None:
     _write(workspace / "models", "amber_tree", _model(
-        algorithm="hurdle", hyperparameters={"classifier_params": {"n_estimatorz": 10}}))
+        algorithm="hurdle", features=["ged_sb"],
+        hyperparameters={"classifier_params": {"n_estimatorz": 10}}))
     msg = _one(workspace)
     assert msg.startswith("models/amber_tree.toml: key "
                           "'hyperparameters.classifier_params.n_estimatorz': ")
@@ -404,7 +406,8 @@ def test_hurdle_nested_learner_parameter(workspace: Path) -> None:
 def test_learner_rejecting_a_value_points_at_its_table(workspace: Path) -> None:
     pytest.importorskip("lightgbm")
     _write(workspace / "models", "amber_tree", _model(
-        algorithm="stepshifter", hyperparameters={"learner_params": {"num_leaves": 0}}))
+        algorithm="stepshifter", features=["ged_sb"],
+        hyperparameters={"learner_params": {"num_leaves": 0}}))
     msg = _one(workspace)
     assert msg.startswith("models/amber_tree.toml: key 'hyperparameters.learner_params': ")
     assert "num_leaves" in msg
@@ -442,6 +445,17 @@ def test_valid_features_pass(workspace: Path) -> None:
         algorithm="stepshifter", hyperparameters=None,
         features=["lag(ged_sb, 1)", "msum(ged_sb, 12)", "decay(ged_sb, 12)"]))
     assert check_models(workspace / "models").ok
+
+
+@needs_registry
+@pytest.mark.parametrize("algorithm", ["stepshifter", "hurdle"])
+def test_a_learner_needs_features(workspace: Path, algorithm: str) -> None:
+    """Without features a learner has nothing to learn from: refused by the check, not by
+    scikit-learn in every run ("Found array with 0 feature(s)")."""
+    _write(workspace / "models", "amber_tree", _model(algorithm=algorithm, hyperparameters=None))
+    msg = _one(workspace)
+    assert msg.startswith("models/amber_tree.toml: key 'features': algorithm "
+                          f"'{algorithm}' learns from features")
 
 
 # --- all problems, not just the first ---------------------------------------------------------
