@@ -104,3 +104,42 @@ def test_hotfix_needs_a_release(tmp_path):
     ctx = open_ctx(repo, tmp_path / "state")
     with pytest.raises(CheckFailed, match=r"promote a release first"):
         start_hotfix(ctx, "early")
+
+
+def test_a_hotfix_branch_cut_from_development_is_refused(released):
+    """A branch named hotfix/ but cut from development would ship development's unstaged
+    work (here a breaking change) under a PATCH number."""
+    repo, ctx = released
+    commit_file(repo, "docs/big.md", "breaking\n", "feat!: a breaking development change")
+    git(repo, "checkout", "-q", "-b", "hotfix/oops")
+    commit_file(repo, "docs/fix.md", "the fix\n", "fix: typo")
+    stage_ok(ctx, "hotfix/oops")
+    production = git(repo, "rev-parse", "production")
+    with pytest.raises(CheckFailed, match=r"(?s)hotfix/oops carries 2 commit\(s\) of "
+                       r"development.*feat!: a breaking development change.*hotfix start"):
+        finish_hotfix(ctx)
+    assert git(repo, "rev-parse", "production") == production  # nothing released
+    assert git(repo, "tag", "--list", "v0.1.1") == "" and ctx.ledger.pending() == []
+
+
+def test_a_hotfix_that_changes_a_deployed_model_is_a_minor_release(released):
+    """The automatic bump of promote holds for hotfixes: a deployed model's configuration
+    changed, so the release is v0.2.0 (not v0.1.1), with the reasons in the manifest."""
+    repo, ctx = released
+    start_hotfix(ctx, "tune")
+    path = repo / "models" / "small_ridge.toml"
+    path.write_text(path.read_text().replace("seed = 7", "seed = 8", 1))  # its config hash
+    git(repo, "commit", "-qam", "fix: small_ridge's regularisation")
+    stage_ok(ctx, "hotfix/tune")
+    result = finish_hotfix(ctx)
+    bump = result["manifest"]["bump"]
+    assert result["tag"] == "v0.2.0" and bump["chosen"] == "minor" and not bump["forced"]
+    assert any("small_ridge" in reason for reason in bump["reasons"]), bump
+    assert git(repo, "rev-parse", "v0.2.0^{commit}") == git(repo, "rev-parse", "production")
+
+
+def test_a_plain_fix_records_its_patch_bump(released):
+    repo, ctx = released
+    _fix(repo, ctx)
+    bump = finish_hotfix(ctx)["manifest"]["bump"]
+    assert bump["chosen"] == "patch" and not bump["forced"]

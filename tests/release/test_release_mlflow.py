@@ -6,8 +6,8 @@ missing from the registry is registered from the staging evidence (the candidate
 artifacts and predictions, laid out by the real ``Side`` and made by a real monthly run).
 
 One scripted history, shared by the tests (module fixture): forecast with tracking on,
-feature-branch forecast, promote v0.1.0, hotfix v0.1.1 (a changed model, only staging
-evidence), rollback v0.1.2 to v0.1.0."""
+feature-branch forecast, promote v0.1.0, hotfix v0.2.0 (a changed deployed model, only
+staging evidence: a MINOR release by the bump rule), rollback v0.2.1 to v0.1.0."""
 
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ def test_every_registered_version_says_what_made_it(history):
 
 
 def test_hotfix_registers_what_staging_validated(history):
-    expected = _expected(history["repo"], "v0.1.1", history["snaps"])
+    expected = _expected(history["repo"], "v0.2.0", history["snaps"])
     _assert_aliases_match(history["hotfix"], expected, history["client"])
     aliased = history["hotfix"]["aliased"]
     # small_tree changed: registered from the candidate side's hash-verified artifact;
@@ -195,7 +195,7 @@ def test_hotfix_registers_what_staging_validated(history):
     for name in ("small_tree", "small_chorus", "grid_chorus"):
         version = aliased[name]
         assert version.tags["ewspipe.source"] == "staging", name
-        assert version.tags["ewspipe.registered_by"] == "v0.1.1"
+        assert version.tags["ewspipe.registered_by"] == "v0.2.0"
         assert version.tags["ewspipe.artifact_uri"].startswith(
             (history["ctx"].settings.state_dir / "staging").resolve().as_uri())
         # no MLflow run made it: its pyfunc model is kept in the state's MLflow folder
@@ -227,19 +227,19 @@ def test_setting_the_aliases_again_changes_nothing(history):
     """The aliases step is redone on a resumed release: it finds what it registered."""
     ctx, client = history["ctx"], history["client"]
     before = {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED}
-    manifest = ctx.ledger.get("0.1.1")["manifest"]
-    again = set_aliases(ctx.settings, manifest, "v0.1.1", git=ctx.git)
+    manifest = ctx.ledger.get("0.2.0")["manifest"]
+    again = set_aliases(ctx.settings, manifest, "v0.2.0", git=ctx.git)
     assert again.aliases == manifest["aliases"]
     assert {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED} == before
     # and the rollback's step, redone, puts production's aliases back where it left them
-    restored = restored_aliases(ctx, "v0.1.0", "v0.1.2")
+    restored = restored_aliases(ctx, "v0.1.0", "v0.2.1")
     assert restored.aliases == history["rollback"]["manifest"]["aliases"]
     assert {m: len(client.search_model_versions(f"name = '{m}'")) for m in DEPLOYED} == before
 
 
 @pytest.fixture(scope="module")
 def production_run(history):
-    """The monthly run of production (at the rollback release v0.1.2), tracked."""
+    """The monthly run of production (at the rollback release v0.2.1), tracked."""
     before = {m: len(history["client"].search_model_versions(f"name = '{m}'"))
               for m in DEPLOYED}
     done = run_monthly(history["ctx"].settings, environment="production")
@@ -256,13 +256,13 @@ def test_the_monthly_production_run_is_tracked(history, production_run):
     tags = run.data.tags
     assert tags["ewspipe.run_id"] == doc["run_id"] and tags["ewspipe.environment"] == \
         "production"
-    assert tags["ewspipe.status"] == doc["status"] and tags["ewspipe.release_tag"] == "v0.1.2"
+    assert tags["ewspipe.status"] == doc["status"] and tags["ewspipe.release_tag"] == "v0.2.1"
     assert tags["ewspipe.code_fingerprint"] == code_fingerprint()
     assert tags["ewspipe.snapshots"] == ",".join(f"{k}:{v}" for k, v in
                                                  sorted(history["snaps"].items()))
     assert run.data.metrics["tasks_ran"] == len(doc["ran"])
     # one new version per deployed model and ensemble: what production ran this month
-    expected = _expected(history["repo"], "v0.1.2", history["snaps"])
+    expected = _expected(history["repo"], "v0.2.1", history["snaps"])
     production = settings.layout.env("production").root.resolve().as_uri()
     artifacts = settings.layout.artifacts.resolve().as_uri()  # models: the one shared cache
     for name in DEPLOYED:
@@ -272,7 +272,7 @@ def test_the_monthly_production_run_is_tracked(history, production_run):
         assert newest.run_id == tracked["parent_run_id"]
         assert newest.tags["ewspipe.source"] == "monthly"
         assert newest.tags["ewspipe.monthly_run"] == doc["run_id"]
-        assert newest.tags["ewspipe.release"] == "v0.1.2"
+        assert newest.tags["ewspipe.release"] == "v0.2.1"
         assert {k: newest.tags[k] for k in expected[name]} == expected[name]
         assert newest.tags["ewspipe.artifact_uri"].startswith(
             artifacts if newest.tags["ewspipe.model_kind"] == "model" else production), name
@@ -306,7 +306,7 @@ def test_release_log_shows_the_versions_production_runs(history, cli):
     assert log.code == 0, log.err
     aliases = history["rollback"]["manifest"]["aliases"]
     line = "    production alias: " + ", ".join(f"{n} v{v}" for n, v in sorted(aliases.items()))
-    assert log.out.splitlines()[1] == line  # under the newest entry, the rollback v0.1.2
+    assert log.out.splitlines()[1] == line  # under the newest entry, the rollback v0.2.1
 
 
 def _served(settings, uri: str, frame=None) -> pd.DataFrame:

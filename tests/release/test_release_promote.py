@@ -202,3 +202,64 @@ def test_the_tag_step_is_idempotent_and_refuses_a_foreign_tag(released):
     git(repo, "tag", "v9.9.8", "development")
     with pytest.raises(GitFailed, match=r"tag v9\.9\.8 exists but points at .*git tag -d"):
         tag_step(ctx, "v9.9.8", {"version": "9.9.8"}).done()
+
+
+def test_a_second_release_command_is_refused_while_one_runs(released, tmp_path, capsys):
+    """Two promotions planned at once would both release the candidate (two tags, the second
+    rewriting the first's CHANGELOG section): the release line takes one command at a time,
+    and the second is refused with exit 1 before it reads anything."""
+    import subprocess
+    import sys
+
+    from ewspipe.cli.main import main
+    from ewspipe.flows.runner import StateLocked
+    from ewspipe.release.steps import LOCK_FILE, release_lock
+
+    repo, ctx = released
+    stage_ok(ctx)
+    before = (git(repo, "rev-parse", "production"), git(repo, "tag", "--list"))
+    # held in this process, as another command would hold it
+    with release_lock(ctx, "promote"), pytest.raises(
+            StateLocked, match=r"release line of repo .*locked by another run"):
+        promote(ctx)
+    # held by another process: the CLI exits 1 and says why
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(repo / ".git" / LOCK_FILE)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code = main(["--config", str(repo / "ewspipe.toml"), "--state-dir",
+                     str(tmp_path / "state"), "release", "promote", "--json"])
+        doc = json.loads(capsys.readouterr().out)
+        assert code == 1 and doc["exit_code"] == 1 and "locked by another run" in doc["error"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (git(repo, "rev-parse", "production"), git(repo, "tag", "--list")) == before
+    assert ctx.ledger.pending() == []
+    assert promote(ctx)["tag"] == "v0.2.0"  # the lock of a dead holder is no lock
+    with pytest.raises(CheckFailed, match="nothing to promote"):
+        promote(ctx)  # and the next command, once the first has ended, has nothing to do
+
+
+def test_two_promotions_at_once_release_once(released, tmp_path):
+    """The race itself, as two operators would start it: exactly one release, one refusal."""
+    import subprocess
+    import sys
+
+    repo, ctx = released
+    stage_ok(ctx)
+    args = [sys.executable, "-m", "ewspipe", "--config", str(repo / "ewspipe.toml"),
+            "--state-dir", str(tmp_path / "state"), "release", "promote", "--json"]
+    runs = [subprocess.Popen(args, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    done = [(p.wait(timeout=300), json.loads(p.stdout.read())) for p in runs if p.stdout]
+    assert sorted(code for code, _ in done) == [0, 1], done
+    refused = next(doc for code, doc in done if code == 1)
+    assert "locked by another run" in refused["error"] or \
+        "nothing to promote" in refused["error"], refused
+    assert git(repo, "tag", "--list").split() == ["v0.1.0", "v0.2.0"]
+    changelog = git(repo, "show", "production:CHANGELOG.md")
+    assert "## [v0.2.0]" in changelog and "## [v0.1.0]" in changelog
+    assert sorted(e["version"] for e in ctx.ledger.completed()) == ["0.1.0", "0.2.0"]

@@ -282,11 +282,14 @@ class Git:
         assert branch is not None
         return branch
 
+    def git_dir(self, *, common: bool = False) -> Path:
+        """This worktree's git folder, or (``common``) the one every worktree shares."""
+        git_dir = Path(self.run("rev-parse", "--git-common-dir" if common else "--git-dir"))
+        return git_dir if git_dir.is_absolute() else self.root / git_dir
+
     def merging(self) -> bool:
         """Whether a merge was left half-done (e.g. the process was killed inside git)."""
-        git_dir = Path(self.run("rev-parse", "--git-dir"))
-        return (git_dir if git_dir.is_absolute() else self.root / git_dir).joinpath(
-            "MERGE_HEAD").exists()
+        return self.git_dir().joinpath("MERGE_HEAD").exists()
 
     def abort_merge(self) -> None:
         if self.merging():

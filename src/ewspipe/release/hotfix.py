@@ -2,9 +2,10 @@
 
 ``start`` branches ``hotfix/NAME`` from the production release tag. ``finish`` (on that
 branch) stages the hotfix with the same gates as a promotion (a passing stored report for the
-exact commit is reused), merges it into production as a PATCH release and back-ports the
-release into development; when that merge would conflict, development is left untouched and
-``backport/vX.Y.Z`` is created at the release with the files to resolve.
+exact commit is reused), merges it into production as a PATCH release (MINOR or MAJOR when
+promote's automatic rule says so: a changed deployed configuration, a breaking change) and
+back-ports the release into development; when that merge would conflict, development is left
+untouched and ``backport/vX.Y.Z`` is created at the release with the files to resolve.
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ from typing import Any
 from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.changelog import is_release_bookkeeping, render_section
 from ewspipe.release.context import ReleaseContext
+from ewspipe.release.git import Commit
 from ewspipe.release.integrate import deployed_names, integrate, require_staged
 from ewspipe.release.ledger import now_iso
-from ewspipe.release.manifest import build_manifest
-from ewspipe.release.steps import Operation
-from ewspipe.release.version import Bump, Version
+from ewspipe.release.manifest import build_manifest, release_engine
+from ewspipe.release.promote import production_engine
+from ewspipe.release.steps import Operation, release_lock
+from ewspipe.release.version import Bump, Version, decide_bump
 
 __all__ = ["HOTFIX_PREFIX", "finish_hotfix", "start_hotfix"]
 
 HOTFIX_PREFIX = "hotfix/"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+_BUMP_ORDER = (Bump.PATCH, Bump.MINOR, Bump.MAJOR)
 
 Stager = Callable[[str], dict[str, Any]]  # candidate sha -> StagingReport.to_dict()
 
@@ -36,6 +41,11 @@ def start_hotfix(ctx: ReleaseContext, name: str) -> dict[str, Any]:
     if not _NAME.match(name):
         raise InputError(f"hotfix name {name!r}: use lower-case letters, digits, '.', '_' or "
                          "'-' (e.g. fix-nan-guard), at most 63 characters")
+    with release_lock(ctx, "start a hotfix"):
+        return _start(ctx, name)
+
+
+def _start(ctx: ReleaseContext, name: str) -> dict[str, Any]:
     git = ctx.git
     git.require_clean("start a hotfix")
     ctx.require_consistent()
@@ -93,21 +103,38 @@ def _plan(ctx: ReleaseContext, stager: Stager | None, allow: list[str],
     if not git.is_ancestor(production, candidate):
         raise CheckFailed(f"{branch} does not contain {ctx.prod} ({production[:12]}): merge "
                           f"{ctx.prod} into it (`git merge {ctx.prod}`) and finish again")
+    unreleased = _development_commits(ctx, production, candidate)
+    if unreleased:
+        listed = "; ".join(f"{c.short} {c.subject}" for c in unreleased[:3])
+        raise CheckFailed(
+            f"{branch} carries {len(unreleased)} commit(s) of {ctx.dev} that production has "
+            f"not released ({listed}{'; ...' if len(unreleased) > 3 else ''}): a hotfix "
+            f"holds only its fix, on the production release tag. Start it with `ewspipe "
+            f"release hotfix start NAME` (or `git switch -c {HOTFIX_PREFIX}NAME "
+            f"{ctx.prod}`), move the fix there (`git cherry-pick`), and release "
+            f"{ctx.dev}'s work with `ewspipe release stage` and `promote`")
     if stager is not None and _needs_staging(ctx.ledger.staging_for(candidate), production,
                                              allow):
         ctx.ledger.record_staging(stager(candidate))
     report, overrides = require_staged(ctx, candidate, production, allow, reason)
     commits = [c for c in git.commits(f"{production}..{candidate}")
                if not is_release_bookkeeping(c)]
-    base = ctx.latest_version() or Version(0, 0, 0)
-    version = base.bump(Bump.PATCH)
+    # a fix is a PATCH; the automatic rule of promote still applies, so a hotfix that changes
+    # a deployed model's configuration is a MINOR release and a breaking one a MAJOR
+    engine = release_engine(git, candidate)
+    decision = decide_bump(git, production, candidate, commits,
+                           engines=(production_engine(ctx, production), engine))
+    chosen = max(Bump.PATCH, decision.bump, key=_BUMP_ORDER.index)
+    version = (ctx.latest_version() or Version(0, 0, 0)).bump(chosen)
     tag = ctx.tag(version)
     now = datetime.now(UTC)
     manifest = build_manifest(
         git, version=str(version), tag=tag, kind="hotfix", candidate=candidate,
         production_before=production, commits=commits, report=report, overrides=overrides,
         created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        extra={"hotfix": name, "candidate_ref": branch})
+        engine=engine,
+        extra={"hotfix": name, "candidate_ref": branch,
+               "bump": {**decision.to_dict(), "chosen": chosen.value, "forced": False}})
     plan = {
         "tag": tag, "candidate": candidate, "candidate_ref": branch, "start_branch": branch,
         "end_branch": ctx.prod, "production_before": production,
@@ -119,10 +146,23 @@ def _plan(ctx: ReleaseContext, stager: Stager | None, allow: list[str],
     return Operation(str(version), "hotfix", [c.sha for c in commits], manifest, plan)
 
 
+def _development_commits(ctx: ReleaseContext, production: str, candidate: str) -> list[Commit]:
+    """The hotfix branch's commits that development already holds: work that was never
+    staged for release, which a branch cut from development (not from the production tag)
+    would carry into production."""
+    git = ctx.git
+    if not git.branch_exists(ctx.dev):
+        return []
+    return [c for c in git.commits(f"{production}..{candidate}")
+            if not is_release_bookkeeping(c) and git.is_ancestor(c.sha, ctx.dev)]
+
+
 def finish_hotfix(ctx: ReleaseContext, *, stager: Stager | None = None,
                   allow: list[str] | None = None, reason: str | None = None,
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Release the checked-out hotfix branch as a PATCH version (or finish a pending one).
+    """Release the checked-out hotfix branch as a PATCH version, or the bigger bump promote's
+    rule decides (or finish a pending one). A branch holding development's unreleased commits
+    is refused: it was not cut from the production tag.
 
     ``stager(commit)`` runs the staging gates and returns the report dict; it is called only
     when no passing report for the exact hotfix commit is stored yet. Overrides follow

@@ -20,15 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ewspipe.errors import CheckFailed
+from ewspipe.flows.runner import EnvironmentLock
 from ewspipe.release.changelog import CHANGELOG, has_section
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.git import GitFailed
 from ewspipe.release.manifest import tag_message
 
-__all__ = ["CRASH_ENV", "Operation", "Step", "crash_point", "pending_for", "resume_operation",
-           "run_operation", "tag_step"]
+__all__ = ["CRASH_ENV", "LOCK_FILE", "Operation", "Step", "crash_point", "pending_for",
+           "release_lock", "resume_operation", "run_operation", "tag_step"]
 
 CRASH_ENV = "EWSPIPE_RELEASE_CRASH_AT"
+LOCK_FILE = "ewspipe-release.lock"
 
 
 def crash_point(name: str) -> None:
@@ -154,6 +156,18 @@ def resume_or_run(ctx: ReleaseContext, kind: str, command: str, plan: Callable[[
     """Resume the pending ``kind`` operation (refusing another kind's) or start the one
     ``plan()`` makes, and run it: the body promote, hotfix finish and rollback share.
     Returns the operation, whether it was resumed and :func:`run_operation`'s result."""
-    pending = pending_for(ctx, kind, command)
-    op = resume_operation(ctx, pending) if pending is not None else plan()
-    return op, pending is not None, run_operation(ctx, op, build, finish, progress)
+    with release_lock(ctx, command):
+        pending = pending_for(ctx, kind, command)
+        op = resume_operation(ctx, pending) if pending is not None else plan()
+        return op, pending is not None, run_operation(ctx, op, build, finish, progress)
+
+
+def release_lock(ctx: ReleaseContext, command: str) -> EnvironmentLock:
+    """One release command at a time per repository (every worktree shares the lock file):
+    two promotions planned from the same ledger would both release the candidate, under two
+    versions, the second rewriting the first's CHANGELOG section. A second command is refused
+    at once (exit 1); the kernel releases the lock of a killed process."""
+    return EnvironmentLock(ctx.git.git_dir(common=True) / LOCK_FILE, timeout=0.0,
+                           environment="release",
+                           holder=f"the release line of {ctx.git.root.name} (to {command})",
+                           wait_hint="re-run this command when it has ended")
