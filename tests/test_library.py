@@ -208,6 +208,33 @@ def test_refusals_say_what_to_do(workspace: Settings, cm_frame: pd.DataFrame,
      "the list is empty"),
     (lambda ws, df: ewspipe.load_panel(df, count_columns=[1]), "count_columns",
      "1 is not a column name"),
+    (lambda ws, df: ewspipe.load_panel(df, count_columns=["ged_xx"]), "count_columns",
+     "column 'ged_xx'"),
+    (lambda ws, df: ewspipe.load_panel(ewspipe.load_panel(df), count_columns=["nope"]),
+     "count_columns", "column 'nope'"),  # a Panel given again is checked again
+    (lambda ws, df: ewspipe.load_panel(ewspipe.load_panel(df), missing="bogus"), "missing",
+     "'bogus'"),
+    (lambda ws, df: ewspipe.load_panel(None), "data", "cannot read a NoneType"),
+    (lambda ws, df: ewspipe.load_panel(ewspipe.load_panel(df), level="pgm"), "level",
+     "the panel given is cm"),
+    (lambda ws, df: ewspipe.load_panel(df.rename(columns={"country_id": "x"})), "data",
+     "neither is present"),
+    (lambda ws, df: ewspipe.backtest(_spec(algorithm="nope"), df, settings=ws), "model",
+     "ModelSpec 'flat_line': invalid model:\n  key 'algorithm': unknown algorithm 'nope'"),
+    (lambda ws, df: ewspipe.backtest(_spec(hyperparameters={"w": "twelve"}), df,
+                                     settings=ws), "model", "key 'hyperparameters.w'"),
+    (lambda ws, df: ewspipe.backtest("/nonexistent/m.toml", df, settings=ws), "model",
+     "does not exist"),
+    (lambda ws, df: ewspipe.backtest("flat_line", df[df.month_id < 300], settings=ws), "data",
+     "the panel covers months"),
+    (lambda ws, df: ewspipe.load_settings(5), "path", "cannot use a int as a path"),
+    (lambda ws, df: ewspipe.init_workspace(None), "path", "cannot use a NoneType"),
+    (lambda ws, df: ewspipe.init_workspace("/tmp/a\0b"), "path", "NUL byte"),
+    (lambda ws, df: ewspipe.Workspace.open(5), "path", "cannot use a int"),
+    (lambda ws, df: ewspipe.Workspace.open(state_dir=5), "state_dir", "cannot use a int"),
+    (lambda ws, df: ewspipe.Forecast(frame=df.iloc[:0], point=[0.0], samples=np.zeros((1, 1)),
+                                     unit_column="country_id"), "point", "numpy array"),
+    (lambda ws, df: ewspipe.Forecast.concat([]), "parts", "nothing to concatenate"),
 ])
 def test_a_wrong_argument_is_an_input_error_naming_it(workspace: Settings,
                                                       cm_frame: pd.DataFrame, call: Any,
@@ -217,6 +244,43 @@ def test_a_wrong_argument_is_an_input_error_naming_it(workspace: Settings,
         call(workspace, cm_frame)
     assert caught.value.parameter == parameter and needle in str(caught.value)
     assert "option " not in str(caught.value)
+
+
+def _spec(**changes: Any) -> ewspipe.ModelSpec:
+    raw = {"name": "flat_line", "level": "cm", "target": "ged_sb", "algorithm": "locf",
+           "features": [], "status": "shadow", "owner": "tests", "description": "x"}
+    return ewspipe.ModelSpec(**{**raw, **changes})
+
+
+def test_a_model_file_that_is_not_utf8_is_a_spec_error(workspace: Settings,
+                                                      cm_frame: pd.DataFrame,
+                                                      tmp_path: Path) -> None:
+    path = tmp_path / "flat_line.toml"
+    path.write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(SpecError, match=r"flat_line.toml: not a UTF-8 text file") as caught:
+        ewspipe.backtest(path, cm_frame, settings=workspace)
+    assert caught.value.parameter == "model"
+
+
+def test_a_views_style_parquet_file_loads_like_its_frame(cm_frame: pd.DataFrame,
+                                                        tmp_path: Path) -> None:
+    """pandas stores the (month_id, country_id) index in the file; it comes back as columns."""
+    path = tmp_path / "views.parquet"
+    cm_frame.set_index(["month_id", "country_id"]).to_parquet(path)
+    by_path = ewspipe.load_panel(path)
+    assert by_path.frame.equals(ewspipe.load_panel(cm_frame).frame)
+    assert by_path == by_path and by_path != ewspipe.load_panel(cm_frame)  # identity, no raise
+
+
+def test_workspace_methods_take_one_name_as_a_string(tmp_path: Path,
+                                                     cm_frame: pd.DataFrame) -> None:
+    from ewspipe.arguments import names_list
+
+    assert names_list("last_value") == ["last_value"]
+    assert names_list(("a", "b")) == ["a", "b"] and names_list(None) is None
+    with pytest.raises(InputError, match="3 is not a name") as caught:
+        names_list(["a", 3], "snapshot_refs")
+    assert caught.value.parameter == "snapshot_refs"
 
 
 def test_load_panel_applies_the_import_plausibility_bound(cm_frame: pd.DataFrame) -> None:

@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Literal, TypeAlias, overload
 
 import pandas as pd
+import tomlkit
 
 from ewspipe import __version__
 from ewspipe.catalog import ModelSpec, load_catalog
 from ewspipe.catalog.ensembles import EnsembleSpec
+from ewspipe.catalog.files import display_path
 from ewspipe.catalog.loader import check_model_text, feature_parser
 from ewspipe.errors import InputError, SpecError
 from ewspipe.evaluation.schemes import Evaluation as Scores
@@ -83,15 +85,21 @@ def load_panel(
     if isinstance(data, Panel):
         if level is not None and _parse_level(level) is not data.level:
             raise InputError(f"load_panel: level={level!r} but the panel given is "
-                             f"{data.level.value}; pass level={data.level.value!r} or leave it out")
-        return data
-    if isinstance(data, pd.DataFrame):
+                             f"{data.level.value}; pass level={data.level.value!r} or leave it out",
+                             parameter="level")
+        if count_columns is None and str(missing) == MissingPolicy.ERROR.value:
+            return data
+        # asked for other count columns or a missing policy: the checks run again on its rows
+        frame, source = data.frame, "Panel"
+        level = data.level
+    elif isinstance(data, pd.DataFrame):
         frame, source = _flat(data), "DataFrame"
     elif isinstance(data, str | os.PathLike):
         frame, source = read_table(Path(data)), str(data)
     else:
         raise InputError(f"load_panel: cannot read a {type(data).__name__}; pass a pandas "
-                         "DataFrame, a Panel or the path of a Parquet/CSV file")
+                         "DataFrame, a Panel or the path of a Parquet/CSV file",
+                         parameter="data")
     lvl = _level(frame, level, source)
     panel, _ = validate_panel(frame, lvl, source=source, count_columns=count_columns,
                               missing=missing, max_count=InputLimits().max_deaths_per_row)
@@ -129,7 +137,8 @@ def _level(frame: pd.DataFrame, level: Level | str | None, source: str) -> Level
         f"{source}: column 'country_id' or 'priogrid_gid': neither is present (columns and "
         f"index levels: {', '.join(map(str, frame.columns))}), so the level cannot be told; "
         "name the unit column (or index level) country_id for cm or priogrid_gid for pgm, or "
-        "pass level='cm' / level='pgm'"
+        "pass level='cm' / level='pgm'",
+        parameter="data",
     )
 
 
@@ -173,7 +182,7 @@ def _settings(settings: object) -> Settings:
 
 def _plan(model: ModelLike, settings: Settings) -> _Plan:
     if isinstance(model, ModelSpec):
-        return _Plan([model])
+        return _Plan([_checked_spec(model)])
     if not isinstance(model, str | os.PathLike):
         raise InputError(f"model: cannot use a {type(model).__name__}; pass a model or "
                          "ensemble name, the path of a model TOML file or a ModelSpec",
@@ -182,7 +191,11 @@ def _plan(model: ModelLike, settings: Settings) -> _Plan:
     path = Path(text)
     if text.endswith(".toml") or path.is_file():
         return _Plan([_spec_from_file(path)])
-    catalog = load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+    try:
+        catalog = load_catalog(settings.models_dir, ensembles_dir=settings.ensembles_dir)
+    except InputError as exc:  # no models folder, a broken file: the settings point there
+        exc.parameter = exc.parameter or "settings"
+        raise
     try:
         plan = plan_run(catalog, [text])  # unknown (did-you-mean) or deprecated: SpecError
     except InputError as exc:
@@ -202,19 +215,39 @@ def _plan(model: ModelLike, settings: Settings) -> _Plan:
 def _spec_from_file(path: Path) -> ModelSpec:
     if not path.is_file():
         raise InputError(f"model file {path} does not exist; pass an existing model TOML file "
-                         "or the name of a model in the catalog")
+                         "or the name of a model in the catalog", parameter="model")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not a UTF-8 text file (byte {exc.start}); save the model "
+                        "file as UTF-8 TOML", parameter="model") from None
+    return _checked_text(path, text)
+
+
+def _checked_text(path: Path, text: str, shown: str | None = None) -> ModelSpec:
+    """The spec of a model file's text, checked as `ewspipe models check` checks files."""
     check, _ = feature_parser()
-    report = check_model_text(path, path.read_text(encoding="utf-8"), check_feature=check)
+    report = check_model_text(path, text, check_feature=check)
     if report.spec is None or report.problems:
-        raise SpecError("\n".join([f"{path}: invalid model file:",
-                                   *(f"  {p}" for p in report.problems)]))
+        prefix = f"{display_path(path)}: "
+        problems = [str(p).removeprefix(prefix) if shown else str(p) for p in report.problems]
+        raise SpecError("\n".join([f"{shown or path}: invalid model{'' if shown else ' file'}:",
+                                   *(f"  {p}" for p in problems)]), parameter="model")
     return report.spec
+
+
+def _checked_spec(spec: ModelSpec) -> ModelSpec:
+    """A ModelSpec built in Python gets the checks a model file gets (algorithm,
+    hyperparameters, features), so a slip fails here and not deep inside a fit."""
+    text = tomlkit.dumps(spec.model_dump(mode="json", exclude_none=True))
+    _checked_text(Path(f"{spec.name}.toml"), text, shown=f"ModelSpec {spec.name!r}")
+    return spec
 
 
 def _check_level(name: str, level: Level, panel: Panel) -> None:
     if level is not panel.level:
         raise InputError(f"model {name!r} is a {level.value} model but the panel is "
-                         f"{panel.level.value}; pass a {level.value} panel")
+                         f"{panel.level.value}; pass a {level.value} panel", parameter="data")
 
 
 def _fit_predict(spec: ModelSpec, panel: Panel, partition: Partition) -> Forecast:
@@ -378,9 +411,13 @@ def _evaluate(plan: _Plan, panel: Panel, part: Partition) -> Evaluation:
     """Fit every model of ``plan`` on ``part``, score it, and combine the ensemble."""
     rt, window = part.run_type.value, part.window
     head = plan.ensemble or plan.models[0]
-    check_coverage(head.name, part, first_month=panel.first_month, last_month=panel.last_month,
-                   data="the panel", fix="pass data that covers them or choose the other "
-                   "partition")
+    try:
+        check_coverage(head.name, part, first_month=panel.first_month,
+                       last_month=panel.last_month, data="the panel",
+                       fix="pass data that covers them or choose the other partition")
+    except InputError as exc:
+        exc.parameter = exc.parameter or "data"
+        raise
     results: dict[str, Evaluation] = {}
     for spec in plan.models:
         _target(panel, spec.name, spec.target)

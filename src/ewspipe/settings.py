@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from ewspipe.arguments import as_path
 from ewspipe.errors import InputError, SettingsError
 from ewspipe.executor_spec import parse_executor, parse_memory_limit, parse_memory_size
 from ewspipe.layout import StateLayout
@@ -858,7 +859,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     """Read, validate and resolve the settings; relative paths are relative to the file.
 
     ``path`` may be a string or any path-like (a notebook passes ``"ewspipe.toml"``)."""
-    config_path = _find_config(None if path is None else Path(path))
+    config_path = _find_config(None if path is None else as_path(path, "path"))
     raw: dict[str, Any] = _read_config(config_path) if config_path is not None else {}
     try:
         settings = Settings.model_validate(raw)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ewspipe.arguments import as_path, names_list
 from ewspipe.catalog import Catalog, load_catalog
 from ewspipe.errors import InputError
 from ewspipe.flows.ingest import CheckedImport, import_panel_checked
@@ -64,13 +65,14 @@ class Workspace:
         ``state_dir`` overrides the settings' state directory."""
         config: Path | None = None
         if path is not None:
-            config = Path(path)
+            config = Path(as_path(path, "path"))
             if config.is_dir():
                 config = config / CONFIG_NAME
                 if not config.is_file():
                     raise InputError(f"{path}: no {CONFIG_NAME} in this folder; pass the "
                                      "settings file or a folder holding one")
-        return cls(load_settings(config, state_dir=state_dir))
+        return cls(load_settings(config, state_dir=None if state_dir is None
+                                 else as_path(state_dir, "state_dir")))
 
     @property
     def layout(self) -> StateLayout:
@@ -100,9 +102,9 @@ class Workspace:
                      missing: str = "error") -> CheckedImport:
         """Validate a cm/pgm table and store it as an immutable snapshot, drift-checked
         (``ewspipe data import panel``); runs then read the newest snapshot of each level."""
-        return import_panel_checked(self.settings, Path(path), level,
-                                    count_columns=None if count_columns is None
-                                    else list(count_columns), missing=missing)
+        return import_panel_checked(self.settings, as_path(path, "path"), level,
+                                    count_columns=names_list(count_columns, "count_columns"),
+                                    missing=missing)
 
     def catalog(self) -> Catalog:
         return load_catalog(self.settings.models_dir, ensembles_dir=self.settings.ensembles_dir)
@@ -113,7 +115,8 @@ class Workspace:
                  executor: str = "local") -> RunResult:
         """Rolling-origin evaluation (:func:`ewspipe.flows.modelrun.evaluate_models`)."""
         return evaluate_models(self.settings, catalog or self.catalog(), run_type=run_type,
-                               names=names, level=level, snapshot_refs=snapshot_refs,
+                               names=names_list(names), level=level,
+                               snapshot_refs=names_list(snapshot_refs, "snapshot_refs"),
                                executor=executor)
 
     def forecast(self, *, names: Sequence[str] | None = None, level: str | None = None,
@@ -121,5 +124,7 @@ class Workspace:
                  executor: str = "local") -> RunResult:
         """The 36-month forecast (:func:`ewspipe.flows.modelrun.forecast_models`); its
         artifacts are the ones the monthly run reuses."""
-        return forecast_models(self.settings, catalog or self.catalog(), names=names,
-                               level=level, snapshot_refs=snapshot_refs, executor=executor)
+        return forecast_models(self.settings, catalog or self.catalog(),
+                               names=names_list(names), level=level,
+                               snapshot_refs=names_list(snapshot_refs, "snapshot_refs"),
+                               executor=executor)

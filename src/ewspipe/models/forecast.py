@@ -8,6 +8,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ewspipe.errors import InputError
+
 __all__ = ["Forecast"]
 
 INDEX_COLUMNS = ("origin", "step", "month_id")
@@ -26,16 +28,23 @@ class Forecast:
     unit_column: str
 
     def __post_init__(self) -> None:
+        for name in ("point", "samples"):
+            if not isinstance(getattr(self, name), np.ndarray):
+                raise InputError(f"Forecast {name}: a {type(getattr(self, name)).__name__}; "
+                                 "pass a numpy array (np.asarray(...))", parameter=name)
+        if not isinstance(self.frame, pd.DataFrame):
+            raise InputError(f"Forecast frame: a {type(self.frame).__name__}; pass a pandas "
+                             "DataFrame", parameter="frame")
         n = len(self.frame)
         if self.point.shape != (n,) or self.samples.ndim != 2 or self.samples.shape[0] != n:
-            raise ValueError(
+            raise InputError(
                 f"Forecast shapes disagree: {n} rows, point {self.point.shape}, "
-                f"samples {self.samples.shape}"
-            )
+                f"samples {self.samples.shape}; point is (rows,), samples (rows, draws)",
+                parameter="samples" if self.point.shape == (n,) else "point")
         expected = [*INDEX_COLUMNS, self.unit_column]
         if list(self.frame.columns) != expected:
-            raise ValueError(f"Forecast frame columns must be {expected}, got "
-                             f"{list(self.frame.columns)}")
+            raise InputError(f"Forecast frame columns must be {expected}, got "
+                             f"{list(self.frame.columns)}", parameter="frame")
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -47,10 +56,13 @@ class Forecast:
     @staticmethod
     def concat(parts: list[Forecast]) -> Forecast:
         if not parts:
-            raise ValueError("nothing to concatenate")
+            raise InputError("Forecast.concat: nothing to concatenate; pass at least one "
+                             "forecast", parameter="parts")
         widths = {p.n_samples for p in parts}
         if len(widths) != 1:
-            raise ValueError(f"forecasts have different sample counts {sorted(widths)}")
+            raise InputError(f"Forecast.concat: the forecasts have different sample counts "
+                             f"{sorted(widths)}; concatenate forecasts with as many draws",
+                             parameter="parts")
         return Forecast(
             frame=pd.concat([p.frame for p in parts], ignore_index=True),
             point=np.concatenate([p.point for p in parts]),

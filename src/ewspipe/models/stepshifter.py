@@ -72,7 +72,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ewspipe.errors import EwspipeError, SpecError, did_you_mean
+from ewspipe.errors import EwspipeError, InputError, SpecError, did_you_mean
 from ewspipe.features.design import Design, check_training_features
 from ewspipe.features.expressions import canonical_name
 from ewspipe.features.matrix import FeatureMatrix
@@ -444,11 +444,11 @@ class DirectMultiStep(BaseForecaster):
         if n == 0:
             window = self.params_["train_window"]
             where = f"feature months >= {train_last - window} and " if window else ""
-            raise ValueError(
+            raise InputError(
                 f"{self.algorithm}: step {step} has no training pairs ({where}target months "
                 f"<= train_last {train_last}; the design covers months {design.first_month}.."
-                f"{design.last_month}); lower 'steps', widen 'train_window' or add history"
-            )
+                f"{design.last_month}); lower 'steps', widen 'train_window' or add history",
+                parameter="data")
 
     def _residual_table(
         self,

@@ -109,9 +109,12 @@ class ValidationReport:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Panel:
-    """A validated panel. ``frame`` is sorted by (month_id, unit) with a RangeIndex."""
+    """A validated panel. ``frame`` is sorted by (month_id, unit) with a RangeIndex.
+
+    Compared by identity (``eq=False``): a generated ``==`` would compare the DataFrames,
+    whose truth value pandas refuses; compare ``a.frame.equals(b.frame)`` instead."""
 
     frame: pd.DataFrame
     spec: PanelSpec
@@ -297,8 +300,11 @@ def validate_panel(
         counts = _count_list(count_columns)
         absent = [c for c in counts if c not in df.columns]
         if absent:
-            raise _fail(source, absent[0], "count column named in --counts is missing "
-                        f"(found: {name_list(df.columns)})", "fix the --counts list")
+            error = _fail(source, absent[0], "count column named in --counts "
+                          f"(count_columns) is missing (found: {name_list(df.columns)})",
+                          "fix the list of count columns")
+            error.parameter = "count_columns"
+            raise error
         clash = [c for c in counts if c in (TIME_COLUMN, unit)]
         if clash:
             raise _fail(source, clash[0], "an index column cannot be a count column",

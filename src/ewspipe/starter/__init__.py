@@ -15,6 +15,7 @@ import os
 from importlib.resources import files
 from pathlib import Path
 
+from ewspipe.arguments import as_path
 from ewspipe.atomic import write_bytes
 from ewspipe.errors import InputError
 
@@ -62,13 +63,18 @@ def init_workspace(path: str | os.PathLike[str], *, force: bool = False) -> list
     files of the same names and every other file stays. ``ewspipe data demo && ewspipe run``
     then works in the folder (no git repository needed).
     """
-    target = Path(path)
+    target = as_path(path, "path").expanduser()
     _check_target(target, force)
     source = files("ewspipe.starter").joinpath("files")
     written: list[Path] = []
-    for relative, packaged in STARTER_FILES.items():
-        dest = target / relative
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(dest, source.joinpath(packaged).read_bytes(), mode=0o644)
-        written.append(dest)
+    try:
+        for relative, packaged in STARTER_FILES.items():
+            dest = target / relative
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(dest, source.joinpath(packaged).read_bytes(), mode=0o644)
+            written.append(dest)
+    except OSError as exc:  # e.g. a folder under /proc: the checks above cannot see it
+        raise InputError(f"cannot write the workspace into {target}: "
+                         f"{exc.strerror or exc}; choose another folder",
+                         parameter="path") from None
     return written

@@ -104,7 +104,7 @@ def read_table(
                 f"{path}: not a readable Parquet file (truncated or corrupt?): "
                 f"{excerpt(str(exc), 200)}\n  Fix: re-export or re-download the file"
             ) from exc
-        return table.to_pandas()
+        return _index_as_columns(table.to_pandas(), path)
     sep = "\t" if path.name.lower().endswith(".tsv") else ","
     _scan_csv(path, sep, limits)
     try:
@@ -127,6 +127,19 @@ def read_table(
             f"{path}: the CSV cannot be parsed: {excerpt(str(exc), 200)}\n"
             "  Fix: check the delimiter (comma), quoting and that the file is complete"
         ) from exc
+
+
+def _index_as_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """A frame pandas wrote with its index (VIEWS keeps month_id x unit there) gets it back
+    from the file's pandas metadata: those levels become columns, as they were meant."""
+    names = [n for n in frame.index.names if n is not None]
+    if not names:
+        return frame
+    clash = [n for n in names if n in frame.columns]
+    if clash:
+        raise PanelError(f"{path}: column '{clash[0]}': it is both an index level and a "
+                         "column of the stored frame; re-export it with one of them")
+    return frame.reset_index(level=names)
 
 
 def _too_many_columns(path: Path, found: str, limits: InputLimits) -> PanelError:
