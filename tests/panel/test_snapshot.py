@@ -65,6 +65,21 @@ def test_tampering_is_detected(tmp_path):
         store.load(manifest.id)
 
 
+@pytest.mark.parametrize(("key", "value"), [("last_month", 570), ("first_month", 100)])
+def test_an_edited_manifest_span_is_detected(tmp_path, key, value):
+    """Runs plan from the manifest's months: an edited span crashed a run (exit 70)."""
+    store = SnapshotStore(tmp_path)
+    panel, report = _panel()
+    manifest, _ = store.write(panel, report, source={"kind": "test"})
+    path = tmp_path / manifest.id / "manifest.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, key: value}))
+    with pytest.raises(IntegrityError, match=r"manifest.json says months .* but its data "
+                       r"holds 121..180: the manifest was edited"):
+        store.load(manifest.id)
+    assert store.data_path(manifest.id, verify=False).is_file()  # unverified reads still work
+
+
 def test_crash_during_write_leaves_nothing_visible(tmp_path, monkeypatch):
     store = SnapshotStore(tmp_path)
     panel, report = _panel()

@@ -543,3 +543,57 @@ def test_a_renamed_production_environment_is_one_place(tmp_path, env):
     releases = open_state_db("", state / "live").releases()
     assert [(r["version"], r["status"]) for r in releases] == [("0.1.0", "completed")]
     assert not (state / "production").exists()
+
+
+# ----------------------------------------------------------------- damaged state, a failed run
+
+def _history(ws: Released, state: Path) -> list[str]:
+    db = open_state_db("", state / "production")
+    return [h["publish_id"] for h in db.pointer_history("cm", "ged_sb", "production")]
+
+
+def test_a_run_whose_monitoring_fails_publishes_nothing(released, env, tmp_path):
+    """The published run's forecast damaged, then new data: output drift cannot read the
+    previous forecast and fails. Publish ran anyway (it did not wait for output drift), so a
+    run recorded `failed` had moved the pointer, again on every retry."""
+    ws = released
+    state = ws.state_copy(tmp_path / "state")
+    published = json.loads(ws.pointer(state))
+    part = next((state / "production" / "predictions" / "level=cm" / f"run={published['run']}"
+                 / f"model={published['primary']}").glob("*.parquet"))
+    part.write_bytes(part.read_bytes()[:500])
+    code, doc = ws.cli("data", "demo", "--seed", "9", state=state)
+    assert code == 0, doc
+    before, history = ws.pointer(state), _history(ws, state)
+    code, doc = ws.cli("run", "--env", "production", "--quiet", state=state)
+    assert code == 2, doc
+    assert str(part) in doc["error"] and "delete that folder" in doc["error"]
+    assert ws.pointer(state) == before and _history(ws, state) == history
+    assert ws.runs(state)[0]["status"] == "failed"
+
+
+def test_a_deleted_ensemble_output_is_rebuilt(released, env, tmp_path):
+    """The ensembles task ran again when its output was gone, but kept the damaged folder:
+    every later production run failed."""
+    ws = released
+    state = ws.state_copy(tmp_path / "state")
+    files = sorted((state / "production" / "work" / "ensembles").glob("*/predictions/*.parquet"))
+    assert files
+    files[0].unlink()
+    code, doc = ws.cli("run", "--env", "production", "--quiet", state=state)
+    assert code == 0 and doc["status"] == "ok", doc
+    assert files[0].is_file()
+
+
+def test_a_snapshot_changed_after_import_is_refused_before_publishing(released, env, tmp_path):
+    """Tasks reused from the cache never read the data: without a re-hash the run published
+    from a snapshot whose file no longer matched its manifest (then crashed, exit 70)."""
+    ws = released
+    state = ws.state_copy(tmp_path / "state")
+    store = SnapshotStore(state / "snapshots")
+    data = store.data_path(store.latest("cm").id, verify=False)
+    data.write_bytes(data.read_bytes()[:2000])
+    before, history = ws.pointer(state), _history(ws, state)
+    code, doc = ws.cli("run", "--env", "production", "--quiet", state=state)
+    assert code == 2 and str(data) in doc["error"] and "sha256" in doc["error"], doc
+    assert ws.pointer(state) == before and _history(ws, state) == history

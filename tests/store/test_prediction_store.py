@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ewspipe.errors import InputError
+from ewspipe.errors import InputError, IntegrityError
 from ewspipe.models.forecast import Forecast
 from ewspipe.store.prediction_store import PredictionStore
 from ewspipe.store.published import PublishedPointers
@@ -104,3 +104,29 @@ def test_state_db_runs_and_pointer_history(tmp_path, state_db):
         assert pointers.current("cm", "ged_sb")["run"] == "m521-b"
         assert [h["run"] for h in pointers.history("cm", "ged_sb")] == ["m520-a", "m521-b"]
         assert not list((tmp_path / "published").rglob("*.tmp"))
+
+
+def _pointer(publish_id: str, run: str) -> dict:
+    return {"publish_id": publish_id, "level": "cm", "target": "ged_sb", "run": run,
+            "primary": "e", "models": ["e"], "published_at": "2026-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_lost_pointer_file_loses_no_history(tmp_path, state_db, damage):
+    """A pointer file deleted or damaged by hand: the next publish writes a new one after the
+    history's newest entry; it once dropped every earlier entry as never visible."""
+    pointers = PublishedPointers(tmp_path / "published", state_db, environment="production")
+    for i, run in enumerate(("m520-a", "m521-b", "m522-c"), 1):
+        pointers.move(_pointer(f"p{i}", run))
+    path = tmp_path / "published" / "cm" / "ged_sb.json"
+    if damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:40])
+        with pytest.raises(IntegrityError, match=r"ged_sb\.json"):
+            pointers.current("cm", "ged_sb")
+    moved = pointers.move(_pointer("p4", "m523-d"))
+    assert moved["seq"] == 4 and moved["previous_run"] == "m522-c"
+    assert [h["run"] for h in pointers.history("cm", "ged_sb")] == [
+        "m520-a", "m521-b", "m522-c", "m523-d"]
+    assert pointers.current("cm", "ged_sb")["run"] == "m523-d"

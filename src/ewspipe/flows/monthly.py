@@ -138,8 +138,11 @@ def build_monthly_graph(catalog: Catalog, *, publish: bool,
     if publish:
         # never cached: whether to publish depends on now (freshness, the release), not only
         # on inputs; ``release`` is what the run was verified against before it started
+        # after output drift: a run whose monitoring failed (e.g. an unreadable earlier
+        # forecast) ends failed, and a failed run must not have moved the pointer
         graph.append(Task("publish", tasks.publish, {"snapshots": "snapshot", "stored": "store",
-                                                     "qa": "qa", "drift": drift},
+                                                     "qa": "qa", "drift": drift,
+                                                     "output_drift": "output_drift"},
                           {"release": release}, cache=False))
         report_inputs["published"] = "publish"
         alert_inputs["published"] = "publish"

@@ -134,11 +134,13 @@ def _partition(ctx: TaskContext, manifest: Manifest) -> Partition:
 
 
 def _commit_dir(tmp: Path, final: Path) -> None:
-    """Commit ``tmp`` as ``final`` (ewspipe.atomic); removes ``tmp`` on any failure."""
+    """Commit ``tmp`` as ``final`` (ewspipe.atomic); removes ``tmp`` on any failure.
+
+    An existing ``final`` is replaced: the task runs again only when its output is missing,
+    damaged or from an interrupted attempt, and keeping that folder would keep the damage
+    (a deleted ensemble forecast was never rebuilt, run after run)."""
     try:
-        commit_dir(tmp, final)
-    except FileExistsError:  # an interrupted earlier attempt finished it: same key, same content
-        shutil.rmtree(tmp, ignore_errors=True)
+        commit_dir(tmp, final, replace=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -169,6 +171,9 @@ def select_snapshots(ctx: TaskContext, *, key: str, levels: list[str]) -> Output
     for level in levels:
         m = store.latest(level)
         require_snapshot_data(store, m)
+        # re-hashed every run: reused tasks never read the data, so a file changed since the
+        # import would otherwise be published from (the hash is the tasks' key)
+        store.data_path(m.id, verify=True)
         chosen[level] = {"id": m.id, "sha256": m.sha256, "first_month": m.first_month,
                          "last_month": m.last_month, "units_last_month": m.units_last_month}
     return chosen
@@ -421,12 +426,14 @@ def store_predictions(ctx: TaskContext, *, key: str, snapshots: Output,
 
 
 def publish(ctx: TaskContext, *, key: str, snapshots: Output, stored: Output, qa: Output,
-            drift: Mapping[str, Output], release: Output | None = None) -> Output:
+            drift: Mapping[str, Output], output_drift: Output | None = None,
+            release: Output | None = None) -> Output:
     """Move the "published" pointer of each level and target to this run's deployed
     forecasts (deployed ensembles first, then deployed models), only when
     :func:`ewspipe.flows.publish_policy.decide_publish` allows it (QA, detectors, freshness,
     a clean release that is exactly what runs, and this run made by it). A refusal is an
-    output, not an error: the run records it as ``not_published`` and alerts."""
+    output, not an error: the run records it as ``not_published`` and alerts.
+    ``output_drift`` is an input for its order only: publish runs once monitoring has."""
     decision = decide_publish(
         ctx.settings, environment=ctx.environment, run_release=release,
         qa_passed=bool(qa["passed"]),

@@ -369,6 +369,8 @@ class SnapshotStore:
                 f"snapshot {manifest.id}: {path} no longer matches its recorded sha256; the "
                 "store was modified. Re-import the source to recreate it."
             )
+        if verify:
+            _check_span(manifest, path, self.root / manifest.id / MANIFEST_FILE)
         return path
 
     def load(self, ref: str, *, verify: bool = True) -> Panel:
@@ -385,6 +387,28 @@ class SnapshotStore:
             return Manifest(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as exc:
             raise StoreError(f"{path}: unreadable snapshot manifest ({exc})") from exc
+
+
+def _check_span(manifest: Manifest, data: Path, manifest_path: Path) -> None:
+    """The manifest's months are the data's (from the Parquet statistics, no data read):
+    runs plan their partitions from the manifest, so a hand-edited span would train on
+    months the data does not hold."""
+    with pq.ParquetFile(data) as parquet:
+        meta = parquet.metadata
+        names = parquet.schema_arrow.names
+        if TIME_COLUMN not in names or meta.num_row_groups == 0:
+            return
+        col = names.index(TIME_COLUMN)
+        stats = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
+    if any(st is None or not st.has_min_max for st in stats):
+        return
+    first, last = min(int(st.min) for st in stats), max(int(st.max) for st in stats)
+    if (first, last) != (manifest.first_month, manifest.last_month):
+        raise IntegrityError(
+            f"snapshot {manifest.id}: {manifest_path} says months {manifest.first_month}.."
+            f"{manifest.last_month}, but its data holds {first}..{last}: the manifest was "
+            "edited. Restore it from a backup, or re-import the source to recreate it."
+        )
 
 
 def read_frame(path: Path) -> pd.DataFrame:

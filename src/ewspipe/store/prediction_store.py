@@ -85,9 +85,10 @@ def _row_group_rows(forecast: Forecast) -> int:
 
 def partition_fix(path: Path) -> str:
     """How to repair a damaged partition (the tail of its IntegrityError)."""
-    return (f"re-run `ewspipe run` for its environment to rewrite it (a run of the same "
-            f"snapshot and models replaces the damaged copy), or restore {Path(path).parent} "
-            "from a backup")
+    return (f"re-run `ewspipe run` for its environment on the snapshot it was made from (a "
+            f"run of the same snapshot and models replaces the damaged copy), restore "
+            f"{Path(path).parent} from a backup, or, when it is an earlier run's forecast no "
+            "longer published, delete that folder")
 
 
 class PredictionStore:

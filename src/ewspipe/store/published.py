@@ -51,24 +51,40 @@ class PublishedPointers:
         entry, numbered (``seq``), so publishing A, B, then A again reads A-B-A. A history
         entry newer than the pointer file never became visible (a crash between the two
         writes): it is dropped before the next move, so the history's newest entry is always
-        the pointer users see. Retrying the same ``publish_id`` is a no-op."""
+        the pointer users see. Retrying the same ``publish_id`` is a no-op. A pointer file
+        deleted or damaged by hand loses no history: the move follows the history's newest
+        entry and writes a new file."""
         if self.db is None:
             raise StoreError(f"environment {self.environment!r} has no state database; "
                              "a pointer is moved by `ewspipe run`")
         level, target = pointer["level"], pointer["target"]
-        previous = self.current(level, target)
         history = self.history(level, target)
+        try:
+            previous = self.current(level, target)
+        except IntegrityError:  # a damaged file: this move replaces it, the history stays
+            previous = None
+            lost = True
+        else:
+            lost = previous is None and bool(history)  # a pointer file deleted by hand
         if previous is not None and previous.get("publish_id") == pointer["publish_id"]:
             return previous  # this exact move already happened
-        visible = previous.get("publish_id") if previous else None
-        seen = [h.get("publish_id") for h in history]
-        cut = seen.index(visible) + 1 if visible in seen else 0
-        for orphan in history[cut:]:
-            self.db.drop_pointer(orphan["publish_id"], self.environment, level, target)
-        history = history[:cut]
-        full = {**pointer, "environment": self.environment, "seq": len(history) + 1,
-                "previous_run": previous["run"] if previous else None}
-        self.db.add_pointer(full)
+        if lost:
+            # the history is the record of what was published: keep every entry and follow
+            # its newest (a move interrupted before its file was written is kept with it)
+            previous = history[-1] if history else None
+        else:
+            visible = previous.get("publish_id") if previous else None
+            seen = [h.get("publish_id") for h in history]
+            cut = seen.index(visible) + 1 if visible in seen else 0
+            for orphan in history[cut:]:
+                self.db.drop_pointer(orphan["publish_id"], self.environment, level, target)
+            history = history[:cut]
+        if previous is not None and previous.get("publish_id") == pointer["publish_id"]:
+            full = previous  # a retry of a move whose file was lost: recorded, write it again
+        else:
+            full = {**pointer, "environment": self.environment, "seq": len(history) + 1,
+                    "previous_run": previous["run"] if previous else None}
+            self.db.add_pointer(full)
         path = self._path(level, target)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, seal_json(full))

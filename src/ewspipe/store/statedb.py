@@ -31,7 +31,9 @@ def state_db_fix(path: Path | str) -> str:
     """How to repair a damaged SQLite state database (the tail of its IntegrityError)."""
     return (f"restore {path} from a backup, or move it aside and re-run `ewspipe run` to "
             "start a new one (the run and pointer history in the old file are then lost; the "
-            "published pointer files and stored forecasts stay)")
+            "published pointer files and stored forecasts stay). Where it also holds the release "
+            "ledger (the production environment's), a new file has no record of the current "
+            "release and production runs refuse: there, restore the backup")
 
 _SCHEMA = {
     "runs": """CREATE TABLE IF NOT EXISTS runs (
