@@ -142,9 +142,9 @@ def unit_names(settings: Settings, level: str, *, snapshot: str | None = None,
     pgm cells take their country names from ``cm_snapshot`` (default: the newest cm)."""
     store = SnapshotStore(settings.snapshot_dir)
     cm = _snapshot(store, "cm", snapshot if level == "cm" else cm_snapshot)
-    try:
+    try:  # names only label rows: an unreadable snapshot leaves the ids (runs refuse it)
         names, isos = _cm_names(*cm[0]) if cm else ({}, {})
-    except OSError:
+    except (OSError, pa.ArrowException):
         names, isos = {}, {}
     if cm and not names and not cm[1]:  # real data without name columns: VIEWS names
         names, isos = _global_names(settings)
@@ -153,7 +153,7 @@ def unit_names(settings: Settings, level: str, *, snapshot: str | None = None,
     pgm = _snapshot(store, "pgm", snapshot)
     try:
         cells = _cell_countries(*pgm[0]) if pgm else {}
-    except OSError:
+    except (OSError, pa.ArrowException):
         cells = {}
     if pgm and not cells and not pgm[1]:  # real cells without country_id: the global table
         cells = _global_cells(settings)
