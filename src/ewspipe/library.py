@@ -47,7 +47,7 @@ from ewspipe.models.forecast import Forecast
 from ewspipe.panel.limits import InputLimits
 from ewspipe.panel.schema import TIME_COLUMN, Level, MissingPolicy, Panel, validate_panel
 from ewspipe.panel.snapshot import Manifest
-from ewspipe.panel.sources.table import read_table
+from ewspipe.panel.sources.table import index_as_columns, read_table
 from ewspipe.partitions import Partition, RunType
 from ewspipe.settings import Settings, load_settings
 
@@ -93,7 +93,7 @@ def load_panel(
         frame, source = data.frame, "Panel"
         level = data.level
     elif isinstance(data, pd.DataFrame):
-        frame, source = _flat(data), "DataFrame"
+        frame, source = index_as_columns(data, "DataFrame"), "DataFrame"
     elif isinstance(data, str | os.PathLike):
         frame, source = read_table(Path(data)), str(data)
     else:
@@ -104,18 +104,6 @@ def load_panel(
     panel, _ = validate_panel(frame, lvl, source=source, count_columns=count_columns,
                               missing=missing, max_count=InputLimits().max_deaths_per_row)
     return panel
-
-
-def _flat(frame: pd.DataFrame) -> pd.DataFrame:
-    """Named index levels (VIEWS keeps month_id x unit in the index) become columns."""
-    names = [n for n in frame.index.names if n is not None]
-    if not names:
-        return frame
-    clash = [n for n in names if n in frame.columns]
-    if clash:
-        raise InputError(f"DataFrame: column '{clash[0]}': it is both an index level and a "
-                         "column; drop one of them")
-    return frame.reset_index(level=names)
 
 
 def _parse_level(level: Level | str) -> Level:

@@ -27,7 +27,7 @@ from ewspipe.errors import PanelError
 from ewspipe.panel.limits import InputLimits
 from ewspipe.panel.messages import excerpt
 
-__all__ = ["check_parquet_file", "check_path", "read_table"]
+__all__ = ["check_parquet_file", "check_path", "index_as_columns", "read_table"]
 
 _PARQUET = (".parquet", ".pq")
 _CSV = (".csv", ".csv.gz", ".tsv", ".txt")
@@ -104,7 +104,7 @@ def read_table(
                 f"{path}: not a readable Parquet file (truncated or corrupt?): "
                 f"{excerpt(str(exc), 200)}\n  Fix: re-export or re-download the file"
             ) from exc
-        return _index_as_columns(table.to_pandas(), path)
+        return index_as_columns(table.to_pandas(), path)
     sep = "\t" if path.name.lower().endswith(".tsv") else ","
     _scan_csv(path, sep, limits)
     try:
@@ -129,16 +129,16 @@ def read_table(
         ) from exc
 
 
-def _index_as_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """A frame pandas wrote with its index (VIEWS keeps month_id x unit there) gets it back
-    from the file's pandas metadata: those levels become columns, as they were meant."""
+def index_as_columns(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """Named index levels become columns: VIEWS keeps month_id x unit in the index, and
+    pandas writes it into Parquet files and restores it on reading."""
     names = [n for n in frame.index.names if n is not None]
     if not names:
         return frame
     clash = [n for n in names if n in frame.columns]
     if clash:
-        raise PanelError(f"{path}: column '{clash[0]}': it is both an index level and a "
-                         "column of the stored frame; re-export it with one of them")
+        raise PanelError(f"{source}: column '{clash[0]}': it is both an index level and a "
+                         "column; drop one of them")
     return frame.reset_index(level=names)
 
 
