@@ -219,7 +219,30 @@ NEW_OPTIONS: list[tuple[list[str], list[str]]] = [
     # issue 20: the backtest run type and the sweep's objective
     (["models", "sweep", "x", "--on", "validation"], ["--on", "'validation'", "'backtest'"]),
     (["evaluate", "--run-type", "backtest", "--report"], ["--report", "one run per window"]),
+    # probed by hand, each once exit 70, a hang, a write or a wrong option blamed
+    (["drift", "selftest", "--seed", "-1"], ["--seed"]),
+    (["run", "--lock-timeout", "nan"], ["lock timeout must be >= 0"]),
+    (["partitions", "--last-observed", "-5"], ["--last-observed", "-5"]),
+    (["partitions", "--last-observed", "99999999999999999999"], ["--last-observed"]),
+    (["forecasts", "query", "--level", "cm", "--model", "m", "--out", "x.bogus"],
+     ["--out", "'.bogus'", "names no format"]),
+    (["release", "promote", "--allow", "tests"], ["an override needs a reason"]),
 ]
+
+
+def test_a_models_dir_that_is_a_file_is_named_so(ewspipe, tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text("x = 1\n")
+    res = ewspipe("--state-dir", tmp_path / "state", "models", "list", "--models-dir",
+                  tmp_path / "models.toml", "--json")
+    assert_refused(res, code=2, mentions=["models.toml is a file, not a folder"])
+
+
+def test_an_empty_state_dir_is_refused(ewspipe, tmp_path: Path) -> None:
+    """Path("") is the working directory: state landed in the workspace itself."""
+    before = tree_digest(tmp_path)
+    res = ewspipe("--state-dir", "", "data", "list", "--json")
+    assert_refused(res, code=2, mentions=["--state-dir", "empty"], before=before,
+                   after=tree_digest(tmp_path))
 
 
 @pytest.mark.parametrize(("args", "mentions"), NEW_OPTIONS,

@@ -15,7 +15,7 @@ BASE = ["forecasts", "query", "--level", "cm", "--model", "small_ridge", "--json
 @pytest.mark.parametrize(("args", "mentions"), [
     (["--top", "0"], ("--top", "1 or more")),
     (["--top", "-1"], ("--top", "1 or more")),
-    (["--out", "rows.xlsx"], ("--format", "xlsx", "json, csv, parquet")),
+    (["--out", "rows.xlsx"], ("option --out", "'.xlsx'", "json, csv, parquet", "--format")),
     (["--out", "rows.csv", "--format", "feather"], ("--format", "feather")),
     (["--out", "missing/rows.csv"], ("--out", "missing", "does not exist")),
     (["--out", "."], ("--out", "is a folder")),

@@ -196,8 +196,8 @@ class Catalog:
         except KeyError:
             pass
         hint = did_you_mean(name, [*self.ensembles, *self.models])
-        if name in self.models:
-            hint = f" {name!r} is a model, not an ensemble." + hint
+        if name in self.models:  # no "did you mean" the very name refused
+            hint = f" {name!r} is a model, not an ensemble." + did_you_mean(name, self.ensembles)
         raise SpecError(
             f"no ensemble named {name!r}; known ensembles: {', '.join(self.ensembles) or 'none'}."
             f"{hint} `ewspipe models list` shows models and ensembles."
@@ -452,8 +452,9 @@ def _duplicates(
 def _resolve_dirs(models_dir: Path | None, ensembles_dir: Path | None) -> tuple[Path, Path]:
     models = models_dir if models_dir is not None else default_models_dir()
     if not models.is_dir():
+        what = "is a file, not a folder" if models.exists() else "does not exist"
         raise SpecError(
-            f"models directory {display_path(models)} does not exist; create a model with "
+            f"models directory {display_path(models)} {what}; create a model with "
             "`ewspipe models new NAME` or pass --models-dir pointing at the folder of "
             "<adjective_noun>.toml files"
         )

@@ -44,6 +44,22 @@ def _example_features(target: str, level: Level) -> list[str]:
     return examples
 
 
+def _feature_lines(algorithm: str, target: str, level: Level) -> list[str]:
+    """A learner starts with the examples (it needs at least one feature); a baseline with
+    them commented out (it reads only the target's history)."""
+    examples = _example_features(target, level)
+    try:
+        learns = registry.get(algorithm).needs_features
+    except ValueError:  # an unknown algorithm: the check names it
+        learns = False
+    if learns:
+        return ["# Feature expressions, one string each (see docs/models.md for the language):",
+                "features = [", *(f"    {toml_value(e)}," for e in examples), "]"]
+    return ["# Feature expressions, one string each; empty for baselines that only read the",
+            "# target's history. Examples to uncomment (see docs/models.md for the language):",
+            "features = [", *(f"    # {toml_value(e)}," for e in examples), "]"]
+
+
 def render_model(
     name: str,
     *,
@@ -77,11 +93,7 @@ def render_model(
         f"owner = {s(owner)}",
         f"description = {s(description or _DESCRIPTION)}",
         "",
-        "# Feature expressions, one string each; empty for baselines that only read the",
-        "# target's history. Examples to uncomment (see docs/models.md for the language):",
-        "features = [",
-        *(f"    # {s(example)}," for example in _example_features(target, lvl)),
-        "]",
+        *_feature_lines(algorithm, target, lvl),
         "",
         "# Algorithm parameters. Omitted keys take the algorithm's defaults, listed below",
         "# commented out; uncomment a line to change it. Nested tables are allowed, e.g.",

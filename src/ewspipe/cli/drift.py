@@ -133,7 +133,7 @@ def selftest(
     level: LevelName = LEVEL_OPTION,
     run_type: RunTypeName = RUN_TYPE_OPTION,
     month: int | None = MONTH_OPTION,
-    seed: int = typer.Option(0, "--seed", help="Seed of the random perturbations."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random perturbations."),
     no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not route a failure as a "
                                    "CRITICAL alert."),
     as_json: bool = JSON_OPTION,

@@ -145,10 +145,15 @@ def _out_format(out: Path | None, fmt: str | None, force: bool) -> str | None:
         return None
     if out.is_dir():
         raise InputError(f"option --out: {out} is a folder; give a file path")
+    given = fmt is not None
     fmt = (fmt or out.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
-        raise InputError(f"option --format: {fmt or 'none'!r} is not a format of --out {out}; "
-                         f"use one of {', '.join(FORMATS)} (or a file ending in one)")
+        if given:
+            raise InputError(f"option --format: {fmt!r} is not a format; use one of "
+                             f"{', '.join(FORMATS)}")
+        raise InputError(f"option --out: {out} ends in {out.suffix or 'no suffix'!r}, which "
+                         f"names no format ({', '.join(FORMATS)}): end it in one of them, or "
+                         "pass --format")
     if not out.parent.is_dir():
         raise InputError(f"option --out: folder {out.parent} of {out} does not exist; "
                          "create it first")

@@ -75,14 +75,18 @@ def _root(
     config: Path | None = typer.Option(
         None, "--config", help="Settings file (default: $EWSPIPE_CONFIG or ./ewspipe.toml)."
     ),
-    state_dir: Path | None = typer.Option(
+    state_dir: str | None = typer.Option(
         None, "--state-dir", help="State directory (overrides ewspipe.toml and $EWSPIPE_STATE_DIR)."
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    ctx.obj = load_settings(config, state_dir=state_dir)
+    if state_dir is not None and not state_dir.strip():
+        # Path("") is the working directory: state would land in the workspace itself
+        raise InputError("option --state-dir: the path is empty; name a folder, e.g. "
+                         "--state-dir .ewspipe")
+    ctx.obj = load_settings(config, state_dir=None if state_dir is None else Path(state_dir))
     _SESSION["state_dir"] = ctx.obj.state_dir
     _require_writable(ctx.obj.state_dir, str(_SESSION.get("command", "")))
 

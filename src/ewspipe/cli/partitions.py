@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from ewspipe.cli.output import JSON_OPTION, emit
-from ewspipe.errors import SettingsError
-from ewspipe.panel.months import month_label
+from ewspipe.errors import InputError, SettingsError
+from ewspipe.panel.months import current_month_id, month_label
 from ewspipe.partitions import RunType
 from ewspipe.settings import Settings
 
@@ -26,6 +26,13 @@ def partitions(
     scheme = settings.partition_scheme()
     run_types = [RunType.CALIBRATION, RunType.VALIDATION]
     if last_observed is not None:
+        newest = current_month_id()
+        if not scheme.forecasting_train_first <= last_observed <= newest:
+            raise InputError(
+                f"option --last-observed: {last_observed} is not a month the data can end in; "
+                f"use a month_id from [partitions.forecasting] train_first "
+                f"({scheme.forecasting_train_first}) to this month ({newest}, "
+                f"{month_label(newest)})")
         run_types.append(RunType.FORECASTING)
     parts = [scheme.partition(rt, last_observed=last_observed) for rt in run_types]
     notes = []

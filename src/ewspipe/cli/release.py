@@ -20,6 +20,7 @@ from ewspipe.errors import InputError
 from ewspipe.progress import Reporter
 from ewspipe.release.context import ReleaseContext
 from ewspipe.release.hotfix import finish_hotfix, start_hotfix
+from ewspipe.release.integrate import check_overrides
 from ewspipe.release.promote import parse_bump, promote
 from ewspipe.release.rollback import rollback
 from ewspipe.release.status import check, ledger_log, status
@@ -175,6 +176,7 @@ def promote_command(
     """Merge the staged candidate into production, tag the next version, write the manifest
     and CHANGELOG.md. Re-running completes an interrupted promotion."""
     kind = parse_bump(bump)
+    check_overrides(list(allow or []), reason)  # before the ledger is opened (or created)
     with progress_on_stderr(quiet) as reporter:
         doc = promote(_ctx(ctx, repo), candidate=candidate, bump=kind,
                       allow=list(allow or []), reason=reason, progress=_say(reporter))
@@ -201,8 +203,9 @@ def hotfix_finish_command(
     quiet: bool = QUIET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Stage the checked-out hotfix, release it as a PATCH version and back-port it into
-    development. Re-running completes an interrupted hotfix."""
+    """Stage the checked-out hotfix, release it (a PATCH version unless it changes a deployed
+    model) and back-port it into development. Re-running completes an interrupted hotfix."""
+    check_overrides(list(allow or []), reason)  # before the ledger is opened (or created)
     rctx = _ctx(ctx, repo)
     with progress_on_stderr(quiet) as reporter:
 

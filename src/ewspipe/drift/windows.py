@@ -171,8 +171,8 @@ def build_windows(
     end = last if end is None else int(end)
     if not first <= end <= last:
         raise InputError(
-            f"month {end} is outside the panel's months {first}..{last}; pick a month in range"
-        )
+            f"month {end} is outside the panel's months {first}..{last}; pick a month in range",
+            parameter="month")
     test_start = end - test_months + 1
     std_start = max(first, test_start - standard_months)
     n_std = test_start - std_start

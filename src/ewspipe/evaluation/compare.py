@@ -156,7 +156,8 @@ def diebold_mariano(
             f"row {int(np.argmax(bad))}); losses must be finite"
         )
     if not 0.0 < alpha < 1.0:
-        raise InputError(f"diebold_mariano: alpha must be in (0, 1), got {alpha!r}")
+        raise InputError(f"diebold_mariano: alpha must be in (0, 1), got {alpha!r}",
+                         parameter="alpha")
 
     _, period = np.unique(t, return_inverse=True)
     counts = np.bincount(period)
@@ -173,7 +174,8 @@ def diebold_mariano(
     if lag < 0 or lag > n - 2 or factor_sq <= 0:
         raise InputError(
             f"diebold_mariano: max_lag {lag} does not fit {n} periods; use 0 .. "
-            f"{_largest_lag(n)} (default floor(T^(1/3)) = {default_lag(n)})"
+            f"{_largest_lag(n)} (default floor(T^(1/3)) = {default_lag(n)})",
+            parameter="max_lag",
         )
     mean = float(series.mean())
     variance = hac_variance(series, lag)

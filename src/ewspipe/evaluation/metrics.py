@@ -806,7 +806,7 @@ def get_metric(name: str, **params: float) -> Metric:
     except KeyError:
         raise InputError(
             f"{name!r} is not a metric; valid names: {', '.join(names())} "
-            "(ewspipe.evaluation.names())"
+            "(ewspipe.evaluation.names())", parameter="metric"
         ) from None
     allowed = [f.name for f in fields(cls)]
     unknown = sorted(set(params) - set(allowed))

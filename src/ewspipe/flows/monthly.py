@@ -364,7 +364,7 @@ def run_monthly(
     run_settings = settings.run
     spec = parse_executor(run_settings.executor if executor is None else executor)
     timeout = run_settings.lock_timeout_seconds if lock_timeout is None else lock_timeout
-    if timeout < 0:
+    if not timeout >= 0:  # NaN too: a deadline of now + NaN is never reached
         raise InputError(f"lock timeout must be >= 0 seconds, got {timeout}",
                          parameter="lock_timeout")
     plan = prepare_monthly(settings, environment=environment, catalog=catalog,
