@@ -115,3 +115,11 @@ def test_stack_refusals(run) -> None:
     assert res.code == 2 and "steady_chorus" in res.out + res.err  # did you mean
     many = run("models", "stack", "steady_chorus", "--windows", "8", "--json")
     assert many.code == 2 and "use fewer --windows" in many.out + many.err
+    # a model is not an ensemble, and no "did you mean" the very name refused
+    model = run("models", "stack", "calm_mean", "--json")
+    assert model.code == 2 and "'calm_mean' is a model, not an ensemble" in model.json()["error"]
+    assert "Did you mean 'calm_mean'" not in model.json()["error"]
+    # a snapshot of the other level was silently ignored: the weights came from other data
+    other = run("models", "stack", "steady_chorus", "--snapshot", "pgm", "--json")
+    assert other.code == 2 and "is a pgm snapshot, but ensemble 'steady_chorus' is cm" in \
+        other.json()["error"]

@@ -153,6 +153,11 @@ def run_stacking(
     members = [catalog.get(m) for m in spec.members]
     snapshots = SnapshotStore(settings.snapshot_dir)
     refs = [snapshot_ref] if isinstance(snapshot_ref, str) else list(snapshot_ref or [])
+    other = [m for m in map(snapshots.get, refs) if m.level != spec.level.value]
+    if other:  # it would be ignored: the weights would not come from the data chosen
+        raise InputError(f"snapshot {other[0].id} is a {other[0].level} snapshot, but "
+                         f"ensemble {name!r} is {spec.level.value}; give a "
+                         f"{spec.level.value} snapshot or leave it out")
     manifest = _snapshots_by_level(snapshots, members, refs or None)[spec.level.value]
     panel = snapshots.load(manifest.id)
     if spec.target not in panel.frame.columns:
