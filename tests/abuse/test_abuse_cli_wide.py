@@ -227,6 +227,8 @@ NEW_OPTIONS: list[tuple[list[str], list[str]]] = [
     (["forecasts", "query", "--level", "cm", "--model", "m", "--out", "x.bogus"],
      ["--out", "'.bogus'", "names no format"]),
     (["release", "promote", "--allow", "tests"], ["an override needs a reason"]),
+    (["data", "pull", "ucdp", "--version", "24.1", "--url", "notaurl"],
+     ["option --url", "'notaurl'", "https://"]),
 ]
 
 

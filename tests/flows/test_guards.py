@@ -99,9 +99,12 @@ def test_expected_month_rules(tmp_path):
     (failed,) = report.failures
     assert failed.guard == "last_month" and "runs past the expected month" in failed.fix
     assert "[qa] expected_last_month" in failed.detail
-    # the argument wins over settings
+    # the argument wins over settings, and the message says so (it claimed the settings)
     assert freshness_report(fixed, snapshot_manifest=m, expected_last_month=MAY_2024,
                             now=_at("2024-06-02")).passed
+    (asked,) = freshness_report(fixed, snapshot_manifest=m, expected_last_month=600,
+                                now=_at("2024-06-02")).failures
+    assert "the expected_last_month given" in asked.detail and "[qa]" not in asked.detail
 
 
 def test_artifact_on_another_snapshot(tmp_path):

@@ -132,7 +132,8 @@ def _import_hint(m: Manifest) -> str:
     return f"`ewspipe data import panel FILE --level {m.level}`"
 
 
-def _snapshot_checks(settings: Settings, m: Manifest, expected: int, now: datetime
+def _snapshot_checks(settings: Settings, m: Manifest, expected: int, now: datetime,
+                     given: bool = False
                      ) -> list[GuardCheck]:
     checks = []
     limit = settings.qa.max_snapshot_age_days
@@ -154,7 +155,8 @@ def _snapshot_checks(settings: Settings, m: Manifest, expected: int, now: dateti
             "" if ok else refresh,
             {"fetched_at": m.fetched_at, "age_days": round(age, 3), "max_age_days": limit}))
     ok = m.last_month == expected
-    how = ("[qa] expected_last_month" if settings.qa.expected_last_month is not None
+    how = ("the expected_last_month given" if given
+           else "[qa] expected_last_month" if settings.qa.expected_last_month is not None
            else f"last complete month minus [qa] publication_lag_months = "
            f"{settings.qa.publication_lag_months}")
     if m.last_month < expected:
@@ -217,7 +219,9 @@ def freshness_report(
         else list(snapshot_manifest)
     if not manifests:
         raise InputError("no snapshot to check; import data first (`ewspipe data list`)")
-    checks = [c for m in manifests for c in _snapshot_checks(settings, m, expected, when)]
+    given = expected_last_month is not None
+    checks = [c for m in manifests
+              for c in _snapshot_checks(settings, m, expected, when, given)]
     listed = list(artifacts)
     if listed:
         if len(manifests) != 1:
@@ -251,7 +255,8 @@ def run_freshness_report(
     checks: list[GuardCheck] = []
     for level, snap in sorted((record.get("snapshots") or {}).items()):
         manifest = snapshots.get(snap["id"])
-        checks += _snapshot_checks(settings, manifest, expected, when)
+        checks += _snapshot_checks(settings, manifest, expected, when,
+                                   expected_last_month is not None)
         used = []
         for entry in record.get("models") or []:
             if entry.get("level") != level or not entry.get("artifact"):

@@ -96,16 +96,15 @@ def ged_url(version: str, template: str = DEFAULT_GED_URL) -> str:
         compact=version.replace(".", ""),
         underscored=version.replace(".", "_"),
     )
-    _check_http(url)
+    _check_http(url, fix="set sources.ucdp.ged_url to an https://... address")
     return url
 
 
-def _check_http(url: str) -> None:
+def _check_http(url: str, *, fix: str = "pass an https://... address",
+                parameter: str | None = None) -> None:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise DownloadError(
-            f"{url!r} is not an http(s) URL; set sources.ucdp.ged_url to an https://... address"
-        )
+        raise DownloadError(f"{url!r} is not an http(s) URL; {fix}", parameter=parameter)
 
 
 def _safe_name(name: str, default: str) -> str:
@@ -145,7 +144,7 @@ def download(url: str, dest_dir: Path | str, *, timeout: float) -> Download:
         DownloadError: HTTP error (404: the version probably does not exist), refused
             connection, timeout, a truncated or empty body. Nothing is left behind.
     """
-    _check_http(url)
+    _check_http(url, parameter="url")
     if not timeout > 0:
         raise DownloadError(f"timeout must be > 0 seconds, got {timeout}")
     dest_dir = Path(dest_dir)
