@@ -108,6 +108,17 @@ def _call(ewspipe, command: str, *globals_: str) -> Outcome:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+def test_help_needs_no_settings(ewspipe, tmp_path: Path, command: str) -> None:
+    """`CMD -h` with a broken settings file showed the settings error instead of the help."""
+    config = tmp_path / "broken.toml"
+    config.write_text("this is [[[ not toml\n")
+    before = tree_digest(tmp_path)
+    res = ewspipe("--config", config, "--state-dir", tmp_path / "state", *command.split(), "-h")
+    assert res.code == 0 and "Usage: ewspipe" in res.out, res.out + res.err
+    assert tree_digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_settings_not_utf8(ewspipe, tmp_path: Path, command: str) -> None:
     config = tmp_path / "latin1.toml"
     config.write_bytes("[demo]\n# Côte d'Ivoire\nseed = 1\n".encode("latin-1"))

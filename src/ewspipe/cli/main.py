@@ -82,6 +82,9 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
+    if _SESSION.get("help"):  # help needs no settings: a broken ewspipe.toml must not hide it
+        ctx.obj = None
+        return
     if state_dir is not None and not state_dir.strip():
         # Path("") is the working directory: state would land in the workspace itself
         raise InputError("option --state-dir: the path is empty; name a folder, e.g. "
@@ -235,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     _SESSION.clear()
     command = typer.main.get_command(app)
     _SESSION["command"] = _command_path(command, args)
+    options = args[:args.index("--")] if "--" in args else args
+    _SESSION["help"] = any(a in ("-h", "--help") for a in options)
     try:
         result = command.main(args=args, prog_name="ewspipe", standalone_mode=False)
     except EwspipeError as exc:
