@@ -597,3 +597,14 @@ def test_a_snapshot_changed_after_import_is_refused_before_publishing(released, 
     code, doc = ws.cli("run", "--env", "production", "--quiet", state=state)
     assert code == 2 and str(data) in doc["error"] and "sha256" in doc["error"], doc
     assert ws.pointer(state) == before and _history(ws, state) == history
+
+
+def test_a_state_folder_without_the_ledger_is_refused_and_left_empty(released, env, tmp_path):
+    """A production run pointed at another state folder is refused (its ledger does not
+    record the release); the check itself created an empty state.db there."""
+    ws = released
+    state = tmp_path / "elsewhere"
+    state.mkdir()
+    code, doc = ws.cli("run", "--env", "production", "--quiet", state=state)
+    assert code == 1, doc
+    assert not list(state.rglob("state.db")), sorted(state.rglob("*"))

@@ -40,7 +40,7 @@ from ewspipe.catalog.record import catalog_differences, describe_catalog
 from ewspipe.errors import CheckFailed, StoreError
 from ewspipe.provenance import engine_info, git_output
 from ewspipe.settings import Settings
-from ewspipe.store.statedb import open_state_db
+from ewspipe.store.statedb import open_state_db_for_reading
 
 __all__ = [
     "LedgerDamaged",
@@ -231,7 +231,9 @@ def check_release(settings: Settings) -> dict[str, Any]:
     ledger_root = settings.layout.env(production_environment(settings)).root
     with reading_ledger(lambda: settings.run.state_url.split("@")[-1] or
                         str(ledger_root / "state.db")):
-        releases = open_state_db(settings.run.state_url, ledger_root).releases()
+        # a check creates no state: a --state-dir without a ledger has no releases
+        ledger = open_state_db_for_reading(settings.run.state_url, ledger_root)
+        releases = ledger.releases() if ledger is not None else []
     lineage = lineage_problems(repo, production_branch=rel.production_branch,
                                tag_prefix=rel.tag_prefix, releases=releases)
     if lineage:
