@@ -24,12 +24,13 @@ def as_path(value: object, parameter: str) -> Path:
     return Path(text)
 
 
-def names_list(value: str | Iterable[str] | None, parameter: str = "names") -> list[str] | None:
+def names_list(value: object, parameter: str = "names") -> list[str] | None:
     """One name or several: a single string is one name, never its characters."""
     if value is None:
         return None
-    items = [value] if isinstance(value, str) else list(value)
-    bad = [v for v in items if not isinstance(v, str)]
+    items = [value] if isinstance(value, str) or not isinstance(value, Iterable) \
+        else list(value)
+    bad = [v for v in items if not isinstance(v, str) or not v.strip()]
     if bad:
         raise InputError(f"{parameter}: {bad[0]!r} is not a name; pass a name or a list of "
                          "names", parameter=parameter)

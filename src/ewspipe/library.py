@@ -83,7 +83,7 @@ def load_panel(
         InputError: the level cannot be told, or contradicts the panel given.
     """
     if isinstance(data, Panel):
-        if level is not None and _parse_level(level) is not data.level:
+        if level is not None and Level.parse(level) is not data.level:
             raise InputError(f"load_panel: level={level!r} but the panel given is "
                              f"{data.level.value}; pass level={data.level.value!r} or leave it out",
                              parameter="level")
@@ -106,18 +106,9 @@ def load_panel(
     return panel
 
 
-def _parse_level(level: Level | str) -> Level:
-    try:
-        return Level(level)
-    except ValueError:
-        raise InputError(f"level {level!r}: use 'cm' (country-month) or 'pgm' "
-                         "(PRIO-GRID-month), or leave it out to infer it from the unit column",
-                         parameter="level") from None
-
-
 def _level(frame: pd.DataFrame, level: Level | str | None, source: str) -> Level:
     if level is not None:
-        return _parse_level(level)
+        return Level.parse(level)
     for column, lvl in _UNITS.items():
         if column in frame.columns:
             return lvl

@@ -65,7 +65,7 @@ class Workspace:
         ``state_dir`` overrides the settings' state directory."""
         config: Path | None = None
         if path is not None:
-            config = Path(as_path(path, "path"))
+            config = as_path(path, "path")
             if config.is_dir():
                 config = config / CONFIG_NAME
                 if not config.is_file():

@@ -204,7 +204,7 @@ def demo(
 def _levels(value: str) -> tuple[Level, ...]:
     if value == "both":
         return (Level.CM, Level.PGM)
-    return (Level.parse(value, option="--level"),)
+    return (Level.parse(value),)
 
 
 GED_LEVEL_OPTION = typer.Option("both", "--level", help="cm, pgm or both.")

@@ -77,7 +77,7 @@ def _load(ctx: typer.Context, snapshot: str | None, level: str) -> tuple[Manifes
     settings: Settings = ctx.obj
     store = SnapshotStore(settings.snapshot_dir)
     manifest = (store.get(snapshot) if snapshot is not None
-                else store.latest(Level.parse(level, option="--level")))
+                else store.latest(Level.parse(level)))
     return manifest, store.load(manifest.id)
 
 

@@ -52,7 +52,7 @@ def _env(settings: Settings, env: str | None) -> str:
 def _scope(ctx: typer.Context, env: str | None, level: str) -> tuple[Settings, str, str]:
     """The settings, the environment's name and the level's value a command reads."""
     settings: Settings = ctx.obj
-    return settings, _env(settings, env), Level.parse(level, option="--level").value
+    return settings, _env(settings, env), Level.parse(level).value
 
 
 def _pointers(settings: Settings, name: str) -> PublishedPointers:

@@ -103,7 +103,7 @@ def list_models(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List models (name, level, algorithm, target, status, owner), sorted by name."""
-    lvl = Level.parse(level, option="--level") if level is not None else None
+    lvl = Level.parse(level) if level is not None else None
     sts = _status(status)
     catalog = _catalog(ctx, models_dir)
     specs = catalog.filter(level=lvl, status=sts)
@@ -137,7 +137,7 @@ def list_features(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List the transforms feature expressions may use: signature, levels, meaning, example."""
-    lvl = Level.parse(level, option="--level") if level is not None else None
+    lvl = Level.parse(level) if level is not None else None
     rows = []
     for name in transform_names():
         spec = get_transform(name)
@@ -257,7 +257,7 @@ def new_model(
     models, ensembles = _dirs(ctx, models_dir)
     path = scaffold_model(
         name, models_dir=models, ensembles_dir=ensembles,
-        level=Level.parse(level, option="--level"), algorithm=algorithm, owner=owner,
+        level=Level.parse(level), algorithm=algorithm, owner=owner,
         target=target, status=_status(status) or Status.SHADOW, description=description,
     )
     data = {"created": display_path(path), "name": name, "level": level,

@@ -128,7 +128,7 @@ def plan_run(catalog: Catalog, names: Sequence[str] | None, level: str | None = 
         models = [s for s in catalog if s.status is not Status.DEPRECATED]
         ensembles = [e for e in catalog.ensembles.values() if e.status is not Status.DEPRECATED]
     if level is not None:
-        lvl = Level.parse(level, option="--level")
+        lvl = Level.parse(level)
         models = [s for s in models if s.level is lvl]
         ensembles = [e for e in ensembles if e.level is lvl]
     if not models and not ensembles:

@@ -201,7 +201,7 @@ def check_snapshot(
     """
     store = SnapshotStore(settings.snapshot_dir)
     manifest = (store.get(ref) if ref is not None
-                else store.latest(Level.parse(level or Level.CM.value, option="--level")))
+                else store.latest(Level.parse(level or Level.CM.value)))
     panel = store.load(manifest.id)
     config = DriftConfig.from_settings(settings.drift, run_type, manifest.level)
     report = check_panel(panel, config, end=month, snapshot=manifest.id)

@@ -9,7 +9,6 @@ source, the column, the first offending rows and how to fix them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -17,7 +16,8 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from ewspipe.errors import PanelError
+from ewspipe.arguments import names_list
+from ewspipe.errors import InputError, PanelError
 from ewspipe.panel.columns import integers, refuse_text_storage
 from ewspipe.panel.messages import SHOW_ROWS as _SHOW_ROWS
 from ewspipe.panel.messages import name_list
@@ -49,13 +49,16 @@ class Level(StrEnum):
         return "country_id" if self is Level.CM else "priogrid_gid"
 
     @classmethod
-    def parse(cls, value: str, *, option: str = "--level") -> Level:
+    def parse(cls, value: Level | str) -> Level:
+        """The level ``value`` names; a PanelError about ``parameter="level"`` otherwise (the
+        CLI says it of ``--level`` when that option was given)."""
         try:
             return cls(value)
         except ValueError:
             raise PanelError(
-                f"option {option}: unknown level {value!r}; use one of "
-                f"{', '.join(repr(v.value) for v in cls)}"
+                f"unknown level {value!r}; use one of "
+                f"{', '.join(repr(v.value) for v in cls)} (cm: country-month, pgm: "
+                "PRIO-GRID-month)", parameter="level"
             ) from None
 
 
@@ -199,28 +202,21 @@ def _infer_count_columns(df: pd.DataFrame, level: Level) -> tuple[str, ...]:
 def _count_list(count_columns: object) -> tuple[str, ...]:
     """The count columns asked for (``--counts``, or ``count_columns=`` from Python): one name
     or a list of distinct names, at least one."""
-    counts: tuple[object, ...]
-    if isinstance(count_columns, str):
-        counts = (count_columns,)
-    elif isinstance(count_columns, Iterable):
-        counts = tuple(count_columns)
-    else:
-        counts = (count_columns,)
-    bad = [c for c in counts if not isinstance(c, str) or not c.strip()]
-    if bad:
-        raise PanelError(f"count columns (--counts): {bad[0]!r} is not a column name; list "
-                         "the count columns by name, e.g. ged_sb,ged_ns",
-                         parameter="count_columns")
+    try:
+        counts = tuple(names_list(count_columns, "count_columns") or ())
+    except InputError as exc:
+        said = str(exc).removeprefix("count_columns: ")
+        raise PanelError(f"count columns (--counts): {said}, e.g. ged_sb,ged_ns",
+                         parameter="count_columns") from None
     if not counts:
         raise PanelError("count columns (--counts): the list is empty; name at least one "
                          "count column, e.g. ged_sb, or leave it out to use every ged_* column",
                          parameter="count_columns")
-    names = tuple(str(c) for c in counts)
-    twice = sorted({c for c in names if names.count(c) > 1})
+    twice = sorted({c for c in counts if counts.count(c) > 1})
     if twice:
         raise PanelError(f"count columns (--counts): {twice[0]!r} is listed more than once; "
                          "name each count column once", parameter="count_columns")
-    return names
+    return counts
 
 
 def validate_panel(
@@ -249,7 +245,7 @@ def validate_panel(
     Raises:
         PanelError: on the first failed check, naming column, rows and fix.
     """
-    level = Level.parse(str(level.value if isinstance(level, Level) else level))
+    level = Level.parse(level)
     try:
         missing = MissingPolicy(missing)
     except ValueError:
