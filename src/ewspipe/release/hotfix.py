@@ -21,17 +21,14 @@ from ewspipe.release.context import ReleaseContext
 from ewspipe.release.git import Commit
 from ewspipe.release.integrate import deployed_names, integrate, require_staged
 from ewspipe.release.ledger import now_iso
-from ewspipe.release.manifest import build_manifest, release_engine
-from ewspipe.release.promote import production_engine
+from ewspipe.release.manifest import build_manifest
+from ewspipe.release.promote import next_version
 from ewspipe.release.steps import Operation, release_lock
-from ewspipe.release.version import Bump, Version, decide_bump
 
 __all__ = ["HOTFIX_PREFIX", "finish_hotfix", "start_hotfix"]
 
 HOTFIX_PREFIX = "hotfix/"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-
-_BUMP_ORDER = (Bump.PATCH, Bump.MINOR, Bump.MAJOR)
 
 Stager = Callable[[str], dict[str, Any]]  # candidate sha -> StagingReport.to_dict()
 
@@ -121,11 +118,7 @@ def _plan(ctx: ReleaseContext, stager: Stager | None, allow: list[str],
                if not is_release_bookkeeping(c)]
     # a fix is a PATCH; the automatic rule of promote still applies, so a hotfix that changes
     # a deployed model's configuration is a MINOR release and a breaking one a MAJOR
-    engine = release_engine(git, candidate)
-    decision = decide_bump(git, production, candidate, commits,
-                           engines=(production_engine(ctx, production), engine))
-    chosen = max(Bump.PATCH, decision.bump, key=_BUMP_ORDER.index)
-    version = (ctx.latest_version() or Version(0, 0, 0)).bump(chosen)
+    version, engine, bump = next_version(ctx, production, candidate, commits)
     tag = ctx.tag(version)
     now = datetime.now(UTC)
     manifest = build_manifest(
@@ -134,7 +127,7 @@ def _plan(ctx: ReleaseContext, stager: Stager | None, allow: list[str],
         created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         engine=engine,
         extra={"hotfix": name, "candidate_ref": branch,
-               "bump": {**decision.to_dict(), "chosen": chosen.value, "forced": False}})
+               "bump": bump})
     plan = {
         "tag": tag, "candidate": candidate, "candidate_ref": branch, "start_branch": branch,
         "end_branch": ctx.prod, "production_before": production,

@@ -18,13 +18,14 @@ from typing import Any
 from ewspipe.errors import CheckFailed, InputError
 from ewspipe.release.changelog import is_release_bookkeeping, render_section
 from ewspipe.release.context import ReleaseContext
+from ewspipe.release.git import Commit
 from ewspipe.release.integrate import deployed_names, integrate, require_staged
 from ewspipe.release.ledger import now_iso
 from ewspipe.release.manifest import build_manifest, release_engine
 from ewspipe.release.steps import Operation
 from ewspipe.release.version import Bump, Version, decide_bump
 
-__all__ = ["parse_bump", "production_engine", "promote"]
+__all__ = ["next_version", "parse_bump", "production_engine", "promote"]
 
 
 def parse_bump(text: str | None) -> Bump | None:
@@ -48,6 +49,21 @@ def production_engine(ctx: ReleaseContext, production: str | None) -> dict[str, 
     return recorded if isinstance(recorded, dict) else release_engine(ctx.git, production)
 
 
+def next_version(ctx: ReleaseContext, base: str | None, candidate: str,
+                 commits: list[Commit], *, forced: Bump | None = None
+                 ) -> tuple[Version, dict[str, Any], dict[str, Any]]:
+    """The version releasing ``candidate`` over ``base`` gets (the automatic bump rule of
+    :func:`~ewspipe.release.version.decide_bump` unless ``forced``), the candidate's engine,
+    and the manifest's ``bump`` record: one rule for promote and hotfix finish."""
+    engine = release_engine(ctx.git, candidate)
+    decision = decide_bump(ctx.git, base, candidate, commits,
+                           engines=(production_engine(ctx, base), engine))
+    chosen = forced or decision.bump
+    version = (ctx.latest_version() or Version(0, 0, 0)).bump(chosen)
+    return version, engine, {**decision.to_dict(), "chosen": chosen.value,
+                             "forced": forced is not None}
+
+
 def _plan(ctx: ReleaseContext, candidate_ref: str | None, bump: Bump | None,
           allow: list[str], reason: str | None) -> Operation:
     git = ctx.git
@@ -67,19 +83,14 @@ def _plan(ctx: ReleaseContext, candidate_ref: str | None, bump: Bump | None,
     base = production if released else None
     rev_range = f"{base}..{candidate}" if base else candidate
     commits = [c for c in git.commits(rev_range) if not is_release_bookkeeping(c)]
-    engine = release_engine(git, candidate)
-    decision = decide_bump(git, base, candidate, commits,
-                           engines=(production_engine(ctx, base), engine))
-    chosen = bump or decision.bump
-    version = (ctx.latest_version() or Version(0, 0, 0)).bump(chosen)
+    version, engine, record = next_version(ctx, base, candidate, commits, forced=bump)
     tag = ctx.tag(version)
     now = datetime.now(UTC)
     manifest = build_manifest(
         git, version=str(version), tag=tag, kind="promote", candidate=candidate,
         production_before=production, commits=commits, report=report, overrides=overrides,
         created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), engine=engine,
-        extra={"candidate_ref": ref, "bump": {**decision.to_dict(), "chosen": chosen.value,
-                                              "forced": bump is not None}})
+        extra={"candidate_ref": ref, "bump": record})
     plan = {
         "tag": tag, "candidate": candidate, "candidate_ref": ref, "start_branch": start,
         "end_branch": start, "production_before": production,
